@@ -1,0 +1,1 @@
+"""The zoo's Hydra config tree, installed as the package ``zoo.conf``."""

@@ -1,0 +1,75 @@
+"""In-memory datasets shipped with scikit-learn, usable offline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import zoo
+
+
+@dataclass
+class DigitsConfig:
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of examples held out for validation."})
+    test_fraction: float = field(default=0.2, metadata={"help": "Share of examples held out for the final test."})
+
+    def __post_init__(self) -> None:
+        check_fractions(self.validation_fraction, self.test_fraction)
+
+
+def describe_digits(config: DigitsConfig) -> zoo.DataSpec:
+    return zoo.DataSpec(
+        task=zoo.CLASSIFICATION,
+        input_shape=(8, 8, 1),
+        num_classes=10,
+        class_names=tuple(str(d) for d in range(10)),
+    )
+
+
+def load_digits(config: DigitsConfig, seed: int) -> zoo.Splits:
+    import numpy as np
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    # Pixel intensities are 0..16; scale to [0, 1] and add the channel axis.
+    x = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]
+    y = digits.target.astype(np.int32)
+    return stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed)
+
+
+def check_fractions(validation_fraction: float, test_fraction: float) -> None:
+    for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    if validation_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"validation_fraction + test_fraction must be below 1, got "
+            f"{validation_fraction} + {test_fraction}"
+        )
+
+
+def stratified_splits(x, y, validation_fraction: float, test_fraction: float, seed: int) -> zoo.Splits:
+    """Split arrays into train/validation/test, stratified by label, reproducibly from ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest,
+        y_rest,
+        test_size=validation_fraction / (1.0 - test_fraction),
+        stratify=y_rest,
+        random_state=seed,
+    )
+    return zoo.Splits(train=(x_train, y_train), validation=(x_val, y_val), test=(x_test, y_test))
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [
+        zoo.DatasetPlugin(
+            name="digits",
+            summary="scikit-learn's 1,797 8x8 handwritten digits, 10 classes (offline).",
+            config=DigitsConfig,
+            describe=describe_digits,
+            factory=load_digits,
+        ),
+    ]

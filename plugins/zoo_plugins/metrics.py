@@ -1,0 +1,135 @@
+"""Classification metrics, each with scikit-learn as its reference.
+
+Binary tasks (two classes) score the positive class, label 1, with the prediction
+``probability >= threshold``. Multi-class tasks predict the arg-max class; precision,
+recall and F1 are averaged as ``average`` says (``macro`` by default: the unweighted mean
+over the classes present in the labels or the predictions, as scikit-learn does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import zoo
+
+
+@dataclass
+class AccuracyConfig:
+    threshold: float = field(default=0.5, metadata={"help": "Binary tasks: probability from which class 1 is predicted."})
+
+
+@dataclass
+class AveragedConfig:
+    average: str = field(
+        default="macro",
+        metadata={"help": "Multi-class averaging: macro, weighted or micro (binary tasks score class 1)."},
+    )
+    threshold: float = field(default=0.5, metadata={"help": "Binary tasks: probability from which class 1 is predicted."})
+
+    def __post_init__(self) -> None:
+        if self.average not in ("macro", "weighted", "micro"):
+            raise ValueError(f"average={self.average!r} is not supported; choose macro, weighted or micro")
+
+
+@dataclass
+class AUCConfig:
+    num_bins: int = field(default=16384, metadata={"help": "Score histogram bins (logit scale); more is closer to exact."})
+
+    def __post_init__(self) -> None:
+        if self.num_bins < 2:
+            raise ValueError(f"num_bins must be at least 2, got {self.num_bins}")
+
+
+def predicted_labels(y_prob, spec: zoo.DataSpec, threshold: float = 0.5):
+    import numpy as np
+
+    y_prob = np.asarray(y_prob)
+    if spec.binary:
+        return (y_prob.reshape(-1) >= threshold).astype(int)
+    return y_prob.reshape(len(y_prob), -1).argmax(axis=1)
+
+
+def _confusion_metric(statistic: str):
+    def factory(config, spec: zoo.DataSpec):
+        from zoo_plugins.keras_metrics import ConfusionMatrixMetric
+
+        return ConfusionMatrixMetric(
+            num_classes=spec.num_classes,
+            statistic=statistic,
+            average=getattr(config, "average", "macro"),
+            threshold=config.threshold,
+            name=statistic,
+        )
+
+    return factory
+
+
+def _sklearn_reference(statistic: str):
+    def reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
+        from sklearn import metrics
+
+        y_pred = predicted_labels(y_prob, spec, config.threshold)
+        if statistic == "accuracy":
+            return float(metrics.accuracy_score(y_true, y_pred))
+        score = {"precision": metrics.precision_score, "recall": metrics.recall_score, "f1": metrics.f1_score}
+        average = "binary" if spec.binary else config.average
+        return float(score[statistic](y_true, y_pred, average=average, zero_division=0))
+
+    return reference
+
+
+def build_auc(config: AUCConfig, spec: zoo.DataSpec):
+    from zoo_plugins.keras_metrics import HistogramAUC
+
+    return HistogramAUC(num_classes=spec.num_classes, num_bins=config.num_bins, name="auc")
+
+
+def auc_reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if spec.binary:
+        return float(roc_auc_score(y_true, y_prob.reshape(-1)))
+    return float(roc_auc_score(y_true, y_prob, multi_class="ovr", average="macro", labels=np.arange(spec.num_classes)))
+
+
+@zoo.hookimpl
+def register_metrics():
+    return [
+        zoo.MetricPlugin(
+            name="accuracy",
+            summary="Share of examples whose predicted class is the true class.",
+            config=AccuracyConfig,
+            factory=_confusion_metric("accuracy"),
+            reference=_sklearn_reference("accuracy"),
+        ),
+        zoo.MetricPlugin(
+            name="precision",
+            summary="Of the examples predicted as a class, the share truly in it (macro-averaged).",
+            config=AveragedConfig,
+            factory=_confusion_metric("precision"),
+            reference=_sklearn_reference("precision"),
+        ),
+        zoo.MetricPlugin(
+            name="recall",
+            summary="Of the examples in a class, the share predicted as it (macro-averaged).",
+            config=AveragedConfig,
+            factory=_confusion_metric("recall"),
+            reference=_sklearn_reference("recall"),
+        ),
+        zoo.MetricPlugin(
+            name="f1",
+            summary="Harmonic mean of precision and recall (macro-averaged).",
+            config=AveragedConfig,
+            factory=_confusion_metric("f1"),
+            reference=_sklearn_reference("f1"),
+        ),
+        zoo.MetricPlugin(
+            name="auc",
+            summary="Area under the ROC curve (one-vs-rest, macro-averaged, for many classes).",
+            config=AUCConfig,
+            factory=build_auc,
+            reference=auc_reference,
+        ),
+    ]

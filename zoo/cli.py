@@ -1,0 +1,318 @@
+"""The ``zoo`` command: list and describe plugins, and train through Hydra.
+
+``zoo list`` and ``zoo info`` never import TensorFlow. ``zoo train`` hands its arguments
+to Hydra unchanged (overrides, ``-m``, ``--cfg job``, ``--help``, ``hydra.run.dir=...``)
+after checking the composed config, so that mistakes cost one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+from zoo import __version__, hookspecs
+from zoo.errors import PluginWarning, ZooError
+
+EXIT_USAGE = 2
+# Arguments with which Hydra prints something and runs nothing: no need to pre-check.
+HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version"}
+HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}  # fmt: skip
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> "NoReturn":  # noqa: F821
+    print(f"zoo: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    # Plugin problems are for users: one line, without the warnings module's source echo.
+    if issubclass(category, PluginWarning):
+        print(f"zoo: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
+    if "--strict-plugins" in argv[: argv.index("train") if "train" in argv else len(argv)]:
+        argv.remove("--strict-plugins")
+        os.environ["ZOO_STRICT_PLUGINS"] = "1"  # inherited by launcher processes too
+    try:
+        if argv and argv[0] == "train":
+            train_command(argv[1:])
+            return
+        args = build_parser().parse_args(argv)
+        args.handler(args)
+    except ZooError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("ZOO_TRACEBACK") == "1":
+            raise
+        fail(str(exc))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo",
+        description="A plugin-based model zoo for TensorFlow/Keras.",
+        epilog=(
+            "commands:\n"
+            "  zoo list [KIND] [PATTERN] [--json]   registered models, datasets, metrics\n"
+            "  zoo info [KIND] NAME [--json]        an item's summary and config fields\n"
+            "  zoo train [OVERRIDES...]             train with Hydra (zoo train --help)\n\n"
+            "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
+            "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    parser.add_argument("--strict-plugins", action="store_true", help="a plugin that fails to load is an error")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    listing = commands.add_parser("list", help="list registered plugins")
+    listing.add_argument("kind", nargs="?", help="model, dataset or metric (or a pattern)")
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'cnn*'")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=list_command)
+
+    info = commands.add_parser("info", help="describe a model, dataset or metric")
+    info.add_argument("names", nargs="+", metavar="[KIND] NAME")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=info_command)
+
+    commands.add_parser("train", help="train a model (Hydra overrides follow; see 'zoo train --help')")
+    return parser
+
+
+def _kind(word: str) -> Optional[str]:
+    word = word.lower().rstrip("s") if word.lower() != "metrics" else "metric"
+    return word if word in hookspecs.KINDS else None
+
+
+# --------------------------------------------------------------------------------------
+# zoo list / zoo info
+# --------------------------------------------------------------------------------------
+
+
+def list_command(args: argparse.Namespace) -> None:
+    from zoo.registry import get_registry
+
+    kind, pattern = None, args.pattern
+    if args.kind:
+        kind = _kind(args.kind)
+        if kind is None:  # `zoo list 'cnn*'`: the first word is a pattern
+            if args.pattern != "*":
+                raise ZooError(f"unknown kind {args.kind!r}; use model, dataset or metric")
+            pattern = args.kind
+    registry = get_registry()
+    entries = registry.list(kind, pattern)
+    if args.json:
+        print(json.dumps({"items": [_entry_json(e) for e in entries], "plugins": _sources_json(registry)}, indent=2))
+        return
+    conflicted = {(c[0].kind, c[0].name) for c in registry.conflicts()}
+    rows = [
+        (e.kind, e.name + (" (conflict)" if (e.kind, e.name) in conflicted else ""), _dist(e.source), e.summary)
+        for e in entries
+    ]
+    if rows:
+        print_table(("KIND", "NAME", "DISTRIBUTION", "SUMMARY"), rows)
+    else:
+        print(f"no {kind or 'item'} matches {pattern!r}")
+    broken = registry.broken()
+    if broken:
+        print("\nBroken plugins (skipped):")
+        for source in broken:
+            print(f"  {_dist(source)}, entry point {source.name!r} ({source.value}): {source.error}")
+    for claims in registry.conflicts():
+        owners = " and ".join(_dist(c.source) for c in claims)
+        print(f"\nConflict: {claims[0].kind} {claims[0].name!r} is registered by {owners}; it cannot be used "
+              f"until one is uninstalled or skipped with ZOO_DISABLE_PLUGINS")  # fmt: skip
+
+
+def _dist(source) -> str:
+    return f"{source.distribution} {source.version}".strip()
+
+
+def _entry_json(entry) -> dict:
+    return {
+        "kind": entry.kind,
+        "name": entry.name,
+        "summary": entry.summary,
+        "distribution": entry.source.distribution,
+        "version": entry.source.version,
+        "entry_point": entry.source.name,
+    }
+
+
+def _sources_json(registry) -> list[dict]:
+    registered = {}
+    for entry in registry.list():
+        registered.setdefault(id(entry.source), []).append(f"{entry.kind}/{entry.name}")
+    hooks = {}
+    for source in registry.sources:
+        if source.error is None:
+            callers = registry.plugin_manager.get_hookcallers(source.plugin) or []
+            hooks[id(source)] = sorted(c.name for c in callers)
+    return [
+        {
+            "entry_point": s.name,
+            "value": s.value,
+            "distribution": s.distribution,
+            "version": s.version,
+            "status": "broken" if s.error else "ok",
+            "error": s.error,
+            "hooks": hooks.get(id(s), []),
+            "registered": registered.get(id(s), []),
+        }
+        for s in registry.sources
+    ]
+
+
+def info_command(args: argparse.Namespace) -> None:
+    from zoo.config import field_help
+    from zoo.registry import get_registry, unknown_name_message
+
+    registry = get_registry()
+    if len(args.names) > 2:
+        raise ZooError("usage: zoo info [KIND] NAME")
+    if len(args.names) == 2:
+        kind = _kind(args.names[0])
+        if kind is None:
+            raise ZooError(f"unknown kind {args.names[0]!r}; use model, dataset or metric")
+        kinds, name = [kind], args.names[1]
+    else:
+        kinds, name = list(hookspecs.KINDS), args.names[0]
+    matches = [registry.get(k, name) for k in kinds if name in registry.names(k)]
+    if not matches:
+        every = sorted({n for k in kinds for n in registry.names(k)})
+        raise ZooError(unknown_name_message(kinds[0] if len(kinds) == 1 else "plugin", name, every))
+    if len(matches) > 1:
+        raise ZooError(f"{name!r} is a {' and a '.join(m.kind for m in matches)}; say which: zoo info KIND {name}")
+    entry = matches[0]
+    fields = field_help(entry.item.config)
+    prefix = {"model": "model.", "dataset": "dataset.", "metric": f"metrics.{entry.name}."}[entry.kind]
+    if args.json:
+        out = _entry_json(entry)
+        out["tasks"] = list(getattr(entry.item, "tasks", ()))
+        out["config"] = [{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields]
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{entry.kind} {entry.name}: {entry.summary}")
+    print(f"provided by {_dist(entry.source)} (entry point {entry.source.name!r}, {entry.source.value})")
+    if hasattr(entry.item, "tasks"):
+        print(f"tasks: {', '.join(entry.item.tasks)}")
+    if getattr(entry.item, "input_rank", None):
+        print(f"input rank: {entry.item.input_rank}")
+    if fields:
+        print(f"\nconfig (override on the command line as {prefix}<field>=<value>):")
+        print_table(("FIELD", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")
+    else:
+        print("\nconfig: no fields")
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths)] + [str(row[-1])]
+        print(indent + "  ".join(cells).rstrip())
+
+
+# --------------------------------------------------------------------------------------
+# zoo train
+# --------------------------------------------------------------------------------------
+
+
+def train_command(args: list[str]) -> None:
+    from zoo.config import register_configs
+
+    register_configs()
+    if not HYDRA_INFO_FLAGS.intersection(args):
+        check_overrides(args)
+    run_hydra(args)
+
+
+def check_overrides(args: list[str]) -> None:
+    """Compose the config for each job the arguments describe and validate it (no TF)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from zoo.config import compose, describe_composition_error, flat_keys, plan_run
+
+    overrides = _overrides_only(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        raise ZooError(" ".join(str(exc).split())) from None
+    jobs = [overrides]
+    if any(o.is_sweep_override() for o in parsed):
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        try:
+            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
+            return
+    for job in jobs:
+        try:
+            cfg = compose(list(job))
+        except (HydraException, OmegaConfBaseException) as exc:
+            try:
+                known = flat_keys(compose([]))
+            except Exception:
+                known = []
+            raise ZooError(describe_composition_error(exc, known)) from None
+        plan_run(cfg)
+
+
+def _overrides_only(args: list[str]) -> list[str]:
+    """The override arguments, without Hydra's flags (and their values)."""
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    return overrides
+
+
+def run_hydra(args: list[str]) -> None:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from zoo.config import CONFIG_MODULE, PRIMARY_CONFIG
+
+    @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=PRIMARY_CONFIG, version_base="1.3")
+    def hydra_task(cfg):
+        from zoo import run
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            metrics = run.train(cfg, run_dir)
+        except ZooError as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("ZOO_TRACEBACK") == "1":
+                raise
+            fail(str(exc))
+        print_summary(metrics, run_dir)
+        return metrics
+
+    saved = sys.argv
+    sys.argv = ["zoo train", *args]
+    try:
+        hydra_task()
+    finally:
+        sys.argv = saved
+
+
+def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
+    print()
+    print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in metrics.items()])
+    print(f"\nrun directory: {run_dir}")

@@ -1,0 +1,340 @@
+"""Configuration: core schemas, plugin configs in Hydra's groups, and validation.
+
+The primary config (``conf/train.yaml``) selects one option from each group::
+
+    model     one per registered model, stored here from its config dataclass
+    dataset   one per registered dataset, likewise
+    metrics   one per registered metric; several are selected at once: metrics=[f1,auc]
+    trainer   conf/trainer/*.yaml over the TrainerConfig schema
+    device    conf/device/*.yaml over the DeviceConfig schema
+
+Everything here works without TensorFlow, so a run's config is checked completely
+(types, unknown keys, missing values, model/dataset/metric compatibility) before any
+heavy work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from zoo.errors import ZooError
+from zoo.registry import Registered, Registry, get_registry
+
+CONFIG_MODULE = "zoo.conf"
+PRIMARY_CONFIG = "train"
+
+# The Keras 3 optimizers selectable by name (checked against Keras in the tests).
+OPTIMIZERS = (
+    "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw",
+    "ftrl", "lamb", "lion", "nadam", "rmsprop", "sgd",
+)  # fmt: skip
+DEVICE_KINDS = ("auto", "cpu", "gpu", "multi_gpu")
+PROGRESS = ("auto", "bar", "epoch", "off")
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """For config ``__post_init__`` checks: a one-line error for a value not in ``choices``."""
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "choose one of: " + ", ".join(choices)
+        raise ValueError(f"{key}={value!r} is not supported; {hint}")
+
+
+@dataclass
+class TrainerConfig:
+    """How to train: the public ``trainer.*`` keys."""
+
+    epochs: int = field(default=20, metadata={"help": "Passes over the training split."})
+    batch_size: int = field(default=32, metadata={"help": "Examples per step (global, across replicas)."})
+    optimizer: str = field(default="adam", metadata={"help": "Keras optimizer name: " + ", ".join(OPTIMIZERS) + "."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "The optimizer's learning rate."})
+    shuffle_buffer: int = field(default=10_000, metadata={"help": "Examples held for shuffling the training split."})
+    progress: str = field(
+        default="auto",
+        metadata={"help": "Keras progress output: auto (a bar on a terminal, quiet otherwise), bar, epoch, off."},
+    )
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer.lower(), OPTIMIZERS)
+        check_choice("progress", self.progress, PROGRESS)
+        for key in ("epochs", "batch_size", "shuffle_buffer"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+
+@dataclass
+class DeviceConfig:
+    """Where to train: the ``device`` group."""
+
+    kind: str = field(default="auto", metadata={"help": "auto, cpu, gpu or multi_gpu."})
+    index: int = field(default=0, metadata={"help": "device=gpu: which GPU."})
+    gpus: Optional[list[int]] = field(default=None, metadata={"help": "device=multi_gpu: GPU indices (all if unset)."})
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, DEVICE_KINDS)
+
+
+TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "trainer", "device")
+
+
+# --------------------------------------------------------------------------------------
+# Typed plugin configs
+# --------------------------------------------------------------------------------------
+
+
+def field_help(config_cls: type) -> list[tuple[str, str, str, str]]:
+    """``(name, type, default, help)`` for each field of a config dataclass."""
+    rows = []
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        rows.append((f.name, str(type_name), default, f.metadata.get("help", "")))
+    return rows
+
+
+def make_config(entry: Registered, overrides: Mapping[str, Any], prefix: str = "") -> Any:
+    """The config dataclass of ``entry`` with ``overrides`` applied and type-checked."""
+    config_cls = entry.item.config
+    known = [f.name for f in dataclasses.fields(config_cls)]
+    for key in overrides:
+        if key not in known:
+            raise ZooError(_unknown_key_message(entry, key, known, prefix))
+    schema = OmegaConf.structured(config_cls)
+    try:
+        merged = OmegaConf.merge(schema, dict(overrides))
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ZooError(
+                f"{entry.kind} {entry.name!r} needs a value for {', '.join(prefix + m for m in missing)}; "
+                f"set it on the command line, e.g. {prefix}{missing[0]}=..."
+            )
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ZooError(f"{entry.kind} {entry.name!r}: {describe_omegaconf_error(exc, prefix)}") from None
+    except (ValueError, TypeError) as exc:  # raised by the config's own __post_init__ checks
+        raise ZooError(f"{entry.kind} {entry.name!r}: {prefix}{exc}") from None
+
+
+def _unknown_key_message(entry: Registered, key: str, known: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {prefix}{close[0]!r}?" if close else f"its keys are: {', '.join(known) or '(none)'}"
+    return f"unknown key {prefix}{key!r} for {entry.kind} {entry.name!r}; {hint} (see 'zoo info {entry.name}')"
+
+
+# --------------------------------------------------------------------------------------
+# Hydra's ConfigStore
+# --------------------------------------------------------------------------------------
+
+
+def _node(entry: Registered, with_name: bool) -> DictConfig:
+    typed = OmegaConf.structured(entry.item.config)
+    if not with_name:
+        return typed
+    # `name` first, so `zoo train --cfg job` reads "model: {name: cnn_classifier, ...}".
+    node = OmegaConf.create({"name": entry.name})
+    OmegaConf.set_struct(node, False)
+    return OmegaConf.merge(node, typed)
+
+
+def register_configs(registry: Optional[Registry] = None) -> None:
+    """Store the core schemas and every registered plugin's config in Hydra's groups."""
+    from hydra.core.config_store import ConfigStore
+
+    registry = registry or get_registry()
+    store = ConfigStore.instance()
+    store.store(group="trainer", name="_schema", node=TrainerConfig)
+    store.store(group="device", name="_schema", node=DeviceConfig)
+    for kind, group in (("model", "model"), ("dataset", "dataset")):
+        for name in registry.names(kind):
+            for entry in registry.list(kind, name):  # conflicting names are stored once
+                store.store(group=group, name=name, node=_node(entry, with_name=True))
+                break
+    for name in registry.names("metric"):
+        entry = registry.list("metric", name)[0]
+        store.store(group="metrics", name=name, node={name: _node(entry, with_name=False)})
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """Compose the primary config with ``overrides`` (no sweeps) as ``zoo train`` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    register_configs()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name=PRIMARY_CONFIG, overrides=overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Validation of a composed config
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunPlan:
+    """A validated run: the chosen items with their typed configs."""
+
+    seed: int
+    model: Registered
+    model_config: Any
+    dataset: Registered
+    dataset_config: Any
+    spec: Any  # DataSpec
+    metrics: list[tuple[Registered, Any]]
+    trainer: TrainerConfig
+    device: DeviceConfig
+
+
+def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
+    """Check a composed config completely and resolve its plugin choices, without TF."""
+    registry = registry or get_registry()
+    extra = [k for k in cfg if k not in TOP_LEVEL_KEYS]
+    if extra:
+        close = difflib.get_close_matches(str(extra[0]), TOP_LEVEL_KEYS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "top-level keys are: " + ", ".join(TOP_LEVEL_KEYS)
+        raise ZooError(f"unknown config key {extra[0]!r}; {hint}")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ZooError(f"no value for {missing[0]!r}; set it on the command line, e.g. {missing[0]}=...")
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ZooError(describe_omegaconf_error(exc)) from None
+
+    model, model_config = _plugin_choice(registry, "model", container["model"])
+    dataset, dataset_config = _plugin_choice(registry, "dataset", container["dataset"])
+    spec = dataset.item.describe(dataset_config)
+    if spec.task not in model.item.tasks:
+        raise ZooError(
+            f"model {model.name!r} learns {', '.join(model.item.tasks)} but dataset {dataset.name!r} "
+            f"is a {spec.task} dataset; choose a model listed by 'zoo list model' that fits"
+        )
+    rank = model.item.input_rank
+    if rank is not None and len(spec.input_shape) != rank:
+        raise ZooError(
+            f"model {model.name!r} needs examples of rank {rank} but dataset {dataset.name!r} yields "
+            f"shape {tuple(spec.input_shape)}; choose a model listed by 'zoo list model' that fits"
+        )
+    metrics = []
+    for name, overrides in (container.get("metrics") or {}).items():
+        entry = registry.get("metric", name)
+        if spec.task not in entry.item.tasks:
+            raise ZooError(
+                f"metric {name!r} applies to {', '.join(entry.item.tasks)}, not to dataset "
+                f"{dataset.name!r} ({spec.task}); drop it from metrics=[...]"
+            )
+        metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
+    trainer = _core_config(TrainerConfig, container["trainer"], "trainer")
+    device = _core_config(DeviceConfig, container["device"], "device")
+    return RunPlan(
+        seed=int(container["seed"]),
+        model=model,
+        model_config=model_config,
+        dataset=dataset,
+        dataset_config=dataset_config,
+        spec=spec,
+        metrics=metrics,
+        trainer=trainer,
+        device=device,
+    )
+
+
+def _plugin_choice(registry: Registry, kind: str, node: Mapping[str, Any]) -> tuple[Registered, Any]:
+    node = dict(node)
+    name = node.pop("name", None)
+    if name is None:
+        raise ZooError(f"no {kind} chosen; add {kind}=<name> (see 'zoo list {kind}')")
+    entry = registry.get(kind, name)
+    return entry, make_config(entry, node, prefix=f"{kind}.")
+
+
+def _core_config(schema: type, node: Mapping[str, Any], prefix: str) -> Any:
+    known = [f.name for f in dataclasses.fields(schema)]
+    for key in node:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean '{prefix}.{close[0]}'?" if close else "keys are: " + ", ".join(known)
+            raise ZooError(f"unknown key '{prefix}.{key}'; {hint}")
+    try:
+        return schema(**node)
+    except (ValueError, TypeError) as exc:
+        raise ZooError(f"{prefix}.{exc}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Hydra/OmegaConf errors as one line
+# --------------------------------------------------------------------------------------
+
+
+def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
+    """OmegaConf's multi-line messages, reduced to the problem and the key."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    key = getattr(exc, "full_key", None) or _field(text, "full_key")
+    return f"{prefix}{key}: {first}" if key else first
+
+
+def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]] = None) -> str:
+    """A Hydra composition failure as one line naming the key and the fix."""
+    from hydra.errors import MissingConfigException
+
+    text = str(exc).strip()
+    cause = exc.__cause__
+    if isinstance(exc, MissingConfigException) or "Could not find" in text:
+        group = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+        if group:
+            from hydra.core.config_store import ConfigStore
+
+            options = sorted(
+                n.removesuffix(".yaml")
+                for n in ConfigStore.instance().list(group.group(1))
+                if not n.startswith("_")
+            )
+            from zoo.registry import unknown_name_message
+
+            kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1), group.group(1))
+            return unknown_name_message(kind, group.group(2), options)
+    override = re.search(r"Could not override '([^']+)'", text)
+    if override:
+        key = override.group(1)
+        message = f"unknown config key {key!r}"
+        if cfg_keys:
+            close = difflib.get_close_matches(key, cfg_keys, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        return message + " (see 'zoo train --cfg job' for every key)"
+    merging = re.search(r"Error merging override (\S+)", text)
+    if merging and cause is not None:
+        return f"{merging.group(1)}: {str(cause).strip().splitlines()[0]}"
+    if cause is not None and isinstance(cause, OmegaConfBaseException):
+        return describe_omegaconf_error(cause)
+    return " ".join(text.split())
+
+
+def _field(text: str, name: str) -> Optional[str]:
+    match = re.search(rf"^\s*{name}: (\S+)", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a config, for did-you-mean suggestions."""
+    keys = []
+    if isinstance(cfg, (dict, DictConfig)):
+        for key, value in cfg.items():
+            dotted = f"{prefix}{key}"
+            keys.append(dotted)
+            keys.extend(flat_keys(value, dotted + "."))
+    return keys

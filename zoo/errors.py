@@ -1,0 +1,20 @@
+"""Errors the zoo reports to users as one line (no traceback unless asked for)."""
+
+
+class ZooError(Exception):
+    """A problem with the user's input or environment; the message says what and how to fix it."""
+
+
+class UnknownNameError(ZooError, KeyError):
+    """No registered item has this name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class PluginError(ZooError):
+    """A plugin failed to load or registered something invalid (fatal in strict mode)."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped because it is broken (an error in strict mode)."""

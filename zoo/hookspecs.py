@@ -1,0 +1,221 @@
+"""The plugin contract: the hooks a plugin implements and the types they return.
+
+A plugin is a module (or any object) with functions marked ``@zoo.hookimpl``, found
+through the ``zoo.plugins`` entry-point group::
+
+    # pyproject.toml of your distribution
+    [project.entry-points."zoo.plugins"]
+    my_models = "my_package.zoo_plugin"
+
+    # my_package/zoo_plugin.py
+    from dataclasses import dataclass, field
+    import zoo
+
+    @dataclass
+    class TinyConfig:
+        units: int = field(default=16, metadata={"help": "Hidden units."})
+
+    def build_tiny(config: TinyConfig, spec: zoo.DataSpec):
+        import keras  # heavy imports belong inside factories
+        ...
+
+    @zoo.hookimpl
+    def register_models():
+        return [zoo.ModelPlugin("tiny", "A tiny dense classifier.", TinyConfig, build_tiny)]
+
+Registering must stay cheap: a plugin module imports no TensorFlow or Keras at import
+time, so that listing, describing and validating stay fast. Factories import what they
+need when called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import pluggy
+
+PROJECT = "zoo"
+ENTRY_POINT_GROUP = "zoo.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# Tasks a dataset can declare and a model or metric can accept.
+CLASSIFICATION = "classification"
+TASKS = (CLASSIFICATION,)
+
+
+# --------------------------------------------------------------------------------------
+# What datasets describe and yield
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a dataset yields, known before any data is loaded.
+
+    Args:
+        task: one of ``zoo.hookspecs.TASKS``.
+        input_shape: shape of one example, without the batch dimension.
+        num_classes: number of classes for classification (2 means binary: models emit
+            one sigmoid probability for class 1; more means one softmax column per class).
+        class_names: a name per class, in label order.
+    """
+
+    task: str
+    input_shape: tuple[int, ...]
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def binary(self) -> bool:
+        return self.task == CLASSIFICATION and self.num_classes == 2
+
+
+@dataclass
+class Splits:
+    """Train/validation/test data as returned by a dataset factory.
+
+    Each split is either a pair of arrays ``(x, y)`` or an unbatched ``tf.data.Dataset``
+    of ``(x, y)`` pairs; the core shuffles, batches and prefetches.
+    """
+
+    train: Any
+    validation: Any
+    test: Any
+
+
+# --------------------------------------------------------------------------------------
+# What plugins register
+# --------------------------------------------------------------------------------------
+
+
+def _check_item(kind: str, name: str, summary: str, config: type, factory: Callable) -> None:
+    if not name or not name.replace("_", "a").isalnum() or not name[0].isalpha():
+        raise ValueError(f"{kind} name {name!r} must be an identifier like 'my_{kind}'")
+    if not summary or "\n" in summary:
+        raise ValueError(f"{kind} {name!r} needs a one-line summary")
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        raise TypeError(f"{kind} {name!r}: config must be a dataclass type, got {config!r}")
+    if "name" in {f.name for f in dataclasses.fields(config)}:
+        raise ValueError(f"{kind} {name!r}: config field 'name' is reserved by the zoo")
+    if not callable(factory):
+        raise TypeError(f"{kind} {name!r}: factory must be callable, got {factory!r}")
+
+
+@dataclass(frozen=True)
+class ModelPlugin:
+    """A model: ``factory(config, spec: DataSpec) -> keras.Model`` (uncompiled).
+
+    Args:
+        name: unique name, chosen on the command line as ``model=<name>``.
+        summary: one line for ``zoo list``.
+        config: a dataclass of hyper-parameters; each field's ``metadata["help"]`` is
+            shown by ``zoo info``.
+        factory: builds the model for data described by ``spec``.
+        tasks: the tasks this model can learn.
+        input_rank: the rank of one example the model needs (3 for height, width,
+            channels images), or ``None`` for any.
+        loss: a Keras loss name or object; ``None`` picks the standard loss for the task
+            (binary or sparse categorical cross-entropy for classification).
+    """
+
+    name: str
+    summary: str
+    config: type
+    factory: Callable[..., Any]
+    tasks: Sequence[str] = (CLASSIFICATION,)
+    input_rank: Optional[int] = None
+    loss: Any = None
+
+    def __post_init__(self) -> None:
+        _check_item("model", self.name, self.summary, self.config, self.factory)
+
+
+@dataclass(frozen=True)
+class DatasetPlugin:
+    """A dataset.
+
+    Args:
+        name: unique name, chosen as ``dataset=<name>``.
+        summary: one line for ``zoo list``.
+        config: a dataclass of options (paths, split fractions, ...).
+        describe: ``describe(config) -> DataSpec``; cheap, must not import TensorFlow,
+            so that incompatible choices fail before any heavy work.
+        factory: ``factory(config, seed: int) -> Splits``.
+    """
+
+    name: str
+    summary: str
+    config: type
+    describe: Callable[[Any], DataSpec]
+    factory: Callable[..., Splits]
+
+    def __post_init__(self) -> None:
+        _check_item("dataset", self.name, self.summary, self.config, self.factory)
+
+
+@dataclass(frozen=True)
+class MetricPlugin:
+    """A metric: ``factory(config, spec: DataSpec) -> keras.metrics.Metric``.
+
+    Args:
+        name: unique name, listed in ``metrics=[...]``; also the name the metric logs
+            under (``val_<name>`` on validation data).
+        summary: one line for ``zoo list``.
+        config: a dataclass of options.
+        factory: builds the Keras metric for data described by ``spec``.
+        tasks: the tasks this metric applies to.
+        reference: optional ``reference(y_true, y_prob, spec, config) -> float`` on numpy
+            arrays, the ground truth the metric must agree with (used by the tests).
+    """
+
+    name: str
+    summary: str
+    config: type
+    factory: Callable[..., Any]
+    tasks: Sequence[str] = (CLASSIFICATION,)
+    reference: Optional[Callable[..., float]] = None
+
+    def __post_init__(self) -> None:
+        _check_item("metric", self.name, self.summary, self.config, self.factory)
+
+
+# --------------------------------------------------------------------------------------
+# Hooks. Each returns a list of items; every implementation is called and the lists are
+# concatenated. A name must be unique within its kind across all installed plugins.
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_models() -> list[ModelPlugin]:
+    """Return the models this plugin provides.
+
+    :returns: a list of :class:`ModelPlugin`.
+    """
+
+
+@hookspec
+def register_datasets() -> list[DatasetPlugin]:
+    """Return the datasets this plugin provides.
+
+    :returns: a list of :class:`DatasetPlugin`.
+    """
+
+
+@hookspec
+def register_metrics() -> list[MetricPlugin]:
+    """Return the metrics this plugin provides.
+
+    :returns: a list of :class:`MetricPlugin`.
+    """
+
+
+# The kinds of item, the hook that registers each, and the class it must return.
+KINDS: dict[str, tuple[str, type]] = {
+    "model": ("register_models", ModelPlugin),
+    "dataset": ("register_datasets", DatasetPlugin),
+    "metric": ("register_metrics", MetricPlugin),
+}

@@ -1,0 +1,183 @@
+"""The registry: every model, dataset and metric the installed plugins provide.
+
+Items are cheap descriptions (name, summary, config dataclass, factory); nothing heavy is
+imported until a factory is called. A name is unique within its kind: when two plugins
+register the same name, neither wins silently - the name is reported as a conflict naming
+both distributions, and using it is an error until one is uninstalled or disabled.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import traceback
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Union
+
+from zoo import discovery, hookspecs
+from zoo.discovery import PluginSource
+from zoo.errors import PluginError, UnknownNameError, ZooError
+
+__all__ = ["Registered", "Registry", "get_registry", "register_plugin", "reset_registry"]
+
+Item = Union[hookspecs.ModelPlugin, hookspecs.DatasetPlugin, hookspecs.MetricPlugin]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered item and the plugin it came from."""
+
+    kind: str
+    item: Item
+    source: PluginSource
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+    @property
+    def summary(self) -> str:
+        return self.item.summary
+
+    @property
+    def distribution(self) -> str:
+        return self.source.distribution
+
+
+class Registry:
+    """Items by kind and name, plus every plugin source (healthy or broken)."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.plugin_manager = discovery.new_plugin_manager()
+        self.sources: list[PluginSource] = []
+        self._claims: dict[str, dict[str, list[Registered]]] = {kind: {} for kind in hookspecs.KINDS}
+
+    # -- building ---------------------------------------------------------------------
+
+    def load_entry_points(self) -> None:
+        for source in discovery.load_entry_points(self.plugin_manager, self.strict):
+            self._add_source(source)
+
+    def register_plugin(self, plugin: Any, name: Optional[str] = None) -> PluginSource:
+        """Register a plugin object (a module or any object with hookimpls) directly."""
+        source = PluginSource(
+            name=name or getattr(plugin, "__name__", type(plugin).__name__),
+            value=getattr(plugin, "__name__", repr(plugin)),
+            distribution="(registered at run time)",
+            version="",
+            plugin=plugin,
+        )
+        discovery.register(self.plugin_manager, source)
+        if source.error:
+            raise PluginError(f"plugin {source.name!r}: {source.error}")
+        self._add_source(source)
+        if source.error:
+            raise PluginError(f"plugin {source.name!r}: {source.error}")
+        return source
+
+    def _add_source(self, source: PluginSource) -> None:
+        self.sources.append(source)
+        if source.error:
+            return
+        try:
+            collected = list(self._collect(source))
+        except Exception as exc:  # a hook implementation can raise anything
+            source.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            source.details = traceback.format_exc()
+            self.plugin_manager.unregister(source.plugin)
+            discovery.report_broken(source, self.strict)
+            return
+        for entry in collected:
+            self._claims[entry.kind].setdefault(entry.name, []).append(entry)
+
+    def _collect(self, source: PluginSource) -> Iterable[Registered]:
+        for kind, (hook_name, item_type) in hookspecs.KINDS.items():
+            for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
+                if impl.plugin is not source.plugin:
+                    continue
+                items = impl.function()
+                if items is None:
+                    continue
+                for item in items:
+                    if not isinstance(item, item_type):
+                        raise TypeError(
+                            f"{hook_name}() must return {item_type.__name__} objects, got {item!r}"
+                        )
+                    yield Registered(kind, item, source)
+
+    # -- looking up -------------------------------------------------------------------
+
+    def conflicts(self) -> list[list[Registered]]:
+        return [claims for by_name in self._claims.values() for claims in by_name.values() if len(claims) > 1]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._claims[_check_kind(kind)])
+
+    def get(self, kind: str, name: str) -> Registered:
+        """The item ``name`` of ``kind``; unknown or conflicting names raise a one-line error."""
+        claims = self._claims[_check_kind(kind)].get(name)
+        if not claims:
+            raise UnknownNameError(unknown_name_message(kind, name, self.names(kind)))
+        if len(claims) > 1:
+            owners = " and ".join(f"{c.source.distribution} (entry point {c.source.name!r})" for c in claims)
+            raise ZooError(
+                f"{kind} {name!r} is registered by both {owners}; uninstall one, or skip one with "
+                f"ZOO_DISABLE_PLUGINS=<distribution>"
+            )
+        return claims[0]
+
+    def list(self, kind: Optional[str] = None, pattern: str = "*") -> list[Registered]:
+        """Every registered item (each claim, conflicts included), sorted by kind and name."""
+        kinds = [_check_kind(kind)] if kind else list(hookspecs.KINDS)
+        return [
+            entry
+            for k in kinds
+            for name in sorted(self._claims[k])
+            if fnmatch.fnmatchcase(name, pattern)
+            for entry in self._claims[k][name]
+        ]
+
+    def broken(self) -> list[PluginSource]:
+        return [s for s in self.sources if s.error]
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    elif known:
+        hint = "known: " + ", ".join(known)
+    else:
+        hint = f"no {kind} is registered; is a plugin installed?"
+    return f"unknown {kind} {name!r}; {hint} (see 'zoo list {kind}')"
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in hookspecs.KINDS:
+        raise UnknownNameError(unknown_name_message("kind", kind, list(hookspecs.KINDS)))
+    return kind
+
+
+_registry: Optional[Registry] = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, discovered from entry points on first use."""
+    global _registry
+    if _registry is None:
+        registry = Registry(strict=discovery.env_flag("ZOO_STRICT_PLUGINS"))
+        registry.load_entry_points()
+        _registry = registry
+    return _registry
+
+
+def register_plugin(plugin: Any, name: Optional[str] = None) -> PluginSource:
+    """Add a plugin object to the process-wide registry (e.g. from a notebook or a test)."""
+    return get_registry().register_plugin(plugin, name)
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry; the next use discovers plugins again."""
+    global _registry
+    _registry = None

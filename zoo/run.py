@@ -1,0 +1,134 @@
+"""A training run: a plain function over a composed config.
+
+``train(cfg, run_dir)`` validates the config, loads the dataset as ``tf.data``, builds and
+compiles the model inside the device's strategy scope, fits, evaluates on the test split
+and leaves the run directory complete::
+
+    config.yaml                  the resolved config
+    history.csv                  per epoch: loss and metrics, training and validation
+    model.keras                  the trained model
+    plots/training_curves.png    loss and each metric per epoch
+    tensorboard/                 TensorBoard logs
+    metrics.json                 final test metrics (written last: the run finished)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from zoo import artifacts
+from zoo.config import RunPlan, plan_run
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+PROGRESS_VERBOSITY = {"bar": 1, "epoch": 2, "off": 0}
+
+
+def import_tensorflow():
+    """Import TensorFlow with its C++ start-up chatter muted (unless the user chose a level)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ZooError(
+            "TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])"
+        ) from None
+    return tf
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Train and evaluate the run described by ``cfg``, writing its artifacts to ``run_dir``.
+
+    Returns the test metrics (``loss`` and each chosen metric).
+    """
+    plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+
+    tf = import_tensorflow()
+    import keras
+
+    from zoo.devices import select_strategy
+
+    keras.utils.set_random_seed(plan.seed)
+    strategy, device = select_strategy(plan.device)
+    log.info("device %s, %d replica(s)", device, strategy.num_replicas_in_sync)
+
+    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    batch_size = plan.trainer.batch_size
+    train_data = as_tf_dataset(tf, splits.train, batch_size, shuffle_buffer=plan.trainer.shuffle_buffer, seed=plan.seed)
+    validation_data = as_tf_dataset(tf, splits.validation, batch_size)
+    test_data = as_tf_dataset(tf, splits.test, batch_size)
+
+    with strategy.scope():
+        model = plan.model.item.factory(plan.model_config, plan.spec)
+        optimizer_class = type(keras.optimizers.get(plan.trainer.optimizer.lower()))
+        model.compile(
+            optimizer=optimizer_class(learning_rate=plan.trainer.learning_rate),
+            loss=loss_for(plan),
+            metrics=[entry.item.factory(config, plan.spec) for entry, config in plan.metrics],
+        )
+
+    started = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=plan.trainer.epochs,
+        shuffle=False,  # the training split is already shuffled by tf.data, every epoch
+        verbose=progress_verbosity(plan.trainer.progress),
+        callbacks=[
+            history_writer(keras, run_dir / artifacts.HISTORY),
+            keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)),
+        ],
+    )
+    log.info("fit took %.1f s", time.perf_counter() - started)
+    test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
+
+    artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: model.save(tmp))
+    title = f"{plan.model.name} on {plan.dataset.name}"
+    artifacts.plot_training_curves(run_dir / artifacts.CURVES, history.history, title)
+    artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
+    log.info("test metrics %s", test_metrics)
+    return test_metrics
+
+
+def as_tf_dataset(tf, split: Any, batch_size: int, shuffle_buffer: int = 0, seed: int = 0):
+    """A split (``(x, y)`` arrays or an unbatched ``tf.data.Dataset``) shuffled, batched, prefetched."""
+    data = split if isinstance(split, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(tuple(split))
+    if shuffle_buffer:
+        data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def loss_for(plan: RunPlan) -> Any:
+    """The model's own loss, or the standard one for its task."""
+    if plan.model.item.loss is not None:
+        return plan.model.item.loss
+    return "binary_crossentropy" if plan.spec.binary else "sparse_categorical_crossentropy"
+
+
+def progress_verbosity(progress: str) -> int:
+    if progress == "auto":
+        return 1 if sys.stdout.isatty() else 0
+    return PROGRESS_VERBOSITY[progress]
+
+
+def history_writer(keras, path: Path):
+    """A callback that rewrites ``history.csv`` after every epoch (atomically)."""
+    history: dict[str, list[float]] = {}
+
+    def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            history.setdefault(key, []).append(float(value))
+        artifacts.write_history(path, history)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
