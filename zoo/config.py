@@ -33,7 +33,7 @@ PRIMARY_CONFIG = "train"
 # The Keras 3 optimizers selectable by name (checked against Keras in the tests).
 OPTIMIZERS = (
     "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw",
-    "ftrl", "lamb", "lion", "nadam", "rmsprop", "sgd",
+    "ftrl", "lion", "nadam", "rmsprop", "sgd",
 )  # fmt: skip
 DEVICE_KINDS = ("auto", "cpu", "gpu", "multi_gpu")
 PROGRESS = ("auto", "bar", "epoch", "off")
@@ -131,8 +131,8 @@ def make_config(entry: Registered, overrides: Mapping[str, Any], prefix: str = "
 
 def _unknown_key_message(entry: Registered, key: str, known: list[str], prefix: str) -> str:
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean {prefix}{close[0]!r}?" if close else f"its keys are: {', '.join(known) or '(none)'}"
-    return f"unknown key {prefix}{key!r} for {entry.kind} {entry.name!r}; {hint} (see 'zoo info {entry.name}')"
+    hint = f"did you mean '{prefix}{close[0]}'?" if close else f"its keys are: {', '.join(known) or '(none)'}"
+    return f"unknown key '{prefix}{key}' for {entry.kind} {entry.name!r}; {hint} (see 'zoo info {entry.name}')"
 
 
 # --------------------------------------------------------------------------------------
@@ -293,8 +293,8 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
 
     text = str(exc).strip()
     cause = exc.__cause__
-    if isinstance(exc, MissingConfigException) or "Could not find" in text:
-        group = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if isinstance(exc, MissingConfigException) or "Could not" in text:
+        group = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
         if group:
             from hydra.core.config_store import ConfigStore
 

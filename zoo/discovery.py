@@ -66,7 +66,7 @@ def register(pm: pluggy.PluginManager, source: PluginSource) -> None:
     except (pluggy.PluginValidationError, ValueError) as exc:
         source.error = f"invalid hook implementation: {_one_line(exc)}"
         return
-    known = sorted(n for n in dir(pm.hook) if not n.startswith("_"))
+    known = sorted(n for n in vars(pm.hook) if not n.startswith("_") and getattr(pm.hook, n).has_spec())
     for caller in pm.get_hookcallers(source.plugin) or ():
         if not caller.has_spec():
             pm.unregister(source.plugin)

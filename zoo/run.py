@@ -93,12 +93,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     log.info("fit took %.1f s", time.perf_counter() - started)
     test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
-    artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: model.save(tmp))
+    artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
     title = f"{plan.model.name} on {plan.dataset.name}"
     artifacts.plot_training_curves(run_dir / artifacts.CURVES, history.history, title)
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
     log.info("test metrics %s", test_metrics)
     return test_metrics
+
+
+def portable_copy(model):
+    """The model without its compile state, so that ``model.keras`` loads with plain Keras.
+
+    A compiled model's file names the zoo's metric classes, which Keras can only load
+    once their module is imported; architecture and weights are what a user of the file
+    needs (training state belongs in checkpoints).
+    """
+    copy = type(model).from_config(model.get_config())  # clone_model would re-compile it
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def as_tf_dataset(tf, split: Any, batch_size: int, shuffle_buffer: int = 0, seed: int = 0):

@@ -18,11 +18,23 @@ def classification_head(spec: zoo.DataSpec):
 
 @dataclass
 class CNNClassifierConfig:
-    filters: int = field(default=32, metadata={"help": "Filters of the convolution layer."})
+    # Seed 002 uses 32 filters, no padding and no dropout on 28x28 MNIST; on small images
+    # (8x8 digits) 64 filters, "same" padding and dropout 0.3 measured clearly better.
+    filters: int = field(default=64, metadata={"help": "Filters of the convolution layer."})
     kernel_size: int = field(default=3, metadata={"help": "Side of the square convolution kernel."})
+    padding: str = field(default="same", metadata={"help": "Convolution padding: same (keep the size) or valid."})
     pool_size: int = field(default=2, metadata={"help": "Side of the max-pooling window."})
     dense_units: int = field(default=128, metadata={"help": "Units of the hidden dense layer."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout rate before the output layer (0 disables)."})
+    dropout: float = field(default=0.3, metadata={"help": "Dropout rate before the output layer (0 disables)."})
+
+    def __post_init__(self) -> None:
+        if self.padding not in ("same", "valid"):
+            raise ValueError(f"padding={self.padding!r} is not supported; choose same or valid")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for key in ("filters", "kernel_size", "pool_size", "dense_units"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
 
 
 def build_cnn_classifier(config: CNNClassifierConfig, spec: zoo.DataSpec):
@@ -31,13 +43,16 @@ def build_cnn_classifier(config: CNNClassifierConfig, spec: zoo.DataSpec):
     from keras import layers
 
     height, width, _ = spec.input_shape
-    if min(height, width) < config.kernel_size + config.pool_size - 1:
+    shrink = config.kernel_size - 1 if config.padding == "valid" else 0
+    if min(height, width) - shrink < config.pool_size:
         raise zoo.ZooError(
             f"model.kernel_size={config.kernel_size} and model.pool_size={config.pool_size} do not fit "
             f"{height}x{width} inputs; use smaller values"
         )
     inputs = keras.Input(shape=spec.input_shape, name="image")
-    x = layers.Conv2D(config.filters, config.kernel_size, activation="relu", name="conv")(inputs)
+    x = layers.Conv2D(
+        config.filters, config.kernel_size, padding=config.padding, activation="relu", name="conv"
+    )(inputs)
     x = layers.MaxPooling2D(config.pool_size, name="pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(config.dense_units, activation="relu", name="hidden")(x)

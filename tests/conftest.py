@@ -1,0 +1,49 @@
+"""Shared helpers: running the real `zoo` command, and the registry the tests iterate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zoo
+from zoo.registry import get_registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run ``python -m zoo ARGS`` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("zoo: error:")]
+
+
+def entries(kind: str):
+    return get_registry().list(kind)
+
+
+def compatible_pairs():
+    """Every (model, dataset) pair whose declared task and input rank fit."""
+    pairs = []
+    for model in entries("model"):
+        for dataset in entries("dataset"):
+            spec = zoo.create_dataset(dataset.name).spec
+            rank = model.item.input_rank
+            if spec.task in model.item.tasks and (rank is None or rank == len(spec.input_shape)):
+                pairs.append(pytest.param(model.name, dataset.name, id=f"{model.name}-{dataset.name}"))
+    return pairs

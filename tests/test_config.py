@@ -1,0 +1,112 @@
+"""Hydra composition and validation: every mistake is one line naming the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+import zoo
+from zoo.cli import check_overrides
+from zoo.config import OPTIMIZERS, compose, plan_run
+
+from conftest import error_lines, run_zoo
+
+
+def test_default_config_composes_to_a_plan():
+    plan = plan_run(compose([]))
+    assert (plan.model.name, plan.dataset.name) == ("cnn_classifier", "digits")
+    assert [entry.name for entry, _ in plan.metrics] == ["accuracy", "precision", "recall", "f1", "auc"]
+    assert plan.spec.num_classes == 10
+
+
+def test_public_keys_override():
+    plan = plan_run(
+        compose(
+            [
+                "seed=7",
+                "trainer.epochs=3",
+                "trainer.batch_size=16",
+                "trainer.optimizer=sgd",
+                "trainer.learning_rate=0.01",
+                "metrics=[accuracy,auc]",
+                "metrics.auc.num_bins=1024",
+                "device=cpu",
+                "model.filters=8",
+            ]
+        )
+    )
+    assert plan.seed == 7
+    assert (plan.trainer.epochs, plan.trainer.batch_size, plan.trainer.optimizer) == (3, 16, "sgd")
+    assert plan.trainer.learning_rate == 0.01
+    assert [entry.name for entry, _ in plan.metrics] == ["accuracy", "auc"]
+    assert plan.metrics[1][1].num_bins == 1024
+    assert plan.device.kind == "cpu"
+    assert plan.model_config.filters == 8
+
+
+def test_experiment_presets_compose():
+    from importlib.resources import files
+
+    presets = [p.name.removesuffix(".yaml") for p in files("zoo.conf").joinpath("experiment").iterdir() if p.name.endswith(".yaml")]
+    assert presets
+    for preset in presets:
+        plan_run(compose([f"+experiment={preset}"]))
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["model=no_such_model"], "unknown model 'no_such_model'"),
+        (["model=cnn_clasifier"], "did you mean 'cnn_classifier'"),
+        (["dataset=digit"], "did you mean 'digits'"),
+        (["metrics=[accuracy,f2]"], "unknown metric 'f2'"),
+        (["trainer.epoch=3"], "did you mean 'trainer.epochs'"),
+        (["+trainer.epoch=3"], "did you mean 'trainer.epochs'"),
+        (["+model.filterz=3"], "unknown key 'model.filterz' for model 'cnn_classifier'; did you mean 'model.filters'"),
+        (["+seeed=3"], "did you mean 'seed'"),
+        (["trainer.epochs=abc"], "trainer.epochs=abc"),
+        (["model.filters=many"], "model.filters=many"),
+        (["trainer.epochs=0"], "epochs must be at least 1"),
+        (["trainer.optimizer=adm"], "did you mean 'adam'"),
+        (["metrics.f1.average=macroo"], "average='macroo' is not supported"),
+        (["dataset.test_fraction=1.5"], "between 0 and 1"),
+        (["device=tpu9"], "unknown device 'tpu9'"),
+        (["-m", "model.filters=8,many"], "model.filters=many"),
+    ],
+)
+def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
+    with pytest.raises(zoo.ZooError, match=None) as info:
+        check_overrides(overrides)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_sweeps_are_checked_job_by_job():
+    check_overrides(["-m", "model.filters=8,16", "trainer.epochs=1"])
+
+
+def test_optimizer_names_are_keras_optimizers():
+    import keras
+
+    for name in OPTIMIZERS:
+        assert isinstance(keras.optimizers.get(name), keras.optimizers.Optimizer)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["model=no_such_model"], ["trainer.epochs=abc"], ["+model.filterz=3"], ["device=gpuu"]],
+    ids=" ".join,
+)
+def test_zoo_train_mistakes_exit_non_zero_with_one_line(args, tmp_path):
+    result = run_zoo("train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [result.stderr.strip()], result.stderr
+    assert not (tmp_path / "run").exists(), "nothing is written for a rejected config"
+
+
+def test_unknown_model_names_the_closest():
+    result = run_zoo("train", "model=cnn_clasifer")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "zoo: error: unknown model 'cnn_clasifer'; did you mean 'cnn_classifier'? (see 'zoo list model')"
+    )

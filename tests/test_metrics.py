@@ -1,0 +1,99 @@
+"""Every registered metric against its reference (scikit-learn) on random predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import zoo
+
+from conftest import entries
+
+SPECS = {
+    "binary": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=2),
+    "3-class": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=3),
+    "10-class": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=10),
+}
+
+
+def random_predictions(spec: zoo.DataSpec, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, spec.num_classes, size=n)
+    if spec.binary:
+        # Informative but imperfect scores, so every statistic is away from its extremes.
+        y_prob = 1 / (1 + np.exp(-(rng.normal(size=n) + 1.5 * (y_true - 0.5))))
+        return y_true, y_prob.reshape(-1, 1).astype(np.float32)
+    logits = rng.normal(size=(n, spec.num_classes)) + 1.2 * np.eye(spec.num_classes)[y_true]
+    y_prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y_true, y_prob.astype(np.float32)
+
+
+def streamed(metric, y_true, y_prob, batches: int = 3) -> float:
+    """Feed the predictions in several batches, as evaluation does."""
+    metric.reset_state()
+    for part in np.array_split(np.arange(len(y_true)), batches):
+        metric.update_state(y_true[part], y_prob[part])
+    return float(metric.result())
+
+
+def tolerance(name: str) -> float:
+    # The confusion-matrix metrics are exact; AUC ties scores within one histogram bin.
+    return 2e-4 if name == "auc" else 1e-6
+
+
+@pytest.mark.parametrize("entry", entries("metric"), ids=lambda e: e.name)
+def test_metric_has_a_reference(entry):
+    assert entry.item.reference is not None, f"metric {entry.name!r} declares no reference computation"
+
+
+@pytest.mark.parametrize("spec_name", SPECS)
+@pytest.mark.parametrize("entry", entries("metric"), ids=lambda e: e.name)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_metric_matches_reference_on_random_predictions(entry, spec_name, seed):
+    spec = SPECS[spec_name]
+    config = entry.item.config()
+    metric = zoo.create_metric(entry.name, spec)
+    assert metric.name == entry.name
+    y_true, y_prob = random_predictions(spec, n=997, seed=seed)
+    expected = entry.item.reference(y_true, y_prob, spec, config)
+    assert streamed(metric, y_true, y_prob) == pytest.approx(expected, abs=tolerance(entry.name))
+    # reset_state really forgets: a second stream of other data gives its own value.
+    y_true2, y_prob2 = random_predictions(spec, n=300, seed=seed + 100)
+    expected2 = entry.item.reference(y_true2, y_prob2, spec, config)
+    assert streamed(metric, y_true2, y_prob2) == pytest.approx(expected2, abs=tolerance(entry.name))
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
+@pytest.mark.parametrize("name", ["precision", "recall", "f1"])
+def test_averaging_options_match_scikit_learn(name, average):
+    spec = SPECS["10-class"]
+    entry = zoo.get_registry().get("metric", name)
+    y_true, y_prob = random_predictions(spec, n=500, seed=3)
+    metric = zoo.create_metric(name, spec, average=average)
+    expected = entry.item.reference(y_true, y_prob, spec, entry.item.config(average=average))
+    assert streamed(metric, y_true, y_prob) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["precision", "recall", "f1", "accuracy"])
+def test_degenerate_predictions_match_scikit_learn(name):
+    """A model that predicts one class only: undefined ratios count as 0, classes never
+    seen in labels or predictions are left out of the macro average (as scikit-learn)."""
+    spec = SPECS["10-class"]
+    entry = zoo.get_registry().get("metric", name)
+    y_true = np.array([0, 1, 1, 2, 2, 2])
+    y_prob = np.tile(np.eye(10, dtype=np.float32)[2], (6, 1))
+    metric = zoo.create_metric(name, spec)
+    expected = entry.item.reference(y_true, y_prob, spec, entry.item.config())
+    assert streamed(metric, y_true, y_prob, batches=2) == pytest.approx(expected, abs=1e-6)
+
+
+def test_auc_resolves_confident_scores():
+    """Scores crowded near 0 and 1 (a confident model) still rank correctly."""
+    spec = SPECS["binary"]
+    rng = np.random.default_rng(7)
+    y_true = rng.integers(0, 2, size=2000)
+    logits = rng.normal(loc=np.where(y_true == 1, 9.0, -9.0), scale=3.0)
+    y_prob = (1 / (1 + np.exp(-logits))).astype(np.float32).reshape(-1, 1)
+    entry = zoo.get_registry().get("metric", "auc")
+    expected = entry.item.reference(y_true, y_prob, spec, entry.item.config())
+    assert streamed(zoo.create_metric("auc", spec), y_true, y_prob) == pytest.approx(expected, abs=2e-4)

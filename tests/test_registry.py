@@ -1,0 +1,208 @@
+"""The registry and the plugin contract, driven by what is registered."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+import zoo
+from zoo import hookspecs
+from zoo.registry import Registry, get_registry
+
+from conftest import entries, error_lines, run_zoo
+
+FIRST_PARTY = {
+    "model": {"cnn_classifier"},
+    "dataset": {"digits"},
+    "metric": {"accuracy", "precision", "recall", "f1", "auc"},
+}
+
+
+def test_first_party_plugins_come_through_the_entry_point_group():
+    registry = get_registry()
+    for kind, names in FIRST_PARTY.items():
+        assert names <= set(registry.names(kind))
+        for name in names:
+            assert registry.get(kind, name).source.distribution == "keras-zoo"
+            assert registry.get(kind, name).source.value.startswith("zoo_plugins.")
+    assert not registry.broken()
+
+
+@pytest.mark.parametrize("entry", get_registry().list(), ids=lambda e: f"{e.kind}-{e.name}")
+def test_every_item_is_described_for_users(entry):
+    assert entry.summary and "\n" not in entry.summary
+    for f in dataclasses.fields(entry.item.config):
+        assert f.metadata.get("help"), f"{entry.kind} {entry.name}: field {f.name!r} has no help"
+    # Configs build from their defaults alone.
+    entry.item.config()
+
+
+def test_list_plugins_filters_by_kind_and_pattern():
+    assert [e.name for e in zoo.list_plugins("metric", "a*")] == ["accuracy", "auc"]
+    assert {e.kind for e in zoo.list_plugins()} == set(hookspecs.KINDS)
+    with pytest.raises(zoo.UnknownNameError, match="did you mean 'model'"):
+        zoo.list_plugins("modle")
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(zoo.UnknownNameError, match="did you mean 'cnn_classifier'"):
+        zoo.create_model("cnn_clasifier", zoo.create_dataset("digits"))
+    with pytest.raises(zoo.UnknownNameError, match="'digits'"):
+        zoo.create_dataset("digit")
+
+
+def test_create_with_overrides_is_type_checked():
+    ds = zoo.create_dataset("digits", test_fraction=0.25)
+    assert ds.config.test_fraction == 0.25
+    with pytest.raises(zoo.ZooError, match="did you mean 'test_fraction'"):
+        zoo.create_dataset("digits", test_fractoin=0.25)
+    with pytest.raises(zoo.ZooError, match="test_fraction"):
+        zoo.create_dataset("digits", test_fraction="lots")
+    with pytest.raises(zoo.ZooError, match="must be between 0 and 1"):
+        zoo.create_dataset("digits", test_fraction=1.5)
+
+
+def _plugin(name: str, units_help: str = "Units."):
+    @dataclasses.dataclass
+    class Config:
+        units: int = dataclasses.field(default=4, metadata={"help": units_help})
+
+    class Plugin:
+        @zoo.hookimpl
+        def register_models(self):
+            return [zoo.ModelPlugin(name, "A test model.", Config, lambda config, spec: None)]
+
+    return Plugin()
+
+
+def test_same_name_from_two_plugins_is_a_conflict_naming_both():
+    registry = Registry()
+    registry.register_plugin(_plugin("twin"), name="first")
+    registry.register_plugin(_plugin("twin"), name="second")
+    assert len(registry.conflicts()) == 1
+    with pytest.raises(zoo.ZooError, match="registered by both .*'first'.* and .*'second'"):
+        registry.get("model", "twin")
+
+
+def test_invalid_hook_implementations_are_rejected():
+    class Typo:
+        @zoo.hookimpl
+        def register_model(self):  # missing "s"
+            return []
+
+    class BadArgument:
+        @zoo.hookimpl
+        def register_models(self, unexpected):
+            return []
+
+    class WrongType:
+        @zoo.hookimpl
+        def register_models(self):
+            return ["not a ModelPlugin"]
+
+    registry = Registry()
+    with pytest.raises(zoo.PluginError, match="did you mean 'register_models'"):
+        registry.register_plugin(Typo())
+    with pytest.raises(zoo.PluginError, match="unexpected"):
+        registry.register_plugin(BadArgument())
+    with pytest.raises(zoo.PluginError, match="must return ModelPlugin"):
+        registry.register_plugin(WrongType())
+    assert registry.names("model") == []
+
+
+def test_item_declarations_are_checked():
+    @dataclasses.dataclass
+    class Config:
+        name: str = "reserved"
+
+    with pytest.raises(ValueError, match="reserved"):
+        zoo.ModelPlugin("m", "A model.", Config, lambda c, s: None)
+    with pytest.raises(TypeError, match="dataclass"):
+        zoo.ModelPlugin("m", "A model.", dict, lambda c, s: None)
+    with pytest.raises(ValueError, match="identifier"):
+        zoo.ModelPlugin("my model", "A model.", Config, lambda c, s: None)
+
+
+NO_TF_SCRIPT = """
+import sys
+from zoo.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["list"],
+        ["list", "--json"],
+        ["list", "metric", "a*"],
+        ["info", "cnn_classifier"],
+        ["info", "metric", "auc", "--json"],
+        ["train", "--help"],
+        ["train", "--cfg", "job"],
+        ["train", "model=no_such_model"],
+        ["train", "trainer.epoch=3"],
+    ],
+    ids=" ".join,
+)
+def test_listing_describing_and_validating_never_import_tensorflow(args):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TF_SCRIPT, *args], capture_output=True, text=True, timeout=120
+    )
+    assert "HEAVY=\n" in result.stderr + "\n", result.stderr[-2000:]
+
+
+def test_zoo_list_shows_kind_name_distribution_and_summary():
+    result = run_zoo("list")
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["KIND", "NAME", "DISTRIBUTION", "SUMMARY"]
+    listed = {(r.split()[0], r.split()[1]) for r in rows if r.strip()}
+    for kind, names in FIRST_PARTY.items():
+        assert {(kind, n) for n in names} <= listed
+    assert all("keras-zoo" in r for r in rows if r.strip())
+
+
+def test_zoo_list_json_is_machine_readable():
+    result = run_zoo("list", "--json")
+    data = json.loads(result.stdout)
+    names = {(i["kind"], i["name"]) for i in data["items"]}
+    assert ("model", "cnn_classifier") in names
+    sources = {p["entry_point"]: p for p in data["plugins"]}
+    assert sources["metrics"]["status"] == "ok"
+    assert sources["metrics"]["hooks"] == ["register_metrics"]
+    assert "metric/auc" in sources["metrics"]["registered"]
+
+
+def test_zoo_info_shows_config_fields_with_types_defaults_and_help():
+    result = run_zoo("info", "cnn_classifier")
+    assert result.returncode == 0, result.stderr
+    assert "model.<field>=<value>" in result.stdout
+    filters = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["filters"])
+    assert filters.split()[1:3] == ["int", str(entries("model")[0].item.config().filters)]
+    data = json.loads(run_zoo("info", "metric", "f1", "--json").stdout)
+    assert {f["name"] for f in data["config"]} == {"average", "threshold"}
+
+
+def test_zoo_info_unknown_name_is_one_line():
+    result = run_zoo("info", "cnn_clasifier")
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [result.stderr.strip()]
+    assert "cnn_classifier" in result.stderr
+
+
+def test_autoload_can_be_switched_off():
+    result = run_zoo("list", "--json", env={"ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert json.loads(result.stdout) == {"items": [], "plugins": []}

@@ -1,0 +1,155 @@
+"""Throwaway third-party distributions, built and installed for real, found by `zoo`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import error_lines, run_zoo
+
+PLUGIN_MODULE = '''
+from dataclasses import dataclass, field
+
+import zoo
+
+
+@dataclass
+class TinyDenseConfig:
+    units: int = field(default=16, metadata={"help": "Hidden units."})
+    activation: str = field(default="relu", metadata={"help": "Hidden activation."})
+
+
+def build(config, spec):
+    import keras
+
+    inputs = keras.Input(spec.input_shape)
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(config.units, activation=config.activation, name="hidden")(x)
+    outputs = keras.layers.Dense(spec.num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@zoo.hookimpl
+def register_models():
+    return [zoo.ModelPlugin("tiny_dense", "A one-hidden-layer dense classifier.", TinyDenseConfig, build)]
+'''
+
+
+def make_distribution(root: Path, name: str, module_source: str) -> Path:
+    """A minimal distribution with its own pyproject.toml and a `zoo.plugins` entry point."""
+    package = name.replace("-", "_")
+    project = root / name
+    (project / package).mkdir(parents=True)
+    (project / package / "__init__.py").write_text(textwrap.dedent(module_source))
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{name}"
+            version = "1.2.3"
+            dependencies = ["keras-zoo"]
+
+            [project.entry-points."zoo.plugins"]
+            {package} = "{package}"
+            """
+        )
+    )
+    return project
+
+
+def install(project: Path, target: Path) -> None:
+    """`pip install` the distribution (as a wheel) into its own site directory."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(project)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dists")
+    target = root / "site"
+    install(make_distribution(root, "zoo-tiny-dense", PLUGIN_MODULE), target)
+    broken = "raise RuntimeError('this plugin is broken on purpose')\n"
+    install(make_distribution(root, "zoo-broken", broken), target)
+    return target
+
+
+def env_with(site: Path, **extra: str) -> dict:
+    return {"PYTHONPATH": str(site), **extra}
+
+
+def test_installed_plugin_is_listed_and_the_broken_one_reported(site):
+    result = run_zoo("list", env=env_with(site))
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "tiny_dense" in line)
+    assert row.split()[:4] == ["model", "tiny_dense", "zoo-tiny-dense", "1.2.3"]
+    assert "cnn_classifier" in result.stdout, "first-party plugins are unaffected"
+    assert "Broken plugins (skipped):" in result.stdout
+    assert "zoo-broken 1.2.3" in result.stdout and "this plugin is broken on purpose" in result.stdout
+    warning = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
+    assert len(warning) == 1 and "'zoo-broken'" in warning[0] and "'zoo_broken'" in warning[0]
+
+    data = json.loads(run_zoo("list", "--json", env=env_with(site)).stdout)
+    broken = [p for p in data["plugins"] if p["status"] == "broken"]
+    assert [(p["distribution"], p["entry_point"]) for p in broken] == [("zoo-broken", "zoo_broken")]
+    assert "RuntimeError" in broken[0]["error"]
+
+
+@pytest.mark.parametrize(
+    "args,env",
+    [(["list"], {"ZOO_STRICT_PLUGINS": "1"}), (["--strict-plugins", "list"], {})],
+    ids=["env", "flag"],
+)
+def test_strict_mode_makes_a_broken_plugin_fatal(site, args, env):
+    result = run_zoo(*args, env=env_with(site, **env))
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [result.stderr.strip()]
+    assert "zoo-broken" in result.stderr and "strict" in result.stderr
+
+
+def test_broken_distribution_can_be_skipped_by_name(site):
+    result = run_zoo("list", env=env_with(site, ZOO_DISABLE_PLUGINS="zoo-broken", ZOO_STRICT_PLUGINS="1"))
+    assert result.returncode == 0, result.stderr
+    assert "tiny_dense" in result.stdout and "Broken" not in result.stdout
+
+
+def test_info_describes_the_third_party_config(site):
+    result = run_zoo("info", "tiny_dense", env=env_with(site))
+    assert result.returncode == 0, result.stderr
+    assert "provided by zoo-tiny-dense 1.2.3" in result.stdout
+    assert any(line.split()[:3] == ["units", "int", "16"] for line in result.stdout.splitlines())
+
+
+def test_train_runs_the_third_party_model_with_its_config(site, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", "model=tiny_dense", "model.units=8", "model.activation=tanh", "trainer.epochs=2",
+        f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env_with(site),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    import keras
+
+    model = keras.saving.load_model(run_dir / "model.keras")
+    hidden = model.get_layer("hidden")
+    assert hidden.units == 8 and hidden.get_config()["activation"] == "tanh"
+    assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.5
+
+
+def test_third_party_config_is_checked(site, tmp_path):
+    result = run_zoo("train", "model=tiny_dense", "model.unit=8", cwd=tmp_path, env=env_with(site))
+    assert result.returncode == 2
+    (error,) = error_lines(result.stderr)
+    assert "did you mean 'model.units'" in error
+    # Besides the error, only the warning about the other, broken distribution.
+    assert [line for line in result.stderr.splitlines() if line != error][0].startswith("zoo: warning:")

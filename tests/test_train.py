@@ -1,0 +1,123 @@
+"""`zoo train` end to end, started the way users start it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import error_lines, run_zoo
+
+METRICS = ["accuracy", "precision", "recall", "f1", "auc"]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`zoo train` with no overrides but the run directory: the README's main job."""
+    cwd = tmp_path_factory.mktemp("default")
+    run_dir = cwd / "run"
+    result = run_zoo("train", f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_default_run_reaches_the_accuracy_bar(default_run):
+    run_dir, _ = default_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"loss", *METRICS}
+    assert metrics["accuracy"] >= 0.97
+
+
+def test_run_directory_holds_every_artifact(default_run):
+    run_dir, result = default_run
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["name"] == "cnn_classifier" and config["dataset"]["name"] == "digits"
+    assert list(config["metrics"]) == METRICS
+    assert "${" not in (run_dir / "config.yaml").read_text(), "the saved config is resolved"
+
+    with (run_dir / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, config["trainer"]["epochs"] + 1))
+    for name in ["loss", *METRICS]:
+        assert name in rows[0] and f"val_{name}" in rows[0]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+    png = (run_dir / "plots" / "training_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+
+    for part in ("train", "validation"):
+        assert list((run_dir / "tensorboard" / part).glob("events.out.tfevents.*"))
+
+    assert not [p for p in run_dir.rglob(".*") if p.name != ".hydra" and ".hydra" not in p.parts], "temp files left"
+
+    # The terminal ends with the test metrics and the run directory.
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == f"run directory: {run_dir}"
+    assert any(line.split()[:1] == ["accuracy"] for line in lines)
+
+
+def test_saved_model_loads_with_plain_keras_and_reproduces_the_test_metrics(default_run, tmp_path):
+    import zoo
+
+    run_dir, _ = default_run
+    x_test, y_test = zoo.create_dataset("digits").load(seed=0).test
+    np.save(tmp_path / "x.npy", x_test)
+    # A fresh process that imports Keras alone, as a user of the file would.
+    script = (
+        "import sys, numpy as np, keras; "
+        "m = keras.saving.load_model(sys.argv[1]); "
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(run_dir / "model.keras"), str(tmp_path / "x.npy"), str(tmp_path / "p.npy")],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    predictions = np.load(tmp_path / "p.npy")
+    accuracy = float(np.mean(predictions.argmax(axis=1) == y_test))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-6)
+
+
+def test_sweep_leaves_one_run_directory_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_zoo(
+        "train", "-m", "model.filters=4,8", "trainer.epochs=1", "metrics=[accuracy]",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert len(jobs) == 2
+    filters = []
+    for job in jobs:
+        assert set(json.loads((job / "metrics.json").read_text())) == {"loss", "accuracy"}
+        filters.append(yaml.safe_load((job / "config.yaml").read_text())["model"]["filters"])
+    assert sorted(filters) == [4, 8]
+
+
+def test_gpu_device_without_a_gpu_fails_clearly(tmp_path):
+    result = run_zoo("train", "device=gpu", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "zoo: error: device=gpu but TensorFlow sees no GPU (is the GPU build installed: pip install "
+        "'keras-zoo[gpu]'?); use device=cpu or device=auto"
+    ]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_cfg_job_prints_the_composed_config_without_training(tmp_path):
+    result = run_zoo("train", "--cfg", "job", "model.filters=8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["model"]["filters"] == 8
+    assert not (tmp_path / "runs").exists()
+
+
+def test_hydra_help_lists_the_plugin_groups(tmp_path):
+    result = run_zoo("train", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for word in ("model:", "cnn_classifier", "dataset:", "digits", "metrics:", "auc"):
+        assert word in result.stdout
