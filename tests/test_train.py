@@ -121,3 +121,36 @@ def test_hydra_help_lists_the_plugin_groups(tmp_path):
     assert result.returncode == 0
     for word in ("model:", "cnn_classifier", "dataset:", "digits", "metrics:", "auc"):
         assert word in result.stdout
+
+
+def run_in_terminal(args: list[str], cwd) -> tuple[int, str]:
+    """Run `zoo` with a pseudo-terminal as its stdout and stderr, as at an interactive shell."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo", *args], stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, cwd=cwd
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return proc.wait(timeout=300), output.decode(errors="replace")
+
+
+def test_progress_is_shown_on_a_terminal_and_quiet_otherwise(default_run, tmp_path):
+    code, output = run_in_terminal(
+        ["train", "trainer.epochs=1", "metrics=[accuracy]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
+    )
+    assert code == 0, output[-3000:]
+    assert "/step" in output and "━" in output  # the Keras progress bar
+    _, piped = default_run
+    assert "/step" not in piped.stdout + piped.stderr

@@ -57,7 +57,11 @@ class Registry:
 
     def load_entry_points(self) -> None:
         for source in discovery.load_entry_points(self.plugin_manager, self.strict):
-            self._add_source(source)
+            self.sources.append(source)
+            if source.error is None:
+                self._collect_items(source)
+                if source.error:  # its hooks failed (import failures are reported already)
+                    discovery.report_broken(source, self.strict)
 
     def register_plugin(self, plugin: Any, name: Optional[str] = None) -> PluginSource:
         """Register a plugin object (a module or any object with hookimpls) directly."""
@@ -69,24 +73,22 @@ class Registry:
             plugin=plugin,
         )
         discovery.register(self.plugin_manager, source)
+        if source.error is None:
+            self._collect_items(source)
         if source.error:
             raise PluginError(f"plugin {source.name!r}: {source.error}")
-        self._add_source(source)
-        if source.error:
-            raise PluginError(f"plugin {source.name!r}: {source.error}")
+        self.sources.append(source)
         return source
 
-    def _add_source(self, source: PluginSource) -> None:
-        self.sources.append(source)
-        if source.error:
-            return
+    def _collect_items(self, source: PluginSource) -> None:
+        """Call the plugin's hooks and claim the names of what they return; a failing hook
+        marks the whole plugin broken and claims nothing."""
         try:
             collected = list(self._collect(source))
         except Exception as exc:  # a hook implementation can raise anything
             source.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
             source.details = traceback.format_exc()
             self.plugin_manager.unregister(source.plugin)
-            discovery.report_broken(source, self.strict)
             return
         for entry in collected:
             self._claims[entry.kind].setdefault(entry.name, []).append(entry)
