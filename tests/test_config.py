@@ -43,6 +43,18 @@ def test_public_keys_override():
     assert plan.model_config.filters == 8
 
 
+def test_config_files_set_every_field_of_their_schema():
+    import dataclasses
+
+    from zoo.config import DeviceConfig, TrainerConfig
+
+    assert set(compose([]).trainer) == {f.name for f in dataclasses.fields(TrainerConfig)}
+    for device in ("auto", "cpu", "gpu", "multi_gpu"):
+        keys = set(compose([f"device={device}"]).device)
+        assert keys <= {f.name for f in dataclasses.fields(DeviceConfig)}
+        assert compose([f"device={device}"]).device.kind == device
+
+
 def test_experiment_presets_compose():
     from importlib.resources import files
 
@@ -63,7 +75,7 @@ def test_experiment_presets_compose():
         (["+trainer.epoch=3"], "did you mean 'trainer.epochs'"),
         (["+model.filterz=3"], "unknown key 'model.filterz' for model 'cnn_classifier'; did you mean 'model.filters'"),
         (["+seeed=3"], "did you mean 'seed'"),
-        (["trainer.epochs=abc"], "trainer.epochs=abc"),
+        (["trainer.epochs=abc"], "trainer.epochs: Value 'abc' of type 'str' could not be converted to Integer"),
         (["model.filters=many"], "model.filters=many"),
         (["trainer.epochs=0"], "epochs must be at least 1"),
         (["trainer.optimizer=adm"], "did you mean 'adam'"),

@@ -154,3 +154,21 @@ def test_third_party_config_is_checked(site, tmp_path):
     assert "did you mean 'model.units'" in error
     # Besides the error, only the warning about the other, broken distribution.
     assert [line for line in result.stderr.splitlines() if line != error][0].startswith("zoo: warning:")
+
+
+def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
+    target = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-tiny-dense", PLUGIN_MODULE), target)
+    install(make_distribution(tmp_path, "zoo-tiny-dense-fork", PLUGIN_MODULE), target)
+    listing = run_zoo("list", "model", env=env_with(target))
+    assert listing.returncode == 0, listing.stderr
+    conflict = next(line for line in listing.stdout.splitlines() if line.startswith("Conflict:"))
+    assert "'tiny_dense'" in conflict and "zoo-tiny-dense 1.2.3" in conflict and "zoo-tiny-dense-fork 1.2.3" in conflict
+
+    result = run_zoo("train", "model=tiny_dense", cwd=tmp_path, env=env_with(target))
+    assert result.returncode == 2
+    (error,) = error_lines(result.stderr)
+    assert "zoo-tiny-dense (" in error and "zoo-tiny-dense-fork (" in error and "ZOO_DISABLE_PLUGINS" in error
+
+    chosen = run_zoo("info", "tiny_dense", env=env_with(target, ZOO_DISABLE_PLUGINS="zoo-tiny-dense-fork"))
+    assert chosen.returncode == 0 and "provided by zoo-tiny-dense 1.2.3" in chosen.stdout

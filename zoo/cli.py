@@ -56,6 +56,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("ZOO_TRACEBACK") == "1":
             raise
         fail(str(exc))
+    except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:

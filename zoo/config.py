@@ -108,31 +108,38 @@ def field_help(config_cls: type) -> list[tuple[str, str, str, str]]:
 
 def make_config(entry: Registered, overrides: Mapping[str, Any], prefix: str = "") -> Any:
     """The config dataclass of ``entry`` with ``overrides`` applied and type-checked."""
-    config_cls = entry.item.config
+    return typed_config(entry.item.config, overrides, f"{entry.kind} {entry.name!r}", prefix, entry.name)
+
+
+def typed_config(
+    config_cls: type, overrides: Mapping[str, Any], owner: str, prefix: str, info_name: Optional[str] = None
+) -> Any:
+    """An instance of ``config_cls`` from ``overrides``, with every mistake as one line.
+
+    ``owner`` names what the config belongs to in messages ("model 'cnn_classifier'");
+    ``prefix`` is the dotted path of its keys on the command line ("model.").
+    """
     known = [f.name for f in dataclasses.fields(config_cls)]
     for key in overrides:
         if key not in known:
-            raise ZooError(_unknown_key_message(entry, key, known, prefix))
-    schema = OmegaConf.structured(config_cls)
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else f"its keys are: {', '.join(known) or '(none)'}"
+            see = f" (see 'zoo info {info_name}')" if info_name else ""
+            raise ZooError(f"unknown key '{prefix}{key}' for {owner}; {hint}{see}")
     try:
-        merged = OmegaConf.merge(schema, dict(overrides))
+        merged = OmegaConf.merge(OmegaConf.structured(config_cls), dict(overrides))
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
             raise ZooError(
-                f"{entry.kind} {entry.name!r} needs a value for {', '.join(prefix + m for m in missing)}; "
+                f"{owner} needs a value for {', '.join(prefix + m for m in missing)}; "
                 f"set it on the command line, e.g. {prefix}{missing[0]}=..."
             )
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        raise ZooError(f"{entry.kind} {entry.name!r}: {describe_omegaconf_error(exc, prefix)}") from None
+        problem = describe_omegaconf_error(exc, prefix)
     except (ValueError, TypeError) as exc:  # raised by the config's own __post_init__ checks
-        raise ZooError(f"{entry.kind} {entry.name!r}: {prefix}{exc}") from None
-
-
-def _unknown_key_message(entry: Registered, key: str, known: list[str], prefix: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean '{prefix}{close[0]}'?" if close else f"its keys are: {', '.join(known) or '(none)'}"
-    return f"unknown key '{prefix}{key}' for {entry.kind} {entry.name!r}; {hint} (see 'zoo info {entry.name}')"
+        problem = f"{prefix}{exc}"
+    raise ZooError(f"{problem} ({owner})" if info_name else problem)
 
 
 # --------------------------------------------------------------------------------------
@@ -156,8 +163,6 @@ def register_configs(registry: Optional[Registry] = None) -> None:
 
     registry = registry or get_registry()
     store = ConfigStore.instance()
-    store.store(group="trainer", name="_schema", node=TrainerConfig)
-    store.store(group="device", name="_schema", node=DeviceConfig)
     for kind, group in (("model", "model"), ("dataset", "dataset")):
         for name in registry.names(kind):
             for entry in registry.list(kind, name):  # conflicting names are stored once
@@ -237,8 +242,8 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
                 f"{dataset.name!r} ({spec.task}); drop it from metrics=[...]"
             )
         metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
-    trainer = _core_config(TrainerConfig, container["trainer"], "trainer")
-    device = _core_config(DeviceConfig, container["device"], "device")
+    trainer = typed_config(TrainerConfig, container["trainer"], "trainer", "trainer.")
+    device = typed_config(DeviceConfig, container["device"], "device", "device.")
     return RunPlan(
         seed=int(container["seed"]),
         model=model,
@@ -259,19 +264,6 @@ def _plugin_choice(registry: Registry, kind: str, node: Mapping[str, Any]) -> tu
         raise ZooError(f"no {kind} chosen; add {kind}=<name> (see 'zoo list {kind}')")
     entry = registry.get(kind, name)
     return entry, make_config(entry, node, prefix=f"{kind}.")
-
-
-def _core_config(schema: type, node: Mapping[str, Any], prefix: str) -> Any:
-    known = [f.name for f in dataclasses.fields(schema)]
-    for key in node:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean '{prefix}.{close[0]}'?" if close else "keys are: " + ", ".join(known)
-            raise ZooError(f"unknown key '{prefix}.{key}'; {hint}")
-    try:
-        return schema(**node)
-    except (ValueError, TypeError) as exc:
-        raise ZooError(f"{prefix}.{exc}") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -296,17 +288,14 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
     if isinstance(exc, MissingConfigException) or "Could not" in text:
         group = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
         if group:
-            from hydra.core.config_store import ConfigStore
-
-            options = sorted(
-                n.removesuffix(".yaml")
-                for n in ConfigStore.instance().list(group.group(1))
-                if not n.startswith("_")
-            )
             from zoo.registry import unknown_name_message
 
-            kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1), group.group(1))
-            return unknown_name_message(kind, group.group(2), options)
+            options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
+
+            kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1))
+            if kind:
+                return unknown_name_message(kind, group.group(2), options)
+            return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
     if override:
         key = override.group(1)

@@ -144,7 +144,7 @@ class Registry:
         return [s for s in self.sources if s.error]
 
 
-def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+def unknown_name_message(kind: str, name: str, known: list[str], see: Optional[str] = None) -> str:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     if close:
         hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
@@ -152,7 +152,7 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
         hint = "known: " + ", ".join(known)
     else:
         hint = f"no {kind} is registered; is a plugin installed?"
-    return f"unknown {kind} {name!r}; {hint} (see 'zoo list {kind}')"
+    return f"unknown {kind} {name!r}; {hint} (see '{see or f'zoo list {kind}'}')"
 
 
 def _check_kind(kind: str) -> str:
