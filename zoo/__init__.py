@@ -37,6 +37,7 @@ __all__ = [
     "create_dataset",
     "create_metric",
     "create_model",
+    "get_registry",
     "hookimpl",
     "list_plugins",
     "register_plugin",

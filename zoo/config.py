@@ -158,19 +158,20 @@ def _node(entry: Registered, with_name: bool) -> DictConfig:
 
 
 def register_configs(registry: Optional[Registry] = None) -> None:
-    """Store the core schemas and every registered plugin's config in Hydra's groups."""
+    """Store every registered plugin's config in its Hydra group (``model``, ``dataset``,
+    ``metrics``), so that any installed plugin can be chosen by name with no YAML."""
     from hydra.core.config_store import ConfigStore
 
     registry = registry or get_registry()
     store = ConfigStore.instance()
-    for kind, group in (("model", "model"), ("dataset", "dataset")):
+    for kind in ("model", "dataset", "metric"):
         for name in registry.names(kind):
-            for entry in registry.list(kind, name):  # conflicting names are stored once
-                store.store(group=group, name=name, node=_node(entry, with_name=True))
-                break
-    for name in registry.names("metric"):
-        entry = registry.list("metric", name)[0]
-        store.store(group="metrics", name=name, node={name: _node(entry, with_name=False)})
+            # A conflicting name is stored once; using it fails in plan_run, naming both owners.
+            entry = registry.list(kind, name)[0]
+            if kind == "metric":  # several metrics merge side by side: metrics.<name>.<field>
+                store.store(group="metrics", name=name, node={name: _node(entry, with_name=False)})
+            else:
+                store.store(group=kind, name=name, node=_node(entry, with_name=True))
 
 
 def compose(overrides: list[str]) -> DictConfig:
@@ -281,21 +282,17 @@ def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
 
 def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]] = None) -> str:
     """A Hydra composition failure as one line naming the key and the fix."""
-    from hydra.errors import MissingConfigException
+    from zoo.registry import unknown_name_message
 
     text = str(exc).strip()
     cause = exc.__cause__
-    if isinstance(exc, MissingConfigException) or "Could not" in text:
-        group = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
-        if group:
-            from zoo.registry import unknown_name_message
-
-            options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
-
-            kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1))
-            if kind:
-                return unknown_name_message(kind, group.group(2), options)
-            return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
+    group = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
+    if group:
+        options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
+        kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1))
+        if kind:
+            return unknown_name_message(kind, group.group(2), options)
+        return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
     if override:
         key = override.group(1)
