@@ -16,8 +16,8 @@ from zoo.registry import Registry, get_registry
 from conftest import entries, error_lines, run_zoo
 
 FIRST_PARTY = {
-    "model": {"cnn_classifier"},
-    "dataset": {"digits"},
+    "model": {"cnn_classifier", "mlp_classifier"},
+    "dataset": {"digits", "breast_cancer"},
     "metric": {"accuracy", "precision", "recall", "f1", "auc"},
 }
 

@@ -154,3 +154,31 @@ def test_progress_is_shown_on_a_terminal_and_quiet_otherwise(default_run, tmp_pa
     assert "/step" in output and "━" in output  # the Keras progress bar
     _, piped = default_run
     assert "/step" not in piped.stdout + piped.stderr
+
+
+def test_binary_run_reports_what_scikit_learn_computes_from_the_saved_model(tmp_path):
+    """The whole binary path: sigmoid head, binary metrics in fit/evaluate, the saved model."""
+    import keras
+    from sklearn import metrics as sk
+
+    import zoo
+
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", "+experiment=breast_cancer_mlp", "trainer.epochs=5", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = json.loads((run_dir / "metrics.json").read_text())
+    x_test, y_test = zoo.create_dataset("breast_cancer").load(seed=0).test
+    probability = keras.saving.load_model(run_dir / "model.keras").predict(x_test, verbose=0).reshape(-1)
+    predicted = (probability >= 0.5).astype(int)
+    expected = {
+        "accuracy": sk.accuracy_score(y_test, predicted),
+        "precision": sk.precision_score(y_test, predicted, zero_division=0),
+        "recall": sk.recall_score(y_test, predicted, zero_division=0),
+        "f1": sk.f1_score(y_test, predicted, zero_division=0),
+        "auc": sk.roc_auc_score(y_test, probability),
+    }
+    for name, value in expected.items():
+        assert reported[name] == pytest.approx(value, abs=2e-4 if name == "auc" else 1e-6), name
+    assert reported["auc"] > 0.95

@@ -62,6 +62,47 @@ def build_cnn_classifier(config: CNNClassifierConfig, spec: zoo.DataSpec):
     return keras.Model(inputs, outputs, name="cnn_classifier")
 
 
+@dataclass
+class MLPClassifierConfig:
+    hidden_units: list[int] = field(
+        default_factory=lambda: [128, 64], metadata={"help": "Units of each hidden dense layer, input to output."}
+    )
+    activation: str = field(default="relu", metadata={"help": "Activation of the hidden layers (a Keras name)."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout rate after each hidden layer (0 disables)."})
+    l1: float = field(default=0.0, metadata={"help": "L1 weight penalty of the hidden layers."})
+    l2: float = field(default=0.0, metadata={"help": "L2 weight penalty of the hidden layers."})
+    batch_norm: bool = field(default=False, metadata={"help": "Batch normalisation before each hidden activation."})
+
+    def __post_init__(self) -> None:
+        if not self.hidden_units or min(self.hidden_units) < 1:
+            raise ValueError(f"hidden_units must be a non-empty list of positive sizes, got {self.hidden_units}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.l1 < 0 or self.l2 < 0:
+            raise ValueError(f"l1 and l2 must not be negative, got {self.l1} and {self.l2}")
+
+
+def build_mlp_classifier(config: MLPClassifierConfig, spec: zoo.DataSpec):
+    """The dense networks of seeds 001, 002 and 004: Flatten, then Dense layers, then the head."""
+    import keras
+    from keras import layers
+
+    regularizer = keras.regularizers.L1L2(l1=config.l1, l2=config.l2) if (config.l1 or config.l2) else None
+    inputs = keras.Input(shape=spec.input_shape, name="features")
+    x = layers.Flatten(name="flatten")(inputs) if len(spec.input_shape) > 1 else inputs
+    for i, units in enumerate(config.hidden_units, start=1):
+        if config.batch_norm:  # normalise pre-activations: the dense layer needs no bias then
+            x = layers.Dense(units, use_bias=False, kernel_regularizer=regularizer, name=f"dense_{i}")(x)
+            x = layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+            x = layers.Activation(config.activation, name=f"activation_{i}")(x)
+        else:
+            x = layers.Dense(units, activation=config.activation, kernel_regularizer=regularizer, name=f"dense_{i}")(x)
+        if config.dropout > 0:
+            x = layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
+    outputs = classification_head(spec)(x)
+    return keras.Model(inputs, outputs, name="mlp_classifier")
+
+
 @zoo.hookimpl
 def register_models():
     return [
@@ -71,5 +112,11 @@ def register_models():
             config=CNNClassifierConfig,
             factory=build_cnn_classifier,
             input_rank=3,
+        ),
+        zoo.ModelPlugin(
+            name="mlp_classifier",
+            summary="Dense classifier (seeds 001/002/004): hidden sizes, dropout, L1/L2, batch norm.",
+            config=MLPClassifierConfig,
+            factory=build_mlp_classifier,
         ),
     ]

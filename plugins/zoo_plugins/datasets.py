@@ -36,6 +36,39 @@ def load_digits(config: DigitsConfig, seed: int) -> zoo.Splits:
     return stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed)
 
 
+@dataclass
+class BreastCancerConfig:
+    validation_fraction: float = field(default=0.15, metadata={"help": "Share of examples held out for validation."})
+    test_fraction: float = field(default=0.2, metadata={"help": "Share of examples held out for the final test."})
+    standardize: bool = field(
+        default=True, metadata={"help": "Scale each feature to zero mean and unit variance (training-split statistics)."}
+    )
+
+    def __post_init__(self) -> None:
+        check_fractions(self.validation_fraction, self.test_fraction)
+
+
+def describe_breast_cancer(config: BreastCancerConfig) -> zoo.DataSpec:
+    # Label 1 is the condition to detect, so precision and recall are about malignancy.
+    return zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(30,), num_classes=2, class_names=("benign", "malignant"))
+
+
+def load_breast_cancer(config: BreastCancerConfig, seed: int) -> zoo.Splits:
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer as sklearn_breast_cancer
+
+    data = sklearn_breast_cancer()
+    x = data.data.astype(np.float32)
+    y = (data.target == 0).astype(np.int32)  # scikit-learn codes malignant as 0
+    splits = stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed)
+    if config.standardize:
+        # Statistics of the training split only: nothing of validation or test leaks in.
+        mean = splits.train[0].mean(axis=0)
+        std = splits.train[0].std(axis=0) + 1e-7
+        splits = zoo.Splits(*(((x - mean) / std, y) for x, y in (splits.train, splits.validation, splits.test)))
+    return splits
+
+
 def check_fractions(validation_fraction: float, test_fraction: float) -> None:
     for name, value in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not 0.0 < value < 1.0:
@@ -71,5 +104,12 @@ def register_datasets():
             config=DigitsConfig,
             describe=describe_digits,
             factory=load_digits,
+        ),
+        zoo.DatasetPlugin(
+            name="breast_cancer",
+            summary="scikit-learn's 569 breast tumours, 30 features, binary: malignant (1) or benign (offline).",
+            config=BreastCancerConfig,
+            describe=describe_breast_cancer,
+            factory=load_breast_cancer,
         ),
     ]
