@@ -18,7 +18,7 @@ from conftest import entries, error_lines, run_zoo
 FIRST_PARTY = {
     "model": {"cnn_classifier", "mlp_classifier"},
     "dataset": {"digits", "breast_cancer"},
-    "metric": {"accuracy", "precision", "recall", "f1", "auc"},
+    "metric": {"accuracy", "precision", "recall", "f1", "auc", "pr_auc"},
 }
 
 

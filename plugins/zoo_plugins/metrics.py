@@ -78,10 +78,13 @@ def _sklearn_reference(statistic: str):
     return reference
 
 
-def build_auc(config: AUCConfig, spec: zoo.DataSpec):
-    from zoo_plugins.keras_metrics import HistogramAUC
+def _curve_metric(curve: str, name: str):
+    def factory(config: AUCConfig, spec: zoo.DataSpec):
+        from zoo_plugins.keras_metrics import HistogramCurveArea
 
-    return HistogramAUC(num_classes=spec.num_classes, num_bins=config.num_bins, name="auc")
+        return HistogramCurveArea(num_classes=spec.num_classes, curve=curve, num_bins=config.num_bins, name=name)
+
+    return factory
 
 
 def auc_reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
@@ -92,6 +95,18 @@ def auc_reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
     if spec.binary:
         return float(roc_auc_score(y_true, y_prob.reshape(-1)))
     return float(roc_auc_score(y_true, y_prob, multi_class="ovr", average="macro", labels=np.arange(spec.num_classes)))
+
+
+def pr_auc_reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    y_true = np.asarray(y_true).reshape(-1)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if spec.binary:
+        return float(average_precision_score(y_true, y_prob.reshape(-1)))
+    present = [c for c in range(spec.num_classes) if np.any(y_true == c)]
+    return float(np.mean([average_precision_score(y_true == c, y_prob[:, c]) for c in present]))
 
 
 @zoo.hookimpl
@@ -129,7 +144,14 @@ def register_metrics():
             name="auc",
             summary="Area under the ROC curve (one-vs-rest, macro-averaged, for many classes).",
             config=AUCConfig,
-            factory=build_auc,
+            factory=_curve_metric("roc", "auc"),
             reference=auc_reference,
+        ),
+        zoo.MetricPlugin(
+            name="pr_auc",
+            summary="Average precision: area under the precision-recall curve (macro over classes).",
+            config=AUCConfig,
+            factory=_curve_metric("pr", "pr_auc"),
+            reference=pr_auc_reference,
         ),
     ]
