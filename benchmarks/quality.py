@@ -5,7 +5,7 @@
     python benchmarks/quality.py --override trainer.epochs=1   # a quick smoke run
 
 Prints a Markdown table (paste it into the README's quality section) with the seed-0
-value, the mean, the minimum over the seeds, and whether the mean meets the bar.
+value, the mean, the worst seed, and whether the mean meets the bar.
 """
 
 from __future__ import annotations
@@ -16,11 +16,44 @@ import platform
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
+from typing import Callable, Union
 
-# metric -> minimum, per preset in conf/experiment/.
-QUALITY_BARS: dict[str, dict[str, float]] = {
-    "digits_cnn": {"accuracy": 0.985},
-    "breast_cancer_mlp": {"accuracy": 0.95, "auc": 0.99},
+
+def fifth_of_pixel_mean_mse(dataset: str, seeds: list[int]) -> float:
+    """A fifth of the test MSE of predicting every pixel's training-split mean."""
+    import numpy as np
+
+    import zoo
+
+    errors = []
+    for seed in seeds:
+        splits = zoo.create_dataset(dataset).load(seed)
+        errors.append(float(np.mean((splits.test[0] - splits.train[0].mean(axis=0)) ** 2)))
+    return statistics.fmean(errors) / 5
+
+
+@dataclass
+class Bar:
+    metric: str
+    at_least: bool  # True: the mean must reach the bar; False: stay at or under it
+    value: Union[float, Callable[[list[int]], float]]
+    about: str = ""
+
+    def resolve(self, seeds: list[int]) -> float:
+        return self.value(seeds) if callable(self.value) else self.value
+
+
+# The bars of issue 3, per preset in conf/experiment/.
+QUALITY_BARS: dict[str, list[Bar]] = {
+    "digits_cnn": [Bar("accuracy", True, 0.985)],
+    "breast_cancer_mlp": [Bar("accuracy", True, 0.95), Bar("auc", True, 0.99)],
+    "digits_autoencoder": [
+        Bar("mse", False, lambda seeds: fifth_of_pixel_mean_mse("digits", seeds), "1/5 of pixel-mean MSE")
+    ],
+    "digits_conv_autoencoder": [
+        Bar("mse", False, lambda seeds: fifth_of_pixel_mean_mse("digits", seeds), "1/5 of pixel-mean MSE")
+    ],
 }
 
 
@@ -43,17 +76,20 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as run_dir:
                 results.append(train(cfg, run_dir))
         seconds = (time.perf_counter() - started) / len(args.seeds)
-        for metric, bar in QUALITY_BARS[preset].items():
-            values = [r[metric] for r in results]
-            mean = statistics.fmean(values)
+        for bar in QUALITY_BARS[preset]:
+            values = [r[bar.metric] for r in results]
+            mean, target = statistics.fmean(values), bar.resolve(args.seeds)
+            worst = min(values) if bar.at_least else max(values)
+            met = mean >= target if bar.at_least else mean <= target
+            bar_text = f"{'>=' if bar.at_least else '<='} {target:.4g}" + (f" ({bar.about})" if bar.about else "")
             rows.append(
-                (preset, metric, f">= {bar}", f"{values[0]:.4f}", f"{mean:.4f}", f"{min(values):.4f}",
-                 "yes" if mean >= bar else "**no**", f"{seconds:.0f}")
+                (preset, bar.metric, bar_text, f"{values[0]:.4f}", f"{mean:.4f}", f"{worst:.4f}",
+                 "yes" if met else "**no**", f"{seconds:.0f}")
             )  # fmt: skip
 
     seeds = ", ".join(map(str, args.seeds))
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; seeds {seeds}")
-    header = ("preset", "metric", "bar", f"seed {args.seeds[0]}", "mean", "min", "mean meets bar", "s/run")
+    header = ("preset", "metric", "bar", f"seed {args.seeds[0]}", "mean", "worst", "mean meets bar", "s/run")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

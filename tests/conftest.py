@@ -38,12 +38,13 @@ def entries(kind: str):
 
 
 def compatible_pairs():
-    """Every (model, dataset) pair whose declared task and input rank fit."""
+    """Every (model, dataset) pair whose declared task, input rank and checks fit."""
     pairs = []
     for model in entries("model"):
         for dataset in entries("dataset"):
             spec = zoo.create_dataset(dataset.name).spec
             rank = model.item.input_rank
-            if spec.task in model.item.tasks and (rank is None or rank == len(spec.input_shape)):
+            fits = spec.task in model.item.tasks and (rank is None or rank == len(spec.input_shape))
+            if fits and not (model.item.accepts and model.item.accepts(spec)):
                 pairs.append(pytest.param(model.name, dataset.name, id=f"{model.name}-{dataset.name}"))
     return pairs

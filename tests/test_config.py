@@ -14,8 +14,23 @@ from conftest import error_lines, run_zoo
 def test_default_config_composes_to_a_plan():
     plan = plan_run(compose([]))
     assert (plan.model.name, plan.dataset.name) == ("cnn_classifier", "digits")
-    assert [entry.name for entry, _ in plan.metrics] == ["accuracy", "precision", "recall", "f1", "auc"]
+    # metrics=auto: every default metric for classification.
+    assert {entry.name for entry, _ in plan.metrics} == {"accuracy", "precision", "recall", "f1", "auc"}
     assert plan.spec.num_classes == 10
+
+
+def test_default_metrics_follow_the_model_objective():
+    plan = plan_run(compose(["model=conv_autoencoder"]))
+    assert {entry.name for entry, _ in plan.metrics} == {"mse", "mae"}
+    with pytest.raises(zoo.ZooError, match="metric 'accuracy' scores classification, but model 'autoencoder' learns reconstruction; choose from: mae, mse"):
+        plan_run(compose(["model=autoencoder", "metrics=[accuracy]"]))
+
+
+def test_a_model_can_refuse_data_it_cannot_learn():
+    with pytest.raises(zoo.ZooError, match="cannot learn from dataset 'breast_cancer'.*values are unbounded"):
+        plan_run(compose(["model=autoencoder", "dataset=breast_cancer"]))
+    with pytest.raises(zoo.ZooError, match="needs examples of rank 3"):
+        plan_run(compose(["model=cnn_classifier", "dataset=breast_cancer"]))
 
 
 def test_public_keys_override():
@@ -79,7 +94,8 @@ def test_experiment_presets_compose():
         (["model.filters=many"], "model.filters=many"),
         (["trainer.epochs=0"], "epochs must be at least 1"),
         (["trainer.optimizer=adm"], "did you mean 'adam'"),
-        (["metrics.f1.average=macroo"], "average='macroo' is not supported"),
+        (["metrics=[f1]", "metrics.f1.average=macroo"], "average='macroo' is not supported"),
+        (["metrics.f1.average=micro"], "metric 'f1' is not among those chosen; to set its options, list it"),
         (["dataset.test_fraction=1.5"], "between 0 and 1"),
         (["device=tpu9"], "unknown device 'tpu9'"),
         (["-m", "model.filters=8,many"], "model.filters=many"),

@@ -13,11 +13,28 @@ SPECS = {
     "binary": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=2),
     "3-class": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=3),
     "10-class": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=10),
+    "images": zoo.DataSpec(zoo.CLASSIFICATION, (5, 4, 1), num_classes=10, value_range=(0.0, 1.0)),
 }
+# Which model objective each case's predictions stand for.
+OBJECTIVE = {"binary": zoo.CLASSIFICATION, "3-class": zoo.CLASSIFICATION, "10-class": zoo.CLASSIFICATION,
+             "images": zoo.RECONSTRUCTION}  # fmt: skip
 
 
-def random_predictions(spec: zoo.DataSpec, n: int, seed: int):
+def metric_cases():
+    """Every registered metric with every case of an objective it scores."""
+    return [
+        pytest.param(entry, case, id=f"{entry.name}-{case}")
+        for entry in entries("metric")
+        for case in SPECS
+        if OBJECTIVE[case] in entry.item.objectives
+    ]
+
+
+def random_predictions(spec: zoo.DataSpec, n: int, seed: int, objective: str = zoo.CLASSIFICATION):
     rng = np.random.default_rng(seed)
+    if objective == zoo.RECONSTRUCTION:  # images and imperfect reconstructions of them
+        images = rng.uniform(size=(n, *spec.input_shape)).astype(np.float32)
+        return images, np.clip(images + rng.normal(scale=0.2, size=images.shape), 0, 1).astype(np.float32)
     y_true = rng.integers(0, spec.num_classes, size=n)
     if spec.binary:
         # Informative but imperfect scores, so every statistic is away from its extremes.
@@ -37,8 +54,9 @@ def streamed(metric, y_true, y_prob, batches: int = 3) -> float:
 
 
 def tolerance(name: str) -> float:
-    # The confusion-matrix metrics are exact; the curve areas tie the scores within one
-    # histogram bin, which moves average precision more than ROC AUC.
+    # The confusion-matrix metrics are exact and the means nearly so (float32 sums); the
+    # curve areas tie the scores within one histogram bin, which moves average precision
+    # more than ROC AUC.
     return {"auc": 2e-4, "pr_auc": 1e-3}.get(name, 1e-6)
 
 
@@ -47,19 +65,18 @@ def test_metric_has_a_reference(entry):
     assert entry.item.reference is not None, f"metric {entry.name!r} declares no reference computation"
 
 
-@pytest.mark.parametrize("spec_name", SPECS)
-@pytest.mark.parametrize("entry", entries("metric"), ids=lambda e: e.name)
+@pytest.mark.parametrize("entry,case", metric_cases())
 @pytest.mark.parametrize("seed", [0, 1])
-def test_metric_matches_reference_on_random_predictions(entry, spec_name, seed):
-    spec = SPECS[spec_name]
+def test_metric_matches_reference_on_random_predictions(entry, case, seed):
+    spec, objective = SPECS[case], OBJECTIVE[case]
     config = entry.item.config()
     metric = zoo.create_metric(entry.name, spec)
     assert metric.name == entry.name
-    y_true, y_prob = random_predictions(spec, n=997, seed=seed)
+    y_true, y_prob = random_predictions(spec, n=997, seed=seed, objective=objective)
     expected = entry.item.reference(y_true, y_prob, spec, config)
     assert streamed(metric, y_true, y_prob) == pytest.approx(expected, abs=tolerance(entry.name))
     # reset_state really forgets: a second stream of other data gives its own value.
-    y_true2, y_prob2 = random_predictions(spec, n=300, seed=seed + 100)
+    y_true2, y_prob2 = random_predictions(spec, n=300, seed=seed + 100, objective=objective)
     expected2 = entry.item.reference(y_true2, y_prob2, spec, config)
     assert streamed(metric, y_true2, y_prob2) == pytest.approx(expected2, abs=tolerance(entry.name))
 

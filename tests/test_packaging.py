@@ -28,7 +28,9 @@ def test_wheel_installs_only_namespaced_top_level_packages(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"zoo", "zoo_plugins"}
-    assert "zoo/conf/train.yaml" in names and "zoo/conf/trainer/default.yaml" in names
+    shipped = {name.removeprefix("zoo/") for name in names if name.startswith("zoo/conf/") and name.endswith(".yaml")}
+    in_tree = {str(p.relative_to(REPO)) for p in (REPO / "conf").rglob("*.yaml")}
+    assert shipped == in_tree, "every config file of conf/ is in the wheel"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[zoo.plugins]" in text and "zoo = zoo.cli:main" in text

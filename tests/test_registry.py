@@ -16,9 +16,9 @@ from zoo.registry import Registry, get_registry
 from conftest import entries, error_lines, run_zoo
 
 FIRST_PARTY = {
-    "model": {"cnn_classifier", "mlp_classifier"},
+    "model": {"cnn_classifier", "mlp_classifier", "autoencoder", "conv_autoencoder"},
     "dataset": {"digits", "breast_cancer"},
-    "metric": {"accuracy", "precision", "recall", "f1", "auc", "pr_auc"},
+    "metric": {"accuracy", "precision", "recall", "f1", "auc", "pr_auc", "mse", "mae"},
 }
 
 
@@ -191,7 +191,7 @@ def test_zoo_info_shows_config_fields_with_types_defaults_and_help():
     assert result.returncode == 0, result.stderr
     assert "model.<field>=<value>" in result.stdout
     filters = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["filters"])
-    assert filters.split()[1:3] == ["int", str(entries("model")[0].item.config().filters)]
+    assert filters.split()[1:3] == ["int", str(get_registry().get("model", "cnn_classifier").item.config().filters)]
     data = json.loads(run_zoo("info", "metric", "f1", "--json").stdout)
     assert {f["name"] for f in data["config"]} == {"average", "threshold"}
 

@@ -12,6 +12,7 @@ from typing import Any, Optional
 from zoo.errors import PluginError, UnknownNameError, ZooError
 from zoo.hookspecs import (
     CLASSIFICATION,
+    RECONSTRUCTION,
     DataSpec,
     DatasetPlugin,
     MetricPlugin,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLASSIFICATION",
+    "RECONSTRUCTION",
     "DataSpec",
     "DatasetPlugin",
     "MetricPlugin",

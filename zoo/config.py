@@ -4,7 +4,8 @@ The primary config (``conf/train.yaml``) selects one option from each group::
 
     model     one per registered model, stored here from its config dataclass
     dataset   one per registered dataset, likewise
-    metrics   one per registered metric; several are selected at once: metrics=[f1,auc]
+    metrics   one per registered metric; several are selected at once: metrics=[f1,auc];
+              metrics=auto (the default) takes the standard metrics of the model's objective
     trainer   conf/trainer/*.yaml over the TrainerConfig schema
     device    conf/device/*.yaml over the DeviceConfig schema
 
@@ -164,6 +165,7 @@ def register_configs(registry: Optional[Registry] = None) -> None:
 
     registry = registry or get_registry()
     store = ConfigStore.instance()
+    store.store(group="metrics", name="auto", node={})  # plan_run fills in the model's defaults
     for kind in ("model", "dataset", "metric"):
         for name in registry.names(kind):
             # A conflicting name is stored once; using it fails in plan_run, naming both owners.
@@ -234,13 +236,19 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
             f"model {model.name!r} needs examples of rank {rank} but dataset {dataset.name!r} yields "
             f"shape {tuple(spec.input_shape)}; choose a model listed by 'zoo list model' that fits"
         )
+    reason = model.item.accepts(spec) if model.item.accepts else None
+    if reason:
+        raise ZooError(f"model {model.name!r} cannot learn from dataset {dataset.name!r}: {reason}")
+    objective = model.item.objective
+    chosen = container.get("metrics") or {name: {} for name in default_metrics(registry, objective)}
     metrics = []
-    for name, overrides in (container.get("metrics") or {}).items():
+    for name, overrides in chosen.items():
         entry = registry.get("metric", name)
-        if spec.task not in entry.item.tasks:
+        if objective not in entry.item.objectives:
+            fitting = ", ".join(n for n in registry.names("metric") if objective in registry.get("metric", n).item.objectives)
             raise ZooError(
-                f"metric {name!r} applies to {', '.join(entry.item.tasks)}, not to dataset "
-                f"{dataset.name!r} ({spec.task}); drop it from metrics=[...]"
+                f"metric {name!r} scores {', '.join(entry.item.objectives)}, but model {model.name!r} learns "
+                f"{objective}; choose from: {fitting or '(none registered)'}, or metrics=auto"
             )
         metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
     trainer = typed_config(TrainerConfig, container["trainer"], "trainer", "trainer.")
@@ -256,6 +264,17 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
         trainer=trainer,
         device=device,
     )
+
+
+def default_metrics(registry: Registry, objective: str) -> list[str]:
+    """The metrics ``metrics=auto`` chooses: those marked default for the objective."""
+    return [
+        name
+        for name in registry.names("metric")
+        if len(registry.list("metric", name)) == 1
+        and registry.get("metric", name).item.default
+        and objective in registry.get("metric", name).item.objectives
+    ]
 
 
 def _plugin_choice(registry: Registry, kind: str, node: Mapping[str, Any]) -> tuple[Registered, Any]:
@@ -294,6 +313,12 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
             return unknown_name_message(kind, group.group(2), options)
         return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
+    if override and override.group(1).startswith("metrics."):
+        name = override.group(1).split(".")[1]
+        return (
+            f"metric {name!r} is not among those chosen; to set its options, list it as well: "
+            f"metrics=[{name},...] {override.group(1)}=... (see 'zoo list metric')"
+        )
     if override:
         key = override.group(1)
         message = f"unknown config key {key!r}"

@@ -42,9 +42,12 @@ ENTRY_POINT_GROUP = "zoo.plugins"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-# Tasks a dataset can declare and a model or metric can accept.
+# What a dataset provides (DataSpec.task) and what a model learns (ModelPlugin.objective):
+# classification predicts the labels; reconstruction reproduces the inputs (labels unused).
 CLASSIFICATION = "classification"
+RECONSTRUCTION = "reconstruction"
 TASKS = (CLASSIFICATION,)
+OBJECTIVES = (CLASSIFICATION, RECONSTRUCTION)
 
 
 # --------------------------------------------------------------------------------------
@@ -62,12 +65,15 @@ class DataSpec:
         num_classes: number of classes for classification (2 means binary: models emit
             one sigmoid probability for class 1; more means one softmax column per class).
         class_names: a name per class, in label order.
+        value_range: ``(low, high)`` bounds of the input values where they are known
+            (``(0.0, 1.0)`` for scaled pixel intensities), else ``None``.
     """
 
     task: str
     input_shape: tuple[int, ...]
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
+    value_range: Optional[tuple[float, float]] = None
 
     @property
     def binary(self) -> bool:
@@ -93,6 +99,8 @@ class Splits:
 
 
 def _check_item(kind: str, name: str, summary: str, config: type, factory: Callable) -> None:
+    if kind == "metric" and name == "auto":
+        raise ValueError("metric name 'auto' is reserved: metrics=auto picks the model's standard metrics")
     if not name or not name.replace("_", "a").isalnum() or not name[0].isalpha():
         raise ValueError(f"{kind} name {name!r} must be an identifier like 'my_{kind}'")
     if not summary or "\n" in summary:
@@ -115,23 +123,31 @@ class ModelPlugin:
         config: a dataclass of hyper-parameters; each field's ``metadata["help"]`` is
             shown by ``zoo info``.
         factory: builds the model for data described by ``spec``.
-        tasks: the tasks this model can learn.
+        objective: what the model learns, one of ``OBJECTIVES``: ``classification``
+            (targets are the labels) or ``reconstruction`` (targets are the inputs).
+        tasks: the dataset tasks it can learn from.
         input_rank: the rank of one example the model needs (3 for height, width,
             channels images), or ``None`` for any.
-        loss: a Keras loss name or object; ``None`` picks the standard loss for the task
-            (binary or sparse categorical cross-entropy for classification).
+        accepts: optional ``accepts(spec) -> None | str``, a cheap check of anything else
+            the model needs from the data; a string says why the data does not fit.
+        loss: a Keras loss name or object; ``None`` picks the standard loss for the
+            objective (binary or sparse categorical cross-entropy; mean squared error).
     """
 
     name: str
     summary: str
     config: type
     factory: Callable[..., Any]
+    objective: str = CLASSIFICATION
     tasks: Sequence[str] = (CLASSIFICATION,)
     input_rank: Optional[int] = None
+    accepts: Optional[Callable[[DataSpec], Optional[str]]] = None
     loss: Any = None
 
     def __post_init__(self) -> None:
         _check_item("model", self.name, self.summary, self.config, self.factory)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"model {self.name!r}: objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
 
 @dataclass(frozen=True)
@@ -167,17 +183,19 @@ class MetricPlugin:
         summary: one line for ``zoo list``.
         config: a dataclass of options.
         factory: builds the Keras metric for data described by ``spec``.
-        tasks: the tasks this metric applies to.
-        reference: optional ``reference(y_true, y_prob, spec, config) -> float`` on numpy
+        objectives: the model objectives this metric scores.
+        reference: optional ``reference(y_true, y_pred, spec, config) -> float`` on numpy
             arrays, the ground truth the metric must agree with (used by the tests).
+        default: whether ``metrics=auto`` (the default) includes it for its objectives.
     """
 
     name: str
     summary: str
     config: type
     factory: Callable[..., Any]
-    tasks: Sequence[str] = (CLASSIFICATION,)
+    objectives: Sequence[str] = (CLASSIFICATION,)
     reference: Optional[Callable[..., float]] = None
+    default: bool = False
 
     def __post_init__(self) -> None:
         _check_item("metric", self.name, self.summary, self.config, self.factory)

@@ -14,6 +14,7 @@ and leaves the run directory complete::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo import artifacts
 from zoo.config import RunPlan, plan_run
 from zoo.errors import ZooError
+from zoo.hookspecs import RECONSTRUCTION
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
+    resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
+    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
 
     tf = import_tensorflow()
     import keras
@@ -65,9 +70,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     batch_size = plan.trainer.batch_size
-    train_data = as_tf_dataset(tf, splits.train, batch_size, shuffle_buffer=plan.trainer.shuffle_buffer, seed=plan.seed)
-    validation_data = as_tf_dataset(tf, splits.validation, batch_size)
-    test_data = as_tf_dataset(tf, splits.test, batch_size)
+    reconstruct = plan.model.item.objective == RECONSTRUCTION
+    train_data = as_tf_dataset(
+        tf, splits.train, batch_size, reconstruct, shuffle_buffer=plan.trainer.shuffle_buffer, seed=plan.seed
+    )
+    validation_data = as_tf_dataset(tf, splits.validation, batch_size, reconstruct)
+    test_data = as_tf_dataset(tf, splits.test, batch_size, reconstruct)
 
     with strategy.scope():
         model = plan.model.item.factory(plan.model_config, plan.spec)
@@ -113,9 +121,14 @@ def portable_copy(model):
     return copy
 
 
-def as_tf_dataset(tf, split: Any, batch_size: int, shuffle_buffer: int = 0, seed: int = 0):
-    """A split (``(x, y)`` arrays or an unbatched ``tf.data.Dataset``) shuffled, batched, prefetched."""
-    data = split if isinstance(split, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(tuple(split))
+def as_tf_dataset(tf, split: Any, batch_size: int, reconstruct: bool = False, shuffle_buffer: int = 0, seed: int = 0):
+    """A split (``(x, y)`` arrays or an unbatched ``tf.data.Dataset``) shuffled, batched and
+    prefetched; for reconstruction the targets are the inputs."""
+    if isinstance(split, tf.data.Dataset):
+        data = split.map(lambda x, y: (x, x)) if reconstruct else split
+    else:
+        x, y = split
+        data = tf.data.Dataset.from_tensor_slices((x, x) if reconstruct else (x, y))
     if shuffle_buffer:
         data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -125,6 +138,8 @@ def loss_for(plan: RunPlan) -> Any:
     """The model's own loss, or the standard one for its task."""
     if plan.model.item.loss is not None:
         return plan.model.item.loss
+    if plan.model.item.objective == RECONSTRUCTION:
+        return "mean_squared_error"
     return "binary_crossentropy" if plan.spec.binary else "sparse_categorical_crossentropy"
 
 

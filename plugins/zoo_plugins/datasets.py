@@ -22,6 +22,7 @@ def describe_digits(config: DigitsConfig) -> zoo.DataSpec:
         input_shape=(8, 8, 1),
         num_classes=10,
         class_names=tuple(str(d) for d in range(10)),
+        value_range=(0.0, 1.0),
     )
 
 

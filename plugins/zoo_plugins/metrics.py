@@ -1,4 +1,6 @@
-"""Classification metrics, each with scikit-learn as its reference.
+"""Metrics, each with a reference computation (scikit-learn or NumPy) the tests hold it to.
+
+Classification metrics:
 
 Binary tasks (two classes) score the positive class, label 1, with the prediction
 ``probability >= threshold``. Multi-class tasks predict the arg-max class; precision,
@@ -109,6 +111,39 @@ def pr_auc_reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
     return float(np.mean([average_precision_score(y_true == c, y_prob[:, c]) for c in present]))
 
 
+@dataclass
+class NoOptions:
+    """This metric has no options."""
+
+
+def _keras_mean_error(class_name: str, name: str):
+    def factory(config: NoOptions, spec: zoo.DataSpec):
+        import keras
+
+        return getattr(keras.metrics, class_name)(name=name)
+
+    return factory
+
+
+def mse_reference(y_true, y_pred, spec: zoo.DataSpec, config) -> float:
+    from sklearn.metrics import mean_squared_error
+
+    return float(mean_squared_error(_flat(y_true), _flat(y_pred)))
+
+
+def mae_reference(y_true, y_pred, spec: zoo.DataSpec, config) -> float:
+    from sklearn.metrics import mean_absolute_error
+
+    return float(mean_absolute_error(_flat(y_true), _flat(y_pred)))
+
+
+def _flat(values):
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    return values.reshape(len(values), -1)
+
+
 @zoo.hookimpl
 def register_metrics():
     return [
@@ -118,6 +153,7 @@ def register_metrics():
             config=AccuracyConfig,
             factory=_confusion_metric("accuracy"),
             reference=_sklearn_reference("accuracy"),
+            default=True,
         ),
         zoo.MetricPlugin(
             name="precision",
@@ -125,6 +161,7 @@ def register_metrics():
             config=AveragedConfig,
             factory=_confusion_metric("precision"),
             reference=_sklearn_reference("precision"),
+            default=True,
         ),
         zoo.MetricPlugin(
             name="recall",
@@ -132,6 +169,7 @@ def register_metrics():
             config=AveragedConfig,
             factory=_confusion_metric("recall"),
             reference=_sklearn_reference("recall"),
+            default=True,
         ),
         zoo.MetricPlugin(
             name="f1",
@@ -139,6 +177,7 @@ def register_metrics():
             config=AveragedConfig,
             factory=_confusion_metric("f1"),
             reference=_sklearn_reference("f1"),
+            default=True,
         ),
         zoo.MetricPlugin(
             name="auc",
@@ -146,6 +185,7 @@ def register_metrics():
             config=AUCConfig,
             factory=_curve_metric("roc", "auc"),
             reference=auc_reference,
+            default=True,
         ),
         zoo.MetricPlugin(
             name="pr_auc",
@@ -153,5 +193,23 @@ def register_metrics():
             config=AUCConfig,
             factory=_curve_metric("pr", "pr_auc"),
             reference=pr_auc_reference,
+        ),
+        zoo.MetricPlugin(
+            name="mse",
+            summary="Mean squared error over every output value (of reconstructions, say).",
+            config=NoOptions,
+            factory=_keras_mean_error("MeanSquaredError", "mse"),
+            objectives=(zoo.RECONSTRUCTION,),
+            reference=mse_reference,
+            default=True,
+        ),
+        zoo.MetricPlugin(
+            name="mae",
+            summary="Mean absolute error over every output value.",
+            config=NoOptions,
+            factory=_keras_mean_error("MeanAbsoluteError", "mae"),
+            objectives=(zoo.RECONSTRUCTION,),
+            reference=mae_reference,
+            default=True,
         ),
     ]
