@@ -47,8 +47,9 @@ def test_run_directory_holds_every_artifact(default_run):
         assert name in rows[0] and f"val_{name}" in rows[0]
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
 
-    png = (run_dir / "plots" / "training_curves.png").read_bytes()
-    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    for picture in ("training_curves", "roc_curve", "confusion_matrix"):
+        png = (run_dir / "plots" / f"{picture}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000, picture
 
     for part in ("train", "validation"):
         assert list((run_dir / "tensorboard" / part).glob("events.out.tfevents.*"))
@@ -182,3 +183,25 @@ def test_binary_run_reports_what_scikit_learn_computes_from_the_saved_model(tmp_
     for name, value in expected.items():
         assert reported[name] == pytest.approx(value, abs=2e-4 if name == "auc" else 1e-6), name
     assert reported["auc"] > 0.95
+
+
+def test_reconstruction_run_reports_its_error_and_draws_reconstructions(tmp_path):
+    import keras
+
+    import zoo
+
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", "+experiment=digits_conv_autoencoder", "trainer.epochs=2", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reported = json.loads((run_dir / "metrics.json").read_text())
+    assert set(reported) == {"loss", "mse", "mae"}
+    x_test, _ = zoo.create_dataset("digits").load(seed=0).test
+    reconstructed = keras.saving.load_model(run_dir / "model.keras").predict(x_test, verbose=0)
+    assert reconstructed.shape == x_test.shape
+    assert reported["mse"] == pytest.approx(float(np.mean((reconstructed - x_test) ** 2)), rel=1e-4)
+    assert reported["mae"] == pytest.approx(float(np.mean(np.abs(reconstructed - x_test))), rel=1e-4)
+    png = (run_dir / "plots" / "reconstructions.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not (run_dir / "plots" / "roc_curve.png").exists()

@@ -16,6 +16,9 @@ HISTORY = "history.csv"
 MODEL = "model.keras"
 METRICS = "metrics.json"
 CURVES = "plots/training_curves.png"
+ROC = "plots/roc_curve.png"
+CONFUSION = "plots/confusion_matrix.png"
+RECONSTRUCTIONS = "plots/reconstructions.png"
 TENSORBOARD = "tensorboard"
 
 
@@ -76,4 +79,80 @@ def plot_training_curves(path: Path, history: Mapping[str, Sequence[float]], tit
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], title: str) -> None:
+    """ROC curve on the test split: one for a binary task, one per class (one-vs-rest) otherwise."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from sklearn.metrics import auc, roc_curve
+
+    y_true = np.asarray(y_true).reshape(-1)
+    y_prob = np.asarray(y_prob)
+    fig = Figure(figsize=(6, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    if y_prob.ndim == 1 or y_prob.shape[1] == 1:
+        curves = [(class_names[1] if len(class_names) > 1 else "positive", y_true == 1, y_prob.reshape(-1))]
+    else:
+        curves = [(class_names[c], y_true == c, y_prob[:, c]) for c in range(y_prob.shape[1])]
+    for label, positive, score in curves:
+        if positive.all() or not positive.any():
+            continue  # undefined without both positives and negatives
+        fpr, tpr, _ = roc_curve(positive, score)
+        ax.plot(fpr, tpr, linewidth=1.5, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title(f"ROC on the test split: {title}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small", ncols=2 if len(curves) > 5 else 1)
+    _save(fig, path)
+
+
+def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str], title: str) -> None:
+    """Counts of true against predicted class on the test split, each cell labelled."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from sklearn.metrics import confusion_matrix
+
+    n = len(class_names)
+    matrix = confusion_matrix(np.asarray(y_true).reshape(-1), y_pred, labels=list(range(n)))
+    size = max(4.5, 0.55 * n + 2.5)
+    fig = Figure(figsize=(size, size * 0.9), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="examples")
+    ax.set_xticks(range(n), class_names, rotation=45 if max(map(len, class_names)) > 3 else 0, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    ax.set_title(f"Confusion matrix on the test split: {title}")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black", fontsize="small")  # fmt: skip
+    _save(fig, path)
+
+
+def plot_reconstructions(path: Path, originals, reconstructions, title: str, count: int = 10) -> None:
+    """Test images (top row) above the model's reconstructions of them (bottom row)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    count = min(count, len(originals))
+    fig = Figure(figsize=(1.3 * count, 3.2), layout="constrained")
+    fig.suptitle(f"Reconstructions of test images: {title}")
+    for row, (images, label) in enumerate(((originals, "original"), (reconstructions, "reconstruction"))):
+        for i in range(count):
+            ax = fig.add_subplot(2, count, row * count + i + 1)
+            image = np.clip(np.asarray(images[i]), 0, 1)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(label)
+    _save(fig, path)

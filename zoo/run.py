@@ -8,6 +8,9 @@ and leaves the run directory complete::
     history.csv                  per epoch: loss and metrics, training and validation
     model.keras                  the trained model
     plots/training_curves.png    loss and each metric per epoch
+    plots/roc_curve.png          classifiers: ROC curves on the test split
+    plots/confusion_matrix.png   classifiers: true against predicted class on the test split
+    plots/reconstructions.png    image autoencoders: test images and their reconstructions
     tensorboard/                 TensorBoard logs
     metrics.json                 final test metrics (written last: the run finished)
 """
@@ -104,9 +107,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
     title = f"{plan.model.name} on {plan.dataset.name}"
     artifacts.plot_training_curves(run_dir / artifacts.CURVES, history.history, title)
+    plot_test_predictions(plan, model, test_data, run_dir, title)
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
     log.info("test metrics %s", test_metrics)
     return test_metrics
+
+
+def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title: str) -> None:
+    """The pictures of the model's objective, from its predictions on the test split."""
+    import numpy as np
+
+    predicted = model.predict(test_data, verbose=0)
+    targets = np.concatenate([np.asarray(y) for _, y in test_data])
+    if plan.model.item.objective == RECONSTRUCTION:
+        if len(plan.spec.input_shape) == 3:  # images
+            artifacts.plot_reconstructions(run_dir / artifacts.RECONSTRUCTIONS, targets, predicted, title)
+        return
+    names = plan.spec.class_names or tuple(str(c) for c in range(plan.spec.num_classes))
+    labels = (predicted.reshape(-1) >= 0.5).astype(int) if plan.spec.binary else predicted.argmax(axis=1)
+    artifacts.plot_roc_curves(run_dir / artifacts.ROC, targets, predicted, names, title)
+    artifacts.plot_confusion_matrix(run_dir / artifacts.CONFUSION, targets, labels, names, title)
 
 
 def portable_copy(model):
