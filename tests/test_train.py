@@ -205,3 +205,25 @@ def test_reconstruction_run_reports_its_error_and_draws_reconstructions(tmp_path
     png = (run_dir / "plots" / "reconstructions.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert not (run_dir / "plots" / "roc_curve.png").exists()
+
+
+def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(default_run, tmp_path):
+    import shutil
+
+    run_dir, _ = default_run
+    result = run_zoo("evaluate", str(run_dir), "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(result.stdout) == pytest.approx(recorded, abs=1e-6)
+
+    chosen = json.loads(run_zoo("evaluate", str(run_dir), "metrics=[f1]", "--json").stdout)
+    assert set(chosen) == {"loss", "f1"} and chosen["f1"] == pytest.approx(recorded["f1"], abs=1e-6)
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir, unfinished)
+    (unfinished / "metrics.json").unlink()
+    for directory, problem in ((unfinished, "did not finish"), (tmp_path, "is not a run directory")):
+        refused = run_zoo("evaluate", str(directory))
+        assert refused.returncode == 2
+        (line,) = error_lines(refused.stderr)
+        assert problem in line

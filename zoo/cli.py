@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             "commands:\n"
             "  zoo list [KIND] [PATTERN] [--json]   registered models, datasets, metrics\n"
             "  zoo info [KIND] NAME [--json]        an item's summary and config fields\n"
-            "  zoo train [OVERRIDES...]             train with Hydra (zoo train --help)\n\n"
+            "  zoo train [OVERRIDES...]             train with Hydra (zoo train --help)\n"
+            "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
             "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
         ),
@@ -91,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=info_command)
 
     commands.add_parser("train", help="train a model (Hydra overrides follow; see 'zoo train --help')")
+
+    evaluation = commands.add_parser("evaluate", help="evaluate a finished run's model on its test split")
+    evaluation.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
+    evaluation.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config changes, e.g. metrics=[f1,auc] dataset.test_fraction=0.3"
+    )
+    evaluation.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluation.set_defaults(handler=evaluate_command)
     return parser
 
 
@@ -218,6 +227,17 @@ def info_command(args: argparse.Namespace) -> None:
         print_table(("FIELD", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")
     else:
         print("\nconfig: no fields")
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    from zoo import run
+
+    run.plan_run(run.load_run_config(Path(args.run_dir), args.overrides))  # config mistakes fail before TF loads
+    metrics = run.evaluate(Path(args.run_dir), args.overrides)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in metrics.items()])
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:

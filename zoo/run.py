@@ -113,6 +113,55 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     return test_metrics
 
 
+def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """A finished run's resolved config with ``key=value`` overrides applied.
+
+    ``metrics=[a,b]`` replaces the metrics; other keys are set as given and checked like
+    any config (unknown keys and wrong types fail in one line).
+    """
+    import yaml
+
+    run_dir = Path(run_dir)
+    if not (run_dir / artifacts.CONFIG).is_file():
+        raise ZooError(f"{run_dir} is not a run directory (it has no {artifacts.CONFIG}); pass one that 'zoo train' printed")
+    if not (run_dir / artifacts.METRICS).is_file() or not (run_dir / artifacts.MODEL).is_file():
+        raise ZooError(
+            f"the run in {run_dir} did not finish (no {artifacts.METRICS}); train it to the end first"
+        )
+    cfg = OmegaConf.load(run_dir / artifacts.CONFIG)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ZooError(f"override {override!r} is not key=value (e.g. dataset.test_fraction=0.3)")
+        value = yaml.safe_load(text) if text else ""
+        if key == "metrics":
+            names = value if isinstance(value, list) else [value]
+            cfg.metrics = {str(name): {} for name in names}
+        else:
+            OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+    return cfg
+
+
+def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    """Evaluate a finished run's saved model on the test split of its (possibly overridden) config."""
+    cfg = load_run_config(run_dir, overrides)
+    plan = plan_run(cfg)
+    tf = import_tensorflow()
+    import keras
+
+    from zoo.devices import select_strategy
+
+    keras.utils.set_random_seed(plan.seed)
+    strategy, _ = select_strategy(plan.device)
+    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    reconstruct = plan.model.item.objective == RECONSTRUCTION
+    test_data = as_tf_dataset(tf, splits.test, plan.trainer.batch_size, reconstruct)
+    with strategy.scope():
+        model = keras.saving.load_model(Path(run_dir) / artifacts.MODEL)  # safe mode: no code from the file runs
+        model.compile(loss=loss_for(plan), metrics=[entry.item.factory(config, plan.spec) for entry, config in plan.metrics])
+    return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
+
+
 def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title: str) -> None:
     """The pictures of the model's objective, from its predictions on the test split."""
     import numpy as np
