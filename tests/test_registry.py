@@ -154,6 +154,7 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["train", "--cfg", "job"],
         ["train", "model=no_such_model"],
         ["train", "trainer.epoch=3"],
+        ["evaluate", "/no/such/run"],
     ],
     ids=" ".join,
 )

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: list and describe plugins, and train through Hydra.
+"""The ``zoo`` command: list and describe plugins, train through Hydra, evaluate runs.
 
 ``zoo list`` and ``zoo info`` never import TensorFlow. ``zoo train`` hands its arguments
 to Hydra unchanged (overrides, ``-m``, ``--cfg job``, ``--help``, ``hydra.run.dir=...``)
@@ -29,6 +29,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise SystemExit(code)
 
 
+def traceback_requested() -> bool:
+    return os.environ.get("ZOO_TRACEBACK") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
 _default_showwarning = warnings.showwarning
 
 
@@ -53,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args = build_parser().parse_args(argv)
         args.handler(args)
     except ZooError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("ZOO_TRACEBACK") == "1":
+        if traceback_requested():
             raise
         fail(str(exc))
     except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
@@ -232,8 +236,7 @@ def info_command(args: argparse.Namespace) -> None:
 def evaluate_command(args: argparse.Namespace) -> None:
     from zoo import run
 
-    run.plan_run(run.load_run_config(Path(args.run_dir), args.overrides))  # config mistakes fail before TF loads
-    metrics = run.evaluate(Path(args.run_dir), args.overrides)
+    metrics = run.evaluate(Path(args.run_dir), args.overrides)  # validates before TensorFlow loads
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
@@ -321,7 +324,7 @@ def run_hydra(args: list[str]) -> None:
         try:
             metrics = run.train(cfg, run_dir)
         except ZooError as exc:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("ZOO_TRACEBACK") == "1":
+            if traceback_requested():
                 raise
             fail(str(exc))
         print_summary(metrics, run_dir)
