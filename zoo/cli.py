@@ -240,7 +240,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in metrics.items()])
+        print_metrics(metrics)
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
@@ -340,5 +340,10 @@ def run_hydra(args: list[str]) -> None:
 
 def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
     print()
-    print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in metrics.items()])
+    print_metrics(metrics)
     print(f"\nrun directory: {run_dir}")
+
+
+def print_metrics(metrics: dict[str, float]) -> None:
+    ordered = sorted(metrics.items(), key=lambda item: item[0] != "loss")  # loss first, then as given
+    print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in ordered])

@@ -67,8 +67,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     from zoo.devices import select_strategy
 
+    strategy, device = select_strategy(plan.device)  # first: device visibility is fixed once TF starts
     keras.utils.set_random_seed(plan.seed)
-    strategy, device = select_strategy(plan.device)
     log.info("device %s, %d replica(s)", device, strategy.num_replicas_in_sync)
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
@@ -86,7 +86,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         model.compile(
             optimizer=optimizer_class(learning_rate=plan.trainer.learning_rate),
             loss=loss_for(plan),
-            metrics=[entry.item.factory(config, plan.spec) for entry, config in plan.metrics],
+            metrics=build_metrics(plan),
         )
 
     started = time.perf_counter()
@@ -151,14 +151,14 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
 
     from zoo.devices import select_strategy
 
-    keras.utils.set_random_seed(plan.seed)
     strategy, _ = select_strategy(plan.device)
+    keras.utils.set_random_seed(plan.seed)
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     reconstruct = plan.model.item.objective == RECONSTRUCTION
     test_data = as_tf_dataset(tf, splits.test, plan.trainer.batch_size, reconstruct)
     with strategy.scope():
         model = keras.saving.load_model(Path(run_dir) / artifacts.MODEL)  # safe mode: no code from the file runs
-        model.compile(loss=loss_for(plan), metrics=[entry.item.factory(config, plan.spec) for entry, config in plan.metrics])
+        model.compile(loss=loss_for(plan), metrics=build_metrics(plan))
     return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
 
@@ -201,6 +201,10 @@ def as_tf_dataset(tf, split: Any, batch_size: int, reconstruct: bool = False, sh
     if shuffle_buffer:
         data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def build_metrics(plan: RunPlan) -> list:
+    return [entry.item.factory(config, plan.spec) for entry, config in plan.metrics]
 
 
 def loss_for(plan: RunPlan) -> Any:
