@@ -216,16 +216,21 @@ def info_command(args: argparse.Namespace) -> None:
     prefix = {"model": "model.", "dataset": "dataset.", "metric": f"metrics.{entry.name}."}[entry.kind]
     if args.json:
         out = _entry_json(entry)
-        out["tasks"] = list(getattr(entry.item, "tasks", ()))
+        if entry.kind == "model":
+            out.update(objective=entry.item.objective, tasks=list(entry.item.tasks), input_rank=entry.item.input_rank)
+        if entry.kind == "metric":
+            out.update(objectives=list(entry.item.objectives), default=entry.item.default)
         out["config"] = [{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields]
         print(json.dumps(out, indent=2))
         return
     print(f"{entry.kind} {entry.name}: {entry.summary}")
     print(f"provided by {_dist(entry.source)} (entry point {entry.source.name!r}, {entry.source.value})")
-    if hasattr(entry.item, "tasks"):
-        print(f"tasks: {', '.join(entry.item.tasks)}")
-    if getattr(entry.item, "input_rank", None):
-        print(f"input rank: {entry.item.input_rank}")
+    if entry.kind == "model":
+        print(f"objective: {entry.item.objective}; takes datasets of task: {', '.join(entry.item.tasks)}")
+        if entry.item.input_rank:
+            print(f"input rank: {entry.item.input_rank}")
+    if entry.kind == "metric":
+        print(f"scores: {', '.join(entry.item.objectives)}" + ("; in metrics=auto" if entry.item.default else ""))
     if fields:
         print(f"\nconfig (override on the command line as {prefix}<field>=<value>):")
         print_table(("FIELD", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")
