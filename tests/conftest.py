@@ -29,6 +29,16 @@ def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """`zoo train` with no overrides but the run directory: the README's main job."""
+    cwd = tmp_path_factory.mktemp("default")
+    run_dir = cwd / "run"
+    result = run_zoo("train", f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("zoo: error:")]
 

@@ -16,16 +16,6 @@ from conftest import error_lines, run_zoo
 METRICS = ["accuracy", "precision", "recall", "f1", "auc"]
 
 
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """`zoo train` with no overrides but the run directory: the README's main job."""
-    cwd = tmp_path_factory.mktemp("default")
-    run_dir = cwd / "run"
-    result = run_zoo("train", f"hydra.run.dir={run_dir}", cwd=cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, result
-
-
 def test_default_run_reaches_the_accuracy_bar(default_run):
     run_dir, _ = default_run
     metrics = json.loads((run_dir / "metrics.json").read_text())

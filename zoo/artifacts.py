@@ -22,6 +22,16 @@ RECONSTRUCTIONS = "plots/reconstructions.png"
 TENSORBOARD = "tensorboard"
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# What open() would give a new file; mkstemp's temporary files are private (0600).
+FILE_MODE = _file_mode()
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +40,7 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

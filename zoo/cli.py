@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  zoo list [KIND] [PATTERN] [--json]   registered models, datasets, metrics\n"
             "  zoo info [KIND] NAME [--json]        an item's summary and config fields\n"
             "  zoo train [OVERRIDES...]             train with Hydra (zoo train --help)\n"
-            "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n\n"
+            "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n"
+            "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize]\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
             "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
         ),
@@ -104,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
     evaluation.set_defaults(handler=evaluate_command)
+
+    exporting = commands.add_parser("export", help="export a finished run's model for serving")
+    exporting.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
+    exporting.add_argument("--format", default="keras", help="keras, saved_model or tflite (default: keras)")
+    exporting.add_argument("--quantize", action="store_true", help="tflite: dynamic-range quantisation (8-bit weights)")
+    exporting.add_argument("--output", "-o", type=Path, help="where to write (default: RUN_DIR/export/...)")
+    exporting.set_defaults(handler=export_command)
     return parser
 
 
@@ -246,6 +254,14 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(json.dumps(metrics, indent=2))
     else:
         print_metrics(metrics)
+
+
+def export_command(args: argparse.Namespace) -> None:
+    from zoo.export import export
+
+    path = export(Path(args.run_dir), args.format, args.output, args.quantize)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    print(f"exported {args.format}{' (quantized)' if args.quantize else ''} to {path} ({size / 1e6:.2f} MB)")
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:

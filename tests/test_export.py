@@ -1,0 +1,88 @@
+"""`zoo export`: every format serves the predictions of the run's own model."""
+
+from __future__ import annotations
+
+import stat
+import warnings
+
+import numpy as np
+import pytest
+
+import zoo
+
+from conftest import error_lines, run_zoo
+
+OUTPUT = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
+
+
+def tflite_predict(path, x):
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    (input_detail,) = interpreter.get_input_details()
+    interpreter.resize_tensor_input(input_detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(input_detail["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+@pytest.mark.parametrize("fmt,quantize", [("keras", False), ("saved_model", False), ("tflite", False), ("tflite", True)])
+def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quantize):
+    import keras
+    import tensorflow as tf
+
+    run_dir, _ = default_run
+    output = tmp_path / OUTPUT[fmt]
+    args = ["export", str(run_dir), "--format", fmt, "--output", str(output)] + (["--quantize"] if quantize else [])
+    result = run_zoo(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith(f"exported {fmt}")
+
+    x_test, _ = zoo.create_dataset("digits").load(seed=0).test
+    expected = keras.saving.load_model(run_dir / "model.keras").predict(x_test, verbose=0)
+    if fmt == "keras":
+        served = keras.saving.load_model(output).predict(x_test, verbose=0)
+    elif fmt == "saved_model":
+        loaded = tf.saved_model.load(str(output))  # kept referenced: it owns the variables
+        served = loaded.serve(tf.constant(x_test)).numpy()
+    else:
+        served = tflite_predict(output, x_test)
+    if quantize:  # 8-bit weights: small differences, the same decisions almost always
+        assert np.abs(served - expected).max() < 0.05
+        assert np.mean(served.argmax(axis=1) == expected.argmax(axis=1)) >= 0.98
+        assert output.stat().st_size < 0.4 * (run_dir / "model.keras").stat().st_size
+    else:
+        np.testing.assert_allclose(served, expected, atol=1e-5)
+    files = [output] if output.is_file() else [p for p in output.rglob("*") if p.is_file()]
+    assert all(stat.S_IMODE(p.stat().st_mode) & stat.S_IRGRP for p in files), "exports are readable like normal files"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+@pytest.mark.parametrize(
+    "args,problem",
+    [
+        (["--format", "onnx"], "unknown export format 'onnx'"),
+        (["--format", "keras", "--quantize"], "--quantize applies to --format tflite only"),
+        (["--format", "keras", "--output", "model.h5"], "must end in .keras"),
+    ],
+)
+def test_export_mistakes_are_one_line(default_run, args, problem):
+    run_dir, _ = default_run
+    result = run_zoo("export", str(run_dir), *args)
+    assert result.returncode == 2
+    (line,) = error_lines(result.stderr)
+    assert problem in line
+
+
+def test_export_refuses_an_unfinished_run(default_run, tmp_path):
+    import shutil
+
+    unfinished = tmp_path / "run"
+    shutil.copytree(default_run[0], unfinished)
+    (unfinished / "metrics.json").unlink()
+    result = run_zoo("export", str(unfinished), "--format", "tflite")
+    assert result.returncode == 2 and "did not finish" in result.stderr
+    assert not (unfinished / "export").exists()

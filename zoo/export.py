@@ -1,0 +1,86 @@
+"""Exporting a finished run's model for serving: Keras, TensorFlow SavedModel, TFLite.
+
+Each format is written beside the run as ``RUN_DIR/export/<name>`` unless an output path
+is given, always through a temporary name, so an interrupted export never leaves a file
+or folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from zoo import artifacts
+from zoo.errors import ZooError
+
+FORMATS = ("keras", "saved_model", "tflite")
+
+
+def default_output(run_dir: Path, fmt: str, quantize: bool) -> Path:
+    name = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}[fmt]
+    if quantize:
+        name = name.replace("model", "model.quantized", 1)
+    return Path(run_dir) / "export" / name
+
+
+def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: bool = False) -> Path:
+    """Export the model of the finished run in ``run_dir`` as ``fmt``; returns the path written.
+
+    Args:
+        fmt: ``keras`` (a copy of the ``.keras`` file), ``saved_model`` (a TensorFlow
+            SavedModel folder with a ``serve`` signature) or ``tflite``.
+        quantize: TFLite only: dynamic-range quantisation (weights stored as 8-bit
+            integers, about 4x smaller, activations still computed in float).
+    """
+    from zoo.run import import_tensorflow, load_run_config
+
+    if fmt not in FORMATS:
+        raise ZooError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if quantize and fmt != "tflite":
+        raise ZooError(f"--quantize applies to --format tflite only, not {fmt}")
+    run_dir = Path(run_dir)
+    load_run_config(run_dir, [])  # refuses anything but a finished run
+    output = Path(output) if output else default_output(run_dir, fmt, quantize)
+    if fmt == "keras" and output.suffix != ".keras":
+        raise ZooError(f"a Keras model file must end in .keras, got {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    if fmt == "keras":
+        artifacts.write_atomic(output, lambda tmp: shutil.copyfile(run_dir / artifacts.MODEL, tmp))
+        return output
+
+    tf = import_tensorflow()
+    import keras
+
+    model = keras.saving.load_model(run_dir / artifacts.MODEL)  # safe mode: no code from the file runs
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
+    try:
+        # Both formats start from a SavedModel (converting from the Keras model would
+        # export one anyway, noisily).
+        model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+        if fmt == "saved_model":
+            _replace_folder(staging / "saved_model", output)
+            return output
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "saved_model"))
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        flat_buffer = converter.convert()
+        artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(flat_buffer))
+        return output
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing an older export only once the new one is complete."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
