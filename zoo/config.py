@@ -236,7 +236,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
             f"model {model.name!r} needs examples of rank {rank} but dataset {dataset.name!r} yields "
             f"shape {tuple(spec.input_shape)}; choose a model listed by 'zoo list model' that fits"
         )
-    reason = model.item.accepts(spec) if model.item.accepts else None
+    reason = model.item.accepts(model_config, spec) if model.item.accepts else None
     if reason:
         raise ZooError(f"model {model.name!r} cannot learn from dataset {dataset.name!r}: {reason}")
     objective = model.item.objective

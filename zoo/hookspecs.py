@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pluggy
 
@@ -128,8 +128,8 @@ class ModelPlugin:
         tasks: the dataset tasks it can learn from.
         input_rank: the rank of one example the model needs (3 for height, width,
             channels images), or ``None`` for any.
-        accepts: optional ``accepts(spec) -> None | str``, a cheap check of anything else
-            the model needs from the data; a string says why the data does not fit.
+        accepts: optional ``accepts(config, spec) -> None | str``, a cheap check of
+            anything else the model needs from the data; a string says why it does not fit.
         loss: a Keras loss name or object; ``None`` picks the standard loss for the
             objective (binary or sparse categorical cross-entropy; mean squared error).
     """
@@ -141,7 +141,7 @@ class ModelPlugin:
     objective: str = CLASSIFICATION
     tasks: Sequence[str] = (CLASSIFICATION,)
     input_rank: Optional[int] = None
-    accepts: Optional[Callable[[DataSpec], Optional[str]]] = None
+    accepts: Optional[Callable[[Any, DataSpec], Optional[str]]] = None
     loss: Any = None
 
     def __post_init__(self) -> None:
@@ -161,6 +161,8 @@ class DatasetPlugin:
         describe: ``describe(config) -> DataSpec``; cheap, must not import TensorFlow,
             so that incompatible choices fail before any heavy work.
         factory: ``factory(config, seed: int) -> Splits``.
+        tiny: config overrides that make the dataset small and quick (few, small
+            examples), used by tests and smoke runs to exercise every model on it.
     """
 
     name: str
@@ -168,6 +170,7 @@ class DatasetPlugin:
     config: type
     describe: Callable[[Any], DataSpec]
     factory: Callable[..., Splits]
+    tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_item("dataset", self.name, self.summary, self.config, self.factory)

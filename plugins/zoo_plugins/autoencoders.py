@@ -13,7 +13,7 @@ from typing import Optional
 import zoo
 
 
-def needs_unit_range(spec: zoo.DataSpec) -> Optional[str]:
+def needs_unit_range(config, spec: zoo.DataSpec) -> Optional[str]:
     """A sigmoid decoder reproduces values in [0, 1] only."""
     low, high = spec.value_range or (None, None)
     if low is None or low < 0.0 or high > 1.0:
