@@ -1,0 +1,35 @@
+"""Documentation keeps up with the code: every hook and every first-party item is described."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from zoo import hookspecs
+
+from conftest import REPO, entries
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+HOOKS = [name for name, _ in hookspecs.KINDS.values()]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook):
+    function = getattr(hookspecs, hook)
+    assert inspect.getdoc(function), f"hook {hook} has no docstring"
+    assert f"`{hook}`" in README, f"hook {hook} is not in the README"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [e for kind in hookspecs.KINDS for e in entries(kind) if e.source.distribution == "keras-zoo"],
+    ids=lambda e: f"{e.kind}-{e.name}",
+)
+def test_every_first_party_item_is_in_the_readme(entry):
+    assert f"`{entry.name}`" in README, f"{entry.kind} {entry.name} is not in the README's tables"
+
+
+def test_every_experiment_preset_is_in_the_readme():
+    for preset in (REPO / "conf" / "experiment").glob("*.yaml"):
+        assert f"`{preset.stem}`" in README, f"preset {preset.stem} is not in the README"
