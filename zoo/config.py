@@ -1,4 +1,4 @@
-"""Configuration: core schemas, plugin configs in Hydra's groups, and validation.
+"""Configuration: core config classes, plugin configs in Hydra's groups, and validation.
 
 The primary config (``conf/train.yaml``) selects one option from each group::
 
@@ -6,8 +6,8 @@ The primary config (``conf/train.yaml``) selects one option from each group::
     dataset   one per registered dataset, likewise
     metrics   one per registered metric; several are selected at once: metrics=[f1,auc];
               metrics=auto (the default) takes the standard metrics of the model's objective
-    trainer   conf/trainer/*.yaml over the TrainerConfig schema
-    device    conf/device/*.yaml over the DeviceConfig schema
+    trainer   conf/trainer/*.yaml, checked against TrainerConfig in plan_run
+    device    conf/device/*.yaml, checked against DeviceConfig in plan_run
 
 Everything here works without TensorFlow, so a run's config is checked completely
 (types, unknown keys, missing values, model/dataset/metric compatibility) before any
@@ -240,12 +240,12 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
     if reason:
         raise ZooError(f"model {model.name!r} cannot learn from dataset {dataset.name!r}: {reason}")
     objective = model.item.objective
-    chosen = container.get("metrics") or {name: {} for name in default_metrics(registry, objective)}
+    chosen = container.get("metrics") or {name: {} for name in metrics_for(registry, objective, defaults_only=True)}
     metrics = []
     for name, overrides in chosen.items():
         entry = registry.get("metric", name)
         if objective not in entry.item.objectives:
-            fitting = ", ".join(n for n in registry.names("metric") if objective in registry.get("metric", n).item.objectives)
+            fitting = ", ".join(metrics_for(registry, objective))
             raise ZooError(
                 f"metric {name!r} scores {', '.join(entry.item.objectives)}, but model {model.name!r} learns "
                 f"{objective}; choose from: {fitting or '(none registered)'}, or metrics=auto"
@@ -266,14 +266,16 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
     )
 
 
-def default_metrics(registry: Registry, objective: str) -> list[str]:
-    """The metrics ``metrics=auto`` chooses: those marked default for the objective."""
+def metrics_for(registry: Registry, objective: str, defaults_only: bool = False) -> list[str]:
+    """Names of the usable (unconflicted) metrics that score ``objective``; with
+    ``defaults_only``, those ``metrics=auto`` chooses."""
+    conflicted = {claims[0].name for claims in registry.conflicts() if claims[0].kind == "metric"}
     return [
-        name
-        for name in registry.names("metric")
-        if len(registry.list("metric", name)) == 1
-        and registry.get("metric", name).item.default
-        and objective in registry.get("metric", name).item.objectives
+        entry.name
+        for entry in registry.list("metric")
+        if entry.name not in conflicted
+        and objective in entry.item.objectives
+        and (entry.item.default or not defaults_only)
     ]
 
 

@@ -62,23 +62,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
     artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
 
-    tf = import_tensorflow()
-    import keras
-
-    from zoo.devices import select_strategy
-
-    strategy, device = select_strategy(plan.device)  # first: device visibility is fixed once TF starts
-    keras.utils.set_random_seed(plan.seed)
-    log.info("device %s, %d replica(s)", device, strategy.num_replicas_in_sync)
-
-    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
-    batch_size = plan.trainer.batch_size
-    reconstruct = plan.model.item.objective == RECONSTRUCTION
-    train_data = as_tf_dataset(
-        tf, splits.train, batch_size, reconstruct, shuffle_buffer=plan.trainer.shuffle_buffer, seed=plan.seed
-    )
-    validation_data = as_tf_dataset(tf, splits.validation, batch_size, reconstruct)
-    test_data = as_tf_dataset(tf, splits.test, batch_size, reconstruct)
+    tf, keras, strategy, splits = _start(plan)
+    train_data = _batches(tf, plan, splits.train, shuffle=True)
+    validation_data = _batches(tf, plan, splits.validation)
+    test_data = _batches(tf, plan, splits.test)
 
     with strategy.scope():
         model = plan.model.item.factory(plan.model_config, plan.spec)
@@ -111,6 +98,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
     log.info("test metrics %s", test_metrics)
     return test_metrics
+
+
+def _start(plan: RunPlan):
+    """Import TensorFlow, choose the device, seed everything and load the dataset."""
+    tf = import_tensorflow()
+    import keras
+
+    from zoo.devices import select_strategy
+
+    strategy, device = select_strategy(plan.device)  # first: device visibility is fixed once TF starts
+    keras.utils.set_random_seed(plan.seed)
+    log.info("device %s, %d replica(s)", device, strategy.num_replicas_in_sync)
+    return tf, keras, strategy, plan.dataset.item.factory(plan.dataset_config, plan.seed)
+
+
+def _batches(tf, plan: RunPlan, split: Any, shuffle: bool = False):
+    """One split as the model trains on it: targets per objective, batched, prefetched."""
+    return as_tf_dataset(
+        tf,
+        split,
+        plan.trainer.batch_size,
+        reconstruct=plan.model.item.objective == RECONSTRUCTION,
+        shuffle_buffer=plan.trainer.shuffle_buffer if shuffle else 0,
+        seed=plan.seed,
+    )
 
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
@@ -146,16 +158,8 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """Evaluate a finished run's saved model on the test split of its (possibly overridden) config."""
     cfg = load_run_config(run_dir, overrides)
     plan = plan_run(cfg)
-    tf = import_tensorflow()
-    import keras
-
-    from zoo.devices import select_strategy
-
-    strategy, _ = select_strategy(plan.device)
-    keras.utils.set_random_seed(plan.seed)
-    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
-    reconstruct = plan.model.item.objective == RECONSTRUCTION
-    test_data = as_tf_dataset(tf, splits.test, plan.trainer.batch_size, reconstruct)
+    tf, keras, strategy, splits = _start(plan)
+    test_data = _batches(tf, plan, splits.test)
     with strategy.scope():
         model = keras.saving.load_model(Path(run_dir) / artifacts.MODEL)  # safe mode: no code from the file runs
         model.compile(loss=loss_for(plan), metrics=build_metrics(plan))
