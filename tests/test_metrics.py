@@ -14,10 +14,11 @@ SPECS = {
     "3-class": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=3),
     "10-class": zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=10),
     "images": zoo.DataSpec(zoo.CLASSIFICATION, (5, 4, 1), num_classes=10, value_range=(0.0, 1.0)),
+    "text": zoo.DataSpec(zoo.SEQUENCE, (12,), num_classes=7, class_names=tuple("abcdefg")),
 }
 # Which model objective each case's predictions stand for.
 OBJECTIVE = {"binary": zoo.CLASSIFICATION, "3-class": zoo.CLASSIFICATION, "10-class": zoo.CLASSIFICATION,
-             "images": zoo.RECONSTRUCTION}  # fmt: skip
+             "images": zoo.RECONSTRUCTION, "text": zoo.LANGUAGE_MODELING}  # fmt: skip
 
 
 def metric_cases():
@@ -35,6 +36,10 @@ def random_predictions(spec: zoo.DataSpec, n: int, seed: int, objective: str = z
     if objective == zoo.RECONSTRUCTION:  # images and imperfect reconstructions of them
         images = rng.uniform(size=(n, *spec.input_shape)).astype(np.float32)
         return images, np.clip(images + rng.normal(scale=0.2, size=images.shape), 0, 1).astype(np.float32)
+    if objective == zoo.LANGUAGE_MODELING:  # token sequences and next-token probabilities
+        tokens = rng.integers(0, spec.num_classes, size=(n, *spec.input_shape))
+        logits = rng.normal(size=(*tokens.shape, spec.num_classes)) + 2.0 * np.eye(spec.num_classes)[tokens]
+        return tokens, (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(np.float32)
     y_true = rng.integers(0, spec.num_classes, size=n)
     if spec.binary:
         # Informative but imperfect scores, so every statistic is away from its extremes.
@@ -57,7 +62,7 @@ def tolerance(name: str) -> float:
     # The confusion-matrix metrics are exact and the means nearly so (float32 sums); the
     # curve areas tie the scores within one histogram bin, which moves average precision
     # more than ROC AUC.
-    return {"auc": 2e-4, "pr_auc": 1e-3}.get(name, 1e-6)
+    return {"auc": 2e-4, "pr_auc": 1e-3, "reconstruction_error": 1e-5, "perplexity": 1e-5}.get(name, 1e-6)
 
 
 @pytest.mark.parametrize("entry", entries("metric"), ids=lambda e: e.name)

@@ -54,8 +54,13 @@ def test_dataset_splits_are_reproducible_from_the_seed(entry, loaded):
     _, first = loaded(entry.name, 0)
     again = tiny_dataset(entry.name).load(0)
     _, other = loaded(entry.name, 1)
-    np.testing.assert_array_equal(arrays(first.test)[0], arrays(again.test)[0])
-    assert not np.array_equal(arrays(first.test)[0], arrays(other.test)[0])
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(arrays(getattr(first, split))[0], arrays(getattr(again, split))[0])
+    # Another seed gives other examples somewhere (held-out blocks of a text stay put).
+    assert any(
+        not np.array_equal(arrays(getattr(first, split))[0], arrays(getattr(other, split))[0])
+        for split in ("train", "validation", "test")
+    )
 
 
 @pytest.mark.parametrize("model_name,dataset_name", compatible_pairs())

@@ -12,7 +12,10 @@ from typing import Any, Optional
 from zoo.errors import PluginError, UnknownNameError, ZooError
 from zoo.hookspecs import (
     CLASSIFICATION,
+    GENERATION,
+    LANGUAGE_MODELING,
     RECONSTRUCTION,
+    SEQUENCE,
     DataSpec,
     DatasetPlugin,
     MetricPlugin,
@@ -26,7 +29,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLASSIFICATION",
+    "GENERATION",
+    "LANGUAGE_MODELING",
     "RECONSTRUCTION",
+    "SEQUENCE",
     "DataSpec",
     "DatasetPlugin",
     "MetricPlugin",

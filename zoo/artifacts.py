@@ -19,6 +19,10 @@ CURVES = "plots/training_curves.png"
 ROC = "plots/roc_curve.png"
 CONFUSION = "plots/confusion_matrix.png"
 RECONSTRUCTIONS = "plots/reconstructions.png"
+SAMPLES = "plots/samples.png"
+TEXT_SAMPLES = "samples.txt"
+SPEC = "spec.json"
+DATA_REPORT = "data.json"
 TENSORBOARD = "tensorboard"
 
 
@@ -167,3 +171,33 @@ def plot_reconstructions(path: Path, originals, reconstructions, title: str, cou
             if i == 0:
                 ax.set_ylabel(label)
     _save(fig, path)
+
+
+def plot_samples(path: Path, images, title: str) -> None:
+    """New images from a generative model, in a square grid."""
+    import math
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    images = np.clip(np.asarray(images), 0, 1)
+    side = math.ceil(math.sqrt(len(images)))
+    fig = Figure(figsize=(0.9 * side + 0.4, 0.9 * side + 0.7), layout="constrained")
+    fig.suptitle(f"{len(images)} generated samples: {title}")
+    for i, image in enumerate(images):
+        ax = fig.add_subplot(side, side, i + 1)
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        ax.set_axis_off()
+    _save(fig, path)
+
+
+def is_text(samples) -> bool:
+    return isinstance(samples, (list, tuple)) and all(isinstance(sample, str) for sample in samples)
+
+
+def write_samples(path: Path, samples, title: str) -> None:
+    """Generated samples: texts one after another, or images as a PNG grid."""
+    if is_text(samples):
+        write_text(path, ("\n\n" + "-" * 72 + "\n\n").join(samples) + "\n")
+    else:
+        plot_samples(path, samples, title)

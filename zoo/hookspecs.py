@@ -42,12 +42,23 @@ ENTRY_POINT_GROUP = "zoo.plugins"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-# What a dataset provides (DataSpec.task) and what a model learns (ModelPlugin.objective):
-# classification predicts the labels; reconstruction reproduces the inputs (labels unused).
+# What a dataset provides (DataSpec.task):
+#   classification  examples with integer class labels;
+#   sequence        integer token sequences whose targets are the same sequences shifted
+#                   by one (the next token at every position); class_names is the vocabulary.
+# What a model learns (ModelPlugin.objective):
+#   classification     predicts the labels;
+#   reconstruction     reproduces the inputs (labels unused);
+#   generation         learns to make new examples like the inputs, adversarially (no
+#                      targets; its training step is its own);
+#   language_modeling  predicts the next token at every position of a sequence.
 CLASSIFICATION = "classification"
+SEQUENCE = "sequence"
 RECONSTRUCTION = "reconstruction"
-TASKS = (CLASSIFICATION,)
-OBJECTIVES = (CLASSIFICATION, RECONSTRUCTION)
+GENERATION = "generation"
+LANGUAGE_MODELING = "language_modeling"
+TASKS = (CLASSIFICATION, SEQUENCE)
+OBJECTIVES = (CLASSIFICATION, RECONSTRUCTION, GENERATION, LANGUAGE_MODELING)
 
 
 # --------------------------------------------------------------------------------------
@@ -85,12 +96,15 @@ class Splits:
     """Train/validation/test data as returned by a dataset factory.
 
     Each split is either a pair of arrays ``(x, y)`` or an unbatched ``tf.data.Dataset``
-    of ``(x, y)`` pairs; the core shuffles, batches and prefetches.
+    of ``(x, y)`` pairs; the core shuffles, batches and prefetches. ``report`` says what a
+    user should know about the loading (counts, skipped files with the reason); the run
+    writes it to ``data.json`` and warns about any ``skipped`` entries.
     """
 
     train: Any
     validation: Any
     test: Any
+    report: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------
@@ -132,6 +146,12 @@ class ModelPlugin:
             anything else the model needs from the data; a string says why it does not fit.
         loss: a Keras loss name or object; ``None`` picks the standard loss for the
             objective (binary or sparse categorical cross-entropy; mean squared error).
+            Models with their own ``train_step`` (generation, a VAE) ignore it.
+        generate: optional ``generate(model, config, spec, seed, n=..., **options)``:
+            ``n`` new examples from a trained model, reproducible from ``seed``, as an
+            array of images (``n, height, width, channels`` in the data's value range) or
+            a list of strings. Its keyword options (with defaults, ``n`` among them) are
+            what ``zoo generate RUN_DIR key=value`` accepts.
     """
 
     name: str
@@ -143,6 +163,7 @@ class ModelPlugin:
     input_rank: Optional[int] = None
     accepts: Optional[Callable[[Any, DataSpec], Optional[str]]] = None
     loss: Any = None
+    generate: Optional[Callable[..., Any]] = None
 
     def __post_init__(self) -> None:
         _check_item("model", self.name, self.summary, self.config, self.factory)
@@ -163,6 +184,10 @@ class DatasetPlugin:
         factory: ``factory(config, seed: int) -> Splits``.
         tiny: config overrides that make the dataset small and quick (few, small
             examples), used by tests and smoke runs to exercise every model on it.
+        prepare: optional ``prepare(config, seed, x) -> x`` for ``zoo predict``: turns
+            user inputs as the core reads them (images resized to the input shape with
+            values in [0, 1]; CSV rows of raw numbers) into what the dataset yields, e.g.
+            standardising with the training split's statistics. ``None`` passes them on.
     """
 
     name: str
@@ -171,6 +196,7 @@ class DatasetPlugin:
     describe: Callable[[Any], DataSpec]
     factory: Callable[..., Splits]
     tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    prepare: Optional[Callable[..., Any]] = None
 
     def __post_init__(self) -> None:
         _check_item("dataset", self.name, self.summary, self.config, self.factory)

@@ -11,6 +11,10 @@ and leaves the run directory complete::
     plots/roc_curve.png          classifiers: ROC curves on the test split
     plots/confusion_matrix.png   classifiers: true against predicted class on the test split
     plots/reconstructions.png    image autoencoders: test images and their reconstructions
+    plots/samples.png            image generators (VAE, GAN): new samples
+    samples.txt                  text generators: new samples
+    spec.json                    what the dataset yields (shape, classes or vocabulary)
+    data.json                    the dataset's loading report, where it gives one
     tensorboard/                 TensorBoard logs
     metrics.json                 final test metrics (written last: the run finished)
 """
@@ -30,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo import artifacts
 from zoo.config import RunPlan, plan_run
 from zoo.errors import ZooError
-from zoo.hookspecs import RECONSTRUCTION
+from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
     artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
+    artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
 
     tf, keras, strategy, splits = _start(plan)
+    if splits.report:
+        artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
+        for skipped in splits.report.get("skipped", []):
+            log.warning("skipped %s", skipped)
     train_data = _batches(tf, plan, splits.train, shuffle=True)
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
@@ -72,7 +81,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         optimizer_class = type(keras.optimizers.get(plan.trainer.optimizer.lower()))
         model.compile(
             optimizer=optimizer_class(learning_rate=plan.trainer.learning_rate),
-            loss=loss_for(plan),
+            loss=loss_for(plan, model),
             metrics=build_metrics(plan),
         )
 
@@ -95,6 +104,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     title = f"{plan.model.name} on {plan.dataset.name}"
     artifacts.plot_training_curves(run_dir / artifacts.CURVES, history.history, title)
     plot_test_predictions(plan, model, test_data, run_dir, title)
+    if plan.model.item.generate is not None:
+        samples = plan.model.item.generate(model, plan.model_config, plan.spec, seed=plan.seed)
+        name = artifacts.TEXT_SAMPLES if artifacts.is_text(samples) else artifacts.SAMPLES
+        artifacts.write_samples(run_dir / name, samples, title)
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
     log.info("test metrics %s", test_metrics)
     return test_metrics
@@ -162,7 +175,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     test_data = _batches(tf, plan, splits.test)
     with strategy.scope():
         model = keras.saving.load_model(Path(run_dir) / artifacts.MODEL)  # safe mode: no code from the file runs
-        model.compile(loss=loss_for(plan), metrics=build_metrics(plan))
+        model.compile(loss=loss_for(plan, model), metrics=build_metrics(plan))
     return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
 
@@ -170,12 +183,14 @@ def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title:
     """The pictures of the model's objective, from its predictions on the test split."""
     import numpy as np
 
+    objective = plan.model.item.objective
+    if objective == RECONSTRUCTION and len(plan.spec.input_shape) == 3:  # image autoencoders
+        batch = next(iter(test_data))[0]
+        artifacts.plot_reconstructions(run_dir / artifacts.RECONSTRUCTIONS, batch, model.predict(batch, verbose=0), title)
+    if objective != CLASSIFICATION:
+        return
     predicted = model.predict(test_data, verbose=0)
     targets = np.concatenate([np.asarray(y) for _, y in test_data])
-    if plan.model.item.objective == RECONSTRUCTION:
-        if len(plan.spec.input_shape) == 3:  # images
-            artifacts.plot_reconstructions(run_dir / artifacts.RECONSTRUCTIONS, targets, predicted, title)
-        return
     names = plan.spec.class_names or tuple(str(c) for c in range(plan.spec.num_classes))
     labels = (predicted.reshape(-1) >= 0.5).astype(int) if plan.spec.binary else predicted.argmax(axis=1)
     artifacts.plot_roc_curves(run_dir / artifacts.ROC, targets, predicted, names, title)
@@ -207,12 +222,22 @@ def as_tf_dataset(tf, split: Any, batch_size: int, reconstruct: bool = False, sh
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def build_metrics(plan: RunPlan) -> list:
-    return [entry.item.factory(config, plan.spec) for entry, config in plan.metrics]
+def build_metrics(plan: RunPlan) -> list | None:
+    # None, not []: Keras reports an empty metric list as "not built" after a custom step.
+    return [entry.item.factory(config, plan.spec) for entry, config in plan.metrics] or None
 
 
-def loss_for(plan: RunPlan) -> Any:
-    """The model's own loss, or the standard one for its task."""
+def owns_training_step(model) -> bool:
+    import keras
+
+    return type(model).train_step is not keras.Model.train_step
+
+
+def loss_for(plan: RunPlan, model=None) -> Any:
+    """The model's own loss, or the standard one for its task; none for a model with its
+    own training step (it computes its losses itself)."""
+    if model is not None and owns_training_step(model):
+        return None
     if plan.model.item.loss is not None:
         return plan.model.item.loss
     if plan.model.item.objective == RECONSTRUCTION:

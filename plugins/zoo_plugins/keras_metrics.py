@@ -205,3 +205,52 @@ class HistogramCurveArea(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "curve": self.curve, "num_bins": self.num_bins}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class ReconstructionError(keras.metrics.Mean):
+    """Squared error per example, summed over its values (pixels), averaged over examples.
+
+    Unlike ``mse`` (the mean over every value), it does not shrink as inputs grow: it is
+    the reconstruction term of a VAE's loss under a Gaussian decoder, up to constants.
+    """
+
+    def __init__(self, name="reconstruction_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(ops.convert_to_tensor(y_true), "float32")
+        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+        per_example = ops.sum(ops.reshape(ops.square(y_true - y_pred), (ops.shape(y_true)[0], -1)), axis=1)
+        return super().update_state(per_example, sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Perplexity(keras.metrics.Metric):
+    """``exp`` of the mean cross-entropy per token, from predicted next-token probabilities.
+
+    ``y_true``: integer token ids ``(batch, steps)``; ``y_pred``: probabilities
+    ``(batch, steps, vocabulary)``. Totals are kept (not a mean of batch perplexities),
+    so streaming in batches gives the exact corpus perplexity.
+    """
+
+    def __init__(self, name="perplexity", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float64", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float64", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.cast(ops.convert_to_tensor(y_pred), "float32")
+        labels = ops.cast(ops.reshape(ops.convert_to_tensor(y_true), (-1,)), "int32")
+        probs = ops.reshape(y_pred, (-1, ops.shape(y_pred)[-1]))
+        picked = ops.take_along_axis(probs, ops.expand_dims(labels, 1), axis=1)[:, 0]
+        nll = -ops.log(ops.maximum(picked, 1e-12))
+        self.total.assign_add(ops.cast(ops.sum(nll), "float64"))
+        self.count.assign_add(ops.cast(ops.shape(labels)[0], "float64"))
+
+    def result(self):
+        return ops.cast(ops.exp(ops.divide_no_nan(self.total, self.count)), self.dtype)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)

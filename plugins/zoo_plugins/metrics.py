@@ -137,6 +137,30 @@ def mae_reference(y_true, y_pred, spec: zoo.DataSpec, config) -> float:
     return float(mean_absolute_error(_flat(y_true), _flat(y_pred)))
 
 
+def reconstruction_error_reference(y_true, y_pred, spec: zoo.DataSpec, config) -> float:
+    import numpy as np
+
+    return float(np.mean(np.sum(np.square(_flat(y_true) - _flat(y_pred)), axis=1)))
+
+
+def perplexity_reference(y_true, y_prob, spec: zoo.DataSpec, config) -> float:
+    import numpy as np
+
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    labels = np.asarray(y_true).reshape(-1)
+    picked = y_prob.reshape(-1, y_prob.shape[-1])[np.arange(len(labels)), labels]
+    return float(np.exp(-np.mean(np.log(np.maximum(picked, 1e-12)))))
+
+
+def _zoo_metric(class_name: str):
+    def factory(config: NoOptions, spec: zoo.DataSpec):
+        from zoo_plugins import keras_metrics
+
+        return getattr(keras_metrics, class_name)()
+
+    return factory
+
+
 def _flat(values):
     import numpy as np
 
@@ -210,6 +234,24 @@ def register_metrics():
             factory=_keras_mean_error("MeanAbsoluteError", "mae"),
             objectives=(zoo.RECONSTRUCTION,),
             reference=mae_reference,
+            default=True,
+        ),
+        zoo.MetricPlugin(
+            name="reconstruction_error",
+            summary="Squared error summed over each example's values, averaged over examples.",
+            config=NoOptions,
+            factory=_zoo_metric("ReconstructionError"),
+            objectives=(zoo.RECONSTRUCTION,),
+            reference=reconstruction_error_reference,
+            default=True,
+        ),
+        zoo.MetricPlugin(
+            name="perplexity",
+            summary="exp of the mean next-token cross-entropy: how many tokens the model hesitates between.",
+            config=NoOptions,
+            factory=_zoo_metric("Perplexity"),
+            objectives=(zoo.LANGUAGE_MODELING,),
+            reference=perplexity_reference,
             default=True,
         ),
     ]

@@ -1,0 +1,243 @@
+"""Character-level text: the ``text`` dataset and seed 003's GRU text generator.
+
+Seed 003 sketches Embedding-GRU-Dense trained with sparse categorical cross-entropy; its
+Dense layer has no softmax although the loss expects probabilities, and Keras has no
+``model.generate``. Here the output is a softmax over the vocabulary at every position,
+and generation samples one character at a time from ``p ** (1 / temperature)``.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import zoo
+from zoo_plugins.datasets import check_fractions
+
+# Index 0 of every vocabulary stands for characters outside it.
+UNKNOWN = "\ufffd"
+# The default corpus is ASCII (non-ASCII characters are dropped from it), so its
+# vocabulary is known without reading it: describing stays instant.
+ASCII_VOCABULARY = (UNKNOWN, "\n", *sorted(set(string.printable) - set("\t\n\r\x0b\x0c")))
+
+# Standard-library modules whose docstrings make the offline default corpus (about 390,000
+# characters of English technical prose on Python 3.11); modules missing from another
+# Python version are skipped.
+DOCSTRING_MODULES = (
+    "argparse", "ast", "bisect", "calendar", "collections/__init__", "contextlib", "csv", "dataclasses",
+    "datetime", "decimal", "difflib", "enum", "fractions", "functools", "glob", "gzip", "heapq", "inspect",
+    "ipaddress", "json/__init__", "logging/__init__", "operator", "os", "pathlib", "pickle", "pprint", "queue",
+    "random", "shlex", "shutil", "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap",
+    "threading", "typing", "unittest/case", "urllib/parse", "uuid", "zipfile",
+)  # fmt: skip
+
+
+@dataclass
+class TextConfig:
+    path: Optional[str] = field(
+        default=None, metadata={"help": "A UTF-8 text file to learn from (null: docstrings of Python's standard library)."}
+    )
+    sequence_length: int = field(default=64, metadata={"help": "Characters per training window."})
+    step: int = field(default=32, metadata={"help": "Characters between the starts of consecutive windows."})
+    max_vocabulary: int = field(
+        default=200, metadata={"help": "Keep the most frequent characters of a user's file; the rest become one unknown symbol."}
+    )
+    max_characters: int = field(default=2_000_000, metadata={"help": "Use at most this many characters of the corpus."})
+    validation_fraction: float = field(default=0.05, metadata={"help": "Share of the corpus (a block near its end) for validation."})
+    test_fraction: float = field(default=0.05, metadata={"help": "Share of the corpus (its last block) for the final test."})
+
+    def __post_init__(self) -> None:
+        check_fractions(self.validation_fraction, self.test_fraction)
+        if self.sequence_length < 2 or self.step < 1:
+            raise ValueError(f"sequence_length must be at least 2 and step at least 1, got {self.sequence_length}, {self.step}")
+        if self.max_vocabulary < 2 or self.max_characters < 1:
+            raise ValueError("max_vocabulary must be at least 2 and max_characters positive")
+
+
+def stdlib_docstrings() -> str:
+    """Module, class and function docstrings of ``DOCSTRING_MODULES``, read with ``ast``
+    (nothing is imported), ASCII only."""
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts = []
+    for module in DOCSTRING_MODULES:
+        source = root / f"{module}.py"
+        if not source.is_file():
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node)
+                if docstring:
+                    parts.append(docstring)
+    return "\n\n".join(parts).encode("ascii", "ignore").decode("ascii")
+
+
+def read_corpus(config: TextConfig) -> str:
+    if config.path is None:
+        return stdlib_docstrings()[: config.max_characters]
+    path = Path(config.path).expanduser()
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(config.max_characters)
+    except FileNotFoundError:
+        raise zoo.ZooError(f"dataset.path={config.path}: no such file; give a UTF-8 text file") from None
+    except UnicodeDecodeError as exc:
+        raise zoo.ZooError(f"dataset.path={config.path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8") from None
+    if len(text) <= 2 * config.sequence_length:
+        raise zoo.ZooError(
+            f"dataset.path={config.path} has {len(text)} characters; it needs well over "
+            f"dataset.sequence_length={config.sequence_length} (use a longer text or a shorter sequence_length)"
+        )
+    return text
+
+
+def vocabulary(config: TextConfig) -> tuple[str, ...]:
+    if config.path is None:
+        return ASCII_VOCABULARY
+    counts = Counter(read_corpus(config)).most_common(config.max_vocabulary - 1)
+    return (UNKNOWN, *sorted(char for char, _ in counts))
+
+
+def describe_text(config: TextConfig) -> zoo.DataSpec:
+    chars = vocabulary(config)
+    return zoo.DataSpec(task=zoo.SEQUENCE, input_shape=(config.sequence_length,), num_classes=len(chars), class_names=chars)
+
+
+def encode(text: str, chars) -> "np.ndarray":  # noqa: F821
+    import numpy as np
+
+    index = {char: i for i, char in enumerate(chars)}
+    return np.fromiter((index.get(char, 0) for char in text), dtype=np.int32, count=len(text))
+
+
+def windows(ids, length: int, step: int):
+    """Inputs ``ids[i:i+length]`` and targets shifted by one, for i every ``step``."""
+    import numpy as np
+
+    starts = np.arange(0, len(ids) - length, step)
+    if len(starts) == 0:
+        raise zoo.ZooError(f"a split of {len(ids)} characters is shorter than dataset.sequence_length={length}; use a longer text")
+    offsets = starts[:, None] + np.arange(length)[None, :]
+    return ids[offsets], ids[offsets + 1]
+
+
+def load_text(config: TextConfig, seed: int) -> zoo.Splits:
+    """Contiguous blocks, not random windows: train on the start, validate and test on
+    the end, so no held-out character was seen in a training window."""
+    text = read_corpus(config)
+    ids = encode(text, vocabulary(config))
+    test_start = int(len(ids) * (1.0 - config.test_fraction))
+    validation_start = int(len(ids) * (1.0 - config.test_fraction - config.validation_fraction))
+    length, step = config.sequence_length, config.step
+    # The seed picks where the first training window starts, so another seed sees other windows.
+    offset = seed % step
+    return zoo.Splits(
+        train=windows(ids[offset:validation_start], length, step),
+        validation=windows(ids[validation_start:test_start], length, length),
+        test=windows(ids[test_start:], length, length),
+        report={"characters": len(ids), "vocabulary": len(vocabulary(config)), "unknown": int((ids == 0).sum())},
+    )
+
+
+@dataclass
+class GRUTextGeneratorConfig:
+    embedding_dim: int = field(default=64, metadata={"help": "Size of each character's embedding."})
+    units: int = field(default=256, metadata={"help": "GRU hidden units."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on the GRU's outputs (0 disables)."})
+
+    def __post_init__(self) -> None:
+        if self.embedding_dim < 1 or self.units < 1:
+            raise ValueError("embedding_dim and units must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+def build_gru_text_generator(config: GRUTextGeneratorConfig, spec: zoo.DataSpec):
+    """Seed 003: Embedding, GRU over the whole sequence, Dense softmax at every step."""
+    import keras
+    from keras import layers
+
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")  # any length: generation feeds one at a time
+    x = layers.Embedding(spec.num_classes, config.embedding_dim, name="embedding")(tokens)
+    x = layers.GRU(config.units, return_sequences=True, name="gru")(x)
+    if config.dropout > 0:
+        x = layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = layers.Dense(spec.num_classes, activation="softmax", name="next_token")(x)
+    return keras.Model(tokens, outputs, name="gru_text_generator")
+
+
+def generate_text(
+    model, config, spec: zoo.DataSpec, seed: int, n: int = 3, prompt: str = "", length: int = 400, temperature: float = 0.8
+):
+    """``n`` texts of ``length`` new characters after ``prompt``, sampled with ``temperature``
+    (lower: safer, more repetitive; higher: more surprising).
+
+    Runs the GRU's cell one character at a time, carrying its state, so each character
+    costs one step rather than a pass over the whole text so far.
+    """
+    import numpy as np
+
+    if temperature <= 0:
+        raise zoo.ZooError(f"temperature={temperature} must be positive (e.g. 0.8)")
+    if length < 1 or n < 1:
+        raise zoo.ZooError(f"length and n must be positive, got length={length}, n={n}")
+    chars = spec.class_names
+    rng = np.random.default_rng(seed)
+    embedding, gru, head = (model.get_layer(name) for name in ("embedding", "gru", "next_token"))
+    state = np.zeros((n, gru.cell.units), dtype=np.float32)
+    start = encode(prompt or "\n", chars)
+
+    def step(ids, state):
+        output, state = gru.cell(embedding(np.asarray(ids, dtype=np.int32)), state, training=False)
+        return np.asarray(head(output), dtype=np.float64), state
+
+    for char in start:
+        probs, state = step(np.full(n, char), state)
+    generated = []
+    for _ in range(length):
+        # p ** (1 / T), renormalised; in log space so that small temperatures do not underflow.
+        logits = np.log(np.maximum(probs, 1e-12)) / temperature
+        logits[:, 0] = -np.inf  # never emit the unknown symbol
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        weights /= weights.sum(axis=1, keepdims=True)
+        ids = np.array([rng.choice(len(chars), p=row) for row in weights])
+        generated.append(ids)
+        probs, state = step(ids, state)
+    columns = np.stack(generated, axis=1)
+    return [prompt + "".join(chars[i] for i in row) for row in columns]
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [
+        zoo.DatasetPlugin(
+            name="text",
+            summary="Character-level corpus from your UTF-8 file; offline default: Python standard-library docstrings.",
+            config=TextConfig,
+            describe=describe_text,
+            factory=load_text,
+            tiny={"max_characters": 20000, "sequence_length": 32, "step": 32},
+        )
+    ]
+
+
+@zoo.hookimpl
+def register_models():
+    return [
+        zoo.ModelPlugin(
+            name="gru_text_generator",
+            summary="Character-level Embedding-GRU-softmax language model (seed 003), sampling by temperature.",
+            config=GRUTextGeneratorConfig,
+            factory=build_gru_text_generator,
+            objective=zoo.LANGUAGE_MODELING,
+            tasks=(zoo.SEQUENCE,),
+            input_rank=1,
+            loss="sparse_categorical_crossentropy",
+            generate=generate_text,
+        )
+    ]
