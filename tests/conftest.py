@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,10 +51,21 @@ def entries(kind: str):
     return get_registry().list(kind)
 
 
+TINY_FILES = Path(tempfile.mkdtemp(prefix="zoo-tiny-"))
+atexit.register(shutil.rmtree, TINY_FILES, True)
+
+
+@functools.cache
+def tiny_overrides(name: str) -> dict:
+    """The config overrides that make dataset ``name`` small, writing its example files
+    (once per test session) where it reads files."""
+    tiny = get_registry().get("dataset", name).item.tiny
+    return dict(tiny(TINY_FILES / name) if callable(tiny) else tiny)
+
+
 def tiny_dataset(name: str):
     """The dataset ``name`` at the small size its plugin declares for tests."""
-    entry = get_registry().get("dataset", name)
-    return zoo.create_dataset(name, **entry.item.tiny)
+    return zoo.create_dataset(name, **tiny_overrides(name))
 
 
 def compatible_pairs():

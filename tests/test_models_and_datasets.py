@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 
-from conftest import compatible_pairs, entries, tiny_dataset
+from conftest import compatible_pairs, entries, tiny_dataset, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,11 @@ def test_dataset_yields_what_it_declares(entry, loaded):
         assert np.isfinite(x).all()
         if spec.task == zoo.CLASSIFICATION:
             assert set(np.unique(y)) <= set(range(spec.num_classes))
+        if spec.task == zoo.SEQUENCE:  # token ids; targets are the inputs shifted by one
+            assert set(np.unique(x)) | set(np.unique(y)) <= set(range(spec.num_classes))
+            np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+        if spec.value_range is not None:
+            assert x.min() >= spec.value_range[0] and x.max() <= spec.value_range[1]
         sizes.append(len(x))
     if spec.task == zoo.CLASSIFICATION:
         assert len(spec.class_names) == spec.num_classes
@@ -67,29 +72,32 @@ def test_dataset_splits_are_reproducible_from_the_seed(entry, loaded):
 def test_model_trains_a_step_and_survives_save_and_load(model_name, dataset_name, loaded, tmp_path):
     import keras
 
-    from zoo.config import plan_run, compose
+    from zoo.config import compose, plan_run
     from zoo.run import loss_for
 
     keras.utils.set_random_seed(0)
     spec, splits = loaded(dataset_name)
     x, y = arrays(splits.train)
     x, y = x[:32], y[:32]
-    objective = zoo.get_registry().get("model", model_name).item.objective
-    if objective == zoo.RECONSTRUCTION:
+    item = zoo.get_registry().get("model", model_name).item
+    if item.objective == zoo.RECONSTRUCTION:
         y = x
     model = zoo.create_model(model_name, spec)
-    tiny = zoo.get_registry().get("dataset", dataset_name).item.tiny
-    plan = plan_run(compose([f"model={model_name}", f"dataset={dataset_name}", *(f"dataset.{k}={v}" for k, v in tiny.items())]))
-    model.compile(optimizer="adam", loss=loss_for(plan))
+    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()]
+    plan = plan_run(compose([f"model={model_name}", f"dataset={dataset_name}", *overrides]))
+    model.compile(optimizer="adam", loss=loss_for(plan, model))
     before = [w.copy() for w in model.get_weights()]
-    loss = model.train_on_batch(x, y)
-    assert np.isfinite(loss)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs and all(np.isfinite(v) for v in logs.values()), logs
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "a step changed nothing"
 
     predictions = model.predict(x, verbose=0)
-    if objective == zoo.RECONSTRUCTION:
+    if item.objective == zoo.RECONSTRUCTION:
         assert predictions.shape == x.shape
-    elif spec.task == zoo.CLASSIFICATION:
+    elif item.objective == zoo.LANGUAGE_MODELING:
+        assert predictions.shape == (*x.shape, spec.num_classes)
+        np.testing.assert_allclose(predictions.sum(axis=-1), 1.0, rtol=1e-4)
+    elif item.objective == zoo.CLASSIFICATION:
         width = 1 if spec.binary else spec.num_classes
         assert predictions.shape == (len(x), width)
         assert np.all((predictions >= 0) & (predictions <= 1))
@@ -98,3 +106,15 @@ def test_model_trains_a_step_and_survives_save_and_load(model_name, dataset_name
     model.save(path)
     reloaded = keras.saving.load_model(path)  # safe mode on
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), predictions, rtol=1e-5, atol=1e-6)
+
+    if item.generate is not None:
+        samples = item.generate(reloaded, plan.model_config, spec, seed=0, n=3)
+        assert len(samples) == 3
+        again = item.generate(reloaded, plan.model_config, spec, seed=0, n=3)
+        if spec.task == zoo.SEQUENCE:
+            assert samples == again and all(set(text) <= set(spec.class_names) for text in samples)
+        else:
+            assert samples.shape == (3, *spec.input_shape)
+            low, high = spec.value_range
+            assert samples.min() >= low and samples.max() <= high
+            np.testing.assert_array_equal(samples, again)

@@ -183,7 +183,9 @@ class DatasetPlugin:
             so that incompatible choices fail before any heavy work.
         factory: ``factory(config, seed: int) -> Splits``.
         tiny: config overrides that make the dataset small and quick (few, small
-            examples), used by tests and smoke runs to exercise every model on it.
+            examples), used by tests and smoke runs to exercise every model on it; or,
+            for a dataset that reads files, ``tiny(directory) -> overrides``, which first
+            writes a small example of those files (in their real format) into ``directory``.
         prepare: optional ``prepare(config, seed, x) -> x`` for ``zoo predict``: turns
             user inputs as the core reads them (images resized to the input shape with
             values in [0, 1]; CSV rows of raw numbers) into what the dataset yields, e.g.
@@ -195,7 +197,7 @@ class DatasetPlugin:
     config: type
     describe: Callable[[Any], DataSpec]
     factory: Callable[..., Splits]
-    tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tiny: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     prepare: Optional[Callable[..., Any]] = None
 
     def __post_init__(self) -> None:

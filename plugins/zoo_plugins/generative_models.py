@@ -123,7 +123,7 @@ class VariationalAutoencoder(keras.Model):
         return logs
 
     def train_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             reconstruction_loss, kl = self._elbo_terms(x, training=True)
             total = reconstruction_loss + self.beta * kl
@@ -133,7 +133,7 @@ class VariationalAutoencoder(keras.Model):
         return self._logs(x, y, total, reconstruction_loss, kl)
 
     def test_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         reconstruction_loss, kl = self._elbo_terms(x, training=False)
         return self._logs(x, y, reconstruction_loss + self.beta * kl, reconstruction_loss, kl)
 
@@ -205,7 +205,7 @@ class GenerativeAdversarialNetwork(keras.Model):
         return keras.random.normal((ops.shape(x)[0], self.latent_dim), seed=self.noise)
 
     def train_step(self, data):
-        x = ops.cast(data[0], self.compute_dtype)
+        x = ops.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.compute_dtype)
         fake = self.generator(self._noise(x), training=True)
         with tf.GradientTape() as tape:
             d_loss = self._d_loss(x, fake, training=True)
@@ -221,7 +221,7 @@ class GenerativeAdversarialNetwork(keras.Model):
         return self._logs(d_loss, g_loss)
 
     def test_step(self, data):
-        x = ops.cast(data[0], self.compute_dtype)
+        x = ops.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.compute_dtype)
         d_loss = self._d_loss(x, self.generator(self._noise(x), training=False), training=False)
         g_loss = self._bce(1.0, self.discriminator(self.generator(self._noise(x), training=False), training=False))
         return self._logs(d_loss, g_loss)

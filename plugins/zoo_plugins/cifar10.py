@@ -1,0 +1,198 @@
+"""``cifar10``: the CIFAR-10 "python version" archive, read from a local file.
+
+The archive (``cifar-10-python.tar.gz``, 163 MB, from
+https://www.cs.toronto.edu/~kriz/cifar.html) holds pickled batches. Pickle can run code
+while loading, so batches are read with an unpickler that builds only the dicts, lists,
+strings and NumPy arrays the format uses, and refuses anything else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import zoo
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE = "cifar-10-python.tar.gz"
+FOLDER = "cifar-10-batches-py"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CAT = CLASSES.index("cat")
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+@dataclass
+class Cifar10Config:
+    path: Optional[str] = field(
+        default=None,
+        metadata={"help": f"{ARCHIVE} or its extracted {FOLDER}/ (null: look in $ZOO_DATA_DIR, then ~/.keras/datasets)."},
+    )
+    cat_vs_rest: bool = field(default=False, metadata={"help": "Binary task: cat (1) against the nine other classes (0)."})
+    download: bool = field(default=False, metadata={"help": f"Fetch the archive from {URL} when it is not found."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of the 50,000 training images held out for validation."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be between 0 and 1, got {self.validation_fraction}")
+
+
+def search_paths() -> list[Path]:
+    folders = [Path(os.environ["ZOO_DATA_DIR"])] if os.environ.get("ZOO_DATA_DIR") else []
+    folders.append(Path.home() / ".keras" / "datasets")  # where keras.datasets.cifar10 leaves it
+    return [folder / name for folder in folders for name in (FOLDER, ARCHIVE)]
+
+
+def locate(config: Cifar10Config) -> Path:
+    if config.path is not None:
+        path = Path(config.path).expanduser()
+        if path.exists():
+            return path
+        raise zoo.ZooError(f"dataset.path={config.path} does not exist; give the {ARCHIVE} file or the {FOLDER}/ folder")
+    for path in search_paths():
+        if path.exists():
+            return path
+    if config.download:
+        import keras
+
+        try:
+            return Path(keras.utils.get_file(ARCHIVE, URL))
+        except Exception as exc:  # noqa: BLE001 - network errors come in many types
+            raise zoo.ZooError(f"could not download CIFAR-10 from {URL} ({exc}); download it elsewhere and pass dataset.path=") from None
+    raise zoo.ZooError(
+        f"CIFAR-10 not found (looked for {', '.join(str(p) for p in search_paths())}); download {URL} "
+        f"and pass dataset.path=/path/to/{ARCHIVE}, or set dataset.download=true"
+    )
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Builds only what CIFAR batches contain: NumPy arrays inside plain containers."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol 2 stores bytes when written by Python 3
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"a CIFAR-10 batch should not contain {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_batch(data: bytes, where: str):
+    import numpy as np
+
+    try:
+        batch = BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(batch[b"labels"], dtype=np.int32)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        raise zoo.ZooError(f"{where} is not a CIFAR-10 python batch ({exc}); re-download {URL}") from None
+    if len(images) != len(labels):
+        raise zoo.ZooError(f"{where} has {len(images)} images but {len(labels)} labels; re-download {URL}")
+    return images, labels
+
+
+def read_batches(path: Path) -> dict[str, tuple]:
+    wanted = (*TRAIN_BATCHES, "test_batch")
+    batches = {}
+    if path.is_dir():
+        for name in wanted:
+            if (path / name).is_file():
+                batches[name] = read_batch((path / name).read_bytes(), str(path / name))
+    else:
+        try:
+            with tarfile.open(path, "r:*") as archive:
+                for member in archive.getmembers():
+                    name = Path(member.name).name
+                    if member.isfile() and name in wanted:
+                        batches[name] = read_batch(archive.extractfile(member).read(), f"{path}:{member.name}")
+        except tarfile.TarError as exc:
+            raise zoo.ZooError(f"{path} is not a readable tar archive ({exc}); re-download {URL}") from None
+    missing = [name for name in wanted if name not in batches]
+    if "test_batch" in missing or len(missing) == len(wanted):
+        raise zoo.ZooError(f"{path} lacks the CIFAR-10 batch {missing[0]}; re-download {URL}")
+    return batches
+
+
+def describe_cifar10(config: Cifar10Config) -> zoo.DataSpec:
+    names = ("not_cat", "cat") if config.cat_vs_rest else CLASSES
+    return zoo.DataSpec(zoo.CLASSIFICATION, (32, 32, 3), num_classes=len(names), class_names=names, value_range=(0.0, 1.0))
+
+
+def load_cifar10(config: Cifar10Config, seed: int) -> zoo.Splits:
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    path = locate(config)
+    batches = read_batches(path)
+    train_x = np.concatenate([batches[name][0] for name in TRAIN_BATCHES if name in batches])
+    train_y = np.concatenate([batches[name][1] for name in TRAIN_BATCHES if name in batches])
+    test_x, test_y = batches["test_batch"]
+    if config.cat_vs_rest:
+        train_y, test_y = (train_y == CAT).astype(np.int32), (test_y == CAT).astype(np.int32)
+    train_x, val_x, train_y, val_y = train_test_split(
+        train_x, train_y, test_size=config.validation_fraction, stratify=train_y, random_state=seed
+    )
+
+    def scaled(x):
+        return x.astype(np.float32) / 255.0
+
+    return zoo.Splits(
+        train=(scaled(train_x), train_y),
+        validation=(scaled(val_x), val_y),
+        test=(scaled(test_x), test_y),
+        report={"source": str(path), "images": {"train": len(train_x), "validation": len(val_x), "test": len(test_x)}},
+    )
+
+
+def write_batch(images, labels) -> bytes:
+    """One batch in the archive's own format (a pickled dict of byte-string keys)."""
+    import numpy as np
+
+    data = np.asarray(images, dtype=np.uint8).transpose(0, 3, 1, 2).reshape(len(images), -1)
+    batch = {b"batch_label": b"zoo example", b"labels": [int(v) for v in labels], b"data": data,
+             b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}  # fmt: skip
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_example_archive(directory: Path) -> dict:
+    """A small ``cifar-10-python.tar.gz`` in the real format: random images, every class
+    in every batch (the tests train on it)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    archive_path = directory / ARCHIVE
+    with tarfile.open(archive_path, "w:gz") as archive:
+        for name in (*TRAIN_BATCHES, "test_batch"):
+            labels = np.tile(np.arange(10), 4)
+            # Each class gets its own mean colour, so that a model can learn something.
+            images = rng.integers(0, 64, size=(len(labels), 32, 32, 3)) + (labels * 19)[:, None, None, None]
+            data = write_batch(images.clip(0, 255), labels)
+            info = tarfile.TarInfo(f"{FOLDER}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return {"path": str(archive_path)}
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [
+        zoo.DatasetPlugin(
+            name="cifar10",
+            summary="CIFAR-10 (60,000 32x32 colour images, 10 classes) from its python archive; cat_vs_rest option.",
+            config=Cifar10Config,
+            describe=describe_cifar10,
+            factory=load_cifar10,
+            tiny=write_example_archive,
+        )
+    ]

@@ -1,0 +1,212 @@
+"""``image_folder``: labelled images on disk, one sub-folder per class (seed 004's layout).
+
+Accepted layouts, under ``dataset.path``::
+
+    cat/ not_cat/                         one folder per class: split by the seed
+    train/{cat,not_cat}/                  the same, under train/
+    train/... validation/... test/...     given splits (a missing one is split from train)
+
+Every file is checked before training by decoding it once with Pillow (several threads):
+files that are not images, or that do not decode, are skipped, listed in the run's
+``data.json`` and warned about; good images are never dropped. The training pipeline
+then decodes and resizes each image with TensorFlow, once: the result is cached as
+uint8, in memory or in a cache file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zoo
+from zoo_plugins.datasets import check_fractions
+
+# The formats tf.io.decode_image reads.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+
+
+@dataclass
+class ImageFolderConfig:
+    path: str = field(default="???", metadata={"help": "Folder of class sub-folders (or of train/, validation/, test/ folders of them)."})
+    image_size: list[int] = field(default_factory=lambda: [150, 150], metadata={"help": "Height and width images are resized to."})
+    channels: int = field(default=3, metadata={"help": "3 for RGB, 1 for grayscale."})
+    validation_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for validation when there is no validation/ folder."})
+    test_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for testing when there is no test/ folder."})
+    cache: str = field(
+        default="memory", metadata={"help": "Keep decoded images: memory, off, or a file path prefix (for data larger than memory)."}
+    )
+
+    def __post_init__(self) -> None:
+        check_fractions(self.validation_fraction, self.test_fraction)
+        if len(self.image_size) != 2 or min(self.image_size) < 1:
+            raise ValueError(f"image_size must be [height, width], got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
+
+def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
+    """The folders of class folders for each split that has one (``train`` always)."""
+    root = Path(config.path).expanduser()
+    if not root.is_dir():
+        raise zoo.ZooError(f"dataset.path={config.path} is not a folder; give a folder with one sub-folder per class")
+    roots = {}
+    for split, names in SPLIT_FOLDERS.items():
+        for name in names:
+            if (root / name).is_dir():
+                roots[split] = root / name
+                break
+    roots.setdefault("train", root)
+    return roots
+
+
+def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
+    roots = split_roots(config)
+    names = tuple(sorted(p.name for p in roots["train"].iterdir() if p.is_dir() and not p.name.startswith(".")))
+    if len(names) < 2:
+        raise zoo.ZooError(
+            f"{roots['train']} has {len(names)} class folder(s); it needs one sub-folder per class, at least two "
+            "(e.g. cat/ and not_cat/)"
+        )
+    for split, root in roots.items():
+        extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in names and split != "train")
+        if extra:
+            raise zoo.ZooError(f"{root} has class folder {extra[0]!r} that {roots['train']} lacks; use the same class names")
+    return names
+
+
+def describe_image_folder(config: ImageFolderConfig) -> zoo.DataSpec:
+    names = class_names(config)
+    return zoo.DataSpec(
+        task=zoo.CLASSIFICATION,
+        input_shape=(*config.image_size, config.channels),
+        num_classes=len(names),
+        class_names=names,
+        value_range=(0.0, 1.0),
+    )
+
+
+def check_image(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an image, or ``None`` when it decodes."""
+    from PIL import Image
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image file ({path.suffix or 'no extension'}; reads {', '.join(IMAGE_SUFFIXES)})"
+    try:
+        with Image.open(path) as image:
+            image.load()  # a full decode: catches truncated and corrupt files, not only bad headers
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for broken files
+        return f"does not decode as an image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[str], list[int], list[str]]:
+    """Good image paths under each class folder, their labels, and the skipped files with reasons."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    candidates = [
+        (path, label)
+        for label, name in enumerate(names)
+        if (root / name).is_dir()
+        for path in sorted((root / name).rglob("*"))
+        if path.is_file()
+    ]
+    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
+        problems = list(pool.map(check_image, (path for path, _ in candidates)))
+    paths, labels, skipped = [], [], []
+    for (path, label), problem in zip(candidates, problems):
+        if problem:
+            skipped.append(f"{path}: {problem}")
+        else:
+            paths.append(str(path))
+            labels.append(label)
+    return paths, labels, skipped
+
+
+def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
+    import numpy as np
+    import tensorflow as tf
+
+    names = class_names(config)
+    roots = split_roots(config)
+    found, skipped = {}, []
+    for split, root in roots.items():
+        paths, labels, bad = list_images(root, names)
+        if not paths:
+            raise zoo.ZooError(f"{root} has no readable images in its class folders; add .jpg or .png files")
+        found[split] = (np.array(paths), np.array(labels, dtype=np.int32))
+        skipped += bad
+    found = _split_missing(found, config, seed)
+
+    height, width = config.image_size
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=config.channels, expand_animations=False, dtype=tf.uint8)
+        image = tf.image.resize(image, (height, width), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    def pipeline(split):
+        paths, labels = found[split]
+        data = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        if config.cache != "off":
+            data = data.cache("" if config.cache == "memory" else f"{config.cache}_{split}")
+        return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
+
+    return zoo.Splits(
+        train=pipeline("train"),
+        validation=pipeline("validation"),
+        test=pipeline("test"),
+        report={"images": {split: len(found[split][0]) for split in found}, "skipped": skipped},
+    )
+
+
+def _split_missing(found, config: ImageFolderConfig, seed: int):
+    """Split validation and test off train where their folders are absent, stratified."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    paths, labels = found["train"]
+    for split, fraction in (("test", config.test_fraction), ("validation", config.validation_fraction)):
+        if split in found:
+            continue
+        share = fraction / (1.0 - (config.test_fraction if split == "validation" and "test" not in found else 0.0))
+        counts = np.bincount(labels) if len(labels) else []
+        stratify = labels if min(counts, default=0) >= 2 else None
+        paths, held_paths, labels, held_labels = train_test_split(paths, labels, test_size=share, stratify=stratify, random_state=seed)
+        found[split] = (held_paths, held_labels)
+    found["train"] = (paths, labels)
+    return found
+
+
+def write_example_folder(directory: Path) -> dict:
+    """A tiny folder of drawn cats and other shapes (PNG and JPEG), plus one broken file in
+    each class: what the tests train on."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo_plugins.cats import draw_scene
+
+    root = Path(directory) / "image_folder"
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("not_cat", "cat")):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(12):
+            suffix = ".png" if i % 2 else ".jpg"
+            Image.fromarray(draw_scene(rng, 40, bool(label))).save(root / name / f"{i:03d}{suffix}")
+        (root / name / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        (root / name / "notes.txt").write_text("not an image\n")
+    return {"path": str(root), "image_size": [32, 32]}
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [
+        zoo.DatasetPlugin(
+            name="image_folder",
+            summary="Your labelled images: one sub-folder per class (optionally train/validation/test), resized, cached.",
+            config=ImageFolderConfig,
+            describe=describe_image_folder,
+            factory=load_image_folder,
+            tiny=write_example_folder,
+        )
+    ]
