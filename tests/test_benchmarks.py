@@ -10,7 +10,7 @@ from conftest import REPO
 
 def test_quality_run_prints_a_row_per_bar():
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--seeds", "0", "--override", "trainer.epochs=1"],
+        [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--seeds", "0", "--tiny"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

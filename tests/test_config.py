@@ -21,9 +21,22 @@ def test_default_config_composes_to_a_plan():
 
 def test_default_metrics_follow_the_model_objective():
     plan = plan_run(compose(["model=conv_autoencoder"]))
-    assert {entry.name for entry, _ in plan.metrics} == {"mse", "mae"}
-    with pytest.raises(zoo.ZooError, match="metric 'accuracy' scores classification, but model 'autoencoder' learns reconstruction; choose from: mae, mse"):
+    assert {entry.name for entry, _ in plan.metrics} == {"mse", "mae", "reconstruction_error"}
+    with pytest.raises(zoo.ZooError, match="metric 'accuracy' scores classification, but model 'autoencoder' learns reconstruction; choose from: mae, mse, reconstruction_error"):
         plan_run(compose(["model=autoencoder", "metrics=[accuracy]"]))
+    assert [e.name for e, _ in plan_run(compose(["model=gru_text_generator", "dataset=text"])).metrics] == ["perplexity"]
+    assert plan_run(compose(["model=gan"])).metrics == []  # a GAN reports its own two losses
+
+
+def test_mismatched_choices_fail_before_any_tensorflow_work():
+    with pytest.raises(zoo.ZooError, match="model 'gru_text_generator' learns sequence but dataset 'digits' is a classification dataset"):
+        plan_run(compose(["model=gru_text_generator", "dataset=digits"]))
+    with pytest.raises(zoo.ZooError, match="model 'cnn_classifier' learns classification but dataset 'text' is a sequence dataset"):
+        plan_run(compose(["model=cnn_classifier", "dataset=text"]))
+    with pytest.raises(zoo.ZooError, match="metric 'auc' scores classification, but model 'gan' learns generation; choose from: \\(none registered\\)"):
+        plan_run(compose(["model=gan", "metrics=[auc]"]))
+    with pytest.raises(zoo.ZooError, match="metric 'perplexity' scores language_modeling, but model 'vae' learns reconstruction"):
+        plan_run(compose(["model=vae", "metrics=[perplexity]"]))
 
 
 def test_a_model_can_refuse_data_it_cannot_learn():

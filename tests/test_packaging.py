@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,8 +17,13 @@ from conftest import REPO, run_zoo
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools leaves build/ and *.egg-info/ beside the sources, and an
+    # egg-info in the checkout would shadow the installed metadata for `python -m zoo` there.
+    source = tmp_path_factory.mktemp("source") / "keras-zoo"
+    ignored = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", "runs")
+    shutil.copytree(REPO, source, ignore=ignored)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     (path,) = out.glob("keras_zoo-*.whl")

@@ -16,9 +16,11 @@ from zoo.registry import Registry, get_registry
 from conftest import entries, error_lines, run_zoo
 
 FIRST_PARTY = {
-    "model": {"cnn_classifier", "mlp_classifier", "autoencoder", "conv_autoencoder"},
-    "dataset": {"digits", "breast_cancer"},
-    "metric": {"accuracy", "precision", "recall", "f1", "auc", "pr_auc", "mse", "mae"},
+    "model": {"cnn_classifier", "mlp_classifier", "autoencoder", "conv_autoencoder", "vae", "gan",
+              "cnn_cat_classifier", "gru_text_generator"},
+    "dataset": {"digits", "breast_cancer", "synthetic_cats", "image_folder", "cifar10", "text"},
+    "metric": {"accuracy", "precision", "recall", "f1", "auc", "pr_auc", "mse", "mae", "reconstruction_error",
+               "perplexity"},
 }
 
 
@@ -154,7 +156,14 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["train", "--cfg", "job"],
         ["train", "model=no_such_model"],
         ["train", "trainer.epoch=3"],
+        ["train", "model=gru_text_generator", "dataset=digits"],
+        ["train", "model=gan", "metrics=[auc]"],
+        ["train", "dataset=text", "model=gru_text_generator", "--cfg", "job"],
+        ["train", "dataset=image_folder", "dataset.path=/no/such/folder"],
+        ["info", "image_folder"],
         ["evaluate", "/no/such/run"],
+        ["predict", "/no/such/run", "x.png"],
+        ["generate", "/no/such/run"],
     ],
     ids=" ".join,
 )

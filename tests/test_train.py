@@ -186,12 +186,14 @@ def test_reconstruction_run_reports_its_error_and_draws_reconstructions(tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     reported = json.loads((run_dir / "metrics.json").read_text())
-    assert set(reported) == {"loss", "mse", "mae"}
+    assert set(reported) == {"loss", "mse", "mae", "reconstruction_error"}
     x_test, _ = zoo.create_dataset("digits").load(seed=0).test
     reconstructed = keras.saving.load_model(run_dir / "model.keras").predict(x_test, verbose=0)
     assert reconstructed.shape == x_test.shape
     assert reported["mse"] == pytest.approx(float(np.mean((reconstructed - x_test) ** 2)), rel=1e-4)
     assert reported["mae"] == pytest.approx(float(np.mean(np.abs(reconstructed - x_test))), rel=1e-4)
+    per_image = np.sum(np.square(reconstructed - x_test).reshape(len(x_test), -1), axis=1)
+    assert reported["reconstruction_error"] == pytest.approx(float(per_image.mean()), rel=1e-4)
     png = (run_dir / "plots" / "reconstructions.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert not (run_dir / "plots" / "roc_curve.png").exists()

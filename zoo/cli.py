@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  zoo info [KIND] NAME [--json]        an item's summary and config fields\n"
             "  zoo train [OVERRIDES...]             train with Hydra (zoo train --help)\n"
             "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n"
+            "  zoo predict RUN_DIR INPUT... [--csv] predictions on images, folders or CSV rows\n"
+            "  zoo generate RUN_DIR [n=N] [...]     new images or texts from a generative run\n"
             "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize]\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
             "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
@@ -105,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
     evaluation.set_defaults(handler=evaluate_command)
+
+    predicting = commands.add_parser("predict", help="predict with a finished run's model on your files")
+    predicting.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
+    predicting.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or CSV files")
+    predicting.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    predicting.add_argument("--output", "-o", type=Path, help="also write the predictions to this CSV file")
+    predicting.set_defaults(handler=predict_command)
+
+    generating = commands.add_parser("generate", help="draw new images or texts from a generative run's model")
+    generating.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
+    generating.add_argument(
+        "options", nargs="*", metavar="KEY=VALUE", help="n=16 seed=3, and the model's own (texts: prompt, length, temperature)"
+    )
+    generating.add_argument("--output", "-o", type=Path, help="images: a .png grid or .npy arrays; texts: a .txt file")
+    generating.set_defaults(handler=generate_command)
 
     exporting = commands.add_parser("export", help="export a finished run's model for serving")
     exporting.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
@@ -254,6 +271,41 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(json.dumps(metrics, indent=2))
     else:
         print_metrics(metrics)
+
+
+def predict_command(args: argparse.Namespace) -> None:
+    from zoo.inference import predict
+
+    header, rows = predict(Path(args.run_dir), args.inputs)
+    if args.output:
+        from zoo.artifacts import write_text
+
+        write_text(args.output, _csv_text(header, rows))
+    if args.csv:
+        sys.stdout.write(_csv_text(header, rows))
+    else:
+        print_table(header, rows)
+
+
+def _csv_text(header, rows) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([header, *rows])
+    return buffer.getvalue()
+
+
+def generate_command(args: argparse.Namespace) -> None:
+    from zoo.artifacts import is_text
+    from zoo.inference import generate
+
+    samples, path = generate(Path(args.run_dir), args.options, args.output)
+    if is_text(samples):
+        print(("\n\n" + "-" * 72 + "\n\n").join(samples))
+    if path:
+        print(f"wrote {len(samples)} samples to {path}", file=sys.stderr if is_text(samples) else sys.stdout)
 
 
 def export_command(args: argparse.Namespace) -> None:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from zoo.errors import ZooError
+from zoo.hookspecs import DataSpec
 from zoo.registry import Registered, Registry, get_registry
 
 CONFIG_MODULE = "zoo.conf"
@@ -200,14 +201,18 @@ class RunPlan:
     model_config: Any
     dataset: Registered
     dataset_config: Any
-    spec: Any  # DataSpec
+    spec: DataSpec
     metrics: list[tuple[Registered, Any]]
     trainer: TrainerConfig
     device: DeviceConfig
 
 
-def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
-    """Check a composed config completely and resolve its plugin choices, without TF."""
+def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optional[DataSpec] = None) -> RunPlan:
+    """Check a composed config completely and resolve its plugin choices, without TF.
+
+    ``spec`` (a finished run's recorded one) stands in for describing the dataset again,
+    so that a trained model is used with the data it was trained on.
+    """
     registry = registry or get_registry()
     extra = [k for k in cfg if k not in TOP_LEVEL_KEYS]
     if extra:
@@ -224,7 +229,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None) -> RunPlan:
 
     model, model_config = _plugin_choice(registry, "model", container["model"])
     dataset, dataset_config = _plugin_choice(registry, "dataset", container["dataset"])
-    spec = dataset.item.describe(dataset_config)
+    spec = spec or dataset.item.describe(dataset_config)
     if spec.task not in model.item.tasks:
         raise ZooError(
             f"model {model.name!r} learns {', '.join(model.item.tasks)} but dataset {dataset.name!r} "

@@ -35,7 +35,7 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
         quantize: TFLite only: dynamic-range quantisation (weights stored as 8-bit
             integers, about 4x smaller, activations still computed in float).
     """
-    from zoo.run import import_tensorflow, load_run_config
+    from zoo.run import import_tensorflow, load_run_config, load_trained_model
 
     if fmt not in FORMATS:
         raise ZooError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
@@ -53,9 +53,7 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
         return output
 
     tf = import_tensorflow()
-    import keras
-
-    model = keras.saving.load_model(run_dir / artifacts.MODEL)  # safe mode: no code from the file runs
+    _, model = load_trained_model(run_dir)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
     try:
         # Both formats start from a SavedModel (converting from the Keras model would

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo import artifacts
 from zoo.config import RunPlan, plan_run
 from zoo.errors import ZooError
-from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION
+from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,49 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 
 def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """Evaluate a finished run's saved model on the test split of its (possibly overridden) config."""
-    cfg = load_run_config(run_dir, overrides)
-    plan = plan_run(cfg)
+    plan = plan_run(load_run_config(run_dir, overrides))
     tf, keras, strategy, splits = _start(plan)
     test_data = _batches(tf, plan, splits.test)
     with strategy.scope():
-        model = keras.saving.load_model(Path(run_dir) / artifacts.MODEL)  # safe mode: no code from the file runs
+        model = rebuild_model(plan, Path(run_dir))
         model.compile(loss=loss_for(plan, model), metrics=build_metrics(plan))
     return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
+
+
+def load_trained_model(run_dir: Path):
+    """A finished run's plan (with the data spec it trained on) and its trained model."""
+    import json
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir, [])
+    spec_path = run_dir / artifacts.SPEC
+    spec = None
+    if spec_path.is_file():
+        recorded = json.loads(spec_path.read_text(encoding="utf-8"))
+        spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    plan = plan_run(cfg, spec=spec)
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(plan.seed)
+    return plan, rebuild_model(plan, run_dir)
+
+
+def rebuild_model(plan: RunPlan, run_dir: Path):
+    """The run's model built by its plugin, with the trained weights from ``model.keras``.
+
+    Only weights are read from the file: no code or config from it runs, and models with
+    their own classes (VAE, GAN) need no Keras registration to load.
+    """
+    model = plan.model.item.factory(plan.model_config, plan.spec)
+    try:
+        model.load_weights(Path(run_dir) / artifacts.MODEL)
+    except ValueError as exc:
+        raise ZooError(
+            f"the weights in {Path(run_dir) / artifacts.MODEL} do not fit model {plan.model.name!r} as configured "
+            f"({' '.join(str(exc).split())[:200]}); was the run's config.yaml edited?"
+        ) from None
+    return model
 
 
 def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title: str) -> None:

@@ -123,6 +123,8 @@ def read_batches(path: Path) -> dict[str, tuple]:
 
 
 def describe_cifar10(config: Cifar10Config) -> zoo.DataSpec:
+    if not config.download:
+        locate(config)  # a missing archive is reported before any TensorFlow work (a stat or two)
     names = ("not_cat", "cat") if config.cat_vs_rest else CLASSES
     return zoo.DataSpec(zoo.CLASSIFICATION, (32, 32, 3), num_classes=len(names), class_names=names, value_range=(0.0, 1.0))
 

@@ -37,6 +37,18 @@ def load_digits(config: DigitsConfig, seed: int) -> zoo.Splits:
     return stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed)
 
 
+def prepare_digits(config: DigitsConfig, seed: int, images):
+    """Photos and drawings of digits are mostly dark ink on light paper; the dataset's
+    digits are light ink (high values) on a dark background: invert light-background images."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    light = border.reshape(len(images), -1).mean(axis=1) > 0.5
+    images[light] = 1.0 - images[light]
+    return images
+
+
 @dataclass
 class BreastCancerConfig:
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of examples held out for validation."})
@@ -68,6 +80,14 @@ def load_breast_cancer(config: BreastCancerConfig, seed: int) -> zoo.Splits:
         std = splits.train[0].std(axis=0) + 1e-7
         splits = zoo.Splits(*(((x - mean) / std, y) for x, y in (splits.train, splits.validation, splits.test)))
     return splits
+
+
+def prepare_breast_cancer(config: BreastCancerConfig, seed: int, rows):
+    """Raw feature rows (as in scikit-learn's table), standardised as the training split was."""
+    if not config.standardize:
+        return rows
+    train_x = load_breast_cancer(BreastCancerConfig(config.validation_fraction, config.test_fraction, False), seed).train[0]
+    return (rows - train_x.mean(axis=0)) / (train_x.std(axis=0) + 1e-7)
 
 
 def check_fractions(validation_fraction: float, test_fraction: float) -> None:
@@ -105,6 +125,7 @@ def register_datasets():
             config=DigitsConfig,
             describe=describe_digits,
             factory=load_digits,
+            prepare=prepare_digits,
         ),
         zoo.DatasetPlugin(
             name="breast_cancer",
@@ -112,5 +133,6 @@ def register_datasets():
             config=BreastCancerConfig,
             describe=describe_breast_cancer,
             factory=load_breast_cancer,
+            prepare=prepare_breast_cancer,
         ),
     ]

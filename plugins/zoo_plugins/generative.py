@@ -56,6 +56,9 @@ class GANConfig:
     generator_learning_rate: Optional[float] = field(
         default=None, metadata={"help": "Generator's learning rate (null: trainer.learning_rate, as the discriminator)."}
     )
+    adam_beta_1: Optional[float] = field(
+        default=0.5, metadata={"help": "beta_1 of Adam-like optimizers for both networks (DCGAN's 0.5; null: the optimizer's)."}
+    )
 
     def __post_init__(self) -> None:
         if min(self.latent_dim, self.filters) < 1:
@@ -73,6 +76,7 @@ def build_gan(config: GANConfig, spec: zoo.DataSpec):
         filters=config.filters,
         label_smoothing=config.label_smoothing,
         generator_learning_rate=config.generator_learning_rate,
+        adam_beta_1=config.adam_beta_1,
         name="gan",
     )
 

@@ -1,0 +1,97 @@
+"""Datasets that read users' files: real formats written here, bad files met head-on."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo_plugins import cifar10, image_folder
+
+
+def test_cifar10_reads_the_archive_and_its_extracted_folder_alike(tmp_path):
+    overrides = cifar10.write_example_archive(tmp_path)
+    from_archive = zoo.create_dataset("cifar10", **overrides).load(seed=0)
+    with tarfile.open(overrides["path"]) as archive:
+        archive.extractall(tmp_path, filter="data")
+    from_folder = zoo.create_dataset("cifar10", path=str(tmp_path / cifar10.FOLDER)).load(seed=0)
+    for a, b in zip(from_archive.test, from_folder.test):
+        np.testing.assert_array_equal(a, b)
+    x, y = from_archive.test
+    assert x.shape == (40, 32, 32, 3) and x.dtype == np.float32 and sorted(set(y)) == list(range(10))
+
+    binary = zoo.create_dataset("cifar10", cat_vs_rest=True, **overrides)
+    assert binary.spec.class_names == ("not_cat", "cat")
+    assert int(binary.load(seed=0).test[1].sum()) == 4  # the 4 cats of 40
+
+
+def test_cifar10_refuses_pickles_that_would_run_code(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    archive_path = tmp_path / cifar10.ARCHIVE
+    with tarfile.open(archive_path, "w:gz") as archive:
+        data = pickle.dumps({b"data": Exploit(), b"labels": []}, protocol=2)
+        info = tarfile.TarInfo(f"{cifar10.FOLDER}/test_batch")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(zoo.ZooError, match="should not contain (__builtin__|builtins).print"):
+        zoo.create_dataset("cifar10", path=str(archive_path)).load(seed=0)
+
+
+def test_cifar10_says_how_to_provide_the_archive(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(zoo.ZooError, match=r"CIFAR-10 not found .*download https://www\.cs\.toronto\.edu/.* and pass dataset\.path="):
+        zoo.create_dataset("cifar10").load(seed=0)
+    (tmp_path / "broken.tar.gz").write_bytes(b"not an archive")
+    with pytest.raises(zoo.ZooError, match="is not a readable tar archive"):
+        zoo.create_dataset("cifar10", path=str(tmp_path / "broken.tar.gz")).load(seed=0)
+
+
+def write_pngs(folder, count: int, value: int):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(np.full((20, 30, 3), value, dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_image_folder_uses_given_split_folders_and_a_seeded_split_for_the_missing_one(tmp_path):
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "train" / name, 10, value)
+        write_pngs(tmp_path / "test" / name, 3, value)
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[16, 12], channels=1, cache="off")
+    assert data.spec.input_shape == (16, 12, 1) and data.spec.class_names == ("a", "b")
+    splits = data.load(seed=0)
+    assert splits.report["images"] == {"train": 17, "validation": 3, "test": 6}
+    assert splits.report["skipped"] == []
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in splits.test))
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1]
+    for image, label in zip(images, labels):  # resized, one channel, scaled to [0, 1]
+        assert image.shape == (16, 12, 1)
+        np.testing.assert_allclose(image, (30 if label == 0 else 220) / 255, atol=1 / 255)
+
+
+def test_image_folder_explains_a_folder_without_classes(tmp_path):
+    write_pngs(tmp_path / "only", 2, 0)
+    with pytest.raises(zoo.ZooError, match="1 class folder.*needs one sub-folder per class"):
+        zoo.create_dataset("image_folder", path=str(tmp_path))
+    with pytest.raises(zoo.ZooError, match="is not a folder"):
+        zoo.create_dataset("image_folder", path=str(tmp_path / "missing"))
+
+
+def test_image_folder_cache_file_decodes_once(tmp_path):
+    overrides = image_folder.write_example_folder(tmp_path / "data")
+    cache = tmp_path / "cache" / "images"
+    cache.parent.mkdir()
+    data = zoo.create_dataset("image_folder", **{**overrides, "cache": str(cache)})
+    first = [x.numpy() for x, _ in data.load(seed=0).train]
+    assert list(cache.parent.glob("images_train*")), "the decoded training images were cached to disk"
+    again = [x.numpy() for x, _ in data.load(seed=0).train]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))

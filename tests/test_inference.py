@@ -1,0 +1,165 @@
+"""Using finished runs: `zoo predict` on files, `zoo generate`, and the outputs of
+generative runs (samples, reconstructions), started as users start them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from conftest import error_lines, run_zoo, tiny_overrides
+
+
+def train(tmp_path, *overrides: str):
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", *overrides, "trainer.progress=off", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path):
+    """Test digits saved as 32x32 PNGs, dark ink on white paper, as a person would draw
+    them: the digits dataset's prepare step inverts them, and the CNN still reads them."""
+    from PIL import Image
+
+    import zoo
+
+    run_dir, _ = default_run
+    x_test, y_test = zoo.create_dataset("digits").load(seed=0).test
+    folder = tmp_path / "drawings"
+    folder.mkdir()
+    for i in range(40):
+        pixels = (255 * (1.0 - x_test[i, :, :, 0])).astype(np.uint8)
+        Image.fromarray(pixels).resize((32, 32), Image.Resampling.NEAREST).save(folder / f"{i:02d}_{y_test[i]}.png")
+    result = run_zoo("predict", str(run_dir), str(folder), "--csv", "-o", str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 40 and set(rows[0]) == {"input", "predicted", "probability"}
+    correct = sum(row["predicted"] == row["input"].rsplit("_", 1)[1].split(".")[0] for row in rows)
+    assert correct >= 34, f"{correct}/40 read correctly"
+    assert all(0.0 <= float(row["probability"]) <= 1.0 for row in rows)
+    assert (tmp_path / "out.csv").read_text() == result.stdout
+
+    table = run_zoo("predict", str(run_dir), str(next(folder.glob("00_*.png"))))
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["input", "predicted", "probability"]
+
+
+def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
+    """Rows straight from scikit-learn's table (unstandardised): the breast_cancer prepare
+    step applies the training split's statistics, so predictions match the model's own."""
+    import keras
+    from sklearn.datasets import load_breast_cancer
+
+    import zoo
+
+    run_dir = train(tmp_path, "+experiment=breast_cancer_mlp", "trainer.epochs=5")
+    raw = load_breast_cancer().data[:25]
+    path = tmp_path / "tumours.csv"
+    header = ",".join(f"feature_{i}" for i in range(30))
+    path.write_text(header + "\n" + "\n".join(",".join(f"{v:.6g}" for v in row) for row in raw) + "\n")
+    result = run_zoo("predict", str(run_dir), str(path), "--csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["input"] for row in rows] == [f"{path}:{i}" for i in range(2, 27)]
+
+    splits = zoo.create_dataset("breast_cancer", standardize=False).load(seed=0)
+    mean, std = splits.train[0].mean(axis=0), splits.train[0].std(axis=0) + 1e-7
+    model = keras.saving.load_model(run_dir / "model.keras")
+    expected = model.predict(((raw - mean) / std).astype(np.float32), verbose=0).reshape(-1)
+    np.testing.assert_allclose([float(row["p(malignant)"]) for row in rows], expected, atol=1e-4)
+    assert [row["predicted"] for row in rows] == ["malignant" if p >= 0.5 else "benign" for p in expected]
+
+    short = tmp_path / "short.csv"
+    short.write_text("1,2,3\n")
+    bad = run_zoo("predict", str(run_dir), str(short))
+    assert bad.returncode == 2
+    assert "short.csv:1 has 3 values; the model takes 30 per row" in error_lines(bad.stderr)[0]
+
+
+def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
+    run_dir, _ = default_run
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    for inputs, problem in (
+        ([str(notes)], "is not an image Pillow can read"),
+        ([str(tmp_path / "missing.png")], "no such file or folder"),
+        ([str(tmp_path / "empty")], "holds no image files"),
+    ):
+        result = run_zoo("predict", str(run_dir), *inputs)
+        assert result.returncode == 2, result.stderr
+        (line,) = error_lines(result.stderr)
+        assert problem in line
+        assert "Traceback" not in result.stderr
+
+
+def test_vae_run_reconstructs_samples_and_generates_reproducibly(tmp_path):
+    run_dir = train(tmp_path, "model=vae", "trainer.epochs=2")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"loss", "reconstruction_loss", "kl_loss", "mse", "mae", "reconstruction_error"} <= set(metrics)
+    assert metrics["loss"] == pytest.approx(metrics["reconstruction_loss"] + metrics["kl_loss"], rel=1e-3)
+    for picture in ("reconstructions", "samples", "training_curves"):
+        assert (run_dir / "plots" / f"{picture}.png").read_bytes().startswith(b"\x89PNG")
+
+    first = run_zoo("generate", str(run_dir), "n=5", "seed=3", "-o", str(tmp_path / "a.npy"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_zoo("generate", str(run_dir), "n=5", "seed=3", "-o", str(tmp_path / "b.npy"))
+    samples = np.load(tmp_path / "a.npy")
+    assert samples.shape == (5, 8, 8, 1) and samples.min() >= 0 and samples.max() <= 1
+    np.testing.assert_array_equal(samples, np.load(tmp_path / "b.npy"))
+
+    grid = run_zoo("generate", str(run_dir))
+    assert grid.returncode == 0 and (run_dir / "generated" / "samples_seed0.png").is_file()
+    unknown = run_zoo("generate", str(run_dir), "temperature=2")
+    assert unknown.returncode == 2 and "key one of: seed, n" in error_lines(unknown.stderr)[0]
+
+
+def test_gan_run_trains_both_networks_and_only_generates(tmp_path):
+    run_dir = train(tmp_path, "model=gan", "trainer.epochs=2")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"d_loss", "g_loss"} and all(np.isfinite(list(metrics.values())))
+    with (run_dir / "history.csv").open() as f:
+        assert {"d_loss", "g_loss", "val_d_loss", "val_g_loss"} <= set(next(csv.DictReader(f)))
+    assert (run_dir / "plots" / "samples.png").is_file()
+    assert not (run_dir / "plots" / "roc_curve.png").exists()
+    refused = run_zoo("predict", str(run_dir), str(run_dir / "plots" / "samples.png"))
+    assert refused.returncode == 2 and "use: zoo generate" in error_lines(refused.stderr)[0]
+
+
+def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
+    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides("text").items()]
+    run_dir = train(tmp_path, "+experiment=docstrings_gru", "trainer.epochs=2", "model.units=32", *overrides)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"loss", "perplexity"}
+    # Perplexity is exp of the mean cross-entropy, which is the loss.
+    assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]), rel=1e-4)
+    spec = json.loads((run_dir / "spec.json").read_text())
+    assert metrics["perplexity"] < len(spec["class_names"]), "no better than guessing uniformly"
+    assert (run_dir / "samples.txt").read_text().strip()
+
+    result = run_zoo("generate", str(run_dir), "n=2", "length=50", "prompt=def ", "temperature=0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    texts = result.stdout.rstrip("\n").split("\n\n" + "-" * 72 + "\n\n")
+    assert len(texts) == 2 and all(text.startswith("def ") and len(text) == 54 for text in texts)
+    again = run_zoo("generate", str(run_dir), "n=2", "length=50", "prompt=def ", "temperature=0.5")
+    assert again.stdout == result.stdout, "the same seed gives the same text"
+    bad = run_zoo("generate", str(run_dir), "temperature=0")
+    assert bad.returncode == 2 and "temperature=0 must be positive" in error_lines(bad.stderr)[0]
+    classifier = run_zoo("predict", str(run_dir), "x.txt")
+    assert classifier.returncode == 2 and "use: zoo generate" in error_lines(classifier.stderr)[0]
+
+
+def test_image_folder_run_counts_the_files_it_skips(tmp_path):
+    """The example folder holds 24 good images and, per class, a broken JPEG and a text
+    file: all four are skipped, listed in data.json and warned about, none silently."""
+    overrides = [f"dataset.{k}={v}".replace(" ", "") for k, v in tiny_overrides("image_folder").items()]
+    run_dir = train(tmp_path, "model=cnn_classifier", "dataset=image_folder", "trainer.epochs=1", *overrides)
+    report = json.loads((run_dir / "data.json").read_text())
+    assert sum(report["images"].values()) == 24
+    assert len(report["skipped"]) == 4
+    assert sum("broken.jpg" in line for line in report["skipped"]) == 2
+    log = (run_dir / "train.log").read_text()
+    assert log.count("skipped ") == 4

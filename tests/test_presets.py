@@ -1,0 +1,33 @@
+"""Every experiment preset in conf/experiment/ trains end to end with a tiny budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO, run_zoo, tiny_overrides
+
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+
+
+def preset_dataset(preset: str) -> str:
+    defaults = yaml.safe_load((REPO / "conf" / "experiment" / f"{preset}.yaml").read_text())["defaults"]
+    (dataset,) = [d["override /dataset"] for d in defaults if "override /dataset" in d]
+    return dataset
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_trains_with_a_tiny_budget(preset, tmp_path):
+    tiny = [f"dataset.{k}={v}".replace(" ", "") for k, v in tiny_overrides(preset_dataset(preset)).items()]
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", f"+experiment={preset}", "trainer.epochs=1", "trainer.progress=off", *tiny,
+        f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics and all(isinstance(v, float) for v in metrics.values())
+    assert (run_dir / "model.keras").is_file()

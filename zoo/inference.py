@@ -1,0 +1,195 @@
+"""Using a finished run's model: ``predict`` on a user's files, ``generate`` new examples.
+
+Inputs are read by the core the same way for every dataset: image files (or folders of
+them) are decoded with Pillow, converted to the run's channels, resized to its input
+size and scaled to [0, 1]; CSV files give one example per row of numbers. The run's
+dataset plugin may then ``prepare`` them as it prepared its own data (standardising
+features with the training split's statistics, say).
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+from zoo import artifacts
+from zoo.errors import ZooError
+from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def read_images(inputs: list[str], shape: tuple[int, ...]):
+    """Images from files and folders (searched recursively), as ``(names, array)``."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = shape
+    paths = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ZooError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise ZooError(f"{path}: no such file or folder")
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
+                images.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ZooError(f"{path} is not an image Pillow can read ({exc}); pass image files or folders of them") from None
+    return [str(p) for p in paths], np.stack(images)
+
+
+def read_csv_rows(inputs: list[str], width: int):
+    """Rows of ``width`` numbers from CSV files; a first row that is not numeric is a header."""
+    import numpy as np
+
+    names, rows = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix.lower() != ".csv" or not path.is_file():
+            raise ZooError(f"{path}: this model takes rows of {width} numbers; pass CSV files")
+        with open(path, newline="", encoding="utf-8") as file:
+            for line_number, row in enumerate(csv.reader(file), start=1):
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                try:
+                    values = [float(cell) for cell in row]
+                except ValueError:
+                    if line_number == 1:
+                        continue  # a header
+                    raise ZooError(f"{path}:{line_number} has a value that is not a number; each row needs {width} numbers") from None
+                if len(values) != width:
+                    raise ZooError(f"{path}:{line_number} has {len(values)} values; the model takes {width} per row")
+                names.append(f"{path}:{line_number}")
+                rows.append(values)
+    if not rows:
+        raise ZooError(f"no rows of numbers in {', '.join(inputs)}")
+    return names, np.asarray(rows, dtype=np.float32)
+
+
+def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]]]:
+    """Predictions of a finished run's model on ``inputs``: a header and one row per example."""
+    import numpy as np
+
+    from zoo.run import load_run_config, plan_run
+
+    plan = plan_run(load_run_config(run_dir, []))  # validate before TensorFlow loads
+    objective = plan.model.item.objective
+    if objective not in (CLASSIFICATION, RECONSTRUCTION):
+        raise ZooError(f"model {plan.model.name!r} makes new examples rather than predicting; use: zoo generate {run_dir}")
+    if not inputs:
+        raise ZooError("give at least one input: image files, folders of images, or CSV files")
+    from zoo.run import load_trained_model
+
+    plan, model = load_trained_model(run_dir)
+    spec = plan.spec
+    if len(spec.input_shape) == 3:
+        names, x = read_images(inputs, spec.input_shape)
+    elif len(spec.input_shape) == 1:
+        names, x = read_csv_rows(inputs, spec.input_shape[0])
+    else:
+        raise ZooError(f"zoo predict reads images and CSV rows; this run's inputs have shape {spec.input_shape}")
+    if plan.dataset.item.prepare is not None:
+        x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
+    output = np.asarray(model.predict(x, verbose=0, batch_size=64))
+
+    if objective == RECONSTRUCTION:
+        errors = np.square(output - x).reshape(len(x), -1)
+        rows = [[name, f"{e.sum():.4f}", f"{e.mean():.6f}"] for name, e in zip(names, errors)]
+        return ["input", "reconstruction_error", "mse"], rows
+    classes = spec.class_names or tuple(str(i) for i in range(spec.num_classes))
+    if spec.binary:
+        positive = output.reshape(-1)
+        return ["input", "predicted", f"p({classes[1]})"], [
+            [name, classes[int(p >= 0.5)], f"{p:.4f}"] for name, p in zip(names, positive)
+        ]
+    top = output.argmax(axis=1)
+    return ["input", "predicted", "probability"], [
+        [name, classes[k], f"{row[k]:.4f}"] for name, k, row in zip(names, top, output)
+    ]
+
+
+def generate_options(generate) -> dict[str, Any]:
+    """The keyword options (with defaults) a plugin's ``generate`` accepts."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(generate).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None) -> tuple[Any, Optional[Path]]:
+    """New examples from a finished run's model; ``overrides`` are ``key=value`` options
+    (``n``, ``seed`` and the model's own). Images are written to ``output`` (default
+    ``RUN_DIR/generated/samples_seed<seed>.png``, or raw arrays to a ``.npy`` path);
+    texts are returned, and written where ``output`` says."""
+    import numpy as np
+    import yaml
+
+    from zoo.run import load_run_config, load_trained_model, plan_run
+
+    run_dir = Path(run_dir)
+    plan = plan_run(load_run_config(run_dir, []))
+    generator = plan.model.item.generate
+    if generator is None:
+        raise ZooError(f"model {plan.model.name!r} does not generate; models that do: {', '.join(_generators())}")
+    allowed = {"seed": 0, **generate_options(generator)}
+    options = {}
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or key not in allowed:
+            raise ZooError(f"unknown option {override!r} for {plan.model.name}; give key=value with key one of: {', '.join(allowed)}")
+        value = yaml.safe_load(text) if text else ""
+        default = allowed[key]
+        if isinstance(default, str):
+            value = text  # prompt=123 is the text "123"
+        elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ZooError(f"{key}={text!r} must be a number (default {default})")
+        elif isinstance(default, int) and not isinstance(value, int):
+            raise ZooError(f"{key}={text!r} must be a whole number (default {default})")
+        options[key] = value
+    seed = options.pop("seed", 0)
+
+    plan, model = load_trained_model(run_dir)
+    samples = generator(model, plan.model_config, plan.spec, seed=seed, **options)
+    title = f"{plan.model.name} on {plan.dataset.name}, seed {seed}"
+    if artifacts.is_text(samples):
+        if output:
+            artifacts.write_samples(Path(output), samples, title)
+        return samples, output
+    output = Path(output) if output else run_dir / "generated" / f"samples_seed{seed}.png"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".npy":
+        artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(_npy_bytes(np.asarray(samples))))
+    elif output.suffix == ".png":
+        artifacts.write_samples(output, samples, title)
+    else:
+        raise ZooError(f"write images to a .png (a grid) or a .npy (the arrays), not {output.name}")
+    return samples, output
+
+
+def _npy_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _generators() -> list[str]:
+    from zoo.registry import get_registry
+
+    return [entry.name for entry in get_registry().list("model") if entry.item.generate is not None]
