@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +165,19 @@ def test_image_folder_run_counts_the_files_it_skips(tmp_path):
     assert sum("broken.jpg" in line for line in report["skipped"]) == 2
     log = (run_dir / "train.log").read_text()
     assert log.count("skipped ") == 4
+
+    # The run keeps what it needs: with its training folder moved away, predict still works.
+    folder = Path(tiny_overrides("image_folder")["path"])
+    moved = tmp_path / "moved"
+    shutil.copytree(folder, moved)
+    shutil.rmtree(folder)
+    try:
+        result = run_zoo("predict", str(run_dir), str(moved / "cat"), "--csv")
+    finally:
+        shutil.copytree(moved, folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 12 and {row["predicted"] for row in rows} <= {"cat", "not_cat"}
+    # The folder's broken JPEG is skipped with a one-line warning, not a failure.
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
+    assert "skipped" in warning and "broken.jpg" in warning

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
-from zoo.errors import PluginWarning, ZooError
+from zoo.errors import InputWarning, PluginWarning, ZooError
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
@@ -38,7 +38,7 @@ _default_showwarning = warnings.showwarning
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     # Plugin problems are for users: one line, without the warnings module's source echo.
-    if issubclass(category, PluginWarning):
+    if issubclass(category, (PluginWarning, InputWarning)):
         print(f"zoo: warning: {message}", file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)

@@ -18,3 +18,7 @@ class PluginError(ZooError):
 
 class PluginWarning(UserWarning):
     """A plugin was skipped because it is broken (an error in strict mode)."""
+
+
+class InputWarning(UserWarning):
+    """A user's input file that was skipped (``zoo predict`` on a folder with a broken image)."""

@@ -15,39 +15,50 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo import artifacts
-from zoo.errors import ZooError
+from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def read_images(inputs: list[str], shape: tuple[int, ...]):
-    """Images from files and folders (searched recursively), as ``(names, array)``."""
+    """Images from files and folders (searched recursively), as ``(names, array)``.
+
+    A named file that does not decode is an error; one found in a folder is skipped with
+    a warning, so that one broken file does not stop a folder's predictions.
+    """
+    import warnings
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     height, width, channels = shape
-    paths = []
+    paths = []  # (path, named by the user)
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise ZooError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-            paths += found
+            paths += [(p, False) for p in found]
         elif path.is_file():
-            paths.append(path)
+            paths.append((path, True))
         else:
             raise ZooError(f"{path}: no such file or folder")
-    images = []
-    for path in paths:
+    names, images = [], []
+    for path, named in paths:
         try:
             with Image.open(path) as image:
                 image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
                 images.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0)
+                names.append(str(path))
         except (UnidentifiedImageError, OSError) as exc:
-            raise ZooError(f"{path} is not an image Pillow can read ({exc}); pass image files or folders of them") from None
-    return [str(p) for p in paths], np.stack(images)
+            if named:
+                raise ZooError(f"{path} is not an image Pillow can read ({exc}); pass image files or folders of them") from None
+            warnings.warn(f"skipped {path}: not an image Pillow can read ({exc})", InputWarning, stacklevel=2)
+    if not images:
+        raise ZooError(f"no readable images in {', '.join(inputs)}")
+    return names, np.stack(images)
 
 
 def read_csv_rows(inputs: list[str], width: int):
@@ -82,24 +93,22 @@ def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]
     """Predictions of a finished run's model on ``inputs``: a header and one row per example."""
     import numpy as np
 
-    from zoo.run import load_run_config, plan_run
+    from zoo.run import finished_run_plan, load_trained_model
 
-    plan = plan_run(load_run_config(run_dir, []))  # validate before TensorFlow loads
+    plan = finished_run_plan(run_dir)  # validate before TensorFlow loads
     objective = plan.model.item.objective
     if objective not in (CLASSIFICATION, RECONSTRUCTION):
         raise ZooError(f"model {plan.model.name!r} makes new examples rather than predicting; use: zoo generate {run_dir}")
     if not inputs:
         raise ZooError("give at least one input: image files, folders of images, or CSV files")
-    from zoo.run import load_trained_model
-
-    plan, model = load_trained_model(run_dir)
     spec = plan.spec
+    if len(spec.input_shape) not in (1, 3):
+        raise ZooError(f"zoo predict reads images and CSV rows; this run's inputs have shape {spec.input_shape}")
     if len(spec.input_shape) == 3:
         names, x = read_images(inputs, spec.input_shape)
-    elif len(spec.input_shape) == 1:
-        names, x = read_csv_rows(inputs, spec.input_shape[0])
     else:
-        raise ZooError(f"zoo predict reads images and CSV rows; this run's inputs have shape {spec.input_shape}")
+        names, x = read_csv_rows(inputs, spec.input_shape[0])
+    _, model = load_trained_model(run_dir, plan)
     if plan.dataset.item.prepare is not None:
         x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
     output = np.asarray(model.predict(x, verbose=0, batch_size=64))
@@ -137,10 +146,10 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
     import numpy as np
     import yaml
 
-    from zoo.run import load_run_config, load_trained_model, plan_run
+    from zoo.run import finished_run_plan, load_trained_model
 
     run_dir = Path(run_dir)
-    plan = plan_run(load_run_config(run_dir, []))
+    plan = finished_run_plan(run_dir)
     generator = plan.model.item.generate
     if generator is None:
         raise ZooError(f"model {plan.model.name!r} does not generate; models that do: {', '.join(_generators())}")
@@ -161,7 +170,7 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
         options[key] = value
     seed = options.pop("seed", 0)
 
-    plan, model = load_trained_model(run_dir)
+    _, model = load_trained_model(run_dir, plan)
     samples = generator(model, plan.model_config, plan.spec, seed=seed, **options)
     title = f"{plan.model.name} on {plan.dataset.name}, seed {seed}"
     if artifacts.is_text(samples):

@@ -178,23 +178,27 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
 
-def load_trained_model(run_dir: Path):
-    """A finished run's plan (with the data spec it trained on) and its trained model."""
+def finished_run_plan(run_dir: Path) -> RunPlan:
+    """A finished run's plan, with the data spec it trained on (recorded in ``spec.json``)
+    rather than the dataset described again: its files may have moved since. No TF."""
     import json
 
-    run_dir = Path(run_dir)
     cfg = load_run_config(run_dir, [])
-    spec_path = run_dir / artifacts.SPEC
-    spec = None
-    if spec_path.is_file():
-        recorded = json.loads(spec_path.read_text(encoding="utf-8"))
-        spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
-    plan = plan_run(cfg, spec=spec)
+    spec_path = Path(run_dir) / artifacts.SPEC
+    if not spec_path.is_file():
+        return plan_run(cfg)
+    recorded = json.loads(spec_path.read_text(encoding="utf-8"))
+    return plan_run(cfg, spec=DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}))
+
+
+def load_trained_model(run_dir: Path, plan: RunPlan | None = None):
+    """A finished run's plan and its trained model."""
+    plan = plan or finished_run_plan(run_dir)
     import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(plan.seed)
-    return plan, rebuild_model(plan, run_dir)
+    return plan, rebuild_model(plan, Path(run_dir))
 
 
 def rebuild_model(plan: RunPlan, run_dir: Path):
@@ -221,7 +225,7 @@ def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title:
     objective = plan.model.item.objective
     if objective == RECONSTRUCTION and len(plan.spec.input_shape) == 3:  # image autoencoders
         batch = next(iter(test_data))[0]
-        artifacts.plot_reconstructions(run_dir / artifacts.RECONSTRUCTIONS, batch, model.predict(batch, verbose=0), title)
+        artifacts.plot_reconstructions(run_dir / artifacts.RECONSTRUCTIONS, batch, model(batch, training=False), title)
     if objective != CLASSIFICATION:
         return
     predicted = model.predict(test_data, verbose=0)
