@@ -191,6 +191,9 @@ def plot_samples(path: Path, images, title: str) -> None:
     _save(fig, path)
 
 
+TEXT_SEPARATOR = "\n\n" + "-" * 72 + "\n\n"  # between generated texts, in files and on the terminal
+
+
 def is_text(samples) -> bool:
     return isinstance(samples, (list, tuple)) and all(isinstance(sample, str) for sample in samples)
 
@@ -198,6 +201,6 @@ def is_text(samples) -> bool:
 def write_samples(path: Path, samples, title: str) -> None:
     """Generated samples: texts one after another, or images as a PNG grid."""
     if is_text(samples):
-        write_text(path, ("\n\n" + "-" * 72 + "\n\n").join(samples) + "\n")
+        write_text(path, TEXT_SEPARATOR.join(samples) + "\n")
     else:
         plot_samples(path, samples, title)

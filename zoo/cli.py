@@ -298,12 +298,12 @@ def _csv_text(header, rows) -> str:
 
 
 def generate_command(args: argparse.Namespace) -> None:
-    from zoo.artifacts import is_text
+    from zoo.artifacts import TEXT_SEPARATOR, is_text
     from zoo.inference import generate
 
     samples, path = generate(Path(args.run_dir), args.options, args.output)
     if is_text(samples):
-        print(("\n\n" + "-" * 72 + "\n\n").join(samples))
+        print(TEXT_SEPARATOR.join(samples))
     if path:
         print(f"wrote {len(samples)} samples to {path}", file=sys.stderr if is_text(samples) else sys.stdout)
 

@@ -210,6 +210,13 @@ class GenerativeAdversarialNetwork(keras.Model):
             settings["learning_rate"] = self.generator_learning_rate
         self.generator_optimizer = type(self.optimizer).from_config(settings)
 
+    def compile_from_config(self, config):
+        # Loading a compiled save: compile as usual, then build both optimizers so that
+        # Keras restores their saved state into them.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.discriminator.trainable_variables)
+        self.generator_optimizer.build(self.generator.trainable_variables)
+
     @staticmethod
     def _bce(target: float, logits):
         return ops.mean(ops.binary_crossentropy(ops.full(ops.shape(logits), target), logits, from_logits=True))
