@@ -96,10 +96,12 @@ def read_corpus(config: TextConfig) -> str:
     return text
 
 
-def vocabulary(config: TextConfig) -> tuple[str, ...]:
+def vocabulary(config: TextConfig, text: Optional[str] = None) -> tuple[str, ...]:
+    """The unknown symbol, then the corpus' most frequent characters in code-point order
+    (``text``: the corpus, when the caller has read it already)."""
     if config.path is None:
         return ASCII_VOCABULARY
-    counts = Counter(read_corpus(config)).most_common(config.max_vocabulary - 1)
+    counts = Counter(read_corpus(config) if text is None else text).most_common(config.max_vocabulary - 1)
     return (UNKNOWN, *sorted(char for char, _ in counts))
 
 
@@ -130,7 +132,8 @@ def load_text(config: TextConfig, seed: int) -> zoo.Splits:
     """Contiguous blocks, not random windows: train on the start, validate and test on
     the end, so no held-out character was seen in a training window."""
     text = read_corpus(config)
-    ids = encode(text, vocabulary(config))
+    chars = vocabulary(config, text)  # one read of the file, not one per use
+    ids = encode(text, chars)
     test_start = int(len(ids) * (1.0 - config.test_fraction))
     validation_start = int(len(ids) * (1.0 - config.test_fraction - config.validation_fraction))
     length, step = config.sequence_length, config.step
@@ -140,7 +143,7 @@ def load_text(config: TextConfig, seed: int) -> zoo.Splits:
         train=windows(ids[offset:validation_start], length, step),
         validation=windows(ids[validation_start:test_start], length, length),
         test=windows(ids[test_start:], length, length),
-        report={"characters": len(ids), "vocabulary": len(vocabulary(config)), "unknown": int((ids == 0).sum())},
+        report={"characters": len(ids), "vocabulary": len(chars), "unknown": int((ids == 0).sum())},
     )
 
 
