@@ -164,6 +164,9 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["evaluate", "/no/such/run"],
         ["predict", "/no/such/run", "x.png"],
         ["generate", "/no/such/run"],
+        ["train", "device=multi_worker", "device.workers=[127.0.0.1:1]"],
+        ["train", "trainer.precision=float16"],
+        ["compare", "/no/such/run"],
     ],
     ids=" ".join,
 )

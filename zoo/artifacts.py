@@ -94,10 +94,10 @@ def plot_training_curves(path: Path, history: Mapping[str, Sequence[float]], tit
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
@@ -125,7 +125,7 @@ def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], titl
     ax.set_title(f"ROC on the test split: {title}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small", ncols=2 if len(curves) > 5 else 1)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str], title: str) -> None:
@@ -150,7 +150,7 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
         for j in range(n):
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > threshold else "black", fontsize="small")  # fmt: skip
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_reconstructions(path: Path, originals, reconstructions, title: str, count: int = 10) -> None:
@@ -170,7 +170,7 @@ def plot_reconstructions(path: Path, originals, reconstructions, title: str, cou
             ax.set_yticks([])
             if i == 0:
                 ax.set_ylabel(label)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_samples(path: Path, images, title: str) -> None:
@@ -188,7 +188,7 @@ def plot_samples(path: Path, images, title: str) -> None:
         ax = fig.add_subplot(side, side, i + 1)
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
         ax.set_axis_off()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 TEXT_SEPARATOR = "\n\n" + "-" * 72 + "\n\n"  # between generated texts, in files and on the terminal

@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, PluginWarning, ZooError
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n"
             "  zoo predict RUN_DIR INPUT... [--csv] predictions on images, folders or CSV rows\n"
             "  zoo generate RUN_DIR [n=N] [...]     new images or texts from a generative run\n"
-            "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize]\n\n"
+            "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize]\n"
+            "  zoo compare RUN_DIR...|SWEEP_DIR     differing config values and test metrics\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
             "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
         ),
@@ -129,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--quantize", action="store_true", help="tflite: dynamic-range quantisation (8-bit weights)")
     exporting.add_argument("--output", "-o", type=Path, help="where to write (default: RUN_DIR/export/...)")
     exporting.set_defaults(handler=export_command)
+
+    comparing = commands.add_parser("compare", help="compare finished runs: differing config values and metrics")
+    comparing.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR|SWEEP_DIR", help="runs, or sweeps of runs")
+    comparing.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    comparing.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the comparison into this PNG file")
+    comparing.set_defaults(handler=compare_command)
     return parser
 
 
@@ -280,14 +287,14 @@ def predict_command(args: argparse.Namespace) -> None:
     if args.output:
         from zoo.artifacts import write_text
 
-        write_text(args.output, _csv_text(header, rows))
+        write_text(args.output, csv_text(header, rows))
     if args.csv:
-        sys.stdout.write(_csv_text(header, rows))
+        sys.stdout.write(csv_text(header, rows))
     else:
         print_table(header, rows)
 
 
-def _csv_text(header, rows) -> str:
+def csv_text(header, rows) -> str:
     import csv
     import io
 
@@ -314,6 +321,21 @@ def export_command(args: argparse.Namespace) -> None:
     path = export(Path(args.run_dir), args.format, args.output, args.quantize)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     print(f"exported {args.format}{' (quantized)' if args.quantize else ''} to {path} ({size / 1e6:.2f} MB)")
+
+
+def compare_command(args: argparse.Namespace) -> None:
+    from zoo.compare import comparison_table, find_runs, plot_comparison
+
+    runs = find_runs(args.paths)
+    root = args.paths[0] if len(args.paths) == 1 else None
+    header, rows = comparison_table(runs, root=root)
+    if args.csv:
+        sys.stdout.write(csv_text(header, rows))
+    else:
+        print_table(header, rows)
+    if args.plot:
+        plot_comparison(args.plot, runs)
+        print(f"wrote {args.plot}", file=sys.stderr)
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
@@ -385,33 +407,45 @@ def _overrides_only(args: list[str]) -> list[str]:
 
 def run_hydra(args: list[str]) -> None:
     import hydra
-    from hydra.core.hydra_config import HydraConfig
 
     from zoo.config import CONFIG_MODULE, PRIMARY_CONFIG
 
-    @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=PRIMARY_CONFIG, version_base="1.3")
-    def hydra_task(cfg):
-        from zoo import run
-
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        try:
-            metrics = run.train(cfg, run_dir)
-        except ZooError as exc:
-            if traceback_requested():
-                raise
-            fail(str(exc))
-        print_summary(metrics, run_dir)
-        return metrics
-
+    main = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=PRIMARY_CONFIG, version_base="1.3")
     saved = sys.argv
     sys.argv = ["zoo train", *args]
     try:
-        hydra_task()
+        main(train_task)()
     finally:
         sys.argv = saved
 
 
+def train_task(cfg) -> Any:
+    """One Hydra job: a training run in Hydra's output directory. Module level, so that
+    launchers running jobs in other processes (joblib, submitit, Ray) can pickle it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from zoo import run
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    objective = cfg.get("objective")
+    try:
+        metrics = run.train(cfg, run_dir)
+        print_summary(metrics, run_dir)
+        if objective and metrics:  # a hyper-parameter search's trial returns its score
+            from zoo.sweeps import objective_value
+
+            return objective_value(objective, metrics, run_dir)
+    except ZooError as exc:
+        if traceback_requested():
+            raise
+        fail(str(exc))
+    return metrics
+
+
 def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
+    if not metrics:  # a multi-worker run's worker other than the chief
+        print("\nthis worker's share of training is done; the chief (worker 0) writes the run directory")
+        return
     print()
     print_metrics(metrics)
     print(f"\nrun directory: {run_dir}")

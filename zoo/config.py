@@ -37,8 +37,10 @@ OPTIMIZERS = (
     "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw",
     "ftrl", "lion", "nadam", "rmsprop", "sgd",
 )  # fmt: skip
-DEVICE_KINDS = ("auto", "cpu", "gpu", "multi_gpu")
+DEVICE_KINDS = ("auto", "cpu", "gpu", "multi_gpu", "tpu", "multi_worker")
 PROGRESS = ("auto", "bar", "epoch", "off")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE = ("auto", "true", "false")
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -62,11 +64,24 @@ class TrainerConfig:
         default="auto",
         metadata={"help": "Keras progress output: auto (a bar on a terminal, quiet otherwise), bar, epoch, off."},
     )
+    precision: str = field(
+        default="float32",
+        metadata={"help": "float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs)."},
+    )
+    jit_compile: str = field(
+        default="auto", metadata={"help": "XLA-compile the steps: auto (Keras decides; off on CPU), true, false."}
+    )
+    steps_per_execution: int = field(
+        default=1, metadata={"help": "Training steps run per call into TensorFlow (raise it for small, fast steps)."}
+    )
 
     def __post_init__(self) -> None:
+        self.jit_compile = str(self.jit_compile).lower()  # `trainer.jit_compile=true` arrives as "True"
         check_choice("optimizer", self.optimizer.lower(), OPTIMIZERS)
         check_choice("progress", self.progress, PROGRESS)
-        for key in ("epochs", "batch_size", "shuffle_buffer"):
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("jit_compile", self.jit_compile, JIT_COMPILE)
+        for key in ("epochs", "batch_size", "shuffle_buffer", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.learning_rate <= 0:
@@ -77,15 +92,43 @@ class TrainerConfig:
 class DeviceConfig:
     """Where to train: the ``device`` group."""
 
-    kind: str = field(default="auto", metadata={"help": "auto, cpu, gpu or multi_gpu."})
-    index: int = field(default=0, metadata={"help": "device=gpu: which GPU."})
+    kind: str = field(default="auto", metadata={"help": ", ".join(DEVICE_KINDS) + "."})
+    index: Optional[int] = field(
+        default=None,
+        metadata={"help": "device=gpu: which GPU; unset: the first one no other zoo process here is using."},
+    )
     gpus: Optional[list[int]] = field(default=None, metadata={"help": "device=multi_gpu: GPU indices (all if unset)."})
+    replicas: int = field(
+        default=1, metadata={"help": "device=cpu: split the CPU into this many mirrored replicas (to try out distribution)."}
+    )
+    address: str = field(
+        default="", metadata={"help": "device=tpu: the TPU's name or grpc:// address; empty on a TPU VM."}
+    )
+    workers: Optional[list[str]] = field(
+        default=None, metadata={"help": "device=multi_worker: every worker's host:port, the same list on each."}
+    )
+    rank: Optional[int] = field(
+        default=None, metadata={"help": "device=multi_worker with workers: this process's index in that list."}
+    )
+    port: int = field(
+        default=8888, metadata={"help": "device=multi_worker under SLURM: the first port of the tasks on a node."}
+    )
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, DEVICE_KINDS)
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be at least 1, got {self.replicas}")
+        if self.workers is not None:
+            bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w))]
+            if bad or not self.workers:
+                raise ValueError(f"workers must be a list of host:port, got {self.workers}")
+            if self.rank is None or not 0 <= self.rank < len(self.workers):
+                raise ValueError(
+                    f"workers needs this process's index in the list: device.rank=0..{len(self.workers) - 1}"
+                )
 
 
-TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "trainer", "device")
+TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "trainer", "device", "objective")
 
 
 # --------------------------------------------------------------------------------------

@@ -1,56 +1,200 @@
-"""Choosing the ``tf.distribute`` strategy for the ``device`` config.
+"""Placing a run on the ``device`` config's hardware, through ``tf.distribute``.
 
 One device runs under TensorFlow's default strategy with only that device visible: Keras
 then takes its plain, fast path (wrapping a single CPU in ``OneDeviceStrategy`` measured
-twice as slow on a small model). Several GPUs get a ``MirroredStrategy``.
+twice as slow on a small model). Several GPUs, or a CPU split into logical devices, get a
+``MirroredStrategy``; a TPU a ``TPUStrategy``; several machines a
+``MultiWorkerMirroredStrategy`` with the cluster from TensorFlow's own resolvers.
+
+Everything here must run before TensorFlow has initialised its devices: visibility and
+logical devices can be set only once per process.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
 from zoo.config import DeviceConfig
 from zoo.errors import ZooError
 
+GPU_LOCK_DIR = Path(tempfile.gettempdir()) / "zoo-gpu-locks"
 
-def select_strategy(device: DeviceConfig) -> tuple[Any, str]:
-    """The strategy for ``device`` and a short description of it (for logs and summaries).
 
-    Call it before TensorFlow has run anything: device visibility can only be set then.
-    """
+@dataclass
+class Placement:
+    """Where a run trains: its strategy, in words, and this process's role."""
+
+    strategy: Any
+    description: str
+    chief: bool = True  # the process that writes the run directory
+    multi_worker: bool = False  # trained by zoo's lockstep loop (Keras' fit fails under it)
+
+
+def place(device: DeviceConfig) -> Placement:
+    """The placement for ``device``. Call it before TensorFlow has run anything."""
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
     kind = device.kind
+    if kind == "tpu":
+        return _tpu(tf, device)
+    if kind == "multi_worker":
+        return _multi_worker(tf, device)
+    gpus = tf.config.list_physical_devices("GPU")
     if kind == "auto":
         kind = "multi_gpu" if len(gpus) > 1 else "gpu" if gpus else "cpu"
     if kind == "cpu":
         if gpus:
             _show_only(tf, [])
-        return tf.distribute.get_strategy(), "cpu"
+        if device.replicas == 1:
+            return Placement(tf.distribute.get_strategy(), "cpu")
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        if len(tf.config.get_logical_device_configuration(cpu) or [None]) != device.replicas:
+            try:
+                tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * device.replicas)
+            except RuntimeError:
+                raise _too_late("the CPU's logical devices") from None
+        names = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return Placement(tf.distribute.MirroredStrategy(names), f"cpu x{device.replicas} (mirrored)")
     if not gpus:
         raise ZooError(
             f"device={kind} but TensorFlow sees no GPU (is the GPU build installed: pip install "
             f"'keras-zoo[gpu]'?); use device=cpu or device=auto"
         )
     if kind == "gpu":
-        if not 0 <= device.index < len(gpus):
-            raise ZooError(f"device.index={device.index} but only GPUs 0..{len(gpus) - 1} are visible")
-        _show_only(tf, [gpus[device.index]])
-        return tf.distribute.get_strategy(), f"gpu:{device.index}"
+        index = claim_free_gpu(len(gpus)) if device.index is None else device.index
+        if not 0 <= index < len(gpus):
+            raise ZooError(f"device.index={index} but only GPUs 0..{len(gpus) - 1} are visible")
+        _show_only(tf, [gpus[index]])
+        return Placement(tf.distribute.get_strategy(), f"gpu:{index}")
     indices = list(range(len(gpus))) if device.gpus is None else list(device.gpus)
     bad = [i for i in indices if not 0 <= i < len(gpus)]
     if bad or not indices:
         raise ZooError(f"device.gpus={indices} but the visible GPUs are 0..{len(gpus) - 1}")
-    strategy = tf.distribute.MirroredStrategy(devices=[f"/gpu:{i}" for i in indices])
-    return strategy, f"multi_gpu:{','.join(map(str, indices))}"
+    _show_only(tf, [gpus[i] for i in indices])
+    strategy = tf.distribute.MirroredStrategy(devices=[f"/gpu:{i}" for i in range(len(indices))])
+    return Placement(strategy, f"multi_gpu:{','.join(map(str, indices))}")
+
+
+_held_gpu_lock: Optional[Any] = None  # kept open for the life of the process
+
+
+def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
+    """The first of ``count`` GPUs that no other zoo process on this machine holds, held
+    (by an OS file lock, released when the process ends) until this process exits.
+
+    This is what gives each job of a local parallel sweep (joblib) its own GPU, also when
+    the launcher reuses a worker process for several jobs: a process keeps its GPU. With
+    every GPU taken, the jobs share GPU 0.
+    """
+    import fcntl
+
+    global _held_gpu_lock
+    if _held_gpu_lock is not None:
+        return int(Path(_held_gpu_lock.name).stem.rsplit("-", 1)[1])
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        handle = open(lock_dir / f"gpu-{index}.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held_gpu_lock = handle
+        return index
+    return 0
+
+
+def _tpu(tf, device: DeviceConfig) -> Placement:
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=device.address or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+        where = f"at {device.address!r}" if device.address else "on this machine (a TPU VM)"
+        raise ZooError(
+            f"device=tpu found no TPU {where} ({' '.join(str(exc).split())[:160]}); "
+            f"set device.address=<TPU name or grpc://host:8470>, or use device=auto"
+        ) from None
+    strategy = tf.distribute.TPUStrategy(resolver)
+    return Placement(strategy, f"tpu x{strategy.num_replicas_in_sync}")
+
+
+def _multi_worker(tf, device: DeviceConfig) -> Placement:
+    resolver, source = cluster_resolver(tf, device)
+    workers = resolver.cluster_spec().as_dict().get("worker", [])
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    task_type, task_id = resolver.task_type, resolver.task_id
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs)
+    return Placement(
+        strategy,
+        f"multi_worker {task_type}:{task_id} of {len(workers)} (cluster from {source})",
+        chief=chief,
+        multi_worker=True,
+    )
+
+
+def cluster_resolver(tf, device: DeviceConfig) -> tuple[Any, str]:
+    """TensorFlow's cluster resolver for ``device=multi_worker`` and where the cluster came
+    from: ``device.workers``, ``TF_CONFIG``, or the SLURM job step."""
+    resolvers = tf.distribute.cluster_resolver
+    if device.workers:
+        spec = tf.train.ClusterSpec({"worker": list(device.workers)})
+        return resolvers.SimpleClusterResolver(spec, task_type="worker", task_id=device.rank, rpc_layer="grpc"), "device.workers"
+    if os.environ.get("TF_CONFIG"):
+        try:
+            config = json.loads(os.environ["TF_CONFIG"])
+            config["cluster"], config["task"]["type"], config["task"]["index"]  # noqa: B018 - the keys it needs
+        except (ValueError, KeyError, TypeError):
+            raise ZooError(
+                "TF_CONFIG is not valid: it must be JSON like "
+                '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+            ) from None
+        return resolvers.TFConfigClusterResolver(), "TF_CONFIG"
+    if "SLURM_PROCID" in os.environ and ("SLURM_STEP_NUM_TASKS" in os.environ or "SLURM_NTASKS" in os.environ):
+        gpus = _gpus_per_slurm_node()
+        # TensorFlow's resolver pairs each task with GPUs of its node; on CPU nodes it would
+        # pair, and so list, no task. Nominal GPUs, never made visible, let it list them all.
+        share = {"gpus_per_node": gpus} if gpus else {"gpus_per_node": 1024, "gpus_per_task": 1, "auto_set_gpu": False}
+        try:
+            resolver = resolvers.SlurmClusterResolver(port_base=device.port, **share)
+        except RuntimeError as exc:
+            raise ZooError(f"cannot read the SLURM job step ({exc}); start one task per worker with srun") from None
+        return resolver, "SLURM"
+    raise ZooError(
+        "device=multi_worker needs to know the cluster: set device.workers=[host1:port,host2:port] and "
+        "device.rank=N on each worker, or a TF_CONFIG environment variable, or start the workers with srun"
+    )
+
+
+def _gpus_per_slurm_node() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    listed = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, check=False).stdout
+    return len([line for line in listed.splitlines() if line.startswith("GPU ")])
 
 
 def _show_only(tf, gpus: list) -> None:
+    if tf.config.get_visible_devices("GPU") == gpus:
+        return  # already so (a second run in the same process, e.g. a sequential sweep)
     try:
         tf.config.set_visible_devices(gpus, "GPU")
     except RuntimeError:  # TensorFlow already initialised its devices in this process
-        raise ZooError(
-            "the GPUs TensorFlow may use can no longer be changed in this process; choose the "
-            "device before TensorFlow runs anything (or set CUDA_VISIBLE_DEVICES)"
-        ) from None
+        raise _too_late("the GPUs TensorFlow may use") from None
+
+
+def _too_late(what: str) -> ZooError:
+    return ZooError(
+        f"{what} can no longer be changed in this process: TensorFlow has started. Choose the device "
+        f"before anything runs (a sequential sweep keeps the first job's device; or set CUDA_VISIBLE_DEVICES)"
+    )

@@ -111,7 +111,7 @@ def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]
     _, model = load_trained_model(run_dir, plan)
     if plan.dataset.item.prepare is not None:
         x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
-    output = np.asarray(model.predict(x, verbose=0, batch_size=64))
+    output = np.asarray(model.predict(x, verbose=0, batch_size=64), dtype="float32")  # float32 also from a mixed-precision model
 
     if objective == RECONSTRUCTION:
         errors = np.square(output - x).reshape(len(x), -1)

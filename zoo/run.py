@@ -56,53 +56,83 @@ def import_tensorflow():
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Train and evaluate the run described by ``cfg``, writing its artifacts to ``run_dir``.
 
-    Returns the test metrics (``loss`` and each chosen metric).
+    Returns the test metrics (``loss`` and each chosen metric); on a multi-worker run's
+    workers other than the chief, which write nothing, an empty dict.
     """
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
-    resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
-    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
-    artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
+    tf, keras, placement = _start(plan)
+    if placement.chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
+        resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
+        artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
+        artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
 
-    tf, keras, strategy, splits = _start(plan)
-    if splits.report:
+    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    if splits.report and placement.chief:
         artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
         for skipped in splits.report.get("skipped", []):
             log.warning("skipped %s", skipped)
-    train_data = _batches(tf, plan, splits.train, shuffle=True)
+    # Keras' fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585) and with
+    # several steps per execution under MirroredStrategy (keras-team/keras#19246): zoo's
+    # lockstep loop trains those.
+    lockstep = placement.multi_worker or (
+        plan.trainer.steps_per_execution > 1 and isinstance(placement.strategy, tf.distribute.MirroredStrategy)
+    )
+    train_data = _batches(tf, plan, splits.train, shuffle=True, whole_batches=lockstep)
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
 
-    with strategy.scope():
-        model = plan.model.item.factory(plan.model_config, plan.spec)
-        optimizer_class = type(keras.optimizers.get(plan.trainer.optimizer.lower()))
-        model.compile(
-            optimizer=optimizer_class(learning_rate=plan.trainer.learning_rate),
-            loss=loss_for(plan, model),
-            metrics=build_metrics(plan),
-        )
-
+    with placement.strategy.scope():
+        model = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
+    callbacks = [
+        history_writer(keras, run_dir / artifacts.HISTORY),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)),
+    ]
+    verbosity = progress_verbosity(plan.trainer.progress)
     started = time.perf_counter()
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=plan.trainer.epochs,
-        shuffle=False,  # the training split is already shuffled by tf.data, every epoch
-        verbose=progress_verbosity(plan.trainer.progress),
-        callbacks=[
-            history_writer(keras, run_dir / artifacts.HISTORY),
-            keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)),
-        ],
-    )
+    if lockstep:
+        from zoo.lockstep import fit_in_lockstep
+
+        # The chief validates and finishes the run on a single-device twin with the same weights.
+        twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec)) if placement.chief else None
+
+        def validate() -> dict[str, float]:
+            twin.set_weights(model.get_weights())
+            return {k: float(v) for k, v in twin.evaluate(validation_data, verbose=0, return_dict=True).items()}
+
+        history = fit_in_lockstep(
+            tf,
+            model,
+            placement.strategy,
+            train_data,
+            plan.trainer.epochs,
+            plan.trainer.steps_per_execution,
+            validate=validate if placement.chief else None,
+            callbacks=keras.callbacks.CallbackList(callbacks, model=twin) if placement.chief else None,
+            report=_epoch_reporter(plan.trainer.epochs) if placement.chief and verbosity else None,
+        )
+        if not placement.chief:
+            log.info("fit took %.1f s; the chief writes the run directory", time.perf_counter() - started)
+            return {}
+        model = twin
+    else:
+        history = model.fit(
+            train_data,
+            validation_data=validation_data,
+            epochs=plan.trainer.epochs,
+            shuffle=False,  # the training split is already shuffled by tf.data, every epoch
+            verbose=verbosity,
+            callbacks=callbacks,
+        ).history
     log.info("fit took %.1f s", time.perf_counter() - started)
     test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
     artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
     title = f"{plan.model.name} on {plan.dataset.name}"
-    artifacts.plot_training_curves(run_dir / artifacts.CURVES, history.history, title)
+    artifacts.plot_training_curves(run_dir / artifacts.CURVES, history, title)
     plot_test_predictions(plan, model, test_data, run_dir, title)
     if plan.model.item.generate is not None:
         samples = plan.model.item.generate(model, plan.model_config, plan.spec, seed=plan.seed)
@@ -114,19 +144,46 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
 
 def _start(plan: RunPlan):
-    """Import TensorFlow, choose the device, seed everything and load the dataset."""
+    """Import TensorFlow, place the run on its device, set its precision and seed everything."""
     tf = import_tensorflow()
     import keras
 
-    from zoo.devices import select_strategy
+    from zoo.devices import place
 
-    strategy, device = select_strategy(plan.device)  # first: device visibility is fixed once TF starts
+    placement = place(plan.device)  # first: devices are fixed once TensorFlow starts
+    # Every run sets the policy: a sequential sweep runs its jobs in one process.
+    keras.mixed_precision.set_global_policy(plan.trainer.precision)
     keras.utils.set_random_seed(plan.seed)
-    log.info("device %s, %d replica(s)", device, strategy.num_replicas_in_sync)
-    return tf, keras, strategy, plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    log.info("device %s, %d replica(s)", placement.description, placement.strategy.num_replicas_in_sync)
+    return tf, keras, placement
 
 
-def _batches(tf, plan: RunPlan, split: Any, shuffle: bool = False):
+def compile_model(keras, plan: RunPlan, model, training: bool = False):
+    """``model`` compiled with the run's loss and metrics; ``training`` adds the optimizer
+    and the trainer's execution settings."""
+    if not training:
+        model.compile(loss=loss_for(plan, model), metrics=build_metrics(plan))
+        return model
+    trainer = plan.trainer
+    optimizer_class = type(keras.optimizers.get(trainer.optimizer.lower()))
+    model.compile(
+        optimizer=optimizer_class(learning_rate=trainer.learning_rate),
+        loss=loss_for(plan, model),
+        metrics=build_metrics(plan),
+        jit_compile="auto" if trainer.jit_compile == "auto" else trainer.jit_compile == "true",
+        steps_per_execution=trainer.steps_per_execution,
+    )
+    return model
+
+
+def _epoch_reporter(epochs: int):
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+
+    return report
+
+
+def _batches(tf, plan: RunPlan, split: Any, shuffle: bool = False, whole_batches: bool = False):
     """One split as the model trains on it: targets per objective, batched, prefetched."""
     return as_tf_dataset(
         tf,
@@ -135,6 +192,7 @@ def _batches(tf, plan: RunPlan, split: Any, shuffle: bool = False):
         reconstruct=plan.model.item.objective == RECONSTRUCTION,
         shuffle_buffer=plan.trainer.shuffle_buffer if shuffle else 0,
         seed=plan.seed,
+        drop_remainder=whole_batches,
     )
 
 
@@ -170,11 +228,10 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """Evaluate a finished run's saved model on the test split of its (possibly overridden) config."""
     plan = plan_run(load_run_config(run_dir, overrides))
-    tf, keras, strategy, splits = _start(plan)
-    test_data = _batches(tf, plan, splits.test)
-    with strategy.scope():
-        model = rebuild_model(plan, Path(run_dir))
-        model.compile(loss=loss_for(plan, model), metrics=build_metrics(plan))
+    tf, keras, placement = _start(plan)
+    test_data = _batches(tf, plan, plan.dataset.item.factory(plan.dataset_config, plan.seed).test)
+    with placement.strategy.scope():
+        model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
     return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
 
@@ -228,7 +285,7 @@ def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title:
         artifacts.plot_reconstructions(run_dir / artifacts.RECONSTRUCTIONS, batch, model(batch, training=False), title)
     if objective != CLASSIFICATION:
         return
-    predicted = model.predict(test_data, verbose=0)
+    predicted = np.asarray(model.predict(test_data, verbose=0), dtype="float32")  # mixed precision: bfloat16
     targets = np.concatenate([np.asarray(y) for _, y in test_data])
     names = plan.spec.class_names or tuple(str(c) for c in range(plan.spec.num_classes))
     labels = (predicted.reshape(-1) >= 0.5).astype(int) if plan.spec.binary else predicted.argmax(axis=1)
@@ -248,7 +305,15 @@ def portable_copy(model):
     return copy
 
 
-def as_tf_dataset(tf, split: Any, batch_size: int, reconstruct: bool = False, shuffle_buffer: int = 0, seed: int = 0):
+def as_tf_dataset(
+    tf,
+    split: Any,
+    batch_size: int,
+    reconstruct: bool = False,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    drop_remainder: bool = False,
+):
     """A split (``(x, y)`` arrays or an unbatched ``tf.data.Dataset``) shuffled, batched and
     prefetched; for reconstruction the targets are the inputs."""
     if isinstance(split, tf.data.Dataset):
@@ -258,7 +323,7 @@ def as_tf_dataset(tf, split: Any, batch_size: int, reconstruct: bool = False, sh
         data = tf.data.Dataset.from_tensor_slices((x, x) if reconstruct else (x, y))
     if shuffle_buffer:
         data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def build_metrics(plan: RunPlan) -> list | None:

@@ -86,7 +86,7 @@ def sample_images(model, config, spec: zoo.DataSpec, seed: int, n: int = 64):
     import keras
     import numpy as np
 
-    return np.asarray(model.sample(n, seed=keras.random.SeedGenerator(seed)))
+    return np.asarray(model.sample(n, seed=keras.random.SeedGenerator(seed)), dtype="float32")
 
 
 @zoo.hookimpl

@@ -108,11 +108,12 @@ class VariationalAutoencoder(keras.Model):
         return self.decoder(z, training=False)
 
     def _elbo_terms(self, x, training: bool):
-        z_mean, z_log_var = self.encoder(x, training=training)
+        # The loss terms in float32 also under a mixed-precision policy.
+        z_mean, z_log_var = (ops.cast(t, "float32") for t in self.encoder(x, training=training))
         eps = keras.random.normal(ops.shape(z_mean), seed=self.noise)
-        reconstruction = self.decoder(z_mean + ops.exp(0.5 * z_log_var) * eps, training=training)
+        reconstruction = ops.cast(self.decoder(z_mean + ops.exp(0.5 * z_log_var) * eps, training=training), "float32")
         flat = (ops.shape(x)[0], -1)
-        x_flat = ops.reshape(ops.cast(x, reconstruction.dtype), flat)
+        x_flat = ops.reshape(ops.cast(x, "float32"), flat)
         r_flat = ops.reshape(reconstruction, flat)
         if self.reconstruction_loss == "binary_crossentropy":
             r_flat = ops.clip(r_flat, 1e-7, 1.0 - 1e-7)
@@ -219,6 +220,7 @@ class GenerativeAdversarialNetwork(keras.Model):
 
     @staticmethod
     def _bce(target: float, logits):
+        logits = ops.cast(logits, "float32")  # in float32 also under a mixed-precision policy
         return ops.mean(ops.binary_crossentropy(ops.full(ops.shape(logits), target), logits, from_logits=True))
 
     def _d_loss(self, x, fake, training: bool):

@@ -1,0 +1,280 @@
+"""Distribution on a CPU-only machine: mirrored replicas on logical CPUs, workers trained in
+lockstep on 127.0.0.1, mixed precision, and the device configs' errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from conftest import entries, error_lines, run_zoo, tiny_dataset, tiny_overrides
+
+CNN = ["model=cnn_classifier", "dataset=digits", "trainer.epochs=2", "model.filters=8"]
+
+
+def run_files(run_dir: Path) -> set[str]:
+    """A run's files, by name: TensorBoard event files reduced to their folder (their names
+    carry host, process and time); Hydra's own files left out."""
+    names = set()
+    for path in run_dir.rglob("*"):
+        relative = path.relative_to(run_dir)
+        if path.is_file() and relative.parts[0] != ".hydra" and path.name != "train.log":
+            names.add(str(relative.parent / "<events>") if "tfevents" in path.name else str(relative))
+    return names
+
+
+def history_columns(run_dir: Path) -> list[str]:
+    with (run_dir / "history.csv").open(newline="") as handle:
+        return next(csv.reader(handle))
+
+
+@pytest.fixture(scope="module")
+def single_device_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("single") / "run"
+    result = run_zoo("train", *CNN, "device=cpu", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def assert_same_run_shape(reference: Path, run_dir: Path) -> None:
+    """Same files, same metric names, same history columns: only the numbers may differ."""
+    assert run_files(run_dir) == run_files(reference)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == set(json.loads((reference / "metrics.json").read_text()))
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    assert history_columns(run_dir) == history_columns(reference)
+
+
+def free_ports(count: int, consecutive: bool = False) -> list[int]:
+    """Ports free on 127.0.0.1 right now (``consecutive``: ``count`` in a row)."""
+    for _ in range(50):
+        sockets = []
+        try:
+            first = socket.socket()
+            first.bind(("127.0.0.1", 0))
+            sockets.append(first)
+            ports = [first.getsockname()[1]]
+            for offset in range(1, count):
+                extra = socket.socket()
+                extra.bind(("127.0.0.1", ports[0] + offset if consecutive else 0))
+                sockets.append(extra)
+                ports.append(extra.getsockname()[1])
+            return ports
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free ports on 127.0.0.1")
+
+
+def run_workers(commands: list[list[str]], envs: list[dict], cwd: Path, timeout: int = 400) -> list[tuple[int, str, str]]:
+    """Start every worker as its own `zoo train` process and wait for all of them."""
+    base = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zoo", "train", *command],
+            cwd=cwd,
+            env={**base, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for command, env in zip(commands, envs)
+    ]
+    results = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=timeout)
+            results.append((process.returncode, out, err))
+    finally:
+        for process in processes:
+            process.kill()
+    return results
+
+
+def final_digest(run_dir: Path) -> str:
+    found = re.findall(r"final weights sha256 ([0-9a-f]{64})", (run_dir / "train.log").read_text())
+    assert found, f"no final weights digest in {run_dir / 'train.log'}"
+    return found[-1]
+
+
+def test_two_replicas_on_a_split_cpu_train_like_one_device(single_device_run, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", *CNN, "device=cpu", "device.replicas=2", "trainer.steps_per_execution=3",
+        f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "device cpu x2 (mirrored), 2 replica(s)" in (run_dir / "train.log").read_text()
+    assert_same_run_shape(single_device_run, run_dir)
+    assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.5
+
+
+def test_two_workers_on_loopback_train_a_classifier_in_lockstep(single_device_run, tmp_path):
+    ports = free_ports(2)
+    workers = f"device.workers=[127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}]"
+    run_dirs = [tmp_path / "chief", tmp_path / "worker1"]
+    commands = [
+        [*CNN, "device=multi_worker", workers, f"device.rank={rank}", "trainer.steps_per_execution=2",
+         f"hydra.run.dir={run_dirs[rank]}"]
+        for rank in (0, 1)
+    ]  # fmt: skip
+    results = run_workers(commands, [{}, {}], tmp_path)
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    assert final_digest(run_dirs[0]) == final_digest(run_dirs[1])
+    assert "2 replica(s)" in (run_dirs[0] / "train.log").read_text()
+    # Only the chief writes the run; its run has what a single-device run has.
+    assert_same_run_shape(single_device_run, run_dirs[0])
+    assert run_files(run_dirs[1]) == set()
+    assert "the chief (worker 0) writes the run directory" in results[1][1]
+    # The global batch is split: two replicas take half the steps of one device.
+    assert json.loads((run_dirs[0] / "metrics.json").read_text())["accuracy"] > 0.5
+
+
+def test_two_workers_started_as_a_slurm_job_step_train_a_gan_in_lockstep(tmp_path):
+    """The cluster read from the environment `srun` gives each task, by TensorFlow's
+    SlurmClusterResolver: two tasks on one node take ports `device.port` and the next."""
+    port = free_ports(2, consecutive=True)[0]
+    run_dirs = [tmp_path / "task0", tmp_path / "task1"]
+    commands = [
+        ["model=gan", "dataset=digits", "trainer.epochs=1", "device=multi_worker", f"device.port={port}",
+         f"hydra.run.dir={run_dirs[rank]}"]
+        for rank in (0, 1)
+    ]  # fmt: skip
+    slurm = {
+        "SLURM_JOB_ID": "4242", "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2",
+        "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_STEP_TASKS_PER_NODE": "2", "CUDA_VISIBLE_DEVICES": "",
+    }  # fmt: skip
+    results = run_workers(commands, [{**slurm, "SLURM_PROCID": str(rank)} for rank in (0, 1)], tmp_path)
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    assert "(cluster from SLURM)" in (run_dirs[0] / "train.log").read_text()
+    assert final_digest(run_dirs[0]) == final_digest(run_dirs[1])
+    assert (run_dirs[0] / "plots" / "samples.png").is_file()
+    assert history_columns(run_dirs[0]) == ["epoch", "d_loss", "g_loss", "val_d_loss", "val_g_loss"]
+    assert run_files(run_dirs[1]) == set()
+
+
+def test_cluster_comes_from_tf_config_and_a_missing_cluster_is_explained(monkeypatch):
+    import tensorflow as tf
+
+    from zoo.config import DeviceConfig
+    from zoo.devices import cluster_resolver
+    from zoo.errors import ZooError
+
+    device = DeviceConfig(kind="multi_worker")
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    config = {"cluster": {"worker": ["127.0.0.1:5000", "127.0.0.1:5001"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    resolver, source = cluster_resolver(tf, device)
+    assert source == "TF_CONFIG"
+    assert resolver.cluster_spec().as_dict() == config["cluster"]
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ZooError, match="TF_CONFIG is not valid"):
+        cluster_resolver(tf, device)
+    monkeypatch.delenv("TF_CONFIG")
+    with pytest.raises(ZooError, match=r"device.workers=\[host1:port,host2:port\] and device.rank=N"):
+        cluster_resolver(tf, device)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["device=multi_worker", "device.workers=[127.0.0.1:1,127.0.0.1:2]"], "device.rank=0..1"),
+        (["device=multi_worker", "device.workers=[nohost]", "device.rank=0"], "list of host:port"),
+        (["device=cpu", "device.replicas=0"], "replicas must be at least 1"),
+        (["trainer.precision=float16"], "trainer.precision='float16' is not supported"),
+        (["trainer.jit_compile=maybe"], "jit_compile='maybe' is not supported"),
+    ],
+)
+def test_bad_device_and_trainer_settings_fail_in_one_line(overrides, message, tmp_path):
+    result = run_zoo("train", *overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    assert len(error_lines(result.stderr)) == 1 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tpu_without_a_tpu_fails_in_one_line(tmp_path):
+    result = run_zoo("train", "device=tpu", "trainer.epochs=1", cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert len(error_lines(result.stderr)) == 1 and "device=tpu found no TPU" in result.stderr, result.stderr[-2000:]
+
+
+def test_gpu_slots_go_to_one_process_each(tmp_path):
+    """Each process of a parallel sweep claims a GPU no other holds, and keeps it."""
+    script = (
+        "import sys, time; from pathlib import Path; from zoo.devices import claim_free_gpu; "
+        "d = Path(sys.argv[1]); print(claim_free_gpu(3, d), claim_free_gpu(3, d), flush=True); time.sleep(3)"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    claims = [process.communicate(timeout=60)[0].split() for process in processes]
+    assert all(first == again for first, again in claims)  # a process keeps its GPU
+    assert sorted(int(first) for first, _ in claims) == [0, 1, 2]
+
+
+def first_dataset_for(model) -> str:
+    for dataset in entries("dataset"):
+        spec = tiny_dataset(dataset.name).spec
+        rank = model.item.input_rank
+        if spec.task in model.item.tasks and (rank is None or rank == len(spec.input_shape)):
+            if not (model.item.accepts and model.item.accepts(model.item.config(), spec)):
+                return dataset.name
+    raise AssertionError(f"no dataset fits {model.name}")
+
+
+@pytest.fixture
+def bfloat16_policy():
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("model", entries("model"), ids=lambda e: e.name)
+def test_every_model_trains_a_step_in_mixed_bfloat16_on_the_cpu(model, bfloat16_policy):
+    from zoo.config import compose, plan_run
+    from zoo.run import as_tf_dataset, compile_model
+
+    import keras
+    import tensorflow as tf
+
+    dataset_name = first_dataset_for(model)
+    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()]
+    plan = plan_run(compose([f"model={model.name}", f"dataset={dataset_name}", "trainer.precision=mixed_bfloat16", *overrides]))
+    dataset = tiny_dataset(dataset_name)
+    splits = dataset.load(0)
+    batch = next(iter(as_tf_dataset(tf, splits.train, 16, reconstruct=model.item.objective == zoo.RECONSTRUCTION)))
+    keras.utils.set_random_seed(0)
+    net = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
+    assert net.dtype_policy.name == "mixed_bfloat16"
+    assert any(w.dtype == "float32" for w in net.trainable_weights)  # variables stay float32
+    logs = net.train_on_batch(*batch, return_dict=True)
+    assert logs and all(np.isfinite(float(v)) for v in logs.values()), logs
+
+
+def test_a_mixed_bfloat16_run_records_its_policy_in_the_saved_model(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", *CNN, "trainer.precision=mixed_bfloat16", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with zipfile.ZipFile(run_dir / "model.keras") as archive:
+        assert "mixed_bfloat16" in archive.read("config.json").decode()
+    assert all(np.isfinite(v) for v in json.loads((run_dir / "metrics.json").read_text()).values())

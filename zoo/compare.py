@@ -1,0 +1,159 @@
+"""Comparing finished runs: which config values differ, and what each run scored.
+
+``zoo compare RUN_DIR... | SWEEP_DIR`` and the summary a sweep leaves both come from here.
+Only run files are read (``config.yaml``, ``metrics.json``, ``history.csv``): no
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from zoo import artifacts
+from zoo.errors import ZooError
+
+
+@dataclass
+class RunRecord:
+    """What a run directory says about itself."""
+
+    path: Path
+    config: dict[str, Any]  # flattened: {"trainer.learning_rate": 0.001, ...}
+    metrics: dict[str, float]  # test metrics; empty if the run did not finish
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.metrics)
+
+
+def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
+    """The runs named by ``paths``: run directories, or directories holding runs (a sweep),
+    these in job order."""
+    runs = []
+    for path in map(Path, paths):
+        if (path / artifacts.CONFIG).is_file():
+            runs.append(read_run(path))
+            continue
+        if not path.is_dir():
+            raise ZooError(f"{path} does not exist; pass run directories or a sweep directory")
+        inside = sorted((p for p in path.iterdir() if (p / artifacts.CONFIG).is_file()), key=_job_order)
+        if not inside:
+            raise ZooError(f"{path} is neither a run directory nor a sweep of runs (no {artifacts.CONFIG} in it or its folders)")
+        runs.extend(read_run(p) for p in inside)
+    return runs
+
+
+def _job_order(path: Path) -> tuple:
+    # Sweep folders are "<job number>_<model>": sort 10 after 9.
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
+
+
+def read_run(path: Path) -> RunRecord:
+    import yaml
+
+    config = yaml.safe_load((path / artifacts.CONFIG).read_text(encoding="utf-8")) or {}
+    metrics_path = path / artifacts.METRICS
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    return RunRecord(path, flatten(config), metrics, read_history(path / artifacts.HISTORY))
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {}) if key != "epoch"}
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) and value else f"{prefix}{key}"))
+    return flat
+
+
+def differing_keys(runs: Sequence[RunRecord]) -> list[str]:
+    """Config keys whose values are not the same in every run, in config order."""
+    keys: list[str] = []
+    for run in runs:
+        keys.extend(k for k in run.config if k not in keys)
+    return [k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+
+
+def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: the run, each differing config value, then each test metric
+    (blank where a run did not report it; ``unfinished`` for a run that did not end)."""
+    keys = differing_keys(runs)
+    metric_names: list[str] = []
+    for run in runs:
+        metric_names.extend(m for m in run.metrics if m not in metric_names)
+    metric_names.sort(key=lambda name: name != "loss")
+    header = ["run", *keys, *metric_names]
+    rows = []
+    for run in runs:
+        name = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) else str(run.path)
+        values = [_cell(run.config.get(k)) for k in keys]
+        scores = [f"{run.metrics[m]:.4f}" if m in run.metrics else "" for m in metric_names]
+        if not run.finished:
+            scores = ["unfinished"] + [""] * (len(metric_names) - 1) if metric_names else []
+        rows.append([name, *values, *scores])
+    return header, rows
+
+
+def _cell(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def label(run: RunRecord, keys: Sequence[str]) -> str:
+    """A short name for a run in a plot: its differing values."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(run.config.get(k))}" for k in keys) or run.path.name
+
+
+def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
+    """One panel per test metric with a bar per run, and the runs' validation loss per
+    epoch; runs are numbered, and the legend names them by their differing values."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+    from matplotlib.patches import Patch
+
+    finished = [r for r in runs if r.finished]
+    if not finished:
+        raise ZooError("no run has finished, so there is nothing to plot")
+    keys = differing_keys(finished)
+    metric_names = sorted({m for r in finished for m in r.metrics}, key=lambda m: (m != "loss", m))
+    curve = next((k for k in ("val_loss", "loss") if any(k in r.history for r in finished)), None)
+    panels = metric_names + ([curve] if curve else [])
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(4.5 * columns, 3.2 * rows + 0.25 * len(finished)), layout="constrained")
+    colours = [colormaps["tab10"](i % 10) for i in range(len(finished))]
+    numbers = list(range(len(finished)))
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        if name in metric_names:
+            ax.bar(numbers, [r.metrics.get(name, float("nan")) for r in finished], color=colours)
+            ax.set_xticks(numbers, [str(n) for n in numbers])
+            ax.set_title(f"test {name}")
+        else:
+            for run, colour in zip(finished, colours):
+                values = run.history.get(name, [])
+                ax.plot(range(1, len(values) + 1), values, color=colour, marker="o", markersize=3)
+            ax.set_title(f"{name} per epoch")
+            ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.legend(
+        handles=[Patch(color=c) for c in colours],
+        labels=[f"{n}: {label(r, keys)}" for n, r in zip(numbers, finished)],
+        loc="outside lower center",
+        fontsize="small",
+    )
+    artifacts.save_figure(fig, path)
+
