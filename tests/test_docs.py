@@ -33,3 +33,21 @@ def test_every_first_party_item_is_in_the_readme(entry):
 def test_every_experiment_preset_is_in_the_readme():
     for preset in (REPO / "conf" / "experiment").glob("*.yaml"):
         assert f"`{preset.stem}`" in README, f"preset {preset.stem} is not in the README"
+
+
+def test_every_device_launcher_and_search_preset_is_in_the_readme():
+    shipped = {
+        "device=": REPO / "conf" / "device",
+        "hydra/launcher=": REPO / "conf" / "hydra" / "launcher",
+        "hparams_search=": REPO / "conf" / "hparams_search",
+    }
+    for prefix, folder in shipped.items():
+        for config in folder.glob("*.yaml"):
+            named = f"{prefix}{config.stem}" in README or (prefix == "device=" and f"`{config.stem}`" in README)
+            assert named, f"{prefix}{config.stem} is not in the README"
+
+
+def test_scaling_out_covers_each_kind_of_machine():
+    section = README.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+    for heading in ("**A GPU box**", "**A TPU**", "**A SLURM cluster**", "**A Ray cluster**", "**Several machines**"):
+        assert heading in section

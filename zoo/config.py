@@ -349,6 +349,16 @@ def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
     return f"{prefix}{key}: {first}" if key else first
 
 
+# The Hydra plugins behind the launchers and sweepers that zoo's configs use, by extra.
+HYDRA_PLUGIN_EXTRAS = {
+    "launcher/joblib": "sweeps",
+    "sweeper/optuna": "sweeps",
+    "launcher/submitit_slurm": "slurm",
+    "launcher/submitit_local": "slurm",
+    "launcher/ray": "ray",
+}
+
+
 def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]] = None) -> str:
     """A Hydra composition failure as one line naming the key and the fix."""
     from zoo.registry import unknown_name_message
@@ -361,6 +371,10 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
         kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1))
         if kind:
             return unknown_name_message(kind, group.group(2), options)
+        extra = HYDRA_PLUGIN_EXTRAS.get(group.group(2))
+        if group.group(1) == "hydra" and extra:
+            choice = group.group(2).replace("/", "=", 1)
+            return f"hydra/{choice} needs its Hydra plugin, which is not installed: pip install 'keras-zoo[{extra}]'"
         return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
     if override and override.group(1).startswith("metrics."):
