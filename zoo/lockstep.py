@@ -52,6 +52,7 @@ def fit_in_lockstep(
     if steps == 0:
         raise ValueError("the training split is smaller than one global batch; lower trainer.batch_size")
 
+    log.info("%d steps per epoch, each global batch split over %d replicas", steps, strategy.num_replicas_in_sync)
     step = model.train_step
     if model.jit_compile:
         step = tf.function(step, jit_compile=True, reduce_retracing=True)

@@ -91,40 +91,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         history_writer(keras, run_dir / artifacts.HISTORY),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)),
     ]
-    verbosity = progress_verbosity(plan.trainer.progress)
     started = time.perf_counter()
     if lockstep:
-        from zoo.lockstep import fit_in_lockstep
-
-        # The chief validates and finishes the run on a single-device twin with the same weights.
-        twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec)) if placement.chief else None
-
-        def validate() -> dict[str, float]:
-            twin.set_weights(model.get_weights())
-            return {k: float(v) for k, v in twin.evaluate(validation_data, verbose=0, return_dict=True).items()}
-
-        history = fit_in_lockstep(
-            tf,
-            model,
-            placement.strategy,
-            train_data,
-            plan.trainer.epochs,
-            plan.trainer.steps_per_execution,
-            validate=validate if placement.chief else None,
-            callbacks=keras.callbacks.CallbackList(callbacks, model=twin) if placement.chief else None,
-            report=_epoch_reporter(plan.trainer.epochs) if placement.chief and verbosity else None,
-        )
-        if not placement.chief:
+        history, model = _fit_in_lockstep(tf, keras, plan, placement, model, train_data, validation_data, callbacks)
+        if model is None:
             log.info("fit took %.1f s; the chief writes the run directory", time.perf_counter() - started)
             return {}
-        model = twin
     else:
         history = model.fit(
             train_data,
             validation_data=validation_data,
             epochs=plan.trainer.epochs,
             shuffle=False,  # the training split is already shuffled by tf.data, every epoch
-            verbose=verbosity,
+            verbose=progress_verbosity(plan.trainer.progress),
             callbacks=callbacks,
         ).history
     log.info("fit took %.1f s", time.perf_counter() - started)
@@ -141,6 +120,39 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
     log.info("test metrics %s", test_metrics)
     return test_metrics
+
+
+def _fit_in_lockstep(tf, keras, plan: RunPlan, placement, model, train_data, validation_data, callbacks):
+    """Train with zoo's lockstep loop. The chief validates on a single-device twin of the
+    model that it keeps the weights in step with, and gets the twin back to finish the run
+    with; the other workers get ``None``."""
+    from zoo.lockstep import fit_in_lockstep
+
+    if not placement.chief:
+        fit_in_lockstep(tf, model, placement.strategy, train_data, plan.trainer.epochs, plan.trainer.steps_per_execution)
+        return None, None
+    twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec))
+
+    def validate() -> dict[str, float]:
+        twin.set_weights(model.get_weights())
+        return {k: float(v) for k, v in twin.evaluate(validation_data, verbose=0, return_dict=True).items()}
+
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        print(f"Epoch {epoch + 1}/{plan.trainer.epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+
+    history = fit_in_lockstep(
+        tf,
+        model,
+        placement.strategy,
+        train_data,
+        plan.trainer.epochs,
+        plan.trainer.steps_per_execution,
+        validate=validate,
+        callbacks=keras.callbacks.CallbackList(callbacks, model=twin),
+        report=report if progress_verbosity(plan.trainer.progress) else None,
+    )
+    twin.set_weights(model.get_weights())
+    return history, twin
 
 
 def _start(plan: RunPlan):
@@ -174,13 +186,6 @@ def compile_model(keras, plan: RunPlan, model, training: bool = False):
         steps_per_execution=trainer.steps_per_execution,
     )
     return model
-
-
-def _epoch_reporter(epochs: int):
-    def report(epoch: int, logs: dict[str, float]) -> None:
-        print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-
-    return report
 
 
 def _batches(tf, plan: RunPlan, split: Any, shuffle: bool = False, whole_batches: bool = False):
