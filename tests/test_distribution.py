@@ -108,14 +108,22 @@ def test_two_replicas_on_a_split_cpu_train_like_one_device_in_mixed_bfloat16(def
     run_dir = tmp_path / "run"
     result = run_zoo(
         "train", *CNN, "device=cpu", "device.replicas=2", "trainer.steps_per_execution=3",
-        "trainer.precision=mixed_bfloat16", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+        "trainer.precision=mixed_bfloat16", "trainer.jit_compile=true", f"hydra.run.dir={run_dir}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "device cpu x2 (mirrored), 2 replica(s)" in (run_dir / "train.log").read_text()
+    assert "jit_compile is not applied: the lockstep loop runs 2 replicas" in result.stdout + result.stderr
     assert_same_run_shape(default_run, run_dir)
     assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.5
     with zipfile.ZipFile(run_dir / "model.keras") as archive:
         assert "mixed_bfloat16" in archive.read("config.json").decode()
+
+
+def test_an_xla_compiled_run_trains_with_every_default_metric(default_run, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", *CNN, "device=cpu", "trainer.jit_compile=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run_shape(default_run, run_dir)
 
 
 def test_two_workers_on_loopback_train_a_classifier_in_lockstep(default_run, tmp_path):

@@ -54,8 +54,11 @@ def fit_in_lockstep(
 
     log.info("%d steps per epoch, each global batch split over %d replicas", steps, strategy.num_replicas_in_sync)
     step = model.train_step
-    if model.jit_compile:
+    if model.jit_compile and strategy.num_replicas_in_sync == 1:
         step = tf.function(step, jit_compile=True, reduce_retracing=True)
+    elif model.jit_compile:
+        # XLA cannot compile a step whose update reaches variables on other devices.
+        log.warning("jit_compile is not applied: the lockstep loop runs %d replicas", strategy.num_replicas_in_sync)
 
     def run_steps(iterator, count: int):
         outputs = None

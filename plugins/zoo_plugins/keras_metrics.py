@@ -173,8 +173,9 @@ class HistogramCurveArea(keras.metrics.Metric):
         weights = ops.reshape(positive * _weights(sample_weight, n)[:, None], (-1,))
         all_weights = ops.reshape(ops.ones_like(positive) * _weights(sample_weight, n)[:, None], (-1,))
         length = self.curves * self.num_bins
-        positives = ops.bincount(index, weights=weights, minlength=length)[:length]
-        totals = ops.bincount(index, weights=all_weights, minlength=length)[:length]
+        # segment_sum with a fixed number of segments, not bincount: XLA can compile it.
+        positives = ops.segment_sum(weights, index, num_segments=length)
+        totals = ops.segment_sum(all_weights, index, num_segments=length)
         self.histograms.assign_add(ops.stack([totals - positives, ops.cast(positives, "float64")]))
 
     def result(self):
