@@ -219,3 +219,18 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
         assert refused.returncode == 2
         (line,) = error_lines(refused.stderr)
         assert problem in line
+
+
+def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", "model=mlp_classifier", "dataset=breast_cancer", "trainer.optimizer=sgd", "trainer.learning_rate=1e6",
+        "trainer.epochs=5", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert "training diverged: loss became nan at step" in line and "lower trainer.learning_rate (it is 1e+06)" in line
+    assert "Traceback" not in result.stderr
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.keras").exists()
+    history = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").exists() else []
+    assert len(history) <= 2  # it stopped in its first epoch, not after five

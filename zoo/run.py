@@ -87,12 +87,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     with placement.strategy.scope():
         model = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
+    guard = divergence_guard(keras, plan)
     callbacks = [
+        guard,
         history_writer(keras, run_dir / artifacts.HISTORY),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)),
     ]
     started = time.perf_counter()
     if lockstep:
+        if not placement.chief:  # it writes nothing, but stops with the chief on a diverged loss
+            callbacks = [guard]
         history, model = _fit_in_lockstep(tf, keras, plan, placement, model, train_data, validation_data, callbacks)
         if model is None:
             log.info("fit took %.1f s; the chief writes the run directory", time.perf_counter() - started)
@@ -125,11 +129,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 def _fit_in_lockstep(tf, keras, plan: RunPlan, placement, model, train_data, validation_data, callbacks):
     """Train with zoo's lockstep loop. The chief validates on a single-device twin of the
     model that it keeps the weights in step with, and gets the twin back to finish the run
-    with; the other workers get ``None``."""
+    with; the other workers get ``None``. Every worker checks the loss (reduced across
+    replicas, so the same everywhere): all stop together on a diverged one."""
     from zoo.lockstep import fit_in_lockstep
 
     if not placement.chief:
-        fit_in_lockstep(tf, model, placement.strategy, train_data, plan.trainer.epochs, plan.trainer.steps_per_execution)
+        fit_in_lockstep(
+            tf,
+            model,
+            placement.strategy,
+            train_data,
+            plan.trainer.epochs,
+            plan.trainer.steps_per_execution,
+            callbacks=keras.callbacks.CallbackList(callbacks, model=model),
+        )
         return None, None
     twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec))
 
@@ -358,6 +371,36 @@ def progress_verbosity(progress: str) -> int:
     if progress == "auto":
         return 1 if sys.stdout.isatty() else 0
     return PROGRESS_VERBOSITY[progress]
+
+
+def divergence_guard(keras, plan: RunPlan):
+    """A callback that stops a run whose loss is no longer finite, in one line: nothing after
+    it could be trusted, and the metrics and plots would fail on NaN anyway."""
+    import math
+
+    class DivergenceGuard(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check(logs, f"at step {batch + 1} of epoch {self.epoch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs, f"in epoch {epoch + 1}")
+
+        def _check(self, logs, where: str) -> None:
+            for name, value in (logs or {}).items():
+                # Training losses only: every worker of a multi-worker run sees the same ones.
+                if name.endswith("loss") and not name.startswith("val_") and not math.isfinite(float(value)):
+                    raise ZooError(
+                        f"training diverged: {name} became {float(value)} {where}; lower trainer.learning_rate "
+                        f"(it is {plan.trainer.learning_rate:g}) or look for NaN/Inf values in the data. "
+                        f"The run is left unfinished (no {artifacts.METRICS})"
+                    )
+
+    return DivergenceGuard()
 
 
 def history_writer(keras, path: Path):
