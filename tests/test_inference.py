@@ -181,3 +181,32 @@ def test_image_folder_run_counts_the_files_it_skips(tmp_path):
     # The folder's broken JPEG is skipped with a one-line warning, not a failure.
     (warning,) = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
     assert "skipped" in warning and "broken.jpg" in warning
+
+
+def test_a_model_file_carrying_code_runs_none_of_it(default_run, tmp_path):
+    """A run directory whose model.keras was swapped for one with a Lambda layer (code that
+    would write a sentinel file): the zoo reads only weights from it, so nothing runs, and
+    the mismatch is reported in one line. Plain Keras refuses the file in safe mode too."""
+    import keras
+
+    sentinel = tmp_path / "sentinel"
+    run_dir = tmp_path / "run"
+    shutil.copytree(default_run[0], run_dir)
+    target = str(sentinel)
+    code = keras.layers.Lambda(lambda x: (open(target, "w").close(), x)[1])
+    model = keras.Sequential([keras.Input((8, 8, 1)), code, keras.layers.Flatten(), keras.layers.Dense(10)])
+    sentinel.unlink(missing_ok=True)  # building the model ran the lambda once, here
+    (run_dir / "model.keras").unlink()
+    model.save(run_dir / "model.keras")
+
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    for command in (["predict", str(run_dir), str(tmp_path / "digit.png")], ["evaluate", str(run_dir)], ["export", str(run_dir)]):
+        result = run_zoo(*command, cwd=tmp_path)
+        assert result.returncode != 0
+        assert len(error_lines(result.stderr)) == 1 and "do not fit model 'cnn_classifier'" in result.stderr, result.stderr[-2000:]
+        assert not sentinel.exists(), f"zoo {command[0]} ran code from the model file"
+    with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
+        keras.saving.load_model(run_dir / "model.keras")
+    assert not sentinel.exists()

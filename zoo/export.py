@@ -30,7 +30,7 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
     """Export the model of the finished run in ``run_dir`` as ``fmt``; returns the path written.
 
     Args:
-        fmt: ``keras`` (a copy of the ``.keras`` file), ``saved_model`` (a TensorFlow
+        fmt: ``keras`` (the model saved afresh as a ``.keras`` file), ``saved_model`` (a TensorFlow
             SavedModel folder with a ``serve`` signature) or ``tflite``.
         quantize: TFLite only: dynamic-range quantisation (weights stored as 8-bit
             integers, about 4x smaller, activations still computed in float).
@@ -48,12 +48,14 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
         raise ZooError(f"a Keras model file must end in .keras, got {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
 
+    tf = import_tensorflow()
+    # Rebuilt by its plugin with the run's weights, never copied: the file in the run
+    # directory may have been replaced by one carrying code.
+    _, model = load_trained_model(run_dir)
     if fmt == "keras":
-        artifacts.write_atomic(output, lambda tmp: shutil.copyfile(run_dir / artifacts.MODEL, tmp))
+        artifacts.write_atomic(output, lambda tmp: model.save(tmp))
         return output
 
-    tf = import_tensorflow()
-    _, model = load_trained_model(run_dir)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
     try:
         # Both formats start from a SavedModel (converting from the Keras model would
