@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_quality_run_prints_a_row_per_bar():
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--seeds", "0", "--tiny"],

@@ -101,6 +101,7 @@ def study_trials(storage: Path):
     return optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{storage}").get_trials(deepcopy=False)
 
 
+@pytest.mark.slow
 def test_optuna_study_resumes_after_being_killed(tmp_path):
     import optuna
 

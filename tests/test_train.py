@@ -234,3 +234,15 @@ def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.keras").exists()
     history = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").exists() else []
     assert len(history) <= 2  # it stopped in its first epoch, not after five
+
+
+@pytest.mark.parametrize("model", ["cnn_classifier", pytest.param("gan", marks=pytest.mark.slow)])
+def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        run_dir = tmp_path / name
+        result = run_zoo("train", f"model={model}", "trainer.epochs=1", "device=cpu", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(run_dir)
+    for name in ("metrics.json", "history.csv"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
