@@ -20,6 +20,8 @@ import hashlib
 import logging
 from typing import Any, Callable, Optional
 
+from zoo.errors import ZooError
+
 log = logging.getLogger(__name__)
 
 
@@ -38,9 +40,10 @@ def fit_in_lockstep(
     ``train_data``, batched in whole global batches (a final partial batch could leave a
     replica an empty slice, whose mean loss is NaN).
 
-    Every worker calls this with the same arguments but ``validate``, ``callbacks`` and
-    ``report``, which only the chief passes. Returns the history: per epoch, the training
-    logs and the validation logs (``val_`` prefixed).
+    Every worker calls this with the same arguments, but only the chief passes ``validate``
+    and ``report``; ``callbacks`` get the epoch's logs on every worker that passes them.
+    Returns the history: per epoch, the training logs and the validation logs (``val_``
+    prefixed).
     """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -48,9 +51,9 @@ def fit_in_lockstep(
     distributed = strategy.experimental_distribute_dataset(train_data)
     steps = int(train_data.cardinality())
     if steps < 0:  # unknown (a filtered pipeline): count once, identically on every worker
-        steps = int(train_data.reduce(0, lambda count, _: count + 1))
+        steps = int(train_data.reduce(0, lambda count, *_: count + 1))
     if steps == 0:
-        raise ValueError("the training split is smaller than one global batch; lower trainer.batch_size")
+        raise ZooError("the training split is smaller than one global batch; lower trainer.batch_size")
 
     log.info("%d steps per epoch, each global batch split over %d replicas", steps, strategy.num_replicas_in_sync)
     step = model.train_step
