@@ -8,6 +8,7 @@ The primary config (``conf/train.yaml``) selects one option from each group::
               metrics=auto (the default) takes the standard metrics of the model's objective
     trainer   conf/trainer/*.yaml, checked against TrainerConfig in plan_run
     device    conf/device/*.yaml, checked against DeviceConfig in plan_run
+    hparams_search  conf/hparams_search/*.yaml: Optuna searches (sweeper, space, ``objective``)
 
 Everything here works without TensorFlow, so a run's config is checked completely
 (types, unknown keys, missing values, model/dataset/metric compatibility) before any
