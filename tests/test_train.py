@@ -74,7 +74,7 @@ def test_saved_model_loads_with_plain_keras_and_reproduces_the_test_metrics(defa
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-6)
 
 
-def test_sweep_leaves_one_run_directory_per_job(tmp_path):
+def test_sweep_leaves_one_run_directory_per_job_and_a_summary(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_zoo(
         "train", "-m", "model.filters=4,8", "trainer.epochs=1", "metrics=[accuracy]",
@@ -88,6 +88,8 @@ def test_sweep_leaves_one_run_directory_per_job(tmp_path):
         assert set(json.loads((job / "metrics.json").read_text())) == {"loss", "accuracy"}
         filters.append(yaml.safe_load((job / "config.yaml").read_text())["model"]["filters"])
     assert sorted(filters) == [4, 8]
+    summary = (sweep_dir / "summary.csv").read_text().splitlines()
+    assert summary[0] == "run,model.filters,loss,accuracy" and len(summary) == 3
 
 
 def test_gpu_device_without_a_gpu_fails_clearly(tmp_path):
