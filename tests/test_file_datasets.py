@@ -50,8 +50,9 @@ def test_cifar10_says_how_to_provide_the_archive(tmp_path, monkeypatch):
     with pytest.raises(zoo.ZooError, match=r"CIFAR-10 not found .*download https://www\.cs\.toronto\.edu/.* and pass dataset\.path="):
         zoo.create_dataset("cifar10").load(seed=0)
     (tmp_path / "broken.tar.gz").write_bytes(b"not an archive")
-    with pytest.raises(zoo.ZooError, match="is not a readable tar archive"):
+    with pytest.raises(zoo.ZooError, match="is not a readable tar archive") as raised:
         zoo.create_dataset("cifar10", path=str(tmp_path / "broken.tar.gz")).load(seed=0)
+    assert "\n" not in str(raised.value)  # tarfile's reasons, one per method, on one line
 
 
 def write_pngs(folder, count: int, value: int):
@@ -84,6 +85,17 @@ def test_image_folder_explains_a_folder_without_classes(tmp_path):
         zoo.create_dataset("image_folder", path=str(tmp_path))
     with pytest.raises(zoo.ZooError, match="is not a folder"):
         zoo.create_dataset("image_folder", path=str(tmp_path / "missing"))
+
+
+def test_image_folder_refuses_a_class_without_images(tmp_path):
+    write_pngs(tmp_path / "cat", 3, 0)
+    (tmp_path / "dog").mkdir()
+    with pytest.raises(zoo.ZooError, match=r"class folder .*dog is empty; add images, or remove the folder"):
+        zoo.create_dataset("image_folder", path=str(tmp_path))  # described: before TensorFlow
+    (tmp_path / "dog" / "photo.jpg").write_bytes(b"not a picture")
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), cache="off")
+    with pytest.raises(zoo.ZooError, match=r"class folder .*dog has no readable images"):
+        data.load(seed=0)
 
 
 def test_image_folder_cache_file_decodes_once(tmp_path):

@@ -25,6 +25,7 @@ HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-c
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    message = " ".join(message.split())  # one line, also when a library's reason spans several
     print(f"zoo: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 

@@ -115,7 +115,8 @@ def read_batches(path: Path) -> dict[str, tuple]:
                     if member.isfile() and name in wanted:
                         batches[name] = read_batch(archive.extractfile(member).read(), f"{path}:{member.name}")
         except tarfile.TarError as exc:
-            raise zoo.ZooError(f"{path} is not a readable tar archive ({exc}); re-download {URL}") from None
+            reason = " ".join(str(exc).split())  # tarfile lists each method it tried on its own line
+            raise zoo.ZooError(f"{path} is not a readable tar archive ({reason}); re-download {URL}") from None
     missing = [name for name in wanted if name not in batches]
     if "test_batch" in missing or len(missing) == len(wanted):
         raise zoo.ZooError(f"{path} lacks the CIFAR-10 batch {missing[0]}; re-download {URL}")

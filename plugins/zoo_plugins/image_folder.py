@@ -68,6 +68,12 @@ def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
             f"{roots['train']} has {len(names)} class folder(s); it needs one sub-folder per class, at least two "
             "(e.g. cat/ and not_cat/)"
         )
+    # Caught here, before TensorFlow starts; a folder of unreadable files only when loading.
+    empty = [name for name in names if not any(p.is_file() for p in (roots["train"] / name).rglob("*"))]
+    if empty:
+        raise zoo.ZooError(
+            f"class folder {roots['train'] / empty[0]} is empty; add images, or remove the folder to drop the class"
+        )
     for split, root in roots.items():
         extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in names and split != "train")
         if extra:
@@ -134,6 +140,11 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         paths, labels, bad = list_images(root, names)
         if not paths:
             raise zoo.ZooError(f"{root} has no readable images in its class folders; add .jpg or .png files")
+        empty = [name for label, name in enumerate(names) if split == "train" and label not in labels]
+        if empty:
+            raise zoo.ZooError(
+                f"class folder {root / empty[0]} has no readable images; add some, or remove the folder to drop the class"
+            )
         found[split] = (np.array(paths), np.array(labels, dtype=np.int32))
         skipped += bad
     found = _split_missing(found, config, seed)
