@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,10 @@ def test_cifar10_says_how_to_provide_the_archive(tmp_path, monkeypatch):
     with pytest.raises(zoo.ZooError, match="is not a readable tar archive") as raised:
         zoo.create_dataset("cifar10", path=str(tmp_path / "broken.tar.gz")).load(seed=0)
     assert "\n" not in str(raised.value)  # tarfile's reasons, one per method, on one line
+    whole = Path(cifar10.write_example_archive(tmp_path / "whole")["path"]).read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(whole[: len(whole) // 2])  # an interrupted download
+    with pytest.raises(zoo.ZooError, match="cut.tar.gz is not a readable tar archive .*re-download"):
+        zoo.create_dataset("cifar10", path=str(tmp_path / "cut.tar.gz")).load(seed=0)
 
 
 def write_pngs(folder, count: int, value: int):
@@ -107,3 +112,26 @@ def test_image_folder_cache_file_decodes_once(tmp_path):
     assert list(cache.parent.glob("images_train*")), "the decoded training images were cached to disk"
     again = [x.numpy() for x, _ in data.load(seed=0).train]
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
+
+
+def test_cifar10_archive_members_that_escape_the_folder_are_never_written(tmp_path):
+    """The archive is read in memory, member by member, and never extracted: a member named
+    to land outside any target folder (or a link) cannot write anything."""
+    overrides = cifar10.write_example_archive(tmp_path / "clean")
+    hostile = tmp_path / "data" / "hostile.tar.gz"
+    hostile.parent.mkdir()
+    with tarfile.open(overrides["path"]) as clean, tarfile.open(hostile, "w:gz") as archive:
+        for member in clean.getmembers():
+            archive.addfile(member, clean.extractfile(member))
+        for name in ("../../escaped.txt", "/tmp/absolute-escape.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            archive.addfile(info, io.BytesIO(b"evil"))
+        link = tarfile.TarInfo(f"{cifar10.FOLDER}/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    before = {p for p in tmp_path.rglob("*")}
+    splits = zoo.create_dataset("cifar10", path=str(hostile)).load(seed=0)
+    assert len(splits.test[0]) == 40
+    assert {p for p in tmp_path.rglob("*")} == before
+    assert not (tmp_path.parent / "escaped.txt").exists()

@@ -12,6 +12,7 @@ import io
 import os
 import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -114,7 +115,7 @@ def read_batches(path: Path) -> dict[str, tuple]:
                     name = Path(member.name).name
                     if member.isfile() and name in wanted:
                         batches[name] = read_batch(archive.extractfile(member).read(), f"{path}:{member.name}")
-        except tarfile.TarError as exc:
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:  # damaged, or cut short
             reason = " ".join(str(exc).split())  # tarfile lists each method it tried on its own line
             raise zoo.ZooError(f"{path} is not a readable tar archive ({reason}); re-download {URL}") from None
     missing = [name for name in wanted if name not in batches]
