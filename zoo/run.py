@@ -133,18 +133,8 @@ def _fit_in_lockstep(tf, keras, plan: RunPlan, placement, model, train_data, val
     replicas, so the same everywhere): all stop together on a diverged one."""
     from zoo.lockstep import fit_in_lockstep
 
-    if not placement.chief:
-        fit_in_lockstep(
-            tf,
-            model,
-            placement.strategy,
-            train_data,
-            plan.trainer.epochs,
-            plan.trainer.steps_per_execution,
-            callbacks=keras.callbacks.CallbackList(callbacks, model=model),
-        )
-        return None, None
-    twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec))
+    chief = placement.chief
+    twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec)) if chief else None
 
     def validate() -> dict[str, float]:
         twin.set_weights(model.get_weights())
@@ -160,10 +150,12 @@ def _fit_in_lockstep(tf, keras, plan: RunPlan, placement, model, train_data, val
         train_data,
         plan.trainer.epochs,
         plan.trainer.steps_per_execution,
-        validate=validate,
-        callbacks=keras.callbacks.CallbackList(callbacks, model=twin),
-        report=report if progress_verbosity(plan.trainer.progress) else None,
+        validate=validate if chief else None,
+        callbacks=keras.callbacks.CallbackList(callbacks, model=twin if chief else model),
+        report=report if chief and progress_verbosity(plan.trainer.progress) else None,
     )
+    if not chief:
+        return None, None
     twin.set_weights(model.get_weights())
     return history, twin
 
