@@ -207,6 +207,7 @@ def test_cluster_comes_from_tf_config_and_a_missing_cluster_is_explained(monkeyp
         (["device=cpu", "device.replicas=0"], "replicas must be at least 1"),
         (["trainer.precision=float16"], "trainer.precision='float16' is not supported"),
         (["trainer.jit_compile=maybe"], "jit_compile='maybe' is not supported"),
+        (["-m", "model.filters=4,8", "--cfg", "job"], "--cfg shows one run's config; drop -m"),
     ],
 )
 def test_bad_device_and_trainer_settings_fail_in_one_line(overrides, message, tmp_path):

@@ -355,6 +355,9 @@ def train_command(args: list[str]) -> None:
     from zoo.config import register_configs
 
     register_configs()
+    shown = HYDRA_INFO_FLAGS.intersection(args) - {"--help", "-h", "--hydra-help"}
+    if shown and {"-m", "--multirun"}.intersection(args):
+        raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
     if not HYDRA_INFO_FLAGS.intersection(args):
         check_overrides(args)
     run_hydra(args)
