@@ -92,10 +92,7 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
     """Header and rows: the run, each differing config value, then each test metric
     (blank where a run did not report it; ``unfinished`` for a run that did not end)."""
     keys = differing_keys(runs)
-    metric_names: list[str] = []
-    for run in runs:
-        metric_names.extend(m for m in run.metrics if m not in metric_names)
-    metric_names.sort(key=lambda name: name != "loss")
+    metric_names = test_metric_names(runs)
     header = ["run", *keys, *metric_names]
     rows = []
     for run in runs:
@@ -106,6 +103,14 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
             scores = ["unfinished"] + [""] * (len(metric_names) - 1) if metric_names else []
         rows.append([name, *values, *scores])
     return header, rows
+
+
+def test_metric_names(runs: Sequence[RunRecord]) -> list[str]:
+    """Every test metric the runs report, loss first, then as first reported."""
+    names: list[str] = []
+    for run in runs:
+        names.extend(m for m in run.metrics if m not in names)
+    return sorted(names, key=lambda name: name != "loss")
 
 
 def _cell(value: Any) -> str:
@@ -128,7 +133,7 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
     if not finished:
         raise ZooError("no run has finished, so there is nothing to plot")
     keys = differing_keys(finished)
-    metric_names = sorted({m for r in finished for m in r.metrics}, key=lambda m: (m != "loss", m))
+    metric_names = test_metric_names(finished)
     curve = next((k for k in ("val_loss", "loss") if any(k in r.history for r in finished)), None)
     panels = metric_names + ([curve] if curve else [])
     columns = min(3, len(panels))

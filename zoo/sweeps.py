@@ -8,7 +8,6 @@ after the last.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from omegaconf import DictConfig, open_dict
 
 from zoo import artifacts
 from zoo.errors import ZooError
-
-log = logging.getLogger(__name__)
 
 SUMMARY = "summary.csv"
 COMPARISON = "comparison.png"
