@@ -110,6 +110,9 @@ def test_experiment_presets_compose():
         (["metrics=[f1]", "metrics.f1.average=macroo"], "average='macroo' is not supported"),
         (["metrics.f1.average=micro"], "metric 'f1' is not among those chosen; to set its options, list it"),
         (["dataset.test_fraction=1.5"], "between 0 and 1"),
+        (["dataset=image_folder"], "no value for 'dataset.path'; set it on the command line"),
+        (["dataset=image_folder", "dataset.path=/no/such/folder"], "dataset.path=/no/such/folder is not a folder"),
+        (["trainer.resume=sometimes"], "resume='sometimes' is not supported"),
         (["device=tpu9"], "unknown device 'tpu9'"),
         (["-m", "model.filters=8,many"], "model.filters=many"),
     ],
@@ -151,3 +154,25 @@ def test_unknown_model_names_the_closest():
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("zoo: error: unknown model 'cnn_clasifer'; did you mean 'cnn_classifier'")  # closest first
     assert line.endswith("(see 'zoo list model')")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["+hydra.callbacks.evil._target_=sentinel.Callback"],
+        ["hydra.job_logging.handlers.console.class=sentinel.Handler"],
+        ["+hydra.job_logging.handlers.evil={class:sentinel.Handler}"],
+        ["+model.x={_target_:sentinel.build}"],
+        ["-m", "hydra.launcher._target_=sentinel.Launcher,sentinel.Other"],
+        ["--experimental-rerun", "config.pickle"],
+    ],
+    ids=lambda args: args[-1].split("=")[0],
+)
+def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
+    """A module that would leave a file behind if anything imported it."""
+    (tmp_path / "sentinel.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    result = run_zoo("train", *args, "--cfg", "job", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert "no module to import from the command line" in line or "loads a pickle" in line
+    assert not (tmp_path / "imported").exists()

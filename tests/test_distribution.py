@@ -23,13 +23,16 @@ CNN = ["model=cnn_classifier", "dataset=digits", "trainer.epochs=2", "model.filt
 
 
 def run_files(run_dir: Path) -> set[str]:
-    """A run's files, by name: TensorBoard event files reduced to their folder (their names
-    carry host, process and time); Hydra's own files left out."""
+    """A run's files, by name: TensorBoard event files and checkpoints reduced to their
+    folder (their names carry host, process and time, or the step); Hydra's own files left
+    out."""
     names = set()
     for path in run_dir.rglob("*"):
         relative = path.relative_to(run_dir)
         if path.is_file() and relative.parts[0] != ".hydra" and path.name != "train.log":
-            names.add(str(relative.parent / "<events>") if "tfevents" in path.name else str(relative))
+            if "tfevents" in path.name or path.name.startswith("step-"):
+                relative = relative.parent / "<numbered>"
+            names.add(str(relative))
     return names
 
 
@@ -47,6 +50,11 @@ def assert_same_run_shape(default_run, run_dir: Path) -> None:
     assert set(metrics) == set(json.loads((reference / "metrics.json").read_text()))
     assert all(np.isfinite(v) for v in metrics.values()), metrics
     assert history_columns(run_dir) == history_columns(reference)
+
+
+def assert_only_checkpoints(run_dir: Path, task: str) -> None:
+    files = run_files(run_dir)
+    assert files == {f"checkpoints/{task}/<numbered>"}, files
 
 
 def free_ports(count: int, consecutive: bool = False) -> list[int]:
@@ -112,7 +120,7 @@ def test_two_replicas_on_a_split_cpu_train_like_one_device_in_mixed_bfloat16(def
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "device cpu x2 (mirrored), 2 replica(s)" in (run_dir / "train.log").read_text()
-    assert "jit_compile is not applied: the lockstep loop runs 2 replicas" in result.stdout + result.stderr
+    assert "jit_compile is not applied: the training loop runs 2 replicas" in result.stdout + result.stderr
     assert_same_run_shape(default_run, run_dir)
     assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.5
     with zipfile.ZipFile(run_dir / "model.keras") as archive:
@@ -140,14 +148,15 @@ def test_two_workers_on_loopback_train_a_classifier_in_lockstep(default_run, tmp
         assert code == 0, err[-3000:]
     assert final_digest(run_dirs[0]) == final_digest(run_dirs[1])
     assert "2 replica(s)" in (run_dirs[0] / "train.log").read_text()
-    # Only the chief writes the run; its run has what a single-device run has.
+    # Only the chief writes the run; its run has what a single-device run has. The other
+    # worker keeps only its own checkpoints (workers need not share storage).
     assert_same_run_shape(default_run, run_dirs[0])
-    assert run_files(run_dirs[1]) == set()
+    assert_only_checkpoints(run_dirs[1], "worker-1")
     assert "the chief (worker 0) writes the run directory" in results[1][1]
     # Each step takes one global batch (trainer.batch_size, 32), split over the two workers.
     examples = len(zoo.create_dataset("digits").load(0).train[0])
     for run_dir in run_dirs:
-        assert f"{examples // 32} steps per epoch, each global batch split over 2 replicas" in (run_dir / "train.log").read_text()
+        assert f"{examples // 32} steps per epoch, each global batch split over 2 replica(s)" in (run_dir / "train.log").read_text()
     assert json.loads((run_dirs[0] / "metrics.json").read_text())["accuracy"] > 0.5
 
 
@@ -172,7 +181,7 @@ def test_two_workers_started_as_a_slurm_job_step_train_a_gan_in_lockstep(tmp_pat
     assert final_digest(run_dirs[0]) == final_digest(run_dirs[1])
     assert (run_dirs[0] / "plots" / "samples.png").is_file()
     assert history_columns(run_dirs[0]) == ["epoch", "d_loss", "g_loss", "val_d_loss", "val_g_loss"]
-    assert run_files(run_dirs[1]) == set()
+    assert_only_checkpoints(run_dirs[1], "worker-1")
 
 
 def test_cluster_comes_from_tf_config_and_a_missing_cluster_is_explained(monkeypatch):
@@ -280,14 +289,14 @@ def test_every_model_trains_a_step_in_mixed_bfloat16_on_the_cpu(model, bfloat16_
 
 
 @pytest.mark.parametrize("model", entries("model"), ids=lambda e: e.name)
-def test_every_model_trains_in_the_lockstep_loop(model):
-    """The loop multi-worker runs use, here under a one-device MirroredStrategy (replicas
-    on logical devices need a fresh process: the tests above start those)."""
+def test_every_model_trains_under_a_mirrored_strategy(model):
+    """The training loop under a one-device MirroredStrategy (replicas on logical devices
+    need a fresh process: the tests above start those)."""
     import keras
     import tensorflow as tf
 
     from zoo.config import compose, plan_run
-    from zoo.lockstep import fit_in_lockstep
+    from zoo.training import fit
     from zoo.run import as_tf_dataset, compile_model
 
     dataset_name = first_dataset_for(model)
@@ -301,6 +310,6 @@ def test_every_model_trains_in_the_lockstep_loop(model):
     with strategy.scope():
         net = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
     before = [w.copy() for w in net.get_weights()]
-    history = fit_in_lockstep(tf, net, strategy, train_data, epochs=2, steps_per_execution=2)
+    history = fit(tf, net, strategy, lambda epoch: train_data, epochs=2, steps_per_execution=2).history
     assert history and all(len(values) == 2 and np.all(np.isfinite(values)) for values in history.values()), history
     assert any(not np.array_equal(a, b) for a, b in zip(before, net.get_weights()))

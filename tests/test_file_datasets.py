@@ -84,6 +84,32 @@ def test_image_folder_uses_given_split_folders_and_a_seeded_split_for_the_missin
         np.testing.assert_allclose(image, (30 if label == 0 else 220) / 255, atol=1 / 255)
 
 
+def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
+    """Corrupt, truncated, zero-byte and non-image files are skipped, each listed with its
+    reason; the good images are all used."""
+    from PIL import Image
+
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / name, 6, value)
+    noisy = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(noisy)
+    whole = noisy.read_bytes()
+    noisy.unlink()
+    bad = {
+        "a/truncated.png": whole[: len(whole) // 2],
+        "a/empty.jpg": b"",
+        "b/corrupt.jpg": b"\xff\xd8\xff\xe0" + bytes(200),
+        "b/notes.txt": b"not a picture",
+    }
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    splits = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off").load(seed=0)
+    assert sum(splits.report["images"].values()) == 12
+    skipped = splits.report["skipped"]
+    assert sorted(line.split(": ")[0] for line in skipped) == sorted(str(tmp_path / name) for name in bad)
+    assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 12
+
+
 def test_image_folder_explains_a_folder_without_classes(tmp_path):
     write_pngs(tmp_path / "only", 2, 0)
     with pytest.raises(zoo.ZooError, match="1 class folder.*needs one sub-folder per class"):

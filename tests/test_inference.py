@@ -74,11 +74,11 @@ def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
     np.testing.assert_allclose([float(row["p(malignant)"]) for row in rows], expected, atol=1e-4)
     assert [row["predicted"] for row in rows] == ["malignant" if p >= 0.5 else "benign" for p in expected]
 
-    short = tmp_path / "short.csv"
-    short.write_text("1,2,3\n")
-    bad = run_zoo("predict", str(run_dir), str(short))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text(path.read_text().splitlines()[1] + "\n1,2,3\n")  # a good row, then a short one
+    bad = run_zoo("predict", str(run_dir), str(ragged))
     assert bad.returncode == 2
-    assert "short.csv:1 has 3 values; the model takes 30 per row" in error_lines(bad.stderr)[0]
+    assert "ragged.csv:2 has 3 values; the model takes 30 per row" in error_lines(bad.stderr)[0]
 
 
 def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
@@ -86,12 +86,14 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
     (tmp_path / "empty").mkdir()
-    for inputs, problem in (
-        ([str(notes)], "is not an image Pillow can read"),
-        ([str(tmp_path / "missing.png")], "no such file or folder"),
-        ([str(tmp_path / "empty")], "holds no image files"),
+    for directory, inputs, problem in (
+        (run_dir, [str(notes)], "is not an image Pillow can read"),
+        (run_dir, [str(tmp_path / "missing.png")], "no such file or folder"),
+        (run_dir, [str(tmp_path / "empty")], "holds no image files"),
+        (tmp_path, [str(notes)], f"{tmp_path} is not a run directory"),
+        (tmp_path / "nowhere", [str(notes)], "is not a run directory"),
     ):
-        result = run_zoo("predict", str(run_dir), *inputs)
+        result = run_zoo("predict", str(directory), *inputs)
         assert result.returncode == 2, result.stderr
         (line,) = error_lines(result.stderr)
         assert problem in line
@@ -207,6 +209,8 @@ def test_a_model_file_carrying_code_runs_none_of_it(default_run, tmp_path):
         assert result.returncode != 0
         assert len(error_lines(result.stderr)) == 1 and "do not fit model 'cnn_classifier'" in result.stderr, result.stderr[-2000:]
         assert not sentinel.exists(), f"zoo {command[0]} ran code from the model file"
-    with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
-        keras.saving.load_model(run_dir / "model.keras")
+    model.save(tmp_path / "legacy.h5")
+    for path in (run_dir / "model.keras", tmp_path / "legacy.h5"):
+        with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
+            keras.saving.load_model(path)
     assert not sentinel.exists()

@@ -40,8 +40,9 @@ def register_models():
 '''
 
 
-def make_distribution(root: Path, name: str, module_source: str) -> Path:
-    """A minimal distribution with its own pyproject.toml and a `zoo.plugins` entry point."""
+def make_distribution(root: Path, name: str, module_source: str, entry_point: str = "") -> Path:
+    """A minimal distribution with its own pyproject.toml and a `zoo.plugins` entry point
+    (``entry_point``: its target, the package itself by default)."""
     package = name.replace("-", "_")
     project = root / name
     (project / package).mkdir(parents=True)
@@ -59,7 +60,7 @@ def make_distribution(root: Path, name: str, module_source: str) -> Path:
             dependencies = ["keras-zoo"]
 
             [project.entry-points."zoo.plugins"]
-            {package} = "{package}"
+            {package} = "{entry_point or package}"
             """
         )
     )
@@ -82,6 +83,11 @@ def site(tmp_path_factory):
     install(make_distribution(root, "zoo-tiny-dense", PLUGIN_MODULE), target)
     broken = "raise RuntimeError('this plugin is broken on purpose')\n"
     install(make_distribution(root, "zoo-broken", broken), target)
+    # An entry point naming an attribute the module lacks, and a hook implementation that
+    # asks for an argument no hook gives.
+    install(make_distribution(root, "zoo-no-attribute", "", entry_point="zoo_no_attribute:plugin"), target)
+    unknown_argument = "import zoo\n\n@zoo.hookimpl\ndef register_models(flavour):\n    return []\n"
+    install(make_distribution(root, "zoo-bad-hook", unknown_argument), target)
     return target
 
 
@@ -97,13 +103,15 @@ def test_installed_plugin_is_listed_and_the_broken_one_reported(site):
     assert "cnn_classifier" in result.stdout, "first-party plugins are unaffected"
     assert "Broken plugins (skipped):" in result.stdout
     assert "zoo-broken 1.2.3" in result.stdout and "this plugin is broken on purpose" in result.stdout
-    warning = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
-    assert len(warning) == 1 and "'zoo-broken'" in warning[0] and "'zoo_broken'" in warning[0]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
+    assert len(warnings) == 3 and any("'zoo-broken'" in w and "'zoo_broken'" in w for w in warnings)
 
     data = json.loads(run_zoo("list", "--json", env=env_with(site)).stdout)
-    broken = [p for p in data["plugins"] if p["status"] == "broken"]
-    assert [(p["distribution"], p["entry_point"]) for p in broken] == [("zoo-broken", "zoo_broken")]
-    assert "RuntimeError" in broken[0]["error"]
+    broken = {p["distribution"]: p["error"] for p in data["plugins"] if p["status"] == "broken"}
+    assert set(broken) == {"zoo-broken", "zoo-no-attribute", "zoo-bad-hook"}
+    assert "RuntimeError" in broken["zoo-broken"]
+    assert "plugin" in broken["zoo-no-attribute"] and "AttributeError" in broken["zoo-no-attribute"]
+    assert "flavour" in broken["zoo-bad-hook"]
 
 
 @pytest.mark.parametrize(
@@ -115,11 +123,12 @@ def test_strict_mode_makes_a_broken_plugin_fatal(site, args, env):
     result = run_zoo(*args, env=env_with(site, **env))
     assert result.returncode == 2
     assert error_lines(result.stderr) == [result.stderr.strip()]
-    assert "zoo-broken" in result.stderr and "strict" in result.stderr
+    assert "is broken" in result.stderr and "strict plugin mode is on" in result.stderr
 
 
 def test_broken_distribution_can_be_skipped_by_name(site):
-    result = run_zoo("list", env=env_with(site, ZOO_DISABLE_PLUGINS="zoo-broken", ZOO_STRICT_PLUGINS="1"))
+    disabled = "zoo-broken,zoo-no-attribute,zoo-bad-hook"
+    result = run_zoo("list", env=env_with(site, ZOO_DISABLE_PLUGINS=disabled, ZOO_STRICT_PLUGINS="1"))
     assert result.returncode == 0, result.stderr
     assert "tiny_dense" in result.stdout and "Broken" not in result.stdout
 

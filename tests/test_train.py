@@ -44,7 +44,10 @@ def test_run_directory_holds_every_artifact(default_run):
     for part in ("train", "validation"):
         assert list((run_dir / "tensorboard" / part).glob("events.out.tfevents.*"))
 
-    assert not [p for p in run_dir.rglob(".*") if p.name != ".hydra" and ".hydra" not in p.parts], "temp files left"
+    # The training state to continue from (optimizer moments included): the final checkpoint.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir())[-1:] == [f"step-{config['trainer']['epochs'] * 40:09d}.npz"]
+    hidden = [p for p in run_dir.rglob(".*") if p.name not in (".hydra", ".lock") and ".hydra" not in p.parts]
+    assert not hidden, "temp files left"
 
     # The terminal ends with the test metrics and the run directory.
     lines = result.stdout.strip().splitlines()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from zoo.errors import ZooError
 
 # What a finished run directory holds (metrics.json is written last: its presence means
 # the run completed).
@@ -24,6 +27,8 @@ TEXT_SAMPLES = "samples.txt"
 SPEC = "spec.json"
 DATA_REPORT = "data.json"
 TENSORBOARD = "tensorboard"
+CHECKPOINTS = "checkpoints"
+LOCK = ".lock"
 
 
 def _file_mode() -> int:
@@ -48,6 +53,28 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this process: a second process given the same directory (a
+    resumed attempt started while the first still runs, two runs named in the same
+    microsecond) fails in one line instead of writing over the first. The OS drops the
+    lock when the process dies, however it dies."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ZooError(
+                f"{run_dir} is in use by another zoo process; wait for it to end, or choose another hydra.run.dir"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -355,12 +355,52 @@ def train_command(args: list[str]) -> None:
     from zoo.config import register_configs
 
     register_configs()
+    refuse_code_from_the_command_line(args)
     shown = HYDRA_INFO_FLAGS.intersection(args) - {"--help", "-h", "--hydra-help"}
     if shown and {"-m", "--multirun"}.intersection(args):
         raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
     if not HYDRA_INFO_FLAGS.intersection(args):
         check_overrides(args)
     run_hydra(args)
+
+
+# Config keys through which Hydra or logging would import a module named on the command line.
+IMPORTING_KEYS = ("_target_", "class", "()")
+
+
+def refuse_code_from_the_command_line(args: list[str]) -> None:
+    """Plugins are chosen by registered name; no argument may name a module to import:
+    ``_target_`` anywhere, Hydra callbacks, logging handler/formatter classes, or a
+    pickled config to re-run (unpickling runs code)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if "--experimental-rerun" in args:
+        raise ZooError("--experimental-rerun loads a pickle, which can run code; rerun with the run's overrides instead")
+    try:
+        parsed = OverridesParser.create().parse_overrides(_overrides_only(args))
+    except HydraException:
+        return  # check_overrides reports the syntax error
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_sweep_override():
+            values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
+        else:
+            values = [override.value()]
+        named = [part for part in key.split(".") if part in IMPORTING_KEYS] + [k for v in values for k in _nested_keys(v)]
+        if key.startswith("hydra.callbacks") or named:
+            raise ZooError(
+                f"{override.input_line}: zoo train takes no module to import from the command line "
+                "(plugins are chosen by name); put Hydra callbacks or logging classes in a config file of your own"
+            )
+
+
+def _nested_keys(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [k for k in value if k in IMPORTING_KEYS] + [n for v in value.values() for n in _nested_keys(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _nested_keys(v)]
+    return []
 
 
 def check_overrides(args: list[str]) -> None:

@@ -42,6 +42,7 @@ DEVICE_KINDS = ("auto", "cpu", "gpu", "multi_gpu", "tpu", "multi_worker")
 PROGRESS = ("auto", "bar", "epoch", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
+RESUME = ("auto", "never")
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -76,15 +77,37 @@ class TrainerConfig:
         default=1, metadata={"help": "Training steps run per call into TensorFlow (raise it for small, fast steps)."}
     )
 
+    resume: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: a run directory with a checkpoint of this run continues from it, exactly; "
+            "never: start from scratch (in a directory that holds no run)."
+        },
+    )
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "Save a checkpoint every this many steps (0: by time and at epoch ends only)."}
+    )
+    checkpoint_minutes: float = field(
+        default=10.0, metadata={"help": "Save a checkpoint when this much time passed since the last (0: off)."}
+    )
+    deterministic: bool = field(
+        default=False,
+        metadata={"help": "Turn on TensorFlow's op determinism: bit-identical reruns, somewhat slower steps."},
+    )
+
     def __post_init__(self) -> None:
         self.jit_compile = str(self.jit_compile).lower()  # `trainer.jit_compile=true` arrives as "True"
         check_choice("optimizer", self.optimizer.lower(), OPTIMIZERS)
         check_choice("progress", self.progress, PROGRESS)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("jit_compile", self.jit_compile, JIT_COMPILE)
+        check_choice("resume", self.resume, RESUME)
         for key in ("epochs", "batch_size", "shuffle_buffer", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("checkpoint_every", "checkpoint_minutes"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} cannot be negative, got {getattr(self, key)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 

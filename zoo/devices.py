@@ -32,7 +32,8 @@ class Placement:
     strategy: Any
     description: str
     chief: bool = True  # the process that writes the run directory
-    multi_worker: bool = False  # trained by zoo's lockstep loop (Keras' fit fails under it)
+    multi_worker: bool = False
+    task: str = ""  # in a multi-worker cluster: this process's task, e.g. "worker-1"
 
 
 def place(device: DeviceConfig) -> Placement:
@@ -135,6 +136,7 @@ def _multi_worker(tf, device: DeviceConfig) -> Placement:
         f"multi_worker {task_type}:{task_id} of {len(workers)} (cluster from {source})",
         chief=chief,
         multi_worker=True,
+        task=f"{task_type}-{task_id}",
     )
 
 

@@ -1,11 +1,13 @@
 """A training run: a plain function over a composed config.
 
 ``train(cfg, run_dir)`` validates the config, loads the dataset as ``tf.data``, builds and
-compiles the model inside the device's strategy scope, fits, evaluates on the test split
-and leaves the run directory complete::
+compiles the model inside the device's strategy scope, trains it with zoo's loop
+(``zoo.training``: resumable at any step), evaluates on the test split and leaves the run
+directory complete::
 
     config.yaml                  the resolved config
     history.csv                  per epoch: loss and metrics, training and validation
+    checkpoints/                 the newest two training checkpoints (zoo.checkpoints)
     model.keras                  the trained model
     plots/training_curves.png    loss and each metric per epoch
     plots/roc_curve.png          classifiers: ROC curves on the test split
@@ -17,17 +19,19 @@ and leaves the run directory complete::
     data.json                    the dataset's loading report, where it gives one
     tensorboard/                 TensorBoard logs
     metrics.json                 final test metrics (written last: the run finished)
+    .lock                        held by the process training the run
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -56,66 +60,134 @@ def import_tensorflow():
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Train and evaluate the run described by ``cfg``, writing its artifacts to ``run_dir``.
 
+    A run directory that holds a checkpoint of the same run continues from it
+    (``trainer.resume=auto``); one that holds a finished run returns its test metrics.
     Returns the test metrics (``loss`` and each chosen metric); on a multi-worker run's
-    workers other than the chief, which write nothing, an empty dict.
+    workers other than the chief, which write only their checkpoints, an empty dict.
     """
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
     run_dir = Path(run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
+    resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
     tf, keras, placement = _start(plan)
-    if placement.chief:
+    with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
+        finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
+        if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
+            log.info("the run in %s finished already", run_dir)
+            return finished
+        return _train(tf, keras, plan, placement, run_dir, resolved, finished)
+
+
+def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[str, float]]:
+    """Check that ``run_dir`` is free for this run, or holds this run: with
+    ``resume=auto`` the same config (apart from the keys that may change between attempts);
+    with ``never``, no run at all. Returns a finished run's test metrics. No TF."""
+    import json
+
+    from zoo.compare import flatten
+
+    recorded = run_dir / artifacts.CONFIG
+    if not recorded.is_file():
+        return None
+    if resume == "never":
+        raise ZooError(
+            f"{run_dir} already holds a run and trainer.resume=never; choose another hydra.run.dir "
+            "(or trainer.resume=auto to continue that run)"
+        )
+    before = flatten(OmegaConf.to_container(OmegaConf.load(recorded)))
+    now = flatten(json.loads(json.dumps(resolved)))
+    changed = [
+        key for key in dict.fromkeys([*before, *now])
+        if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)
+    ]  # fmt: skip
+    if changed:
+        key = changed[0]
+        raise ZooError(
+            f"{run_dir} holds a run with {key}={before.get(key)!r}, not {now.get(key)!r}; "
+            "to continue it, use its config; for a new run, choose another hydra.run.dir"
+        )
+    metrics = run_dir / artifacts.METRICS
+    return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
+
+
+# Keys that may differ between the attempts of one run: where it runs, how it reports,
+# how often it checkpoints, and how long it trains (more epochs continue it).
+RESUMABLE_CHANGES = (
+    "device.", "objective", "trainer.progress", "trainer.resume", "trainer.checkpoint_", "trainer.epochs",
+)  # fmt: skip
+
+
+def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, finished) -> dict[str, float]:
+    from zoo.checkpoints import Checkpoints
+    from zoo.training import fit
+
+    chief = placement.chief
+    if chief and finished is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
-        resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
         artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
         artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
-    if splits.report and placement.chief:
+    if splits.report and chief and finished is None:
         artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
         for skipped in splits.report.get("skipped", []):
             log.warning("skipped %s", skipped)
-    # Keras' fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585) and with
-    # several steps per execution under MirroredStrategy (keras-team/keras#19246): zoo's
-    # lockstep loop trains those.
-    lockstep = placement.multi_worker or (
-        plan.trainer.steps_per_execution > 1 and isinstance(placement.strategy, tf.distribute.MirroredStrategy)
-    )
-    train_data = _batches(tf, plan, splits.train, shuffle=True, whole_batches=lockstep)
+    replicas = placement.strategy.num_replicas_in_sync
+
+    def epoch_batches(epoch: int):
+        return _batches(tf, plan, splits.train, epoch=epoch, whole_batches=replicas > 1)
+
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
-
     with placement.strategy.scope():
         model = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
-    guard = divergence_guard(keras, plan)
-    callbacks = [
-        guard,
-        history_writer(keras, run_dir / artifacts.HISTORY),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)),
-    ]
+    # A multi-worker run's chief validates and finishes on a single-device twin of the model
+    # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
+    twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec)) if chief and placement.multi_worker else None
+
+    def validate() -> dict[str, float]:
+        if twin is not None:
+            twin.set_weights(model.get_weights())
+        evaluator = twin or model
+        return {k: float(v) for k, v in evaluator.evaluate(validation_data, verbose=0, return_dict=True).items()}
+
+    callbacks = [divergence_guard(keras, plan)]  # every worker stops with the chief on a diverged loss
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)))
+    verbosity = progress_verbosity(plan.trainer.progress) if chief else 0
+    trainer = plan.trainer
     started = time.perf_counter()
-    if lockstep:
-        if not placement.chief:  # it writes nothing, but stops with the chief on a diverged loss
-            callbacks = [guard]
-        history, model = _fit_in_lockstep(tf, keras, plan, placement, model, train_data, validation_data, callbacks)
-        if model is None:
-            log.info("fit took %.1f s; the chief writes the run directory", time.perf_counter() - started)
-            return {}
-    else:
-        history = model.fit(
-            train_data,
-            validation_data=validation_data,
-            epochs=plan.trainer.epochs,
-            shuffle=False,  # the training split is already shuffled by tf.data, every epoch
-            verbose=progress_verbosity(plan.trainer.progress),
-            callbacks=callbacks,
-        ).history
-    log.info("fit took %.1f s", time.perf_counter() - started)
+    position = fit(
+        tf,
+        model,
+        placement.strategy,
+        epoch_batches,
+        trainer.epochs,
+        trainer.steps_per_execution,
+        validate=validate if chief else None,
+        callbacks=keras.callbacks.CallbackList(
+            callbacks, add_progbar=verbosity != 0, model=twin or model, verbose=verbosity, epochs=trainer.epochs, steps=None
+        ),
+        checkpoints=Checkpoints(run_dir, task="" if chief else placement.task),
+        checkpoint_every=trainer.checkpoint_every,
+        checkpoint_seconds=trainer.checkpoint_minutes * 60,
+        resume=trainer.resume == "auto",
+        record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
+    )
+    log.info("training took %.1f s", time.perf_counter() - started)
+    if not chief:
+        return {}
+    if finished is not None:
+        return finished
+    if twin is not None:
+        twin.set_weights(model.get_weights())
+        model = twin
     test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
     artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
     title = f"{plan.model.name} on {plan.dataset.name}"
-    artifacts.plot_training_curves(run_dir / artifacts.CURVES, history, title)
+    artifacts.plot_training_curves(run_dir / artifacts.CURVES, position.history, title)
     plot_test_predictions(plan, model, test_data, run_dir, title)
     if plan.model.item.generate is not None:
         samples = plan.model.item.generate(model, plan.model_config, plan.spec, seed=plan.seed)
@@ -124,40 +196,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
     log.info("test metrics %s", test_metrics)
     return test_metrics
-
-
-def _fit_in_lockstep(tf, keras, plan: RunPlan, placement, model, train_data, validation_data, callbacks):
-    """Train with zoo's lockstep loop. The chief validates on a single-device twin of the
-    model that it keeps the weights in step with, and gets the twin back to finish the run
-    with; the other workers get ``None``. Every worker checks the loss (reduced across
-    replicas, so the same everywhere): all stop together on a diverged one."""
-    from zoo.lockstep import fit_in_lockstep
-
-    chief = placement.chief
-    twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec)) if chief else None
-
-    def validate() -> dict[str, float]:
-        twin.set_weights(model.get_weights())
-        return {k: float(v) for k, v in twin.evaluate(validation_data, verbose=0, return_dict=True).items()}
-
-    def report(epoch: int, logs: dict[str, float]) -> None:
-        print(f"Epoch {epoch + 1}/{plan.trainer.epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-
-    history = fit_in_lockstep(
-        tf,
-        model,
-        placement.strategy,
-        train_data,
-        plan.trainer.epochs,
-        plan.trainer.steps_per_execution,
-        validate=validate if chief else None,
-        callbacks=keras.callbacks.CallbackList(callbacks, model=twin if chief else model),
-        report=report if chief and progress_verbosity(plan.trainer.progress) else None,
-    )
-    if not chief:
-        return None, None
-    twin.set_weights(model.get_weights())
-    return history, twin
 
 
 def _start(plan: RunPlan):
@@ -170,6 +208,8 @@ def _start(plan: RunPlan):
     placement = place(plan.device)  # first: devices are fixed once TensorFlow starts
     # Every run sets the policy: a sequential sweep runs its jobs in one process.
     keras.mixed_precision.set_global_policy(plan.trainer.precision)
+    if plan.trainer.deterministic:  # for the rest of the process: TF has no public switch back
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(plan.seed)
     log.info("device %s, %d replica(s)", placement.description, placement.strategy.num_replicas_in_sync)
     return tf, keras, placement
@@ -193,17 +233,26 @@ def compile_model(keras, plan: RunPlan, model, training: bool = False):
     return model
 
 
-def _batches(tf, plan: RunPlan, split: Any, shuffle: bool = False, whole_batches: bool = False):
-    """One split as the model trains on it: targets per objective, batched, prefetched."""
+def _batches(tf, plan: RunPlan, split: Any, epoch: Optional[int] = None, whole_batches: bool = False):
+    """One split as the model trains on it: targets per objective, batched, prefetched; with
+    ``epoch``, shuffled in an order fixed by the run's seed and that epoch's number."""
     return as_tf_dataset(
         tf,
         split,
         plan.trainer.batch_size,
         reconstruct=plan.model.item.objective == RECONSTRUCTION,
-        shuffle_buffer=plan.trainer.shuffle_buffer if shuffle else 0,
-        seed=plan.seed,
+        shuffle_buffer=plan.trainer.shuffle_buffer if epoch is not None else 0,
+        seed=epoch_seed(plan.seed, epoch or 0),
         drop_remainder=whole_batches,
     )
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of one epoch: its order depends on nothing else, so that a
+    resumed run sees each epoch's batches in the order an uninterrupted run does."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
@@ -332,7 +381,7 @@ def as_tf_dataset(
         x, y = split
         data = tf.data.Dataset.from_tensor_slices((x, x) if reconstruct else (x, y))
     if shuffle_buffer:
-        data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
@@ -393,15 +442,3 @@ def divergence_guard(keras, plan: RunPlan):
                     )
 
     return DivergenceGuard()
-
-
-def history_writer(keras, path: Path):
-    """A callback that rewrites ``history.csv`` after every epoch (atomically)."""
-    history: dict[str, list[float]] = {}
-
-    def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
-        for key, value in (logs or {}).items():
-            history.setdefault(key, []).append(float(value))
-        artifacts.write_history(path, history)
-
-    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)

@@ -1,0 +1,219 @@
+"""The training loop of every run, on one device or many, resumable at any step.
+
+Keras' ``fit`` falls short in three places: it cannot continue an interrupted epoch at the
+step where it stopped (``BackupAndRestore`` replays the epoch's first batches, see
+``../shared/FACTS.md``), it fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585), and under ``MirroredStrategy`` with several steps per execution
+(keras-team/keras#19246). This loop does what ``fit`` does, with TensorFlow's own
+machinery, the same way everywhere:
+
+- each epoch's batches come in an order fixed by the run's seed and the epoch's number, so
+  a resumed epoch skips exactly the batches its checkpoint had trained on;
+- each replica runs the model's own ``train_step`` on its slice of a global batch
+  (``strategy.run``; VAE and GAN train unchanged), several steps per call into TensorFlow
+  when asked, and the logged values are averaged across replicas (``strategy.reduce``);
+- a checkpoint (``zoo.checkpoints``) is saved every ``checkpoint_every`` steps, every
+  ``checkpoint_seconds`` and at the end of every epoch, after the callbacks have seen the
+  step's loss (a diverged step is never saved).
+
+Callbacks are Keras callbacks and get what ``fit`` gives them: train/epoch/batch begin and
+end, with Keras' progress bar when ``verbose`` asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any, Callable, Optional
+
+from zoo.checkpoints import KEEP, Checkpoints, Position, restore, training_state
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+
+def fit(
+    tf,
+    model,
+    strategy,
+    epoch_batches: Callable[[int], Any],
+    epochs: int,
+    steps_per_execution: int = 1,
+    validate: Optional[Callable[[], dict[str, float]]] = None,
+    callbacks: Any = None,
+    checkpoints: Optional[Checkpoints] = None,
+    checkpoint_every: int = 0,
+    checkpoint_seconds: float = 0.0,
+    resume: bool = True,
+    record: Optional[Callable[[Position], None]] = None,
+) -> Position:
+    """Train ``model`` (built and compiled in ``strategy``'s scope) for ``epochs`` on
+    ``epoch_batches(epoch)``, the batches of each epoch in that epoch's order (whole global
+    batches when there are several replicas: a partial one could leave a replica an empty
+    slice, whose mean loss is NaN).
+
+    With ``checkpoints`` and ``resume``, training continues from the newest checkpoint found
+    there. Every worker of a multi-worker run calls this with the same arguments (and its
+    own ``checkpoints``); only the chief passes ``validate`` and ``record``, which gets the
+    position (and so the history) after each epoch and on resuming. Returns the final position,
+    whose ``history`` has per epoch the training logs and the validation logs (``val_``
+    prefixed).
+    """
+    replicas = strategy.num_replicas_in_sync
+    steps = count_steps(epoch_batches(0))
+    log.info("%d steps per epoch, each global batch split over %d replica(s)", steps, replicas)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    found = None
+    if checkpoints is not None and resume and multi_worker:
+        step = common_checkpoint(tf, strategy, checkpoints.steps()[:KEEP])
+        found = checkpoints.load(step) if step is not None else None
+    elif checkpoints is not None and resume:
+        found = checkpoints.latest()
+    position = found[1] if found else Position(steps_per_epoch=steps)
+    if found and position.steps_per_epoch != steps:
+        raise ZooError(
+            f"checkpoint {found[0]} was taken at {position.steps_per_epoch} steps per epoch, this run has {steps} "
+            "(the data or trainer.batch_size changed); start a new run (another hydra.run.dir)"
+        )
+    if multi_worker and checkpoint_seconds:
+        # Workers' clocks would pick different steps; they must checkpoint the same ones.
+        log.info("checkpoints by time are off with several workers: every %d steps and at epoch ends", checkpoint_every)
+        checkpoint_seconds = 0.0
+
+    variables: Optional[list] = None
+    if found:
+        # The variables exist once a step has run (the first creates the optimizer's and
+        # the metrics'): a throw-away step, then the checkpoint overwrites all it changed.
+        strategy.run(model.train_step, args=(next(iter(_distribute(tf, strategy, epoch_batches(0)))),))
+        variables = training_state(model)
+        restore(variables, found[2], found[0])
+        log.info("resumed from %s: %d of %d steps done", found[0].name, position.optimizer_steps, epochs * steps)
+        if record is not None:
+            record(position)  # drops the rows of epochs the checkpoint had not reached
+
+    run_steps = _step_function(tf, model, strategy, steps_per_execution)
+    if callbacks is not None:
+        callbacks.set_params({**(callbacks.params or {}), "steps": steps})  # for the progress bar
+        callbacks.on_train_begin()
+    logs: dict[str, float] = {}
+    last_save = time.monotonic()
+    for epoch in range(position.epoch, epochs):
+        if callbacks is not None:
+            callbacks.on_epoch_begin(epoch)
+        done = position.step if epoch == position.epoch else 0
+        if done == 0:  # an epoch resumed in its middle keeps the metric totals restored
+            model.reset_metrics()
+        iterator = iter(_distribute(tf, strategy, epoch_batches(epoch).skip(done)))
+        count = 0  # steps run since the logs were last looked at
+        if variables is None:
+            # Eagerly: the first step creates the optimizer's and the metrics' variables,
+            # which inside a tf.function TensorFlow creates under a conditional that a
+            # MirroredStrategy's replicas cannot run.
+            outputs = strategy.run(model.train_step, args=(next(iterator),))
+            variables = training_state(model)
+            done = count = 1
+        while True:
+            if count:
+                logs = reduce_logs(tf, strategy, outputs)
+                if callbacks is not None:
+                    callbacks.on_train_batch_end(done - 1, logs)  # the divergence guard raises here
+                due = (checkpoint_every and _crossed(done, count, checkpoint_every)) or (
+                    checkpoint_seconds and time.monotonic() - last_save >= checkpoint_seconds
+                )
+                if checkpoints is not None and due and done < steps:  # an epoch's end saves below
+                    checkpoints.save(variables, Position(epoch, done, steps, position.history))
+                    last_save = time.monotonic()
+            if done == steps:
+                break
+            count = min(steps_per_execution, steps - done)
+            if callbacks is not None:
+                callbacks.on_train_batch_begin(done)
+            outputs = run_steps(iterator, count)
+            done += count
+        if validate is not None:
+            logs.update({f"val_{name}": value for name, value in validate().items()})
+        history = {name: [*position.history.get(name, []), value] for name, value in logs.items()}
+        position = Position(epoch + 1, 0, steps, history)
+        if record is not None:
+            record(position)
+        if callbacks is not None:
+            callbacks.on_epoch_end(epoch, logs)
+        if checkpoints is not None:
+            checkpoints.save(variables, position)
+            last_save = time.monotonic()
+    if callbacks is not None:
+        callbacks.on_train_end(logs)
+    log.info("final weights sha256 %s", weights_digest(model))
+    return position
+
+
+def _crossed(done: int, count: int, every: int) -> bool:
+    """Whether the last ``count`` steps, ending at ``done``, passed a multiple of ``every``."""
+    return done // every > (done - count) // every
+
+
+def _step_function(tf, model, strategy, steps_per_execution: int):
+    step = model.train_step
+    if model.jit_compile and strategy.num_replicas_in_sync == 1:
+        step = tf.function(step, jit_compile=True, reduce_retracing=True)
+    elif model.jit_compile:
+        # XLA cannot compile a step whose update reaches variables on other devices (nor
+        # Keras' evaluation step, which validation runs).
+        log.warning("jit_compile is not applied: the training loop runs %d replicas", strategy.num_replicas_in_sync)
+        model.jit_compile = False
+
+    def run_steps(iterator, count: int):
+        outputs = None
+        for _ in range(count):  # unrolled: count is steps_per_execution or a remainder
+            outputs = strategy.run(step, args=(next(iterator),))
+        return outputs
+
+    # A graph per distinct count: steps_per_execution, the epoch's remainder, a resumed start's.
+    return tf.function(run_steps, autograph=False, reduce_retracing=True)
+
+
+def _distribute(tf, strategy, batches):
+    options = tf.data.Options()
+    # Each worker keeps its share of every global batch (all shuffle alike: same seed).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(batches.with_options(options))
+
+
+def count_steps(batches) -> int:
+    steps = int(batches.cardinality())
+    if steps < 0:  # unknown (a filtered pipeline): count once, identically on every worker
+        steps = int(batches.reduce(0, lambda count, *_: count + 1))
+    if steps == 0:
+        raise ZooError("the training split is smaller than one global batch; lower trainer.batch_size")
+    return steps
+
+
+def reduce_logs(tf, strategy, outputs) -> dict[str, float]:
+    return {name: float(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)) for name, value in outputs.items()}
+
+
+def common_checkpoint(tf, strategy, steps: list[int]) -> Optional[int]:
+    """The newest checkpoint step every worker has (``steps``: this worker's newest, newest
+    first), or None when none has any. Workers save at the same steps, but a kill can stop
+    one after a save that another had not reached: they differ by at most one save, and
+    each keeps two."""
+    mine = tf.constant([[*steps, *[-1] * (KEEP - len(steps))]], tf.int64)
+    everyone = strategy.gather(strategy.run(lambda: mine), axis=0).numpy()
+    if (everyone < 0).all():
+        return None
+    common = set.intersection(*({int(s) for s in row if s >= 0} for row in everyone))
+    if not common:
+        raise ZooError(
+            f"the workers hold checkpoints of different steps ({', '.join(str(max(row)) for row in everyone)}): "
+            "one lost its checkpoints (are the run directories where they were?); start a new run (another hydra.run.dir)"
+        )
+    return max(common)
+
+
+def weights_digest(model) -> str:
+    """A digest of every weight (trainable or not), equal on workers that agree bit for bit."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(weights.tobytes())
+    return digest.hexdigest()
