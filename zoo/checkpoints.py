@@ -100,6 +100,10 @@ class Checkpoints:
                 "lower trainer.learning_rate or look for NaN/Inf values in the data. The run is left unfinished, "
                 "its last good checkpoint kept"
             )
+        for i, variable in enumerate(variables):
+            copies = replica_copies(variable)
+            if copies:
+                arrays[f"r{i}"] = np.stack([ops.convert_to_numpy(copy) for copy in copies])
         arrays["paths"] = np.array([v.path for v in variables])
         arrays["position"] = np.array(json.dumps(asdict(position)))
         path = self.path(position.optimizer_steps)
@@ -154,4 +158,24 @@ def restore(variables: list, arrays: dict, source: Path) -> None:
                 f"{variable.path} {tuple(variable.shape)}; start a new run (another hydra.run.dir)"
             )
     for i, variable in enumerate(variables):
-        variable.assign(arrays[f"v{i}"])
+        copies = replica_copies(variable)
+        if copies and len(arrays.get(f"r{i}", ())) == len(copies):
+            for copy, value in zip(copies, arrays[f"r{i}"]):
+                copy.assign(value)
+        else:  # no replicas, or another number of them: the total, shared out by TensorFlow
+            variable.assign(arrays[f"v{i}"])
+
+
+def replica_copies(variable) -> list:
+    """The per-replica copies of a variable that each replica updates on its own (metric
+    totals under a distribution strategy, summed only when read); empty for the others.
+
+    Each copy is saved and restored as it was: restoring only the sum would share it out
+    evenly, and an interrupted epoch's metrics (each replica's, then averaged) would drift.
+    """
+    import tensorflow as tf
+
+    value = getattr(variable, "value", variable)
+    if getattr(value, "synchronization", None) != tf.VariableSynchronization.ON_READ:
+        return []
+    return list(getattr(value, "values", ()))
