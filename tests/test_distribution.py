@@ -127,6 +127,7 @@ def test_two_replicas_on_a_split_cpu_train_like_one_device_in_mixed_bfloat16(def
         assert "mixed_bfloat16" in archive.read("config.json").decode()
 
 
+@pytest.mark.slow  # keeps the default suite within its time
 def test_an_xla_compiled_run_trains_with_every_default_metric(default_run, tmp_path):
     run_dir = tmp_path / "run"
     result = run_zoo("train", *CNN, "device=cpu", "trainer.jit_compile=true", f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -160,6 +161,7 @@ def test_two_workers_on_loopback_train_a_classifier_in_lockstep(default_run, tmp
     assert json.loads((run_dirs[0] / "metrics.json").read_text())["accuracy"] > 0.5
 
 
+@pytest.mark.slow  # keeps the default suite within its time
 def test_two_workers_started_as_a_slurm_job_step_train_a_gan_in_lockstep(tmp_path):
     """The cluster read from the environment `srun` gives each task, by TensorFlow's
     SlurmClusterResolver: two tasks on one node take ports `device.port` and the next."""
