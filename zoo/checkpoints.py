@@ -93,7 +93,9 @@ class Checkpoints:
         from keras import ops
 
         arrays: dict[str, Any] = {f"v{i}": ops.convert_to_numpy(v) for i, v in enumerate(variables)}
-        broken = next((v.path for v, a in zip(variables, arrays.values()) if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
+        broken = next(
+            (v.path for v, a in zip(variables, arrays.values()) if a.dtype.kind == "f" and not np.isfinite(a).all()), None
+        )
         if broken:  # the last step's loss was finite, but its update was not
             raise ZooError(
                 f"training diverged: {broken} is no longer finite at {position}; "

@@ -144,7 +144,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         model = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
-    twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec)) if chief and placement.multi_worker else None
+    twin = None
+    if chief and placement.multi_worker:
+        twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec))
 
     def validate() -> dict[str, float]:
         if twin is not None:
