@@ -148,11 +148,15 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     if chief and placement.multi_worker:
         twin = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec))
 
+    def evaluator():
+        """The model to evaluate: the twin, given the trained weights, where there is one."""
+        if twin is None:
+            return model
+        twin.set_weights(model.get_weights())
+        return twin
+
     def validate() -> dict[str, float]:
-        if twin is not None:
-            twin.set_weights(model.get_weights())
-        evaluator = twin or model
-        return {k: float(v) for k, v in evaluator.evaluate(validation_data, verbose=0, return_dict=True).items()}
+        return {k: float(v) for k, v in evaluator().evaluate(validation_data, verbose=0, return_dict=True).items()}
 
     callbacks = [divergence_guard(keras, plan)]  # every worker stops with the chief on a diverged loss
     if chief:
@@ -182,9 +186,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         return {}
     if finished is not None:
         return finished
-    if twin is not None:
-        twin.set_weights(model.get_weights())
-        model = twin
+    model = evaluator()
     test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
     artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
