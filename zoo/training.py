@@ -93,6 +93,7 @@ def fit(
             record(position)  # drops the rows of epochs the checkpoint had not reached
 
     run_steps = _step_function(tf, model, strategy, steps_per_execution)
+    log.info("jit_compile=%s, steps_per_execution=%d", bool(model.jit_compile), steps_per_execution)
     if callbacks is not None:
         callbacks.set_params({**(callbacks.params or {}), "steps": steps})  # for the progress bar
         callbacks.on_train_begin()
@@ -102,6 +103,7 @@ def fit(
         if callbacks is not None:
             callbacks.on_epoch_begin(epoch)
         done = position.step if epoch == position.epoch else 0
+        started, skipped = time.perf_counter(), done
         if done == 0:  # an epoch resumed in its middle keeps the metric totals restored
             model.reset_metrics()
         iterator = iter(_distribute(tf, strategy, epoch_batches(epoch).skip(done)))
@@ -131,8 +133,14 @@ def fit(
                 callbacks.on_train_batch_begin(done)
             outputs = run_steps(iterator, count)
             done += count
+        trained = time.perf_counter() - started
         if validate is not None:
             logs.update({f"val_{name}": value for name, value in validate().items()})
+        # Steady-state speed for users and benchmarks; the first epoch also traces the step.
+        log.info(
+            "epoch %d/%d: %d steps trained in %.3f s, validated in %.3f s",
+            epoch + 1, epochs, steps - skipped, trained, time.perf_counter() - started - trained,
+        )  # fmt: skip
         history = {name: [*position.history.get(name, []), value] for name, value in logs.items()}
         position = Position(epoch + 1, 0, steps, history)
         if record is not None:

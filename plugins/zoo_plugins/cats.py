@@ -141,7 +141,7 @@ class CNNCatClassifierConfig:
     shift: float = field(default=0.2, metadata={"help": "Augmentation: largest shift, as a fraction of width/height."})
     shear: float = field(
         default=0.2,
-        metadata={"help": "Augmentation: shear factor (Keras RandomShear; ImageDataGenerator read 0.2 as degrees)."},
+        metadata={"help": "Augmentation: largest shear factor (as Keras RandomShear; ImageDataGenerator read 0.2 as degrees)."},
     )
     zoom: float = field(default=0.2, metadata={"help": "Augmentation: largest zoom in or out, as a fraction."})
     flip: bool = field(default=True, metadata={"help": "Augmentation: random horizontal flips."})
@@ -177,15 +177,10 @@ def build_cnn_cat_classifier(config: CNNCatClassifierConfig, spec: zoo.DataSpec)
 
     inputs = keras.Input(shape=spec.input_shape, name="image")
     x = inputs
-    if config.augment:  # Keras' random layers act only when training=True
-        x = layers.RandomFlip("horizontal", name="flip")(x) if config.flip else x
-        x = layers.RandomRotation(config.rotation / 360.0, fill_mode="nearest", name="rotate")(x)
-        x = layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest", name="shift")(x)
-        # Keras 3.15's RandomShear(0.2) saves its factor as [-0.2, 0.2], which its own
-        # constructor then refuses: the model would not reload. (0, shear) round-trips, and
-        # the random flip before it mirrors the shear for half of the images.
-        x = layers.RandomShear((0.0, config.shear), (0.0, config.shear), fill_mode="nearest", name="shear")(x)
-        x = layers.RandomZoom(config.zoom, config.zoom, fill_mode="nearest", name="zoom")(x)
+    if config.augment:  # active only when training=True
+        from zoo_plugins.augmentation import RandomAffine
+
+        x = RandomAffine(config.rotation, config.shift, config.shear, config.zoom, config.flip, name="augment")(x)
     for i, filters in enumerate(config.filters, start=1):
         x = layers.Conv2D(filters, 3, activation="relu", name=f"conv_{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
