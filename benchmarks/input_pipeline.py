@@ -56,15 +56,18 @@ def zoo_epochs(folder: Path):
     import tensorflow as tf
 
     import zoo
-    from zoo.run import as_tf_dataset, epoch_seed
+    from zoo.config import TrainerConfig
+    from zoo.run import as_tf_dataset, epoch_seed, shuffle_buffer_size
 
     # folder is <root>/train, beside small validation/ and test/ folders: all of it trains.
     splits = zoo.create_dataset("image_folder", path=str(folder.parent), image_size=[SIZE, SIZE]).load(seed=0)
     augment = zoo.create_model("cnn_cat_classifier", zoo.create_dataset("synthetic_cats").spec).get_layer("augment")
     augmented = tf.function(lambda images: augment(images, training=True))
 
+    shuffle_buffer = shuffle_buffer_size(tf, splits.train, TrainerConfig())
+
     def epoch(n: int, augment: bool = True):
-        for images, labels in as_tf_dataset(tf, splits.train, BATCH, shuffle_buffer=10000, seed=epoch_seed(0, n)):
+        for images, labels in as_tf_dataset(tf, splits.train, BATCH, shuffle_buffer=shuffle_buffer, seed=epoch_seed(0, n)):
             yield (augmented(images) if augment else images), labels
 
     return epoch

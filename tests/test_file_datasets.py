@@ -84,6 +84,27 @@ def test_image_folder_uses_given_split_folders_and_a_seeded_split_for_the_missin
         np.testing.assert_allclose(image, (30 if label == 0 else 220) / 255, atol=1 / 255)
 
 
+def test_large_images_get_a_shuffle_buffer_bounded_in_memory_over_a_mixed_order(tmp_path):
+    import tensorflow as tf
+
+    from zoo.config import TrainerConfig
+    from zoo.run import shuffle_buffer_size
+
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "train" / name, 20, value)
+        write_pngs(tmp_path / "test" / name, 2, value)
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[128, 128], cache="off")
+    train = data.load(seed=0).train
+    # Given as class folders, one class after the other; trained on in a seeded random order.
+    labels = [int(y) for _, y in train]
+    assert sorted(labels) != labels and labels.count(0) == labels.count(1) == 17
+    example_bytes = 128 * 128 * 3 * 4 + 4  # float32 image and int32 label
+    assert shuffle_buffer_size(tf, train, TrainerConfig(shuffle_memory_mb=1)) == 2**20 // example_bytes
+    assert shuffle_buffer_size(tf, train, TrainerConfig(shuffle_buffer=5)) == 5
+    arrays = (np.zeros((10, 8, 8), np.float32), np.zeros(10, np.int64))
+    assert shuffle_buffer_size(tf, arrays, TrainerConfig(shuffle_memory_mb=4)) == 10_000  # 264 bytes each: all fit
+
+
 def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
     """Corrupt, truncated, zero-byte and non-image files are skipped, each listed with its
     reason; the good images are all used."""

@@ -62,6 +62,9 @@ class TrainerConfig:
     optimizer: str = field(default="adam", metadata={"help": "Keras optimizer name: " + ", ".join(OPTIMIZERS) + "."})
     learning_rate: float = field(default=1e-3, metadata={"help": "The optimizer's learning rate."})
     shuffle_buffer: int = field(default=10_000, metadata={"help": "Examples held for shuffling the training split."})
+    shuffle_memory_mb: int = field(
+        default=256, metadata={"help": "Most memory the shuffle buffer may take (large images: fewer examples held)."}
+    )
     progress: str = field(
         default="auto",
         metadata={"help": "Keras progress output: auto (a bar on a terminal, quiet otherwise), bar, epoch, off."},
@@ -102,7 +105,7 @@ class TrainerConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("jit_compile", self.jit_compile, JIT_COMPILE)
         check_choice("resume", self.resume, RESUME)
-        for key in ("epochs", "batch_size", "shuffle_buffer", "steps_per_execution"):
+        for key in ("epochs", "batch_size", "shuffle_buffer", "shuffle_memory_mb", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         for key in ("checkpoint_every", "checkpoint_minutes"):

@@ -48,6 +48,7 @@ PROGRESS_VERBOSITY = {"bar": 1, "epoch": 2, "off": 0}
 def import_tensorflow():
     """Import TensorFlow with its C++ start-up chatter muted (unless the user chose a level)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limit_malloc_arenas()
     try:
         import tensorflow as tf
     except ImportError:
@@ -55,6 +56,26 @@ def import_tensorflow():
             "TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])"
         ) from None
     return tf
+
+
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas (its default: 8 per core) unless ``MALLOC_ARENA_MAX`` says
+    otherwise. TensorFlow's threads free large tensors into many arenas that glibc keeps:
+    with the default, a run's resident memory grew by about 80 MB an epoch in the memory
+    benchmark (``benchmarks/memory.py``); with two arenas it stayed flat, as fast."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl): nothing to set
+        return
+    m_arena_max = -8  # malloc.h
+    libc.mallopt(m_arena_max, MALLOC_ARENAS)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
@@ -135,8 +156,10 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             log.warning("skipped %s", skipped)
     replicas = placement.strategy.num_replicas_in_sync
 
+    shuffle_buffer = shuffle_buffer_size(tf, splits.train, plan.trainer)
+
     def epoch_batches(epoch: int):
-        return _batches(tf, plan, splits.train, epoch=epoch, whole_batches=replicas > 1)
+        return _batches(tf, plan, splits.train, epoch=epoch, whole_batches=replicas > 1, shuffle_buffer=shuffle_buffer)
 
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
@@ -237,18 +260,42 @@ def compile_model(keras, plan: RunPlan, model, training: bool = False):
     return model
 
 
-def _batches(tf, plan: RunPlan, split: Any, epoch: Optional[int] = None, whole_batches: bool = False):
+def _batches(
+    tf, plan: RunPlan, split: Any, epoch: Optional[int] = None, whole_batches: bool = False, shuffle_buffer: int = 0
+):
     """One split as the model trains on it: targets per objective, batched, prefetched; with
-    ``epoch``, shuffled in an order fixed by the run's seed and that epoch's number."""
+    ``epoch``, shuffled (``shuffle_buffer`` examples) in an order fixed by the run's seed and
+    that epoch's number."""
     return as_tf_dataset(
         tf,
         split,
         plan.trainer.batch_size,
         reconstruct=plan.model.item.objective == RECONSTRUCTION,
-        shuffle_buffer=plan.trainer.shuffle_buffer if epoch is not None else 0,
+        shuffle_buffer=shuffle_buffer if epoch is not None else 0,
         seed=epoch_seed(plan.seed, epoch or 0),
         drop_remainder=whole_batches,
     )
+
+
+def shuffle_buffer_size(tf, split: Any, trainer) -> int:
+    """``trainer.shuffle_buffer`` examples, or as many as ``trainer.shuffle_memory_mb`` holds:
+    the buffer keeps decoded examples, and 10,000 images of 224x224 would take 6 GB."""
+    import numpy as np
+
+    if isinstance(split, tf.data.Dataset):
+        sizes = [(spec.shape.num_elements(), spec.dtype.size) for spec in tf.nest.flatten(split.element_spec)]
+    else:
+        sizes = [(int(np.prod(array.shape[1:])), array.dtype.itemsize) for array in split]
+    if any(elements is None for elements, _ in sizes):  # variable shapes: no estimate
+        return trainer.shuffle_buffer
+    example_bytes = sum(elements * itemsize for elements, itemsize in sizes)
+    fits = max(1, trainer.shuffle_memory_mb * 2**20 // max(1, example_bytes))
+    if fits < trainer.shuffle_buffer:
+        log.info(
+            "shuffle buffer: %d examples of %d bytes (trainer.shuffle_memory_mb=%d holds no more)",
+            fits, example_bytes, trainer.shuffle_memory_mb,
+        )  # fmt: skip
+    return min(trainer.shuffle_buffer, fits)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -148,6 +148,10 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         found[split] = (np.array(paths), np.array(labels, dtype=np.int32))
         skipped += bad
     found = _split_missing(found, config, seed)
+    # Files come class by class. A random order, fixed before caching, lets a shuffle buffer
+    # smaller than the split (large images: trainer.shuffle_memory_mb) still mix the classes.
+    order = np.random.default_rng(seed).permutation(len(found["train"][0]))
+    found["train"] = tuple(array[order] for array in found["train"])
 
     height, width = config.image_size
 
