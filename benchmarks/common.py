@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -71,3 +73,35 @@ def write_many_jpegs(root: Path, count: int, size: int, chunk: int = 2000) -> Pa
         for job in jobs:
             job.result()
     return root
+
+
+def train_log_report(text: str) -> dict:
+    """What a run's ``train.log`` says of its speed: per-epoch training seconds, and its
+    ``jit_compile`` and ``steps_per_execution`` choices."""
+    choices = re.search(r"jit_compile=(\w+), steps_per_execution=(\d+)", text)
+    return {
+        "epoch_seconds": [float(s) for s in re.findall(r"epoch \d+/\d+: \d+ steps trained in ([\d.]+) s", text)],
+        "jit_compile": choices.group(1) == "True",
+        "steps_per_execution": int(choices.group(2)),
+    }
+
+
+def epoch_timer(keras):
+    """A Keras callback timing each epoch from its start to its last training step's end
+    (validation excluded); the times are in its ``seconds``."""
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(self.last - self.started)
+
+    return EpochTimer()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import QUIET_TF, machine, run_child, write_jpegs  # noqa: E402
+from common import QUIET_TF, epoch_timer, machine, run_child, train_log_report, write_jpegs  # noqa: E402
 
 SPEED_GOAL, WALL_GOAL = 0.98, 1.05
 SOURCE_SIZE, SIZE, BATCH, SEED = 150, 64, 32, 0
@@ -41,8 +40,6 @@ SOURCE_SIZE, SIZE, BATCH, SEED = 150, 64, 32, 0
 
 def plain_keras(root: Path, epochs: int, out: Path) -> dict:
     """The job as hand-written Keras; returns per-epoch training seconds and its choices."""
-    import time
-
     import keras
     import tensorflow as tf
 
@@ -63,21 +60,7 @@ def plain_keras(root: Path, epochs: int, out: Path) -> dict:
     model = zoo.create_model("cnn_cat_classifier", spec)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
 
-    class EpochTimer(keras.callbacks.Callback):
-        """Seconds from an epoch's start to its last training step's end (no validation)."""
-
-        seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.last = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(self.last - self.started)
-
-    timer = EpochTimer()
+    timer = epoch_timer(keras)
     model.fit(train, epochs=epochs, validation_data=validation, callbacks=[timer], verbose=0)
     model.evaluate(test, verbose=0)
     model.save(out / "model.keras")
@@ -95,13 +78,7 @@ def zoo_train(root: Path, epochs: int, run_dir: Path) -> tuple[float, dict]:
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, **QUIET_TF})
     wall = time.perf_counter() - started
-    log = (run_dir / "train.log").read_text()
-    choices = re.search(r"jit_compile=(\w+), steps_per_execution=(\d+)", log)
-    return wall, {
-        "epoch_seconds": [float(s) for s in re.findall(r"epoch \d+/\d+: \d+ steps trained in ([\d.]+) s", log)],
-        "jit_compile": choices.group(1) == "True",
-        "steps_per_execution": int(choices.group(2)),
-    }
+    return wall, train_log_report((run_dir / "train.log").read_text())
 
 
 def plain_run(root: Path, epochs: int, out: Path) -> tuple[float, dict]:

@@ -50,3 +50,30 @@ def test_discovery_benchmark_finds_every_generated_plugin():
     # The script itself fails unless `zoo list` shows every generated model.
     rows = run_benchmark("discovery.py", "--counts", "0", "5", "--rounds", "1")
     assert [row.split("|")[1].strip() for row in rows] == ["0", "5"]
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_runs_both_sides_with_the_same_execution_choices():
+    rows = run_benchmark("overhead.py", "--images", "64", "--epochs", "2", "--rounds", "1")
+    assert [row.split("|")[1].strip() for row in rows] == ["plain Keras", "zoo train"]
+    assert len({row.split("|")[4].strip() for row in rows}) == 1  # jit_compile, steps_per_execution
+
+
+@pytest.mark.slow
+def test_input_pipeline_benchmark_times_the_seed_and_the_zoo():
+    rows = run_benchmark("input_pipeline.py", "--images", "64", "--epochs", "2", "--steps", "1", "--rounds", "1")
+    assert [row.split("|")[1].strip().split(":")[0] for row in rows] == ["seed 004", "zoo"]
+
+
+@pytest.mark.slow
+def test_memory_benchmark_watches_a_file_cached_run_and_the_in_memory_control():
+    rows = run_benchmark("memory.py", "--cap-mb", "8000", "--factor", "0.002", "--image-size", "64", "--epochs", "3")
+    assert len(rows) == 2 and rows[0].startswith("| file") and "memory" in rows[1]
+    assert rows[0].split("|")[3].strip() == "yes"  # far under a generous cap
+    assert len(rows[0].split("|")[2].split("/")) == 3  # a peak per epoch
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_its_measurements_on_a_cpu_when_asked():
+    rows = run_benchmark("gpu.py", "--images", "32", "--epochs", "2", "--steps", "1", "--cpu")
+    assert len(rows) == 4 and all(float(row.split("|")[2]) > 0 for row in rows)
