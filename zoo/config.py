@@ -21,14 +21,14 @@ import dataclasses
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
-
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from zoo.errors import ZooError
 from zoo.hookspecs import DataSpec
 from zoo.registry import Registered, Registry, get_registry
+
+if TYPE_CHECKING:  # OmegaConf is imported where used: `zoo info` needs only the dataclasses
+    from omegaconf import DictConfig
 
 CONFIG_MODULE = "zoo.conf"
 PRIMARY_CONFIG = "train"
@@ -191,6 +191,9 @@ def typed_config(
     ``owner`` names what the config belongs to in messages ("model 'cnn_classifier'");
     ``prefix`` is the dotted path of its keys on the command line ("model.").
     """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     known = [f.name for f in dataclasses.fields(config_cls)]
     for key in overrides:
         if key not in known:
@@ -220,6 +223,8 @@ def typed_config(
 
 
 def _node(entry: Registered, with_name: bool) -> DictConfig:
+    from omegaconf import OmegaConf
+
     typed = OmegaConf.structured(entry.item.config)
     if not with_name:
         return typed
@@ -283,6 +288,9 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     ``spec`` (a finished run's recorded one) stands in for describing the dataset again,
     so that a trained model is used with the data it was trained on.
     """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     registry = registry or get_registry()
     extra = [k for k in cfg if k not in TOP_LEVEL_KEYS]
     if extra:
@@ -421,6 +429,8 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
     merging = re.search(r"Error merging override (\S+)", text)
     if merging and cause is not None:
         return f"{merging.group(1)}: {str(cause).strip().splitlines()[0]}"
+    from omegaconf.errors import OmegaConfBaseException
+
     if cause is not None and isinstance(cause, OmegaConfBaseException):
         return describe_omegaconf_error(cause)
     return " ".join(text.split())
@@ -433,6 +443,8 @@ def _field(text: str, name: str) -> Optional[str]:
 
 def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
     """Every dotted key of a config, for did-you-mean suggestions."""
+    from omegaconf import DictConfig
+
     keys = []
     if isinstance(cfg, (dict, DictConfig)):
         for key, value in cfg.items():
