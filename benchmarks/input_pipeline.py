@@ -51,7 +51,7 @@ def seed_batches(folder: Path, epoch: int):
 
 
 def zoo_epochs(folder: Path):
-    """``epoch(n, augmented)``: the zoo's batches of epoch ``n``, as the training step
+    """``epoch(n, augment)``: the zoo's batches of epoch ``n``, as the training step
     receives them or as it augments them."""
     import tensorflow as tf
 
@@ -61,8 +61,8 @@ def zoo_epochs(folder: Path):
 
     # folder is <root>/train, beside small validation/ and test/ folders: all of it trains.
     splits = zoo.create_dataset("image_folder", path=str(folder.parent), image_size=[SIZE, SIZE]).load(seed=0)
-    augment = zoo.create_model("cnn_cat_classifier", zoo.create_dataset("synthetic_cats").spec).get_layer("augment")
-    augmented = tf.function(lambda images: augment(images, training=True))
+    layer = zoo.create_model("cnn_cat_classifier", zoo.create_dataset("synthetic_cats").spec).get_layer("augment")
+    augmented = tf.function(lambda images: layer(images, training=True))
 
     shuffle_buffer = shuffle_buffer_size(tf, splits.train, TrainerConfig())
 

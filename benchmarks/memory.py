@@ -1,6 +1,6 @@
 """Memory: training on an image folder several times larger than a memory cap.
 
-    python benchmarks/memory.py                           # cap 1,792 MB, data 4x the cap (about 35 minutes on 2 cores)
+    python benchmarks/memory.py                           # cap 1,792 MB, data 4x the cap (up to 35 minutes on 2 cores)
     python benchmarks/memory.py --cap-mb 1200 --factor 0.05 --epochs 2 --image-size 64
 
 Writes a folder of JPEGs whose decoded size (images x height x width x 3 bytes) is at

@@ -65,7 +65,7 @@ def limit_malloc_arenas() -> None:
     """Cap glibc's malloc arenas (its default: 8 per core) unless ``MALLOC_ARENA_MAX`` says
     otherwise. TensorFlow's threads free large tensors into many arenas that glibc keeps:
     with the default, a run's resident memory grew by about 80 MB an epoch in the memory
-    benchmark (``benchmarks/memory.py``); with two arenas it stayed flat, as fast."""
+    benchmark (``benchmarks/memory.py``); with two it stayed flat, and no slower on 2 cores."""
     if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
         return
     import ctypes

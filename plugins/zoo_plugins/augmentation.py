@@ -28,7 +28,7 @@ class RandomAffine(keras.layers.Layer):
     width and height; ``shear``: largest shear factor (as Keras' ``RandomShear``); ``zoom``:
     largest scaling in or out, as a fraction; ``flip``: mirror half of the images
     left-right. Pixels from outside the image repeat the nearest edge (the seed's
-    ``fill_mode='nearest'``). Channels-last images of any size and dtype.
+    ``fill_mode='nearest'``). Channels-last float images of any size.
     """
 
     def __init__(self, rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, flip=False, seed=None, **kwargs):
