@@ -1,5 +1,5 @@
-"""What the benchmarks share: the machine line, child processes that report JSON, and
-folders of JPEGs to read."""
+"""What the benchmarks share: the machine line, child processes that report JSON, folders
+of JPEGs to read, seed 004's generator and the `zoo train` command they time."""
 
 from __future__ import annotations
 
@@ -61,6 +61,18 @@ def write_jpegs(root: Path, count: int, size: int, seed: int = 0, start: int = 0
     return root
 
 
+def write_jpeg_splits(root: Path, train: int, held_out: int, size: int, many: bool = False) -> Path:
+    """``root/train`` with ``train`` JPEGs, ``root/validation`` and ``root/test`` with
+    ``held_out`` each (given splits: all of train/ trains); ``many`` writes on every core."""
+    if many:
+        write_many_jpegs(root / "train", train, size)
+    else:
+        write_jpegs(root / "train", train, size)
+    for seed, split in enumerate(("validation", "test"), start=1):
+        write_jpegs(root / split, held_out, size, seed=seed)
+    return root
+
+
 def write_many_jpegs(root: Path, count: int, size: int, chunk: int = 2000) -> Path:
     """``write_jpegs`` on every core, in chunks (each seeded by its number)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -105,3 +117,27 @@ def epoch_timer(keras):
             self.seconds.append(self.last - self.started)
 
     return EpochTimer()
+
+
+def cat_spec(size: int):
+    """What `image_folder` yields for a folder of cats and not-cats at ``size`` x ``size``."""
+    import zoo
+
+    return zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(size, size, 3), num_classes=2, value_range=(0.0, 1.0))
+
+
+def seed_generator(tf):
+    """Seed 004's training generator: its exact augmentation arguments."""
+    return tf.keras.preprocessing.image.ImageDataGenerator(
+        rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+        shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode="nearest",
+    )  # fmt: skip
+
+
+def zoo_train_command(root: Path, size: int, epochs: int, run_dir: Path, *overrides: str) -> list[str]:
+    """`zoo train` of `cnn_cat_classifier` on the image folder ``root``, quiet, into ``run_dir``."""
+    return [
+        sys.executable, "-m", "zoo", "train", "model=cnn_cat_classifier", "dataset=image_folder",
+        f"dataset.path={root}", f"dataset.image_size=[{size},{size}]", "metrics=[accuracy]",
+        f"trainer.epochs={epochs}", "trainer.progress=off", f"hydra.run.dir={run_dir}", *overrides,
+    ]  # fmt: skip

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
 
 GOAL_SECONDS = 1.0
 
@@ -88,8 +90,7 @@ def main() -> None:
     low, high = min(args.counts), max(args.counts)
     per_dist = (medians[high] - medians[low]) / (high - low) if high > low else 0.0
     print(
-        f"`zoo list model`, median of {args.rounds} fresh processes; {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}\n"
+        f"`zoo list model`, median of {args.rounds} fresh processes; {machine()}\n"
     )
     print("| extra plugin distributions | median s | goal | met |")
     print("|---|---|---|---|")

@@ -29,7 +29,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import QUIET_TF, epoch_timer, machine, run_child, train_log_report, write_jpegs  # noqa: E402
+from common import (  # noqa: E402
+    QUIET_TF, cat_spec, epoch_timer, machine, run_child, seed_generator, train_log_report, write_jpeg_splits,
+    zoo_train_command,
+)  # fmt: skip
 
 SIZE, BATCH = 150, 32
 
@@ -76,8 +79,7 @@ def step_speed(precision: str, steps: int) -> dict:
     import zoo
 
     keras.mixed_precision.set_global_policy(precision)
-    spec = zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(SIZE, SIZE, 3), num_classes=2, value_range=(0.0, 1.0))
-    model = zoo.create_model("cnn_cat_classifier", spec)
+    model = zoo.create_model("cnn_cat_classifier", cat_spec(SIZE))
     model.compile(optimizer="adam", loss="binary_crossentropy")
     step = tf.function(model.train_step)
     batch = (tf.random.uniform((BATCH, SIZE, SIZE, 3)), tf.cast(tf.random.uniform((BATCH,), 0, 2, tf.int32), tf.float32))
@@ -97,13 +99,10 @@ def seed_script(folder: Path, epochs: int) -> dict:
 
     import zoo
 
-    generator = tf.keras.preprocessing.image.ImageDataGenerator(
-        rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
-        shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode="nearest",
-    )  # fmt: skip
-    flow = generator.flow_from_directory(str(folder), target_size=(SIZE, SIZE), batch_size=BATCH, class_mode="binary")
-    spec = zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(SIZE, SIZE, 3), num_classes=2, value_range=(0.0, 1.0))
-    model = zoo.create_model("cnn_cat_classifier", spec, augment=False)  # the generator augments
+    flow = seed_generator(tf).flow_from_directory(
+        str(folder), target_size=(SIZE, SIZE), batch_size=BATCH, class_mode="binary"
+    )
+    model = zoo.create_model("cnn_cat_classifier", cat_spec(SIZE), augment=False)  # the generator augments
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     timer = epoch_timer(keras)
     model.fit(flow, epochs=epochs, callbacks=[timer], verbose=0)
@@ -111,11 +110,7 @@ def seed_script(folder: Path, epochs: int) -> dict:
 
 
 def zoo_run(root: Path, epochs: int, run_dir: Path, device: str) -> dict:
-    command = [
-        sys.executable, "-m", "zoo", "train", "model=cnn_cat_classifier", "dataset=image_folder", f"device={device}",
-        f"dataset.path={root}", f"dataset.image_size=[{SIZE},{SIZE}]", "metrics=[accuracy]",
-        f"trainer.epochs={epochs}", f"trainer.batch_size={BATCH}", "trainer.progress=off", f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
+    command = zoo_train_command(root, SIZE, epochs, run_dir, f"device={device}", f"trainer.batch_size={BATCH}")
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, **QUIET_TF})
     return train_log_report((run_dir / "train.log").read_text())
 
@@ -150,10 +145,7 @@ def main() -> None:
             speed = run_child(__file__, precision, "--steps", str(args.steps))["images_per_second"]
         rows.append((f"training step, `{precision}`", speed, use.mean))
     with tempfile.TemporaryDirectory(prefix="zoo-gpu-") as tmp:
-        root = Path(tmp) / "jpegs"
-        write_jpegs(root / "train", args.images, SIZE)
-        for seed, split in enumerate(("validation", "test"), start=1):
-            write_jpegs(root / split, max(4, args.images // 10), SIZE, seed=seed)
+        root = write_jpeg_splits(Path(tmp) / "jpegs", args.images, max(4, args.images // 10), SIZE)
         with Utilisation() as use:
             report = run_child(__file__, "seed", "--folder", str(root / "train"), "--epochs", str(args.epochs))
         rows.append(("seed 004 end to end (`ImageDataGenerator`, `fit`)", later_epochs_speed(report, args.images), use.mean))

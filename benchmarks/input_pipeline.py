@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, run_child, write_jpegs  # noqa: E402
+from common import cat_spec, machine, run_child, seed_generator, write_jpeg_splits  # noqa: E402
 
 GOAL = 3.0
 SIZE, BATCH = 150, 32
@@ -40,11 +40,7 @@ def seed_batches(folder: Path, epoch: int):
     """One epoch of seed 004's training generator (its exact arguments)."""
     import tensorflow as tf
 
-    generator = tf.keras.preprocessing.image.ImageDataGenerator(
-        rescale=1.0 / 255, rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
-        shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode="nearest",
-    )  # fmt: skip
-    flow = generator.flow_from_directory(
+    flow = seed_generator(tf).flow_from_directory(
         str(folder), target_size=(SIZE, SIZE), batch_size=BATCH, class_mode="binary", seed=epoch
     )
     return (flow[i] for i in range(len(flow)))
@@ -61,7 +57,7 @@ def zoo_epochs(folder: Path):
 
     # folder is <root>/train, beside small validation/ and test/ folders: all of it trains.
     splits = zoo.create_dataset("image_folder", path=str(folder.parent), image_size=[SIZE, SIZE]).load(seed=0)
-    layer = zoo.create_model("cnn_cat_classifier", zoo.create_dataset("synthetic_cats").spec).get_layer("augment")
+    layer = zoo.create_model("cnn_cat_classifier", cat_spec(SIZE)).get_layer("augment")
     augmented = tf.function(lambda images: layer(images, training=True))
 
     shuffle_buffer = shuffle_buffer_size(tf, splits.train, TrainerConfig())
@@ -87,8 +83,7 @@ def waiting_fraction(next_batch, steps: int, augment: bool) -> float:
 
     import zoo
 
-    spec = zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(SIZE, SIZE, 3), num_classes=2, value_range=(0.0, 1.0))
-    model = zoo.create_model("cnn_cat_classifier", spec, augment=augment)
+    model = zoo.create_model("cnn_cat_classifier", cat_spec(SIZE), augment=augment)
     model.compile(optimizer="adam", loss="binary_crossentropy")
     step = tf.function(model.train_step)
     waited = total = 0.0
@@ -134,11 +129,7 @@ def main() -> None:
         print(json.dumps(child(args.side, args.folder, args.epochs, args.steps)))
         return
     with tempfile.TemporaryDirectory(prefix="zoo-input-") as tmp:
-        folder = args.folder
-        if folder is None:
-            folder = write_jpegs(Path(tmp) / "jpegs" / "train", args.images, SIZE)
-            for split in ("validation", "test"):
-                write_jpegs(Path(tmp) / "jpegs" / split, 4, SIZE, seed=1)
+        folder = args.folder or write_jpeg_splits(Path(tmp) / "jpegs", args.images, 4, SIZE) / "train"
         results: dict[str, list[dict]] = {side: [] for side in SIDES}
         for _ in range(args.rounds):
             for side in SIDES:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import QUIET_TF, machine, write_jpegs, write_many_jpegs  # noqa: E402
+from common import QUIET_TF, machine, write_jpeg_splits, zoo_train_command  # noqa: E402
 
 GROWTH_TOLERANCE_MB = 32  # allocator noise: a leak of one batch per epoch is more
 NARROW_MODEL = ["model.filters=[8,16,32,32]", "model.dense_units=64", "model.augment=false"]
@@ -57,11 +57,7 @@ def rss_mb(pid: int) -> float:
 def train_watched(root: Path, run_dir: Path, cache: str, size: int, epochs: int, cap_mb: float, env: dict) -> dict:
     """Run `zoo train` on ``root``, sampling its RSS: per-epoch peaks, and whether it was
     stopped for going over ``cap_mb``."""
-    command = [
-        sys.executable, "-m", "zoo", "train", "model=cnn_cat_classifier", "dataset=image_folder",
-        f"dataset.path={root}", f"dataset.image_size=[{size},{size}]", f"dataset.cache={cache}", *NARROW_MODEL,
-        f"trainer.epochs={epochs}", "trainer.progress=off", "metrics=[accuracy]", f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
+    command = zoo_train_command(root, size, epochs, run_dir, f"dataset.cache={cache}", *NARROW_MODEL)
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **QUIET_TF, **env}
     )
@@ -99,10 +95,7 @@ def main() -> None:
     image_mb = size * size * 3 / 2**20
     images = math.ceil(args.factor * args.cap_mb / image_mb)
     with tempfile.TemporaryDirectory(prefix="zoo-memory-") as tmp:
-        root = Path(tmp) / "jpegs"
-        write_many_jpegs(root / "train", images, size)
-        for seed, split in enumerate(("validation", "test"), start=1):
-            write_jpegs(root / split, 64, size, seed=seed)
+        root = write_jpeg_splits(Path(tmp) / "jpegs", images, 64, size, many=True)
         decoded_mb = (images + 128) * image_mb
         env = {"MALLOC_ARENA_MAX": str(args.malloc_arenas)} if args.malloc_arenas else {}
         runs = {

@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import QUIET_TF, epoch_timer, machine, run_child, train_log_report, write_jpegs  # noqa: E402
+from common import (  # noqa: E402
+    QUIET_TF, cat_spec, epoch_timer, machine, run_child, train_log_report, write_jpeg_splits, zoo_train_command,
+)  # fmt: skip
 
 SPEED_GOAL, WALL_GOAL = 0.98, 1.05
 SOURCE_SIZE, SIZE, BATCH, SEED = 150, 64, 32, 0
@@ -56,8 +58,7 @@ def plain_keras(root: Path, epochs: int, out: Path) -> dict:
         return data.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
     train, validation, test = split("train", True), split("validation", False), split("test", False)
-    spec = zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(SIZE, SIZE, 3), num_classes=2, value_range=(0.0, 1.0))
-    model = zoo.create_model("cnn_cat_classifier", spec)
+    model = zoo.create_model("cnn_cat_classifier", cat_spec(SIZE))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"])
 
     timer = epoch_timer(keras)
@@ -69,12 +70,7 @@ def plain_keras(root: Path, epochs: int, out: Path) -> dict:
 
 def zoo_train(root: Path, epochs: int, run_dir: Path) -> tuple[float, dict]:
     """`zoo train` on the same job: its wall time, and what its train.log reports."""
-    command = [
-        sys.executable, "-m", "zoo", "train", "model=cnn_cat_classifier", "dataset=image_folder",
-        f"dataset.path={root}", f"dataset.image_size=[{SIZE},{SIZE}]", "metrics=[accuracy]",
-        f"trainer.epochs={epochs}", f"trainer.batch_size={BATCH}", "trainer.progress=off",
-        f"seed={SEED}", f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
+    command = zoo_train_command(root, SIZE, epochs, run_dir, f"trainer.batch_size={BATCH}", f"seed={SEED}")
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env={**os.environ, **QUIET_TF})
     wall = time.perf_counter() - started
@@ -85,14 +81,6 @@ def plain_run(root: Path, epochs: int, out: Path) -> tuple[float, dict]:
     started = time.perf_counter()
     report = run_child(__file__, "--root", str(root), "--epochs", str(epochs), "--out", str(out))
     return time.perf_counter() - started, report
-
-
-def make_folders(root: Path, images: int) -> int:
-    """train/ with ``images`` JPEGs, validation/ and test/ with a fifth as many each."""
-    write_jpegs(root / "train", images, SOURCE_SIZE, seed=0)
-    for seed, split in enumerate(("validation", "test"), start=1):
-        write_jpegs(root / split, max(4, images // 5), SOURCE_SIZE, seed=seed)
-    return images
 
 
 def main() -> None:
@@ -113,7 +101,8 @@ def main() -> None:
     choices: dict[str, set] = {side: set() for side in sides}
     with tempfile.TemporaryDirectory(prefix="zoo-overhead-") as tmp:
         root = Path(tmp) / "jpegs"
-        examples = make_folders(root, args.images)
+        write_jpeg_splits(root, args.images, max(4, args.images // 5), SOURCE_SIZE)
+        examples = args.images
         for round_ in range(args.rounds):
             for side, run in sides.items():
                 out = Path(tmp) / f"{side.replace(' ', '_')}-{round_}"

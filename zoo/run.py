@@ -264,14 +264,14 @@ def _batches(
     tf, plan: RunPlan, split: Any, epoch: Optional[int] = None, whole_batches: bool = False, shuffle_buffer: int = 0
 ):
     """One split as the model trains on it: targets per objective, batched, prefetched; with
-    ``epoch``, shuffled (``shuffle_buffer`` examples) in an order fixed by the run's seed and
-    that epoch's number."""
+    ``epoch`` and ``shuffle_buffer`` (examples), shuffled in an order fixed by the run's seed
+    and that epoch's number."""
     return as_tf_dataset(
         tf,
         split,
         plan.trainer.batch_size,
         reconstruct=plan.model.item.objective == RECONSTRUCTION,
-        shuffle_buffer=shuffle_buffer if epoch is not None else 0,
+        shuffle_buffer=shuffle_buffer,
         seed=epoch_seed(plan.seed, epoch or 0),
         drop_remainder=whole_batches,
     )
