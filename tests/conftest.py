@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,44 @@ def default_run(tmp_path_factory):
     result = run_zoo("train", f"hydra.run.dir={run_dir}", cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result
+
+
+def make_distribution(
+    root: Path, name: str, module_source: str, entry_point: str = "", requires: str = "keras-zoo"
+) -> Path:
+    """A minimal distribution with its own pyproject.toml and a `zoo.plugins` entry point
+    (``entry_point``: its target, the package itself by default)."""
+    package = name.replace("-", "_")
+    project = root / name
+    (project / package).mkdir(parents=True)
+    (project / package / "__init__.py").write_text(textwrap.dedent(module_source))
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [build-system]
+            requires = ["setuptools>=68"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{name}"
+            version = "1.2.3"
+            dependencies = ["{requires}"]
+
+            [project.entry-points."zoo.plugins"]
+            {package} = "{entry_point or package}"
+            """
+        )
+    )
+    return project
+
+
+def install(project: Path, target: Path) -> None:
+    """`pip install` the distribution (as a wheel) into its own site directory."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(project)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Every registered metric against its reference (scikit-learn) on random predictions."""
+"""Every registered metric against its reference (scikit-learn) on random predictions, on
+more kinds of data than the conformance checks (tests/test_conformance.py) use."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.testing import streamed
+from zoo.testing import synthetic_predictions as random_predictions
 
 from conftest import entries
 
@@ -31,45 +34,6 @@ def metric_cases():
     ]
 
 
-def random_predictions(spec: zoo.DataSpec, n: int, seed: int, objective: str = zoo.CLASSIFICATION):
-    rng = np.random.default_rng(seed)
-    if objective == zoo.RECONSTRUCTION:  # images and imperfect reconstructions of them
-        images = rng.uniform(size=(n, *spec.input_shape)).astype(np.float32)
-        return images, np.clip(images + rng.normal(scale=0.2, size=images.shape), 0, 1).astype(np.float32)
-    if objective == zoo.LANGUAGE_MODELING:  # token sequences and next-token probabilities
-        tokens = rng.integers(0, spec.num_classes, size=(n, *spec.input_shape))
-        logits = rng.normal(size=(*tokens.shape, spec.num_classes)) + 2.0 * np.eye(spec.num_classes)[tokens]
-        return tokens, (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(np.float32)
-    y_true = rng.integers(0, spec.num_classes, size=n)
-    if spec.binary:
-        # Informative but imperfect scores, so every statistic is away from its extremes.
-        y_prob = 1 / (1 + np.exp(-(rng.normal(size=n) + 1.5 * (y_true - 0.5))))
-        return y_true, y_prob.reshape(-1, 1).astype(np.float32)
-    logits = rng.normal(size=(n, spec.num_classes)) + 1.2 * np.eye(spec.num_classes)[y_true]
-    y_prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return y_true, y_prob.astype(np.float32)
-
-
-def streamed(metric, y_true, y_prob, batches: int = 3) -> float:
-    """Feed the predictions in several batches, as evaluation does."""
-    metric.reset_state()
-    for part in np.array_split(np.arange(len(y_true)), batches):
-        metric.update_state(y_true[part], y_prob[part])
-    return float(metric.result())
-
-
-def tolerance(name: str) -> float:
-    # The confusion-matrix metrics are exact and the means nearly so (float32 sums); the
-    # curve areas tie the scores within one histogram bin, which moves average precision
-    # more than ROC AUC.
-    return {"auc": 2e-4, "pr_auc": 1e-3, "reconstruction_error": 1e-5, "perplexity": 1e-5}.get(name, 1e-6)
-
-
-@pytest.mark.parametrize("entry", entries("metric"), ids=lambda e: e.name)
-def test_metric_has_a_reference(entry):
-    assert entry.item.reference is not None, f"metric {entry.name!r} declares no reference computation"
-
-
 @pytest.mark.parametrize("entry,case", metric_cases())
 @pytest.mark.parametrize("seed", [0, 1])
 def test_metric_matches_reference_on_random_predictions(entry, case, seed):
@@ -79,11 +43,11 @@ def test_metric_matches_reference_on_random_predictions(entry, case, seed):
     assert metric.name == entry.name
     y_true, y_prob = random_predictions(spec, n=997, seed=seed, objective=objective)
     expected = entry.item.reference(y_true, y_prob, spec, config)
-    assert streamed(metric, y_true, y_prob) == pytest.approx(expected, abs=tolerance(entry.name))
+    assert streamed(metric, y_true, y_prob) == pytest.approx(expected, abs=entry.item.tolerance)
     # reset_state really forgets: a second stream of other data gives its own value.
     y_true2, y_prob2 = random_predictions(spec, n=300, seed=seed + 100, objective=objective)
     expected2 = entry.item.reference(y_true2, y_prob2, spec, config)
-    assert streamed(metric, y_true2, y_prob2) == pytest.approx(expected2, abs=tolerance(entry.name))
+    assert streamed(metric, y_true2, y_prob2) == pytest.approx(expected2, abs=entry.item.tolerance)
 
 
 @pytest.mark.parametrize("average", ["macro", "weighted", "micro"])
@@ -120,4 +84,4 @@ def test_curve_areas_resolve_confident_scores():
     for name in ("auc", "pr_auc"):
         entry = zoo.get_registry().get("metric", name)
         expected = entry.item.reference(y_true, y_prob, spec, entry.item.config())
-        assert streamed(zoo.create_metric(name, spec), y_true, y_prob) == pytest.approx(expected, abs=tolerance(name))
+        assert streamed(zoo.create_metric(name, spec), y_true, y_prob) == pytest.approx(expected, abs=entry.item.tolerance)

@@ -1,4 +1,5 @@
-"""Every registered model on every compatible dataset, and every dataset against its spec."""
+"""Every registered model on every compatible registered dataset (the conformance checks in
+tests/test_conformance.py build models for synthetic data and check each dataset alone)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 
 import zoo
 
-from conftest import compatible_pairs, entries, tiny_dataset, tiny_overrides
+from zoo.testing import split_arrays as arrays
+
+from conftest import compatible_pairs, tiny_dataset, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -21,51 +24,6 @@ def loaded():
         return cache[name, seed]
 
     return load
-
-
-def arrays(split):
-    """``(x, y)`` numpy arrays of a split, whichever form the dataset returned."""
-    if isinstance(split, tuple):
-        return np.asarray(split[0]), np.asarray(split[1])
-    xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in split))
-    return np.stack(xs), np.stack(ys)
-
-
-@pytest.mark.parametrize("entry", entries("dataset"), ids=lambda e: e.name)
-def test_dataset_yields_what_it_declares(entry, loaded):
-    spec, splits = loaded(entry.name)
-    sizes = []
-    for split in (splits.train, splits.validation, splits.test):
-        x, y = arrays(split)
-        assert x.shape[1:] == tuple(spec.input_shape)
-        assert len(x) == len(y) > 0
-        assert np.isfinite(x).all()
-        if spec.task == zoo.CLASSIFICATION:
-            assert set(np.unique(y)) <= set(range(spec.num_classes))
-        if spec.task == zoo.SEQUENCE:  # token ids; targets are the inputs shifted by one
-            assert set(np.unique(x)) | set(np.unique(y)) <= set(range(spec.num_classes))
-            np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
-        if spec.value_range is not None:
-            assert x.min() >= spec.value_range[0] and x.max() <= spec.value_range[1]
-        sizes.append(len(x))
-    if spec.task == zoo.CLASSIFICATION:
-        assert len(spec.class_names) == spec.num_classes
-        # Every class is represented in training.
-        assert len(np.unique(arrays(splits.train)[1])) == spec.num_classes
-
-
-@pytest.mark.parametrize("entry", entries("dataset"), ids=lambda e: e.name)
-def test_dataset_splits_are_reproducible_from_the_seed(entry, loaded):
-    _, first = loaded(entry.name, 0)
-    again = tiny_dataset(entry.name).load(0)
-    _, other = loaded(entry.name, 1)
-    for split in ("train", "validation", "test"):
-        np.testing.assert_array_equal(arrays(getattr(first, split))[0], arrays(getattr(again, split))[0])
-    # Another seed gives other examples somewhere (held-out blocks of a text stay put).
-    assert any(
-        not np.array_equal(arrays(getattr(first, split))[0], arrays(getattr(other, split))[0])
-        for split in ("train", "validation", "test")
-    )
 
 
 @pytest.mark.parametrize("model_name,dataset_name", compatible_pairs())

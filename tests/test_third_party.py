@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
-from conftest import error_lines, run_zoo
+from conftest import error_lines, install, make_distribution, run_zoo
 
 PLUGIN_MODULE = '''
 from dataclasses import dataclass, field
@@ -38,42 +34,6 @@ def build(config, spec):
 def register_models():
     return [zoo.ModelPlugin("tiny_dense", "A one-hidden-layer dense classifier.", TinyDenseConfig, build)]
 '''
-
-
-def make_distribution(root: Path, name: str, module_source: str, entry_point: str = "") -> Path:
-    """A minimal distribution with its own pyproject.toml and a `zoo.plugins` entry point
-    (``entry_point``: its target, the package itself by default)."""
-    package = name.replace("-", "_")
-    project = root / name
-    (project / package).mkdir(parents=True)
-    (project / package / "__init__.py").write_text(textwrap.dedent(module_source))
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [build-system]
-            requires = ["setuptools>=68"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{name}"
-            version = "1.2.3"
-            dependencies = ["keras-zoo"]
-
-            [project.entry-points."zoo.plugins"]
-            {package} = "{entry_point or package}"
-            """
-        )
-    )
-    return project
-
-
-def install(project: Path, target: Path) -> None:
-    """`pip install` the distribution (as a wheel) into its own site directory."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(project)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

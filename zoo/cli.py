@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
             "commands:\n"
             "  zoo list [KIND] [PATTERN] [--json]   registered models, datasets, metrics\n"
             "  zoo info [KIND] NAME [--json]        an item's summary and config fields\n"
+            "  zoo info [PLUGIN] [--json]           installed plugins: hooks, items, errors\n"
+            "  zoo check [DIST_OR_NAME] [--json]    run the conformance checks on plugins\n"
+            "  zoo new plugin NAME                  scaffold a plugin distribution\n"
             "  zoo train [OVERRIDES...]             train with Hydra (zoo train --help)\n"
             "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n"
             "  zoo predict RUN_DIR INPUT... [--csv] predictions on images, folders or CSV rows\n"
@@ -95,12 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=list_command)
 
-    info = commands.add_parser("info", help="describe a model, dataset or metric")
-    info.add_argument("names", nargs="+", metavar="[KIND] NAME")
+    info = commands.add_parser("info", help="describe a model, dataset or metric, or the installed plugins")
+    info.add_argument("names", nargs="*", metavar="[KIND] NAME | PLUGIN")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(handler=info_command)
 
     commands.add_parser("train", help="train a model (Hydra overrides follow; see 'zoo train --help')")
+
+    checking = commands.add_parser("check", help="run the conformance checks on installed plugins")
+    checking.add_argument(
+        "target", nargs="?", metavar="DIST_OR_NAME", help="a distribution, entry point or item name (default: all)"
+    )
+    checking.add_argument("--json", action="store_true", help="machine-readable output")
+    checking.set_defaults(handler=check_command)
+
+    scaffolding = commands.add_parser("new", help="scaffold a new project: zoo new plugin NAME")
+    scaffolding.add_argument("what", choices=["plugin"], help="what to create")
+    scaffolding.add_argument("name", metavar="NAME", help="the plugin's name, e.g. 'demo' (makes zoo-demo/)")
+    scaffolding.add_argument("--directory", "-d", type=Path, default=Path("."), help="where to create it (default: here)")
+    scaffolding.set_defaults(handler=new_command)
 
     evaluation = commands.add_parser("evaluate", help="evaluate a finished run's model on its test split")
     evaluation.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
@@ -163,7 +179,7 @@ def list_command(args: argparse.Namespace) -> None:
     registry = get_registry()
     entries = registry.list(kind, pattern)
     if args.json:
-        print(json.dumps({"items": [_entry_json(e) for e in entries], "plugins": _sources_json(registry)}, indent=2))
+        print(json.dumps({"items": [_entry_json(e) for e in entries], "plugins": plugin_descriptions(registry)}, indent=2))
         return
     conflicted = {(c[0].kind, c[0].name) for c in registry.conflicts()}
     rows = [
@@ -174,10 +190,11 @@ def list_command(args: argparse.Namespace) -> None:
         print_table(("KIND", "NAME", "DISTRIBUTION", "SUMMARY"), rows)
     else:
         print(f"no {kind or 'item'} matches {pattern!r}")
-    broken = registry.broken()
-    if broken:
-        print("\nBroken plugins (skipped):")
-        for source in broken:
+    for status, heading in (("broken", "Broken plugins (skipped)"), ("incompatible", "Plugins for other zoo versions (not loaded)")):
+        skipped = [source for source in registry.broken() if source.status == status]
+        if skipped:
+            print(f"\n{heading}:")
+        for source in skipped:
             print(f"  {_dist(source)}, entry point {source.name!r} ({source.value}): {source.error}")
     for claims in registry.conflicts():
         owners = " and ".join(_dist(c.source) for c in claims)
@@ -200,10 +217,14 @@ def _entry_json(entry) -> dict:
     }
 
 
-def _sources_json(registry) -> list[dict]:
+def plugin_descriptions(registry) -> list[dict]:
+    """Per plugin: where it comes from, the hooks it implements, what it registered (items
+    and config paths) and why it is not loaded, if it is not."""
     registered = {}
     for entry in registry.list():
         registered.setdefault(id(entry.source), []).append(f"{entry.kind}/{entry.name}")
+    for source, path in registry.config_paths:
+        registered.setdefault(id(source), []).append(f"config/{path}")
     hooks = {}
     for source in registry.sources:
         if source.error is None:
@@ -215,7 +236,8 @@ def _sources_json(registry) -> list[dict]:
             "value": s.value,
             "distribution": s.distribution,
             "version": s.version,
-            "status": "broken" if s.error else "ok",
+            "supports_zoo": s.supports or None,
+            "status": s.status,
             "error": s.error,
             "hooks": hooks.get(id(s), []),
             "registered": registered.get(id(s), []),
@@ -224,13 +246,37 @@ def _sources_json(registry) -> list[dict]:
     ]
 
 
+def _plugin_named(plugin: dict, name: str) -> bool:
+    from zoo.discovery import normalise_name
+
+    return normalise_name(plugin["distribution"]) == normalise_name(name) or plugin["entry_point"] == name
+
+
+def show_plugins(plugins: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(plugins, indent=2))
+        return
+    for number, plugin in enumerate(plugins):
+        print(("\n" if number else "") + f"plugin {plugin['entry_point']!r} ({plugin['value']}): {plugin['status']}")
+        supports = f", supports keras-zoo{plugin['supports_zoo']}" if plugin["supports_zoo"] else ""
+        print(f"  distribution: {plugin['distribution']} {plugin['version']}{supports}")
+        if plugin["error"]:
+            print(f"  error: {plugin['error']}")
+        print(f"  hooks: {', '.join(plugin['hooks']) or '(none)'}")
+        print(f"  registers: {', '.join(plugin['registered']) or '(nothing)'}")
+
+
 def info_command(args: argparse.Namespace) -> None:
     from zoo.config import field_help
     from zoo.registry import get_registry, unknown_name_message
 
     registry = get_registry()
     if len(args.names) > 2:
-        raise ZooError("usage: zoo info [KIND] NAME")
+        raise ZooError("usage: zoo info [KIND] NAME, or zoo info [PLUGIN]")
+    plugins = plugin_descriptions(registry)
+    if not args.names:
+        show_plugins(plugins, args.json)
+        return
     if len(args.names) == 2:
         kind = _kind(args.names[0])
         if kind is None:
@@ -239,9 +285,16 @@ def info_command(args: argparse.Namespace) -> None:
     else:
         kinds, name = list(hookspecs.KINDS), args.names[0]
     matches = [registry.get(k, name) for k in kinds if name in registry.names(k)]
+    named_plugins = [p for p in plugins if _plugin_named(p, name)] if len(args.names) == 1 else []
+    if not matches and named_plugins:  # an item of the same name wins: `zoo info text` is the dataset
+        show_plugins(named_plugins, args.json)
+        return
     if not matches:
         every = sorted({n for k in kinds for n in registry.names(k)})
-        raise ZooError(unknown_name_message(kinds[0] if len(kinds) == 1 else "plugin", name, every))
+        if len(args.names) == 1:
+            every = sorted({*every, *(p["distribution"] for p in plugins), *(p["entry_point"] for p in plugins)})
+        kind = kinds[0] if len(kinds) == 1 else "plugin or item"
+        raise ZooError(unknown_name_message(kind, name, every, see=None if len(kinds) == 1 else "zoo info"))
     if len(matches) > 1:
         raise ZooError(f"{name!r} is a {' and a '.join(m.kind for m in matches)}; say which: zoo info KIND {name}")
     entry = matches[0]
@@ -254,6 +307,7 @@ def info_command(args: argparse.Namespace) -> None:
         if entry.kind == "metric":
             out.update(objectives=list(entry.item.objectives), default=entry.item.default)
         out["config"] = [{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields]
+        out["plugin"] = next(p for p in plugins if p["entry_point"] == entry.source.name and p["value"] == entry.source.value)
         print(json.dumps(out, indent=2))
         return
     print(f"{entry.kind} {entry.name}: {entry.summary}")
@@ -269,6 +323,30 @@ def info_command(args: argparse.Namespace) -> None:
         print_table(("FIELD", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")
     else:
         print("\nconfig: no fields")
+
+
+def check_command(args: argparse.Namespace) -> None:
+    from zoo.testing import FAIL, run_checks
+
+    results = run_checks(args.target)
+    if args.json:
+        print(json.dumps([vars(r) for r in results], indent=2))
+    else:
+        print_table(("KIND", "NAME", "CHECK", "RESULT", "DETAIL"), [(r.kind, r.name, r.check, r.outcome.upper(), r.detail) for r in results])
+        counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("pass", "fail", "skip")}
+        print(f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    failures = [r for r in results if r.outcome == FAIL]
+    for failure in failures:
+        print(f"zoo: check failed: {failure.message()}", file=sys.stderr)
+    if failures:
+        raise SystemExit(1)
+
+
+def new_command(args: argparse.Namespace) -> None:
+    from zoo.scaffold import new_plugin
+
+    project = new_plugin(args.name, args.directory)
+    print(project.summary())
 
 
 def evaluate_command(args: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional
@@ -234,12 +235,31 @@ def _node(entry: Registered, with_name: bool) -> DictConfig:
     return OmegaConf.merge(node, typed)
 
 
+@functools.cache
+def plugin_config_paths() -> type:
+    """A Hydra search-path plugin adding the plugins' config paths (``register_config_paths``)
+    after the zoo's own, so that their ``experiment/*.yaml`` are ``+experiment=`` presets."""
+    from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+    class PluginConfigPaths(SearchPathPlugin):
+        def manipulate_search_path(self, search_path) -> None:
+            if not any(element.path == f"pkg://{CONFIG_MODULE}" for element in search_path.get_path()):
+                return  # another Hydra app in this process
+            for source, path in get_registry().config_paths:
+                search_path.append(provider=f"zoo plugin {source.label}", path=path)
+
+    return PluginConfigPaths
+
+
 def register_configs(registry: Optional[Registry] = None) -> None:
     """Store every registered plugin's config in its Hydra group (``model``, ``dataset``,
     ``metrics``), so that any installed plugin can be chosen by name with no YAML."""
     from hydra.core.config_store import ConfigStore
 
+    from hydra.core.plugins import Plugins
+
     registry = registry or get_registry()
+    Plugins.instance().register(plugin_config_paths())
     store = ConfigStore.instance()
     store.store(group="metrics", name="auto", node={})  # plan_run fills in the model's defaults
     for kind in ("model", "dataset", "metric"):
@@ -260,6 +280,7 @@ def compose(overrides: list[str]) -> DictConfig:
     register_configs()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return hydra_compose(config_name=PRIMARY_CONFIG, overrides=overrides)
+
 
 
 # --------------------------------------------------------------------------------------

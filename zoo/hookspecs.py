@@ -152,6 +152,10 @@ class ModelPlugin:
             array of images (``n, height, width, channels`` in the data's value range) or
             a list of strings. Its keyword options (with defaults, ``n`` among them) are
             what ``zoo generate RUN_DIR key=value`` accepts.
+        test_specs: small data descriptions the conformance checks (``zoo check``,
+            ``zoo.testing``) build and train the model on; empty: derived from ``tasks``
+            and ``input_rank`` (8x8 to 64x64 RGB images in [0, 1], 6 features, or
+            sequences of 12 tokens; binary and 3 classes), the first sizes ``accepts`` takes.
     """
 
     name: str
@@ -164,6 +168,7 @@ class ModelPlugin:
     accepts: Optional[Callable[[Any, DataSpec], Optional[str]]] = None
     loss: Any = None
     generate: Optional[Callable[..., Any]] = None
+    test_specs: Sequence[DataSpec] = ()
 
     def __post_init__(self) -> None:
         _check_item("model", self.name, self.summary, self.config, self.factory)
@@ -215,9 +220,11 @@ class MetricPlugin:
         config: a dataclass of options.
         factory: builds the Keras metric for data described by ``spec``.
         objectives: the model objectives this metric scores.
-        reference: optional ``reference(y_true, y_pred, spec, config) -> float`` on numpy
-            arrays, the ground truth the metric must agree with (used by the tests).
+        reference: ``reference(y_true, y_pred, spec, config) -> float`` on numpy arrays,
+            the ground truth the metric must agree with (``zoo check`` fails without it).
         default: whether ``metrics=auto`` (the default) includes it for its objectives.
+        tolerance: how far from ``reference`` the streamed Keras result may be (float32
+            sums, histogram-binned curves).
     """
 
     name: str
@@ -227,6 +234,7 @@ class MetricPlugin:
     objectives: Sequence[str] = (CLASSIFICATION,)
     reference: Optional[Callable[..., float]] = None
     default: bool = False
+    tolerance: float = 1e-6
 
     def __post_init__(self) -> None:
         _check_item("metric", self.name, self.summary, self.config, self.factory)
@@ -259,6 +267,19 @@ def register_metrics() -> list[MetricPlugin]:
     """Return the metrics this plugin provides.
 
     :returns: a list of :class:`MetricPlugin`.
+    """
+
+
+@hookspec
+def register_config_paths() -> list[str]:
+    """Return Hydra config search-path entries this plugin ships, such as
+    ``"pkg://my_package.conf"`` (a package holding YAML files).
+
+    Their config groups extend the zoo's: ``experiment/<name>.yaml`` becomes
+    ``zoo train +experiment=<name>``, ``trainer/<name>.yaml`` a ``trainer=<name>``. The
+    zoo's own configs come first, so a plugin cannot replace them.
+
+    :returns: a list of ``pkg://`` or ``file://`` search-path entries.
     """
 
 

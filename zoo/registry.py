@@ -51,6 +51,8 @@ class Registry:
         self.strict = strict
         self.plugin_manager = discovery.new_plugin_manager()
         self.sources: list[PluginSource] = []
+        # Hydra search-path entries from register_config_paths, with the plugin of each.
+        self.config_paths: list[tuple[PluginSource, str]] = []
         self._claims: dict[str, dict[str, list[Registered]]] = {kind: {} for kind in hookspecs.KINDS}
 
     # -- building ---------------------------------------------------------------------
@@ -85,6 +87,7 @@ class Registry:
         marks the whole plugin broken and claims nothing."""
         try:
             collected = list(self._collect(source))
+            paths = list(self._collect_config_paths(source))
         except Exception as exc:  # a hook implementation can raise anything
             source.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
             source.details = traceback.format_exc()
@@ -92,21 +95,26 @@ class Registry:
             return
         for entry in collected:
             self._claims[entry.kind].setdefault(entry.name, []).append(entry)
+        self.config_paths.extend((source, path) for path in paths)
+
+    def _results(self, source: PluginSource, hook_name: str) -> Iterable[Any]:
+        """What ``source``'s implementations of ``hook_name`` return, one by one."""
+        for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
+            if impl.plugin is source.plugin:
+                yield from impl.function() or ()
 
     def _collect(self, source: PluginSource) -> Iterable[Registered]:
         for kind, (hook_name, item_type) in hookspecs.KINDS.items():
-            for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
-                if impl.plugin is not source.plugin:
-                    continue
-                items = impl.function()
-                if items is None:
-                    continue
-                for item in items:
-                    if not isinstance(item, item_type):
-                        raise TypeError(
-                            f"{hook_name}() must return {item_type.__name__} objects, got {item!r}"
-                        )
-                    yield Registered(kind, item, source)
+            for item in self._results(source, hook_name):
+                if not isinstance(item, item_type):
+                    raise TypeError(f"{hook_name}() must return {item_type.__name__} objects, got {item!r}")
+                yield Registered(kind, item, source)
+
+    def _collect_config_paths(self, source: PluginSource) -> Iterable[str]:
+        for path in self._results(source, "register_config_paths"):
+            if not (isinstance(path, str) and path.startswith(("pkg://", "file://"))):
+                raise TypeError(f"register_config_paths() must return 'pkg://...' or 'file://...' strings, got {path!r}")
+            yield path
 
     # -- looking up -------------------------------------------------------------------
 

@@ -1,0 +1,187 @@
+"""The plugin author's kit, used as an author uses it: `zoo new plugin`, pip, `zoo list`,
+`zoo train`, `zoo check`, and a plugin's declared range of zoo versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zoo
+
+from conftest import error_lines, install, make_distribution, run_zoo
+
+WRONG_OUTPUT_SHAPE = '''
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+def build(config, spec):
+    import keras
+
+    inputs = keras.Input(spec.input_shape)
+    x = keras.layers.Flatten()(inputs)
+    # The bug: one unit too many for every kind of classification data.
+    units = (1 if spec.binary else spec.num_classes) + 1
+    return keras.Model(inputs, keras.layers.Dense(units, activation="softmax")(x))
+
+
+@zoo.hookimpl
+def register_models():
+    return [zoo.ModelPlugin("lopsided_classifier", "A classifier with a wrong output shape.", NoOptions, build)]
+'''
+
+# Importing it leaves a file behind: proof of whether the zoo imported it.
+FOR_AN_OLD_ZOO = '''
+import os
+from pathlib import Path
+
+Path(os.environ["ZOO_SENTINEL"]).write_text("imported")
+
+import zoo
+
+
+@zoo.hookimpl
+def register_models():
+    return []
+'''
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """`zoo new plugin demo`, installed with pip, beside a broken and an out-of-range plugin."""
+    root = tmp_path_factory.mktemp("kit")
+    created = run_zoo("new", "plugin", "demo", cwd=root)
+    assert created.returncode == 0, created.stderr
+    site = root / "site"
+    install(root / "zoo-demo", site)
+    install(make_distribution(root, "zoo-lopsided", WRONG_OUTPUT_SHAPE), site)
+    install(make_distribution(root, "zoo-for-old", FOR_AN_OLD_ZOO, requires="keras-zoo<0.1"), site)
+    sentinel = root / "imported"
+    return root, {"PYTHONPATH": str(site), "ZOO_SENTINEL": str(sentinel)}, sentinel, created.stdout
+
+
+def test_new_plugin_is_listed_trains_and_passes_check(kit):
+    root, env, _, printed = kit
+    assert "zoo check demo" in printed and "pip install -e './zoo-demo[test]'" in printed
+    listing = run_zoo("list", "demo_*", env=env)
+    rows = [line.split()[:3] for line in listing.stdout.split("\n\n")[0].splitlines()[1:]]
+    assert rows == [["model", "demo_mlp", "zoo-demo"], ["dataset", "demo_blobs", "zoo-demo"], ["metric", "demo_error_rate", "zoo-demo"]]
+
+    run_dir = root / "run"
+    trained = run_zoo("train", "+experiment=demo_quick", f"hydra.run.dir={run_dir}", cwd=root, env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.9 and metrics["demo_error_rate"] == pytest.approx(1 - metrics["accuracy"], abs=1e-6)
+
+    checked = run_zoo("check", "demo", "--json", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    results = json.loads(checked.stdout)
+    assert {r["outcome"] for r in results} == {"pass"}
+    checked_items = {(r["kind"], r["name"]) for r in results}
+    assert checked_items == {("plugin", "zoo-demo:demo"), ("model", "demo_mlp"), ("dataset", "demo_blobs"),
+                             ("metric", "demo_error_rate"), ("preset", "demo_quick")}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_new_plugin_passes_its_own_tests(kit):
+    root, env, _, _ = kit
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root / "zoo-demo",
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "18 passed" in result.stdout
+
+
+def test_check_names_the_model_and_the_check_of_a_wrong_output_shape(kit):
+    _, env, _, _ = kit
+    result = run_zoo("check", "zoo-lopsided", env=env)
+    assert result.returncode == 1
+    failures = [line for line in result.stderr.splitlines() if line.startswith("zoo: check failed:")]
+    assert len(failures) == 1, result.stderr
+    assert "model 'lopsided_classifier', check 'output_shape'" in failures[0]
+    assert "must output shape (batch, 1)" in failures[0] and "got (8, 2)" in failures[0]
+    table = {tuple(line.split()[2:4]) for line in result.stdout.splitlines() if "lopsided_classifier" in line}
+    assert ("build", "PASS") in table and ("output_shape", "FAIL") in table and ("train_step", "SKIP") in table
+
+
+def test_plugin_for_other_zoo_versions_is_reported_not_loaded(kit):
+    _, env, sentinel, _ = kit
+    listing = run_zoo("list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert not sentinel.exists(), "the zoo imported a plugin made for other versions"
+    section = listing.stdout.split("Plugins for other zoo versions (not loaded):", 1)[1]
+    assert "zoo-for-old 1.2.3" in section and f"supports keras-zoo<0.1 but {zoo.__version__} is installed" in section
+    assert any("zoo-for-old" in line and "is not loaded" in line for line in listing.stderr.splitlines())
+
+    (described,) = json.loads(run_zoo("info", "zoo-for-old", "--json", env=env).stdout)
+    assert described["status"] == "incompatible" and described["supports_zoo"] == "<0.1"
+    strict = run_zoo("--strict-plugins", "list", env=env)
+    assert strict.returncode == 2 and "zoo-for-old" in error_lines(strict.stderr)[0]
+    assert not sentinel.exists()
+
+
+def test_list_json_and_info_show_each_plugins_hooks_and_items(kit):
+    _, env, _, _ = kit
+    plugins = json.loads(run_zoo("list", "--json", env=env).stdout)["plugins"]
+    demo = next(p for p in plugins if p["distribution"] == "zoo-demo")
+    assert demo["version"] == "0.1.0" and demo["status"] == "ok" and demo["error"] is None
+    assert demo["supports_zoo"] == "<0.2,>=0.1"  # as setuptools writes the metadata
+    assert demo["hooks"] == ["register_config_paths", "register_datasets", "register_metrics", "register_models"]
+    assert demo["registered"] == ["model/demo_mlp", "dataset/demo_blobs", "metric/demo_error_rate", "config/pkg://zoo_demo.conf"]
+    shown = run_zoo("info", "demo", env=env).stdout
+    assert "plugin 'demo' (zoo_demo.plugin): ok" in shown and "distribution: zoo-demo 0.1.0, supports keras-zoo<0.2,>=0.1" in shown
+    assert "registers: model/demo_mlp, dataset/demo_blobs" in shown
+    # An item of a plugin says which plugin, in JSON too.
+    item = json.loads(run_zoo("info", "demo_mlp", "--json", env=env).stdout)
+    assert item["plugin"]["entry_point"] == "demo" and "register_models" in item["plugin"]["hooks"]
+
+
+def test_plugin_preset_is_offered_by_zoo_train_help(kit):
+    _, env, _, _ = kit
+    shown = run_zoo("train", "--help", env=env).stdout
+    experiments = next(line for line in shown.splitlines() if line.startswith("experiment:"))
+    assert "demo_quick" in experiments and "digits_cnn" in experiments
+
+
+def test_new_plugin_refuses_a_bad_name_or_an_existing_folder_and_writes_nothing(tmp_path):
+    bad = run_zoo("new", "plugin", "9 lives", cwd=tmp_path)
+    assert bad.returncode == 2 and "must be letters and digits" in error_lines(bad.stderr)[0]
+    taken = run_zoo("new", "plugin", "cnn", cwd=tmp_path)  # cnn_... names are free: it works
+    assert taken.returncode == 0, taken.stderr
+    again = run_zoo("new", "plugin", "cnn", cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in error_lines(again.stderr)[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo-cnn"], "no staging folder is left behind"
+
+
+def test_check_of_an_unknown_name_is_one_line():
+    result = run_zoo("check", "keras-zo")
+    assert result.returncode == 2
+    (error,) = error_lines(result.stderr)
+    assert "did you mean 'keras-zoo'?" in error
+
+
+def test_check_of_one_item_runs_only_its_checks():
+    result = run_zoo("check", "accuracy", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [(r["kind"], r["name"], r["check"]) for r in json.loads(result.stdout)] == [
+        ("metric", "accuracy", check) for check in ("config", "build", "reference", "reset")
+    ]
+
+
+def test_scaffold_templates_are_in_the_package():
+    templates = Path(zoo.__file__).parent / "templates" / "plugin"
+    from zoo.scaffold import FILES
+
+    assert {t for t in FILES.values() if t} == {p.name for p in templates.glob("*.tmpl")}

@@ -1,0 +1,678 @@
+"""Conformance checks for plugins: what ``zoo check`` runs, and what a plugin's own tests use.
+
+In a plugin distribution's tests, one module is enough::
+
+    # tests/test_conformance.py
+    from zoo.testing import conformance_tests
+
+    test_conformance = conformance_tests("my-distribution")
+
+That makes one pytest test per registered item and check, failing with the item, the check
+and the reason. The checks, in order (a failed check skips the rest of its item's):
+
+- plugin: ``load`` (imported and registered without error, inside the zoo versions its
+  distribution supports); ``light_import`` (importing it and calling its hooks imports no
+  TensorFlow, Keras, PyTorch or JAX: listing stays fast).
+- model: ``config`` (its config round-trips through Hydra's composition and YAML);
+  ``build`` (the factory builds a ``keras.Model`` with the defaults, for small synthetic
+  data of each shape it declares); ``output_shape`` (what it predicts fits its objective);
+  ``train_step`` (one step, compiled as ``zoo train`` compiles, gives finite losses and
+  changes the weights); ``save_load`` (a ``.keras`` round trip in Keras' safe mode gives the
+  same predictions, and its custom classes are registered under a package of their own);
+  ``generate`` (when it declares one: reproducible samples of the declared shape).
+- dataset: ``config``; ``describe`` (a valid ``DataSpec`` at the ``tiny`` size); ``load``
+  (each split yields what the spec declares); ``reproducible`` (the same seed gives the
+  same splits, another seed other ones).
+- metric: ``config``; ``build`` (a ``keras.metrics.Metric`` logging under its name, for
+  data of each objective it scores); ``reference`` (streamed in batches, it matches the
+  author's ``reference`` computation within ``tolerance``); ``reset`` (after
+  ``reset_state`` it scores new data from scratch).
+- preset: ``compose`` (each ``experiment/*.yaml`` the plugin ships composes and validates).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from zoo.discovery import PluginSource, normalise_name
+from zoo.errors import UnknownNameError
+from zoo.hookspecs import (
+    CLASSIFICATION,
+    GENERATION,
+    LANGUAGE_MODELING,
+    RECONSTRUCTION,
+    SEQUENCE,
+    TASKS,
+    DataSpec,
+)
+from zoo.registry import Registered, Registry, get_registry
+
+__all__ = ["CheckResult", "conformance_tests", "run_checks", "synthetic_predictions", "synthetic_specs"]
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+CHECKS = {
+    "plugin": ("load", "light_import"),
+    "model": ("config", "build", "output_shape", "train_step", "save_load", "generate"),
+    "dataset": ("config", "describe", "load", "reproducible"),
+    "metric": ("config", "build", "reference", "reset"),
+    "preset": ("compose",),
+}
+HEAVY_MODULES = ("tensorflow", "keras", "torch", "jax")
+BATCH = 8  # examples in a synthetic batch
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check of one item: ``outcome`` is ``pass``, ``fail`` or ``skip``."""
+
+    kind: str
+    name: str
+    check: str
+    outcome: str
+    detail: str = ""
+
+    def message(self) -> str:
+        return f"{self.kind} {self.name!r}, check '{self.check}': {self.detail}"
+
+
+class CheckFailed(Exception):
+    """A check found the item wrong; the message says how."""
+
+
+class NotApplicable(Exception):
+    """The check does not apply to this item."""
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+# --------------------------------------------------------------------------------------
+# Choosing what to check
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    sources: list[PluginSource]
+    entries: list[Registered]
+    presets: list[tuple[str, str]]  # (preset name, search-path entry)
+
+
+def select(target: Optional[str], registry: Registry) -> Selection:
+    """What ``target`` names: a distribution, an entry point (all their plugins' items and
+    presets), or an item (of any kind); ``None`` for everything installed."""
+    if target is None:
+        sources = list(registry.sources)
+    else:
+        sources = [s for s in registry.sources if normalise_name(s.distribution) == normalise_name(target)]
+        sources = sources or [s for s in registry.sources if s.name == target]
+    if sources:
+        ids = {id(s) for s in sources}
+        entries = [e for e in registry.list() if id(e.source) in ids]
+        paths = [path for source, path in registry.config_paths if id(source) in ids]
+        return Selection(sources, entries, [(name, path) for path in paths for name in experiment_presets(path)])
+    entries = [e for e in registry.list() if e.name == target]
+    if not entries:
+        from zoo.registry import unknown_name_message
+
+        known = {s.distribution for s in registry.sources} | {s.name for s in registry.sources}
+        known |= {e.name for e in registry.list()}
+        message = unknown_name_message("plugin", target, sorted(known), see="zoo list")
+        raise UnknownNameError(message.replace("unknown plugin", "no distribution, entry point or item is named", 1))
+    return Selection([], entries, [])
+
+
+def experiment_presets(path: str) -> list[str]:
+    """The ``experiment/*.yaml`` names under a ``pkg://`` or ``file://`` search-path entry."""
+    if path.startswith("pkg://"):
+        try:
+            folder = importlib.resources.files(path.removeprefix("pkg://")) / "experiment"
+        except ModuleNotFoundError:
+            return []
+    else:
+        folder = Path(path.removeprefix("file://")) / "experiment"
+    if not folder.is_dir():
+        return []
+    return sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def planned_checks(selection: Selection) -> list[tuple[str, str, str]]:
+    """``(kind, name, check)`` of every check the selection gets, without running any."""
+    planned = [("plugin", s.label, check) for s in selection.sources for check in CHECKS["plugin"]]
+    for entry in selection.entries:
+        checks = CHECKS[entry.kind]
+        if entry.kind == "model" and entry.item.generate is None:
+            checks = checks[:-1]
+        planned += [(entry.kind, entry.name, check) for check in checks]
+    planned += [("preset", name, "compose") for name, _ in selection.presets]
+    return planned
+
+
+# --------------------------------------------------------------------------------------
+# Running checks
+# --------------------------------------------------------------------------------------
+
+
+def run_checks(target: Optional[str] = None, registry: Optional[Registry] = None) -> list[CheckResult]:
+    """Every check of what ``target`` names (see :func:`select`), in order."""
+    import logging
+
+    # Checking builds many small models in a row, which TensorFlow warns about (retracing).
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    registry = registry or get_registry()
+    selection = select(target, registry)
+    results = check_plugins(selection.sources)
+    for entry in selection.entries:
+        results += check_item(entry)
+    for name, path in selection.presets:
+        results += check_preset(name, path)
+    return results
+
+
+def run_steps(kind: str, name: str, steps: Iterable[tuple[str, Callable[[], Optional[str]]]]) -> list[CheckResult]:
+    """Run ``steps`` in order; after a failure the remaining ones are skipped."""
+    results: list[CheckResult] = []
+    failed = None
+    for check, step in steps:
+        if failed:
+            results.append(CheckResult(kind, name, check, SKIP, f"not run: '{failed}' failed"))
+            continue
+        try:
+            detail = step() or ""
+        except NotApplicable as exc:
+            results.append(CheckResult(kind, name, check, SKIP, str(exc)))
+        except Exception as exc:  # a plugin's code can raise anything; that is the finding
+            failed = check
+            text = " ".join(str(exc).split())
+            reason = text if isinstance(exc, CheckFailed) else f"{type(exc).__name__}: {text}"
+            results.append(CheckResult(kind, name, check, FAIL, reason))
+        else:
+            results.append(CheckResult(kind, name, check, PASS, detail))
+    return results
+
+
+def check_plugins(sources: list[PluginSource]) -> list[CheckResult]:
+    # Each plugin is imported in a fresh interpreter (what it imports is then its own doing);
+    # the interpreters run side by side.
+    probes = {id(s): _start_import_probe(s) for s in sources if s.error is None and s.plugin is not None}
+    results = []
+    for source in sources:
+
+        def load(source=source) -> str:
+            expect(source.error is None, source.error or "")
+            return f"{source.distribution} {source.version}: {source.value}"
+
+        def light_import(source=source) -> str:
+            probe = probes.get(id(source))
+            if probe is None:
+                raise NotApplicable("registered at run time, not through an entry point")
+            out, err = probe.communicate(timeout=300)
+            expect(probe.returncode == 0, f"importing it in a fresh interpreter failed: {err.strip().splitlines()[-1:]}")
+            heavy = json.loads(out.strip().splitlines()[-1])
+            expect(
+                not heavy,
+                f"importing it and calling its hooks imported {', '.join(heavy)}; import those inside "
+                "factories, so that zoo list and zoo train's checks stay fast",
+            )
+            return "imports no TensorFlow, Keras, PyTorch or JAX"
+
+        results += run_steps("plugin", source.label, [("load", load), ("light_import", light_import)])
+    return results
+
+
+_IMPORT_PROBE = """
+import importlib.metadata, json, sys
+from zoo.registry import Registry
+(ep,) = [e for e in importlib.metadata.entry_points(group="zoo.plugins") if e.name == sys.argv[1] and e.value == sys.argv[2]]
+registry = Registry()
+registry.register_plugin(ep.load(), sys.argv[1])
+for entry in registry.list("dataset"):
+    try:
+        entry.item.describe(entry.item.config())
+    except Exception:  # e.g. a required path: describing is checked elsewhere
+        pass
+print(json.dumps([m for m in sys.argv[3:] if m in sys.modules]))
+"""
+
+
+def _start_import_probe(source: PluginSource) -> Optional[subprocess.Popen]:
+    if source.distribution == "(registered at run time)":
+        return None
+    env = {**__import__("os").environ, "ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _IMPORT_PROBE, source.name, source.value, *HEAVY_MODULES],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+    )  # fmt: skip
+
+
+def check_item(entry: Registered) -> list[CheckResult]:
+    steps = {"model": _model_steps, "dataset": _dataset_steps, "metric": _metric_steps}[entry.kind](entry)
+    return run_steps(entry.kind, entry.name, steps)
+
+
+def check_preset(name: str, path: str) -> list[CheckResult]:
+    def compose_preset() -> str:
+        from zoo.config import compose, plan_run
+
+        plan = plan_run(compose([f"+experiment={name}"]))
+        return f"model {plan.model.name}, dataset {plan.dataset.name} (from {path})"
+
+    return run_steps("preset", name, [("compose", compose_preset)])
+
+
+def config_round_trip(entry: Registered) -> str:
+    """The item's config, composed by Hydra and written as YAML and read back (as a run's
+    ``config.yaml`` is), still holds its dataclass defaults (required fields: unset)."""
+    from omegaconf import OmegaConf
+
+    from zoo.config import compose
+
+    if entry.kind == "metric":
+        node = compose([f"metrics=[{entry.name}]"]).metrics[entry.name]
+    else:
+        node = compose([f"{entry.kind}={entry.name}"])[entry.kind]
+    defaults = OmegaConf.to_container(OmegaConf.structured(entry.item.config))
+    for label, copy in (("composed", node), ("read back from YAML", OmegaConf.create(OmegaConf.to_yaml(node)))):
+        values = {k: v for k, v in OmegaConf.to_container(copy).items() if k != "name"}
+        expect(values == defaults, f"the config {label} is {values!r}, not the defaults {defaults!r}")
+    return f"{len(defaults)} field{'' if len(defaults) == 1 else 's'}"
+
+
+# --------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------
+
+
+def synthetic_specs(entry: Registered, config: Any) -> list[DataSpec]:
+    """The small data a model is checked on: its ``test_specs``, or, for each task it
+    learns, the smallest synthetic shape its ``accepts`` takes (binary and 3-class data for
+    a classifier)."""
+    item = entry.item
+    if item.test_specs:
+        return list(item.test_specs)
+    specs = []
+    for task in item.tasks:
+        if task == SEQUENCE:
+            groups = [[DataSpec(SEQUENCE, (12,), num_classes=7, class_names=tuple("abcdefg"))]]
+        else:
+            rank = item.input_rank or 1
+            shapes = [(6,)] if rank == 1 else [(size,) * (rank - 1) + (3,) for size in (8, 16, 32, 64)]
+            counts = (2, 3) if item.objective == CLASSIFICATION else (3,)
+            groups = [
+                [DataSpec(CLASSIFICATION, shape, n, tuple("abc"[:n]), value_range=(0.0, 1.0)) for n in counts]
+                for shape in shapes
+            ]
+        fitting = [g for g in groups if not any(item.accepts and item.accepts(config, spec) for spec in g)]
+        if not fitting:
+            reason = item.accepts(config, groups[-1][0])
+            raise CheckFailed(
+                f"it accepts none of the synthetic {task} data shapes ({', '.join(str(g[0].input_shape) for g in groups)}; "
+                f"largest: {reason}); declare the data it takes in ModelPlugin(test_specs=[zoo.DataSpec(...)])"
+            )
+        specs += fitting[0]
+    return specs
+
+
+def synthetic_batch(spec: DataSpec, objective: str, n: int = BATCH, seed: int = 0):
+    """``(x, y)`` numpy arrays of ``n`` examples of ``spec``, with the targets ``objective``
+    trains on; every class appears."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if spec.task == SEQUENCE:
+        tokens = rng.integers(0, spec.num_classes, size=(n, spec.input_shape[0] + 1))
+        return tokens[:, :-1], tokens[:, 1:]
+    low, high = spec.value_range or (-2.0, 2.0)
+    x = rng.uniform(low, high, size=(n, *spec.input_shape)).astype("float32")
+    if objective in (RECONSTRUCTION, GENERATION):
+        return x, x
+    return x, np.arange(n) % spec.num_classes
+
+
+def describe_spec(spec: DataSpec) -> str:
+    what = f"{spec.num_classes}-class" if spec.task == CLASSIFICATION else f"{spec.num_classes}-token"
+    return f"{what} {spec.task} data of shape {tuple(spec.input_shape)}"
+
+
+def _model_steps(entry: Registered):
+    item = entry.item
+    state: dict[str, Any] = {}
+
+    def build() -> str:
+        from zoo.run import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        config = item.config()
+        state["models"] = []
+        for spec in synthetic_specs(entry, config):
+            keras.utils.set_random_seed(0)
+            model = item.factory(config, spec)
+            expect(isinstance(model, keras.Model), f"the factory returned {type(model).__name__}, not a keras.Model")
+            state["models"].append((spec, model, synthetic_batch(spec, item.objective)))
+        return f"{len(state['models'])} model(s): " + "; ".join(describe_spec(s) for s, _, _ in state["models"])
+
+    def output_shape() -> str:
+        import numpy as np
+
+        for spec, model, (x, _) in state["models"]:
+            out = np.asarray(model.predict(x, verbose=0))
+            data = describe_spec(spec)
+            expect(np.isfinite(out).all(), f"for {data} it predicts non-finite values")
+            if item.objective == CLASSIFICATION:
+                width = 1 if spec.binary else spec.num_classes
+                what = "one probability of class 1" if spec.binary else f"{width} class probabilities"
+                expect(out.shape == (len(x), width), f"for {data} it must output shape (batch, {width}), {what}; got {out.shape} for a batch of {len(x)}")
+                expect(out.min() >= 0 and out.max() <= 1, f"for {data} its outputs must be probabilities in [0, 1]; got {out.min():.3g} to {out.max():.3g}")
+                if not spec.binary:
+                    expect(np.allclose(out.sum(axis=-1), 1, atol=1e-3), f"for {data} its class probabilities must sum to 1 (a softmax)")
+            elif item.objective == RECONSTRUCTION:
+                expect(out.shape == x.shape, f"for {data} it must reconstruct inputs of shape {x.shape[1:]}; got {out.shape[1:]}")
+            elif item.objective == LANGUAGE_MODELING:
+                expected = (*x.shape, spec.num_classes)
+                expect(out.shape == expected, f"for {data} it must output next-token probabilities of shape {expected[1:]}; got {out.shape[1:]}")
+                expect(np.allclose(out.sum(axis=-1), 1, atol=1e-3), f"for {data} its next-token probabilities must sum to 1")
+            state.setdefault("predictions", []).append(out)
+        return f"fits objective {item.objective}"
+
+    def train_step() -> str:
+        import keras
+        import numpy as np
+
+        from zoo.config import DeviceConfig, RunPlan, TrainerConfig
+        from zoo.run import compile_model
+
+        for spec, model, (x, y) in state["models"]:
+            plan = RunPlan(0, entry, item.config(), None, None, spec, [], TrainerConfig(), DeviceConfig())
+            compile_model(keras, plan, model, training=True)
+            before = [np.array(w) for w in model.get_weights()]
+            logs = model.train_on_batch(x, y, return_dict=True)
+            bad = {k: float(v) for k, v in logs.items() if not np.isfinite(v)}
+            expect(not bad, f"for {describe_spec(spec)} a training step gave non-finite {bad}")
+            changed = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+            expect(changed, f"for {describe_spec(spec)} a training step changed no weight")
+        return "finite " + ", ".join(f"{k}" for k in logs)
+
+    def save_load() -> str:
+        import keras
+        import numpy as np
+
+        with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
+            for index, (spec, model, (x, _)) in enumerate(state["models"]):
+                unregistered_classes(model)
+                path = Path(folder) / f"model{index}.keras"
+                model.save(path)
+                reloaded = keras.saving.load_model(path)  # safe mode, as users load
+                before, after = model.predict(x, verbose=0), reloaded.predict(x, verbose=0)
+                expect(
+                    np.allclose(before, after, rtol=1e-5, atol=1e-6),
+                    f"for {describe_spec(spec)} the reloaded model predicts differently "
+                    f"(largest difference {np.abs(np.asarray(before) - np.asarray(after)).max():.3g})",
+                )
+                state.setdefault("reloaded", []).append((spec, reloaded))
+        return "same predictions after keras.saving.load_model"
+
+    def generate() -> str:
+        import numpy as np
+
+        for spec, model in state["reloaded"]:
+            first = item.generate(model, item.config(), spec, seed=0, n=3)
+            again = item.generate(model, item.config(), spec, seed=0, n=3)
+            expect(len(first) == 3, f"asked for 3 samples, got {len(first)}")
+            if spec.task == SEQUENCE:
+                expect(all(isinstance(t, str) for t in first), "text samples must be strings")
+                expect(first == again, "the same seed gave other texts")
+            else:
+                first = np.asarray(first)
+                expect(first.shape == (3, *spec.input_shape), f"samples must have shape (n, *{spec.input_shape}); got {first.shape}")
+                if spec.value_range:
+                    low, high = spec.value_range
+                    expect(first.min() >= low and first.max() <= high, f"samples must lie in the value range {spec.value_range}")
+                expect(np.array_equal(first, np.asarray(again)), "the same seed gave other samples")
+        return "3 samples, reproducible from the seed"
+
+    steps = [("config", lambda: config_round_trip(entry)), ("build", build), ("output_shape", output_shape),
+             ("train_step", train_step), ("save_load", save_load)]  # fmt: skip
+    return steps + ([("generate", generate)] if item.generate is not None else [])
+
+
+def unregistered_classes(model) -> None:
+    """Fail unless every custom class in ``model`` is registered for Keras' serialisation
+    under a package of its own (Keras' default, ``Custom``, is shared by everyone)."""
+    import keras
+
+    layers = model._flatten_layers(include_self=True, recursive=True)
+    for cls in {type(layer) for layer in layers}:
+        if cls.__module__.split(".")[0] == "keras":
+            continue
+        package = cls.__module__.split(".")[0]
+        registered = keras.saving.get_registered_name(cls)
+        fix = f"decorate it with @keras.saving.register_keras_serializable(package={package!r})"
+        expect(">" in registered, f"class {cls.__name__} ({cls.__module__}) is not registered with Keras, so a saved model cannot be reloaded; {fix}")
+        expect(not registered.startswith("Custom>"), f"class {cls.__name__} is registered in Keras' shared 'Custom' package, where names of different plugins collide; {fix}")
+
+
+# --------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------
+
+
+def tiny_config(entry: Registered, directory: Path) -> Any:
+    """The dataset's config at its ``tiny`` size (writing its example files into ``directory``)."""
+    from zoo.config import make_config
+
+    tiny = entry.item.tiny
+    return make_config(entry, dict(tiny(directory) if callable(tiny) else tiny))
+
+
+def split_arrays(split) -> tuple[Any, Any]:
+    """``(x, y)`` numpy arrays of a split, whichever form the dataset returned."""
+    import numpy as np
+
+    if isinstance(split, tuple):
+        return np.asarray(split[0]), np.asarray(split[1])
+    pairs = [(x.numpy(), y.numpy()) for x, y in split]
+    expect(bool(pairs), "a split is empty")
+    xs, ys = zip(*pairs)
+    return np.stack(xs), np.stack(ys)
+
+
+def _dataset_steps(entry: Registered):
+    item = entry.item
+    state: dict[str, Any] = {}
+
+    def describe() -> str:
+        folder = tempfile.TemporaryDirectory(prefix="zoo-check-")
+        state["folder"] = folder  # removed with the steps' state
+        state["config"] = config = tiny_config(entry, Path(folder.name))
+        spec = item.describe(config)
+        expect(isinstance(spec, DataSpec), f"describe() returned {type(spec).__name__}, not a zoo.DataSpec")
+        expect(spec.task in TASKS, f"its task {spec.task!r} is not one of {TASKS}")
+        expect(all(isinstance(d, int) and d > 0 for d in spec.input_shape), f"input_shape {spec.input_shape} must be positive ints")
+        if spec.task == CLASSIFICATION:
+            expect(spec.num_classes >= 2, f"a classification dataset needs num_classes >= 2, got {spec.num_classes}")
+            expect(len(spec.class_names) == spec.num_classes, f"{spec.num_classes} classes but {len(spec.class_names)} class_names")
+        state["spec"] = spec
+        return describe_spec(spec)
+
+    def load() -> str:
+        import numpy as np
+
+        from zoo.hookspecs import Splits
+        from zoo.run import import_tensorflow
+
+        import_tensorflow()
+        spec = state["spec"]
+        splits = item.factory(state["config"], 0)
+        expect(isinstance(splits, Splits), f"factory() returned {type(splits).__name__}, not zoo.Splits")
+        sizes = []
+        for split_name in ("train", "validation", "test"):
+            x, y = split_arrays(getattr(splits, split_name))
+            where = f"the {split_name} split"
+            expect(x.shape[1:] == tuple(spec.input_shape), f"{where} has examples of shape {x.shape[1:]}, the spec says {tuple(spec.input_shape)}")
+            expect(len(x) == len(y) > 0, f"{where} has {len(x)} inputs and {len(y)} targets")
+            expect(np.isfinite(x).all(), f"{where} holds non-finite inputs")
+            if spec.task == CLASSIFICATION:
+                stray = set(np.unique(y).tolist()) - set(range(spec.num_classes))
+                expect(not stray, f"{where} has labels {sorted(stray)[:5]} outside 0..{spec.num_classes - 1}")
+            else:
+                tokens = set(np.unique(x).tolist()) | set(np.unique(y).tolist())
+                expect(tokens <= set(range(spec.num_classes)), f"{where} has token ids outside 0..{spec.num_classes - 1}")
+                expect(np.array_equal(x[:, 1:], y[:, :-1]), f"{where}: targets must be the inputs shifted by one token")
+            if spec.value_range is not None:
+                low, high = spec.value_range
+                expect(x.min() >= low and x.max() <= high, f"{where} has values {x.min():.3g} to {x.max():.3g}, outside the declared value_range {spec.value_range}")
+            sizes.append(len(x))
+        if spec.task == CLASSIFICATION:
+            seen = len(np.unique(split_arrays(splits.train)[1]))
+            expect(seen == spec.num_classes, f"the train split has {seen} of the {spec.num_classes} classes")
+        state["splits"] = splits
+        return "train/validation/test: " + "/".join(map(str, sizes))
+
+    def reproducible() -> str:
+        import numpy as np
+
+        again, other = item.factory(state["config"], 0), item.factory(state["config"], 1)
+        names = ("train", "validation", "test")
+        for split_name in names:
+            same = np.array_equal(split_arrays(getattr(state["splits"], split_name))[0], split_arrays(getattr(again, split_name))[0])
+            expect(same, f"seed 0 gave another {split_name} split the second time")
+        differs = any(
+            not np.array_equal(split_arrays(getattr(state["splits"], n))[0], split_arrays(getattr(other, n))[0]) for n in names
+        )
+        expect(differs, "seeds 0 and 1 gave the same splits; the seed must choose the split (or the order)")
+        return "same splits from the same seed"
+
+    return [("config", lambda: config_round_trip(entry)), ("describe", describe), ("load", load),
+            ("reproducible", reproducible)]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------
+
+# Small data of each objective a metric may score.
+METRIC_CASES = {
+    CLASSIFICATION: [DataSpec(CLASSIFICATION, (4,), num_classes=2), DataSpec(CLASSIFICATION, (4,), num_classes=3)],
+    RECONSTRUCTION: [DataSpec(CLASSIFICATION, (5, 4, 1), num_classes=10, value_range=(0.0, 1.0))],
+    LANGUAGE_MODELING: [DataSpec(SEQUENCE, (12,), num_classes=7, class_names=tuple("abcdefg"))],
+}
+
+
+def synthetic_predictions(spec: DataSpec, n: int, seed: int, objective: str = CLASSIFICATION):
+    """``(y_true, y_pred)`` numpy arrays of ``n`` examples as a model of ``objective``
+    predicts them: informative but imperfect, so that every statistic is away from its
+    extremes."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if objective == RECONSTRUCTION:  # images and imperfect reconstructions of them
+        images = rng.uniform(size=(n, *spec.input_shape)).astype(np.float32)
+        return images, np.clip(images + rng.normal(scale=0.2, size=images.shape), 0, 1).astype(np.float32)
+    if objective == LANGUAGE_MODELING:  # token sequences and next-token probabilities
+        tokens = rng.integers(0, spec.num_classes, size=(n, *spec.input_shape))
+        logits = rng.normal(size=(*tokens.shape, spec.num_classes)) + 2.0 * np.eye(spec.num_classes)[tokens]
+        return tokens, (np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)).astype(np.float32)
+    y_true = rng.integers(0, spec.num_classes, size=n)
+    if spec.binary:
+        y_prob = 1 / (1 + np.exp(-(rng.normal(size=n) + 1.5 * (y_true - 0.5))))
+        return y_true, y_prob.reshape(-1, 1).astype(np.float32)
+    logits = rng.normal(size=(n, spec.num_classes)) + 1.2 * np.eye(spec.num_classes)[y_true]
+    return y_true, (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def streamed(metric, y_true, y_pred, batches: int = 3) -> float:
+    """``metric``'s result after ``reset_state`` and ``update_state`` in several batches."""
+    import numpy as np
+
+    metric.reset_state()
+    for part in np.array_split(np.arange(len(y_true)), batches):
+        metric.update_state(y_true[part], y_pred[part])
+    return float(metric.result())
+
+
+def _metric_steps(entry: Registered):
+    item = entry.item
+    state: dict[str, Any] = {}
+    cases = [(objective, spec) for objective in item.objectives for spec in METRIC_CASES.get(objective, [])]
+
+    def build() -> str:
+        from zoo.run import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        if not cases:
+            raise NotApplicable(f"no synthetic predictions for {', '.join(item.objectives)}")
+        state["metrics"] = []
+        for objective, spec in cases:
+            metric = item.factory(item.config(), spec)
+            expect(isinstance(metric, keras.metrics.Metric), f"the factory returned {type(metric).__name__}, not a keras.metrics.Metric")
+            expect(metric.name == entry.name, f"the metric is named {metric.name!r}; it must log under its registered name {entry.name!r}")
+            state["metrics"].append((objective, spec, metric))
+        return "; ".join(describe_spec(spec) for _, spec in cases)
+
+    def agrees(seed: int, n: int) -> str:
+        expect(item.reference is not None, "it declares no reference computation; add MetricPlugin(reference=...)")
+        values = []
+        for objective, spec, metric in state["metrics"]:
+            y_true, y_pred = synthetic_predictions(spec, n=n, seed=seed, objective=objective)
+            expected = float(item.reference(y_true, y_pred, spec, item.config()))
+            got = streamed(metric, y_true, y_pred)
+            expect(
+                abs(got - expected) <= item.tolerance,
+                f"on {objective} {describe_spec(spec)} ({n} examples in 3 batches) it gives {got:.6g}, "
+                f"its reference {expected:.6g} (tolerance {item.tolerance:g})",
+            )
+            values.append(f"{got:.4g}")
+        return "matches the reference: " + ", ".join(values)
+
+    return [("config", lambda: config_round_trip(entry)), ("build", build),
+            ("reference", lambda: agrees(seed=0, n=997)), ("reset", lambda: agrees(seed=1, n=300))]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# pytest
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _results(target: Optional[str], kind: str, name: str) -> dict[str, CheckResult]:
+    selection = select(target, get_registry())
+    if kind == "plugin":
+        found = check_plugins([s for s in selection.sources if s.label == name])
+    elif kind == "preset":
+        found = [r for preset, path in selection.presets if preset == name for r in check_preset(preset, path)]
+    else:
+        found = check_item(get_registry().get(kind, name))
+    return {r.check: r for r in found}
+
+
+def conformance_tests(target: Optional[str] = None):
+    """A pytest test function, parametrised with every check of what ``target`` names (a
+    distribution, an entry point or an item; ``None``: everything installed). Assign it
+    to a ``test_*`` name in a test module."""
+    import pytest
+
+    planned = planned_checks(select(target, get_registry()))
+
+    @pytest.mark.parametrize("kind,name,check", planned, ids=[f"{k}-{n}-{c}" for k, n, c in planned])
+    def test_conformance(kind: str, name: str, check: str) -> None:
+        result = _results(target, kind, name)[check]
+        if result.outcome == FAIL:
+            pytest.fail(result.message(), pytrace=False)
+        if result.outcome == SKIP:
+            pytest.skip(result.detail)
+
+    return test_conformance
