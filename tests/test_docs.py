@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
@@ -51,3 +52,28 @@ def test_scaling_out_covers_each_kind_of_machine():
     section = README.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
     for heading in ("**A GPU box**", "**A TPU**", "**A SLURM cluster**", "**A Ray cluster**", "**Several machines**"):
         assert heading in section
+
+
+GUIDE = (REPO / "docs" / "writing-plugins.md").read_text(encoding="utf-8")
+
+
+def test_the_plugin_guide_covers_every_hook_and_every_check():
+    from zoo.testing import CHECKS
+
+    for hook in HOOKS + ["register_config_paths"]:
+        assert f"`{hook}`" in GUIDE, f"hook {hook} is not in docs/writing-plugins.md"
+    for kind, checks in CHECKS.items():
+        for check in checks:
+            assert f"`{check}`" in GUIDE, f"{kind} check {check} is not in docs/writing-plugins.md"
+
+
+def test_the_plugin_guides_excerpts_are_the_examples_code():
+    """Each code block that names a file of examples/ holds lines of that file, in order."""
+    blocks = re.findall(r"```\w*\n# (examples/\S+)\n(.*?)```", GUIDE, re.DOTALL)
+    assert len(blocks) >= 8
+    for path, body in blocks:
+        source = (REPO / path).read_text(encoding="utf-8").splitlines()
+        position = 0
+        for line in filter(str.strip, body.splitlines()):
+            assert line in source[position:], f"{path} has no line {line!r} (in this order)"
+            position = source.index(line, position) + 1
