@@ -71,6 +71,7 @@ def kit(tmp_path_factory):
     return root, {"PYTHONPATH": str(site), "ZOO_SENTINEL": str(sentinel)}, sentinel, created.stdout
 
 
+@pytest.mark.slow  # CI also runs this flow in a fresh environment (.ci/run)
 def test_new_plugin_is_listed_trains_and_passes_check(kit):
     root, env, _, printed = kit
     assert "zoo check demo" in printed and "pip install -e './zoo-demo[test]'" in printed
@@ -173,10 +174,11 @@ def test_check_of_an_unknown_name_is_one_line():
 
 
 def test_check_of_one_item_runs_only_its_checks():
-    result = run_zoo("check", "accuracy", "--json")
-    assert result.returncode == 0, result.stderr
-    assert [(r["kind"], r["name"], r["check"]) for r in json.loads(result.stdout)] == [
-        ("metric", "accuracy", check) for check in ("config", "build", "reference", "reset")
+    from zoo.testing import run_checks
+
+    results = run_checks("accuracy")
+    assert [(r.kind, r.name, r.check, r.outcome) for r in results] == [
+        ("metric", "accuracy", check, "pass") for check in ("config", "build", "reference", "reset")
     ]
 
 
@@ -185,3 +187,32 @@ def test_scaffold_templates_are_in_the_package():
     from zoo.scaffold import FILES
 
     assert {t for t in FILES.values() if t} == {p.name for p in templates.glob("*.tmpl")}
+
+
+@pytest.mark.parametrize(
+    "requirement,supported",
+    [
+        ("keras-zoo>=0.1,<0.2", ">=0.1,<0.2"),
+        ("keras_zoo[cpu] (<0.2,>=0.1)", "<0.2,>=0.1"),
+        ("Keras.Zoo ~=0.1 ; python_version >= '3.10'", "~=0.1"),
+        ("keras-zoo<0.1 ; extra == 'zoo'", ""),  # only with an extra: not a statement of support
+        ("keras-zoology>=2", ""),
+        ("keras-zoo", ""),
+    ],
+)
+def test_supported_zoo_versions_are_read_from_the_requirement(requirement, supported):
+    from zoo.discovery import supported_zoo_versions
+
+    assert supported_zoo_versions(["numpy", requirement]) == supported
+
+
+def test_a_config_path_that_is_not_a_search_path_entry_breaks_the_plugin():
+    from zoo.registry import Registry
+
+    class Plugin:
+        @zoo.hookimpl
+        def register_config_paths(self):
+            return ["my_package/conf"]
+
+    with pytest.raises(zoo.PluginError, match="must return 'pkg://...' or 'file://...' strings, got 'my_package/conf'"):
+        Registry().register_plugin(Plugin(), "paths")

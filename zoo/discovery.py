@@ -123,7 +123,9 @@ def load_entry_points(pm: pluggy.PluginManager, strict: bool) -> list[PluginSour
 
 # `keras-zoo [extras] (specifier) ; marker` as it appears in Requires-Dist; a regular
 # expression, not packaging.requirements, whose import costs ~25 ms of every `zoo list`.
-_ZOO_REQUIREMENT = re.compile(r"\s*keras[-_.]zoo\s*(?:\[[^\]]*\])?\s*\(?([^;()]*)\)?\s*(?:;(.*))?$", re.IGNORECASE)
+_ZOO_REQUIREMENT = re.compile(
+    r"\s*keras[-_.]zoo\s*(?:\[[^\]]*\])?\s*\(?\s*((?:[<>=!~][^;()]*)?)\)?\s*(?:;(.*))?$", re.IGNORECASE
+)
 
 
 def supported_zoo_versions(requirements: list[str]) -> str:

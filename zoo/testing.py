@@ -410,7 +410,7 @@ def _model_steps(entry: Registered):
 
         with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
             for index, (spec, model, (x, _)) in enumerate(state["models"]):
-                unregistered_classes(model)
+                check_registered_classes(model)
                 path = Path(folder) / f"model{index}.keras"
                 model.save(path)
                 reloaded = keras.saving.load_model(path)  # safe mode, as users load
@@ -447,7 +447,7 @@ def _model_steps(entry: Registered):
     return steps + ([("generate", generate)] if item.generate is not None else [])
 
 
-def unregistered_classes(model) -> None:
+def check_registered_classes(model) -> None:
     """Fail unless every custom class in ``model`` is registered for Keras' serialisation
     under a package of its own (Keras' default, ``Custom``, is shared by everyone)."""
     import keras
