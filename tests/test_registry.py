@@ -13,7 +13,7 @@ import zoo
 from zoo import hookspecs
 from zoo.registry import Registry, get_registry
 
-from conftest import entries, error_lines, run_zoo
+from conftest import error_lines, run_zoo
 
 FIRST_PARTY = {
     "model": {"cnn_classifier", "mlp_classifier", "autoencoder", "conv_autoencoder", "vae", "gan",
