@@ -55,7 +55,9 @@ def make_site(root: Path, count: int) -> Path:
         (site / f"{package}.py").write_text(MODULE.format(name=f"bench_model_{i:04d}"))
         info = site / f"{package}-1.0.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 1.0\n")
+        # Each states the zoo versions it supports, as a real plugin does (the zoo checks it).
+        metadata = f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 1.0\nRequires-Dist: keras-zoo>=0.1\n"
+        (info / "METADATA").write_text(metadata)
         (info / "entry_points.txt").write_text(f"[zoo.plugins]\n{package} = {package}\n")
     return site
 

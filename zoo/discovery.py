@@ -18,6 +18,7 @@ Environment:
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.metadata
 import os
 import re
@@ -139,22 +140,24 @@ def supported_zoo_versions(requirements: list[str]) -> str:
 
 
 def _check_zoo_version(source: PluginSource) -> None:
-    if not source.supports:
-        return
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
     from zoo import __version__
 
-    try:
-        supported = SpecifierSet(source.supports)
-    except InvalidSpecifier:
-        return
-    if not supported.contains(__version__, prereleases=True):
+    if source.supports and not _supports(source.supports, __version__):
         source.incompatible = True
         source.error = (
             f"supports keras-zoo{source.supports} but {__version__} is installed; install a release of "
             f"{source.distribution} made for keras-zoo {__version__}, or a keras-zoo it supports"
         )
+
+
+@functools.lru_cache(maxsize=None)  # most plugins state the same few ranges
+def _supports(specifier: str, version: str) -> bool:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        return SpecifierSet(specifier).contains(version, prereleases=True)
+    except InvalidSpecifier:  # pip would not have installed it; do not second-guess
+        return True
 
 
 def report_broken(source: PluginSource, strict: bool) -> None:

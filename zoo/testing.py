@@ -217,7 +217,8 @@ def check_plugins(sources: list[PluginSource]) -> list[CheckResult]:
             if probe is None:
                 raise NotApplicable("registered at run time, not through an entry point")
             out, err = probe.communicate(timeout=300)
-            expect(probe.returncode == 0, f"importing it in a fresh interpreter failed: {err.strip().splitlines()[-1:]}")
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            expect(probe.returncode == 0, f"importing it in a fresh interpreter failed: {last}")
             heavy = json.loads(out.strip().splitlines()[-1])
             expect(
                 not heavy,
