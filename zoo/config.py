@@ -9,6 +9,7 @@ The primary config (``conf/train.yaml``) selects one option from each group::
     trainer   conf/trainer/*.yaml, checked against TrainerConfig in plan_run
     device    conf/device/*.yaml, checked against DeviceConfig in plan_run
     hparams_search  conf/hparams_search/*.yaml: Optuna searches (sweeper, space, ``objective``)
+    experiment      conf/experiment/*.yaml, and those of plugins' config paths (after ours)
 
 Everything here works without TensorFlow, so a run's config is checked completely
 (types, unknown keys, missing values, model/dataset/metric compatibility) before any
@@ -255,7 +256,6 @@ def register_configs(registry: Optional[Registry] = None) -> None:
     """Store every registered plugin's config in its Hydra group (``model``, ``dataset``,
     ``metrics``), so that any installed plugin can be chosen by name with no YAML."""
     from hydra.core.config_store import ConfigStore
-
     from hydra.core.plugins import Plugins
 
     registry = registry or get_registry()
@@ -280,7 +280,6 @@ def compose(overrides: list[str]) -> DictConfig:
     register_configs()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return hydra_compose(config_name=PRIMARY_CONFIG, overrides=overrides)
-
 
 
 # --------------------------------------------------------------------------------------
