@@ -27,7 +27,7 @@ def loaded():
 
 
 @pytest.mark.parametrize("model_name,dataset_name", compatible_pairs())
-def test_model_trains_a_step_and_survives_save_and_load(model_name, dataset_name, loaded, tmp_path):
+def test_model_trains_a_step_on_every_compatible_dataset(model_name, dataset_name, loaded):
     import keras
 
     from zoo.config import compose, plan_run
@@ -60,15 +60,11 @@ def test_model_trains_a_step_and_survives_save_and_load(model_name, dataset_name
         assert predictions.shape == (len(x), width)
         assert np.all((predictions >= 0) & (predictions <= 1))
 
-    path = tmp_path / "model.keras"
-    model.save(path)
-    reloaded = keras.saving.load_model(path)  # safe mode on
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), predictions, rtol=1e-5, atol=1e-6)
-
+    # The .keras round trip is a conformance check (tests/test_conformance.py), once per model.
     if item.generate is not None:
-        samples = item.generate(reloaded, plan.model_config, spec, seed=0, n=3)
+        samples = item.generate(model, plan.model_config, spec, seed=0, n=3)
         assert len(samples) == 3
-        again = item.generate(reloaded, plan.model_config, spec, seed=0, n=3)
+        again = item.generate(model, plan.model_config, spec, seed=0, n=3)
         if spec.task == zoo.SEQUENCE:
             assert samples == again and all(set(text) <= set(spec.class_names) for text in samples)
         else:
