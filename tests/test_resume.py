@@ -20,6 +20,15 @@ from conftest import error_lines, run_zoo
 
 STEPS_PER_EPOCH = 40  # digits' 1,257 training examples in batches of 32
 CNN = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", "trainer.checkpoint_every=3", "trainer.deterministic=true"]
+# The controls whose state a checkpoint must carry: accumulated gradients (checkpoints fall
+# between updates), a plateau schedule and early stopping whose counters move every epoch
+# (val_accuracy cannot rise by 0.99: each epoch after the first is a plateau; stopping comes
+# after epoch 3 of 4, ending on epoch 1's weights).
+STEERED = [
+    *CNN[:2], "trainer.epochs=4", *CNN[3:], "trainer.accumulate_steps=2", "trainer.lr_schedule=plateau",
+    "trainer.plateau.patience=1", "trainer.plateau.monitor=val_accuracy", "trainer.plateau.min_delta=0.99",
+    "trainer.early_stopping.patience=2", "trainer.early_stopping.monitor=val_accuracy", "trainer.early_stopping.min_delta=0.99",
+]  # fmt: skip
 
 
 def checkpoint_steps(run_dir: Path, task: str = "") -> list[int]:
@@ -73,11 +82,11 @@ def resumed_from(run_dir: Path) -> int:
 
 def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     reference, attempt = tmp_path / "uninterrupted", tmp_path / "killed"
-    result = run_zoo("train", *CNN, f"hydra.run.dir={reference}", cwd=tmp_path)
+    result = run_zoo("train", *STEERED, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     # Killed in its second epoch, some steps after a checkpoint.
-    first = start_zoo([*CNN, f"hydra.run.dir={attempt}"], tmp_path)
+    first = start_zoo([*STEERED, f"hydra.run.dir={attempt}"], tmp_path)
     kill_when([first], lambda: any(s > STEPS_PER_EPOCH + 3 for s in checkpoint_steps(attempt)))
     killed_at = checkpoint_steps(attempt)[-1]
     assert STEPS_PER_EPOCH < killed_at < 2 * STEPS_PER_EPOCH
@@ -90,7 +99,7 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     compared = run_zoo("compare", str(reference), str(attempt), cwd=tmp_path)
     assert compared.returncode == 0 and re.search(r"killed\s.*unfinished", compared.stdout), compared.stdout
 
-    again = run_zoo("train", *CNN, f"hydra.run.dir={attempt}", cwd=tmp_path)
+    again = run_zoo("train", *STEERED, f"hydra.run.dir={attempt}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert resumed_from(attempt) == killed_at
     position, optimizer_steps = final_position(attempt)
@@ -98,11 +107,13 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     assert optimizer_steps == 3 * STEPS_PER_EPOCH  # no batch replayed, none skipped
     # With op determinism, the run is bit for bit the uninterrupted one: the same weights,
     # the same per-epoch metrics (the interrupted epoch's running totals were restored).
-    for name in ("metrics.json", "history.csv"):
+    for name in ("metrics.json", "history.csv", "training.json"):
         assert (attempt / name).read_bytes() == (reference / name).read_bytes(), name
+    assert json.loads((attempt / "training.json").read_text())["early_stopping"]["stopped_epoch"] == 3
+    assert [row["lr"] for row in read_history(attempt)] == ["0.0010000000474974513", "0.0010000000474974513", "0.0005000000237487257"]  # lowered after epoch 2
 
     # A finished run started again returns its metrics without training again.
-    once_more = run_zoo("train", *CNN, f"hydra.run.dir={attempt}", cwd=tmp_path)
+    once_more = run_zoo("train", *STEERED, f"hydra.run.dir={attempt}", cwd=tmp_path)
     assert once_more.returncode == 0 and "TEST METRIC" in once_more.stdout
     assert checkpoint_steps(attempt)[-1] == 3 * STEPS_PER_EPOCH
     assert (attempt / "train.log").read_text().count("steps per epoch") == 2

@@ -27,6 +27,8 @@ TEXT_SAMPLES = "samples.txt"
 SPEC = "spec.json"
 DATA_REPORT = "data.json"
 TENSORBOARD = "tensorboard"
+ENVIRONMENT = "env.json"
+TRAINING = "training.json"
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
 
@@ -77,6 +79,24 @@ def exclusive(run_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """A finished run's files worth keeping with a tracker: its records, model and plots."""
+    names = (CONFIG, HISTORY, METRICS, MODEL, SPEC, ENVIRONMENT, TRAINING, DATA_REPORT, TEXT_SAMPLES)
+    found = [run_dir / name for name in names if (run_dir / name).is_file()]
+    return found + sorted((run_dir / "plots").glob("*.png"))
+
+
 def write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
@@ -101,26 +121,36 @@ def write_history(path: Path, history: Mapping[str, Sequence[float]]) -> None:
 
 
 def plot_training_curves(path: Path, history: Mapping[str, Sequence[float]], title: str) -> None:
-    """Loss and each metric per epoch, training against validation, one panel each."""
+    """Loss and each metric per epoch, training against validation, one panel each; the
+    learning rate (``lr``) on a log scale."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
     names = [k for k in history if not k.startswith("val_")]
-    names.sort(key=lambda n: (n != "loss", n))
+    names.sort(key=lambda n: (n != "loss", n == "lr", n))
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
-    fig = Figure(figsize=(4.5 * columns, 3.4 * rows), layout="constrained")
+    width, height = 4.5 * columns, 3.4 * rows + 0.5
+    fig = Figure(figsize=(width, height))
+    # Fixed margins (in inches, so they hold at any grid size): a constrained layout costs
+    # half a second a figure, a third of a short run's ending.
+    fig.subplots_adjust(
+        left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.75 / height,
+        wspace=0.35, hspace=0.5,
+    )  # fmt: skip
     fig.suptitle(title)
     for i, name in enumerate(names):
         ax = fig.add_subplot(rows, columns, i + 1)
         epochs = range(1, len(history[name]) + 1)
-        ax.plot(epochs, history[name], marker="o", markersize=3, label="training")
+        marker = {"marker": "o", "markersize": 3} if len(history[name]) <= 60 else {}
+        ax.plot(epochs, history[name], label="training" if name != "lr" else "learning rate", **marker)
         if f"val_{name}" in history:
-            ax.plot(epochs, history[f"val_{name}"], marker="o", markersize=3, label="validation")
-        ax.set_title(name)
+            ax.plot(epochs, history[f"val_{name}"], label="validation", **marker)
+        if name == "lr" and min(history[name]) > 0 and max(history[name]) > 10 * min(history[name]):
+            ax.set_yscale("log")
+        ax.set_title("learning rate" if name == "lr" else name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     save_figure(fig, path)
 
 
@@ -128,15 +158,30 @@ def save_figure(fig, path: Path) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
+def roc_curve(positive, score):
+    """False and true positive rates at every distinct score threshold (scikit-learn's
+    ``roc_curve`` without its intermediate-point dropping; importing it costs seconds)."""
+    import numpy as np
+
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="mergesort")
+    score, positive = np.asarray(score, dtype=np.float64)[order], np.asarray(positive, dtype=bool)[order]
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # the last index of each distinct score
+    true_positives = np.cumsum(positive)[last]
+    false_positives = (last + 1) - true_positives
+    tpr = np.r_[0.0, true_positives / max(1, positive.sum())]
+    fpr = np.r_[0.0, false_positives / max(1, (~positive).sum())]
+    return fpr, tpr
+
+
 def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], title: str) -> None:
     """ROC curve on the test split: one for a binary task, one per class (one-vs-rest) otherwise."""
     import numpy as np
     from matplotlib.figure import Figure
-    from sklearn.metrics import auc, roc_curve
 
     y_true = np.asarray(y_true).reshape(-1)
     y_prob = np.asarray(y_prob)
-    fig = Figure(figsize=(6, 5.5), layout="constrained")
+    fig = Figure(figsize=(6, 5.5))
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.1, top=0.92)
     ax = fig.add_subplot()
     if y_prob.ndim == 1 or y_prob.shape[1] == 1:
         curves = [(class_names[1] if len(class_names) > 1 else "positive", y_true == 1, y_prob.reshape(-1))]
@@ -145,8 +190,8 @@ def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], titl
     for label, positive, score in curves:
         if positive.all() or not positive.any():
             continue  # undefined without both positives and negatives
-        fpr, tpr, _ = roc_curve(positive, score)
-        ax.plot(fpr, tpr, linewidth=1.5, label=f"{label} (AUC {auc(fpr, tpr):.3f})")
+        fpr, tpr = roc_curve(positive, score)
+        ax.plot(fpr, tpr, linewidth=1.5, label=f"{label} (AUC {np.trapezoid(tpr, fpr):.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
     ax.set_title(f"ROC on the test split: {title}")
@@ -159,10 +204,10 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     """Counts of true against predicted class on the test split, each cell labelled."""
     import numpy as np
     from matplotlib.figure import Figure
-    from sklearn.metrics import confusion_matrix
 
     n = len(class_names)
-    matrix = confusion_matrix(np.asarray(y_true).reshape(-1), y_pred, labels=list(range(n)))
+    pairs = np.asarray(y_true).reshape(-1).astype(int) * n + np.asarray(y_pred).reshape(-1).astype(int)
+    matrix = np.bincount(pairs, minlength=n * n)[: n * n].reshape(n, n)
     size = max(4.5, 0.55 * n + 2.5)
     fig = Figure(figsize=(size, size * 0.9), layout="constrained")
     ax = fig.add_subplot()

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import threading
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ class Position:
     step: int = 0
     steps_per_epoch: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
+    # The checkpointed callbacks' states (zoo.training.stateful_callbacks), arrays kept apart.
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def optimizer_steps(self) -> int:
@@ -51,24 +54,60 @@ class Position:
         return f"epoch {self.epoch + 1}, step {self.step}" if self.step else f"the end of epoch {self.epoch}"
 
 
-def training_state(model) -> list:
+class TrainingState(list):
+    """The variables a checkpoint holds; the metrics' totals come last, from ``metrics_from``."""
+
+    metrics_from: int = 0
+
+
+def training_state(model) -> TrainingState:
     """Every variable that training changes, in an order fixed by the model's construction:
     the model's (weights, seed-generator states), then every optimizer's (a GAN has two),
     then the metrics' totals."""
     import keras
 
-    found = list(model.variables)
+    unique, seen = TrainingState(), set()
+
+    def add(variables) -> None:
+        for variable in variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                unique.append(variable)
+
+    add(model.variables)
     for value in vars(model).values():
         if isinstance(value, keras.optimizers.Optimizer):
-            found.extend(value.variables)
+            add(value.variables)
+    unique.metrics_from = len(unique)
     for metric in model.metrics:
-        found.extend(metric.variables)
-    unique, seen = [], set()
-    for variable in found:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            unique.append(variable)
+        add(metric.variables)
     return unique
+
+
+def encode_states(states: dict[str, dict]) -> tuple[dict, dict]:
+    """Callback states as JSON, with their lists of arrays (weights) moved into ``arrays``."""
+    import numpy as np
+
+    arrays, encoded = {}, {}
+    for key, state in states.items():
+        encoded[key] = {}
+        for name, value in state.items():
+            if isinstance(value, (list, tuple)) and value and all(isinstance(a, np.ndarray) for a in value):
+                for i, array in enumerate(value):
+                    arrays[f"state:{key}:{name}:{i}"] = array
+                value = {"arrays": len(value)}
+            encoded[key][name] = value
+    return encoded, arrays
+
+
+def decode_state(key: str, state: dict, arrays: dict) -> dict:
+    """The callback state ``key`` as ``get_state`` gave it (``encode_states`` undone)."""
+    return {
+        name: [arrays[f"state:{key}:{name}:{i}"] for i in range(value["arrays"])]
+        if isinstance(value, dict) and set(value) == {"arrays"}
+        else value
+        for name, value in state.items()
+    }
 
 
 class Checkpoints:
@@ -88,13 +127,16 @@ class Checkpoints:
     def path(self, step: int) -> Path:
         return self.folder / f"step-{step:09d}.npz"
 
-    def save(self, variables: list, position: Position) -> Path:
+    def save(self, variables: list, position: Position, states: Optional[dict] = None, metrics: bool = True) -> Path:
+        """Save ``variables`` (without the metrics' totals unless ``metrics``), ``position``
+        and the callbacks' ``states``. The values are taken now; the file is written by a
+        thread of its own while training goes on (``wait`` for it)."""
         import numpy as np
-        from keras import ops
 
-        arrays: dict[str, Any] = {f"v{i}": ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+        kept = variables if metrics else variables[: getattr(variables, "metrics_from", len(variables))]
+        arrays: dict[str, Any] = {f"v{i}": _numpy(v) for i, v in enumerate(kept)}
         broken = next(
-            (v.path for v, a in zip(variables, arrays.values()) if a.dtype.kind == "f" and not np.isfinite(a).all()), None
+            (v.path for v, a in zip(kept, arrays.values()) if a.dtype.kind == "f" and not np.isfinite(a).all()), None
         )
         if broken:  # the last step's loss was finite, but its update was not
             raise ZooError(
@@ -102,12 +144,14 @@ class Checkpoints:
                 "lower trainer.learning_rate or look for NaN/Inf values in the data. The run is left unfinished, "
                 "its last good checkpoint kept"
             )
-        for i, variable in enumerate(variables):
+        for i, variable in enumerate(kept):
             copies = replica_copies(variable)
             if copies:
-                arrays[f"r{i}"] = np.stack([ops.convert_to_numpy(copy) for copy in copies])
-        arrays["paths"] = np.array([v.path for v in variables])
-        arrays["position"] = np.array(json.dumps(asdict(position)))
+                arrays[f"r{i}"] = np.stack([_numpy(copy) for copy in copies])
+        encoded, state_arrays = encode_states(states or {})
+        arrays.update(state_arrays)
+        arrays["paths"] = np.array([v.path for v in kept])
+        arrays["position"] = np.array(json.dumps(asdict(Position(**{**asdict(position), "callbacks": encoded}))))
         path = self.path(position.optimizer_steps)
 
         def write(tmp: Path) -> None:
@@ -116,11 +160,32 @@ class Checkpoints:
                 handle.flush()
                 os.fsync(handle.fileno())  # on disk before the rename makes it the newest
 
-        artifacts.write_atomic(path, write)
-        for old in self.steps()[KEEP:]:
-            self.path(old).unlink(missing_ok=True)
-        log.info("checkpoint %s (%s)", path.name, position)
+        def save() -> None:
+            artifacts.write_atomic(path, write)
+            for old in self.steps()[KEEP:]:
+                self.path(old).unlink(missing_ok=True)
+            log.info("checkpoint %s (%s)", path.name, position)
+
+        self.wait()
+        self._writing = threading.Thread(target=self._run, args=(save,), name="zoo-checkpoint", daemon=True)
+        self._writing.start()
         return path
+
+    def _run(self, save) -> None:
+        try:
+            save()
+        except BaseException as exc:  # reported by the next save or wait, in the training thread
+            self._failure = exc
+
+    def wait(self) -> None:
+        """Until the last checkpoint is on disk; raises what writing it raised."""
+        writing = getattr(self, "_writing", None)
+        if writing is not None:
+            writing.join()
+            self._writing = None
+        failure, self._failure = getattr(self, "_failure", None), None
+        if failure is not None:
+            raise ZooError(f"could not write a checkpoint in {self.folder}: {failure}") from failure
 
     def load(self, step: int) -> tuple[Path, Position, dict]:
         """The checkpoint taken after ``step`` optimizer steps: (path, position, arrays)."""
@@ -145,8 +210,11 @@ class Checkpoints:
 
 
 def restore(variables: list, arrays: dict, source: Path) -> None:
-    """Assign a checkpoint's arrays to ``variables`` after checking that they fit."""
+    """Assign a checkpoint's arrays to ``variables`` after checking that they fit (an
+    epoch's end holds no metric totals: the next epoch starts them afresh)."""
     paths = [str(p) for p in arrays["paths"]]
+    if len(paths) == getattr(variables, "metrics_from", -1):
+        variables = variables[: len(paths)]
     if len(paths) != len(variables):
         raise ZooError(
             f"checkpoint {source} holds {len(paths)} variables, the model has {len(variables)}; "
@@ -166,6 +234,15 @@ def restore(variables: list, arrays: dict, source: Path) -> None:
                 copy.assign(value)
         else:  # no replicas, or another number of them: the total, shared out by TensorFlow
             variable.assign(arrays[f"v{i}"])
+
+
+def _numpy(variable):
+    """A variable's value as a NumPy array (the backend's own read: Keras' generic
+    conversion costs a millisecond a variable, a checkpoint's largest share)."""
+    import numpy as np
+
+    value = getattr(variable, "value", variable)
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
 def replica_copies(variable) -> list:

@@ -98,9 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=list_command)
 
-    info = commands.add_parser("info", help="describe a model, dataset or metric, or the installed plugins")
-    info.add_argument("names", nargs="*", metavar="[KIND] NAME | PLUGIN")
+    info = commands.add_parser(
+        "info", help="describe a model, dataset, metric, callback or logger, the trainer or device keys, or the plugins"
+    )
+    info.add_argument("names", nargs="*", metavar="[KIND] NAME | PLUGIN | trainer | device")
     info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument(
+        "--no-cost", action="store_true", help="models: skip the parameter and FLOP counts (which load TensorFlow)"
+    )
     info.set_defaults(handler=info_command)
 
     commands.add_parser("train", help="train a model (Hydra overrides follow; see 'zoo train --help')")
@@ -270,9 +275,16 @@ def info_command(args: argparse.Namespace) -> None:
     from zoo.config import field_help
     from zoo.registry import get_registry, unknown_name_message
 
+    from zoo import config
+
+    data = [name.partition("=")[2] for name in args.names if name.startswith("dataset=")]
+    args.names = [name for name in args.names if not name.startswith("dataset=")]
+    if len(args.names) == 1 and args.names[0] in config.CONFIG_SECTIONS:
+        show_config_section(args.names[0], args.json)
+        return
     registry = get_registry()
     if len(args.names) > 2:
-        raise ZooError("usage: zoo info [KIND] NAME, or zoo info [PLUGIN]")
+        raise ZooError("usage: zoo info [KIND] NAME [dataset=NAME], zoo info trainer|device, or zoo info [PLUGIN]")
     plugins = plugin_descriptions(registry)
     if not args.names:
         show_plugins(plugins, args.json)
@@ -299,7 +311,15 @@ def info_command(args: argparse.Namespace) -> None:
         raise ZooError(f"{name!r} is a {' and a '.join(m.kind for m in matches)}; say which: zoo info KIND {name}")
     entry = matches[0]
     fields = field_help(entry.item.config)
-    prefix = {"model": "model.", "dataset": "dataset.", "metric": f"metrics.{entry.name}."}[entry.kind]
+    prefix = {
+        "model": "model.", "dataset": "dataset.", "metric": f"metrics.{entry.name}.",
+        "callback": f"callbacks.{entry.name}.", "logger": f"loggers.{entry.name}.",
+    }[entry.kind]  # fmt: skip
+    if data and entry.kind != "model":
+        raise ZooError(f"dataset= goes with a model (its parameters and FLOPs on that data); {entry.name!r} is a {entry.kind}")
+    cost = None
+    if entry.kind == "model" and not args.no_cost and args.json:
+        cost = model_cost(entry.name, data[0] if data else None)
     if args.json:
         out = _entry_json(entry)
         if entry.kind == "model":
@@ -307,6 +327,8 @@ def info_command(args: argparse.Namespace) -> None:
         if entry.kind == "metric":
             out.update(objectives=list(entry.item.objectives), default=entry.item.default)
         out["config"] = [{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields]
+        if cost is not None:
+            out["cost"] = cost
         out["plugin"] = next(p for p in plugins if p["entry_point"] == entry.source.name and p["value"] == entry.source.value)
         print(json.dumps(out, indent=2))
         return
@@ -323,6 +345,53 @@ def info_command(args: argparse.Namespace) -> None:
         print_table(("FIELD", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")
     else:
         print("\nconfig: no fields")
+    if entry.kind == "model" and not args.no_cost:
+        sys.stdout.flush()  # the description first: counting loads TensorFlow
+        cost = model_cost(entry.name, data[0] if data else None)
+        print(
+            f"\ncost on dataset {cost['dataset']!r} (input {tuple(cost['input_shape'])}): "
+            f"{cost['parameters']:,} parameters ({cost['trainable_parameters']:,} trainable), "
+            f"{human_count(cost['flops_per_example'])} FLOPs per example (a multiply-add counts 2)"
+        )
+
+
+def model_cost(model: str, dataset: Optional[str]) -> dict:
+    """The model's parameter count and FLOPs per example on ``dataset`` (default: the
+    first one it can learn from, the zoo's default dataset first). Loads TensorFlow."""
+    from zoo.config import compose, plan_run
+    from zoo.registry import get_registry
+
+    candidates = [dataset] if dataset else ["digits", *get_registry().names("dataset")]
+    plan, reasons = None, []
+    for name in dict.fromkeys(candidates):
+        try:
+            plan = plan_run(compose([f"model={model}", f"dataset={name}"]))
+            break
+        except ZooError as exc:
+            reasons.append(str(exc))
+    if plan is None:
+        raise ZooError(reasons[0] if dataset else f"model {model!r} fits no installed dataset as configured by default")
+    from zoo.inference import count_cost
+
+    return {"dataset": plan.dataset.name, "input_shape": list(plan.spec.input_shape), **count_cost(plan)}
+
+
+def human_count(value: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f}"
+
+
+def show_config_section(section: str, as_json: bool) -> None:
+    from zoo import config
+
+    fields = config.field_help(getattr(config, config.CONFIG_SECTIONS[section]))
+    if as_json:
+        print(json.dumps([{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields], indent=2))
+        return
+    print(f"{section} keys (override on the command line as {section}.<key>=<value>; 'zoo train --cfg job' shows a run's):")
+    print_table(("KEY", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")
 
 
 def check_command(args: argparse.Namespace) -> None:
@@ -487,7 +556,7 @@ def check_overrides(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from zoo.config import compose, describe_composition_error, flat_keys, plan_run
+    from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
 
     overrides = _overrides_only(args)
     try:
@@ -511,7 +580,7 @@ def check_overrides(args: list[str]) -> None:
             except Exception:
                 known = []
             raise ZooError(describe_composition_error(exc, known)) from None
-        plan_run(cfg)
+        check_run_references(plan_run(cfg))
 
 
 def _overrides_only(args: list[str]) -> list[str]:

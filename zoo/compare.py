@@ -57,10 +57,35 @@ def _job_order(path: Path) -> tuple:
 def read_run(path: Path) -> RunRecord:
     import yaml
 
-    config = yaml.safe_load((path / artifacts.CONFIG).read_text(encoding="utf-8")) or {}
+    config = flatten(yaml.safe_load((path / artifacts.CONFIG).read_text(encoding="utf-8")) or {})
     metrics_path = path / artifacts.METRICS
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    return RunRecord(path, flatten(config), metrics, read_history(path / artifacts.HISTORY))
+    return RunRecord(path, {**config, **run_records(path)}, metrics, read_history(path / artifacts.HISTORY))
+
+
+def run_records(path: Path) -> dict[str, Any]:
+    """What a run recorded beside its config, as columns to compare: the run it started
+    from (``parent``: its directory and weights digest) and the versions it ran with
+    (``env.<library>``, ``env.plugin.<distribution>``)."""
+    found: dict[str, Any] = {}
+    environment = _json(path / artifacts.ENVIRONMENT)
+    for name, version in {"python": environment.get("python"), "zoo": environment.get("zoo"),
+                          **environment.get("libraries", {})}.items():  # fmt: skip
+        if version:
+            found[f"env.{name}"] = version
+    for name, version in environment.get("plugins", {}).items():
+        found[f"env.plugin.{name}"] = version
+    parent = _json(path / artifacts.TRAINING).get("init_from")
+    if parent:
+        found["parent"] = f"{Path(parent['run']).name} ({parent['weights_sha256'][:12]})"
+    return found
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def read_history(path: Path) -> dict[str, list[float]]:

@@ -23,6 +23,7 @@ import difflib
 import functools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from zoo.errors import ZooError
@@ -45,6 +46,48 @@ PROGRESS = ("auto", "bar", "epoch", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
 RESUME = ("auto", "never")
+LR_SCHEDULES = ("constant", "cosine", "exponential", "step", "plateau")
+MONITOR_MODES = ("auto", "min", "max")
+CLASS_WEIGHTS = ("none", "balanced")
+# Optimizers that take a momentum.
+WITH_MOMENTUM = ("sgd", "rmsprop")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """``trainer.early_stopping.*``: stop when a logged value stops improving."""
+
+    patience: int = field(default=0, metadata={"help": "Epochs without improvement before stopping (0: off)."})
+    monitor: str = field(default="val_loss", metadata={"help": "The logged value watched (a history.csv column)."})
+    mode: str = field(default="auto", metadata={"help": "min, max, or auto (max for accuracy-like names, else min)."})
+    min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
+    restore_best: bool = field(
+        default=True, metadata={"help": "End on the best epoch's weights (the saved model and test metrics use them)."}
+    )
+
+    def __post_init__(self) -> None:
+        check_choice("early_stopping.mode", self.mode, MONITOR_MODES)
+        if self.patience < 0 or self.min_delta < 0:
+            raise ValueError("early_stopping.patience and early_stopping.min_delta cannot be negative")
+
+
+@dataclass
+class PlateauConfig:
+    """``trainer.plateau.*``: options of ``trainer.lr_schedule=plateau``."""
+
+    factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on a plateau."})
+    patience: int = field(default=3, metadata={"help": "Epochs without improvement that make a plateau."})
+    monitor: str = field(default="val_loss", metadata={"help": "The logged value watched."})
+    mode: str = field(default="auto", metadata={"help": "min, max, or auto."})
+    min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
+    min_learning_rate: float = field(default=0.0, metadata={"help": "Never reduce below this."})
+
+    def __post_init__(self) -> None:
+        check_choice("plateau.mode", self.mode, MONITOR_MODES)
+        if not 0 < self.factor < 1:
+            raise ValueError(f"plateau.factor must be between 0 and 1, got {self.factor}")
+        if self.patience < 1:
+            raise ValueError(f"plateau.patience must be at least 1, got {self.patience}")
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -100,6 +143,37 @@ class TrainerConfig:
         metadata={"help": "Turn on TensorFlow's op determinism: bit-identical reruns, somewhat slower steps."},
     )
 
+    # Shaping training (zoo.optimization, zoo.callbacks).
+    lr_schedule: str = field(
+        default="constant",
+        metadata={"help": "constant, cosine (to min_learning_rate at the last step), exponential or step "
+                  "(times decay_rate every decay_epochs, smoothly or at once), plateau (see plateau.*)."},
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "Steps of linear warm-up from 0 to learning_rate."})
+    decay_rate: float = field(default=0.5, metadata={"help": "exponential, step: the factor per decay_epochs."})
+    decay_epochs: float = field(default=10.0, metadata={"help": "exponential, step: epochs per decay_rate."})
+    min_learning_rate: float = field(default=0.0, metadata={"help": "cosine: the learning rate at the end."})
+    plateau: PlateauConfig = field(default_factory=PlateauConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    weight_decay: float = field(default=0.0, metadata={"help": "Decoupled weight decay (0: off)."})
+    clipnorm: float = field(default=0.0, metadata={"help": "Clip each gradient to this norm (0: off)."})
+    momentum: float = field(default=0.0, metadata={"help": "Momentum of sgd and rmsprop."})
+    accumulate_steps: int = field(
+        default=1, metadata={"help": "Average the gradients of this many steps per update (a batch this many times larger)."}
+    )
+    class_weight: Any = field(
+        default="none",
+        metadata={"help": "Classification: none, balanced (inverse class frequency), or one weight per class: [1,3]."},
+    )
+    label_smoothing: float = field(default=0.0, metadata={"help": "Classification: smooth the targets by this much."})
+    init_from: Optional[str] = field(
+        default=None,
+        metadata={"help": "A finished run's directory: start from its trained weights (matching layer names and shapes)."},
+    )
+    freeze: list[str] = field(
+        default_factory=list, metadata={"help": "Layer-name patterns to keep fixed, e.g. [conv*] (fnmatch)."}
+    )
+
     def __post_init__(self) -> None:
         self.jit_compile = str(self.jit_compile).lower()  # `trainer.jit_compile=true` arrives as "True"
         check_choice("optimizer", self.optimizer.lower(), OPTIMIZERS)
@@ -115,6 +189,26 @@ class TrainerConfig:
                 raise ValueError(f"{key} cannot be negative, got {getattr(self, key)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for key in ("warmup_steps", "weight_decay", "clipnorm", "momentum", "min_learning_rate"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} cannot be negative, got {getattr(self, key)}")
+        if not 0 < self.decay_rate <= 1 or self.decay_epochs <= 0:
+            raise ValueError("decay_rate must be in (0, 1] and decay_epochs positive")
+        if self.momentum and self.optimizer.lower() not in WITH_MOMENTUM:
+            raise ValueError(f"momentum applies to {' and '.join(WITH_MOMENTUM)}, not optimizer={self.optimizer}")
+        if self.accumulate_steps < 1:
+            raise ValueError(f"accumulate_steps must be at least 1, got {self.accumulate_steps}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if isinstance(self.class_weight, str):
+            check_choice("class_weight", self.class_weight, CLASS_WEIGHTS)
+        elif not (
+            isinstance(self.class_weight, (list, tuple))
+            and self.class_weight
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in self.class_weight)
+        ):
+            raise ValueError(f"class_weight must be none, balanced or a list of weights like [1,3], got {self.class_weight!r}")
 
 
 @dataclass
@@ -157,7 +251,9 @@ class DeviceConfig:
                 )
 
 
-TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "trainer", "device", "objective")
+TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "callbacks", "loggers", "trainer", "device", "objective")
+# Config groups of which several options are chosen at once: metrics=[f1,auc], loggers=[...].
+LIST_GROUPS = {"metrics": "metric", "callbacks": "callback", "loggers": "logger"}
 
 
 # --------------------------------------------------------------------------------------
@@ -165,19 +261,28 @@ TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "trainer", "device", "o
 # --------------------------------------------------------------------------------------
 
 
-def field_help(config_cls: type) -> list[tuple[str, str, str, str]]:
-    """``(name, type, default, help)`` for each field of a config dataclass."""
+def field_help(config_cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(name, type, default, help)`` for each field of a config dataclass; the fields of
+    a nested one as ``outer.inner``."""
     rows = []
     for f in dataclasses.fields(config_cls):
         if f.default is not dataclasses.MISSING:
             default = repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
+            value = f.default_factory()
+            if dataclasses.is_dataclass(value):
+                rows.extend(field_help(type(value), f"{prefix}{f.name}."))
+                continue
+            default = repr(value)
         else:
             default = "(required)"
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        rows.append((f.name, str(type_name), default, f.metadata.get("help", "")))
+        rows.append((prefix + f.name, str(type_name), default, f.metadata.get("help", "")))
     return rows
+
+
+# `zoo info trainer` and `zoo info device`: the config sections that are no plugin's.
+CONFIG_SECTIONS = {"trainer": "TrainerConfig", "device": "DeviceConfig"}
 
 
 def make_config(entry: Registered, overrides: Mapping[str, Any], prefix: str = "") -> Any:
@@ -259,15 +364,22 @@ def register_configs(registry: Optional[Registry] = None) -> None:
     from hydra.core.plugins import Plugins
 
     registry = registry or get_registry()
+    stored = (id(registry), tuple((entry.kind, entry.name, id(entry.item)) for entry in registry.list()))
+    if getattr(register_configs, "stored", None) == stored:
+        return  # `zoo train` checks the overrides, then Hydra composes: once is enough
+    register_configs.stored = stored
     Plugins.instance().register(plugin_config_paths())
     store = ConfigStore.instance()
     store.store(group="metrics", name="auto", node={})  # plan_run fills in the model's defaults
-    for kind in ("model", "dataset", "metric"):
+    store.store(group="callbacks", name="none", node={})
+    store.store(group="loggers", name="none", node={})
+    groups = {kind: group for group, kind in LIST_GROUPS.items()}
+    for kind in ("model", "dataset", *groups):
         for name in registry.names(kind):
             # A conflicting name is stored once; using it fails in plan_run, naming both owners.
             entry = registry.list(kind, name)[0]
-            if kind == "metric":  # several metrics merge side by side: metrics.<name>.<field>
-                store.store(group="metrics", name=name, node={name: _node(entry, with_name=False)})
+            if kind in groups:  # several merge side by side: metrics.<name>.<field>
+                store.store(group=groups[kind], name=name, node={name: _node(entry, with_name=False)})
             else:
                 store.store(group=kind, name=name, node=_node(entry, with_name=True))
 
@@ -300,6 +412,8 @@ class RunPlan:
     metrics: list[tuple[Registered, Any]]
     trainer: TrainerConfig
     device: DeviceConfig
+    callbacks: list[tuple[Registered, Any]] = field(default_factory=list)
+    loggers: list[tuple[Registered, Any]] = field(default_factory=list)
 
 
 def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optional[DataSpec] = None) -> RunPlan:
@@ -354,7 +468,16 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                 f"{objective}; choose from: {fitting or '(none registered)'}, or metrics=auto"
             )
         metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
+    chosen_items = {
+        group: [
+            (entry := registry.get(LIST_GROUPS[group], name), make_config(entry, overrides or {}, prefix=f"{group}.{name}."))
+            for name, overrides in (container.get(group) or {}).items()
+        ]
+        for group in ("callbacks", "loggers")
+    }
     trainer = typed_config(TrainerConfig, container["trainer"], "trainer", "trainer.")
+    if trainer.init_from is not None:  # a run reference: absolute from here on
+        trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
     return RunPlan(
         seed=int(container["seed"]),
@@ -366,7 +489,21 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         metrics=metrics,
         trainer=trainer,
         device=device,
+        callbacks=chosen_items["callbacks"],
+        loggers=chosen_items["loggers"],
     )
+
+
+def check_run_references(plan: RunPlan) -> None:
+    """The runs a plan starts from (``trainer.init_from``) exist and finished: one line
+    otherwise, before any work. No TF."""
+    path = plan.trainer.init_from
+    if path is None:
+        return
+    if not (Path(path) / "config.yaml").is_file():
+        raise ZooError(f"trainer.init_from={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
+    if not (Path(path) / "metrics.json").is_file() or not (Path(path) / "model.keras").is_file():
+        raise ZooError(f"trainer.init_from={path}: that run did not finish (no metrics.json); train it to the end first")
 
 
 def metrics_for(registry: Registry, objective: str, defaults_only: bool = False) -> list[str]:

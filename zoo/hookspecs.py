@@ -115,6 +115,8 @@ class Splits:
 def _check_item(kind: str, name: str, summary: str, config: type, factory: Callable) -> None:
     if kind == "metric" and name == "auto":
         raise ValueError("metric name 'auto' is reserved: metrics=auto picks the model's standard metrics")
+    if kind in ("callback", "logger") and name == "none":
+        raise ValueError(f"{kind} name 'none' is reserved: {kind}s=none chooses none")
     if not name or not name.replace("_", "a").isalnum() or not name[0].isalpha():
         raise ValueError(f"{kind} name {name!r} must be an identifier like 'my_{kind}'")
     if not summary or "\n" in summary:
@@ -240,6 +242,107 @@ class MetricPlugin:
         _check_item("metric", self.name, self.summary, self.config, self.factory)
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What callback and logger factories know of the run they serve.
+
+    Args:
+        run_dir: the run directory (absolute).
+        name: the run's name (its directory's name).
+        params: the run's resolved config, flattened to dotted keys.
+        spec: what the dataset yields.
+        seed: the run's seed.
+        resumed: whether this attempt continues an interrupted run.
+        chief: whether this process writes the run directory (in a multi-worker run, only
+            worker 0 does; callbacks run on every worker).
+    """
+
+    run_dir: Any
+    name: str
+    params: Mapping[str, Any]
+    spec: DataSpec
+    seed: int
+    resumed: bool = False
+    chief: bool = True
+
+
+@dataclass(frozen=True)
+class CallbackPlugin:
+    """A training callback: ``factory(config, run: RunInfo) -> keras.callbacks.Callback``.
+
+    Chosen with ``callbacks=[name,...]``, set with ``callbacks.<name>.<field>=...``. The
+    zoo's loop calls ``on_train_begin``, ``on_epoch_begin``, ``on_train_batch_begin``,
+    ``on_train_batch_end`` (logs: the step's losses), ``on_epoch_end`` (logs: every training
+    and ``val_`` value of the epoch; values a callback adds to them, such as ``lr``, go into
+    ``history.csv``) and ``on_train_end``; no ``on_test_*`` or ``on_predict_*``. Setting
+    ``self.model.stop_training = True`` ends training after the epoch.
+
+    A callback whose state must survive a resume defines ``get_state() -> dict`` and
+    ``set_state(state)``: values are JSON-serialisable, or lists of NumPy arrays (weights).
+    The zoo saves the state in every checkpoint and restores it after ``on_train_begin``.
+    Every worker of a multi-worker run calls the factory and runs the callback (their
+    decisions must agree); only where ``run.chief`` should it write files.
+
+    Args:
+        name: unique name.
+        summary: one line for ``zoo list``.
+        config: a dataclass of options.
+        factory: builds the callback.
+    """
+
+    name: str
+    summary: str
+    config: type
+    factory: Callable[..., Any]
+
+    def __post_init__(self) -> None:
+        _check_item("callback", self.name, self.summary, self.config, self.factory)
+
+
+class Logger:
+    """An experiment tracker's side of a run; subclass it and override what you need.
+
+    The zoo calls these on the chief process only, from a thread of their own, so a slow
+    or failing tracker never holds training up: the first exception is reported as one
+    warning and the logger is not called again for that run.
+    """
+
+    def start(self) -> None:
+        """The run starts (or resumes: ``run.resumed``); log its parameters here."""
+
+    def log_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
+        """One epoch's values (``history.csv``'s row; ``epoch`` counts from 1)."""
+
+    def finish(self, metrics: Mapping[str, float], files: Sequence[Any]) -> None:
+        """The run finished: its test metrics and its files (plots, model, config)."""
+
+
+@dataclass(frozen=True)
+class LoggerPlugin:
+    """An experiment tracker: ``factory(config, run: RunInfo) -> Logger``.
+
+    Chosen with ``loggers=[name,...]``, set with ``loggers.<name>.<field>=...``.
+
+    Args:
+        name: unique name.
+        summary: one line for ``zoo list``.
+        config: a dataclass of options.
+        factory: builds the logger for one run.
+        read_back: optional ``read_back(config, run: RunInfo) -> {name: [value per epoch]}``,
+            what the tracker holds for the run; ``zoo check`` logs a few epochs and
+            compares.
+    """
+
+    name: str
+    summary: str
+    config: type
+    factory: Callable[..., Logger]
+    read_back: Optional[Callable[..., Mapping[str, Sequence[float]]]] = None
+
+    def __post_init__(self) -> None:
+        _check_item("logger", self.name, self.summary, self.config, self.factory)
+
+
 # --------------------------------------------------------------------------------------
 # Hooks. Each returns a list of items; every implementation is called and the lists are
 # concatenated. A name must be unique within its kind across all installed plugins.
@@ -271,6 +374,22 @@ def register_metrics() -> list[MetricPlugin]:
 
 
 @hookspec
+def register_callbacks() -> list[CallbackPlugin]:
+    """Return the training callbacks this plugin provides.
+
+    :returns: a list of :class:`CallbackPlugin`.
+    """
+
+
+@hookspec
+def register_loggers() -> list[LoggerPlugin]:
+    """Return the experiment trackers this plugin provides.
+
+    :returns: a list of :class:`LoggerPlugin`.
+    """
+
+
+@hookspec
 def register_config_paths() -> list[str]:
     """Return Hydra config search-path entries this plugin ships, such as
     ``"pkg://my_package.conf"`` (a package holding YAML files).
@@ -288,4 +407,6 @@ KINDS: dict[str, tuple[str, type]] = {
     "model": ("register_models", ModelPlugin),
     "dataset": ("register_datasets", DatasetPlugin),
     "metric": ("register_metrics", MetricPlugin),
+    "callback": ("register_callbacks", CallbackPlugin),
+    "logger": ("register_loggers", LoggerPlugin),
 }

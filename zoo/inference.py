@@ -202,3 +202,33 @@ def _generators() -> list[str]:
     from zoo.registry import get_registry
 
     return [entry.name for entry in get_registry().list("model") if entry.item.generate is not None]
+
+
+def count_cost(plan) -> dict[str, int]:
+    """Parameters of the plan's model and the floating-point operations of one forward pass
+    on one example, counted by TensorFlow's profiler on the traced graph (a multiply-add
+    counts 2)."""
+    from zoo.run import import_tensorflow
+
+    tf = import_tensorflow()
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    model = plan.model.item.factory(plan.model_config, plan.spec)
+    dtype = "int32" if plan.spec.task == "sequence" else "float32"
+    traced = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, *plan.spec.input_shape], dtype)
+    )
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    level = tf.get_logger().level
+    tf.get_logger().setLevel("ERROR")  # the profiler is TF1 API and says so on every call
+    try:
+        flops = model_analyzer.profile(traced.graph, options=options).total_float_ops
+    finally:
+        tf.get_logger().setLevel(level)
+    trainable = sum(int(tf.size(w)) for w in model.trainable_weights)
+    return {
+        "parameters": sum(int(tf.size(w)) for w in model.weights),
+        "trainable_parameters": trainable,
+        "flops_per_example": int(flops),
+    }

@@ -20,7 +20,9 @@ from zoo.errors import PluginError, UnknownNameError, ZooError
 
 __all__ = ["Registered", "Registry", "get_registry", "register_plugin", "reset_registry"]
 
-Item = Union[hookspecs.ModelPlugin, hookspecs.DatasetPlugin, hookspecs.MetricPlugin]
+Item = Union[
+    hookspecs.ModelPlugin, hookspecs.DatasetPlugin, hookspecs.MetricPlugin, hookspecs.CallbackPlugin, hookspecs.LoggerPlugin
+]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ directory complete::
     samples.txt                  text generators: new samples
     spec.json                    what the dataset yields (shape, classes or vocabulary)
     data.json                    the dataset's loading report, where it gives one
-    tensorboard/                 TensorBoard logs
+    env.json                     versions, plugins, device and git commit the run ran with
+    training.json                how training ended: epochs, early stopping, the run it started from
+    tensorboard/                 TensorBoard logs (loggers=[tensorboard], the default)
     metrics.json                 final test metrics (written last: the run finished)
     .lock                        held by the process training the run
 """
@@ -36,9 +38,9 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts
-from zoo.config import RunPlan, plan_run
+from zoo.config import RunPlan, check_run_references, plan_run
 from zoo.errors import ZooError
-from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec
+from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +89,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     workers other than the chief, which write only their checkpoints, an empty dict.
     """
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
+    check_run_references(plan)
     run_dir = Path(run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
+    resolved["trainer"]["init_from"] = plan.trainer.init_from  # the absolute path it resolved to
     tf, keras, placement = _start(plan)
     with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
         finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
@@ -140,14 +144,20 @@ RESUMABLE_CHANGES = (
 
 
 def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, finished) -> dict[str, float]:
+    from zoo import callbacks as run_callbacks
+    from zoo import optimization
     from zoo.checkpoints import Checkpoints
-    from zoo.training import fit
+    from zoo.compare import flatten
+    from zoo.training import count_steps, evaluate, fit
 
     chief = placement.chief
+    checkpoints = Checkpoints(run_dir, task="" if chief else placement.task)
+    resumed = bool(checkpoints.steps())
     if chief and finished is None:
         run_dir.mkdir(parents=True, exist_ok=True)
         artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
         artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
+        artifacts.write_json(run_dir / artifacts.ENVIRONMENT, environment(plan, placement))
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if splits.report and chief and finished is None:
@@ -155,16 +165,35 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         for skipped in splits.report.get("skipped", []):
             log.warning("skipped %s", skipped)
     replicas = placement.strategy.num_replicas_in_sync
+    trainer = plan.trainer
 
-    shuffle_buffer = shuffle_buffer_size(tf, splits.train, plan.trainer)
+    shuffle_buffer = shuffle_buffer_size(tf, splits.train, trainer)
+    weights = None
+    if plan.model.item.objective == CLASSIFICATION:
+        weights = optimization.class_weights(trainer, plan.spec, lambda: optimization.training_labels(tf, splits.train))
+    # Arrays become a dataset once, not every epoch (from_tensor_slices copies them).
+    train_split = splits.train if isinstance(splits.train, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(tuple(splits.train))
 
     def epoch_batches(epoch: int):
-        return _batches(tf, plan, splits.train, epoch=epoch, whole_batches=replicas > 1, shuffle_buffer=shuffle_buffer)
+        return _batches(
+            tf, plan, train_split, epoch=epoch, whole_batches=replicas > 1, shuffle_buffer=shuffle_buffer, class_weights=weights
+        )
 
+    steps = count_steps(epoch_batches(0))
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
+    record: dict[str, Any] = {}
     with placement.strategy.scope():
-        model = compile_model(keras, plan, plan.model.item.factory(plan.model_config, plan.spec), training=True)
+        model = plan.model.item.factory(plan.model_config, plan.spec)
+        if trainer.init_from:
+            record["init_from"] = {
+                "run": trainer.init_from,
+                "weights_sha256": artifacts.file_digest(Path(trainer.init_from) / artifacts.MODEL),
+                **optimization.warm_start(model, Path(trainer.init_from) / artifacts.MODEL),
+            }
+        if trainer.freeze:
+            record["frozen"] = optimization.freeze(model, list(trainer.freeze))
+        model = compile_model(keras, plan, model, training=True, steps_per_epoch=steps)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
     twin = None
@@ -179,13 +208,19 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         return twin
 
     def validate() -> dict[str, float]:
-        return {k: float(v) for k, v in evaluator().evaluate(validation_data, verbose=0, return_dict=True).items()}
+        if replicas == 1 or twin is not None:
+            return evaluate(tf, evaluator(), validation_data)
+        return {k: float(v) for k, v in model.evaluate(validation_data, verbose=0, return_dict=True).items()}
 
-    callbacks = [divergence_guard(keras, plan)]  # every worker stops with the chief on a diverged loss
-    if chief:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / artifacts.TENSORBOARD)))
-    verbosity = progress_verbosity(plan.trainer.progress) if chief else 0
-    trainer = plan.trainer
+    info = RunInfo(
+        run_dir=run_dir.resolve(), name=run_dir.name, params=flatten(resolved), spec=plan.spec, seed=plan.seed,
+        resumed=resumed, chief=chief,
+    )  # fmt: skip
+    callbacks = [
+        divergence_guard(keras, plan),  # every worker stops with the chief on a diverged loss
+        *run_callbacks.build_callbacks(plan, info, model.optimizer, chief=chief, multi_worker=placement.multi_worker),
+    ]
+    verbosity = progress_verbosity(trainer.progress) if chief else 0
     started = time.perf_counter()
     position = fit(
         tf,
@@ -196,19 +231,27 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         trainer.steps_per_execution,
         validate=validate if chief else None,
         callbacks=keras.callbacks.CallbackList(
-            callbacks, add_progbar=verbosity != 0, model=twin or model, verbose=verbosity, epochs=trainer.epochs, steps=None
+            callbacks, add_progbar=verbosity != 0, model=model, verbose=verbosity, epochs=trainer.epochs, steps=None
         ),
-        checkpoints=Checkpoints(run_dir, task="" if chief else placement.task),
+        checkpoints=checkpoints,
         checkpoint_every=trainer.checkpoint_every,
         checkpoint_seconds=trainer.checkpoint_minutes * 60,
         resume=trainer.resume == "auto",
         record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
     )
     log.info("training took %.1f s", time.perf_counter() - started)
+    loggers = run_callbacks.find(callbacks, run_callbacks.Loggers)
     if not chief:
         return {}
     if finished is not None:
+        if loggers is not None:
+            loggers.close()
         return finished
+    stopping = run_callbacks.find(callbacks, run_callbacks.EarlyStopping)
+    if stopping is not None:
+        record["early_stopping"] = stopping.outcome()
+    record["epochs_trained"] = len(next(iter(position.history.values()), []))
+    artifacts.write_json(run_dir / artifacts.TRAINING, record)
     model = evaluator()
     test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
 
@@ -221,8 +264,49 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         name = artifacts.TEXT_SAMPLES if artifacts.is_text(samples) else artifacts.SAMPLES
         artifacts.write_samples(run_dir / name, samples, title)
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
+    if loggers is not None:
+        loggers.finish(test_metrics, artifacts.run_files(run_dir))
     log.info("test metrics %s", test_metrics)
     return test_metrics
+
+
+def environment(plan: RunPlan, placement) -> dict[str, Any]:
+    """What the run ran on: versions of Python and the libraries, the plugin distributions
+    it loaded, the device, and the git commit of the working directory (if any)."""
+    import importlib.metadata as metadata
+    import platform
+    import subprocess
+
+    from zoo import __version__
+    from zoo.registry import get_registry
+
+    def version(name: str) -> Optional[str]:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    libraries = {name: version(name) for name in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "hydra-core")}
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    plugins = sorted(
+        {(s.distribution, s.version) for s in get_registry().sources if s.error is None},
+    )
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "zoo": __version__,
+        "libraries": {name: v for name, v in libraries.items() if v},
+        "plugins": {name: v for name, v in plugins},
+        "device": placement.description,
+        "replicas": placement.strategy.num_replicas_in_sync,
+        "git": {"commit": commit, "dirty": dirty} if commit else None,
+    }
 
 
 def _start(plan: RunPlan):
@@ -242,17 +326,18 @@ def _start(plan: RunPlan):
     return tf, keras, placement
 
 
-def compile_model(keras, plan: RunPlan, model, training: bool = False):
+def compile_model(keras, plan: RunPlan, model, training: bool = False, steps_per_epoch: int = 1):
     """``model`` compiled with the run's loss and metrics; ``training`` adds the optimizer
-    and the trainer's execution settings."""
+    (its schedule spread over ``steps_per_epoch``) and the trainer's execution settings."""
     if not training:
         model.compile(loss=loss_for(plan, model), metrics=build_metrics(plan))
         return model
+    from zoo.optimization import build_optimizer, loss_function
+
     trainer = plan.trainer
-    optimizer_class = type(keras.optimizers.get(trainer.optimizer.lower()))
     model.compile(
-        optimizer=optimizer_class(learning_rate=trainer.learning_rate),
-        loss=loss_for(plan, model),
+        optimizer=build_optimizer(keras, trainer, steps_per_epoch),
+        loss=loss_function(keras, loss_for(plan, model), plan.spec, trainer.label_smoothing),
         metrics=build_metrics(plan),
         jit_compile="auto" if trainer.jit_compile == "auto" else trainer.jit_compile == "true",
         steps_per_execution=trainer.steps_per_execution,
@@ -261,11 +346,17 @@ def compile_model(keras, plan: RunPlan, model, training: bool = False):
 
 
 def _batches(
-    tf, plan: RunPlan, split: Any, epoch: Optional[int] = None, whole_batches: bool = False, shuffle_buffer: int = 0
+    tf,
+    plan: RunPlan,
+    split: Any,
+    epoch: Optional[int] = None,
+    whole_batches: bool = False,
+    shuffle_buffer: int = 0,
+    class_weights: Optional[list[float]] = None,
 ):
     """One split as the model trains on it: targets per objective, batched, prefetched; with
     ``epoch`` and ``shuffle_buffer`` (examples), shuffled in an order fixed by the run's seed
-    and that epoch's number."""
+    and that epoch's number; with ``class_weights``, each example weighted by its class's."""
     return as_tf_dataset(
         tf,
         split,
@@ -274,6 +365,7 @@ def _batches(
         shuffle_buffer=shuffle_buffer,
         seed=epoch_seed(plan.seed, epoch or 0),
         drop_remainder=whole_batches,
+        class_weights=class_weights,
     )
 
 
@@ -423,9 +515,11 @@ def as_tf_dataset(
     shuffle_buffer: int = 0,
     seed: int = 0,
     drop_remainder: bool = False,
+    class_weights: Optional[list[float]] = None,
 ):
     """A split (``(x, y)`` arrays or an unbatched ``tf.data.Dataset``) shuffled, batched and
-    prefetched; for reconstruction the targets are the inputs."""
+    prefetched; for reconstruction the targets are the inputs; with ``class_weights``, the
+    batches carry each example's class weight as its sample weight."""
     if isinstance(split, tf.data.Dataset):
         data = split.map(lambda x, y: (x, x)) if reconstruct else split
     else:
@@ -433,7 +527,11 @@ def as_tf_dataset(
         data = tf.data.Dataset.from_tensor_slices((x, x) if reconstruct else (x, y))
     if shuffle_buffer:
         data = data.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-    return data.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    data = data.batch(batch_size, drop_remainder=drop_remainder)
+    if class_weights is not None:
+        table = tf.constant(class_weights, tf.float32)
+        data = data.map(lambda x, y: (x, y, tf.gather(table, tf.reshape(tf.cast(y, tf.int32), [-1]))))
+    return data.prefetch(tf.data.AUTOTUNE)
 
 
 def build_metrics(plan: RunPlan) -> list | None:

@@ -27,6 +27,12 @@ and the reason. The checks, in order (a failed check skips the rest of its item'
   data of each objective it scores); ``reference`` (streamed in batches, it matches the
   author's ``reference`` computation within ``tolerance``); ``reset`` (after
   ``reset_state`` it scores new data from scratch).
+- callback: ``config``; ``build`` (the factory returns a ``keras.callbacks.Callback``);
+  ``train`` (two epochs of a tiny model with the zoo's loop and checkpoints; a callback
+  with ``get_state`` gives state a checkpoint can hold, and takes it back).
+- logger: ``config``; ``build`` (the factory returns a ``zoo.Logger``); ``read_back``
+  (two epochs logged and the run finished, the tracker holds every value: its
+  ``read_back`` gives them back).
 - preset: ``compose`` (each ``experiment/*.yaml`` the plugin ships composes and validates).
 """
 
@@ -63,6 +69,8 @@ CHECKS = {
     "model": ("config", "build", "output_shape", "train_step", "save_load", "generate"),
     "dataset": ("config", "describe", "load", "reproducible"),
     "metric": ("config", "build", "reference", "reset"),
+    "callback": ("config", "build", "train"),
+    "logger": ("config", "build", "read_back"),
     "preset": ("compose",),
 }
 HEAVY_MODULES = ("tensorflow", "keras", "torch", "jax")
@@ -257,7 +265,10 @@ def _start_import_probe(source: PluginSource) -> Optional[subprocess.Popen]:
 
 
 def check_item(entry: Registered) -> list[CheckResult]:
-    steps = {"model": _model_steps, "dataset": _dataset_steps, "metric": _metric_steps}[entry.kind](entry)
+    steps = {
+        "model": _model_steps, "dataset": _dataset_steps, "metric": _metric_steps,
+        "callback": _callback_steps, "logger": _logger_steps,
+    }[entry.kind](entry)  # fmt: skip
     return run_steps(entry.kind, entry.name, steps)
 
 
@@ -278,8 +289,11 @@ def config_round_trip(entry: Registered) -> str:
 
     from zoo.config import compose
 
-    if entry.kind == "metric":
-        node = compose([f"metrics=[{entry.name}]"]).metrics[entry.name]
+    from zoo.config import LIST_GROUPS
+
+    group = next((g for g, kind in LIST_GROUPS.items() if kind == entry.kind), None)
+    if group is not None:
+        node = compose([f"{group}=[{entry.name}]"])[group][entry.name]
     else:
         node = compose([f"{entry.kind}={entry.name}"])[entry.kind]
     defaults = OmegaConf.to_container(OmegaConf.structured(entry.item.config))
@@ -641,6 +655,101 @@ def _metric_steps(entry: Registered):
 
     return [("config", lambda: config_round_trip(entry)), ("build", build),
             ("reference", lambda: agrees(seed=0, n=997)), ("reset", lambda: agrees(seed=1, n=300))]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Callbacks and loggers
+# --------------------------------------------------------------------------------------
+
+
+def check_run_info(run_dir: Path, spec: DataSpec) -> Any:
+    from zoo.hookspecs import RunInfo
+
+    return RunInfo(run_dir=run_dir, name=run_dir.name, params={"seed": 0}, spec=spec, seed=0)
+
+
+TINY_SPEC = DataSpec(task=CLASSIFICATION, input_shape=(6,), num_classes=3, class_names=("a", "b", "c"))
+
+
+def _callback_steps(entry: Registered):
+    item = entry.item
+    state: dict[str, Any] = {}
+
+    def build() -> str:
+        from zoo.run import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        state["folder"] = Path(tempfile.mkdtemp(prefix="zoo-check-"))
+        callback = item.factory(item.config(), check_run_info(state["folder"] / "run", TINY_SPEC))
+        expect(isinstance(callback, keras.callbacks.Callback), f"the factory returned {type(callback).__name__}, not a keras.callbacks.Callback")
+        state["callback"] = callback
+        stateful = callable(getattr(callback, "get_state", None)) and callable(getattr(callback, "set_state", None))
+        return "resumable (get_state, set_state)" if stateful else "no state of its own"
+
+    def train() -> str:
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        from zoo.checkpoints import Checkpoints, encode_states
+        from zoo.training import fit
+
+        keras.utils.set_random_seed(0)
+        x, y = synthetic_batch(TINY_SPEC, CLASSIFICATION, n=32)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        callback = state["callback"]
+        strategy = tf.distribute.get_strategy()
+        position = fit(
+            tf, model, strategy, lambda epoch: tf.data.Dataset.from_tensor_slices((x, y)).batch(8), 2,
+            callbacks=keras.callbacks.CallbackList([callback], model=model),
+            checkpoints=Checkpoints(state["folder"] / "run"),
+        )  # fmt: skip
+        detail = f"{len(next(iter(position.history.values()), []))} epoch(s) trained"
+        if callable(getattr(callback, "get_state", None)):
+            saved = callback.get_state()
+            encoded, arrays = encode_states({"c": saved})
+            json.dumps(encoded)  # what a checkpoint holds must be JSON (arrays apart)
+            callback.set_state(saved)
+            detail += f"; its state ({', '.join(saved)}) fits a checkpoint"
+        return detail
+
+    return [("config", lambda: config_round_trip(entry)), ("build", build), ("train", train)]
+
+
+def _logger_steps(entry: Registered):
+    item = entry.item
+    state: dict[str, Any] = {}
+
+    def build() -> str:
+        from zoo.hookspecs import Logger
+
+        folder = Path(tempfile.mkdtemp(prefix="zoo-check-")) / "run"
+        folder.mkdir(parents=True)
+        state["run"] = check_run_info(folder, TINY_SPEC)
+        state["logger"] = item.factory(item.config(), state["run"])
+        expect(isinstance(state["logger"], Logger), f"the factory returned {type(state['logger']).__name__}, not a zoo.Logger")
+        return "a zoo.Logger"
+
+    def read_back() -> str:
+        if item.read_back is None:
+            raise NotApplicable("it declares no read_back; the zoo cannot see what it logged")
+        logger = state["logger"]
+        # Values float32 holds exactly: a tracker may store either precision.
+        rows = [{"loss": 1.5, "accuracy": 0.25, "val_loss": 1.75, "lr": 2.0**-10}, {"loss": 0.5, "accuracy": 0.75, "val_loss": 0.625, "lr": 2.0**-11}]
+        logger.start()
+        for epoch, row in enumerate(rows, start=1):
+            logger.log_epoch(epoch, row)
+        logger.finish({"loss": 0.5}, [])
+        held = item.read_back(item.config(), state["run"])
+        for name in rows[0]:
+            got = [float(v) for v in held.get(name, [])]
+            expect(got == [row[name] for row in rows], f"logged {name} = {[row[name] for row in rows]}, read back {got}")
+        return f"{len(rows)} epochs of {len(rows[0])} values read back"
+
+    return [("config", lambda: config_round_trip(entry)), ("build", build), ("read_back", read_back)]
 
 
 # --------------------------------------------------------------------------------------

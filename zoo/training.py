@@ -27,7 +27,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from zoo.checkpoints import KEEP, Checkpoints, Position, restore, training_state
+from zoo.checkpoints import KEEP, Checkpoints, Position, decode_state, restore, training_state
 from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,11 @@ def fit(
     With ``checkpoints`` and ``resume``, training continues from the newest checkpoint found
     there. Every worker of a multi-worker run calls this with the same arguments (and its
     own ``checkpoints``); only the chief passes ``validate`` and ``record``, which gets the
-    position (and so the history) after each epoch and on resuming. Returns the final position,
-    whose ``history`` has per epoch the training logs and the validation logs (``val_``
-    prefixed).
+    position (and so the history) after each epoch and on resuming. Callbacks may add values
+    to an epoch's logs (the history keeps them) and end training with
+    ``model.stop_training``; those with ``get_state``/``set_state`` are checkpointed.
+    Returns the final position, whose ``history`` has per epoch the training logs, the
+    validation logs (``val_`` prefixed) and what callbacks added.
     """
     replicas = strategy.num_replicas_in_sync
     steps = count_steps(epoch_batches(0))
@@ -76,10 +78,16 @@ def fit(
             f"checkpoint {found[0]} was taken at {position.steps_per_epoch} steps per epoch, this run has {steps} "
             "(the data or trainer.batch_size changed); start a new run (another hydra.run.dir)"
         )
+    if found and position.epoch > epochs:
+        raise ZooError(
+            f"checkpoint {found[0]} has {position.epoch} epochs trained, more than trainer.epochs={epochs}; "
+            f"continue with trainer.epochs={position.epoch} or more"
+        )
     if multi_worker and checkpoint_seconds:
         # Workers' clocks would pick different steps; they must checkpoint the same ones.
         log.info("checkpoints by time are off with several workers: every %d steps and at epoch ends", checkpoint_every)
         checkpoint_seconds = 0.0
+    stateful = stateful_callbacks(callbacks)
 
     variables: Optional[list] = None
     if found:
@@ -94,12 +102,17 @@ def fit(
 
     run_steps = _step_function(tf, model, strategy, steps_per_execution)
     log.info("jit_compile=%s, steps_per_execution=%d", bool(model.jit_compile), steps_per_execution)
+    model.stop_training = False
     if callbacks is not None:
         callbacks.set_params({**(callbacks.params or {}), "steps": steps})  # for the progress bar
         callbacks.on_train_begin()
+    if found:
+        restore_callback_states(stateful, found[2], position)
     logs: dict[str, float] = {}
     last_save = time.monotonic()
     for epoch in range(position.epoch, epochs):
+        if callbacks_model_stopped(model, callbacks):
+            break
         if callbacks is not None:
             callbacks.on_epoch_begin(epoch)
         done = position.step if epoch == position.epoch else 0
@@ -124,14 +137,16 @@ def fit(
                     checkpoint_seconds and time.monotonic() - last_save >= checkpoint_seconds
                 )
                 if checkpoints is not None and due and done < steps:  # an epoch's end saves below
-                    checkpoints.save(variables, Position(epoch, done, steps, position.history))
+                    checkpoints.save(variables, Position(epoch, done, steps, position.history), callback_states(stateful))
                     last_save = time.monotonic()
             if done == steps:
                 break
             count = min(steps_per_execution, steps - done)
             if callbacks is not None:
                 callbacks.on_train_batch_begin(done)
-            outputs = run_steps(iterator, count)
+            # The epoch's last call returns every logged value; the others only the losses,
+            # so that no metric's result is computed on steps whose values nobody reads.
+            outputs = run_steps(iterator, count, done + count == steps)
             done += count
         trained = time.perf_counter() - started
         if validate is not None:
@@ -141,19 +156,53 @@ def fit(
             "epoch %d/%d: %d steps trained in %.3f s, validated in %.3f s",
             epoch + 1, epochs, steps - skipped, trained, time.perf_counter() - started - trained,
         )  # fmt: skip
+        for callback in callbacks.callbacks if callbacks is not None else ():
+            # One by one with this dict (CallbackList would pass a copy): what a callback
+            # adds (the learning rate) goes into the history.
+            callback.on_epoch_end(epoch, logs)
         history = {name: [*position.history.get(name, []), value] for name, value in logs.items()}
         position = Position(epoch + 1, 0, steps, history)
         if record is not None:
             record(position)
-        if callbacks is not None:
-            callbacks.on_epoch_end(epoch, logs)
         if checkpoints is not None:
-            checkpoints.save(variables, position)
+            # Metric totals start afresh each epoch: an epoch's end need not keep them.
+            checkpoints.save(variables, position, callback_states(stateful), metrics=False)
             last_save = time.monotonic()
+    if checkpoints is not None:
+        checkpoints.wait()
     if callbacks is not None:
         callbacks.on_train_end(logs)
     log.info("final weights sha256 %s", weights_digest(model))
     return position
+
+
+def callbacks_model_stopped(model, callbacks) -> bool:
+    return bool(model.stop_training or (callbacks is not None and getattr(callbacks.model, "stop_training", False)))
+
+
+def stateful_callbacks(callbacks) -> dict[str, Any]:
+    """The callbacks whose state is checkpointed, by a key fixed by their order and class."""
+    found = {}
+    for index, callback in enumerate(getattr(callbacks, "callbacks", None) or []):
+        if callable(getattr(callback, "get_state", None)) and callable(getattr(callback, "set_state", None)):
+            found[f"{index}:{type(callback).__name__}"] = callback
+    return found
+
+
+def callback_states(stateful: dict[str, Any]) -> dict[str, dict]:
+    return {key: callback.get_state() for key, callback in stateful.items()}
+
+
+def restore_callback_states(stateful: dict[str, Any], arrays: dict, position: Position) -> None:
+    saved = position.callbacks
+    missing = sorted(set(stateful) - set(saved))
+    if missing:
+        raise ZooError(
+            f"the checkpoint holds no state for callback {missing[0]!r}: were callbacks added since the run started? "
+            "Continue it with the callbacks it had, or start a new run (another hydra.run.dir)"
+        )
+    for key, callback in stateful.items():
+        callback.set_state(decode_state(key, saved[key], arrays))
 
 
 def _crossed(done: int, count: int, every: int) -> bool:
@@ -171,14 +220,42 @@ def _step_function(tf, model, strategy, steps_per_execution: int):
         log.warning("jit_compile is not applied: the training loop runs %d replicas", strategy.num_replicas_in_sync)
         model.jit_compile = False
 
-    def run_steps(iterator, count: int):
+    def run_steps(iterator, count: int, every_value: bool):
         outputs = None
         for _ in range(count):  # unrolled: count is steps_per_execution or a remainder
             outputs = strategy.run(step, args=(next(iterator),))
-        return outputs
+        # TensorFlow prunes what the function does not return: without every_value, the
+        # metrics' result() (AUC's over 16,384 bins) is not computed, only their totals.
+        return outputs if every_value else losses_only(outputs)
 
     # A graph per distinct count: steps_per_execution, the epoch's remainder, a resumed start's.
     return tf.function(run_steps, autograph=False, reduce_retracing=True)
+
+
+def losses_only(outputs: dict) -> dict:
+    """The logged losses of a step (what the divergence guard and a progress bar read)."""
+    return {name: value for name, value in outputs.items() if name.endswith("loss")} or outputs
+
+
+def evaluate(tf, model, batches) -> dict[str, float]:
+    """What ``model.evaluate(batches, return_dict=True)`` returns, without its per-step
+    result computations and callbacks: the model's own ``test_step`` over every batch in
+    one TensorFlow function, every value read once at the end."""
+    step = getattr(model, "_zoo_evaluation_step", None)
+    if step is None:
+
+        def run(iterator, every_value: bool):
+            outputs = model.test_step(next(iterator))
+            return outputs if every_value else losses_only(outputs)
+
+        step = model._zoo_evaluation_step = tf.function(run, autograph=False, reduce_retracing=True)
+    model.reset_metrics()
+    count = count_steps(batches)
+    iterator = iter(batches)
+    outputs = None
+    for done in range(1, count + 1):
+        outputs = step(iterator, done == count)
+    return {name: float(value) for name, value in outputs.items()}
 
 
 def _distribute(tf, strategy, batches):

@@ -18,6 +18,7 @@ class SyntheticCatsConfig:
     num_images: int = field(default=2000, metadata={"help": "Images in all splits together, half of them cats."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of images held out for validation."})
     test_fraction: float = field(default=0.15, metadata={"help": "Share of images held out for the final test."})
+    grayscale: bool = field(default=False, metadata={"help": "One luminance channel instead of RGB (seed 004's MLP)."})
 
     def __post_init__(self) -> None:
         from zoo_plugins.datasets import check_fractions
@@ -33,7 +34,7 @@ def describe_synthetic_cats(config: SyntheticCatsConfig) -> zoo.DataSpec:
     size = config.image_size
     return zoo.DataSpec(
         task=zoo.CLASSIFICATION,
-        input_shape=(size, size, 3),
+        input_shape=(size, size, 1 if config.grayscale else 3),
         num_classes=2,
         class_names=("not_cat", "cat"),
         value_range=(0.0, 1.0),
@@ -50,6 +51,8 @@ def load_synthetic_cats(config: SyntheticCatsConfig, seed: int) -> zoo.Splits:
     rng.shuffle(labels)
     images = np.stack([draw_scene(rng, config.image_size, bool(label)) for label in labels])
     x = images.astype(np.float32) / 255.0
+    if config.grayscale:  # ITU-R BT.601 luma, as PIL's convert("L") weighs the channels
+        x = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., np.newaxis]
     return stratified_splits(x, labels.astype(np.int32), config.validation_fraction, config.test_fraction, seed)
 
 

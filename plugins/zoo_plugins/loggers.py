@@ -1,0 +1,182 @@
+"""Experiment trackers: TensorBoard (on by default) and MLflow (``keras-zoo[mlflow]``).
+
+Each is a ``zoo.Logger``: the zoo calls it from a thread of its own on the chief process,
+once when the run starts (or resumes), after every epoch with the row ``history.csv`` gets,
+and once at the end with the test metrics and the run's files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zoo
+
+TENSORBOARD_FOLDER = "tensorboard"
+MLFLOW_RECORD = "mlflow.json"  # in the run directory: the tracker run a resumed run continues
+
+
+@dataclass
+class TensorBoardConfig:
+    folder: str = field(default=TENSORBOARD_FOLDER, metadata={"help": "Where in the run directory the logs go."})
+
+
+class TensorBoardLogger(zoo.Logger):
+    """Per-epoch scalars as Keras' TensorBoard callback names them (``epoch_loss`` under
+    ``train/`` and ``validation/``), the test metrics under ``test/``."""
+
+    def __init__(self, config: TensorBoardConfig, run: zoo.RunInfo):
+        self.folder = Path(run.run_dir) / config.folder
+        self.writers: dict = {}
+        self.last_epoch = 0
+
+    def _writer(self, split: str):
+        import tensorflow as tf
+
+        if split not in self.writers:
+            self.writers[split] = tf.summary.create_file_writer(str(self.folder / split))
+        return self.writers[split]
+
+    def _scalars(self, split: str, values: dict, step: int) -> None:
+        import tensorflow as tf
+
+        with self._writer(split).as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(f"epoch_{name}", value)
+        self._writer(split).flush()
+
+    def log_epoch(self, epoch, logs):
+        self.last_epoch = epoch
+        self._scalars("train", {k: v for k, v in logs.items() if not k.startswith("val_")}, epoch)
+        self._scalars("validation", {k[4:]: v for k, v in logs.items() if k.startswith("val_")}, epoch)
+
+    def finish(self, metrics, files):
+        self._scalars("test", dict(metrics), self.last_epoch)
+        for writer in self.writers.values():
+            writer.close()
+
+
+def read_tensorboard(config: TensorBoardConfig, run: zoo.RunInfo) -> dict[str, list[float]]:
+    """The per-epoch values in a run's TensorBoard logs, named as in ``history.csv``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    found: dict[str, list[float]] = {}
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        events = EventAccumulator(str(Path(run.run_dir) / config.folder / split), size_guidance={"tensors": 0})
+        events.Reload()
+        for tag in events.Tags().get("tensors", []):
+            by_step = {event.step: float(make_ndarray(event.tensor_proto)) for event in events.Tensors(tag)}
+            found[prefix + tag.removeprefix("epoch_")] = [by_step[step] for step in sorted(by_step)]
+    return found
+
+
+@dataclass
+class MLflowConfig:
+    tracking_uri: str = field(
+        default="",
+        metadata={"help": "Where runs are tracked; empty: sqlite:///<the run directory's parent>/mlflow.db."},
+    )
+    experiment: str = field(default="zoo", metadata={"help": "The MLflow experiment the run goes under."})
+    log_files: bool = field(default=True, metadata={"help": "Upload the run's plots, model and records as artifacts."})
+
+
+def tracking_uri(config: MLflowConfig, run: zoo.RunInfo) -> str:
+    return config.tracking_uri or f"sqlite:///{Path(run.run_dir).parent / 'mlflow.db'}"
+
+
+class MLflowLogger(zoo.Logger):
+    """Parameters (the flattened resolved config), per-epoch metrics (step = epoch), test
+    metrics (``test_`` prefixed) and the run's files, in an MLflow tracking store. A resumed
+    run continues the tracker run it started (recorded in the run directory's mlflow.json)."""
+
+    def __init__(self, config: MLflowConfig, run: zoo.RunInfo):
+        self.config, self.run = config, run
+        self.uri = tracking_uri(config, run)
+        self.client = None
+        self.run_id = ""
+
+    def start(self):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        record = Path(self.run.run_dir) / MLFLOW_RECORD
+        if record.is_file():
+            previous = json.loads(record.read_text(encoding="utf-8"))
+            if previous.get("tracking_uri") == self.uri:
+                self.run_id = previous["run_id"]
+                self.client.update_run(self.run_id, status="RUNNING")
+                return
+        experiment = self.client.get_experiment_by_name(self.config.experiment)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        elif self.config.tracking_uri:
+            experiment_id = self.client.create_experiment(self.config.experiment)
+        else:  # a local store keeps its files beside its database, not in the working directory
+            artifacts = (Path(self.run.run_dir).parent / "mlartifacts").resolve().as_uri()
+            experiment_id = self.client.create_experiment(self.config.experiment, artifact_location=artifacts)
+        self.run_id = self.client.create_run(experiment_id, run_name=self.run.name).info.run_id
+        from zoo.artifacts import write_json
+
+        write_json(record, {"tracking_uri": self.uri, "run_id": self.run_id})
+        params = [Param(key, str(value)[:6000]) for key, value in self.run.params.items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 a call
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+
+    def log_epoch(self, epoch, logs):
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(name, value, now, epoch) for name, value in logs.items()])
+
+    def finish(self, metrics, files):
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in metrics.items()])
+        if self.config.log_files:
+            for path in files:
+                folder = "plots" if Path(path).parent.name == "plots" else None
+                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+
+def read_mlflow(config: MLflowConfig, run: zoo.RunInfo) -> dict[str, list[float]]:
+    """The per-epoch values MLflow holds for a run, named as in ``history.csv``."""
+    from mlflow.tracking import MlflowClient
+
+    record = json.loads((Path(run.run_dir) / MLFLOW_RECORD).read_text(encoding="utf-8"))
+    client = MlflowClient(tracking_uri=record["tracking_uri"])
+    found = {}
+    for name in client.get_run(record["run_id"]).data.metrics:
+        if name.startswith("test_"):
+            continue
+        by_step = {m.step: m.value for m in sorted(client.get_metric_history(record["run_id"], name), key=lambda m: m.timestamp)}
+        found[name] = [by_step[step] for step in sorted(by_step)]
+    return found
+
+
+@zoo.hookimpl
+def register_loggers():
+    return [
+        zoo.LoggerPlugin(
+            name="tensorboard",
+            summary="TensorBoard event files in the run directory: per-epoch training, validation and test values.",
+            config=TensorBoardConfig,
+            factory=TensorBoardLogger,
+            read_back=read_tensorboard,
+        ),
+        zoo.LoggerPlugin(
+            name="mlflow",
+            summary="An MLflow tracking store: parameters, per-epoch metrics, test metrics and files (keras-zoo[mlflow]).",
+            config=MLflowConfig,
+            factory=MLflowLogger,
+            read_back=read_mlflow,
+        ),
+    ]

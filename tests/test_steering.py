@@ -1,0 +1,255 @@
+"""Training you can steer: early stopping, schedules, optimizer options, class weights,
+label smoothing, warm start, callbacks and loggers, and the run's records."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import error_lines, run_zoo
+
+SMALL = ["model.filters=8", "model.dense_units=16"]  # cnn_classifier on digits, quick
+
+
+def history(run_dir: Path) -> list[dict]:
+    with (run_dir / "history.csv").open(newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def train(tmp_path: Path, name: str, *args: str, env: dict | None = None) -> Path:
+    run_dir = tmp_path / name
+    result = run_zoo("train", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_early_stopping_stops_and_keeps_the_best_epochs_weights(tmp_path):
+    run_dir = train(tmp_path, "stopped", *SMALL, "trainer.epochs=200", "trainer.early_stopping.patience=3")
+    rows = history(run_dir)
+    record = json.loads((run_dir / "training.json").read_text())["early_stopping"]
+    assert len(rows) < 200 and record["stopped_epoch"] == len(rows)
+    losses = [row["val_loss"] for row in rows]
+    best = int(np.argmin(losses)) + 1
+    assert record["weights_from_epoch"] == record["best_epoch"] == best == len(rows) - 3
+    evaluated = run_zoo("evaluate", str(run_dir), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads(evaluated.stdout) == pytest.approx(json.loads((run_dir / "metrics.json").read_text()), abs=1e-6)
+
+
+def test_cosine_schedule_warms_up_then_decays_and_is_logged(tmp_path):
+    # 1,257 training examples in batches of 256: 5 steps an epoch; warm-up over 6 epochs.
+    run_dir = train(
+        tmp_path, "cosine", *SMALL, "trainer.epochs=12", "trainer.batch_size=256", "trainer.lr_schedule=cosine",
+        "trainer.warmup_steps=30",
+    )  # fmt: skip
+    lr = [row["lr"] for row in history(run_dir)]
+    peak = int(np.argmax(lr))
+    assert peak == 5 and lr[peak] == pytest.approx(1e-3, rel=1e-3)
+    assert all(a < b for a, b in zip(lr[:peak], lr[1 : peak + 1])), lr
+    assert all(a > b for a, b in zip(lr[peak:], lr[peak + 1 :])), lr
+    assert lr[0] == pytest.approx(1e-3 * 5 / 30, rel=1e-3)  # after 5 of 30 warm-up steps (the next step's rate)
+
+
+def test_plateau_schedule_lowers_the_rate_when_the_monitored_value_stalls(tmp_path):
+    # val_accuracy cannot rise by 0.99: every epoch after the first is a plateau epoch; an
+    # epoch's lr is the rate it trained with (lowered after it).
+    run_dir = train(
+        tmp_path, "plateau", *SMALL, "trainer.epochs=4", "trainer.lr_schedule=plateau", "trainer.plateau.patience=1",
+        "trainer.plateau.monitor=val_accuracy", "trainer.plateau.min_delta=0.99", "trainer.plateau.factor=0.5",
+    )  # fmt: skip
+    assert [row["lr"] for row in history(run_dir)] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4], rel=1e-6)
+
+
+def test_accumulated_steps_update_like_one_step_of_the_whole_batch():
+    import keras
+
+    from zoo.config import TrainerConfig
+    from zoo.optimization import build_optimizer
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 5)).astype("float32"), rng.integers(0, 3, 24)
+
+    def trained(accumulate: int, batch: int):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+        trainer = TrainerConfig(optimizer="sgd", learning_rate=0.5, accumulate_steps=accumulate, momentum=0.9)
+        model.compile(optimizer=build_optimizer(keras, trainer, steps_per_epoch=1), loss="sparse_categorical_crossentropy")
+        for start in range(0, 24, batch):
+            model.train_on_batch(x[start : start + batch], y[start : start + batch])
+        return model.get_weights()
+
+    accumulated, whole = trained(accumulate=3, batch=8), trained(accumulate=1, batch=24)
+    assert not np.allclose(accumulated[0], trained(accumulate=1, batch=8)[0])  # the check can tell
+    for got, expected in zip(accumulated, whole):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_label_smoothing_matches_its_formula():
+    import keras
+
+    from zoo.hookspecs import CLASSIFICATION, DataSpec
+    from zoo.optimization import loss_function
+
+    spec = DataSpec(task=CLASSIFICATION, input_shape=(4,), num_classes=3)
+    loss = loss_function(keras, "sparse_categorical_crossentropy", spec, 0.1)
+    y_true = np.array([0, 2, 1])
+    y_pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], dtype="float32")
+    targets = np.eye(3)[y_true] * 0.9 + 0.1 / 3
+    expected = -(targets * np.log(y_pred)).sum(axis=1)
+    np.testing.assert_allclose(np.asarray(loss(y_true, y_pred)), expected, rtol=1e-5)
+    binary = loss_function(keras, "binary_crossentropy", DataSpec(CLASSIFICATION, (4,), 2), 0.2)
+    p, t = np.array([[0.8]], "float32"), np.array([[1.0]])
+    smoothed = 0.9  # 1 * 0.8 + 0.2 / 2
+    assert float(binary(t, p)) == pytest.approx(-(smoothed * np.log(0.8) + (1 - smoothed) * np.log(0.2)), rel=1e-4)
+
+
+def test_balanced_class_weights_follow_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from zoo.config import TrainerConfig
+    from zoo.hookspecs import CLASSIFICATION, DataSpec
+    from zoo.optimization import class_weights
+
+    labels = np.array([0] * 30 + [1] * 10 + [2] * 5)
+    spec = DataSpec(CLASSIFICATION, (2,), 3)
+    got = class_weights(TrainerConfig(class_weight="balanced"), spec, lambda: labels)
+    np.testing.assert_allclose(got, compute_class_weight("balanced", classes=np.arange(3), y=labels))
+    assert class_weights(TrainerConfig(class_weight=[1, 2, 3]), spec, lambda: labels) == [1.0, 2.0, 3.0]
+    assert class_weights(TrainerConfig(), spec, lambda: labels) is None
+
+
+def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
+    run_dir = train(
+        tmp_path, "weighted", "model=mlp_classifier", "dataset=breast_cancer", "trainer.epochs=2",
+        "trainer.class_weight=balanced", "trainer.label_smoothing=0.1", "trainer.weight_decay=0.01", "trainer.clipnorm=1.0",
+    )  # fmt: skip
+    assert "class weights" in (run_dir / "train.log").read_text()
+    assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.lr_schedule=cosin", "did you mean 'cosine'"),
+        ("trainer.momentum=0.9", "momentum applies to sgd and rmsprop"),
+        ("trainer.class_weight=[1,2]", "2 weights; the dataset has 10 classes"),
+        ("trainer.early_stopping.mode=up", "early_stopping.mode='up' is not supported"),
+        ("trainer.init_from=/nonexistent/run", "is not a run directory"),
+    ],
+)
+def test_bad_trainer_controls_fail_in_one_line(tmp_path, override, message):
+    result = run_zoo("train", override, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in error_lines(result.stderr)[0], result.stderr[-2000:]
+
+
+def test_warm_start_begins_from_the_parents_weights_and_records_it(tmp_path):
+    parent = train(tmp_path, "parent", *SMALL, "trainer.epochs=3")
+    parent_accuracy = history(parent)[-1]["val_accuracy"]
+    child = train(
+        tmp_path, "child", *SMALL, f"trainer.init_from={parent}", "trainer.optimizer=sgd", "trainer.epochs=1",
+        "trainer.freeze=[conv]",
+    )  # fmt: skip
+    fresh = train(tmp_path, "fresh", *SMALL, "trainer.optimizer=sgd", "trainer.epochs=1")
+    assert history(child)[0]["accuracy"] >= parent_accuracy - 0.05 > history(fresh)[0]["accuracy"] + 0.3
+    record = json.loads((child / "training.json").read_text())["init_from"]
+    assert record["run"] == str(parent.resolve()) and len(record["weights_sha256"]) == 64
+    assert record["unmatched"] == [] and "conv" in record["copied"]
+    from zoo.optimization import saved_layer_weights
+
+    # The frozen convolution is the parent's still.
+    for got, expected in zip(saved_layer_weights(child / "model.keras")["conv"], saved_layer_weights(parent / "model.keras")["conv"]):
+        np.testing.assert_array_equal(got, expected)
+
+    # A layer of another shape starts untrained, and says so.
+    wider = train(tmp_path, "wider", "model.filters=8", "model.dense_units=32", f"trainer.init_from={parent}", "trainer.epochs=1")
+    assert json.loads((wider / "training.json").read_text())["init_from"]["unmatched"] == ["hidden", "probabilities"]
+    compared = run_zoo("compare", str(parent), str(child), cwd=tmp_path)
+    assert compared.returncode == 0 and "parent" in compared.stdout, compared.stdout
+
+
+def test_warm_start_with_nothing_in_common_fails_in_one_line(tmp_path):
+    parent = train(tmp_path, "parent", "model=mlp_classifier", "model.hidden_units=[7]", "trainer.epochs=1")
+    result = run_zoo("train", *SMALL, f"trainer.init_from={parent}", f"hydra.run.dir={tmp_path / 'child'}", cwd=tmp_path)
+    assert result.returncode != 0 and "no layer of this model matches" in error_lines(result.stderr)[0]
+
+
+def test_every_run_records_its_environment(default_run):
+    run_dir, _ = default_run
+    environment = json.loads((run_dir / "env.json").read_text())
+    import keras
+
+    assert environment["libraries"]["keras"] == keras.__version__
+    assert environment["plugins"]["keras-zoo"] and environment["replicas"] == 1
+
+
+def test_loggers_hand_every_history_value_to_mlflow_and_tensorboard(tmp_path):
+    from zoo.hookspecs import RunInfo
+    from zoo_plugins.loggers import MLflowConfig, TensorBoardConfig, read_mlflow, read_tensorboard
+
+    run_dir = train(tmp_path, "tracked", *SMALL, "trainer.epochs=3", "loggers=[tensorboard,mlflow]")
+    rows = history(run_dir)
+    info = RunInfo(run_dir=run_dir, name=run_dir.name, params={}, spec=None, seed=0)
+    tracked = read_mlflow(MLflowConfig(), info)
+    for name in rows[0]:
+        if name != "epoch":
+            assert tracked[name] == [row[name] for row in rows], name
+    logged = read_tensorboard(TensorBoardConfig(), info)
+    for name in rows[0]:
+        if name != "epoch":
+            assert logged[name] == pytest.approx([row[name] for row in rows], rel=1e-6), name
+
+    from mlflow.tracking import MlflowClient
+
+    record = json.loads((run_dir / "mlflow.json").read_text())
+    client = MlflowClient(record["tracking_uri"])
+    run = client.get_run(record["run_id"])
+    assert run.data.params["trainer.epochs"] == "3" and run.info.status == "FINISHED"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["accuracy"])
+    assert {f.path for f in client.list_artifacts(record["run_id"])} >= {"model.keras", "config.yaml", "plots"}
+    assert record["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path):
+    # Nothing listens on port 9 of the loopback: every call to this tracker fails.
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    run_dir = tmp_path / "untracked"
+    result = run_zoo(
+        "train", *SMALL, "trainer.epochs=2", "loggers=[mlflow]", "loggers.mlflow.tracking_uri=http://127.0.0.1:9",
+        f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "logger 'mlflow' failed" in line]
+    assert len(warnings) == 1 and (run_dir / "metrics.json").is_file()
+
+
+def test_callbacks_are_chosen_by_name_with_typed_options(tmp_path):
+    run_dir = train(tmp_path, "snapshots", *SMALL, "trainer.epochs=4", "callbacks=[snapshots]", "callbacks.snapshots.every=2")
+    assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == ["epoch-0002.weights.h5", "epoch-0004.weights.h5"]
+    result = run_zoo("train", "callbacks=[snapshot]", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
+    assert result.returncode == 2 and "did you mean 'snapshots'" in error_lines(result.stderr)[0]
+    result = run_zoo("train", "callbacks=[snapshots]", "callbacks.snapshots.every=0", f"hydra.run.dir={tmp_path / 'y'}", cwd=tmp_path)
+    assert result.returncode == 2 and "every must be at least 1" in error_lines(result.stderr)[0]
+
+
+def test_zoo_info_shows_parameters_and_flops_and_the_trainer_keys():
+    import keras
+
+    import zoo
+
+    result = run_zoo("info", "cnn_classifier", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    cost = json.loads(result.stdout)["cost"]
+    model = zoo.create_model("cnn_classifier", "digits")
+    assert cost["parameters"] == model.count_params() and cost["dataset"] == "digits"
+    # conv 8x8x64 outputs of 3x3x1 kernels, then dense 1024->128 and 128->10: multiply-adds x2.
+    assert cost["flops_per_example"] >= 2 * (8 * 8 * 64 * 9 + 1024 * 128 + 128 * 10)
+    shown = run_zoo("info", "cnn_classifier").stdout
+    assert "133,130 parameters" in shown and "FLOPs per example" in shown
+    keys = run_zoo("info", "trainer").stdout
+    for key in ("early_stopping.patience", "lr_schedule", "accumulate_steps", "init_from", "plateau.factor"):
+        assert key in keys

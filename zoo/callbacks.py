@@ -1,0 +1,237 @@
+"""The callbacks of a run, assembled from its config: the learning rate logged each epoch,
+reduce-on-plateau, early stopping, the plugins' callbacks (``callbacks=[...]``) and the
+experiment trackers (``loggers=[...]``).
+
+The training loop (``zoo.training``) drives them as Keras' ``fit`` would and knows none of
+them by name. A callback with state that must survive a resume exposes ``get_state()`` and
+``set_state()``; the loop keeps that state in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import warnings
+from typing import Any, Mapping, Optional
+
+import keras
+
+from zoo.errors import PluginWarning, ZooError
+
+log = logging.getLogger(__name__)
+
+# monitor names (without val_) for which mode=auto means higher is better
+HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "pr_auc", "f1", "precision", "recall", "balanced_accuracy")
+LOGGER_CLOSE_SECONDS = 30.0
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
+
+
+def monitored(logs: Mapping[str, float], monitor: str, owner: str) -> float:
+    if monitor not in logs:
+        raise ZooError(f"{owner}.monitor={monitor!r} is not logged; choose one of: {', '.join(sorted(logs))}")
+    return float(logs[monitor])
+
+
+def improved(value: float, best: Optional[float], mode: str, min_delta: float) -> bool:
+    if best is None:
+        return math.isfinite(value)
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds ``lr``, the learning rate at the epoch's end, to each epoch's logs."""
+
+    def __init__(self, optimizer):
+        super().__init__()
+        self.optimizer = optimizer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = float(self.optimizer.learning_rate)
+
+
+class ReduceOnPlateau(keras.callbacks.Callback):
+    """``trainer.lr_schedule=plateau``: multiply the schedule's ``scale`` by ``factor`` when
+    the monitored value has not improved for ``patience`` epochs."""
+
+    def __init__(self, config, schedule, base_learning_rate: float):
+        super().__init__()
+        self.config, self.schedule, self.base = config, schedule, base_learning_rate
+        self.mode = monitor_mode(config.monitor, config.mode)
+        self.best: Optional[float] = None
+        self.wait = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = monitored(logs or {}, self.config.monitor, "trainer.plateau")
+        if improved(value, self.best, self.mode, self.config.min_delta):
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait >= self.config.patience:
+            floor = self.config.min_learning_rate / self.base
+            scale = max(float(self.schedule.scale.numpy()) * self.config.factor, floor)
+            self.schedule.scale.assign(scale)
+            self.wait = 0
+            log.info("plateau: %s did not improve for %d epochs; learning rate x%g", self.config.monitor, self.config.patience, scale)
+
+    def get_state(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "scale": float(self.schedule.scale.numpy())}
+
+    def set_state(self, state: dict) -> None:
+        self.best, self.wait = state["best"], state["wait"]
+        self.schedule.scale.assign(state["scale"])
+
+
+class EarlyStopping(keras.callbacks.Callback):
+    """``trainer.early_stopping``: stop once the monitored value has not improved for
+    ``patience`` epochs; with ``restore_best``, end on the best epoch's weights (whether
+    training stopped early or ran its epochs)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.mode = monitor_mode(config.monitor, config.mode)
+        self.best: Optional[float] = None
+        self.best_epoch = 0
+        self.best_weights: Optional[list] = None
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.last_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        if self.stopped_epoch:  # restored from the checkpoint of a run that had stopped
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = monitored(logs or {}, self.config.monitor, "trainer.early_stopping")
+        self.last_epoch = epoch + 1
+        if improved(value, self.best, self.mode, self.config.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            if self.config.restore_best:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.config.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.config.restore_best and self.best_weights is not None and self.best_epoch != self.last_epoch:
+            self.model.set_weights(self.best_weights)
+
+    def outcome(self) -> dict:
+        """What happened, for the run's ``training.json`` and the terminal."""
+        return {
+            "monitor": self.config.monitor,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch or None,
+            "weights_from_epoch": self.best_epoch if self.config.restore_best and self.best_weights is not None else None,
+        }
+
+    def get_state(self) -> dict:
+        state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "stopped_epoch": self.stopped_epoch}
+        return {**state, "last_epoch": self.last_epoch, "best_weights": self.best_weights}
+
+    def set_state(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+        if self.stopped_epoch:
+            self.model.stop_training = True
+
+
+class Loggers(keras.callbacks.Callback):
+    """The run's experiment trackers, called from one thread of their own in order, so that
+    a slow tracker never holds training up; one that fails is warned about once and called
+    no more."""
+
+    def __init__(self, loggers: list[tuple[str, Any]]):
+        super().__init__()
+        self.loggers = loggers
+        self.failed: set[str] = set()
+        self.calls: queue.Queue = queue.Queue()
+        self.worker = threading.Thread(target=self._work, name="zoo-loggers", daemon=True)
+        self.worker.start()
+
+    def _work(self) -> None:
+        while True:
+            call = self.calls.get()
+            if call is None:
+                return
+            name, method, args = call
+            if name in self.failed:
+                continue
+            try:
+                method(*args)
+            except Exception as exc:  # a tracker can raise anything; the run goes on
+                self.failed.add(name)
+                warnings.warn(
+                    f"logger {name!r} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                    "it logs nothing more for this run, which goes on",
+                    PluginWarning,
+                    stacklevel=1,
+                )
+
+    def _each(self, method: str, *args) -> None:
+        for name, logger in self.loggers:
+            self.calls.put((name, getattr(logger, method), args))
+
+    def on_train_begin(self, logs=None):
+        self._each("start")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._each("log_epoch", epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+    def finish(self, metrics: Mapping[str, float], files: list) -> None:
+        """Hand the test metrics and the run's files over, and wait (boundedly) for the
+        trackers to take everything."""
+        self._each("finish", dict(metrics), list(files))
+        self.close()
+
+    def close(self) -> None:
+        self.calls.put(None)
+        self.worker.join(LOGGER_CLOSE_SECONDS)
+        if self.worker.is_alive():
+            names = ", ".join(name for name, _ in self.loggers)
+            warnings.warn(f"loggers ({names}) still busy after {LOGGER_CLOSE_SECONDS:.0f} s; not waiting longer", PluginWarning, stacklevel=1)
+
+
+def build_callbacks(plan, run, optimizer, chief: bool, multi_worker: bool) -> list:
+    """The run's callbacks in the order they see each epoch's end: the learning rate is
+    logged, the plateau schedule and early stopping decide, plugins' callbacks run, and
+    the trackers get the finished row."""
+    trainer = plan.trainer
+    callbacks: list = [LearningRateLog(optimizer)]
+    watched = []
+    if trainer.lr_schedule == "plateau":
+        callbacks.append(ReduceOnPlateau(trainer.plateau, optimizer._learning_rate, trainer.learning_rate))
+        watched.append(("trainer.plateau", trainer.plateau.monitor))
+    if trainer.early_stopping.patience:
+        callbacks.append(EarlyStopping(trainer.early_stopping))
+        watched.append(("trainer.early_stopping", trainer.early_stopping.monitor))
+    for owner, monitor in watched:
+        if multi_worker and monitor.startswith("val_"):
+            # Only the chief validates; every worker must take the same decision.
+            raise ZooError(
+                f"{owner}.monitor={monitor} is not available with device=multi_worker (only the chief validates); "
+                f"monitor a training value such as {owner}.monitor=loss"
+            )
+    for entry, config in plan.callbacks:
+        callback = entry.item.factory(config, run)
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ZooError(f"callback {entry.name!r}: its factory returned {type(callback).__name__}, not a keras.callbacks.Callback")
+        callbacks.append(callback)
+    if chief and plan.loggers:
+        callbacks.append(Loggers([(entry.name, entry.item.factory(config, run)) for entry, config in plan.loggers]))
+    return callbacks
+
+
+def find(callbacks: list, kind: type) -> Optional[Any]:
+    return next((callback for callback in callbacks if isinstance(callback, kind)), None)

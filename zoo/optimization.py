@@ -1,0 +1,217 @@
+"""What a run optimises with: the optimizer and its learning-rate schedule, the loss with
+label smoothing, class weights, and the weights a run starts from (warm start, freezing).
+
+Everything here follows ``trainer.*`` (``zoo.config.TrainerConfig``); the training loop
+(``zoo.training``) knows none of it. Accumulated gradients and the step count that
+drives the schedule are optimizer variables, so checkpoints carry them and a resumed run
+continues exactly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+
+def build_optimizer(keras, trainer, steps_per_epoch: int):
+    """The optimizer ``trainer`` describes, its learning rate a :func:`learning_rate_schedule`."""
+    options: dict[str, Any] = {"learning_rate": learning_rate_schedule(keras, trainer, steps_per_epoch)}
+    if trainer.weight_decay:
+        options["weight_decay"] = trainer.weight_decay
+    if trainer.clipnorm:
+        options["clipnorm"] = trainer.clipnorm
+    if trainer.momentum:
+        options["momentum"] = trainer.momentum
+    if trainer.accumulate_steps > 1:
+        options["gradient_accumulation_steps"] = trainer.accumulate_steps
+    optimizer_class = type(keras.optimizers.get(trainer.optimizer.lower()))
+    return optimizer_class(**options)
+
+
+def learning_rate_schedule(keras, trainer, steps_per_epoch: int):
+    """``trainer.learning_rate`` shaped by ``trainer.lr_schedule`` and ``warmup_steps``,
+    as a function of the optimizer's step count (batches trained, accumulated or not).
+
+    ``scale`` is a variable the plateau callback lowers (and keeps in its checkpointed
+    state).
+    """
+    from keras import ops
+
+    base = float(trainer.learning_rate)
+    warmup = int(trainer.warmup_steps)
+    total = max(1, trainer.epochs * steps_per_epoch - warmup)
+    decay_steps = max(1.0, trainer.decay_epochs * steps_per_epoch)
+    kind = trainer.lr_schedule
+
+    class ZooSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warm-up, then ``kind``; times ``scale`` (1 unless a plateau lowered it)."""
+
+        def __init__(self):
+            self.scale = keras.Variable(1.0, dtype="float32", trainable=False, name="lr_scale")
+
+        def __call__(self, step):
+            step = ops.cast(step, "float32")
+            after = ops.maximum(step - warmup, 0.0)
+            if kind == "cosine":
+                progress = ops.minimum(after / total, 1.0)
+                floor = trainer.min_learning_rate
+                rate = floor + (base - floor) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            elif kind == "exponential":
+                rate = base * ops.power(trainer.decay_rate, after / decay_steps)
+            elif kind == "step":
+                rate = base * ops.power(trainer.decay_rate, ops.floor(after / decay_steps))
+            else:  # constant, plateau
+                rate = ops.convert_to_tensor(base, "float32")
+            if warmup:
+                rate = rate * ops.minimum((step + 1.0) / warmup, 1.0)
+            return rate * self.scale
+
+        def get_config(self):
+            return {"kind": kind, "learning_rate": base, "warmup_steps": warmup}
+
+    return ZooSchedule()
+
+
+def current_learning_rate(optimizer) -> float:
+    """The learning rate of the optimizer's next step."""
+    return float(optimizer.learning_rate)
+
+
+def loss_function(keras, loss: Any, spec, label_smoothing: float):
+    """``loss`` (a Keras name, object, or ``None`` for a model's own), with the targets
+    smoothed by ``label_smoothing`` for the zoo's standard classification losses."""
+    if not label_smoothing or loss not in ("binary_crossentropy", "sparse_categorical_crossentropy"):
+        return loss
+    if loss == "binary_crossentropy":
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+    from keras import ops
+
+    classes = spec.num_classes
+
+    def smoothed_sparse_categorical_crossentropy(y_true, y_pred):
+        # Keras' sparse loss has no smoothing: one-hot the labels for the categorical one.
+        labels = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        return keras.losses.categorical_crossentropy(labels, y_pred, label_smoothing=label_smoothing)
+
+    return smoothed_sparse_categorical_crossentropy
+
+
+def class_weights(trainer, spec, labels: Callable[[], Any]) -> Optional[list[float]]:
+    """One weight per class, or ``None``: ``balanced`` weighs each class by
+    ``n / (classes * count)`` (scikit-learn's rule) over the training ``labels()``."""
+    import numpy as np
+
+    setting = trainer.class_weight
+    if setting == "none":
+        return None
+    classes = spec.num_classes
+    if setting == "balanced":
+        counts = np.bincount(np.asarray(labels()).reshape(-1).astype(int), minlength=classes)[:classes]
+        if (counts == 0).any():
+            raise ZooError(
+                f"trainer.class_weight=balanced: class {spec.class_names[int(np.argmin(counts))] if spec.class_names else int(np.argmin(counts))} "
+                "has no training example; give the weights as a list instead"
+            )
+        weights = counts.sum() / (classes * counts)
+    else:
+        weights = np.asarray(setting, dtype=float)
+        if len(weights) != classes:
+            raise ZooError(f"trainer.class_weight has {len(weights)} weights; the dataset has {classes} classes")
+    log.info("class weights %s", ", ".join(f"{w:.4g}" for w in weights))
+    return [float(w) for w in weights]
+
+
+def training_labels(tf, split) -> Any:
+    """The labels of a training split (arrays, or an unbatched ``tf.data.Dataset``)."""
+    import numpy as np
+
+    if isinstance(split, tf.data.Dataset):
+        return np.concatenate([np.reshape(y, (-1,)) for y in split.map(lambda x, y: y).batch(4096).as_numpy_iterator()])
+    return np.asarray(split[1])
+
+
+# --------------------------------------------------------------------------------------
+# Warm start and freezing
+# --------------------------------------------------------------------------------------
+
+
+def saved_layer_weights(path: Path) -> dict[str, list]:
+    """The weights in a ``.keras`` file by layer name, read from its HDF5 member alone
+    (no code or config from the file runs)."""
+    import io
+
+    import h5py
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read("model.weights.h5")
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ZooError(f"cannot read the weights in {path} ({exc}); is it a model.keras written by 'zoo train'?") from None
+    found: dict[str, list] = {}
+    with h5py.File(io.BytesIO(data), "r") as weights:
+
+        def visit(name: str, node) -> None:
+            # Keras 3 stores a layer's variables as <...>/<layer name>/vars/<index>.
+            if isinstance(node, h5py.Group) and name.endswith("/vars") and len(node):
+                layer = name.split("/")[-2]
+                found[layer] = [node[str(i)][()] for i in range(len(node))]
+
+        weights.visititems(visit)
+    return found
+
+
+def leaf_layers(model) -> list:
+    """Every layer that holds weights, nested models looked into."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.extend(leaf_layers(layer))
+        elif layer.weights:
+            found.append(layer)
+    return found
+
+
+def warm_start(model, parent: Path) -> dict[str, Any]:
+    """Copy a finished run's trained weights into ``model`` where layer name and every
+    weight's shape match; returns what was copied and what was not."""
+    saved = saved_layer_weights(parent)
+    copied, unmatched = [], []
+    for layer in leaf_layers(model):
+        weights = saved.get(layer.name)
+        if weights is not None and [tuple(w.shape) for w in weights] == [tuple(v.shape) for v in layer.weights]:
+            layer.set_weights(weights)
+            copied.append(layer.name)
+        else:
+            unmatched.append(layer.name)
+    if not copied:
+        raise ZooError(
+            f"trainer.init_from={parent.parent}: no layer of this model matches one of that run's by name and shape "
+            f"(this model's: {', '.join(layer.name for layer in leaf_layers(model))}; that run's: {', '.join(saved)})"
+        )
+    if unmatched:
+        log.warning("init_from: these layers start untrained (no match by name and shape): %s", ", ".join(unmatched))
+    return {"copied": copied, "unmatched": unmatched}
+
+
+def freeze(model, patterns: list[str]) -> list[str]:
+    """Keep the layers whose names match any of ``patterns`` fixed; returns their names."""
+    frozen = []
+    for pattern in patterns:
+        matched = [layer for layer in leaf_layers(model) if fnmatch.fnmatchcase(layer.name, pattern)]
+        if not matched:
+            names = ", ".join(layer.name for layer in leaf_layers(model))
+            raise ZooError(f"trainer.freeze: {pattern!r} matches no layer with weights; the model's are: {names}")
+        for layer in matched:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return sorted(set(frozen))
