@@ -77,7 +77,10 @@ def test_new_plugin_is_listed_trains_and_passes_check(kit):
     assert "zoo check demo" in printed and "pip install -e './zoo-demo[test]'" in printed
     listing = run_zoo("list", "demo_*", env=env)
     rows = [line.split()[:3] for line in listing.stdout.split("\n\n")[0].splitlines()[1:]]
-    assert rows == [["model", "demo_mlp", "zoo-demo"], ["dataset", "demo_blobs", "zoo-demo"], ["metric", "demo_error_rate", "zoo-demo"]]
+    assert rows == [
+        ["model", "demo_mlp", "zoo-demo"], ["dataset", "demo_blobs", "zoo-demo"], ["metric", "demo_error_rate", "zoo-demo"],
+        ["callback", "demo_loss_floor", "zoo-demo"], ["logger", "demo_jsonl", "zoo-demo"],
+    ]  # fmt: skip
 
     run_dir = root / "run"
     trained = run_zoo("train", "+experiment=demo_quick", f"hydra.run.dir={run_dir}", cwd=root, env=env)
@@ -91,7 +94,8 @@ def test_new_plugin_is_listed_trains_and_passes_check(kit):
     assert {r["outcome"] for r in results} == {"pass"}
     checked_items = {(r["kind"], r["name"]) for r in results}
     assert checked_items == {("plugin", "zoo-demo:demo"), ("model", "demo_mlp"), ("dataset", "demo_blobs"),
-                             ("metric", "demo_error_rate"), ("preset", "demo_quick")}  # fmt: skip
+                             ("metric", "demo_error_rate"), ("callback", "demo_loss_floor"), ("logger", "demo_jsonl"),
+                             ("preset", "demo_quick")}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -139,8 +143,13 @@ def test_list_json_and_info_show_each_plugins_hooks_and_items(kit):
     demo = next(p for p in plugins if p["distribution"] == "zoo-demo")
     assert demo["version"] == "0.1.0" and demo["status"] == "ok" and demo["error"] is None
     assert demo["supports_zoo"] == "<0.2,>=0.1"  # as setuptools writes the metadata
-    assert demo["hooks"] == ["register_config_paths", "register_datasets", "register_metrics", "register_models"]
-    assert demo["registered"] == ["model/demo_mlp", "dataset/demo_blobs", "metric/demo_error_rate", "config/pkg://zoo_demo.conf"]
+    assert demo["hooks"] == [
+        "register_callbacks", "register_config_paths", "register_datasets", "register_loggers", "register_metrics", "register_models",
+    ]  # fmt: skip
+    assert demo["registered"] == [
+        "model/demo_mlp", "dataset/demo_blobs", "metric/demo_error_rate", "callback/demo_loss_floor", "logger/demo_jsonl",
+        "config/pkg://zoo_demo.conf",
+    ]  # fmt: skip
     shown = run_zoo("info", "demo", env=env).stdout
     assert "plugin 'demo' (zoo_demo.plugin): ok" in shown and "distribution: zoo-demo 0.1.0, supports keras-zoo<0.2,>=0.1" in shown
     assert "registers: model/demo_mlp, dataset/demo_blobs" in shown

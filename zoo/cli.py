@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, PluginWarning, ZooError
+from zoo.tables import csv_text, print_table
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
@@ -442,16 +443,6 @@ def predict_command(args: argparse.Namespace) -> None:
         print_table(header, rows)
 
 
-def csv_text(header, rows) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows([header, *rows])
-    return buffer.getvalue()
-
-
 def generate_command(args: argparse.Namespace) -> None:
     from zoo.artifacts import TEXT_SEPARATOR, is_text
     from zoo.inference import generate
@@ -484,13 +475,6 @@ def compare_command(args: argparse.Namespace) -> None:
     if args.plot:
         plot_comparison(args.plot, runs)
         print(f"wrote {args.plot}", file=sys.stderr)
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row, widths)] + [str(row[-1])]
-        print(indent + "  ".join(cells).rstrip())
 
 
 # --------------------------------------------------------------------------------------
@@ -638,8 +622,22 @@ def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
         print("\nthis worker's share of training is done; the chief (worker 0) writes the run directory")
         return
     print()
+    stopping = training_record(run_dir).get("early_stopping")
+    if stopping and stopping["stopped_epoch"]:
+        print(f"stopped early after epoch {stopping['stopped_epoch']}: {stopping['monitor']} had not improved since epoch {stopping['best_epoch']}")
+    if stopping and stopping["weights_from_epoch"]:
+        print(f"the model keeps the weights of epoch {stopping['weights_from_epoch']} ({stopping['monitor']} {stopping['best']:.4g})\n")
     print_metrics(metrics)
     print(f"\nrun directory: {run_dir}")
+
+
+def training_record(run_dir: Path) -> dict:
+    from zoo.artifacts import TRAINING
+
+    try:
+        return json.loads((run_dir / TRAINING).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def print_metrics(metrics: dict[str, float]) -> None:

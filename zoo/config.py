@@ -560,20 +560,22 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
     group = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
     if group:
         options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
-        kind = {"model": "model", "dataset": "dataset", "metrics": "metric"}.get(group.group(1))
+        kind = {"model": "model", "dataset": "dataset", **LIST_GROUPS}.get(group.group(1))
         if kind:
-            return unknown_name_message(kind, group.group(2), options)
+            # Hydra lists no options for a list of choices (metrics=[...]): the registry knows them.
+            return unknown_name_message(kind, group.group(2), options or get_registry().names(kind))
         extra = HYDRA_PLUGIN_EXTRAS.get(group.group(2))
         if group.group(1) == "hydra" and extra:
             choice = group.group(2).replace("/", "=", 1)
             return f"hydra/{choice} needs its Hydra plugin, which is not installed: pip install 'keras-zoo[{extra}]'"
         return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
-    if override and override.group(1).startswith("metrics."):
-        name = override.group(1).split(".")[1]
+    chosen_group = override and override.group(1).split(".")[0]
+    if override and chosen_group in LIST_GROUPS:
+        name, kind = override.group(1).split(".")[1], LIST_GROUPS[chosen_group]
         return (
-            f"metric {name!r} is not among those chosen; to set its options, list it as well: "
-            f"metrics=[{name},...] {override.group(1)}=... (see 'zoo list metric')"
+            f"{kind} {name!r} is not among those chosen; to set its options, list it as well: "
+            f"{chosen_group}=[{name},...] {override.group(1)}=... (see 'zoo list {kind}')"
         )
     if override:
         key = override.group(1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -143,31 +142,6 @@ def training_labels(tf, split) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def saved_layer_weights(path: Path) -> dict[str, list]:
-    """The weights in a ``.keras`` file by layer name, read from its HDF5 member alone
-    (no code or config from the file runs)."""
-    import io
-
-    import h5py
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = archive.read("model.weights.h5")
-    except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise ZooError(f"cannot read the weights in {path} ({exc}); is it a model.keras written by 'zoo train'?") from None
-    found: dict[str, list] = {}
-    with h5py.File(io.BytesIO(data), "r") as weights:
-
-        def visit(name: str, node) -> None:
-            # Keras 3 stores a layer's variables as <...>/<layer name>/vars/<index>.
-            if isinstance(node, h5py.Group) and name.endswith("/vars") and len(node):
-                layer = name.split("/")[-2]
-                found[layer] = [node[str(i)][()] for i in range(len(node))]
-
-        weights.visititems(visit)
-    return found
-
-
 def leaf_layers(model) -> list:
     """Every layer that holds weights, nested models looked into."""
     import keras
@@ -181,10 +155,14 @@ def leaf_layers(model) -> list:
     return found
 
 
-def warm_start(model, parent: Path) -> dict[str, Any]:
-    """Copy a finished run's trained weights into ``model`` where layer name and every
-    weight's shape match; returns what was copied and what was not."""
-    saved = saved_layer_weights(parent)
+def layer_weights(model) -> dict[str, list]:
+    """Each weight-holding layer's weights (NumPy arrays), by layer name."""
+    return {layer.name: layer.get_weights() for layer in leaf_layers(model)}
+
+
+def warm_start(model, saved: dict[str, list], parent: Path) -> dict[str, Any]:
+    """Copy the ``saved`` weights of the finished run ``parent`` into ``model`` where layer
+    name and every weight's shape match; returns what was copied and what was not."""
     copied, unmatched = [], []
     for layer in leaf_layers(model):
         weights = saved.get(layer.name)
@@ -195,7 +173,7 @@ def warm_start(model, parent: Path) -> dict[str, Any]:
             unmatched.append(layer.name)
     if not copied:
         raise ZooError(
-            f"trainer.init_from={parent.parent}: no layer of this model matches one of that run's by name and shape "
+            f"trainer.init_from={parent}: no layer of this model matches one of that run's by name and shape "
             f"(this model's: {', '.join(layer.name for layer in leaf_layers(model))}; that run's: {', '.join(saved)})"
         )
     if unmatched:

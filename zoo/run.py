@@ -183,13 +183,17 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
     record: dict[str, Any] = {}
+    if trainer.init_from:
+        parent = Path(trainer.init_from)
+        parent_weights = optimization.layer_weights(rebuild_model(finished_run_plan(parent), parent))
+        fresh_keras_state(keras, plan)  # this model's layers named as in a process of its own
     with placement.strategy.scope():
         model = plan.model.item.factory(plan.model_config, plan.spec)
         if trainer.init_from:
             record["init_from"] = {
                 "run": trainer.init_from,
-                "weights_sha256": artifacts.file_digest(Path(trainer.init_from) / artifacts.MODEL),
-                **optimization.warm_start(model, Path(trainer.init_from) / artifacts.MODEL),
+                "weights_sha256": artifacts.file_digest(parent / artifacts.MODEL),
+                **optimization.warm_start(model, parent_weights, parent),
             }
         if trainer.freeze:
             record["frozen"] = optimization.freeze(model, list(trainer.freeze))
@@ -317,13 +321,19 @@ def _start(plan: RunPlan):
     from zoo.devices import place
 
     placement = place(plan.device)  # first: devices are fixed once TensorFlow starts
-    # Every run sets the policy: a sequential sweep runs its jobs in one process.
-    keras.mixed_precision.set_global_policy(plan.trainer.precision)
     if plan.trainer.deterministic:  # for the rest of the process: TF has no public switch back
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(plan.seed)
+    fresh_keras_state(keras, plan)
     log.info("device %s, %d replica(s)", placement.description, placement.strategy.num_replicas_in_sync)
     return tf, keras, placement
+
+
+def fresh_keras_state(keras, plan: RunPlan) -> None:
+    """Keras as a new process has it, then the run's precision and seed: a sequential sweep
+    runs its jobs in one process, and layer names Keras generates (``dense_1``) count on."""
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(plan.trainer.precision)
+    keras.utils.set_random_seed(plan.seed)
 
 
 def compile_model(keras, plan: RunPlan, model, training: bool = False, steps_per_epoch: int = 1):

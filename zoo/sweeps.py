@@ -34,7 +34,7 @@ class SweepCallback(Callback):
 def write_sweep_summary(sweep_dir: Path) -> None:
     """``summary.csv`` (each job's differing config values and test metrics) and
     ``comparison.png`` in the sweep directory, and the table on the terminal."""
-    from zoo.cli import csv_text, print_table
+    from zoo.tables import csv_text, print_table
     from zoo.compare import comparison_table, find_runs, plot_comparison
 
     try:

@@ -1,0 +1,22 @@
+"""Tables on the terminal and as CSV, for the commands and a sweep's summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Sequence
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
+    """Columns padded to their widest cell; the last one left ragged."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths)] + [str(row[-1])]
+        print(indent + "  ".join(cells).rstrip())
+
+
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([header, *rows])
+    return buffer.getvalue()
