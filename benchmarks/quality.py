@@ -122,7 +122,12 @@ QUALITY_BARS: dict[str, list[Bar]] = {
     "digits_gan": GENERATIVE_BARS,
     "docstrings_gru": [Bar("perplexity", False, lambda seeds: unigram_perplexity("text", seeds), "unigram model's")],
     "cats_cnn": [Bar("accuracy", True, 0.95)],
+    "cats_mlp_sgd": [Bar("accuracy", True, 0.75, "seed 004's MLP after its SGD phase")],
+    "cats_mlp_adam": [Bar("accuracy", True, 0.8, "the Adam phase from the SGD phase's weights (s/run: both)")],
 }
+
+# Presets that continue another's run (trainer.init_from): that one trains first, same seed.
+PARENTS: dict[str, str] = {"cats_mlp_adam": "cats_mlp_sgd"}
 
 # Measurements beyond the test metrics: probe(run_dir, seed) -> more metrics.
 PROBES: dict[str, Callable[[str, int], dict[str, float]]] = {
@@ -156,12 +161,19 @@ def main() -> None:
     for preset in args.only or sorted(QUALITY_BARS):
         results, started = [], time.perf_counter()
         for seed in args.seeds:
-            overrides = [f"+experiment={preset}", f"seed={seed}", "trainer.progress=off", *args.override]
-            if args.tiny:
-                overrides += ["trainer.epochs=1", *tiny_overrides(compose(overrides).dataset.name)]
-            cfg = compose(overrides)
-            with tempfile.TemporaryDirectory() as run_dir:
-                result = train(cfg, run_dir)
+
+            def overrides_of(name: str) -> list[str]:
+                chosen = [f"+experiment={name}", f"seed={seed}", "trainer.progress=off", *args.override]
+                if args.tiny:
+                    chosen += ["trainer.epochs=1", *tiny_overrides(compose(chosen).dataset.name)]
+                return chosen
+
+            with tempfile.TemporaryDirectory() as parent_dir, tempfile.TemporaryDirectory() as run_dir:
+                overrides = overrides_of(preset)
+                if preset in PARENTS:
+                    train(compose(overrides_of(PARENTS[preset])), parent_dir)
+                    overrides.append(f"trainer.init_from={parent_dir}")
+                result = train(compose(overrides), run_dir)
                 if preset in PROBES:
                     result.update(PROBES[preset](run_dir, seed))
                 results.append(result)

@@ -78,7 +78,7 @@ def test_accumulated_steps_update_like_one_step_of_the_whole_batch():
         keras.utils.set_random_seed(1)
         model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
         trainer = TrainerConfig(optimizer="sgd", learning_rate=0.5, accumulate_steps=accumulate, momentum=0.9)
-        model.compile(optimizer=build_optimizer(keras, trainer, steps_per_epoch=1), loss="sparse_categorical_crossentropy")
+        model.compile(optimizer=build_optimizer(trainer, steps_per_epoch=1), loss="sparse_categorical_crossentropy")
         for start in range(0, 24, batch):
             model.train_on_batch(x[start : start + batch], y[start : start + batch])
         return model.get_weights()
@@ -90,19 +90,17 @@ def test_accumulated_steps_update_like_one_step_of_the_whole_batch():
 
 
 def test_label_smoothing_matches_its_formula():
-    import keras
-
     from zoo.hookspecs import CLASSIFICATION, DataSpec
     from zoo.optimization import loss_function
 
     spec = DataSpec(task=CLASSIFICATION, input_shape=(4,), num_classes=3)
-    loss = loss_function(keras, "sparse_categorical_crossentropy", spec, 0.1)
+    loss = loss_function("sparse_categorical_crossentropy", spec, 0.1)
     y_true = np.array([0, 2, 1])
     y_pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], dtype="float32")
     targets = np.eye(3)[y_true] * 0.9 + 0.1 / 3
     expected = -(targets * np.log(y_pred)).sum(axis=1)
     np.testing.assert_allclose(np.asarray(loss(y_true, y_pred)), expected, rtol=1e-5)
-    binary = loss_function(keras, "binary_crossentropy", DataSpec(CLASSIFICATION, (4,), 2), 0.2)
+    binary = loss_function("binary_crossentropy", DataSpec(CLASSIFICATION, (4,), 2), 0.2)
     p, t = np.array([[0.8]], "float32"), np.array([[1.0]])
     smoothed = 0.9  # 1 * 0.8 + 0.2 / 2
     assert float(binary(t, p)) == pytest.approx(-(smoothed * np.log(0.8) + (1 - smoothed) * np.log(0.2)), rel=1e-4)
@@ -140,10 +138,11 @@ def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
         ("trainer.class_weight=[1,2]", "2 weights; the dataset has 10 classes"),
         ("trainer.early_stopping.mode=up", "early_stopping.mode='up' is not supported"),
         ("trainer.init_from=/nonexistent/run", "is not a run directory"),
+        ("device=multi_worker trainer.early_stopping.patience=2", "is not available with device=multi_worker"),
     ],
 )
 def test_bad_trainer_controls_fail_in_one_line(tmp_path, override, message):
-    result = run_zoo("train", override, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_zoo("train", *override.split(), "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode != 0
     assert message in error_lines(result.stderr)[0], result.stderr[-2000:]
 
@@ -248,7 +247,7 @@ def test_zoo_info_shows_parameters_and_flops_and_the_trainer_keys():
     result = run_zoo("info", "cnn_classifier", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     cost = json.loads(result.stdout)["cost"]
-    model = zoo.create_model("cnn_classifier", "digits")
+    model = zoo.create_model("cnn_classifier", zoo.create_dataset("digits"))
     assert cost["parameters"] == model.count_params() and cost["dataset"] == "digits"
     # conv 8x8x64 outputs of 3x3x1 kernels, then dense 1024->128 and 128->10: multiply-adds x2.
     assert cost["flops_per_example"] >= 2 * (8 * 8 * 64 * 9 + 1024 * 128 + 128 * 10)

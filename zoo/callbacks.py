@@ -203,26 +203,16 @@ class Loggers(keras.callbacks.Callback):
             warnings.warn(f"loggers ({names}) still busy after {LOGGER_CLOSE_SECONDS:.0f} s; not waiting longer", PluginWarning, stacklevel=1)
 
 
-def build_callbacks(plan, run, optimizer, chief: bool, multi_worker: bool) -> list:
+def build_callbacks(plan, run, optimizer, chief: bool) -> list:
     """The run's callbacks in the order they see each epoch's end: the learning rate is
     logged, the plateau schedule and early stopping decide, plugins' callbacks run, and
     the trackers get the finished row."""
     trainer = plan.trainer
     callbacks: list = [LearningRateLog(optimizer)]
-    watched = []
     if trainer.lr_schedule == "plateau":
-        callbacks.append(ReduceOnPlateau(trainer.plateau, optimizer._learning_rate, trainer.learning_rate))
-        watched.append(("trainer.plateau", trainer.plateau.monitor))
+        callbacks.append(ReduceOnPlateau(trainer.plateau, optimizer._learning_rate, trainer.learning_rate))  # a Schedule
     if trainer.early_stopping.patience:
         callbacks.append(EarlyStopping(trainer.early_stopping))
-        watched.append(("trainer.early_stopping", trainer.early_stopping.monitor))
-    for owner, monitor in watched:
-        if multi_worker and monitor.startswith("val_"):
-            # Only the chief validates; every worker must take the same decision.
-            raise ZooError(
-                f"{owner}.monitor={monitor} is not available with device=multi_worker (only the chief validates); "
-                f"monitor a training value such as {owner}.monitor=loss"
-            )
     for entry, config in plan.callbacks:
         callback = entry.item.factory(config, run)
         if not isinstance(callback, keras.callbacks.Callback):

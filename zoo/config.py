@@ -479,6 +479,15 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     if trainer.init_from is not None:  # a run reference: absolute from here on
         trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
+    if device.kind == "multi_worker":
+        watched = [("trainer.early_stopping", trainer.early_stopping.monitor, trainer.early_stopping.patience),
+                   ("trainer.plateau", trainer.plateau.monitor, trainer.lr_schedule == "plateau")]  # fmt: skip
+        for owner, monitor, used in watched:
+            if used and monitor.startswith("val_"):  # only the chief validates; all workers must decide alike
+                raise ZooError(
+                    f"{owner}.monitor={monitor} is not available with device=multi_worker (only the chief validates); "
+                    f"monitor a training value such as {owner}.monitor=loss"
+                )
     return RunPlan(
         seed=int(container["seed"]),
         model=model,

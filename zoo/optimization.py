@@ -15,14 +15,16 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import keras
+
 from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)
 
 
-def build_optimizer(keras, trainer, steps_per_epoch: int):
+def build_optimizer(trainer, steps_per_epoch: int):
     """The optimizer ``trainer`` describes, its learning rate a :func:`learning_rate_schedule`."""
-    options: dict[str, Any] = {"learning_rate": learning_rate_schedule(keras, trainer, steps_per_epoch)}
+    options: dict[str, Any] = {"learning_rate": learning_rate_schedule(trainer, steps_per_epoch)}
     if trainer.weight_decay:
         options["weight_decay"] = trainer.weight_decay
     if trainer.clipnorm:
@@ -35,56 +37,66 @@ def build_optimizer(keras, trainer, steps_per_epoch: int):
     return optimizer_class(**options)
 
 
-def learning_rate_schedule(keras, trainer, steps_per_epoch: int):
-    """``trainer.learning_rate`` shaped by ``trainer.lr_schedule`` and ``warmup_steps``,
-    as a function of the optimizer's step count (batches trained, accumulated or not).
-
-    ``scale`` is a variable the plateau callback lowers (and keeps in its checkpointed
-    state).
-    """
-    from keras import ops
-
-    base = float(trainer.learning_rate)
-    warmup = int(trainer.warmup_steps)
-    total = max(1, trainer.epochs * steps_per_epoch - warmup)
-    decay_steps = max(1.0, trainer.decay_epochs * steps_per_epoch)
-    kind = trainer.lr_schedule
-
-    class ZooSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """Linear warm-up, then ``kind``; times ``scale`` (1 unless a plateau lowered it)."""
-
-        def __init__(self):
-            self.scale = keras.Variable(1.0, dtype="float32", trainable=False, name="lr_scale")
-
-        def __call__(self, step):
-            step = ops.cast(step, "float32")
-            after = ops.maximum(step - warmup, 0.0)
-            if kind == "cosine":
-                progress = ops.minimum(after / total, 1.0)
-                floor = trainer.min_learning_rate
-                rate = floor + (base - floor) * 0.5 * (1.0 + ops.cos(math.pi * progress))
-            elif kind == "exponential":
-                rate = base * ops.power(trainer.decay_rate, after / decay_steps)
-            elif kind == "step":
-                rate = base * ops.power(trainer.decay_rate, ops.floor(after / decay_steps))
-            else:  # constant, plateau
-                rate = ops.convert_to_tensor(base, "float32")
-            if warmup:
-                rate = rate * ops.minimum((step + 1.0) / warmup, 1.0)
-            return rate * self.scale
-
-        def get_config(self):
-            return {"kind": kind, "learning_rate": base, "warmup_steps": warmup}
-
-    return ZooSchedule()
+def learning_rate_schedule(trainer, steps_per_epoch: int):
+    """``trainer.learning_rate`` shaped by ``trainer.lr_schedule`` and ``warmup_steps``, as
+    a function of the optimizer's step count (batches trained, accumulated or not); a plain
+    rate when it is constant."""
+    if trainer.lr_schedule == "constant" and not trainer.warmup_steps:
+        return float(trainer.learning_rate)
+    return Schedule(
+        kind=trainer.lr_schedule,
+        learning_rate=float(trainer.learning_rate),
+        warmup_steps=int(trainer.warmup_steps),
+        total_steps=max(1, trainer.epochs * steps_per_epoch - int(trainer.warmup_steps)),
+        decay_steps=max(1.0, trainer.decay_epochs * steps_per_epoch),
+        decay_rate=float(trainer.decay_rate),
+        min_learning_rate=float(trainer.min_learning_rate),
+    )
 
 
-def current_learning_rate(optimizer) -> float:
-    """The learning rate of the optimizer's next step."""
-    return float(optimizer.learning_rate)
+@keras.saving.register_keras_serializable(package="zoo")
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up over ``warmup_steps``, then ``kind``: ``cosine`` down to
+    ``min_learning_rate`` over ``total_steps``, ``exponential`` or ``step`` (times
+    ``decay_rate`` every ``decay_steps``, smoothly or at once), ``constant`` or ``plateau``
+    (flat); all times ``scale``, a variable the plateau callback lowers (and keeps in its
+    checkpointed state)."""
+
+    def __init__(self, kind, learning_rate, warmup_steps, total_steps, decay_steps, decay_rate, min_learning_rate):
+        self.kind, self.learning_rate, self.warmup_steps = kind, learning_rate, warmup_steps
+        self.total_steps, self.decay_steps, self.decay_rate = total_steps, decay_steps, decay_rate
+        self.min_learning_rate = min_learning_rate
+        self.scale = keras.Variable(1.0, dtype="float32", trainable=False, name="lr_scale")
+
+    def __call__(self, step):
+        from keras import ops
+
+        step = ops.cast(step, "float32")
+        after = ops.maximum(step - self.warmup_steps, 0.0)
+        base = self.learning_rate
+        if self.kind == "cosine":
+            progress = ops.minimum(after / self.total_steps, 1.0)
+            floor = self.min_learning_rate
+            rate = floor + (base - floor) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+        elif self.kind == "exponential":
+            rate = base * ops.power(self.decay_rate, after / self.decay_steps)
+        elif self.kind == "step":
+            rate = base * ops.power(self.decay_rate, ops.floor(after / self.decay_steps))
+        else:  # constant, plateau
+            rate = ops.convert_to_tensor(base, "float32")
+        if self.warmup_steps:  # the first step takes 1/warmup_steps of the rate
+            rate = rate * ops.minimum((step + 1.0) / self.warmup_steps, 1.0)
+        return rate * self.scale
+
+    def get_config(self):
+        return {
+            "kind": self.kind, "learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps, "decay_steps": self.decay_steps, "decay_rate": self.decay_rate,
+            "min_learning_rate": self.min_learning_rate,
+        }  # fmt: skip
 
 
-def loss_function(keras, loss: Any, spec, label_smoothing: float):
+def loss_function(loss: Any, spec, label_smoothing: float):
     """``loss`` (a Keras name, object, or ``None`` for a model's own), with the targets
     smoothed by ``label_smoothing`` for the zoo's standard classification losses."""
     if not label_smoothing or loss not in ("binary_crossentropy", "sparse_categorical_crossentropy"):

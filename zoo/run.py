@@ -148,7 +148,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     from zoo import optimization
     from zoo.checkpoints import Checkpoints
     from zoo.compare import flatten
-    from zoo.training import count_steps, evaluate, fit
+    from zoo.training import count_steps, fit
 
     chief = placement.chief
     checkpoints = Checkpoints(run_dir, task="" if chief else placement.task)
@@ -212,9 +212,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         return twin
 
     def validate() -> dict[str, float]:
-        if replicas == 1 or twin is not None:
-            return evaluate(tf, evaluator(), validation_data)
-        return {k: float(v) for k, v in model.evaluate(validation_data, verbose=0, return_dict=True).items()}
+        return score(tf, evaluator(), validation_data)
 
     info = RunInfo(
         run_dir=run_dir.resolve(), name=run_dir.name, params=flatten(resolved), spec=plan.spec, seed=plan.seed,
@@ -222,7 +220,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     )  # fmt: skip
     callbacks = [
         divergence_guard(keras, plan),  # every worker stops with the chief on a diverged loss
-        *run_callbacks.build_callbacks(plan, info, model.optimizer, chief=chief, multi_worker=placement.multi_worker),
+        *run_callbacks.build_callbacks(plan, info, model.optimizer, chief=chief),
     ]
     verbosity = progress_verbosity(trainer.progress) if chief else 0
     started = time.perf_counter()
@@ -257,7 +255,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     record["epochs_trained"] = len(next(iter(position.history.values()), []))
     artifacts.write_json(run_dir / artifacts.TRAINING, record)
     model = evaluator()
-    test_metrics = {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
+    test_metrics = score(tf, model, test_data)
 
     artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
     title = f"{plan.model.name} on {plan.dataset.name}"
@@ -346,8 +344,8 @@ def compile_model(keras, plan: RunPlan, model, training: bool = False, steps_per
 
     trainer = plan.trainer
     model.compile(
-        optimizer=build_optimizer(keras, trainer, steps_per_epoch),
-        loss=loss_function(keras, loss_for(plan, model), plan.spec, trainer.label_smoothing),
+        optimizer=build_optimizer(trainer, steps_per_epoch),
+        loss=loss_function(loss_for(plan, model), plan.spec, trainer.label_smoothing),
         metrics=build_metrics(plan),
         jit_compile="auto" if trainer.jit_compile == "auto" else trainer.jit_compile == "true",
         steps_per_execution=trainer.steps_per_execution,
@@ -444,7 +442,18 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     test_data = _batches(tf, plan, plan.dataset.item.factory(plan.dataset_config, plan.seed).test)
     with placement.strategy.scope():
         model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
-    return {k: float(v) for k, v in model.evaluate(test_data, verbose=0, return_dict=True).items()}
+    return score(tf, model, test_data)
+
+
+def score(tf, model, batches) -> dict[str, float]:
+    """The model's loss and metrics on ``batches``: the zoo's own evaluation pass on one
+    device (validation each epoch, the test split), Keras' ``evaluate`` on mirrored
+    replicas (which shares each batch out)."""
+    from zoo.training import evaluate
+
+    if model.distribute_strategy.num_replicas_in_sync == 1:
+        return evaluate(tf, model, batches)
+    return {k: float(v) for k, v in model.evaluate(batches, verbose=0, return_dict=True).items()}
 
 
 def finished_run_plan(run_dir: Path) -> RunPlan:
