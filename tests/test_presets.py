@@ -10,6 +10,8 @@ import yaml
 from conftest import REPO, run_zoo, tiny_overrides
 
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+# Presets that start from another's run: trained after it, as the README says to run them.
+SECOND_PHASES = {"cats_mlp_adam": "cats_mlp_sgd"}
 
 
 def preset_dataset(preset: str) -> str:
@@ -19,7 +21,7 @@ def preset_dataset(preset: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p not in SECOND_PHASES])
 def test_preset_trains_with_a_tiny_budget(preset, tmp_path):
     tiny = [f"dataset.{k}={v}".replace(" ", "") for k, v in tiny_overrides(preset_dataset(preset)).items()]
     run_dir = tmp_path / "run"
@@ -31,3 +33,15 @@ def test_preset_trains_with_a_tiny_budget(preset, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics and all(isinstance(v, float) for v in metrics.values())
     assert (run_dir / "model.keras").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("second, first", sorted(SECOND_PHASES.items()))
+def test_two_phase_presets_run_one_after_the_other(second, first, tmp_path):
+    tiny = [f"dataset.{k}={v}".replace(" ", "") for k, v in tiny_overrides(preset_dataset(first)).items()]
+    for preset in (first, second):  # no hydra.run.dir: the presets name their directories
+        result = run_zoo("train", f"+experiment={preset}", "trainer.epochs=1", "trainer.progress=off", *tiny, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "runs" / second / "seed_0" / "training.json").read_text())
+    assert record["init_from"]["run"] == str((tmp_path / "runs" / first / "seed_0").resolve())
+    assert record["init_from"]["unmatched"] == []

@@ -208,15 +208,22 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     n = len(class_names)
     pairs = np.asarray(y_true).reshape(-1).astype(int) * n + np.asarray(y_pred).reshape(-1).astype(int)
     matrix = np.bincount(pairs, minlength=n * n)[: n * n].reshape(n, n)
-    size = max(4.5, 0.55 * n + 2.5)
-    fig = Figure(figsize=(size, size * 0.9), layout="constrained")
-    ax = fig.add_subplot()
+    rotate = max(map(len, class_names)) > 3
+    label_inches = min(2.0, 0.09 * max(map(len, class_names))) if rotate else 0.3  # tick labels below
+    side = max(3.0, 0.5 * n + 1.5)  # the matrix itself
+    width, height = side + 2.4 + label_inches, side + 1.3 + label_inches
+    fig = Figure(figsize=(width, height))
+    # Fixed margins, in inches: room for the title, the labels and the colour bar.
+    ax = fig.add_axes((
+        (0.6 + label_inches) / width, (0.5 + label_inches) / height, side / width, side / height,
+    ))  # fmt: skip
     image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="examples")
-    ax.set_xticks(range(n), class_names, rotation=45 if max(map(len, class_names)) > 3 else 0, ha="right")
+    bar = fig.add_axes(((0.6 + label_inches + side + 0.25) / width, (0.5 + label_inches) / height, 0.2 / width, side / height))
+    fig.colorbar(image, cax=bar, label="examples")
+    ax.set_xticks(range(n), class_names, rotation=45 if rotate else 0, ha="right" if rotate else "center")
     ax.set_yticks(range(n), class_names)
     ax.set(xlabel="predicted class", ylabel="true class")
-    ax.set_title(f"Confusion matrix on the test split: {title}")
+    fig.suptitle(f"Confusion matrix on the test split:\n{title}", y=1 - 0.15 / height, va="top")
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):

@@ -203,6 +203,26 @@ class Loggers(keras.callbacks.Callback):
             warnings.warn(f"loggers ({names}) still busy after {LOGGER_CLOSE_SECONDS:.0f} s; not waiting longer", PluginWarning, stacklevel=1)
 
 
+class Preload(keras.callbacks.Callback):
+    """Imports ``modules`` in a thread of their own once the first epoch has ended: from then
+    on the main thread mostly waits in TensorFlow's kernels, and the run's end (the plots:
+    half a second of importing Matplotlib) no longer waits for them."""
+
+    def __init__(self, modules: tuple[str, ...]):
+        super().__init__()
+        self.modules = modules
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.modules:
+            import importlib
+
+            modules, self.modules = self.modules, ()
+            threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()
+
+
+PLOTTING = ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.colorbar")
+
+
 def build_callbacks(plan, run, optimizer, chief: bool) -> list:
     """The run's callbacks in the order they see each epoch's end: the learning rate is
     logged, the plateau schedule and early stopping decide, plugins' callbacks run, and
@@ -220,6 +240,8 @@ def build_callbacks(plan, run, optimizer, chief: bool) -> list:
         callbacks.append(callback)
     if chief and plan.loggers:
         callbacks.append(Loggers([(entry.name, entry.item.factory(config, run)) for entry, config in plan.loggers]))
+    if chief:
+        callbacks.append(Preload(PLOTTING))
     return callbacks
 
 
