@@ -167,6 +167,24 @@ def leaf_layers(model) -> list:
     return found
 
 
+def start_from(model, trainer, parent_weights: Optional[dict[str, list]]) -> dict[str, Any]:
+    """Give ``model`` the weights of ``trainer.init_from`` (``parent_weights``, by layer
+    name) and freeze ``trainer.freeze``; returns what ``training.json`` records of it."""
+    from zoo.artifacts import MODEL, file_digest
+
+    record: dict[str, Any] = {}
+    if parent_weights is not None:
+        parent = Path(trainer.init_from)
+        record["init_from"] = {
+            "run": trainer.init_from,
+            "weights_sha256": file_digest(parent / MODEL),
+            **warm_start(model, parent_weights, parent),
+        }
+    if trainer.freeze:
+        record["frozen"] = freeze(model, list(trainer.freeze))
+    return record
+
+
 def layer_weights(model) -> dict[str, list]:
     """Each weight-holding layer's weights (NumPy arrays), by layer name."""
     return {layer.name: layer.get_weights() for layer in leaf_layers(model)}

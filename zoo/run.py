@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from zoo import artifacts
+from zoo import artifacts, records
 from zoo.config import RunPlan, check_run_references, plan_run
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
@@ -157,7 +157,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         run_dir.mkdir(parents=True, exist_ok=True)
         artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
         artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
-        artifacts.write_json(run_dir / artifacts.ENVIRONMENT, environment(plan, placement))
+        artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if splits.report and chief and finished is None:
@@ -182,21 +182,14 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     steps = count_steps(epoch_batches(0))
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
-    record: dict[str, Any] = {}
+    parent_weights = None
     if trainer.init_from:
         parent = Path(trainer.init_from)
         parent_weights = optimization.layer_weights(rebuild_model(finished_run_plan(parent), parent))
         fresh_keras_state(keras, plan)  # this model's layers named as in a process of its own
     with placement.strategy.scope():
         model = plan.model.item.factory(plan.model_config, plan.spec)
-        if trainer.init_from:
-            record["init_from"] = {
-                "run": trainer.init_from,
-                "weights_sha256": artifacts.file_digest(parent / artifacts.MODEL),
-                **optimization.warm_start(model, parent_weights, parent),
-            }
-        if trainer.freeze:
-            record["frozen"] = optimization.freeze(model, list(trainer.freeze))
+        record = optimization.start_from(model, trainer, parent_weights)  # warm start, frozen layers
         model = compile_model(keras, plan, model, training=True, steps_per_epoch=steps)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
@@ -270,45 +263,6 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         loggers.finish(test_metrics, artifacts.run_files(run_dir))
     log.info("test metrics %s", test_metrics)
     return test_metrics
-
-
-def environment(plan: RunPlan, placement) -> dict[str, Any]:
-    """What the run ran on: versions of Python and the libraries, the plugin distributions
-    it loaded, the device, and the git commit of the working directory (if any)."""
-    import importlib.metadata as metadata
-    import platform
-    import subprocess
-
-    from zoo import __version__
-    from zoo.registry import get_registry
-
-    def version(name: str) -> Optional[str]:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    libraries = {name: version(name) for name in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "hydra-core")}
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
-    plugins = sorted(
-        {(s.distribution, s.version) for s in get_registry().sources if s.error is None},
-    )
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "zoo": __version__,
-        "libraries": {name: v for name, v in libraries.items() if v},
-        "plugins": {name: v for name, v in plugins},
-        "device": placement.description,
-        "replicas": placement.strategy.num_replicas_in_sync,
-        "git": {"commit": commit, "dirty": dirty} if commit else None,
-    }
 
 
 def _start(plan: RunPlan):

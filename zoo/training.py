@@ -111,7 +111,7 @@ def fit(
     logs: dict[str, float] = {}
     last_save = time.monotonic()
     for epoch in range(position.epoch, epochs):
-        if callbacks_model_stopped(model, callbacks):
+        if model.stop_training:  # a callback ended training (on resuming: had ended it)
             break
         if callbacks is not None:
             callbacks.on_epoch_begin(epoch)
@@ -174,10 +174,6 @@ def fit(
         callbacks.on_train_end(logs)
     log.info("final weights sha256 %s", weights_digest(model))
     return position
-
-
-def callbacks_model_stopped(model, callbacks) -> bool:
-    return bool(model.stop_training or (callbacks is not None and getattr(callbacks.model, "stop_training", False)))
 
 
 def stateful_callbacks(callbacks) -> dict[str, Any]:
