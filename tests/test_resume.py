@@ -28,6 +28,7 @@ STEERED = [
     *CNN[:2], "trainer.epochs=4", *CNN[3:], "trainer.accumulate_steps=2", "trainer.lr_schedule=plateau",
     "trainer.plateau.patience=1", "trainer.plateau.monitor=val_accuracy", "trainer.plateau.min_delta=0.99",
     "trainer.early_stopping.patience=2", "trainer.early_stopping.monitor=val_accuracy", "trainer.early_stopping.min_delta=0.99",
+    "loggers=[tensorboard,mlflow]",
 ]  # fmt: skip
 
 
@@ -85,11 +86,15 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     result = run_zoo("train", *STEERED, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    # Killed in its second epoch, some steps after a checkpoint.
     first = start_zoo([*STEERED, f"hydra.run.dir={attempt}"], tmp_path)
-    kill_when([first], lambda: any(s > STEPS_PER_EPOCH + 3 for s in checkpoint_steps(attempt)))
+    # In the middle of an epoch (metric totals and half-accumulated gradients in flight),
+    # once the tracker run has started (mlflow.json names it).
+    kill_when(
+        [first],
+        lambda: (attempt / "mlflow.json").exists() and any(s % STEPS_PER_EPOCH > 3 for s in checkpoint_steps(attempt)[-1:]),
+    )
     killed_at = checkpoint_steps(attempt)[-1]
-    assert STEPS_PER_EPOCH < killed_at < 2 * STEPS_PER_EPOCH
+    assert killed_at % STEPS_PER_EPOCH and killed_at < 3 * STEPS_PER_EPOCH
 
     # Unfinished, and every command says so rather than using it.
     assert not (attempt / "metrics.json").exists()
@@ -111,6 +116,19 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
         assert (attempt / name).read_bytes() == (reference / name).read_bytes(), name
     assert json.loads((attempt / "training.json").read_text())["early_stopping"]["stopped_epoch"] == 3
     assert [row["lr"] for row in read_history(attempt)] == ["0.0010000000474974513", "0.0010000000474974513", "0.0005000000237487257"]  # lowered after epoch 2
+    # The tracker run the killed attempt started is the one the resumed attempt finished.
+    from zoo.hookspecs import RunInfo
+    from zoo_plugins.loggers import MLflowConfig, read_mlflow
+
+    tracked = read_mlflow(MLflowConfig(), RunInfo(run_dir=attempt, name="killed", params={}, spec=None, seed=0))
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("zoo").experiment_id
+    assert len(client.search_runs([experiment], "attributes.run_name = 'killed'")) == 1
+    for name, values in read_history(attempt)[0].items():
+        if name != "epoch":
+            assert tracked[name] == [float(row[name]) for row in read_history(attempt)], name
 
     # A finished run started again returns its metrics without training again.
     once_more = run_zoo("train", *STEERED, f"hydra.run.dir={attempt}", cwd=tmp_path)

@@ -139,6 +139,7 @@ def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
         ("trainer.early_stopping.mode=up", "early_stopping.mode='up' is not supported"),
         ("trainer.init_from=/nonexistent/run", "is not a run directory"),
         ("device=multi_worker trainer.early_stopping.patience=2", "is not available with device=multi_worker"),
+        ("model=autoencoder trainer.label_smoothing=0.1", "trainer.label_smoothing applies to classifiers"),
     ],
 )
 def test_bad_trainer_controls_fail_in_one_line(tmp_path, override, message):

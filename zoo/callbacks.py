@@ -27,6 +27,11 @@ HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "pr_auc", "f1", "precision", "reca
 LOGGER_CLOSE_SECONDS = 30.0
 
 
+def as_float(value) -> float:
+    """A scalar variable's or tensor's value (a mirrored one's too: ``float()`` refuses those)."""
+    return float(keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(value)))
+
+
 def monitor_mode(monitor: str, mode: str) -> str:
     if mode != "auto":
         return mode
@@ -54,7 +59,7 @@ class LearningRateLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["lr"] = float(self.optimizer.learning_rate)
+            logs["lr"] = as_float(self.optimizer.learning_rate)
 
 
 class ReduceOnPlateau(keras.callbacks.Callback):
@@ -76,13 +81,13 @@ class ReduceOnPlateau(keras.callbacks.Callback):
         self.wait += 1
         if self.wait >= self.config.patience:
             floor = self.config.min_learning_rate / self.base
-            scale = max(float(self.schedule.scale.numpy()) * self.config.factor, floor)
+            scale = max(as_float(self.schedule.scale) * self.config.factor, floor)
             self.schedule.scale.assign(scale)
             self.wait = 0
             log.info("plateau: %s did not improve for %d epochs; learning rate x%g", self.config.monitor, self.config.patience, scale)
 
     def get_state(self) -> dict:
-        return {"best": self.best, "wait": self.wait, "scale": float(self.schedule.scale.numpy())}
+        return {"best": self.best, "wait": self.wait, "scale": as_float(self.schedule.scale)}
 
     def set_state(self, state: dict) -> None:
         self.best, self.wait = state["best"], state["wait"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from zoo.errors import ZooError
-from zoo.hookspecs import DataSpec
+from zoo.hookspecs import CLASSIFICATION, DataSpec
 from zoo.registry import Registered, Registry, get_registry
 
 if TYPE_CHECKING:  # OmegaConf is imported where used: `zoo info` needs only the dataclasses
@@ -479,6 +479,9 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     if trainer.init_from is not None:  # a run reference: absolute from here on
         trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
+    for key, unset in (("label_smoothing", 0.0), ("class_weight", "none")):
+        if getattr(trainer, key) != unset and objective != CLASSIFICATION:
+            raise ZooError(f"trainer.{key} applies to classifiers; model {model.name!r} learns {objective}")
     if device.kind == "multi_worker":
         watched = [("trainer.early_stopping", trainer.early_stopping.monitor, trainer.early_stopping.patience),
                    ("trainer.plateau", trainer.plateau.monitor, trainer.lr_schedule == "plateau")]  # fmt: skip
