@@ -165,8 +165,14 @@ def test_unknown_model_names_the_closest():
         ["+model.x={_target_:sentinel.build}"],
         ["-m", "hydra.launcher._target_=sentinel.Launcher,sentinel.Other"],
         ["--experimental-rerun", "config.pickle"],
+        ["--experimental-rerun=config.pickle"],
+        ["--experimental-r=config.pickle"],
+        ["--exp", "config.pickle"],
+        ["hydra.job_logging.handlers.console.stream=ext://sentinel.stream"],
+        ["+hydra.job_logging.handlers.x='${oc.create:\"{class: sentinel.Nope}\"}'"],
+        ["+model.y=${oc.decode:'{_target_: sentinel.build}'}"],
     ],
-    ids=lambda args: args[-1].split("=")[0],
+    ids=lambda args: " ".join(args)[:40],
 )
 def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     """A module that would leave a file behind if anything imported it."""
@@ -174,5 +180,18 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     result = run_zoo("train", *args, "--cfg", "job", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 2
     [line] = error_lines(result.stderr)
-    assert "no module to import from the command line" in line or "loads a pickle" in line
+    assert "no module to import from the command line" in line or "loads a pickle, which can run code" in line
     assert not (tmp_path / "imported").exists()
+
+
+@pytest.mark.parametrize("args", [["device.replicas=3"], ["device.replicas=16", "trainer.batch_size=8"]])
+def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_tensorflow(args, tmp_path):
+    result = run_zoo("train", "device=cpu", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "run").exists()
+    [line] = error_lines(result.stderr)
+    assert "does not split over device.replicas" in line and "choose a multiple of" in line
+
+
+def test_zoo_alone_prints_its_help():
+    result = run_zoo()
+    assert result.returncode == 0 and "zoo list" in result.stdout and not result.stderr.strip()

@@ -56,6 +56,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if argv and argv[0] == "train":
             train_command(argv[1:])
             return
+        if not argv:  # `zoo` alone: what it can do, not a usage error
+            build_parser().print_help()
+            return
         args = build_parser().parse_args(argv)
         args.handler(args)
     except ZooError as exc:
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A plugin-based model zoo for TensorFlow/Keras.",
         epilog=(
             "commands:\n"
-            "  zoo list [KIND] [PATTERN] [--json]   registered models, datasets, metrics\n"
+            "  zoo list [KIND] [PATTERN] [--json]   models, datasets, metrics, callbacks, loggers\n"
             "  zoo info [KIND] NAME [--json]        an item's summary and config fields\n"
             "  zoo info [PLUGIN] [--json]           installed plugins: hooks, items, errors\n"
             "  zoo check [DIST_OR_NAME] [--json]    run the conformance checks on plugins\n"
@@ -94,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     listing = commands.add_parser("list", help="list registered plugins")
-    listing.add_argument("kind", nargs="?", help="model, dataset or metric (or a pattern)")
+    listing.add_argument("kind", nargs="?", help="model, dataset, metric, callback or logger (or a pattern)")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'cnn*'")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=list_command)
@@ -180,7 +183,7 @@ def list_command(args: argparse.Namespace) -> None:
         kind = _kind(args.kind)
         if kind is None:  # `zoo list 'cnn*'`: the first word is a pattern
             if args.pattern != "*":
-                raise ZooError(f"unknown kind {args.kind!r}; use model, dataset or metric")
+                raise ZooError(f"unknown kind {args.kind!r}; use model, dataset, metric, callback or logger")
             pattern = args.kind
     registry = get_registry()
     entries = registry.list(kind, pattern)
@@ -293,7 +296,7 @@ def info_command(args: argparse.Namespace) -> None:
     if len(args.names) == 2:
         kind = _kind(args.names[0])
         if kind is None:
-            raise ZooError(f"unknown kind {args.names[0]!r}; use model, dataset or metric")
+            raise ZooError(f"unknown kind {args.names[0]!r}; use model, dataset, metric, callback or logger")
         kinds, name = [kind], args.names[1]
     else:
         kinds, name = list(hookspecs.KINDS), args.names[0]
@@ -497,6 +500,10 @@ def train_command(args: list[str]) -> None:
 
 # Config keys through which Hydra or logging would import a module named on the command line.
 IMPORTING_KEYS = ("_target_", "class", "()")
+# In values: logging's references to importable objects, and resolvers that turn a string
+# into config nodes (which could hold the keys above, out of sight of the check).
+IMPORTING_VALUES = ("ext://", "cfg://", "oc.create", "oc.decode")
+RERUN_FLAG = "--experimental-rerun"
 
 
 def refuse_code_from_the_command_line(args: list[str]) -> None:
@@ -506,8 +513,17 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    if "--experimental-rerun" in args:
-        raise ZooError("--experimental-rerun loads a pickle, which can run code; rerun with the run's overrides instead")
+    for arg in args:  # in any spelling argparse accepts: --experimental-rerun=F, --experimental-r F, --exp F
+        flag = arg.split("=", 1)[0]
+        if len(flag) > 2 and flag.startswith("--") and RERUN_FLAG.startswith(flag):
+            raise ZooError(f"{flag} ({RERUN_FLAG}) loads a pickle, which can run code; rerun with the run's overrides instead")
+    for override in _overrides_only(args):  # as typed: also what the parser would reject
+        importing_value = next((marker for marker in IMPORTING_VALUES if marker in override.partition("=")[2]), None)
+        if importing_value:
+            raise ZooError(
+                f"{override}: zoo train takes no module to import from the command line ({importing_value} "
+                "makes logging import one, or builds config nodes the zoo cannot check); put it in a config file of your own"
+            )
     try:
         parsed = OverridesParser.create().parse_overrides(_overrides_only(args))
     except HydraException:

@@ -479,6 +479,12 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     if trainer.init_from is not None:  # a run reference: absolute from here on
         trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
+    if device.kind == "cpu" and trainer.batch_size % device.replicas:
+        # TensorFlow would abort or fail deep inside: each replica takes an equal share.
+        raise ZooError(
+            f"trainer.batch_size={trainer.batch_size} does not split over device.replicas={device.replicas}; "
+            f"choose a multiple of {device.replicas}, e.g. trainer.batch_size={device.replicas * max(1, trainer.batch_size // device.replicas)}"
+        )
     for key, unset in (("label_smoothing", 0.0), ("class_weight", "none")):
         if getattr(trainer, key) != unset and objective != CLASSIFICATION:
             raise ZooError(f"trainer.{key} applies to classifiers; model {model.name!r} learns {objective}")
