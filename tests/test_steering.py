@@ -220,11 +220,10 @@ def test_loggers_hand_every_history_value_to_mlflow_and_tensorboard(tmp_path):
 
 def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path):
     # Nothing listens on port 9 of the loopback: every call to this tracker fails.
-    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     run_dir = tmp_path / "untracked"
     result = run_zoo(
         "train", *SMALL, "trainer.epochs=2", "loggers=[mlflow]", "loggers.mlflow.tracking_uri=http://127.0.0.1:9",
-        f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env,
+        f"hydra.run.dir={run_dir}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if "logger 'mlflow' failed" in line]
@@ -257,3 +256,19 @@ def test_zoo_info_shows_parameters_and_flops_and_the_trainer_keys():
     keys = run_zoo("info", "trainer").stdout
     for key in ("early_stopping.patience", "lr_schedule", "accumulate_steps", "init_from", "plateau.factor"):
         assert key in keys
+
+
+def test_compare_shows_the_versions_runs_differ_in(tmp_path):
+    from zoo.compare import comparison_table, find_runs
+
+    runs = []
+    for name, keras_version in (("a", "3.15.1"), ("b", "3.16.0")):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.yaml").write_text("seed: 0\n")
+        (run / "metrics.json").write_text('{"accuracy": 0.9}')
+        (run / "env.json").write_text(json.dumps({"python": "3.11.7", "libraries": {"keras": keras_version}, "plugins": {"zoo-x": "1.0"}}))
+        runs.append(run)
+    header, rows = comparison_table(find_runs(runs))
+    assert header == ["run", "env.keras", "accuracy"]
+    assert [row[1] for row in rows] == ["3.15.1", "3.16.0"]

@@ -228,10 +228,10 @@ class Preload(keras.callbacks.Callback):
 PLOTTING = ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.colorbar")
 
 
-def build_callbacks(plan, run, optimizer, chief: bool) -> list:
+def build_callbacks(plan, run, optimizer, finishing: bool) -> list:
     """The run's callbacks in the order they see each epoch's end: the learning rate is
     logged, the plateau schedule and early stopping decide, plugins' callbacks run, and
-    the trackers get the finished row."""
+    (in the process that will finish the run: ``finishing``) the trackers get the row."""
     trainer = plan.trainer
     callbacks: list = [LearningRateLog(optimizer)]
     if trainer.lr_schedule == "plateau":
@@ -243,9 +243,9 @@ def build_callbacks(plan, run, optimizer, chief: bool) -> list:
         if not isinstance(callback, keras.callbacks.Callback):
             raise ZooError(f"callback {entry.name!r}: its factory returned {type(callback).__name__}, not a keras.callbacks.Callback")
         callbacks.append(callback)
-    if chief and plan.loggers:
+    if finishing and plan.loggers:
         callbacks.append(Loggers([(entry.name, entry.item.factory(config, run)) for entry, config in plan.loggers]))
-    if chief:
+    if finishing:
         callbacks.append(Preload(PLOTTING))
     return callbacks
 

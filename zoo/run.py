@@ -213,7 +213,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     )  # fmt: skip
     callbacks = [
         divergence_guard(keras, plan),  # every worker stops with the chief on a diverged loss
-        *run_callbacks.build_callbacks(plan, info, model.optimizer, chief=chief),
+        # Trackers and the end's preparations only where the run will end: not on other
+        # workers, nor for a finished run that the other workers merely catch up with.
+        *run_callbacks.build_callbacks(plan, info, model.optimizer, finishing=chief and finished is None),
     ]
     verbosity = progress_verbosity(trainer.progress) if chief else 0
     started = time.perf_counter()
@@ -235,12 +237,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
     )
     log.info("training took %.1f s", time.perf_counter() - started)
-    loggers = run_callbacks.find(callbacks, run_callbacks.Loggers)
     if not chief:
         return {}
     if finished is not None:
-        if loggers is not None:
-            loggers.close()
         return finished
     stopping = run_callbacks.find(callbacks, run_callbacks.EarlyStopping)
     if stopping is not None:
@@ -259,6 +258,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         name = artifacts.TEXT_SAMPLES if artifacts.is_text(samples) else artifacts.SAMPLES
         artifacts.write_samples(run_dir / name, samples, title)
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
+    loggers = run_callbacks.find(callbacks, run_callbacks.Loggers)
     if loggers is not None:
         loggers.finish(test_metrics, artifacts.run_files(run_dir))
     log.info("test metrics %s", test_metrics)

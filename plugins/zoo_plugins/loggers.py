@@ -98,6 +98,12 @@ class MLflowLogger(zoo.Logger):
         self.run_id = ""
 
     def start(self):
+        import os
+
+        # MLflow retries an unreachable server for minutes by default; the run waits at most
+        # 30 s for its trackers at the end, so fail fast unless the user chose otherwise.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
