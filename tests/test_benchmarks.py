@@ -54,9 +54,17 @@ def test_discovery_benchmark_finds_every_generated_plugin():
 
 @pytest.mark.slow
 def test_overhead_benchmark_runs_both_sides_with_the_same_execution_choices():
-    rows = run_benchmark("overhead.py", "--images", "64", "--epochs", "2", "--rounds", "1")
+    rows = run_benchmark("overhead.py", "--jobs", "cat_cnn", "--images", "64", "--epochs", "2", "--rounds", "1")
     assert [row.split("|")[1].strip() for row in rows] == ["plain Keras", "zoo train"]
     assert len({row.split("|")[4].strip() for row in rows}) == 1  # jit_compile, steps_per_execution
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_times_the_default_job_against_both_hand_written_scripts():
+    rows = run_benchmark("overhead.py", "--jobs", "default", "--epochs", "1", "--rounds", "1")
+    assert [row.split("|")[1].strip() for row in rows] == ["plain Keras, accuracy", "plain Keras, five metrics", "zoo train"]
+    assert all(float(row.split("|")[2]) > 0 for row in rows)
+    assert [row.split("|")[4].strip() for row in rows[:2]] == ["<= 1.15", "<= 1.05"]
 
 
 @pytest.mark.slow

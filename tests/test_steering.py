@@ -27,6 +27,7 @@ def train(tmp_path: Path, name: str, *args: str, env: dict | None = None) -> Pat
     return run_dir
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_and_keeps_the_best_epochs_weights(tmp_path):
     run_dir = train(tmp_path, "stopped", *SMALL, "trainer.epochs=200", "trainer.early_stopping.patience=3")
     rows = history(run_dir)
@@ -121,6 +122,7 @@ def test_balanced_class_weights_follow_scikit_learn():
     assert class_weights(TrainerConfig(), spec, lambda: labels) is None
 
 
+@pytest.mark.slow
 def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
     run_dir = train(
         tmp_path, "weighted", "model=mlp_classifier", "dataset=breast_cancer", "trainer.epochs=2",
@@ -148,6 +150,7 @@ def test_bad_trainer_controls_fail_in_one_line(tmp_path, override, message):
     assert message in error_lines(result.stderr)[0], result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_warm_start_begins_from_the_parents_weights_and_records_it(tmp_path):
     parent = train(tmp_path, "parent", *SMALL, "trainer.epochs=6")
     parent_accuracy = history(parent)[-1]["val_accuracy"]
@@ -176,6 +179,7 @@ def test_warm_start_begins_from_the_parents_weights_and_records_it(tmp_path):
     assert compared.returncode == 0 and "parent" in compared.stdout, compared.stdout
 
 
+@pytest.mark.slow
 def test_warm_start_with_nothing_in_common_fails_in_one_line(tmp_path):
     parent = train(tmp_path, "parent", "model=mlp_classifier", "model.hidden_units=[7]", "trainer.epochs=1")
     result = run_zoo("train", *SMALL, f"trainer.init_from={parent}", f"hydra.run.dir={tmp_path / 'child'}", cwd=tmp_path)
@@ -191,6 +195,7 @@ def test_every_run_records_its_environment(default_run):
     assert environment["plugins"]["keras-zoo"] and environment["replicas"] == 1
 
 
+@pytest.mark.slow
 def test_loggers_hand_every_history_value_to_mlflow_and_tensorboard(tmp_path):
     from zoo.hookspecs import RunInfo
     from zoo_plugins.loggers import MLflowConfig, TensorBoardConfig, read_mlflow, read_tensorboard
@@ -218,6 +223,7 @@ def test_loggers_hand_every_history_value_to_mlflow_and_tensorboard(tmp_path):
     assert record["tracking_uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.mark.slow
 def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path):
     # Nothing listens on port 9 of the loopback: every call to this tracker fails.
     run_dir = tmp_path / "untracked"

@@ -110,7 +110,12 @@ def differing_keys(runs: Sequence[RunRecord]) -> list[str]:
     keys: list[str] = []
     for run in runs:
         keys.extend(k for k in run.config if k not in keys)
-    return [k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+    return [
+        key
+        for key in keys
+        # A run that recorded no environment (an older one) differs in nothing there.
+        if len({json.dumps(r.config.get(key), sort_keys=True) for r in runs if key in r.config or not key.startswith("env.")}) > 1
+    ]
 
 
 def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> tuple[list[str], list[list[str]]]:
