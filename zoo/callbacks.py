@@ -51,15 +51,21 @@ def improved(value: float, best: Optional[float], mode: str, min_delta: float) -
 
 
 class LearningRateLog(keras.callbacks.Callback):
-    """Adds ``lr``, the learning rate at the epoch's end, to each epoch's logs."""
+    """Adds ``lr`` to each epoch's logs: the learning rate of the epoch's first step, so
+    that a warm-up shorter than an epoch still shows in the column. It is worked out from
+    the schedule and the epoch's number, so a resumed epoch logs what it would have."""
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer, steps_per_epoch: int):
         super().__init__()
-        self.optimizer = optimizer
+        self.optimizer, self.steps_per_epoch = optimizer, steps_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = as_float(self.optimizer.learning_rate)
+        if logs is None:
+            return
+        rate = self.optimizer._learning_rate  # a float's variable, or a schedule of the step
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            rate = rate(epoch * self.steps_per_epoch)
+        logs["lr"] = as_float(rate)
 
 
 class ReduceOnPlateau(keras.callbacks.Callback):
@@ -228,12 +234,12 @@ class Preload(keras.callbacks.Callback):
 PLOTTING = ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.colorbar")
 
 
-def build_callbacks(plan, run, optimizer, finishing: bool) -> list:
+def build_callbacks(plan, run, optimizer, steps_per_epoch: int, finishing: bool) -> list:
     """The run's callbacks in the order they see each epoch's end: the learning rate is
     logged, the plateau schedule and early stopping decide, plugins' callbacks run, and
     (in the process that will finish the run: ``finishing``) the trackers get the row."""
     trainer = plan.trainer
-    callbacks: list = [LearningRateLog(optimizer)]
+    callbacks: list = [LearningRateLog(optimizer, steps_per_epoch)]
     if trainer.lr_schedule == "plateau":
         callbacks.append(ReduceOnPlateau(trainer.plateau, optimizer._learning_rate, trainer.learning_rate))  # a Schedule
     if trainer.early_stopping.patience:

@@ -215,7 +215,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         divergence_guard(keras, plan),  # every worker stops with the chief on a diverged loss
         # Trackers and the end's preparations only where the run will end: not on other
         # workers, nor for a finished run that the other workers merely catch up with.
-        *run_callbacks.build_callbacks(plan, info, model.optimizer, finishing=chief and finished is None),
+        *run_callbacks.build_callbacks(plan, info, model.optimizer, steps, finishing=chief and finished is None),
     ]
     verbosity = progress_verbosity(trainer.progress) if chief else 0
     started = time.perf_counter()
