@@ -133,6 +133,7 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     # A finished run started again returns its metrics without training again.
     once_more = run_zoo("train", *STEERED, f"hydra.run.dir={attempt}", cwd=tmp_path)
     assert once_more.returncode == 0 and "TEST METRIC" in once_more.stdout
+    assert once_more.stdout.splitlines()[0] == f"run directory: {attempt} (finished already: nothing to train)"
     assert checkpoint_steps(attempt)[-1] == 3 * STEPS_PER_EPOCH
     assert (attempt / "train.log").read_text().count("steps per epoch") == 2
 

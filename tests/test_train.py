@@ -49,9 +49,10 @@ def test_run_directory_holds_every_artifact(default_run):
     hidden = [p for p in run_dir.rglob(".*") if p.name not in (".hydra", ".lock") and ".hydra" not in p.parts]
     assert not hidden, "temp files left"
 
-    # The terminal ends with the test metrics and the run directory.
+    # The terminal starts with the run directory (where to look while it trains) and ends
+    # with the test metrics and the run directory.
     lines = result.stdout.strip().splitlines()
-    assert lines[-1] == f"run directory: {run_dir}"
+    assert lines[0] == lines[-1] == f"run directory: {run_dir}"
     assert any(line.split()[:1] == ["accuracy"] for line in lines)
 
 

@@ -617,8 +617,13 @@ def train_task(cfg) -> Any:
 
     from zoo import run
 
+    from zoo.artifacts import METRICS
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     objective = cfg.get("objective")
+    finished = (run_dir / METRICS).is_file()
+    # Where it goes, first: a user who stops it (or whose job is preempted) knows where to look.
+    print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
     try:
         metrics = run.train(cfg, run_dir)
         print_summary(metrics, run_dir)
