@@ -86,3 +86,31 @@ def test_export_refuses_an_unfinished_run(default_run, tmp_path):
     result = run_zoo("export", str(unfinished), "--format", "tflite")
     assert result.returncode == 2 and "did not finish" in result.stderr
     assert not (unfinished / "export").exists()
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "keras"])
+def test_export_never_writes_over_what_the_zoo_did_not_write(default_run, tmp_path, fmt):
+    run_dir, _ = default_run
+    mine = tmp_path / ("mine" if fmt == "saved_model" else "mine.keras")
+    if fmt == "saved_model":
+        mine.mkdir()
+        (mine / "notes.txt").write_text("my notes")
+    else:
+        mine.write_text("my file")
+    for extra in ([], ["--force"]):
+        result = run_zoo("export", str(run_dir), "--format", fmt, "--output", str(mine), *extra)
+        assert result.returncode == 2
+        [line] = error_lines(result.stderr)
+        assert f"{mine} exists" in line and "not written by the zoo" in line
+    assert (mine / "notes.txt").read_text() == "my notes" if fmt == "saved_model" else mine.read_text() == "my file"
+
+
+def test_export_replaces_its_own_earlier_export_only_when_forced(default_run, tmp_path):
+    run_dir, _ = default_run
+    output = tmp_path / "served"
+    assert run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(output)).returncode == 0
+    again = run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(output))
+    assert again.returncode == 2 and "--force to replace the zoo's earlier export" in error_lines(again.stderr)[0]
+    forced = run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(output), "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert (output / "saved_model.pb").is_file() and (output / ".zoo-export").is_file()

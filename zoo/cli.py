@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--format", default="keras", help="keras, saved_model or tflite (default: keras)")
     exporting.add_argument("--quantize", action="store_true", help="tflite: dynamic-range quantisation (8-bit weights)")
     exporting.add_argument("--output", "-o", type=Path, help="where to write (default: RUN_DIR/export/...)")
+    exporting.add_argument(
+        "--force", action="store_true", help="replace the zoo's own earlier export there (never anything else)"
+    )
     exporting.set_defaults(handler=export_command)
 
     comparing = commands.add_parser("compare", help="compare finished runs: differing config values and metrics")
@@ -460,7 +463,7 @@ def generate_command(args: argparse.Namespace) -> None:
 def export_command(args: argparse.Namespace) -> None:
     from zoo.export import export
 
-    path = export(Path(args.run_dir), args.format, args.output, args.quantize)
+    path = export(Path(args.run_dir), args.format, args.output, args.quantize, force=args.force)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     print(f"exported {args.format}{' (quantized)' if args.quantize else ''} to {path} ({size / 1e6:.2f} MB)")
 

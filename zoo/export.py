@@ -26,7 +26,27 @@ def default_output(run_dir: Path, fmt: str, quantize: bool) -> Path:
     return Path(run_dir) / "export" / name
 
 
-def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: bool = False) -> Path:
+# In an exported folder: the zoo wrote it, so --force may replace it.
+MARKER = ".zoo-export"
+
+
+def check_output(output: Path, run_dir: Path, force: bool) -> None:
+    """Never write over what the zoo did not write: an existing output is refused, and
+    ``force`` replaces only the zoo's own earlier export (a folder it marked, or a file in
+    the run's ``export/``)."""
+    if not output.exists() and not output.is_symlink():
+        return
+    ours = (output / MARKER).is_file() if output.is_dir() and not output.is_symlink() else (
+        output.parent.resolve() == (run_dir / "export").resolve() and not output.is_symlink()
+    )  # fmt: skip
+    if not force:
+        hint = "or --force to replace the zoo's earlier export" if ours else "it was not written by the zoo"
+        raise ZooError(f"{output} exists; choose another --output ({hint})")
+    if not ours:
+        raise ZooError(f"{output} exists and was not written by the zoo, so it is left as it is; choose another --output")
+
+
+def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: bool = False, force: bool = False) -> Path:
     """Export the model of the finished run in ``run_dir`` as ``fmt``; returns the path written.
 
     Args:
@@ -46,6 +66,7 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
     output = Path(output) if output else default_output(run_dir, fmt, quantize)
     if fmt == "keras" and output.suffix != ".keras":
         raise ZooError(f"a Keras model file must end in .keras, got {output}")
+    check_output(output, run_dir, force)
     output.parent.mkdir(parents=True, exist_ok=True)
 
     tf = import_tensorflow()
@@ -62,6 +83,7 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
         # export one anyway, noisily).
         model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
         if fmt == "saved_model":
+            (staging / "saved_model" / MARKER).write_text(f"exported by zoo from {run_dir.resolve()}\n", encoding="utf-8")
             _replace_folder(staging / "saved_model", output)
             return output
         converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "saved_model"))
@@ -75,7 +97,8 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
 
 
 def _replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing an older export only once the new one is complete."""
+    """Move ``new`` to ``target``, replacing an older export (the zoo's: ``check_output``)
+    only once the new one is complete."""
     if not target.exists():
         os.replace(new, target)
         return
