@@ -174,3 +174,34 @@ def read_history(run_dir: Path) -> list[dict]:
 
     with (run_dir / "history.csv").open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_name, tmp_path):
+    import shlex
+
+    run_dir = tmp_path / "stopped"
+    args = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not checkpoint_steps(run_dir):  # the first epoch's end: training is under way
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.02)
+    time.sleep(0.2)
+    process.send_signal(getattr(signal, signal_name))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + getattr(signal, signal_name)
+    assert out.splitlines()[0] == f"run directory: {run_dir}"
+    [line] = error_lines(err)
+    assert f"stopped by {signal_name} at " in line and "saved in a checkpoint" in line
+    stopped_at = checkpoint_steps(run_dir)[-1]
+    assert 0 < stopped_at < 3 * STEPS_PER_EPOCH and not (run_dir / "metrics.json").exists()
+
+    command = shlex.split(line.split("to continue: ")[1])
+    assert command[:2] == ["zoo", "train"] and f"hydra.run.dir={run_dir}" in command
+    again = run_zoo(*command[1:], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert resumed_from(run_dir) == stopped_at and (run_dir / "metrics.json").is_file()

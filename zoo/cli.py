@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
-from zoo.errors import InputWarning, PluginWarning, ZooError
+from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError
 from zoo.tables import csv_text, print_table
 
 EXIT_USAGE = 2
@@ -634,11 +634,21 @@ def train_task(cfg) -> Any:
             from zoo.sweeps import objective_value
 
             return objective_value(objective, metrics, run_dir)
+    except Interrupted as exc:
+        fail(f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except ZooError as exc:
         if traceback_requested():
             raise
         fail(str(exc))
     return metrics
+
+
+def continue_command(run_dir: Path) -> str:
+    """The command that continues this run: the same arguments, its directory named."""
+    import shlex
+
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=") and a not in ("-m", "--multirun")]
+    return shlex.join(["zoo", "train", *args, f"hydra.run.dir={run_dir}"])
 
 
 def print_summary(metrics: dict[str, float], run_dir: Path) -> None:

@@ -22,3 +22,11 @@ class PluginWarning(UserWarning):
 
 class InputWarning(UserWarning):
     """A user's input file that was skipped (``zoo predict`` on a folder with a broken image)."""
+
+
+class Interrupted(ZooError):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint at the current step."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number

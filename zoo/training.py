@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Optional
 
 from zoo.checkpoints import KEEP, Checkpoints, Position, decode_state, restore, training_state
-from zoo.errors import ZooError
+from zoo.errors import Interrupted, ZooError
 
 log = logging.getLogger(__name__)
 
@@ -110,70 +110,128 @@ def fit(
         restore_callback_states(stateful, found[2], position)
     logs: dict[str, float] = {}
     last_save = time.monotonic()
-    for epoch in range(position.epoch, epochs):
-        if model.stop_training:  # a callback ended training (on resuming: had ended it)
-            break
-        if callbacks is not None:
-            callbacks.on_epoch_begin(epoch)
-        done = position.step if epoch == position.epoch else 0
-        started, skipped = time.perf_counter(), done
-        if done == 0:  # an epoch resumed in its middle keeps the metric totals restored
-            model.reset_metrics()
-        iterator = iter(_distribute(tf, strategy, epoch_batches(epoch).skip(done)))
-        count = 0  # steps run since the logs were last looked at
-        if variables is None:
-            # Eagerly: the first step creates the optimizer's and the metrics' variables,
-            # which inside a tf.function TensorFlow creates under a conditional that a
-            # MirroredStrategy's replicas cannot run.
-            outputs = strategy.run(model.train_step, args=(next(iterator),))
-            variables = training_state(model)
-            done = count = 1
-        while True:
-            if count:
-                logs = reduce_logs(tf, strategy, outputs)
-                if callbacks is not None:
-                    callbacks.on_train_batch_end(done - 1, logs)  # the divergence guard raises here
-                due = (checkpoint_every and _crossed(done, count, checkpoint_every)) or (
-                    checkpoint_seconds and time.monotonic() - last_save >= checkpoint_seconds
-                )
-                if checkpoints is not None and due and done < steps:  # an epoch's end saves below
-                    checkpoints.save(variables, Position(epoch, done, steps, position.history), callback_states(stateful))
-                    last_save = time.monotonic()
-            if done == steps:
+    # Ctrl-C and a scheduler's SIGTERM stop at the next step, after a checkpoint of it.
+    signals = SignalCatcher() if checkpoints is not None and not multi_worker else None
+    try:
+        for epoch in range(position.epoch, epochs):
+            if signals is not None and signals.caught:  # stopped at an epoch's end, saved as every one is
+                checkpoints.wait()
+                raise signals.interrupted(position)
+            if model.stop_training:  # a callback ended training (on resuming: had ended it)
                 break
-            count = min(steps_per_execution, steps - done)
             if callbacks is not None:
-                callbacks.on_train_batch_begin(done)
-            # The epoch's last call returns every logged value; the others only the losses,
-            # so that no metric's result is computed on steps whose values nobody reads.
-            outputs = run_steps(iterator, count, done + count == steps)
-            done += count
-        trained = time.perf_counter() - started
-        if validate is not None:
-            logs.update({f"val_{name}": value for name, value in validate().items()})
-        # Steady-state speed for users and benchmarks; the first epoch also traces the step.
-        log.info(
-            "epoch %d/%d: %d steps trained in %.3f s, validated in %.3f s",
-            epoch + 1, epochs, steps - skipped, trained, time.perf_counter() - started - trained,
-        )  # fmt: skip
-        for callback in callbacks.callbacks if callbacks is not None else ():
-            # One by one with this dict (CallbackList would pass a copy): what a callback
-            # adds (the learning rate) goes into the history.
-            callback.on_epoch_end(epoch, logs)
-        history = {name: [*position.history.get(name, []), value] for name, value in logs.items()}
-        position = Position(epoch + 1, 0, steps, history)
-        if record is not None:
-            record(position)
-        if checkpoints is not None:
-            # Metric totals start afresh each epoch: an epoch's end need not keep them.
-            checkpoints.save(variables, position, callback_states(stateful), metrics=False)
-            last_save = time.monotonic()
+                callbacks.on_epoch_begin(epoch)
+            done = position.step if epoch == position.epoch else 0
+            started, skipped = time.perf_counter(), done
+            if done == 0:  # an epoch resumed in its middle keeps the metric totals restored
+                model.reset_metrics()
+            iterator = iter(_distribute(tf, strategy, epoch_batches(epoch).skip(done)))
+            count = 0  # steps run since the logs were last looked at
+            if variables is None:
+                # Eagerly: the first step creates the optimizer's and the metrics' variables,
+                # which inside a tf.function TensorFlow creates under a conditional that a
+                # MirroredStrategy's replicas cannot run.
+                outputs = strategy.run(model.train_step, args=(next(iterator),))
+                variables = training_state(model)
+                done = count = 1
+            while True:
+                if count:
+                    logs = reduce_logs(tf, strategy, outputs)
+                    if callbacks is not None:
+                        callbacks.on_train_batch_end(done - 1, logs)  # the divergence guard raises here
+                    due = (checkpoint_every and _crossed(done, count, checkpoint_every)) or (
+                        checkpoint_seconds and time.monotonic() - last_save >= checkpoint_seconds
+                    )
+                    if checkpoints is not None and due and done < steps:  # an epoch's end saves below
+                        checkpoints.save(variables, Position(epoch, done, steps, position.history), callback_states(stateful))
+                        last_save = time.monotonic()
+                    if signals is not None and signals.caught and done < steps:
+                        here = Position(epoch, done, steps, position.history)
+                        if not due:
+                            checkpoints.save(variables, here, callback_states(stateful))
+                        checkpoints.wait()
+                        raise signals.interrupted(here)
+                if done == steps:
+                    break
+                count = min(steps_per_execution, steps - done)
+                if callbacks is not None:
+                    callbacks.on_train_batch_begin(done)
+                # The epoch's last call returns every logged value; the others only the losses,
+                # so that no metric's result is computed on steps whose values nobody reads.
+                outputs = run_steps(iterator, count, done + count == steps)
+                done += count
+            trained = time.perf_counter() - started
+            if validate is not None:
+                logs.update({f"val_{name}": value for name, value in validate().items()})
+            # Steady-state speed for users and benchmarks; the first epoch also traces the step.
+            log.info(
+                "epoch %d/%d: %d steps trained in %.3f s, validated in %.3f s",
+                epoch + 1, epochs, steps - skipped, trained, time.perf_counter() - started - trained,
+            )  # fmt: skip
+            for callback in callbacks.callbacks if callbacks is not None else ():
+                # One by one with this dict (CallbackList would pass a copy): what a callback
+                # adds (the learning rate) goes into the history.
+                callback.on_epoch_end(epoch, logs)
+            history = {name: [*position.history.get(name, []), value] for name, value in logs.items()}
+            position = Position(epoch + 1, 0, steps, history)
+            if record is not None:
+                record(position)
+            if checkpoints is not None:
+                # Metric totals start afresh each epoch: an epoch's end need not keep them.
+                checkpoints.save(variables, position, callback_states(stateful), metrics=False)
+                last_save = time.monotonic()
+        if signals is not None and signals.caught and position.epoch < epochs:
+            checkpoints.wait()
+            raise signals.interrupted(position)
+    finally:
+        if signals is not None:
+            signals.release()
     if checkpoints is not None:
         checkpoints.wait()
     if callbacks is not None:
         callbacks.on_train_end(logs)
     log.info("final weights sha256 %s", weights_digest(model))
     return position
+
+
+class SignalCatcher:
+    """While training, SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption notice) are
+    noted instead of ending the process: the loop saves a checkpoint at the step it is at
+    and stops with :class:`~zoo.errors.Interrupted`. A second signal ends it at once."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.caught: Optional[int] = None
+        self.previous: dict = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self.previous[number] = signal.signal(number, self._note)
+
+    def _note(self, number, frame) -> None:
+        if self.caught is not None:  # asked twice: stop now, as without the catcher
+            self.release()
+            raise KeyboardInterrupt
+        self.caught = number
+        log.warning("signal %d: saving a checkpoint at the current step, then stopping", number)
+
+    def interrupted(self, position: Position) -> Interrupted:
+        import signal
+
+        name = signal.Signals(self.caught).name
+        return Interrupted(f"stopped by {name} at {position}, saved in a checkpoint", self.caught)
+
+    def release(self) -> None:
+        import signal
+
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
 
 
 def stateful_callbacks(callbacks) -> dict[str, Any]:
