@@ -105,6 +105,7 @@ def test_export_never_writes_over_what_the_zoo_did_not_write(default_run, tmp_pa
     assert (mine / "notes.txt").read_text() == "my notes" if fmt == "saved_model" else mine.read_text() == "my file"
 
 
+@pytest.mark.slow
 def test_export_replaces_its_own_earlier_export_only_when_forced(default_run, tmp_path):
     run_dir, _ = default_run
     output = tmp_path / "served"

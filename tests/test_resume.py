@@ -176,7 +176,7 @@ def read_history(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal_name", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_name, tmp_path):
     import shlex
 

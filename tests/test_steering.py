@@ -41,6 +41,7 @@ def test_early_stopping_stops_and_keeps_the_best_epochs_weights(tmp_path):
     assert json.loads(evaluated.stdout) == pytest.approx(json.loads((run_dir / "metrics.json").read_text()), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cosine_schedule_warms_up_then_decays_and_is_logged(tmp_path):
     # The command: 40 steps an epoch, so the 30 warm-up steps end inside epoch 1;
     # each epoch's lr is its first step's rate.
@@ -53,6 +54,7 @@ def test_cosine_schedule_warms_up_then_decays_and_is_logged(tmp_path):
     assert lr[1:] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_plateau_schedule_lowers_the_rate_when_the_monitored_value_stalls(tmp_path):
     # val_accuracy cannot rise by 0.99: every epoch after the first is a plateau epoch; an
     # epoch's lr is the rate it trained with (lowered after it).
@@ -233,6 +235,7 @@ def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path):
     assert len(warnings) == 1 and (run_dir / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_callbacks_are_chosen_by_name_with_typed_options(tmp_path):
     run_dir = train(tmp_path, "snapshots", *SMALL, "trainer.epochs=4", "callbacks=[snapshots]", "callbacks.snapshots.every=2")
     assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == ["epoch-0002.weights.h5", "epoch-0004.weights.h5"]
@@ -242,6 +245,7 @@ def test_callbacks_are_chosen_by_name_with_typed_options(tmp_path):
     assert result.returncode == 2 and "every must be at least 1" in error_lines(result.stderr)[0]
 
 
+@pytest.mark.slow
 def test_zoo_info_shows_parameters_and_flops_and_the_trainer_keys():
     import keras
 

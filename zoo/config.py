@@ -485,6 +485,10 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
             f"trainer.batch_size={trainer.batch_size} does not split over device.replicas={device.replicas}; "
             f"choose a multiple of {device.replicas}, e.g. trainer.batch_size={device.replicas * max(1, trainer.batch_size // device.replicas)}"
         )
+    if isinstance(trainer.class_weight, list) and len(trainer.class_weight) != spec.num_classes:
+        raise ZooError(
+            f"trainer.class_weight has {len(trainer.class_weight)} weights; the dataset has {spec.num_classes} classes"
+        )
     for key, unset in (("label_smoothing", 0.0), ("class_weight", "none")):
         if getattr(trainer, key) != unset and objective != CLASSIFICATION:
             raise ZooError(f"trainer.{key} applies to classifiers; model {model.name!r} learns {objective}")

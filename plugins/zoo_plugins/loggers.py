@@ -92,6 +92,10 @@ class MLflowLogger(zoo.Logger):
     run continues the tracker run it started (recorded in the run directory's mlflow.json)."""
 
     def __init__(self, config: MLflowConfig, run: zoo.RunInfo):
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:  # before training, not in a warning after it
+            raise zoo.ZooError("loggers=[mlflow] needs MLflow: pip install 'keras-zoo[mlflow]'")
         self.config, self.run = config, run
         self.uri = tracking_uri(config, run)
         self.client = None
