@@ -121,14 +121,17 @@ def later_epochs_speed(report: dict, images: int) -> float:
 
 
 def main() -> None:
+    global SIZE  # --size sets it for this process; the children get the same --size
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100, help="steps timed per precision")
     parser.add_argument("--cpu", action="store_true", help="without a GPU, run on the CPU (to check the script)")
+    parser.add_argument("--size", type=int, default=SIZE, help="image side (smaller to check the script on a CPU)")
     parser.add_argument("--child", choices=["float32", "mixed_float16", "seed"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    SIZE = args.size
     if args.child == "seed":
         print(json.dumps(seed_script(args.folder, args.epochs)))
         return
@@ -142,12 +145,12 @@ def main() -> None:
     rows = []
     for precision in ("float32", "mixed_float16"):
         with Utilisation() as use:
-            speed = run_child(__file__, precision, "--steps", str(args.steps))["images_per_second"]
+            speed = run_child(__file__, precision, "--steps", str(args.steps), "--size", str(SIZE))["images_per_second"]
         rows.append((f"training step, `{precision}`", speed, use.mean))
     with tempfile.TemporaryDirectory(prefix="zoo-gpu-") as tmp:
         root = write_jpeg_splits(Path(tmp) / "jpegs", args.images, max(4, args.images // 10), SIZE)
         with Utilisation() as use:
-            report = run_child(__file__, "seed", "--folder", str(root / "train"), "--epochs", str(args.epochs))
+            report = run_child(__file__, "seed", "--folder", str(root / "train"), "--epochs", str(args.epochs), "--size", str(SIZE))
         rows.append(("seed 004 end to end (`ImageDataGenerator`, `fit`)", later_epochs_speed(report, args.images), use.mean))
         with Utilisation() as use:
             report = zoo_run(root, args.epochs, Path(tmp) / "run", "gpu" if gpus else "cpu")
