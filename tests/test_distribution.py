@@ -182,7 +182,7 @@ def test_two_workers_started_as_a_slurm_job_step_train_a_gan_in_lockstep(tmp_pat
     assert "(cluster from SLURM)" in (run_dirs[0] / "train.log").read_text()
     assert final_digest(run_dirs[0]) == final_digest(run_dirs[1])
     assert (run_dirs[0] / "plots" / "samples.png").is_file()
-    assert history_columns(run_dirs[0]) == ["epoch", "d_loss", "g_loss", "val_d_loss", "val_g_loss"]
+    assert history_columns(run_dirs[0]) == ["epoch", "d_loss", "g_loss", "lr", "val_d_loss", "val_g_loss"]
     assert_only_checkpoints(run_dirs[1], "worker-1")
 
 
