@@ -247,8 +247,6 @@ def test_callbacks_are_chosen_by_name_with_typed_options(tmp_path):
 
 @pytest.mark.slow
 def test_zoo_info_shows_parameters_and_flops_and_the_trainer_keys():
-    import keras
-
     import zoo
 
     result = run_zoo("info", "cnn_classifier", "--json")

@@ -331,6 +331,8 @@ class LoggerPlugin:
         read_back: optional ``read_back(config, run: RunInfo) -> {name: [value per epoch]}``,
             what the tracker holds for the run; ``zoo check`` logs a few epochs and
             compares.
+        requires: modules the tracker needs that may not be installed (an optional
+            extra): ``zoo check`` skips it without them.
     """
 
     name: str
@@ -338,6 +340,7 @@ class LoggerPlugin:
     config: type
     factory: Callable[..., Logger]
     read_back: Optional[Callable[..., Mapping[str, Sequence[float]]]] = None
+    requires: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         _check_item("logger", self.name, self.summary, self.config, self.factory)

@@ -690,7 +690,6 @@ def _callback_steps(entry: Registered):
 
     def train() -> str:
         import keras
-        import numpy as np
         import tensorflow as tf
 
         from zoo.checkpoints import Checkpoints, encode_states
@@ -724,8 +723,13 @@ def _logger_steps(entry: Registered):
     state: dict[str, Any] = {}
 
     def build() -> str:
+        import importlib.util
+
         from zoo.hookspecs import Logger
 
+        missing = [module for module in item.requires if importlib.util.find_spec(module) is None]
+        if missing:
+            raise NotApplicable(f"needs {', '.join(missing)}, which is not installed")
         folder = Path(tempfile.mkdtemp(prefix="zoo-check-")) / "run"
         folder.mkdir(parents=True)
         state["run"] = check_run_info(folder, TINY_SPEC)
@@ -734,6 +738,8 @@ def _logger_steps(entry: Registered):
         return "a zoo.Logger"
 
     def read_back() -> str:
+        if "logger" not in state:
+            raise NotApplicable("not built (see 'build')")
         if item.read_back is None:
             raise NotApplicable("it declares no read_back; the zoo cannot see what it logged")
         logger = state["logger"]

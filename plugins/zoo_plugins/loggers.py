@@ -188,5 +188,6 @@ def register_loggers():
             config=MLflowConfig,
             factory=MLflowLogger,
             read_back=read_mlflow,
+            requires=("mlflow",),
         ),
     ]
