@@ -277,3 +277,15 @@ def test_compare_shows_the_versions_runs_differ_in(tmp_path):
     header, rows = comparison_table(find_runs(runs))
     assert header == ["run", "env.keras", "accuracy"]
     assert [row[1] for row in rows] == ["3.15.1", "3.16.0"]
+
+
+def test_zoo_check_skips_a_logger_whose_optional_extra_is_missing():
+    import dataclasses
+
+    from zoo.registry import get_registry
+    from zoo.testing import SKIP, check_item
+
+    entry = get_registry().get("logger", "mlflow")
+    absent = dataclasses.replace(entry, item=dataclasses.replace(entry.item, requires=("no_such_module_for_zoo",)))
+    outcomes = {result.check: result.outcome for result in check_item(absent)}
+    assert outcomes == {"config": "pass", "build": SKIP, "read_back": SKIP}
