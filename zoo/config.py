@@ -468,13 +468,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                 f"{objective}; choose from: {fitting or '(none registered)'}, or metrics=auto"
             )
         metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
-    chosen_items = {
-        group: [
-            (entry := registry.get(LIST_GROUPS[group], name), make_config(entry, overrides or {}, prefix=f"{group}.{name}."))
-            for name, overrides in (container.get(group) or {}).items()
-        ]
-        for group in ("callbacks", "loggers")
-    }
+    chosen_items = {group: list_choices(registry, group, container.get(group)) for group in ("callbacks", "loggers")}
     trainer = typed_config(TrainerConfig, container["trainer"], "trainer", "trainer.")
     if trainer.init_from is not None:  # a run reference: absolute from here on
         trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
@@ -514,6 +508,15 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         callbacks=chosen_items["callbacks"],
         loggers=chosen_items["loggers"],
     )
+
+
+def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, Any]]) -> list[tuple[Registered, Any]]:
+    """The items chosen in a list group (``callbacks=[a,b]``) with their typed configs."""
+    found = []
+    for name, overrides in (chosen or {}).items():
+        entry = registry.get(LIST_GROUPS[group], name)
+        found.append((entry, make_config(entry, overrides or {}, prefix=f"{group}.{name}.")))
+    return found
 
 
 def check_run_references(plan: RunPlan) -> None:
