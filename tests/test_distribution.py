@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 import zoo
-from conftest import entries, error_lines, run_zoo, tiny_dataset, tiny_overrides
+from zoo.config import make_config
+
+from conftest import entries, error_lines, model_overrides, run_zoo, tiny_dataset, tiny_overrides
 
 CNN = ["model=cnn_classifier", "dataset=digits", "trainer.epochs=2", "model.filters=8"]
 
@@ -254,7 +256,7 @@ def first_dataset_for(model) -> str:
         spec = tiny_dataset(dataset.name).spec
         rank = model.item.input_rank
         if spec.task in model.item.tasks and (rank is None or rank == len(spec.input_shape)):
-            if not (model.item.accepts and model.item.accepts(model.item.config(), spec)):
+            if not (model.item.accepts and model.item.accepts(make_config(model, model.item.tiny), spec)):
                 return dataset.name
     raise AssertionError(f"no dataset fits {model.name}")
 
@@ -277,7 +279,7 @@ def test_every_model_trains_a_step_in_mixed_bfloat16_on_the_cpu(model, bfloat16_
     import tensorflow as tf
 
     dataset_name = first_dataset_for(model)
-    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()]
+    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()] + model_overrides(model.name)
     plan = plan_run(compose([f"model={model.name}", f"dataset={dataset_name}", "trainer.precision=mixed_bfloat16", *overrides]))
     dataset = tiny_dataset(dataset_name)
     splits = dataset.load(0)
@@ -302,7 +304,7 @@ def test_every_model_trains_under_a_mirrored_strategy(model):
     from zoo.run import as_tf_dataset, compile_model
 
     dataset_name = first_dataset_for(model)
-    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()]
+    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()] + model_overrides(model.name)
     plan = plan_run(compose([f"model={model.name}", f"dataset={dataset_name}", *overrides]))
     splits = tiny_dataset(dataset_name).load(0)
     reconstruct = model.item.objective == zoo.RECONSTRUCTION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import warnings
 
@@ -22,21 +23,35 @@ def tflite_predict(path, x):
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
         interpreter = tf.lite.Interpreter(model_path=str(path))
     (input_detail,) = interpreter.get_input_details()
+    output_detail = interpreter.get_output_details()[0]
     interpreter.resize_tensor_input(input_detail["index"], x.shape)
     interpreter.allocate_tensors()
+    if input_detail["dtype"] == np.int8:  # full-integer model: quantise in, dequantise out
+        scale, zero_point = input_detail["quantization"]
+        x = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
     interpreter.set_tensor(input_detail["index"], x)
     interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    y = interpreter.get_tensor(output_detail["index"])
+    if output_detail["dtype"] == np.int8:
+        scale, zero_point = output_detail["quantization"]
+        y = (y.astype(np.float32) - zero_point) * scale
+    return y
 
 
-@pytest.mark.parametrize("fmt,quantize", [("keras", False), ("saved_model", False), ("tflite", False), ("tflite", True)])
+@pytest.mark.parametrize(
+    "fmt,quantize",
+    [("keras", None), ("saved_model", None), ("tflite", None), ("tflite", "dynamic"), ("tflite", "float16"), ("tflite", "int8")],
+)
 def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quantize):
     import keras
     import tensorflow as tf
 
     run_dir, _ = default_run
     output = tmp_path / OUTPUT[fmt]
-    args = ["export", str(run_dir), "--format", fmt, "--output", str(output)] + (["--quantize"] if quantize else [])
+    # --quantize alone means dynamic, as it always did
+    args = ["export", str(run_dir), "--format", fmt, "--output", str(output)] + {
+        None: [], "dynamic": ["--quantize"], "float16": ["--quantize", "float16"], "int8": ["--quantize", "int8"],
+    }[quantize]
     result = run_zoo(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"exported {fmt}")
@@ -50,12 +65,22 @@ def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quanti
         served = loaded.serve(tf.constant(x_test)).numpy()
     else:
         served = tflite_predict(output, x_test)
-    if quantize:  # 8-bit weights: small differences, the same decisions almost always
-        assert np.abs(served - expected).max() < 0.05
-        assert np.mean(served.argmax(axis=1) == expected.argmax(axis=1)) >= 0.98
-        assert output.stat().st_size < 0.4 * (run_dir / "model.keras").stat().st_size
+    agreement = np.mean(served.argmax(axis=1) == expected.argmax(axis=1))
+    if quantize:  # fewer bits: small differences, the same decisions almost always
+        assert np.abs(served - expected).max() < (0.1 if quantize == "int8" else 0.05)
+        assert agreement >= 0.98
+        smaller = 0.6 if quantize == "float16" else 0.4
+        assert output.stat().st_size < smaller * (run_dir / "model.keras").stat().st_size
     else:
         np.testing.assert_allclose(served, expected, atol=1e-5)
+    # What the command measured, recorded beside the run's model (never beside the user's file).
+    report = json.loads((run_dir / "export" / "report.json").read_text())[str(output)]
+    assert report["bytes"] == (output.stat().st_size if output.is_file() else sum(p.stat().st_size for p in output.rglob("*") if p.is_file()))
+    assert 0 < report["gzip_bytes"] <= 1.05 * report["bytes"]
+    assert report["quantize"] == quantize and report["format"] == fmt
+    if fmt == "tflite":  # the command's own check, against this test's
+        assert report["agreement"] == pytest.approx(agreement, abs=0.01) and report["test_examples"] == len(x_test)
+    assert not (tmp_path / "report.json").exists()
     files = [output] if output.is_file() else [p for p in output.rglob("*") if p.is_file()]
     assert all(stat.S_IMODE(p.stat().st_mode) & stat.S_IRGRP for p in files), "exports are readable like normal files"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
@@ -66,6 +91,7 @@ def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quanti
     [
         (["--format", "onnx"], "unknown export format 'onnx'"),
         (["--format", "keras", "--quantize"], "--quantize applies to --format tflite only"),
+        (["--format", "tflite", "--quantize", "int4"], "unknown quantisation 'int4'; choose one of: dynamic, float16, int8"),
         (["--format", "keras", "--output", "model.h5"], "must end in .keras"),
     ],
 )
@@ -83,6 +109,7 @@ def test_export_refuses_an_unfinished_run(default_run, tmp_path):
     unfinished = tmp_path / "run"
     shutil.copytree(default_run[0], unfinished)
     (unfinished / "metrics.json").unlink()
+    shutil.rmtree(unfinished / "export", ignore_errors=True)  # other tests' reports
     result = run_zoo("export", str(unfinished), "--format", "tflite")
     assert result.returncode == 2 and "did not finish" in result.stderr
     assert not (unfinished / "export").exists()

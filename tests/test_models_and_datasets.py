@@ -10,7 +10,7 @@ import zoo
 
 from zoo.testing import split_arrays as arrays
 
-from conftest import compatible_pairs, tiny_dataset, tiny_overrides
+from conftest import compatible_pairs, model_overrides, tiny_dataset, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_model_trains_a_step_on_every_compatible_dataset(model_name, dataset_nam
     item = zoo.get_registry().get("model", model_name).item
     if item.objective == zoo.RECONSTRUCTION:
         y = x
-    model = zoo.create_model(model_name, spec)
-    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()]
+    model = zoo.create_model(model_name, spec, **item.tiny)
+    overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()] + model_overrides(model_name)
     plan = plan_run(compose([f"model={model_name}", f"dataset={dataset_name}", *overrides]))
     model.compile(optimizer="adam", loss=loss_for(plan, model))
     before = [w.copy() for w in model.get_weights()]

@@ -168,6 +168,7 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["generate", "/no/such/run"],
         ["train", "device=multi_worker", "device.workers=[127.0.0.1:1]"],
         ["train", "trainer.precision=float16"],
+        ["train", "model=mlp_classifier", "trainer.distillation.teacher=/no/such/run"],
         ["compare", "/no/such/run"],
     ],
     ids=" ".join,

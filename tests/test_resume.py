@@ -23,12 +23,12 @@ CNN = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", "trainer.c
 # The controls whose state a checkpoint must carry: accumulated gradients (checkpoints fall
 # between updates), a plateau schedule and early stopping whose counters move every epoch
 # (val_accuracy cannot rise by 0.99: each epoch after the first is a plateau; stopping comes
-# after epoch 3 of 4, ending on epoch 1's weights).
+# after epoch 3 of 4, ending on epoch 1's weights), and pruning's masks (updated every 5 steps).
 STEERED = [
     *CNN[:2], "trainer.epochs=4", *CNN[3:], "trainer.accumulate_steps=2", "trainer.lr_schedule=plateau",
     "trainer.plateau.patience=1", "trainer.plateau.monitor=val_accuracy", "trainer.plateau.min_delta=0.99",
     "trainer.early_stopping.patience=2", "trainer.early_stopping.monitor=val_accuracy", "trainer.early_stopping.min_delta=0.99",
-    "loggers=[tensorboard,mlflow]",
+    "loggers=[tensorboard,mlflow]", "trainer.pruning.sparsity=0.5", "trainer.pruning.frequency=5",
 ]  # fmt: skip
 
 
@@ -114,7 +114,9 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     # the same per-epoch metrics (the interrupted epoch's running totals were restored).
     for name in ("metrics.json", "history.csv", "training.json"):
         assert (attempt / name).read_bytes() == (reference / name).read_bytes(), name
-    assert json.loads((attempt / "training.json").read_text())["early_stopping"]["stopped_epoch"] == 3
+    training = json.loads((attempt / "training.json").read_text())
+    assert training["early_stopping"]["stopped_epoch"] == 3
+    assert abs(training["pruning"]["zero_kernel_weights"] - 0.5) < 1e-3  # pruned again after the best epoch's restore
     assert [row["lr"] for row in read_history(attempt)] == ["0.0010000000474974513", "0.0010000000474974513", "0.0005000000237487257"]  # lowered after epoch 2
     # The tracker run the killed attempt started is the one the resumed attempt finished.
     from zoo.hookspecs import RunInfo

@@ -1,5 +1,5 @@
 """The callbacks of a run, assembled from its config: the learning rate logged each epoch,
-reduce-on-plateau, early stopping, the plugins' callbacks (``callbacks=[...]``) and the
+reduce-on-plateau, early stopping, pruning, the plugins' callbacks (``callbacks=[...]``) and the
 experiment trackers (``loggers=[...]``).
 
 The training loop (``zoo.training``) drives them as Keras' ``fit`` would and knows none of
@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 
 import keras
 
+from zoo.compression import Pruning
 from zoo.errors import PluginWarning, ZooError
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,8 @@ def build_callbacks(plan, run, optimizer, steps_per_epoch: int, finishing: bool)
         callbacks.append(ReduceOnPlateau(trainer.plateau, optimizer._learning_rate, trainer.learning_rate))  # a Schedule
     if trainer.early_stopping.patience:
         callbacks.append(EarlyStopping(trainer.early_stopping))
+    if trainer.pruning.sparsity:  # after early stopping: prunes the weights it restores at the end
+        callbacks.append(Pruning(trainer.pruning, steps_per_epoch, trainer.epochs))
     for entry, config in plan.callbacks:
         callback = entry.item.factory(config, run)
         if not isinstance(callback, keras.callbacks.Callback):

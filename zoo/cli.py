@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n"
             "  zoo predict RUN_DIR INPUT... [--csv] predictions on images, folders or CSV rows\n"
             "  zoo generate RUN_DIR [n=N] [...]     new images or texts from a generative run\n"
-            "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize]\n"
+            "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize [int8|float16]]\n"
             "  zoo compare RUN_DIR...|SWEEP_DIR     differing config values and test metrics\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
             "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
@@ -153,7 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     exporting = commands.add_parser("export", help="export a finished run's model for serving")
     exporting.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
     exporting.add_argument("--format", default="keras", help="keras, saved_model or tflite (default: keras)")
-    exporting.add_argument("--quantize", action="store_true", help="tflite: dynamic-range quantisation (8-bit weights)")
+    exporting.add_argument(
+        "--quantize",
+        nargs="?",
+        const="dynamic",
+        metavar="KIND",
+        help="tflite: dynamic (8-bit weights; the default with no KIND), float16, or int8 (integer weights, "
+        "activations, input and output; calibrated on the training split)",
+    )
     exporting.add_argument("--output", "-o", type=Path, help="where to write (default: RUN_DIR/export/...)")
     exporting.add_argument(
         "--force", action="store_true", help="replace the zoo's own earlier export there (never anything else)"
@@ -463,9 +470,19 @@ def generate_command(args: argparse.Namespace) -> None:
 def export_command(args: argparse.Namespace) -> None:
     from zoo.export import export
 
+    from zoo.export import read_report
+
     path = export(Path(args.run_dir), args.format, args.output, args.quantize, force=args.force)
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    print(f"exported {args.format}{' (quantized)' if args.quantize else ''} to {path} ({size / 1e6:.2f} MB)")
+    report = read_report(Path(args.run_dir), path)
+    kind = f" ({args.quantize} quantised)" if args.quantize else ""
+    facts = [f"{report['bytes'] / 1e6:.3f} MB", f"{report['gzip_bytes'] / 1e6:.3f} MB gzipped"]
+    if report.get("zero_kernel_weights"):
+        facts.append(f"{report['zero_kernel_weights']:.1%} zero kernel weights")
+    if "agreement" in report:
+        facts.append(f"same class as the Keras model on {report['agreement']:.2%} of {report['test_examples']} test examples")
+    elif "max_abs_difference" in report:
+        facts.append(f"outputs within {report['max_abs_difference']:.3g} of the Keras model's on {report['test_examples']} test examples")
+    print(f"exported {args.format}{kind} to {path} ({', '.join(facts)}; recorded in {Path(args.run_dir) / 'export' / 'report.json'})")
 
 
 def compare_command(args: argparse.Namespace) -> None:

@@ -49,6 +49,7 @@ RESUME = ("auto", "never")
 LR_SCHEDULES = ("constant", "cosine", "exponential", "step", "plateau")
 MONITOR_MODES = ("auto", "min", "max")
 CLASS_WEIGHTS = ("none", "balanced")
+PRUNING_SCOPES = ("layer", "global")
 # Optimizers that take a momentum.
 WITH_MOMENTUM = ("sgd", "rmsprop")
 
@@ -88,6 +89,47 @@ class PlateauConfig:
             raise ValueError(f"plateau.factor must be between 0 and 1, got {self.factor}")
         if self.patience < 1:
             raise ValueError(f"plateau.patience must be at least 1, got {self.patience}")
+
+
+@dataclass
+class PruningConfig:
+    """``trainer.pruning.*``: magnitude pruning of the kernels during training (zoo.compression)."""
+
+    sparsity: float = field(default=0.0, metadata={"help": "Share of kernel weights that end at zero (0: off), e.g. 0.8."})
+    begin_step: int = field(default=0, metadata={"help": "Training step at which pruning starts."})
+    end_step: int = field(
+        default=0, metadata={"help": "Step at which the sparsity is reached (0: the last step of training)."}
+    )
+    frequency: int = field(default=100, metadata={"help": "Steps between updates of the masks."})
+    scope: str = field(
+        default="layer", metadata={"help": "layer: each kernel gets the sparsity; global: the smallest weights of all."}
+    )
+
+    def __post_init__(self) -> None:
+        check_choice("pruning.scope", self.scope, PRUNING_SCOPES)
+        if not 0 <= self.sparsity < 1:
+            raise ValueError(f"pruning.sparsity must be in [0, 1), got {self.sparsity}")
+        if self.begin_step < 0 or self.end_step < 0 or self.frequency < 1:
+            raise ValueError("pruning.begin_step and pruning.end_step cannot be negative, pruning.frequency must be at least 1")
+        if self.end_step and self.end_step <= self.begin_step:
+            raise ValueError(f"pruning.end_step={self.end_step} must come after pruning.begin_step={self.begin_step}")
+
+
+@dataclass
+class DistillationConfig:
+    """``trainer.distillation.*``: learn from a finished run's model (zoo.compression)."""
+
+    teacher: Optional[str] = field(
+        default=None, metadata={"help": "A finished classifier run on the same dataset: its model is the teacher."}
+    )
+    alpha: float = field(default=0.1, metadata={"help": "Weight of the task loss; 1 - alpha goes to the teacher's."})
+    temperature: float = field(default=4.0, metadata={"help": "Softens both models' outputs (T in T^2 * KL)."})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"distillation.alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ValueError(f"distillation.temperature must be positive, got {self.temperature}")
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -173,6 +215,8 @@ class TrainerConfig:
     freeze: list[str] = field(
         default_factory=list, metadata={"help": "Layer-name patterns to keep fixed, e.g. [conv*] (fnmatch)."}
     )
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
 
     def __post_init__(self) -> None:
         self.jit_compile = str(self.jit_compile).lower()  # `trainer.jit_compile=true` arrives as "True"
@@ -470,8 +514,10 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
     chosen_items = {group: list_choices(registry, group, container.get(group)) for group in ("callbacks", "loggers")}
     trainer = typed_config(TrainerConfig, container["trainer"], "trainer", "trainer.")
-    if trainer.init_from is not None:  # a run reference: absolute from here on
+    if trainer.init_from is not None:  # run references: absolute from here on
         trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
+    if trainer.distillation.teacher is not None:
+        trainer.distillation.teacher = str(Path(trainer.distillation.teacher).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
     if device.kind == "cpu" and trainer.batch_size % device.replicas:
         # TensorFlow would abort or fail deep inside: each replica takes an equal share.
@@ -483,8 +529,9 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         raise ZooError(
             f"trainer.class_weight has {len(trainer.class_weight)} weights; the dataset has {spec.num_classes} classes"
         )
-    for key, unset in (("label_smoothing", 0.0), ("class_weight", "none")):
-        if getattr(trainer, key) != unset and objective != CLASSIFICATION:
+    for key, value in (("label_smoothing", trainer.label_smoothing), ("class_weight", trainer.class_weight != "none"),
+                       ("distillation.teacher", trainer.distillation.teacher)):  # fmt: skip
+        if value and objective != CLASSIFICATION:
             raise ZooError(f"trainer.{key} applies to classifiers; model {model.name!r} learns {objective}")
     if device.kind == "multi_worker":
         watched = [("trainer.early_stopping", trainer.early_stopping.monitor, trainer.early_stopping.patience),
@@ -520,15 +567,30 @@ def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, A
 
 
 def check_run_references(plan: RunPlan) -> None:
-    """The runs a plan starts from (``trainer.init_from``) exist and finished: one line
-    otherwise, before any work. No TF."""
-    path = plan.trainer.init_from
-    if path is None:
-        return
-    if not (Path(path) / "config.yaml").is_file():
-        raise ZooError(f"trainer.init_from={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
-    if not (Path(path) / "metrics.json").is_file() or not (Path(path) / "model.keras").is_file():
-        raise ZooError(f"trainer.init_from={path}: that run did not finish (no metrics.json); train it to the end first")
+    """The runs a plan builds on (``trainer.init_from``, ``trainer.distillation.teacher``)
+    exist and finished, and a teacher learnt the same data: one line otherwise, before any
+    work. No TF."""
+    import json
+
+    references = {"init_from": plan.trainer.init_from, "distillation.teacher": plan.trainer.distillation.teacher}
+    for key, path in references.items():
+        if path is None:
+            continue
+        if not (Path(path) / "config.yaml").is_file():
+            raise ZooError(f"trainer.{key}={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
+        if not (Path(path) / "metrics.json").is_file() or not (Path(path) / "model.keras").is_file():
+            raise ZooError(f"trainer.{key}={path}: that run did not finish (no metrics.json); train it to the end first")
+    teacher = plan.trainer.distillation.teacher
+    spec_file = Path(teacher or "") / "spec.json"
+    if teacher and spec_file.is_file():
+        recorded = json.loads(spec_file.read_text(encoding="utf-8"))
+        mine = json.loads(json.dumps(dataclasses.asdict(plan.spec)))  # tuples as JSON lists
+        differing = next((k for k in mine if recorded.get(k) != mine[k]), None)
+        if differing:
+            raise ZooError(
+                f"trainer.distillation.teacher={teacher} learnt other data ({differing}={recorded.get(differing)!r}, "
+                f"this run's: {mine[differing]!r}); choose a teacher trained on this dataset"
+            )
 
 
 def metrics_for(registry: Registry, objective: str, defaults_only: bool = False) -> list[str]:

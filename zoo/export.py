@@ -1,28 +1,46 @@
-"""Exporting a finished run's model for serving: Keras, TensorFlow SavedModel, TFLite.
+"""Exporting a finished run's model for serving: Keras, TensorFlow SavedModel, TFLite
+(float, or quantised: dynamic range, float16, full integer).
 
 Each format is written beside the run as ``RUN_DIR/export/<name>`` unless an output path
 is given, always through a temporary name, so an interrupted export never leaves a file
-or folder that looks complete.
+or folder that looks complete. What was written is measured (size, gzip-compressed size,
+the share of zero weights; for TFLite, how often it predicts what the Keras model does on
+the test split) and recorded in ``RUN_DIR/export/report.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Union
 
 from zoo import artifacts
 from zoo.errors import ZooError
 
+log = logging.getLogger(__name__)
+
 FORMATS = ("keras", "saved_model", "tflite")
+# --quantize: dynamic range (8-bit weights, float activations), float16 weights, or full
+# integer (8-bit weights and activations, integer input and output: microcontrollers).
+QUANTIZE = ("dynamic", "float16", "int8")
+REPORT = "report.json"
+CALIBRATION_EXAMPLES = 200  # int8: training examples that set the activations' ranges
+AGREEMENT_EXAMPLES = 2000  # at most this many test examples are compared
 
 
-def default_output(run_dir: Path, fmt: str, quantize: bool) -> Path:
+def default_output(run_dir: Path, fmt: str, quantize: Optional[str]) -> Path:
     name = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}[fmt]
     if quantize:
-        name = name.replace("model", "model.quantized", 1)
+        label = "quantized" if quantize == "dynamic" else quantize
+        name = name.replace("model", f"model.{label}", 1)
     return Path(run_dir) / "export" / name
 
 
@@ -46,23 +64,36 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
         raise ZooError(f"{output} exists and was not written by the zoo, so it is left as it is; choose another --output")
 
 
-def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: bool = False, force: bool = False) -> Path:
-    """Export the model of the finished run in ``run_dir`` as ``fmt``; returns the path written.
+def export(
+    run_dir: Path,
+    fmt: str,
+    output: Optional[Path] = None,
+    quantize: Union[str, bool, None] = None,
+    force: bool = False,
+) -> Path:
+    """Export the model of the finished run in ``run_dir`` as ``fmt``; returns the path
+    written, and records what it measured of it in ``RUN_DIR/export/report.json``.
 
     Args:
         fmt: ``keras`` (the model saved afresh as a ``.keras`` file), ``saved_model`` (a TensorFlow
             SavedModel folder with a ``serve`` signature) or ``tflite``.
-        quantize: TFLite only: dynamic-range quantisation (weights stored as 8-bit
-            integers, about 4x smaller, activations still computed in float).
+        quantize: TFLite only: ``dynamic`` (weights stored as 8-bit integers, about 4x
+            smaller, activations computed in float; ``True`` means this), ``float16``
+            (weights as 16-bit floats, 2x smaller) or ``int8`` (weights and activations as
+            8-bit integers, calibrated on a sample of the training split; the model takes
+            and returns int8 tensors, scaled as its input and output details say).
     """
-    from zoo.run import import_tensorflow, load_run_config, load_trained_model
+    from zoo.run import finished_run_plan, import_tensorflow, load_trained_model
 
+    quantize = "dynamic" if quantize is True else (quantize or None)
     if fmt not in FORMATS:
         raise ZooError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if quantize and fmt != "tflite":
         raise ZooError(f"--quantize applies to --format tflite only, not {fmt}")
+    if quantize and quantize not in QUANTIZE:
+        raise ZooError(f"unknown quantisation {quantize!r}; choose one of: {', '.join(QUANTIZE)}")
     run_dir = Path(run_dir)
-    load_run_config(run_dir, [])  # refuses anything but a finished run
+    plan = finished_run_plan(run_dir)  # refuses anything but a finished run
     output = Path(output) if output else default_output(run_dir, fmt, quantize)
     if fmt == "keras" and output.suffix != ".keras":
         raise ZooError(f"a Keras model file must end in .keras, got {output}")
@@ -72,10 +103,11 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
     tf = import_tensorflow()
     # Rebuilt by its plugin with the run's weights, never copied: the file in the run
     # directory may have been replaced by one carrying code.
-    _, model = load_trained_model(run_dir)
+    _, model = load_trained_model(run_dir, plan)
+    report: dict[str, Any] = {"format": fmt, "quantize": quantize}
     if fmt == "keras":
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
-        return output
+        return record_export(run_dir, output, report, model)
 
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}-"))
     try:
@@ -85,15 +117,169 @@ def export(run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: boo
         if fmt == "saved_model":
             (staging / "saved_model" / MARKER).write_text(f"exported by zoo from {run_dir.resolve()}\n", encoding="utf-8")
             _replace_folder(staging / "saved_model", output)
-            return output
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(staging / "saved_model"))
-        if quantize:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        flat_buffer = converter.convert()
+            return record_export(run_dir, output, report, model)
+        with native_output_logged():  # the converter's C++ chatter
+            flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, plan)
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(flat_buffer))
-        return output
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    with native_output_logged():  # the interpreter's notice about its CPU delegate
+        report.update(tflite_agreement(tf, plan, model, flat_buffer))
+    return record_export(run_dir, output, report, model)
+
+
+@contextlib.contextmanager
+def native_output_logged():
+    """What C++ code writes to the process's stderr meanwhile goes to the log (debug), not
+    the terminal: TFLite's converter and interpreter print their progress there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                log.debug("TFLite said: %s", text)
+
+
+def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        sample = training_sample(tf, plan, CALIBRATION_EXAMPLES)
+        converter.representative_dataset = lambda: ([example[None]] for example in sample)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises a ConverterError (or worse) per unsupported op
+        first = next((line.strip() for line in str(exc).splitlines() if "error" in line.lower()), str(exc).strip())
+        hint = "; try --quantize dynamic or float16" if quantize == "int8" else ""
+        raise ZooError(f"TFLite cannot convert model {plan.model.name!r}{f' with --quantize {quantize}' if quantize else ''}: {first[:300]}{hint}") from None
+
+
+def training_sample(tf, plan, count: int):
+    """The first ``count`` examples of the run's training split (float32 NumPy), the same
+    for the same run: int8 calibration data."""
+    import numpy as np
+
+    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    if isinstance(splits.train, tf.data.Dataset):
+        return np.stack([np.asarray(x, "float32") for x, _ in splits.train.take(count).as_numpy_iterator()])
+    return np.asarray(splits.train[0][:count], "float32")
+
+
+def tflite_agreement(tf, plan, model, flat_buffer: bytes) -> dict[str, Any]:
+    """How the TFLite model's predictions on the test split compare with the Keras model's:
+    for classifiers the share of equal predicted classes, for others the largest and mean
+    absolute difference of the outputs. Empty (with a warning) when the data is not there."""
+    import numpy as np
+
+    from zoo.hookspecs import CLASSIFICATION
+
+    try:
+        test = plan.dataset.item.factory(plan.dataset_config, plan.seed).test
+    except ZooError as exc:
+        log.warning("the test split could not be loaded to check the export (%s)", exc)
+        return {}
+    if isinstance(test, tf.data.Dataset):
+        x = np.stack([np.asarray(x) for x, _ in test.take(AGREEMENT_EXAMPLES).as_numpy_iterator()])
+    else:
+        x = np.asarray(test[0][:AGREEMENT_EXAMPLES])
+    # Called, not predict(): a function traced per exported model would only be used once.
+    expected = np.concatenate([np.asarray(model(x[i : i + 256], training=False), "float32") for i in range(0, len(x), 256)])
+    served = np.concatenate([run_tflite(tf, flat_buffer, x[i : i + 256]) for i in range(0, len(x), 256)])
+    if plan.model.item.objective != CLASSIFICATION:
+        difference = np.abs(served.reshape(expected.shape) - expected)
+        return {"test_examples": len(x), "max_abs_difference": float(difference.max()), "mean_abs_difference": float(difference.mean())}
+    if plan.spec.binary:
+        same = (served.reshape(-1) >= 0.5) == (expected.reshape(-1) >= 0.5)
+    else:
+        same = served.argmax(axis=1) == expected.argmax(axis=1)
+    return {"test_examples": len(x), "agreement": float(same.mean())}
+
+
+def run_tflite(tf, flat_buffer: bytes, x):
+    """A TFLite model's float outputs for the batch ``x``, through its input and output
+    quantisation where it has one."""
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice about LiteRT
+        interpreter = tf.lite.Interpreter(model_content=flat_buffer)
+    (source,) = interpreter.get_input_details()
+    target = interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(source["index"], x.shape)
+    interpreter.allocate_tensors()
+    scale, zero_point = source["quantization"]
+    if np.issubdtype(source["dtype"], np.integer) and scale:
+        limits = np.iinfo(source["dtype"])
+        x = np.clip(np.round(x / scale + zero_point), limits.min, limits.max)
+    interpreter.set_tensor(source["index"], np.asarray(x, source["dtype"]))
+    interpreter.invoke()
+    y = interpreter.get_tensor(target["index"])
+    scale, zero_point = target["quantization"]
+    if np.issubdtype(target["dtype"], np.integer) and scale:
+        y = (y.astype("float32") - zero_point) * scale
+    return np.asarray(y, "float32")
+
+
+def measure(path: Path) -> dict[str, int]:
+    """Bytes on disk, and gzip-compressed (what a download or a firmware image costs:
+    pruned weights are zeros, which only compression turns into savings)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    size = sum(p.stat().st_size for p in files)
+    compressed = sum(len(gzip.compress(p.read_bytes(), compresslevel=9, mtime=0)) for p in files)
+    return {"bytes": size, "gzip_bytes": compressed}
+
+
+def zero_weight_share(model) -> float:
+    """The share of exact zeros among the model's kernel weights (pruning's result)."""
+    import numpy as np
+
+    kernels = [np.asarray(v) for v in model.weights if v.name.endswith("kernel")]
+    total = sum(k.size for k in kernels)
+    return float(sum(int((k == 0).sum()) for k in kernels) / total) if total else 0.0
+
+
+def record_export(run_dir: Path, output: Path, report: dict[str, Any], model) -> Path:
+    """Measure ``output``, log it, and add it to the run's ``export/report.json``, keyed by
+    the output's path (the zoo's own file: never one beside a user's output)."""
+    report = {**report, **measure(output), "zero_kernel_weights": round(zero_weight_share(model), 6)}
+    log.info("exported %s: %s", output, report)
+    path = run_dir / "export" / REPORT
+    reports = {}
+    if path.is_file():
+        try:
+            reports = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            log.warning("%s was not valid JSON; writing it afresh", path)
+    reports[report_key(run_dir, output)] = report
+    path.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_json(path, reports)
+    return output
+
+
+def report_key(run_dir: Path, output: Path) -> str:
+    """An export's name in ``report.json``: its file name in the run's ``export/``, else its absolute path."""
+    output = Path(output).resolve()
+    return output.name if output.parent == (Path(run_dir) / "export").resolve() else str(output)
+
+
+def read_report(run_dir: Path, output: Path) -> dict[str, Any]:
+    """What ``report.json`` says of the export at ``output``."""
+    path = Path(run_dir) / "export" / REPORT
+    return json.loads(path.read_text(encoding="utf-8")).get(report_key(run_dir, output), {}) if path.is_file() else {}
 
 
 def _replace_folder(new: Path, target: Path) -> None:

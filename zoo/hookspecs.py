@@ -158,6 +158,9 @@ class ModelPlugin:
             ``zoo.testing``) build and train the model on; empty: derived from ``tasks``
             and ``input_rank`` (8x8 to 64x64 RGB images in [0, 1], 6 features, or
             sequences of 12 tokens; binary and 3 classes), the first sizes ``accepts`` takes.
+        tiny: config overrides that make the model small and quick to build, for the
+            conformance checks and tests (a pretrained backbone without its download:
+            ``{"weights": "none"}``).
     """
 
     name: str
@@ -171,6 +174,7 @@ class ModelPlugin:
     loss: Any = None
     generate: Optional[Callable[..., Any]] = None
     test_specs: Sequence[DataSpec] = ()
+    tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_item("model", self.name, self.summary, self.config, self.factory)

@@ -94,7 +94,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
-    resolved["trainer"]["init_from"] = plan.trainer.init_from  # the absolute path it resolved to
+    # The absolute paths the run references resolved to.
+    resolved["trainer"]["init_from"] = plan.trainer.init_from
+    resolved["trainer"]["distillation"]["teacher"] = plan.trainer.distillation.teacher
     tf, keras, placement = _start(plan)
     with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
         finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
@@ -191,6 +193,14 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         model = plan.model.item.factory(plan.model_config, plan.spec)
         record = optimization.start_from(model, trainer, parent_weights)  # warm start, frozen layers
         model = compile_model(keras, plan, model, training=True, steps_per_epoch=steps)
+        if trainer.distillation.teacher:  # built after the student, whose layer names stay its own
+            from zoo import compression
+
+            distillation = trainer.distillation
+            teacher_dir = Path(distillation.teacher)
+            teacher = rebuild_model(finished_run_plan(teacher_dir), teacher_dir)
+            compression.distill(model, teacher, distillation.alpha, distillation.temperature)
+            record["distillation"] = compression.teacher_record(distillation.teacher, distillation.alpha, distillation.temperature)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
     twin = None
@@ -241,9 +251,10 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         return {}
     if finished is not None:
         return finished
-    stopping = run_callbacks.find(callbacks, run_callbacks.EarlyStopping)
-    if stopping is not None:
-        record["early_stopping"] = stopping.outcome()
+    for kind, key in ((run_callbacks.EarlyStopping, "early_stopping"), (run_callbacks.Pruning, "pruning")):
+        found = run_callbacks.find(callbacks, kind)
+        if found is not None:
+            record[key] = found.outcome()
     record["epochs_trained"] = len(next(iter(position.history.values()), []))
     artifacts.write_json(run_dir / artifacts.TRAINING, record)
     model = evaluator()

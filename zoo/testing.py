@@ -369,7 +369,9 @@ def _model_steps(entry: Registered):
         import_tensorflow()
         import keras
 
-        config = item.config()
+        from zoo.config import make_config
+
+        state["config"] = config = make_config(entry, item.tiny)  # at its tiny size
         state["models"] = []
         for spec in synthetic_specs(entry, config):
             keras.utils.set_random_seed(0)
@@ -409,7 +411,7 @@ def _model_steps(entry: Registered):
         from zoo.run import compile_model
 
         for spec, model, (x, y) in state["models"]:
-            plan = RunPlan(0, entry, item.config(), None, None, spec, [], TrainerConfig(), DeviceConfig())
+            plan = RunPlan(0, entry, state["config"], None, None, spec, [], TrainerConfig(), DeviceConfig())
             compile_model(keras, plan, model, training=True)
             before = [np.array(w) for w in model.get_weights()]
             logs = model.train_on_batch(x, y, return_dict=True)
@@ -442,8 +444,8 @@ def _model_steps(entry: Registered):
         import numpy as np
 
         for spec, model in state["reloaded"]:
-            first = item.generate(model, item.config(), spec, seed=0, n=3)
-            again = item.generate(model, item.config(), spec, seed=0, n=3)
+            first = item.generate(model, state["config"], spec, seed=0, n=3)
+            again = item.generate(model, state["config"], spec, seed=0, n=3)
             expect(len(first) == 3, f"asked for 3 samples, got {len(first)}")
             if spec.task == SEQUENCE:
                 expect(all(isinstance(t, str) for t in first), "text samples must be strings")
