@@ -283,3 +283,47 @@ def write_samples(path: Path, samples, title: str) -> None:
         write_text(path, TEXT_SEPARATOR.join(samples) + "\n")
     else:
         plot_samples(path, samples, title)
+
+
+def plot_attribution_image(path: Path, image, heat, title: str) -> None:
+    """An explained image: the input, the attribution heat map, and the map over the input."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    image = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    shown = image[..., 0] if image.shape[-1] == 1 else image
+    heat = np.asarray(heat, dtype=np.float32)
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    fig = Figure(figsize=(9.6, 3.9))
+    fig.suptitle(title, fontsize=10)
+    panels = (("input", None), ("attribution", "heat"), ("overlay", "overlay"))
+    for i, (label, kind) in enumerate(panels):
+        ax = fig.add_axes((0.02 + i * 0.33, 0.04, 0.29, 0.78))
+        if kind is None:
+            ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        elif kind == "heat":
+            ax.imshow(heat, cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+        else:
+            ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(heat, cmap="inferno", vmin=0, vmax=1, alpha=0.55, interpolation="bilinear")
+        ax.set_title(label, fontsize=9)
+        ax.set_axis_off()
+    save_figure(fig, path)
+
+
+def plot_attribution_bars(path: Path, names: Sequence[str], values, title: str, top: int = 10) -> None:
+    """The ``top`` features by attribution size, largest on top: bars to the right push the
+    explained class's probability up, to the left down."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(-np.abs(values), kind="stable")[:top][::-1]
+    fig = Figure(figsize=(7.5, 0.32 * len(order) + 1.3))
+    ax = fig.add_axes((0.36, 0.7 / (0.32 * len(order) + 1.3), 0.6, 1 - 1.1 / (0.32 * len(order) + 1.3)))
+    ax.barh(range(len(order)), values[order], color=["#c0392b" if v > 0 else "#2e86c1" for v in values[order]])
+    ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("attribution (toward the class: right)", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  zoo evaluate RUN_DIR [KEY=VALUE...]  re-evaluate a finished run on its test split\n"
             "  zoo predict RUN_DIR INPUT... [--csv] predictions on images, folders or CSV rows\n"
             "  zoo generate RUN_DIR [n=N] [...]     new images or texts from a generative run\n"
+            "  zoo explain RUN_DIR INPUT...         attribution pictures: --method integrated_gradients, gradcam, ...\n"
             "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize [int8|float16]]\n"
             "  zoo compare RUN_DIR...|SWEEP_DIR     differing config values and test metrics\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
@@ -141,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     predicting.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     predicting.add_argument("--output", "-o", type=Path, help="also write the predictions to this CSV file")
     predicting.set_defaults(handler=predict_command)
+
+    explaining = commands.add_parser("explain", help="what drove a classifier run's predictions: attribution pictures")
+    explaining.add_argument("run_dir", metavar="RUN_DIR", help="a finished classifier run printed by 'zoo train'")
+    explaining.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or CSV files")
+    explaining.add_argument(
+        "--method", "-m", default="integrated_gradients",
+        help="integrated_gradients (default), saliency, gradcam (convolutional models), occlusion (any model), "
+        "lime, shap (pip install 'keras-zoo[explain]')",
+    )  # fmt: skip
+    explaining.add_argument("--target", help="the class to explain, by name or index (default: the predicted one)")
+    explaining.add_argument("--output", "-o", type=Path, help="folder for the pictures and CSV (default: RUN_DIR/explanations)")
+    explaining.add_argument("--steps", type=int, default=128, help="integrated_gradients: points on the path (default 128)")
+    explaining.add_argument(
+        "--baseline", type=float, default=0.0, help="integrated_gradients, occlusion, lime, shap: the reference value (default 0: black; the mean of standardised features)"
+    )
+    explaining.add_argument("--layer", help="gradcam: the layer whose feature maps to use (default: the last with spatial maps)")
+    explaining.add_argument("--window", type=int, default=0, help="occlusion: patch side in pixels (default: an eighth of the image)")
+    explaining.set_defaults(handler=explain_command)
 
     generating = commands.add_parser("generate", help="draw new images or texts from a generative run's model")
     generating.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
@@ -454,6 +473,37 @@ def predict_command(args: argparse.Namespace) -> None:
         sys.stdout.write(csv_text(header, rows))
     else:
         print_table(header, rows)
+
+
+def explain_command(args: argparse.Namespace) -> None:
+    from zoo.explain import FOLDER, explain, write_explanations
+    from zoo.run import finished_run_plan
+
+    run_dir = Path(args.run_dir)
+    folder = args.output or run_dir / FOLDER
+    if args.output is not None and folder.exists() and not folder.is_dir():
+        raise ZooError(f"--output {folder} is a file; give a folder")
+    explanation = explain(
+        run_dir, args.inputs, method=args.method, target=args.target, steps=args.steps, baseline=args.baseline,
+        layer=args.layer, window=args.window,
+    )  # fmt: skip
+    plan = finished_run_plan(run_dir)
+    if args.output is not None:  # the user's folder: nothing in it is written over
+        from zoo.explain import planned_files
+
+        taken = [path for path in planned_files(explanation, folder) if path.exists()]
+        if taken:
+            raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
+    written = write_explanations(plan, explanation, folder)
+    classes = list(plan.spec.class_names) or [str(i) for i in range(plan.spec.num_classes)]
+    rows = [
+        [name, classes[p], classes[t], f"{q:.4f}", str(path)]
+        for name, p, t, q, path in zip(explanation.names, explanation.predicted, explanation.target, explanation.probability, written)
+    ]
+    print_table(["input", "predicted", "explained", "probability", "picture"], rows)
+    if explanation.completeness_error is not None:
+        print(f"integrated gradients: attributions sum to f(x) - f(baseline) within {100 * float(max(explanation.completeness_error)):.2f}%")
+    print(f"attributions: {written[-1]}")
 
 
 def generate_command(args: argparse.Namespace) -> None:

@@ -78,6 +78,8 @@ class DataSpec:
         class_names: a name per class, in label order.
         value_range: ``(low, high)`` bounds of the input values where they are known
             (``(0.0, 1.0)`` for scaled pixel intensities), else ``None``.
+        feature_names: for examples of features (rank 1), a name per feature, if known
+            (``zoo explain`` labels its bars with them).
     """
 
     task: str
@@ -85,6 +87,7 @@ class DataSpec:
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
     value_range: Optional[tuple[float, float]] = None
+    feature_names: tuple[str, ...] = ()
 
     @property
     def binary(self) -> bool:

@@ -89,6 +89,25 @@ def read_csv_rows(inputs: list[str], width: int):
     return names, np.asarray(rows, dtype=np.float32)
 
 
+def read_inputs(plan, inputs: list[str]):
+    """``(names, examples)`` from image files and folders, or CSV files, prepared by the
+    run's dataset as it prepared its own data. No TF."""
+    import numpy as np
+
+    spec = plan.spec
+    if not inputs:
+        raise ZooError("give at least one input: image files, folders of images, or CSV files")
+    if len(spec.input_shape) not in (1, 3):
+        raise ZooError(f"the zoo reads images and CSV rows; this run's inputs have shape {spec.input_shape}")
+    if len(spec.input_shape) == 3:
+        names, x = read_images(inputs, spec.input_shape)
+    else:
+        names, x = read_csv_rows(inputs, spec.input_shape[0])
+    if plan.dataset.item.prepare is not None:
+        x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
+    return names, x
+
+
 def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]]]:
     """Predictions of a finished run's model on ``inputs``: a header and one row per example."""
     import numpy as np
@@ -99,18 +118,9 @@ def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]
     objective = plan.model.item.objective
     if objective not in (CLASSIFICATION, RECONSTRUCTION):
         raise ZooError(f"model {plan.model.name!r} makes new examples rather than predicting; use: zoo generate {run_dir}")
-    if not inputs:
-        raise ZooError("give at least one input: image files, folders of images, or CSV files")
     spec = plan.spec
-    if len(spec.input_shape) not in (1, 3):
-        raise ZooError(f"zoo predict reads images and CSV rows; this run's inputs have shape {spec.input_shape}")
-    if len(spec.input_shape) == 3:
-        names, x = read_images(inputs, spec.input_shape)
-    else:
-        names, x = read_csv_rows(inputs, spec.input_shape[0])
+    names, x = read_inputs(plan, inputs)
     _, model = load_trained_model(run_dir, plan)
-    if plan.dataset.item.prepare is not None:
-        x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
     output = np.asarray(model.predict(x, verbose=0, batch_size=64), dtype="float32")  # float32 also from a mixed-precision model
 
     if objective == RECONSTRUCTION:

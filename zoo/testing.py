@@ -520,6 +520,11 @@ def _dataset_steps(entry: Registered):
         if spec.task == CLASSIFICATION:
             expect(spec.num_classes >= 2, f"a classification dataset needs num_classes >= 2, got {spec.num_classes}")
             expect(len(spec.class_names) == spec.num_classes, f"{spec.num_classes} classes but {len(spec.class_names)} class_names")
+        if spec.feature_names:
+            expect(
+                len(spec.input_shape) == 1 and len(spec.feature_names) == spec.input_shape[0],
+                f"{len(spec.feature_names)} feature_names for examples of shape {tuple(spec.input_shape)}",
+            )
         state["spec"] = spec
         return describe_spec(spec)
 

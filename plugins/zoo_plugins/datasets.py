@@ -61,9 +61,20 @@ class BreastCancerConfig:
         check_fractions(self.validation_fraction, self.test_fraction)
 
 
+# scikit-learn's feature names in its column order, written out so describe imports nothing.
+_MEASURES = ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity", "concave points",
+             "symmetry", "fractal dimension")  # fmt: skip
+BREAST_CANCER_FEATURES = (
+    *(f"mean {m}" for m in _MEASURES), *(f"{m} error" for m in _MEASURES), *(f"worst {m}" for m in _MEASURES)
+)
+
+
 def describe_breast_cancer(config: BreastCancerConfig) -> zoo.DataSpec:
     # Label 1 is the condition to detect, so precision and recall are about malignancy.
-    return zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(30,), num_classes=2, class_names=("benign", "malignant"))
+    return zoo.DataSpec(
+        task=zoo.CLASSIFICATION, input_shape=(30,), num_classes=2, class_names=("benign", "malignant"),
+        feature_names=BREAST_CANCER_FEATURES,
+    )  # fmt: skip
 
 
 def load_breast_cancer(config: BreastCancerConfig, seed: int) -> zoo.Splits:

@@ -130,7 +130,7 @@ def load_backbone(config: PretrainedClassifierConfig, shape: tuple):
         with warnings.catch_warnings():
             # "Weights for input shape (224, 224) will be loaded": the convolutions fit any size.
             warnings.filterwarnings("ignore", message=".*input_shape. is undefined or non-square", category=UserWarning)
-            return constructor(include_top=False, weights=weights, input_shape=shape, pooling="avg", **options)
+            return constructor(include_top=False, weights=weights, input_shape=shape, pooling=None, **options)
     except Exception as exc:  # Keras raises a bare Exception when the download fails
         url = re.search(r"(https?://\S+?):? ", str(exc))
         if weights != "imagenet" or not url:
@@ -170,6 +170,9 @@ def build_pretrained_classifier(config: PretrainedClassifierConfig, spec: zoo.Da
     # training=False: batch normalisation keeps ImageNet's statistics while fine-tuning
     # (Keras' transfer-learning guide), whatever is trainable.
     x = backbone(x, training=False)
+    # Pooled out here, not inside the backbone: its output stays the last feature maps,
+    # which Grad-CAM (zoo explain) weighs.
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = classification_head(spec)(x)
