@@ -3,6 +3,7 @@
     python benchmarks/compression.py                     # seeds 0-4, every part
     python benchmarks/compression.py --parts pruning --seeds 0 1
     python benchmarks/compression.py --tiny              # one epoch each: checks the script
+    python benchmarks/compression.py --parts distillation --variants   # other students too
 
 Per seed it trains the digits_cnn preset (the reference and the teacher), its pruned twin
 (digits_cnn_pruned), and the digits_mlp_student preset with and without that teacher, then
@@ -20,11 +21,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
 PARTS = ("pruning", "distillation", "quantization")
+# Students tried beside the preset (--variants): overrides of digits_mlp_student.
+STUDENT_VARIANTS = {
+    "preset (32 units, alpha 0.1, T 4)": [],
+    "16 units": ["model.hidden_units=[16]"],
+    "8 units": ["model.hidden_units=[8]"],
+    "alpha 0.5, T 2": ["trainer.distillation.alpha=0.5", "trainer.distillation.temperature=2"],
+    "T 8": ["trainer.distillation.temperature=8"],
+    "80 epochs": ["trainer.epochs=80"],
+    "batch 128": ["trainer.batch_size=128"],
+}
 
 
 def table(header: tuple, rows: list[tuple]) -> str:
@@ -41,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--tiny", action="store_true", help="one epoch per run: checks the script, not the figures")
+    parser.add_argument("--variants", action="store_true", help="distillation: every student in STUDENT_VARIANTS")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -72,9 +85,14 @@ def main() -> None:
                     (reference["accuracy"], pruned["accuracy"], tflite(root / "reference"), tflite(root / "pruned"))
                 )
             if "distillation" in args.parts:
-                alone = run("digits_mlp_student", seed, root / "alone", "trainer.distillation.teacher=null")
-                taught = run("digits_mlp_student", seed, root / "taught", f"trainer.distillation.teacher={root / 'reference'}")
-                results["distillation"].append((alone["accuracy"], taught["accuracy"]))
+                found = {}
+                for label, extra in list(STUDENT_VARIANTS.items())[: None if args.variants else 1]:
+                    alone = run("digits_mlp_student", seed, root / "alone", "trainer.distillation.teacher=null", *extra)
+                    taught = run("digits_mlp_student", seed, root / "taught", f"trainer.distillation.teacher={root / 'reference'}", *extra)
+                    found[label] = (alone["accuracy"], taught["accuracy"])
+                    for folder in ("alone", "taught"):
+                        shutil.rmtree(root / folder)
+                results["distillation"].append(found)
             if "quantization" in args.parts:
                 results["quantization"].append({q: tflite(root / "reference", q) for q in (None, "dynamic", "float16", "int8")})
 
@@ -95,7 +113,8 @@ def main() -> None:
         print(f"bars: points lost <= 1: {'yes' if statistics.fmean(lost) <= 1 else 'no'}; "
               f"ratio <= 0.35: {'yes' if statistics.fmean(ratio) <= 0.35 else 'no'}")  # fmt: skip
     if results["distillation"]:
-        rows = results["distillation"]
+        preset = next(iter(STUDENT_VARIANTS))
+        rows = [found[preset] for found in results["distillation"]]
         gains = [100 * (t - a) for a, t in rows]
         print("\nDistillation: digits_mlp_student alone and taught by that seed's digits_cnn run, test accuracy")
         print(table(
@@ -106,6 +125,15 @@ def main() -> None:
         ))  # fmt: skip
         print(f"mean gain {statistics.fmean(gains):+.2f} points, spread (std of the gains) {spread(gains):.2f}: "
               f"{'gains' if statistics.fmean(gains) > spread(gains) else 'no clear gain'}")  # fmt: skip
+        if args.variants:
+            print("\nEvery student tried, mean test accuracy over the seeds")
+            lines = []
+            for label in STUDENT_VARIANTS:
+                pairs = [found[label] for found in results["distillation"]]
+                gains = [100 * (t - a) for a, t in pairs]
+                lines.append((label, f"{statistics.fmean(a for a, _ in pairs):.4f}", f"{statistics.fmean(t for _, t in pairs):.4f}",
+                              f"{statistics.fmean(gains):+.2f}", f"{spread(gains):.2f}"))  # fmt: skip
+            print(table(("student", "alone", "with teacher", "gain (points)", "spread"), lines))
     if results["quantization"]:
         rows = results["quantization"]
         print("\nQuantisation: digits_cnn exported to TFLite, agreement with the Keras model on the test split")

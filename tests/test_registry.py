@@ -165,6 +165,7 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["info", "image_folder"],
         ["evaluate", "/no/such/run"],
         ["predict", "/no/such/run", "x.png"],
+        ["explain", "/no/such/run", "x.png", "--method", "gradcm"],
         ["generate", "/no/such/run"],
         ["train", "device=multi_worker", "device.workers=[127.0.0.1:1]"],
         ["train", "trainer.precision=float16"],

@@ -55,7 +55,7 @@ class Explanation:
     completeness_error: Optional[Any] = None  # integrated gradients: |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|
 
 
-def check_request(plan, method: str, target: Union[int, str, None]) -> Optional[int]:
+def check_request(plan, method: str, target: Any) -> Optional[int]:
     """Everything about a request that can be known without TensorFlow: a classifier run,
     a known method that can apply to it, a class that exists. Returns the class index."""
     if method not in METHODS:
@@ -95,7 +95,7 @@ def explain(
     run_dir: Path,
     inputs: Union[Sequence[str], Any],
     method: str = "integrated_gradients",
-    target: Union[int, str, None] = None,
+    target: Any = None,
     steps: int = 128,
     baseline: float = 0.0,
     layer: Optional[str] = None,
@@ -106,7 +106,8 @@ def explain(
     ``zoo predict`` reads them, or an array of prepared examples).
 
     Args:
-        target: the class to explain (index or name); the predicted one when ``None``.
+        target: the class to explain (index or name), or one per input; the predicted one
+            when ``None``.
         steps: integrated gradients: points on the path (trapezoidal rule).
         baseline: the value of the reference input (integrated gradients, occlusion): 0 is
             black for images and the training mean for standardised features.
@@ -121,6 +122,10 @@ def explain(
 
     run_dir = Path(run_dir)
     plan = finished_run_plan(run_dir)
+    per_input = None
+    if isinstance(target, (list, tuple)) or hasattr(target, "shape"):  # a class per input (API)
+        per_input = np.asarray([check_request(plan, method, t) for t in target], dtype=np.int64)
+        target = None
     class_index = check_request(plan, method, target)
     if steps < 2:
         raise ZooError(f"--steps must be at least 2, got {steps}")
@@ -137,6 +142,10 @@ def explain(
     probabilities = class_probabilities(tf, model, x)
     predicted = probabilities.argmax(axis=1)
     targets = predicted if class_index is None else np.full(len(x), class_index)
+    if per_input is not None:
+        if len(per_input) != len(x):
+            raise ZooError(f"{len(per_input)} targets for {len(x)} inputs")
+        targets = per_input
     completeness = None
     if method == "saliency":
         attributions = np.abs(gradients(tf, model, x, targets))

@@ -46,22 +46,42 @@ def load_synthetic_cats(config: SyntheticCatsConfig, seed: int) -> zoo.Splits:
 
     from zoo_plugins.datasets import stratified_splits
 
-    rng = np.random.default_rng(seed)
-    labels = np.arange(config.num_images) % 2  # 1 = cat, alternating: exactly half
-    rng.shuffle(labels)
-    images = np.stack([draw_scene(rng, config.image_size, bool(label)) for label in labels])
+    labels, images, _ = draw_dataset(config, seed)
     x = images.astype(np.float32) / 255.0
     if config.grayscale:  # ITU-R BT.601 luma, as PIL's convert("L") weighs the channels
         x = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., np.newaxis]
     return stratified_splits(x, labels.astype(np.int32), config.validation_fraction, config.test_fraction, seed)
 
 
+def head_masks(config: SyntheticCatsConfig, seed: int) -> zoo.Splits:
+    """Where each image's cat is: per split, ``(masks, labels)`` in the order of
+    ``load_synthetic_cats``' splits, a mask True on the drawn head and ears (all False for
+    images without a cat). What ``zoo explain``'s check measures attributions against."""
+    from zoo_plugins.datasets import stratified_splits
+
+    labels, _, masks = draw_dataset(config, seed, masks=True)
+    return stratified_splits(masks, labels.astype("int32"), config.validation_fraction, config.test_fraction, seed)
+
+
+def draw_dataset(config: SyntheticCatsConfig, seed: int, masks: bool = False):
+    """Labels, images (uint8) and, if asked, head masks of the whole dataset."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(config.num_images) % 2  # 1 = cat, alternating: exactly half
+    rng.shuffle(labels)
+    scenes = [draw_scene(rng, config.image_size, bool(label), with_mask=True) for label in labels]
+    images = np.stack([image for image, _ in scenes])
+    return labels, images, np.stack([mask for _, mask in scenes]) if masks else None
+
+
 def _colour(rng, low: int = 0, high: int = 256) -> tuple[int, int, int]:
     return tuple(int(c) for c in rng.integers(low, high, size=3))
 
 
-def draw_scene(rng, size: int, cat: bool):
-    """One RGB image (uint8): a cat face, or shapes that are not one, on a random background.
+def draw_scene(rng, size: int, cat: bool, with_mask: bool = False):
+    """One RGB image (uint8): a cat face, or shapes that are not one, on a random background;
+    ``with_mask``: ``(image, mask)``, the mask True where the cat's head and ears are.
 
     Negatives include ear-less faces (a head with eyes, nose and whiskers) and loose
     triangles, so that no single part gives the answer away: a cat is a head with two ears
@@ -72,10 +92,11 @@ def draw_scene(rng, size: int, cat: bool):
 
     image = Image.new("RGB", (size, size), _colour(rng))
     draw = ImageDraw.Draw(image)
+    mask = Image.new("L", (size, size), 0)
     for _ in range(int(rng.integers(0, 4))):  # background clutter
         _draw_shape(draw, rng, size, scale=0.15)
     if cat:
-        _draw_face(draw, rng, size, ears=True)
+        _draw_face(draw, rng, size, ears=True, mask=ImageDraw.Draw(mask))
     else:
         kind = rng.integers(0, 3)
         if kind == 0:
@@ -83,10 +104,12 @@ def draw_scene(rng, size: int, cat: bool):
         else:
             for _ in range(int(rng.integers(1, 4))):
                 _draw_shape(draw, rng, size, scale=0.35)
+    if with_mask:
+        return np.asarray(image, dtype=np.uint8), np.asarray(mask) > 0
     return np.asarray(image, dtype=np.uint8)
 
 
-def _draw_face(draw, rng, size: int, ears: bool) -> None:
+def _draw_face(draw, rng, size: int, ears: bool, mask=None) -> None:
     r = size * rng.uniform(0.16, 0.3)  # head radius
     cx, cy = rng.uniform(r + 2, size - r - 2), rng.uniform(r * 1.6, size - r - 2)
     fur = _colour(rng)
@@ -94,8 +117,14 @@ def _draw_face(draw, rng, size: int, ears: bool) -> None:
         for side in (-1, 1):
             base_x = cx + side * r * rng.uniform(0.35, 0.6)
             tip = (base_x + side * r * rng.uniform(0.0, 0.35), cy - r * rng.uniform(1.4, 1.8))
-            draw.polygon([(base_x - r * 0.38, cy - r * 0.6), (base_x + r * 0.38, cy - r * 0.6), tip], fill=fur)
-    draw.ellipse([cx - r, cy - r * rng.uniform(0.85, 1.0), cx + r, cy + r * rng.uniform(0.85, 1.0)], fill=fur)
+            ear = [(base_x - r * 0.38, cy - r * 0.6), (base_x + r * 0.38, cy - r * 0.6), tip]
+            draw.polygon(ear, fill=fur)
+            if mask is not None:
+                mask.polygon(ear, fill=255)
+    head = [cx - r, cy - r * rng.uniform(0.85, 1.0), cx + r, cy + r * rng.uniform(0.85, 1.0)]
+    draw.ellipse(head, fill=fur)
+    if mask is not None:
+        mask.ellipse(head, fill=255)
     eye = _colour(rng, 0, 120)
     for side in (-1, 1):
         ex, ey, er = cx + side * r * 0.4, cy - r * 0.15, r * rng.uniform(0.1, 0.18)
