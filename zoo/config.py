@@ -585,7 +585,8 @@ def check_run_references(plan: RunPlan) -> None:
     if teacher and spec_file.is_file():
         recorded = json.loads(spec_file.read_text(encoding="utf-8"))
         mine = json.loads(json.dumps(dataclasses.asdict(plan.spec)))  # tuples as JSON lists
-        differing = next((k for k in mine if recorded.get(k) != mine[k]), None)
+        # What the teacher's outputs mean: the task, the input and the classes.
+        differing = next((k for k in ("task", "input_shape", "num_classes", "class_names") if recorded.get(k) != mine[k]), None)
         if differing:
             raise ZooError(
                 f"trainer.distillation.teacher={teacher} learnt other data ({differing}={recorded.get(differing)!r}, "
