@@ -105,7 +105,7 @@ def main() -> None:
     if args.pictures:
         args.pictures.mkdir(parents=True, exist_ok=True)
         best = correct[int(np.argmax([masks[i].mean() for i in correct]))]
-        picture = explain(run_dir, x[best : best + 1], method="gradcam")
+        picture = explain(run_dir, x[best : best + 1], method="occlusion")  # the best localised here
         picture.names = ["explained_cat"]
         written = write_explanations(plan, picture, args.pictures)
         cancer_dir = Path(scratch.name) / "breast_cancer"

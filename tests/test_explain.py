@@ -93,6 +93,7 @@ def test_explanations_depend_on_the_trained_weights(runs, method):
     assert rho < 0.5, rho
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lime", "shap"])
 def test_lime_and_shap_explain_images_and_rows(runs, method, tmp_path):
     from zoo.explain import explain

@@ -245,7 +245,8 @@ def grad_cam(tf, model, x, targets, layer_name: Optional[str]):
     import numpy as np
 
     layer = last_convolution(model, layer_name)
-    twin = keras.Model(model.inputs, [layer.output, model.output])
+    # model.input, not .inputs: a one-input model called with a tensor, as Keras expects.
+    twin = keras.Model(model.input if len(model.inputs) == 1 else model.inputs, [layer.output, model.output])
     maps = []
     for i in range(0, len(x), BATCH):
         batch = tf.convert_to_tensor(x[i : i + BATCH])
