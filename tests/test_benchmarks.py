@@ -87,3 +87,24 @@ def test_gpu_benchmark_runs_its_measurements_on_a_cpu_when_asked():
     # emulated, and at 150x150 a few steps took over 10 minutes here.
     rows = run_benchmark("gpu.py", "--images", "32", "--epochs", "2", "--steps", "1", "--cpu", "--size", "64")
     assert len(rows) == 4 and all(float(row.split("|")[2]) > 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_compression_benchmark_prints_its_three_tables():
+    rows = run_benchmark("compression.py", "--tiny", "--seeds", "0")
+    # pruning: a seed and the mean; distillation: the same; quantisation: four kinds
+    assert len([r for r in rows if not r.startswith("|---")]) >= 2 + 1 + 2 + 1 + 4
+
+
+@pytest.mark.slow
+def test_explain_benchmark_measures_every_method(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "explain.py"), "--tiny", "--pictures", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    shares = [line for line in result.stdout.splitlines() if line.startswith("| ") and "|---" not in line]
+    assert {line.split("|")[1].strip() for line in shares} >= {"gradcam", "integrated_gradients", "saliency", "occlusion"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "explained_breast_cancer.integrated_gradients.png", "explained_cat.occlusion.png"
+    ]  # fmt: skip

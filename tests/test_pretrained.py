@@ -106,3 +106,15 @@ def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path):
     assert f"put that file in {tmp_path / 'keras' / 'models'}" in line
     assert "Traceback" not in result.stderr
     assert not os.listdir(tmp_path / "keras" / "models") if (tmp_path / "keras" / "models").exists() else True
+
+
+def test_gradcam_weighs_the_backbones_feature_maps():
+    import tensorflow as tf
+
+    from zoo.explain import grad_cam, last_convolution
+
+    model = zoo.create_model("pretrained_classifier", CATS, weights="none", image_size=32)
+    assert last_convolution(model, None) is backbone_of(model)  # pooled outside it, so its output is spatial
+    x = np.random.default_rng(0).uniform(size=(2, 40, 40, 3)).astype("float32")
+    maps = grad_cam(tf, model, x, np.array([1, 0]), None)
+    assert maps.shape == x.shape and (maps >= 0).all()

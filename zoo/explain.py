@@ -231,7 +231,7 @@ def last_convolution(model, name: Optional[str]):
         if not matched:
             raise ZooError(f"--layer {name!r} is not a layer of the model; its layers: {', '.join(l.name for l in layers)}")
         return matched[0]
-    spatial = [layer for layer in layers if len(getattr(layer, "output", None).shape or ()) == 4]
+    spatial = [layer for layer in layers if len(output_in_graph(layer).shape or ()) == 4]
     if not spatial:
         raise ZooError(
             f"gradcam needs a layer with spatial feature maps and model {model.name!r} has none; "
@@ -240,13 +240,21 @@ def last_convolution(model, name: Optional[str]):
     return spatial[-1]
 
 
+def output_in_graph(layer):
+    """The layer's output where the model calls it. For a nested model (a pretrained
+    backbone) ``layer.output`` is its own graph's; the call in the outer graph is its last
+    node (Keras 3 keeps no public accessor for it)."""
+    nodes = getattr(layer, "_inbound_nodes", None)
+    return nodes[-1].output_tensors[0] if nodes else layer.output
+
+
 def grad_cam(tf, model, x, targets, layer_name: Optional[str]):
     import keras
     import numpy as np
 
     layer = last_convolution(model, layer_name)
     # model.input, not .inputs: a one-input model called with a tensor, as Keras expects.
-    twin = keras.Model(model.input if len(model.inputs) == 1 else model.inputs, [layer.output, model.output])
+    twin = keras.Model(model.input if len(model.inputs) == 1 else model.inputs, [output_in_graph(layer), model.output])
     maps = []
     for i in range(0, len(x), BATCH):
         batch = tf.convert_to_tensor(x[i : i + BATCH])
