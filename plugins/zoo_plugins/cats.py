@@ -167,6 +167,11 @@ class CNNCatClassifierConfig:
         default_factory=lambda: [32, 64, 128, 128], metadata={"help": "Filters of each conv block (each then max-pooled)."}
     )
     dense_units: int = field(default=512, metadata={"help": "Units of the hidden dense layer."})
+    head: str = field(
+        default="flatten",
+        metadata={"help": "flatten (seed 004) or average: global average pooling of the last feature maps "
+                  "(fewer weights; Grad-CAM's weighting is exact for it)."},
+    )
     dropout: float = field(default=0.0, metadata={"help": "Dropout before the dense layers (seed 004 uses none)."})
     augment: bool = field(default=True, metadata={"help": "Seed 004's random augmentations, active in training only."})
     rotation: float = field(default=40.0, metadata={"help": "Augmentation: largest rotation, in degrees."})
@@ -183,6 +188,8 @@ class CNNCatClassifierConfig:
             raise ValueError(f"filters must be a non-empty list of positive sizes, got {self.filters}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.head not in ("flatten", "average"):
+            raise ValueError(f"head={self.head!r} is not supported; choose flatten or average")
 
 
 def smallest_side(blocks: int) -> int:
@@ -216,7 +223,7 @@ def build_cnn_cat_classifier(config: CNNCatClassifierConfig, spec: zoo.DataSpec)
     for i, filters in enumerate(config.filters, start=1):
         x = layers.Conv2D(filters, 3, activation="relu", name=f"conv_{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
-    x = layers.Flatten(name="flatten")(x)
+    x = layers.Flatten(name="flatten")(x) if config.head == "flatten" else layers.GlobalAveragePooling2D(name="average")(x)
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     x = layers.Dense(config.dense_units, activation="relu", name="hidden")(x)
