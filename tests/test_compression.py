@@ -133,6 +133,7 @@ TEACHER = ["model=cnn_classifier", "model.filters=8", "dataset=digits", "trainer
 STUDENT = ["model=mlp_classifier", "model.hidden_units=[16]", "dataset=digits", "trainer.epochs=2", "trainer.progress=off"]
 
 
+@pytest.mark.slow
 def test_a_pruned_student_of_a_teacher_outlives_it(tmp_path):
     teacher, student = tmp_path / "teacher", tmp_path / "student"
     assert run_zoo("train", *TEACHER, f"hydra.run.dir={teacher}", cwd=tmp_path).returncode == 0
