@@ -225,3 +225,13 @@ def test_a_config_path_that_is_not_a_search_path_entry_breaks_the_plugin():
 
     with pytest.raises(zoo.PluginError, match="must return 'pkg://...' or 'file://...' strings, got 'my_package/conf'"):
         Registry().register_plugin(Plugin(), "paths")
+
+
+def test_check_says_what_it_is_checking_as_it_goes():
+    result = run_zoo("check", "metrics")  # an entry point: the plugin, then each of its metrics
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = [line for line in result.stderr.splitlines() if line.startswith("zoo check: [")]
+    total = len(steps)
+    assert steps[0] == f"zoo check: [1/{total}] plugins" and total > 2
+    assert f"zoo check: [{total}/{total}] " in steps[-1]
+    assert all("metric " in line for line in steps[1:])

@@ -171,18 +171,26 @@ def planned_checks(selection: Selection) -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------------------
 
 
-def run_checks(target: Optional[str] = None, registry: Optional[Registry] = None) -> list[CheckResult]:
-    """Every check of what ``target`` names (see :func:`select`), in order."""
+def run_checks(
+    target: Optional[str] = None, registry: Optional[Registry] = None, progress: Optional[Callable[[int, int, str], None]] = None
+) -> list[CheckResult]:
+    """Every check of what ``target`` names (see :func:`select`), in order; ``progress(done,
+    total, what)`` is told before each item is checked."""
     import logging
 
     # Checking builds many small models in a row, which TensorFlow warns about (retracing).
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     registry = registry or get_registry()
     selection = select(target, registry)
+    total = 1 + len(selection.entries) + len(selection.presets)
+    tell = progress or (lambda done, total, what: None)
+    tell(0, total, "plugins")
     results = check_plugins(selection.sources)
-    for entry in selection.entries:
+    for done, entry in enumerate(selection.entries, start=1):
+        tell(done, total, f"{entry.kind} {entry.name}")
         results += check_item(entry)
-    for name, path in selection.presets:
+    for done, (name, path) in enumerate(selection.presets, start=1 + len(selection.entries)):
+        tell(done, total, f"preset {name}")
         results += check_preset(name, path)
     return results
 
