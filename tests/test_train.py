@@ -113,6 +113,17 @@ def test_cfg_job_prints_the_composed_config_without_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "args,metrics",
+    [([], ["accuracy", "auc", "f1", "precision", "recall"]), (["model=autoencoder"], ["mae", "mse", "reconstruction_error"]),
+     (["metrics=[f1]"], ["f1"])],
+)  # fmt: skip
+def test_cfg_job_shows_the_metrics_auto_chooses(tmp_path, args, metrics):
+    result = run_zoo("train", *args, "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(yaml.safe_load(result.stdout)["metrics"]) == metrics
+
+
 def test_hydra_help_lists_the_plugin_groups(tmp_path):
     result = run_zoo("train", "--help", cwd=tmp_path)
     assert result.returncode == 0

@@ -8,6 +8,7 @@ after checking the composed config, so that mistakes cost one line, not a traceb
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -574,7 +575,37 @@ def train_command(args: list[str]) -> None:
         raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
     if not HYDRA_INFO_FLAGS.intersection(args):
         check_overrides(args)
+    elif job_config_asked(args):
+        print_job_config(args)
+        return
     run_hydra(args)
+
+
+def job_config_asked(args: list[str]) -> bool:
+    """``--cfg job`` (``-c job``), with no other Hydra flag than ``--resolve``."""
+    flags = [arg for arg in args if arg.startswith("-")]
+    return any(a in ("--cfg", "-c") and b == "job" for a, b in zip(args, args[1:])) and set(flags) <= {"--cfg", "-c", "--resolve"}
+
+
+def print_job_config(args: list[str]) -> None:
+    """What Hydra's ``--cfg job`` prints, with ``metrics=auto`` shown as the metrics the run
+    will use (Hydra composes it to an empty group: the choice depends on the model). No TF."""
+    from omegaconf import OmegaConf
+
+    from zoo.config import compose, describe_composition_error, plan_run
+
+    try:
+        cfg = compose(_overrides_only(args))
+    except Exception as exc:  # Hydra's and OmegaConf's errors, as check_overrides reports them
+        raise ZooError(describe_composition_error(exc)) from None
+    if not cfg.get("metrics"):
+        try:
+            plan = plan_run(cfg)
+        except ZooError:
+            pass  # shown as composed; training it would report the problem
+        else:
+            cfg.metrics = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
+    print(OmegaConf.to_yaml(cfg, resolve="--resolve" in args), end="")
 
 
 # Config keys through which Hydra or logging would import a module named on the command line.
