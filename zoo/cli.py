@@ -569,6 +569,7 @@ def train_command(args: list[str]) -> None:
     from zoo.config import register_configs
 
     register_configs()
+    args = quote_home_paths(args)
     refuse_code_from_the_command_line(args)
     shown = HYDRA_INFO_FLAGS.intersection(args) - {"--help", "-h", "--hydra-help"}
     if shown and {"-m", "--multirun"}.intersection(args):
@@ -579,6 +580,18 @@ def train_command(args: list[str]) -> None:
         print_job_config(args)
         return
     run_hydra(args)
+
+
+def quote_home_paths(args: list[str]) -> list[str]:
+    """``key=~/pets`` as ``key='~/pets'``: Hydra's grammar takes ``~`` only before a key (to
+    delete it), and the shell leaves a ``~`` after ``=`` alone. Plugins expand it."""
+    quoted = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and value.startswith("~") and not set(value) & set("'\",[]{}$"):
+            arg = f"{key}='{value}'"
+        quoted.append(arg)
+    return quoted
 
 
 def job_config_asked(args: list[str]) -> bool:
