@@ -10,13 +10,11 @@ the test split) and recorded in ``RUN_DIR/export/report.json``.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -83,7 +81,7 @@ def export(
             8-bit integers, calibrated on a sample of the training split; the model takes
             and returns int8 tensors, scaled as its input and output details say).
     """
-    from zoo.run import finished_run_plan, import_tensorflow, load_trained_model
+    from zoo.run import finished_run_plan, import_tensorflow, load_trained_model, native_output_logged
 
     quantize = "dynamic" if quantize is True else (quantize or None)
     if fmt not in FORMATS:
@@ -118,34 +116,14 @@ def export(
             (staging / "saved_model" / MARKER).write_text(f"exported by zoo from {run_dir.resolve()}\n", encoding="utf-8")
             _replace_folder(staging / "saved_model", output)
             return record_export(run_dir, output, report, model)
-        with native_output_logged():  # the converter's C++ chatter
+        with native_output_logged("TFLite's converter"):
             flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, plan)
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(flat_buffer))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    with native_output_logged():  # the interpreter's notice about its CPU delegate
+    with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
         report.update(tflite_agreement(tf, plan, model, flat_buffer))
     return record_export(run_dir, output, report, model)
-
-
-@contextlib.contextmanager
-def native_output_logged():
-    """What C++ code writes to the process's stderr meanwhile goes to the log (debug), not
-    the terminal: TFLite's converter and interpreter print their progress there."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", "replace").strip()
-            if text:
-                log.debug("TFLite said: %s", text)
 
 
 def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan) -> bytes:

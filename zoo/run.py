@@ -48,16 +48,41 @@ PROGRESS_VERBOSITY = {"bar": 1, "epoch": 2, "off": 0}
 
 
 def import_tensorflow():
-    """Import TensorFlow with its C++ start-up chatter muted (unless the user chose a level)."""
+    """Import TensorFlow with its C++ start-up lines (absl's notice, oneDNN's) kept off the
+    terminal: they go to the log (``train.log``), or stay on the terminal with ``ZOO_TF_LOGS=1``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     limit_malloc_arenas()
+    quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
-        import tensorflow as tf
+        with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
+            import tensorflow as tf
     except ImportError:
         raise ZooError(
             "TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])"
         ) from None
     return tf
+
+
+@contextlib.contextmanager
+def native_output_logged(source: str, level: int = logging.DEBUG):
+    """What C++ code writes to the process's stderr meanwhile goes to the log instead of
+    the terminal (Python's own writes too, so keep the block short)."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace").strip()
+            if text:
+                log.log(level, "%s said: %s", source, text)
 
 
 MALLOC_ARENAS = 2
