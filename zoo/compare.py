@@ -152,12 +152,19 @@ def label(run: RunRecord, keys: Sequence[str]) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(run.config.get(k))}" for k in keys) or run.path.name
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (a legend wider than its figure is clipped at both ends)."""
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
 def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
-    """One panel per test metric with a bar per run, and the runs' validation loss per
-    epoch; runs are numbered, and the legend names them by their differing values."""
+    """One panel per test metric with a labelled point per run (the axis fitted to the runs),
+    and the runs' validation loss per epoch; runs are numbered, and the legend names them by
+    their differing values."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     finished = [r for r in runs if r.finished]
     if not finished:
@@ -174,8 +181,19 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
     for i, name in enumerate(panels):
         ax = fig.add_subplot(rows, columns, i + 1)
         if name in metric_names:
-            ax.bar(numbers, [r.metrics.get(name, float("nan")) for r in finished], color=colours)
+            # Points on an axis fitted to the runs, each labelled: bars from 0 made 0.88 and
+            # 0.95 look alike.
+            values = [r.metrics.get(name, float("nan")) for r in finished]
+            ax.scatter(numbers, values, color=colours, s=60, zorder=3)
+            for n, value in zip(numbers, values):
+                ax.annotate(f"{value:.4g}", (n, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+            known = [v for v in values if v == v]
+            if known:
+                low, high = min(known), max(known)
+                pad = max(0.15 * (high - low), 0.02 * max(abs(high), 1e-3))
+                ax.set_ylim(low - pad, high + 2 * pad)
             ax.set_xticks(numbers, [str(n) for n in numbers])
+            ax.set_xlim(-0.6, len(numbers) - 0.4)
             ax.set_title(f"test {name}")
         else:
             for run, colour in zip(finished, colours):
@@ -183,10 +201,11 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
                 ax.plot(range(1, len(values) + 1), values, color=colour, marker="o", markersize=3)
             ax.set_title(f"{name} per epoch")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.legend(
         handles=[Patch(color=c) for c in colours],
-        labels=[f"{n}: {label(r, keys)}" for n, r in zip(numbers, finished)],
+        labels=[shorten(f"{n}: {label(r, keys)}", int(14 * 4.5 * columns)) for n, r in zip(numbers, finished)],
         loc="outside lower center",
         fontsize="small",
     )
