@@ -204,6 +204,7 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     """Counts of true against predicted class on the test split, each cell labelled."""
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     n = len(class_names)
     pairs = np.asarray(y_true).reshape(-1).astype(int) * n + np.asarray(y_pred).reshape(-1).astype(int)
@@ -219,7 +220,7 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     ))  # fmt: skip
     image = ax.imshow(matrix, cmap="Blues")
     bar = fig.add_axes(((0.6 + label_inches + side + 0.25) / width, (0.5 + label_inches) / height, 0.2 / width, side / height))
-    fig.colorbar(image, cax=bar, label="examples")
+    fig.colorbar(image, cax=bar, label="examples").ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
     ax.set_xticks(range(n), class_names, rotation=45 if rotate else 0, ha="right" if rotate else "center")
     ax.set_yticks(range(n), class_names)
     ax.set(xlabel="predicted class", ylabel="true class")
