@@ -74,9 +74,8 @@ def main() -> None:
     import keras
 
     rows, sanity = [], []
-    trained_plan = finished_run_plan(run_dir)
     keras.utils.set_random_seed(12345)
-    random_model = trained_plan.model.item.factory(trained_plan.model_config, trained_plan.spec)  # fresh weights
+    random_model = plan.model.item.factory(plan.model_config, plan.spec)  # the same network, fresh weights
     for method in METHODS:
         explained = explain(run_dir, x[correct], method=method)
         shares = [float(h[m].sum() / h.sum()) if h.sum() > 0 else 0.0 for h, m in zip(explained.heat, masks[correct])]
@@ -107,7 +106,7 @@ def main() -> None:
         best = correct[int(np.argmax([masks[i].mean() for i in correct]))]
         picture = explain(run_dir, x[best : best + 1], method="occlusion")  # the best localised here
         picture.names = ["explained_cat"]
-        written = write_explanations(plan, picture, args.pictures)
+        written = write_explanations(picture, args.pictures)
         cancer_dir = Path(scratch.name) / "breast_cancer"
         train(compose(["+experiment=breast_cancer_mlp", f"seed={args.seed}", "trainer.progress=off", *tiny[:1]]), cancer_dir)
         cancer_plan = finished_run_plan(cancer_dir)
@@ -115,7 +114,7 @@ def main() -> None:
         malignant = int(np.flatnonzero(cancer_test[1] == 1)[0])
         row = explain(cancer_dir, cancer_test[0][malignant : malignant + 1], method="integrated_gradients")
         row.names = ["explained_breast_cancer"]
-        written += write_explanations(cancer_plan, row, args.pictures)
+        written += write_explanations(row, args.pictures)
         for path in written:  # the pictures stay; their one-row CSVs are not wanted here
             if path.suffix == ".csv":
                 path.unlink()

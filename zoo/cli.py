@@ -487,7 +487,6 @@ def predict_command(args: argparse.Namespace) -> None:
 
 def explain_command(args: argparse.Namespace) -> None:
     from zoo.explain import FOLDER, explain, write_explanations
-    from zoo.run import finished_run_plan
 
     run_dir = Path(args.run_dir)
     folder = args.output or run_dir / FOLDER
@@ -497,15 +496,14 @@ def explain_command(args: argparse.Namespace) -> None:
         run_dir, args.inputs, method=args.method, target=args.target, steps=args.steps, baseline=args.baseline,
         layer=args.layer, window=args.window,
     )  # fmt: skip
-    plan = finished_run_plan(run_dir)
     if args.output is not None:  # the user's folder: nothing in it is written over
         from zoo.explain import planned_files
 
         taken = [path for path in planned_files(explanation, folder) if path.exists()]
         if taken:
             raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
-    written = write_explanations(plan, explanation, folder)
-    classes = list(plan.spec.class_names) or [str(i) for i in range(plan.spec.num_classes)]
+    written = write_explanations(explanation, folder)
+    classes = explanation.class_names
     rows = [
         [name, classes[p], classes[t], f"{q:.4f}", str(path)]
         for name, p, t, q, path in zip(explanation.names, explanation.predicted, explanation.target, explanation.probability, written)
@@ -528,9 +526,7 @@ def generate_command(args: argparse.Namespace) -> None:
 
 
 def export_command(args: argparse.Namespace) -> None:
-    from zoo.export import export
-
-    from zoo.export import read_report
+    from zoo.export import export, read_report
 
     path = export(Path(args.run_dir), args.format, args.output, args.quantize, force=args.force)
     report = read_report(Path(args.run_dir), path)

@@ -221,8 +221,12 @@ def distill(student, teacher, alpha: float, temperature: float) -> None:
     student.compute_loss = compute_loss
 
 
-def teacher_record(path: str, alpha: float, temperature: float) -> dict[str, Any]:
+def teacher_record(distillation) -> dict[str, Any]:
+    """What ``training.json`` records of ``trainer.distillation``: the teacher and its weights' digest."""
     from zoo.artifacts import MODEL, file_digest
 
-    return {"teacher": path, "weights_sha256": file_digest(Path(path) / MODEL), "alpha": alpha, "temperature": temperature}
+    return {
+        "teacher": distillation.teacher, "weights_sha256": file_digest(Path(distillation.teacher) / MODEL),
+        "alpha": distillation.alpha, "temperature": distillation.temperature,
+    }  # fmt: skip
 

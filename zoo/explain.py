@@ -52,6 +52,8 @@ class Explanation:
     target: Any  # the class explained, per input
     probability: Any  # the model's probability of that class, per input
     predicted: Any  # the predicted class, per input
+    class_names: list[str]  # the run's classes (indices as names where it has none)
+    feature_names: list[str]  # rows: the dataset's feature names, where it has them
     completeness_error: Optional[Any] = None  # integrated gradients: |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|
 
 
@@ -158,9 +160,12 @@ def explain(
     else:
         attributions = explain_with_package(method, tf, model, x, targets, baseline)
     heat = heat_maps(attributions, method, images=len(plan.spec.input_shape) == 3)
+    classes = list(plan.spec.class_names) or [str(i) for i in range(plan.spec.num_classes)]
+    features = list(plan.spec.feature_names) or [f"feature_{i}" for i in range(x.shape[-1])]
     return Explanation(
         method=method, names=names, inputs=x, attributions=attributions, heat=heat, target=targets,
-        probability=probabilities[np.arange(len(x)), targets], predicted=predicted, completeness_error=completeness,
+        probability=probabilities[np.arange(len(x)), targets], predicted=predicted, class_names=classes,
+        feature_names=features, completeness_error=completeness,
     )  # fmt: skip
 
 
@@ -388,14 +393,13 @@ def planned_files(explanation: Explanation, folder: Path) -> list[Path]:
     return [*paths, folder / f"attributions.{explanation.method}.csv"]
 
 
-def write_explanations(plan, explanation: Explanation, folder: Path, top: int = 10) -> list[Path]:
+def write_explanations(explanation: Explanation, folder: Path, top: int = 10) -> list[Path]:
     """A PNG per input (image inputs) or a bar chart per row (features), and
     ``attributions.<method>.csv``; returns the files written."""
     import numpy as np
 
     folder.mkdir(parents=True, exist_ok=True)
-    classes = list(plan.spec.class_names) or [str(i) for i in range(plan.spec.num_classes)]
-    features = list(getattr(plan.spec, "feature_names", ()) or []) or [f"feature_{i}" for i in range(explanation.inputs.shape[-1])]
+    classes, features = explanation.class_names, explanation.feature_names
     *pictures, csv_path = planned_files(explanation, folder)
     written = []
     for n, path in enumerate(pictures):

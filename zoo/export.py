@@ -10,6 +10,7 @@ the test split) and recorded in ``RUN_DIR/export/report.json``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -103,6 +104,8 @@ def export(
     # directory may have been replaced by one carrying code.
     _, model = load_trained_model(run_dir, plan)
     report: dict[str, Any] = {"format": fmt, "quantize": quantize}
+    # Loaded at most once: int8 calibrates on the training split, the check reads the test split.
+    splits = functools.cache(lambda: plan.dataset.item.factory(plan.dataset_config, plan.seed))
     if fmt == "keras":
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
         return record_export(run_dir, output, report, model)
@@ -117,23 +120,23 @@ def export(
             _replace_folder(staging / "saved_model", output)
             return record_export(run_dir, output, report, model)
         with native_output_logged("TFLite's converter"):
-            flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, plan)
+            flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, plan, splits)
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(flat_buffer))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
-        report.update(tflite_agreement(tf, plan, model, flat_buffer))
+        report.update(tflite_agreement(tf, plan, model, flat_buffer, splits))
     return record_export(run_dir, output, report, model)
 
 
-def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan) -> bytes:
+def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, splits) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        sample = training_sample(tf, plan, CALIBRATION_EXAMPLES)
+        sample = first_examples(tf, splits().train, CALIBRATION_EXAMPLES)  # the same for the same run
         converter.representative_dataset = lambda: ([example[None]] for example in sample)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
@@ -146,18 +149,16 @@ def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan) -> b
         raise ZooError(f"TFLite cannot convert model {plan.model.name!r}{f' with --quantize {quantize}' if quantize else ''}: {first[:300]}{hint}") from None
 
 
-def training_sample(tf, plan, count: int):
-    """The first ``count`` examples of the run's training split (float32 NumPy), the same
-    for the same run: int8 calibration data."""
+def first_examples(tf, split, count: int):
+    """The first ``count`` inputs of a split (arrays, or an unbatched ``tf.data.Dataset``) as float32 NumPy."""
     import numpy as np
 
-    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
-    if isinstance(splits.train, tf.data.Dataset):
-        return np.stack([np.asarray(x, "float32") for x, _ in splits.train.take(count).as_numpy_iterator()])
-    return np.asarray(splits.train[0][:count], "float32")
+    if isinstance(split, tf.data.Dataset):
+        return np.stack([np.asarray(x, "float32") for x, _ in split.take(count).as_numpy_iterator()])
+    return np.asarray(split[0][:count], "float32")
 
 
-def tflite_agreement(tf, plan, model, flat_buffer: bytes) -> dict[str, Any]:
+def tflite_agreement(tf, plan, model, flat_buffer: bytes, splits) -> dict[str, Any]:
     """How the TFLite model's predictions on the test split compare with the Keras model's:
     for classifiers the share of equal predicted classes, for others the largest and mean
     absolute difference of the outputs. Empty (with a warning) when the data is not there."""
@@ -166,14 +167,10 @@ def tflite_agreement(tf, plan, model, flat_buffer: bytes) -> dict[str, Any]:
     from zoo.hookspecs import CLASSIFICATION
 
     try:
-        test = plan.dataset.item.factory(plan.dataset_config, plan.seed).test
+        x = first_examples(tf, splits().test, AGREEMENT_EXAMPLES)
     except ZooError as exc:
         log.warning("the test split could not be loaded to check the export (%s)", exc)
         return {}
-    if isinstance(test, tf.data.Dataset):
-        x = np.stack([np.asarray(x) for x, _ in test.take(AGREEMENT_EXAMPLES).as_numpy_iterator()])
-    else:
-        x = np.asarray(test[0][:AGREEMENT_EXAMPLES])
     # Called, not predict(): a function traced per exported model would only be used once.
     expected = np.concatenate([np.asarray(model(x[i : i + 256], training=False), "float32") for i in range(0, len(x), 256)])
     served = np.concatenate([run_tflite(tf, flat_buffer, x[i : i + 256]) for i in range(0, len(x), 256)])

@@ -225,7 +225,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             teacher_dir = Path(distillation.teacher)
             teacher = rebuild_model(finished_run_plan(teacher_dir), teacher_dir)
             compression.distill(model, teacher, distillation.alpha, distillation.temperature)
-            record["distillation"] = compression.teacher_record(distillation.teacher, distillation.alpha, distillation.temperature)
+            record["distillation"] = compression.teacher_record(distillation)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
     twin = None

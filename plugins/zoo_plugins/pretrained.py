@@ -122,15 +122,14 @@ def load_backbone(config: PretrainedClassifierConfig, shape: tuple):
     """The backbone without its ImageNet head, its weights as ``config.weights`` says."""
     import keras
 
-    class_name, mode = BACKBONES[config.backbone]
+    class_name, _ = BACKBONES[config.backbone]
     constructor = getattr(keras.applications, class_name)
     weights = {"imagenet": "imagenet", "none": None}.get(config.weights, os.path.expanduser(config.weights))
-    options = {"include_preprocessing": True} if mode == "raw" and "include_preprocessing" in constructor.__code__.co_varnames else {}
     try:
         with warnings.catch_warnings():
             # "Weights for input shape (224, 224) will be loaded": the convolutions fit any size.
             warnings.filterwarnings("ignore", message=".*input_shape. is undefined or non-square", category=UserWarning)
-            return constructor(include_top=False, weights=weights, input_shape=shape, pooling=None, **options)
+            return constructor(include_top=False, weights=weights, input_shape=shape, pooling=None)  # "raw" ones rescale by default
     except Exception as exc:  # Keras raises a bare Exception when the download fails
         url = re.search(r"(https?://\S+?):? ", str(exc))
         if weights != "imagenet" or not url:
