@@ -160,3 +160,18 @@ def test_explain_mistakes_are_one_line(runs, tmp_path, args, problem):
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result.stderr)
     assert problem in line
+
+
+def test_gradcam_weighs_the_last_convolution_not_the_pooling_after_it():
+    import keras
+
+    from zoo.explain import last_convolution
+
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv_1")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="pool_1")(x)
+    x = keras.layers.Conv2D(2, 3, name="conv_2")(x)
+    x = keras.layers.Dropout(0.1, name="dropout")(keras.layers.MaxPooling2D(2, name="pool_2")(x))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    assert last_convolution(model, None).name == "conv_2"  # 5x5 maps, not pool_2's 2x2
+    assert last_convolution(model, "pool_1").name == "pool_1"  # --layer names any layer

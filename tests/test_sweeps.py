@@ -136,8 +136,100 @@ def test_optuna_study_resumes_after_being_killed(tmp_path):
     assert len(jobs) == 2
     last = list(csv.DictReader((jobs[-1] / "history.csv").open()))[-1]
     assert abs(complete[-1].value - float(last["val_accuracy"])) < 1e-6
-    results = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
-    assert results["best_value"] == max(t.value for t in complete)
+    best = yaml.safe_load((tmp_path / "second" / "best.yaml").read_text())
+    assert best["value"] == max(t.value for t in complete)
+
+
+def pruning_search(sweep_dir: Path, storage: Path) -> list[str]:
+    """A two-point grid where one learning rate is far too small: after epoch 1 the threshold
+    pruner stops that trial (validation accuracy near chance) and lets the other train."""
+    return [
+        "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "model=cnn_classifier", "model.filters=4",
+        "dataset=digits", "metrics=[accuracy]", "objective=val_accuracy", "trainer.epochs=3",
+        "trainer.learning_rate=choice(0.01,0.000001)", "hydra.sweeper.pruner={name:threshold,lower:0.3}",
+        f"hydra.sweeper.storage=sqlite:///{storage}", f"hydra.sweeper.study_name=prune", f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+
+
+def test_a_pruned_trial_stops_keeps_its_epochs_and_is_marked_pruned_everywhere(tmp_path):
+    import optuna
+
+    storage = tmp_path / "prune.db"
+    result = run_zoo(*pruning_search(tmp_path / "sweep", storage), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name="prune", storage=f"sqlite:///{storage}").get_trials(deepcopy=False)
+    state = {t.params["trainer.learning_rate"]: t.state for t in trials}
+    assert state == {0.01: optuna.trial.TrialState.COMPLETE, 0.000001: optuna.trial.TrialState.PRUNED}
+    by_rate = {t.params["trainer.learning_rate"]: tmp_path / "sweep" / f"{t.number}_cnn_classifier" for t in trials}
+    pruned, complete = by_rate[0.000001], by_rate[0.01]
+    # The pruned run stopped after the epoch it was judged on, and still finished its records.
+    assert len(read_csv((pruned / "history.csv").read_text())) == 1
+    assert len(read_csv((complete / "history.csv").read_text())) == 3
+    assert yaml.safe_load((pruned / "training.json").read_text())["search_trial"]["pruned_at_epoch"] == 1
+    assert (pruned / "metrics.json").is_file() and (pruned / "model.keras").is_file()
+    # Every epoch's objective reached the study, through its storage.
+    (complete_trial,) = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    history = read_csv((complete / "history.csv").read_text())
+    assert complete_trial.intermediate_values == pytest.approx({i + 1: float(r["val_accuracy"]) for i, r in enumerate(history)})
+    assert "trial %d pruned after epoch 1" % next(t.number for t in trials if t.state.name == "PRUNED") in result.stdout
+    summary = {row["run"]: row["status"] for row in read_csv((tmp_path / "sweep" / "summary.csv").read_text())}
+    assert summary == {pruned.name: "pruned (epoch 1)", complete.name: "finished"}
+    compared = read_csv(run_zoo("compare", str(tmp_path / "sweep"), "--csv").stdout)
+    assert {row["run"]: row["status"] for row in compared} == summary
+
+    # The best trial, as a re-runnable result; the study's plots.
+    best = yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())
+    assert best["trial"] == complete_trial.number and best["value"] == complete_trial.value
+    assert best["run_dir"] == str(complete.resolve())
+    assert "trainer.learning_rate=0.01" in best["overrides"] and "trainer.learning_rate=0.01" in best["command"]
+    assert "model.filters=4" in best["overrides"]
+    assert f"to train it again: {best['command']}" in result.stdout
+    for plot in ("optimization_history.png", "param_importances.png"):
+        assert (tmp_path / "sweep" / plot).stat().st_size > 10_000
+
+    # The finished study, run again: its result, exit 0, nothing trained.
+    again = run_zoo(*pruning_search(tmp_path / "again", storage), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "is finished: 2 of 2 trials done" in again.stdout
+    assert f"best trial: {complete_trial.number}" in again.stdout
+    assert not any((tmp_path / "again").glob("*_cnn_classifier"))
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("hydra.sweeper.pruner=medain", "hydra.sweeper.pruner='medain' is not known; choose one of: none, median"),
+        ("hydra.sweeper.pruner={name:median,warmup:3}", "hydra.sweeper.pruner.warmup is not an option of median (MedianPruner); its options: n_startup_trials"),
+        ("hydra/sweeper/sampler=grid", "trainer.learning_rate: the grid sampler needs choice() or range() values, not an interval"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'; choose maximize or minimize"),
+        ("objective=null", "an Optuna search optimises the run's objective, and none is set"),
+    ],
+)
+def test_a_search_misconfigured_fails_in_one_line_before_any_trial(setting, message, tmp_path):
+    result = run_zoo("train", "-m", "hparams_search=digits_cnn", setting, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert error_lines(result.stderr) == [next(l for l in result.stderr.splitlines() if l.startswith("zoo: error:"))]
+    assert message in result.stderr
+    assert not any((tmp_path / "sweep").glob("*_cnn_classifier"))
+
+
+def test_search_spaces_map_to_optuna_distributions():
+    import optuna.distributions as d
+
+    from zoo.search import search_space
+
+    space, fixed = search_space(
+        {"a": "interval(0.1, 1.0)", "b": "tag(log, interval(0.0001, 0.1))", "c": "choice(16, 32)", "d": "range(2, 9, 3)",
+         "e": "int(interval(1, 10))", "f": "7", "h": "tag(log, int(interval(1, 64)))"},
+        ["c=choice(1,2,3)", "g=x,y"],
+    )  # fmt: skip
+    assert space == {
+        "a": d.FloatDistribution(0.1, 1.0), "b": d.FloatDistribution(0.0001, 0.1, log=True),
+        "c": d.CategoricalDistribution([1, 2, 3]), "d": d.IntDistribution(2, 8, step=3), "e": d.IntDistribution(1, 10),
+        "g": d.CategoricalDistribution(["x", "y"]), "h": d.IntDistribution(1, 64, log=True),
+    }  # fmt: skip
+    assert fixed == {"f": "7"}
 
 
 @pytest.mark.parametrize(

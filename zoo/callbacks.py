@@ -106,6 +106,8 @@ class EarlyStopping(keras.callbacks.Callback):
     ``patience`` epochs; with ``restore_best``, end on the best epoch's weights (whether
     training stopped early or ran its epochs)."""
 
+    record_key = "early_stopping"  # its outcome() goes to training.json under this key
+
     def __init__(self, config):
         super().__init__()
         self.config = config

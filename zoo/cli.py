@@ -734,8 +734,7 @@ def train_task(cfg) -> Any:
     launchers running jobs in other processes (joblib, submitit, Ray) can pickle it."""
     from hydra.core.hydra_config import HydraConfig
 
-    from zoo import run
-
+    from zoo import run, search
     from zoo.artifacts import METRICS
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -744,7 +743,8 @@ def train_task(cfg) -> Any:
     # Where it goes, first: a user who stops it (or whose job is preempted) knows where to look.
     print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
     try:
-        metrics = run.train(cfg, run_dir)
+        trial = search.trial_of(HydraConfig.get())
+        metrics = run.train(cfg, run_dir, callbacks=[search.trial_callback(trial, objective, run_dir)] if trial else [])
         print_summary(metrics, run_dir)
         if objective and metrics:  # a hyper-parameter search's trial returns its score
             from zoo.sweeps import objective_value

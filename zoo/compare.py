@@ -26,10 +26,17 @@ class RunRecord:
     config: dict[str, Any]  # flattened: {"trainer.learning_rate": 0.001, ...}
     metrics: dict[str, float]  # test metrics; empty if the run did not finish
     history: dict[str, list[float]] = field(default_factory=dict)
+    pruned_at: Optional[int] = None  # the epoch after which a search's pruner stopped it
 
     @property
     def finished(self) -> bool:
         return bool(self.metrics)
+
+    @property
+    def status(self) -> str:
+        if self.pruned_at:
+            return f"pruned (epoch {self.pruned_at})"
+        return "finished" if self.finished else "unfinished"
 
 
 def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
@@ -60,7 +67,10 @@ def read_run(path: Path) -> RunRecord:
     config = flatten(yaml.safe_load((path / artifacts.CONFIG).read_text(encoding="utf-8")) or {})
     metrics_path = path / artifacts.METRICS
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    return RunRecord(path, {**config, **run_records(path)}, metrics, read_history(path / artifacts.HISTORY))
+    trial = _json(path / artifacts.TRAINING).get("search_trial") or {}
+    return RunRecord(
+        path, {**config, **run_records(path)}, metrics, read_history(path / artifacts.HISTORY), trial.get("pruned_at_epoch")
+    )
 
 
 def run_records(path: Path) -> dict[str, Any]:
@@ -119,11 +129,14 @@ def differing_keys(runs: Sequence[RunRecord]) -> list[str]:
 
 
 def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: the run, each differing config value, then each test metric
-    (blank where a run did not report it; ``unfinished`` for a run that did not end)."""
+    """Header and rows: the run, its status where a search pruned some, each differing
+    config value, then each test metric (blank where a run did not report it;
+    ``unfinished`` for a run that did not end)."""
     keys = differing_keys(runs)
     metric_names = test_metric_names(runs)
-    header = ["run", *keys, *metric_names]
+    # A search's pruned trials end early but finish (their metrics are of the epochs they had).
+    statuses = ["status"] if any(run.pruned_at for run in runs) else []
+    header = ["run", *statuses, *keys, *metric_names]
     rows = []
     for run in runs:
         name = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) else str(run.path)
@@ -131,7 +144,7 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
         scores = [f"{run.metrics[m]:.4f}" if m in run.metrics else "" for m in metric_names]
         if not run.finished:
             scores = ["unfinished"] + [""] * (len(metric_names) - 1) if metric_names else []
-        rows.append([name, *values, *scores])
+        rows.append([name, *([run.status] if statuses else []), *values, *scores])
     return header, rows
 
 

@@ -85,6 +85,8 @@ class Pruning(keras.callbacks.Callback):
     to the schedule's sparsity by weight magnitude; at ``end_step`` (and at the end of
     training, whatever stopped it) to the target itself."""
 
+    record_key = "pruning"  # its outcome() goes to training.json under this key
+
     def __init__(self, config, steps_per_epoch: int, epochs: int):
         super().__init__()
         self.config, self.steps_per_epoch = config, steps_per_epoch

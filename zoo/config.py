@@ -413,6 +413,11 @@ def register_configs(registry: Optional[Registry] = None) -> None:
         return  # `zoo train` checks the overrides, then Hydra composes: once is enough
     register_configs.stored = stored
     Plugins.instance().register(plugin_config_paths())
+    # Hydra finds plugins by walking the `hydra_plugins` folders, which misses this one in an
+    # editable install (setuptools maps it through an import hook): named here, it is found either way.
+    from hydra_plugins.zoo_optuna_sweeper import ZooOptunaSweeper
+
+    Plugins.instance().register(ZooOptunaSweeper)
     store = ConfigStore.instance()
     store.store(group="metrics", name="auto", node={})  # plan_run fills in the model's defaults
     store.store(group="callbacks", name="none", node={})

@@ -242,6 +242,12 @@ def last_convolution(model, name: Optional[str]):
             f"gradcam needs a layer with spatial feature maps and model {model.name!r} has none; "
             "use --method integrated_gradients or occlusion"
         )
+    # Pooling or dropout after the last convolution only coarsens its maps (a 2x2 pool turns
+    # 4x4 into 2x2), so Grad-CAM weighs the convolution's own maps, as Selvaraju et al. do;
+    # a nested backbone counts as one layer (its output is its last features).
+    coarsening = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout, keras.layers.SpatialDropout2D)
+    while len(spatial) > 1 and isinstance(spatial[-1], coarsening):
+        spatial.pop()
     return spatial[-1]
 
 

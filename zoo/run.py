@@ -33,7 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -105,13 +105,14 @@ def limit_malloc_arenas() -> None:
     libc.mallopt(m_arena_max, MALLOC_ARENAS)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str, float]:
     """Train and evaluate the run described by ``cfg``, writing its artifacts to ``run_dir``.
 
     A run directory that holds a checkpoint of the same run continues from it
     (``trainer.resume=auto``); one that holds a finished run returns its test metrics.
     Returns the test metrics (``loss`` and each chosen metric); on a multi-worker run's
     workers other than the chief, which write only their checkpoints, an empty dict.
+    ``callbacks`` join the run's own on the chief (a search trial's reporter).
     """
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
     check_run_references(plan)
@@ -128,7 +129,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
             log.info("the run in %s finished already", run_dir)
             return finished
-        return _train(tf, keras, plan, placement, run_dir, resolved, finished)
+        return _train(tf, keras, plan, placement, run_dir, resolved, finished, list(callbacks))
 
 
 def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[str, float]]:
@@ -170,7 +171,7 @@ RESUMABLE_CHANGES = (
 )  # fmt: skip
 
 
-def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, finished) -> dict[str, float]:
+def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, finished, extra_callbacks: list) -> dict[str, float]:
     from zoo import callbacks as run_callbacks
     from zoo import optimization
     from zoo.checkpoints import Checkpoints
@@ -251,6 +252,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         # Trackers and the end's preparations only where the run will end: not on other
         # workers, nor for a finished run that the other workers merely catch up with.
         *run_callbacks.build_callbacks(plan, info, model.optimizer, steps, finishing=chief and finished is None),
+        *(extra_callbacks if chief else []),  # a search trial's reporter
     ]
     verbosity = progress_verbosity(trainer.progress) if chief else 0
     started = time.perf_counter()
@@ -276,10 +278,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         return {}
     if finished is not None:
         return finished
-    for kind, key in ((run_callbacks.EarlyStopping, "early_stopping"), (run_callbacks.Pruning, "pruning")):
-        found = run_callbacks.find(callbacks, kind)
-        if found is not None:
-            record[key] = found.outcome()
+    for callback in callbacks:  # what stopped or shaped training, for training.json
+        if getattr(callback, "record_key", None):
+            record[callback.record_key] = callback.outcome()
     record["epochs_trained"] = len(next(iter(position.history.values()), []))
     artifacts.write_json(run_dir / artifacts.TRAINING, record)
     model = evaluator()

@@ -1,0 +1,432 @@
+"""Hyper-parameter searches on Optuna: the study a sweep drives (``run_study``, called by
+the ``hydra_plugins.zoo_optuna_sweeper`` sweeper) and the trial a run reports to
+(``TrialReport``, a Keras callback in the trial's job).
+
+The sweeper and the trials meet only in the study's storage (an SQLAlchemy URL; SQLite by
+default), so a trial may run in the driver's process, a joblib worker, a SLURM job or a
+Ray actor: it finds its study by name and URL, and its trial by number, all three given to
+it as ``hydra.sweeper.*`` overrides.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import shlex
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from zoo import artifacts
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+BEST = "best.yaml"
+HISTORY_PLOT = "optimization_history.png"
+IMPORTANCE_PLOT = "param_importances.png"
+
+# Samplers and pruners by name (a name from the config never imports anything else).
+SAMPLERS = {
+    "tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler",
+    "grid": "GridSampler", "nsgaii": "NSGAIISampler", "gp": "GPSampler",
+}  # fmt: skip
+PRUNERS = {
+    "none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
+    "successive_halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner", "threshold": "ThresholdPruner",
+}  # fmt: skip
+
+
+def optuna_module():
+    try:
+        import optuna
+    except ImportError:
+        raise ZooError("hydra/sweeper=optuna needs Optuna, which is not installed: pip install 'keras-zoo[sweeps]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+# --------------------------------------------------------------------------------------
+# The search space
+# --------------------------------------------------------------------------------------
+
+
+def search_space(params: Optional[Mapping[str, Any]], arguments: list[str]) -> tuple[dict, dict]:
+    """Optuna distributions for the swept keys and the fixed values of the others, from the
+    sweeper's ``params`` and the command line's overrides (which win)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
+    space: dict[str, Any] = {}
+    fixed: dict[str, str] = {}
+    for override in OverridesParser.create().parse_overrides(lines):
+        key = override.get_key_element()
+        space.pop(key, None)
+        fixed.pop(key, None)
+        if override.is_sweep_override():
+            space[key] = distribution(override)
+        else:
+            fixed[key] = override.get_value_element_as_str()
+    return space, fixed
+
+
+def distribution(override) -> Any:
+    """``choice(...)`` (and ``a,b,c``), ``range(start, stop[, step])`` (stop excluded, as in
+    Python), ``interval(low, high)`` (floats; ``int(interval(...))`` for integers), each
+    ``tag(log, ...)`` for a log scale."""
+    from hydra.core.override_parser.types import Transformer
+
+    optuna = optuna_module()
+    key, value = override.get_key_element(), override.value()
+    log_scale = "log" in getattr(value, "tags", set())
+    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+        return optuna.distributions.CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    if override.is_range_sweep():
+        values = list(override.sweep_iterator())
+        if not values:
+            raise ZooError(f"{key}: {override.get_value_element_as_str()} is empty; give start < stop")
+        kind = optuna.distributions.FloatDistribution if any(isinstance(v, float) for v in values) else optuna.distributions.IntDistribution
+        return kind(values[0], values[-1], step=value.step if len(values) > 1 else None)
+    if override.is_interval_sweep():
+        if not value.start < value.end:
+            raise ZooError(f"{key}: interval({value.start}, {value.end}) is empty; give low < high")
+        if log_scale and value.start <= 0:
+            raise ZooError(f"{key}: a log scale needs a positive lower bound, not {value.start}")
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return optuna.distributions.IntDistribution(value.start, value.end, log=log_scale)
+        return optuna.distributions.FloatDistribution(float(value.start), float(value.end), log=log_scale)
+    raise ZooError(f"{key}: {override.get_value_element_as_str()} is not a search space; use choice, range or interval")
+
+
+def grid_values(name: str, space: Mapping[str, Any]) -> list:
+    optuna = optuna_module()
+    found = space[name]
+    if isinstance(found, optuna.distributions.CategoricalDistribution):
+        return list(found.choices)
+    step = getattr(found, "step", None)
+    if step is None:
+        raise ZooError(f"{name}: the grid sampler needs choice() or range() values, not an interval")
+    count = int(round((found.high - found.low) / step)) + 1
+    return [found.low + i * step for i in range(count)]
+
+
+# --------------------------------------------------------------------------------------
+# Samplers and pruners by name
+# --------------------------------------------------------------------------------------
+
+
+def by_name(kind: str, table: Mapping[str, str], module, setting: Any, extra: Optional[Mapping[str, Any]] = None) -> Any:
+    """An Optuna sampler or pruner from ``setting``: a name, or a mapping with ``name`` and
+    the class's keyword arguments (checked against its signature)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    options = OmegaConf.to_container(setting, resolve=True) if isinstance(setting, DictConfig) else setting
+    if options is None:
+        options = {"name": "none"}
+    if isinstance(options, str):
+        options = {"name": options}
+    if not isinstance(options, dict) or "name" not in options:
+        raise ZooError(f"hydra.sweeper.{kind} must be a name ({', '.join(table)}) or a mapping with a name, not {options!r}")
+    options, extra = dict(options), dict(extra or {})
+    name = str(options.pop("name"))
+    if name not in table:
+        raise ZooError(f"hydra.sweeper.{kind}={name!r} is not known; choose one of: {', '.join(table)}")
+    cls = getattr(module, table[name])
+    accepted = [p for p in inspect.signature(cls).parameters if p not in extra]
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ZooError(f"hydra.sweeper.{kind}.{unknown[0]} is not an option of {name} ({cls.__name__}); its options: {', '.join(accepted)}")
+    if kind == "sampler" and options.get("seed") is None:
+        options.pop("seed", None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's "experimental" notes on some of them
+            return cls(**extra, **options)
+    except ImportError as exc:
+        raise ZooError(f"the {name} {kind} needs a package that is not installed ({exc}); pip install it or choose another") from None
+    except (TypeError, ValueError) as exc:
+        raise ZooError(f"hydra.sweeper.{kind}={name}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------
+# The study
+# --------------------------------------------------------------------------------------
+
+
+def storage_url(settings: Mapping[str, Any], sweep_dir: Path) -> str:
+    """The study's storage, SQLite paths made absolute (trials in other working directories,
+    processes or machines reach the same file); null: ``optuna.db`` in the sweep directory."""
+    url = settings.get("storage")
+    if not url:
+        return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+    url = str(url)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
+    return url
+
+
+def hydra_string(text: str) -> str:
+    """``text`` as a quoted Hydra override value."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def run_study(config, settings: Mapping[str, Any], arguments: list[str], launcher) -> Any:
+    """Run the trials the study still lacks, then record and print its best trial."""
+    optuna = optuna_module()
+    objective = config.get("objective")
+    if not objective:
+        raise ZooError("an Optuna search optimises the run's objective, and none is set; add objective=<metric> (val_accuracy, ...)")
+    direction = str(settings.get("direction") or "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise ZooError(f"hydra.sweeper.direction={direction!r}; choose maximize or minimize")
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    name = settings.get("study_name") or config.hydra.runtime.choices.get("hparams_search") or "zoo"
+    storage = storage_url(settings, sweep_dir)
+    n_trials = int(settings.get("n_trials") or 0)
+    n_jobs = max(int(settings.get("n_jobs") or 1), 1)
+    space, fixed = search_space(settings.get("params"), arguments)
+    if not space:
+        raise ZooError("the search has no space: give hydra.sweeper.params (interval, choice, range) or a swept override")
+
+    sampler_setting = settings.get("sampler")
+    extra: dict[str, Any] = {}
+    sampler_name = sampler_setting if isinstance(sampler_setting, str) else (sampler_setting or {}).get("name")
+    if sampler_name == "grid":
+        extra = {"search_space": {key: grid_values(key, space) for key in space}}
+        n_trials = min(n_trials, math.prod(len(values) for values in extra["search_space"].values()))
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        existing = None
+    earlier = existing.get_trials(deepcopy=False) if existing else []
+    sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
+    pruner = by_name("pruner", PRUNERS, optuna.pruners, settings.get("pruner"))
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True
+    )
+    if study.direction.name.lower() != direction:
+        raise ZooError(f"study {name!r} in {storage} was created to {study.direction.name.lower()}, not {direction}; use another study_name")
+
+    states = [trial.state for trial in earlier]
+    done = sum(state.is_finished() and state != optuna.trial.TrialState.FAIL for state in states)
+    left = max(n_trials - done, 0)
+    interrupted = states.count(optuna.trial.TrialState.RUNNING)
+    if earlier and not left:
+        print(f"Optuna study {name!r} ({storage}) is finished: {done} of {n_trials} trials done (raise hydra.sweeper.n_trials for more)")
+    elif earlier:
+        print(
+            f"resuming Optuna study {name!r} ({storage}): {done} of {n_trials} trials done, {left} to run"
+            + (f"; {interrupted} left running by an interrupted sweep are not counted" if interrupted else ""),
+            flush=True,
+        )
+    failures = launched = 0
+    max_failure_rate = float(settings.get("max_failure_rate") or 0.0)
+    while launched < left:
+        trials = [study.ask(fixed_distributions=space) for _ in range(min(n_jobs, left - launched))]
+        jobs = [
+            [*(f"{key}={value}" for key, value in trial.params.items()), *(f"{key}={value}" for key, value in fixed.items()),
+             f"hydra.sweeper.storage={hydra_string(storage)}", f"hydra.sweeper.study_name={hydra_string(name)}",
+             f"hydra.sweeper.trial={trial.number}"]
+            for trial in trials
+        ]  # fmt: skip
+        # Job numbers are trial numbers: folder 7_<model> is trial 7, in any sweep of the study.
+        returns = launcher.launch(jobs, initial_job_idx=trials[0].number)
+        launched += len(trials)
+        for trial, job in zip(trials, returns):
+            if study_trial(study, trial.number).state.is_finished():
+                continue  # its job told the study itself (pruned)
+            value = job_value(job)
+            failures += value is None
+            tell(study, trial.number, value)
+        if failures and failures / launched > max_failure_rate:
+            raise ZooError(
+                f"{failures} of {launched} trials failed (hydra.sweeper.max_failure_rate={max_failure_rate}); "
+                f"see their train.log in {sweep_dir}"
+            )
+    return report_best(study, config, objective, fixed, sweep_dir, storage, n_trials)
+
+
+def tell(study, number: int, value: Optional[float]) -> None:
+    """The trial's result to the study (failed where there is no value)."""
+    import optuna
+
+    try:
+        if value is None:
+            study.tell(number, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(number, value)
+    except RuntimeError as exc:
+        # The grid sampler calls study.stop() after the last point, which Optuna allows only
+        # inside study.optimize; the result is stored before that (tell's `finally`).
+        if "Study.stop" not in str(exc):
+            raise
+
+
+def shifted_seed(setting: Any, trials_before: int) -> Any:
+    """A resumed study's sampler starts afresh: with its seed unchanged it would propose the
+    earlier trials' values again, so the seed moves on by the number of trials before."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(setting, DictConfig) or setting.get("seed") is None or not trials_before:
+        return setting
+    shifted = OmegaConf.to_container(setting, resolve=True)
+    shifted["seed"] = int(shifted["seed"]) + trials_before
+    return shifted
+
+
+def study_trial(study, number: int):
+    return study._storage.get_trial(study_trial_id(study, number))  # noqa: SLF001
+
+
+def study_trial_id(study, number: int) -> int:
+    return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)  # noqa: SLF001
+
+
+def job_value(job) -> Optional[float]:
+    """A finished job's objective, or None where it failed (Hydra keeps its exception)."""
+    try:
+        value = job.return_value
+    except BaseException as exc:  # noqa: BLE001 - whatever the job raised, the trial failed
+        log.warning("trial job %s failed: %s", job.hydra_cfg.hydra.job.num if job.hydra_cfg else "?", exc)
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def report_best(study, config, objective: str, fixed: Mapping[str, str], sweep_dir: Path, storage: str, n_trials: int):
+    """``best.yaml`` and the plots in the sweep directory; the best trial on the terminal."""
+    import yaml
+
+    optuna = optuna_module()
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(t.state == state for t in trials) for state in optuna.trial.TrialState}
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    summary = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+    print(f"\nOptuna study {study.study_name!r} ({storage}): {summary}; {n_trials} asked for", flush=True)
+    if not complete:
+        print("no trial completed, so there is no best trial yet")
+        return None
+    best = study.best_trial
+    params = dict(best.params)
+    rerun = rerun_overrides(config, fixed, params)
+    record = {
+        "study": study.study_name, "storage": storage, "objective": objective, "direction": study.direction.name.lower(),
+        "trial": best.number, "value": best.value, "run_dir": best.user_attrs.get("run_dir"), "params": params, "overrides": rerun,
+        "command": shlex.join(["zoo", "train", *rerun]), "trials": counts,
+    }  # fmt: skip
+    artifacts.write_text(sweep_dir / BEST, yaml.safe_dump(record, sort_keys=False))
+    plots = plot_study(study, sweep_dir, objective)
+    print(f"best trial: {best.number} ({record['run_dir']}), {objective} {best.value:.6g}, with {' '.join(f'{k}={v}' for k, v in params.items())}")
+    print(f"to train it again: {record['command']}")
+    print(f"recorded in {sweep_dir / BEST}" + (f" (plots: {', '.join(p.name for p in plots)})" if plots else ""))
+    return best.value
+
+
+def rerun_overrides(config, fixed: Mapping[str, str], params: Mapping[str, Any]) -> list[str]:
+    """One run as the best trial ran: this sweep's command-line overrides (not the
+    sweeper's), the searched keys set to the trial's values, and the fixed values the
+    search's ``params`` gave."""
+    task = list(config.hydra.overrides.task)
+    task_keys = {line.split("=", 1)[0].lstrip("+~") for line in task}
+    kept = [line for line in task if line.split("=", 1)[0].lstrip("+~") not in params]
+    added = {key: value for key, value in fixed.items() if key not in task_keys}
+    return kept + [f"{key}={value}" for key, value in {**added, **params}.items()]
+
+
+def plot_study(study, sweep_dir: Path, objective: str) -> list[Path]:
+    """Optuna's optimisation history and parameter importances, as PNG (matplotlib)."""
+    import optuna.visualization.matplotlib as plots
+    from matplotlib import pyplot
+    from matplotlib.ticker import MaxNLocator
+
+    written = []
+    for name, draw in ((HISTORY_PLOT, plots.plot_optimization_history), (IMPORTANCE_PLOT, plots.plot_param_importances)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental" notes
+                axes = draw(study, target_name=objective)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials to rank parameters
+            log.info("no %s: %s", name, exc)
+            continue
+        if name == HISTORY_PLOT:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.set_title(f"Study {study.study_name}: {objective} per trial")
+        else:
+            axes.set_title(f"Study {study.study_name}: what {objective} depended on", loc="left")
+        figure = axes.figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        artifacts.save_figure(figure, sweep_dir / name)
+        pyplot.close(figure)
+        written.append(sweep_dir / name)
+    return written
+
+
+# --------------------------------------------------------------------------------------
+# The trial, in its job
+# --------------------------------------------------------------------------------------
+
+
+def trial_of(hydra_config) -> Optional[dict[str, Any]]:
+    """The study trial this job runs, where the zoo's sweeper launched it."""
+    sweeper = hydra_config.sweeper
+    if "zoo_optuna_sweeper" not in str(sweeper.get("_target_", "")) or sweeper.get("trial") is None:
+        return None
+    return {"storage": str(sweeper.storage), "study": str(sweeper.study_name), "number": int(sweeper.trial),
+            "pruner": sweeper.get("pruner")}  # fmt: skip
+
+
+def trial_callback(trial: Mapping[str, Any], objective: str, run_dir: Path):
+    """A Keras callback that reports the objective to the trial after every epoch (the
+    validation value of a test metric: ``val_accuracy`` for ``accuracy``) and ends training
+    when the study's pruner says so, marking the trial pruned in the storage itself."""
+    import keras
+
+    optuna = optuna_module()
+    # The pruner is not kept in the storage: each trial builds the sweep's own from its config.
+    pruner = by_name("pruner", PRUNERS, optuna.pruners, trial.get("pruner"))
+    study = optuna.load_study(study_name=trial["study"], storage=trial["storage"], pruner=pruner)
+    number = int(trial["number"])
+    reporting = optuna.trial.Trial(study, study_trial_id(study, number))
+    reporting.set_user_attr("run_dir", str(Path(run_dir).resolve()))  # best.yaml names it
+
+    class TrialReport(keras.callbacks.Callback):
+        record_key = "search_trial"  # training.json
+
+        def __init__(self):
+            super().__init__()
+            self.pruned_at: Optional[int] = None
+            self.monitor: Optional[str] = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.monitor = next((name for name in (objective, f"val_{objective}") if name in logs), None)
+            if self.monitor is None:
+                if not isinstance(study.pruner, optuna.pruners.NopPruner):
+                    raise ZooError(
+                        f"objective={objective!r} is not logged per epoch, so the pruner has nothing to judge; "
+                        f"choose one of: {', '.join(sorted(k for k in logs if k.startswith('val_')))}"
+                    )
+                return
+            value = float(logs[self.monitor])
+            if not math.isfinite(value):
+                return  # Optuna refuses NaN; the divergence guard ends such a run
+            reporting.report(value, step=epoch + 1)
+            if reporting.should_prune():
+                self.pruned_at = epoch + 1
+                self.model.stop_training = True
+                study.tell(number, state=optuna.trial.TrialState.PRUNED)
+                print(f"\ntrial {number} pruned after epoch {epoch + 1}: {self.monitor} {value:.4g}", flush=True)
+
+        def outcome(self) -> dict[str, Any]:
+            return {"study": trial["study"], "storage": trial["storage"], "number": number,
+                    "reported": self.monitor, "pruned_at_epoch": self.pruned_at}  # fmt: skip
+
+    return TrialReport()
