@@ -166,7 +166,7 @@ def test_a_pruned_trial_stops_keeps_its_epochs_and_is_marked_pruned_everywhere(t
     # The pruned run stopped after the epoch it was judged on, and still finished its records.
     assert len(read_csv((pruned / "history.csv").read_text())) == 1
     assert len(read_csv((complete / "history.csv").read_text())) == 3
-    assert yaml.safe_load((pruned / "training.json").read_text())["search_trial"]["pruned_at_epoch"] == 1
+    assert yaml.safe_load((pruned / "training.json").read_text())["search_trial"]["pruned_at"] == 1
     assert (pruned / "metrics.json").is_file() and (pruned / "model.keras").is_file()
     # Every epoch's objective reached the study, through its storage.
     (complete_trial,) = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -790,6 +790,14 @@ def training_record(run_dir: Path) -> dict:
         return {}
 
 
-def print_metrics(metrics: dict[str, float]) -> None:
+def print_metrics(metrics: dict[str, Any]) -> None:
+    from zoo.crossval import FOLDS
+
+    folds = metrics.get(FOLDS)
+    if folds:  # cross-validated: scored on each held-out fold
+        names = sorted((k for k in metrics if f"{k}_std" in metrics), key=lambda name: name != "loss")
+        header = ("METRIC (HELD-OUT FOLD)", "MEAN", "STD", *(f"FOLD {fold}" for fold in folds))
+        print_table(header, [(k, f"{metrics[k]:.4f}", f"{metrics[k + '_std']:.4f}", *(f"{folds[f][k]:.4f}" for f in folds)) for k in names])
+        return
     ordered = sorted(metrics.items(), key=lambda item: item[0] != "loss")  # loss first, then as given
     print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in ordered])

@@ -26,7 +26,7 @@ class RunRecord:
     config: dict[str, Any]  # flattened: {"trainer.learning_rate": 0.001, ...}
     metrics: dict[str, float]  # test metrics; empty if the run did not finish
     history: dict[str, list[float]] = field(default_factory=dict)
-    pruned_at: Optional[int] = None  # the epoch after which a search's pruner stopped it
+    pruned_at: Optional[str] = None  # where a search's pruner stopped it: "epoch 3", "fold 2"
 
     @property
     def finished(self) -> bool:
@@ -35,7 +35,7 @@ class RunRecord:
     @property
     def status(self) -> str:
         if self.pruned_at:
-            return f"pruned (epoch {self.pruned_at})"
+            return f"pruned ({self.pruned_at})"
         return "finished" if self.finished else "unfinished"
 
 
@@ -67,10 +67,12 @@ def read_run(path: Path) -> RunRecord:
     config = flatten(yaml.safe_load((path / artifacts.CONFIG).read_text(encoding="utf-8")) or {})
     metrics_path = path / artifacts.METRICS
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    from zoo.crossval import numeric
+
     trial = _json(path / artifacts.TRAINING).get("search_trial") or {}
-    return RunRecord(
-        path, {**config, **run_records(path)}, metrics, read_history(path / artifacts.HISTORY), trial.get("pruned_at_epoch")
-    )
+    pruned_at = f"{trial.get('step', 'epoch')} {trial['pruned_at']}" if trial.get("pruned_at") else None
+    # A cross-validated run's metrics are its folds' means (and spreads); the folds' own stay in the file.
+    return RunRecord(path, {**config, **run_records(path)}, numeric(metrics), read_history(path / artifacts.HISTORY), pruned_at)
 
 
 def run_records(path: Path) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def test_metric_names(runs: Sequence[RunRecord]) -> list[str]:
     names: list[str] = []
     for run in runs:
         names.extend(m for m in run.metrics if m not in names)
-    return sorted(names, key=lambda name: name != "loss")
+    return sorted(names, key=lambda name: name.removesuffix("_std") != "loss")
 
 
 def _cell(value: Any) -> str:

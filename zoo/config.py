@@ -295,7 +295,25 @@ class DeviceConfig:
                 )
 
 
-TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "callbacks", "loggers", "trainer", "device", "objective")
+@dataclass
+class CrossValidationConfig:
+    """``cv.*``: k-fold cross-validation over the training data (zoo.crossval)."""
+
+    folds: int = field(
+        default=0, metadata={"help": "K >= 2: train K times, each fold of train+validation held out once; 0: off."}
+    )
+    fold: Optional[int] = field(
+        default=None, metadata={"help": "Train only this fold (1..K); set by the zoo for each fold's own run."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"folds must be 0 (off) or at least 2, got {self.folds}")
+        if self.fold is not None and not 1 <= self.fold <= self.folds:
+            raise ValueError(f"fold must be one of 1..folds={self.folds}, got {self.fold}")
+
+
+TOP_LEVEL_KEYS = ("seed", "model", "dataset", "metrics", "callbacks", "loggers", "trainer", "device", "objective", "cv")
 # Config groups of which several options are chosen at once: metrics=[f1,auc], loggers=[...].
 LIST_GROUPS = {"metrics": "metric", "callbacks": "callback", "loggers": "logger"}
 
@@ -461,6 +479,7 @@ class RunPlan:
     metrics: list[tuple[Registered, Any]]
     trainer: TrainerConfig
     device: DeviceConfig
+    cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
     callbacks: list[tuple[Registered, Any]] = field(default_factory=list)
     loggers: list[tuple[Registered, Any]] = field(default_factory=list)
 
@@ -524,6 +543,9 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     if trainer.distillation.teacher is not None:
         trainer.distillation.teacher = str(Path(trainer.distillation.teacher).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
+    cv = typed_config(CrossValidationConfig, container.get("cv") or {}, "cv", "cv.")
+    if cv.folds and device.kind == "multi_worker":
+        raise ZooError("cv.folds does not run with device=multi_worker; train the folds one by one (cv.fold=1..K) or on one machine")
     if device.kind == "cpu" and trainer.batch_size % device.replicas:
         # TensorFlow would abort or fail deep inside: each replica takes an equal share.
         raise ZooError(
@@ -557,6 +579,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         metrics=metrics,
         trainer=trainer,
         device=device,
+        cv=cv,
         callbacks=chosen_items["callbacks"],
         loggers=chosen_items["loggers"],
     )
@@ -583,6 +606,9 @@ def check_run_references(plan: RunPlan) -> None:
             continue
         if not (Path(path) / "config.yaml").is_file():
             raise ZooError(f"trainer.{key}={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
+        from zoo.crossval import refuse_parent
+
+        refuse_parent(Path(path), f"trainer.{key}=")
         if not (Path(path) / "metrics.json").is_file() or not (Path(path) / "model.keras").is_file():
             raise ZooError(f"trainer.{key}={path}: that run did not finish (no metrics.json); train it to the end first")
     teacher = plan.trainer.distillation.teacher

@@ -105,13 +105,15 @@ def limit_malloc_arenas() -> None:
     libc.mallopt(m_arena_max, MALLOC_ARENAS)
 
 
-def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train and evaluate the run described by ``cfg``, writing its artifacts to ``run_dir``.
 
     A run directory that holds a checkpoint of the same run continues from it
     (``trainer.resume=auto``); one that holds a finished run returns its test metrics.
-    Returns the test metrics (``loss`` and each chosen metric); on a multi-worker run's
-    workers other than the chief, which write only their checkpoints, an empty dict.
+    Returns the test metrics (``loss`` and each chosen metric; for ``cv.folds=K``, their
+    means over the folds, ``<metric>_std`` and the folds' own under ``folds``); on a
+    multi-worker run's workers other than the chief, which write only their checkpoints, an
+    empty dict.
     ``callbacks`` join the run's own on the chief (a search trial's reporter).
     """
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
@@ -129,7 +131,29 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
             log.info("the run in %s finished already", run_dir)
             return finished
+        if plan.cv.folds and plan.cv.fold is None:
+            return _cross_validate(cfg, plan, placement, run_dir, resolved, callbacks)
         return _train(tf, keras, plan, placement, run_dir, resolved, finished, list(callbacks))
+
+
+def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, resolved: dict, callbacks) -> dict[str, Any]:
+    """``cv.folds=K``: the folds' runs in ``run_dir/folds/``, one after the other (each resumable
+    as any run), then every metric's mean and spread over them (zoo.crossval)."""
+    from zoo import crossval
+
+    reporter = next((c for c in callbacks if hasattr(c, "report_fold")), None)  # a search trial's
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
+    artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
+    artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
+    crossval.write_assignment(run_dir, plan.dataset.item.factory(plan.dataset_config, plan.seed), plan)
+    metrics = crossval.cross_validate(cfg, plan, run_dir, train, reporter)
+    record = {"folds_trained": len(metrics.get(crossval.FOLDS, {}))}
+    if reporter is not None:
+        record[reporter.record_key] = reporter.outcome()
+    artifacts.write_json(run_dir / artifacts.TRAINING, record)
+    artifacts.write_json(run_dir / artifacts.METRICS, metrics)
+    return metrics
 
 
 def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[str, float]]:
@@ -188,6 +212,10 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    if plan.cv.fold is not None:  # one fold of a cross-validation
+        from zoo.crossval import fold_splits
+
+        splits = fold_splits(splits, plan)
     if splits.report and chief and finished is None:
         artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
         for skipped in splits.report.get("skipped", []):
@@ -408,6 +436,9 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.CONFIG).is_file():
         raise ZooError(f"{run_dir} is not a run directory (it has no {artifacts.CONFIG}); pass one that 'zoo train' printed")
+    from zoo.crossval import refuse_parent
+
+    refuse_parent(run_dir, "")
     if not (run_dir / artifacts.METRICS).is_file() or not (run_dir / artifacts.MODEL).is_file():
         raise ZooError(
             f"the run in {run_dir} did not finish (no {artifacts.METRICS}); train it to the end first"

@@ -403,6 +403,7 @@ def trial_callback(trial: Mapping[str, Any], objective: str, run_dir: Path):
         def __init__(self):
             super().__init__()
             self.pruned_at: Optional[int] = None
+            self.step = "epoch"  # what a step is: an epoch, or a fold of a cross-validation
             self.monitor: Optional[str] = None
 
         def on_epoch_end(self, epoch, logs=None):
@@ -415,18 +416,32 @@ def trial_callback(trial: Mapping[str, Any], objective: str, run_dir: Path):
                         f"choose one of: {', '.join(sorted(k for k in logs if k.startswith('val_')))}"
                     )
                 return
-            value = float(logs[self.monitor])
-            if not math.isfinite(value):
-                return  # Optuna refuses NaN; the divergence guard ends such a run
-            reporting.report(value, step=epoch + 1)
-            if reporting.should_prune():
-                self.pruned_at = epoch + 1
+            if self.report(epoch + 1, float(logs[self.monitor])):
                 self.model.stop_training = True
-                study.tell(number, state=optuna.trial.TrialState.PRUNED)
-                print(f"\ntrial {number} pruned after epoch {epoch + 1}: {self.monitor} {value:.4g}", flush=True)
+
+        def report_fold(self, fold: int, fold_dirs, scores) -> bool:
+            """After fold ``fold`` of a cross-validation: the objective's mean so far."""
+            import statistics
+
+            from zoo.sweeps import objective_value
+
+            self.step, self.monitor = "fold", objective
+            return self.report(fold, statistics.fmean(objective_value(objective, m, d) for d, m in zip(fold_dirs, scores)))
+
+        def report(self, step: int, value: float) -> bool:
+            """Report; True where the pruner stops the trial (then marked pruned in the study)."""
+            if not math.isfinite(value):
+                return False  # Optuna refuses NaN; the divergence guard ends such a run
+            reporting.report(value, step=step)
+            if not reporting.should_prune():
+                return False
+            self.pruned_at = step
+            study.tell(number, state=optuna.trial.TrialState.PRUNED)
+            print(f"\ntrial {number} pruned after {self.step} {step}: {self.monitor} {value:.4g}", flush=True)
+            return True
 
         def outcome(self) -> dict[str, Any]:
-            return {"study": trial["study"], "storage": trial["storage"], "number": number,
-                    "reported": self.monitor, "pruned_at_epoch": self.pruned_at}  # fmt: skip
+            return {"study": trial["study"], "storage": trial["storage"], "number": number, "reported": self.monitor,
+                    "step": self.step, "pruned_at": self.pruned_at}  # fmt: skip
 
     return TrialReport()

@@ -45,10 +45,19 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     print(f"\nsweep directory: {sweep_dir} ({SUMMARY}, {COMPARISON})")
 
 
-def objective_value(name: str, test_metrics: dict[str, float], run_dir: Path) -> float:
+def objective_value(name: str, test_metrics: dict[str, Any], run_dir: Path) -> float:
     """The run's value of the search objective ``name``: a test metric (``accuracy``), or the
-    last epoch's validation metric (``val_accuracy``) from ``history.csv``."""
+    last epoch's validation metric (``val_accuracy``) from ``history.csv``; for a
+    cross-validated run, its mean over the folds trained."""
+    import statistics
+
     from zoo.compare import read_history
+    from zoo.crossval import FOLDS
+
+    if FOLDS in test_metrics:
+        return statistics.fmean(
+            objective_value(name, metrics, run_dir / FOLDS / fold) for fold, metrics in test_metrics[FOLDS].items()
+        )
 
     if name.startswith("val_"):
         values = read_history(run_dir / artifacts.HISTORY)
