@@ -33,7 +33,10 @@ def wheel(tmp_path_factory):
 def test_wheel_installs_only_namespaced_top_level_packages(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
-    assert {t for t in top_level if not t.endswith(".dist-info")} == {"zoo", "zoo_plugins"}
+    assert {t for t in top_level if not t.endswith(".dist-info")} == {"zoo", "zoo_plugins", "hydra_plugins"}
+    # hydra_plugins is Hydra's namespace package: the zoo adds its own folder and no __init__.py.
+    assert {n.split("/")[1] for n in names if n.startswith("hydra_plugins/")} == {"zoo_optuna_sweeper"}
+    assert "hydra_plugins/__init__.py" not in names
     shipped = {name.removeprefix("zoo/") for name in names if name.startswith("zoo/conf/") and name.endswith(".yaml")}
     in_tree = {str(p.relative_to(REPO)) for p in (REPO / "conf").rglob("*.yaml")}
     assert shipped == in_tree, "every config file of conf/ is in the wheel"

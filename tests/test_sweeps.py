@@ -82,6 +82,9 @@ def test_compare_shows_what_differs_and_how_each_run_scored(joblib_sweep, tmp_pa
 
 
 def test_compare_refuses_what_is_not_a_run(tmp_path):
+    # A multi-worker worker's directory holds only Hydra's records (.hydra/config.yaml): not a run.
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 0\n")
     result = run_zoo("compare", str(tmp_path))
     assert result.returncode != 0
     assert len(error_lines(result.stderr)) == 1 and "neither a run directory nor a sweep" in result.stderr
@@ -142,9 +145,11 @@ def test_optuna_study_resumes_after_being_killed(tmp_path):
 
 def pruning_search(sweep_dir: Path, storage: Path) -> list[str]:
     """A two-point grid where one learning rate is far too small: after epoch 1 the threshold
-    pruner stops that trial (validation accuracy near chance) and lets the other train."""
+    pruner stops that trial (validation accuracy near chance) and lets the other train. Both
+    trials at once in joblib's worker processes: they reach the study through its storage."""
     return [
-        "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "model=cnn_classifier", "model.filters=4",
+        "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra/launcher=local", "hydra.sweeper.n_jobs=2",
+        "model=cnn_classifier", "model.filters=4",
         "dataset=digits", "metrics=[accuracy]", "objective=val_accuracy", "trainer.epochs=3",
         "trainer.learning_rate=choice(0.01,0.000001)", "hydra.sweeper.pruner={name:threshold,lower:0.3}",
         f"hydra.sweeper.storage=sqlite:///{storage}", f"hydra.sweeper.study_name=prune", f"hydra.sweep.dir={sweep_dir}",

@@ -103,7 +103,21 @@ def test_gpu_device_without_a_gpu_fails_clearly(tmp_path):
         "zoo: error: device=gpu but TensorFlow sees no GPU (is the GPU build installed: pip install "
         "'keras-zoo[gpu]'?); use device=cpu or device=auto"
     ]
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run").exists()  # the folder Hydra made for the failed run is gone
+    # A folder the user had is never removed, even when the run in it fails.
+    (tmp_path / "mine").mkdir()
+    result = run_zoo("train", "device=gpu", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'mine'}", cwd=tmp_path)
+    assert result.returncode == 2 and (tmp_path / "mine").is_dir()
+
+
+@pytest.mark.parametrize("where, message", [("/proc/nope", "no folder can be made in /proc"), ("afile/run", "is a file, not a folder")])
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_run_directory_that_cannot_be_made_fails_in_one_line(key, where, message, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    result = run_zoo("train", *(["-m"] if "sweep" in key else []), f"{key}={where}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(error_lines(result.stderr)) == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_cfg_job_prints_the_composed_config_without_training(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import warnings
@@ -669,6 +670,28 @@ def _nested_keys(value: Any) -> list[str]:
     return []
 
 
+# Whether `hydra.run.dir` named a folder that was there before this command: a run that
+# fails before writing anything removes the folder Hydra made for it, never one it found.
+RUN_DIR_EXISTED = [True]
+
+
+def check_output_dir(path: str, key: str) -> None:
+    """One line where the run's (or sweep's) directory cannot be made; Hydra would print a
+    traceback. Probed with a temporary folder, removed at once: nothing is left behind."""
+    import tempfile
+
+    target = Path(path.split("${", 1)[0] or ".").expanduser().absolute()
+    ancestor = target
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ZooError(f"{key}={path}: {ancestor} is a file, not a folder; choose another {key}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
+    except OSError as exc:
+        raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
+
+
 def check_overrides(args: list[str]) -> None:
     """Compose the config for each job the arguments describe and validate it (no TF)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -682,6 +705,12 @@ def check_overrides(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
         raise ZooError(" ".join(str(exc).split())) from None
+    given = {o.get_key_element(): o for o in parsed}
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        chosen = given.get(key)
+        check_output_dir(str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else "runs", key)
+    run_dir = given.get("hydra.run.dir")
+    RUN_DIR_EXISTED[0] = run_dir is not None and Path(str(run_dir.value())).expanduser().exists()
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -755,8 +784,23 @@ def train_task(cfg) -> Any:
     except ZooError as exc:
         if traceback_requested():
             raise
+        remove_unused_run_dir(run_dir)
         fail(str(exc))
     return metrics
+
+
+def remove_unused_run_dir(run_dir: Path) -> None:
+    """A single run that failed before it wrote anything leaves no folder behind: only Hydra's
+    records (``.hydra/``, ``train.log``) are in it, and it was made by this command."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if RUN_DIR_EXISTED[0] or HydraConfig.get().mode.name != "RUN":
+        return
+    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        logging.shutdown()  # train.log's handler lets go of the file
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def continue_command(run_dir: Path) -> str:

@@ -49,7 +49,8 @@ def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
             continue
         if not path.is_dir():
             raise ZooError(f"{path} does not exist; pass run directories or a sweep directory")
-        inside = sorted((p for p in path.iterdir() if (p / artifacts.CONFIG).is_file()), key=_job_order)
+        # Hidden folders are not runs: Hydra's `.hydra/` holds a config.yaml of its own.
+        inside = sorted((p for p in path.iterdir() if not p.name.startswith(".") and (p / artifacts.CONFIG).is_file()), key=_job_order)
         if not inside:
             raise ZooError(f"{path} is neither a run directory nor a sweep of runs (no {artifacts.CONFIG} in it or its folders)")
         runs.extend(read_run(p) for p in inside)
