@@ -4,7 +4,7 @@
     python benchmarks/search.py --tiny     # 4 trials of 4 epochs: checks the script
 
 Each search runs as a user runs it (`zoo train -m hparams_search=digits_cnn`, its TPE
-sampler seeded), once with the preset's median pruner and once with `pruner=none`, each in
+sampler seeded), once with the preset's median pruner and once with `hydra/sweeper/pruner=none`, each in
 a fresh study. It counts the epochs every trial trained (from its `training.json`), the
 pruned trials, the wall time and the best validation accuracy found. Prints a Markdown table.
 """
@@ -32,7 +32,7 @@ def search(folder: Path, pruner: str, trials: int, epochs: int) -> dict:
         "trainer.progress=off", "loggers=none",
     ]  # fmt: skip
     if pruner == "none":
-        args.append("hydra.sweeper.pruner=none")
+        args.append("hydra/sweeper/pruner=none")
     started = time.perf_counter()
     result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, **QUIET_TF})
     seconds = time.perf_counter() - started

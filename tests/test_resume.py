@@ -19,7 +19,9 @@ import pytest
 from conftest import error_lines, run_zoo
 
 STEPS_PER_EPOCH = 40  # digits' 1,257 training examples in batches of 32
-CNN = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", "trainer.checkpoint_every=3", "trainer.deterministic=true"]
+# keep_checkpoints=last: the final position is read from the finished run's last checkpoint.
+CNN = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", "trainer.checkpoint_every=3", "trainer.deterministic=true",
+       "trainer.keep_checkpoints=last"]  # fmt: skip
 # The controls whose state a checkpoint must carry: accumulated gradients (checkpoints fall
 # between updates), a plateau schedule and early stopping whose counters move every epoch
 # (val_accuracy cannot rise by 0.99: each epoch after the first is a plateau; stopping comes
@@ -143,7 +145,8 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["gan", "vae"])
 def test_models_with_their_own_training_step_resume_exactly(model, tmp_path):
-    args = [f"model={model}", "dataset=digits", "trainer.epochs=2", "trainer.checkpoint_every=3", "trainer.deterministic=true"]
+    args = [f"model={model}", "dataset=digits", "trainer.epochs=2", "trainer.checkpoint_every=3", "trainer.deterministic=true",
+            "trainer.keep_checkpoints=last"]  # fmt: skip
     reference, attempt = tmp_path / "uninterrupted", tmp_path / "killed"
     assert run_zoo("train", *args, f"hydra.run.dir={reference}", cwd=tmp_path).returncode == 0
     first = start_zoo([*args, f"hydra.run.dir={attempt}"], tmp_path)

@@ -151,7 +151,7 @@ def pruning_search(sweep_dir: Path, storage: Path) -> list[str]:
         "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra/launcher=local", "hydra.sweeper.n_jobs=2",
         "model=cnn_classifier", "model.filters=4",
         "dataset=digits", "metrics=[accuracy]", "objective=val_accuracy", "trainer.epochs=3",
-        "trainer.learning_rate=choice(0.01,0.000001)", "hydra.sweeper.pruner={name:threshold,lower:0.3}",
+        "trainer.learning_rate=choice(0.01,0.000001)", "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=0.3",
         f"hydra.sweeper.storage=sqlite:///{storage}", f"hydra.sweeper.study_name=prune", f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
 
@@ -201,11 +201,41 @@ def test_a_pruned_trial_stops_keeps_its_epochs_and_is_marked_pruned_everywhere(t
     assert not any((tmp_path / "again").glob("*_cnn_classifier"))
 
 
+def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_the_search_goes_on(tmp_path):
+    import optuna
+
+    def search(study: str, *extra: str):
+        # Random seed 1 draws a negative learning rate first (refused by the trial's run), then a positive one.
+        return run_zoo(
+            "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=1",
+            "hydra.sweeper.n_trials=2", "model.filters=4", "metrics=[accuracy]", "objective=val_accuracy", "trainer.epochs=1",
+            "trainer.learning_rate=interval(-0.01,0.01)", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'db.sqlite'}",
+            f"hydra.sweeper.study_name={study}", f"hydra.sweep.dir={tmp_path / study}", *extra, cwd=tmp_path,
+        )  # fmt: skip
+
+    def states(study: str):
+        trials = optuna.load_study(study_name=study, storage=f"sqlite:///{tmp_path / 'db.sqlite'}").get_trials()
+        return [t.state.name for t in trials]
+
+    stopped = search("strict")  # max_failure_rate=0: the first failure ends the search, in one line
+    assert stopped.returncode == 2
+    assert error_lines(stopped.stderr) == [
+        f"zoo: error: 1 of 1 trials failed (hydra.sweeper.max_failure_rate=0.0); see their train.log in {tmp_path / 'strict'}"
+    ]
+    assert "trial 0 failed: trainer.learning_rate must be positive" in stopped.stderr
+    assert "Traceback" not in stopped.stderr and states("strict") == ["FAIL"]
+    tolerant = search("tolerant", "hydra.sweeper.max_failure_rate=0.5", "hydra.sweeper.n_jobs=2")
+    assert tolerant.returncode == 0, tolerant.stderr[-3000:]
+    assert states("tolerant") == ["FAIL", "COMPLETE"]
+    assert "best trial: 1 " in tolerant.stdout
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [
         ("hydra.sweeper.pruner=medain", "hydra.sweeper.pruner='medain' is not known; choose one of: none, median"),
-        ("hydra.sweeper.pruner={name:median,warmup:3}", "hydra.sweeper.pruner.warmup is not an option of median (MedianPruner); its options: n_startup_trials"),
+        ("+hydra.sweeper.pruner.warmup=3", "hydra.sweeper.pruner.warmup is not an option of median (MedianPruner); its options: n_startup_trials"),
+        ("hydra/sweeper/pruner=hyperbnd", "unknown hydra/sweeper/pruner 'hyperbnd'; did you mean 'hyperband'?"),
         ("hydra/sweeper/sampler=grid", "trainer.learning_rate: the grid sampler needs choice() or range() values, not an interval"),
         ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'; choose maximize or minimize"),
         ("objective=null", "an Optuna search optimises the run's objective, and none is set"),

@@ -44,8 +44,8 @@ def test_run_directory_holds_every_artifact(default_run):
     for part in ("train", "validation"):
         assert list((run_dir / "tensorboard" / part).glob("events.out.tfevents.*"))
 
-    # The training state to continue from (optimizer moments included): the final checkpoint.
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir())[-1:] == [f"step-{config['trainer']['epochs'] * 40:09d}.npz"]
+    # A finished run never reads its checkpoints again: none are kept (trainer.keep_checkpoints=auto).
+    assert not (run_dir / "checkpoints").exists()
     hidden = [p for p in run_dir.rglob(".*") if p.name not in (".hydra", ".lock") and ".hydra" not in p.parts]
     assert not hidden, "temp files left"
 
@@ -145,14 +145,20 @@ def test_hydra_help_lists_the_plugin_groups(tmp_path):
         assert word in result.stdout
 
 
-def run_in_terminal(args: list[str], cwd) -> tuple[int, str]:
-    """Run `zoo` with a pseudo-terminal as its stdout and stderr, as at an interactive shell."""
+def run_in_terminal(args: list[str], cwd, columns: int = 80) -> tuple[int, str]:
+    """Run `zoo` with a pseudo-terminal of ``columns`` as its stdout and stderr, as at an
+    interactive shell."""
+    import fcntl
     import os
     import pty
+    import struct
+    import termios
 
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "zoo", *args], stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, cwd=cwd
+        [sys.executable, "-m", "zoo", *args], stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, cwd=cwd, env=env
     )
     os.close(follower)
     output = b""
@@ -168,14 +174,20 @@ def run_in_terminal(args: list[str], cwd) -> tuple[int, str]:
     return proc.wait(timeout=300), output.decode(errors="replace")
 
 
-def test_progress_is_shown_on_a_terminal_and_quiet_otherwise(default_run, tmp_path):
+def test_progress_fits_the_terminal_and_is_a_line_per_epoch_otherwise(default_run, tmp_path):
+    import re
+
     code, output = run_in_terminal(
-        ["train", "trainer.epochs=1", "metrics=[accuracy]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path
+        ["train", "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, columns=60
     )
     assert code == 0, output[-3000:]
-    assert "/step" in output and "━" in output  # the Keras progress bar
-    _, piped = default_run
-    assert "/step" not in piped.stdout + piped.stderr
+    assert "/step" in output and "━" in output  # the bar, rewritten in place
+    progress = [re.sub(r"\x1b\[K", "", piece) for piece in re.split(r"[\r\n]+", output) if piece.startswith("epoch ")]
+    assert progress and max(len(piece) for piece in progress) < 60  # never wraps: no stale lines
+    assert any(piece.startswith("epoch 2/2") for piece in progress)
+    _, piped = default_run  # to a pipe: one plain line per epoch, with the validation values
+    lines = [line for line in piped.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 20 and "val_accuracy" in lines[-1] and "━" not in piped.stdout
 
 
 def test_binary_run_reports_what_scikit_learn_computes_from_the_saved_model(tmp_path):

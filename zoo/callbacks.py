@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import shutil
+import sys
 import threading
+import time
 import warnings
 from typing import Any, Mapping, Optional
 
@@ -235,6 +238,64 @@ class Preload(keras.callbacks.Callback):
 
 
 PLOTTING = ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.colorbar")
+
+
+class Progress(keras.callbacks.Callback):
+    """``trainer.progress``: on a terminal (``bar``), one line rewritten in place and never
+    wider than the terminal: the epoch, a bar, the step, the loss and, at the epoch's end,
+    the first metric and their validation values (every value is in ``history.csv``);
+    ``epoch``: one such line per epoch, for logs and pipes."""
+
+    BAR = 20
+    REFRESH_SECONDS = 0.1
+
+    def __init__(self, mode: str, stream=None):
+        super().__init__()
+        self.mode, self.stream = mode, stream or sys.stdout
+        self.started = self.shown = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.started, self.shown = epoch, time.perf_counter(), 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.mode != "bar" or now - self.shown < self.REFRESH_SECONDS:
+            return
+        self.shown = now
+        steps, done = self.params.get("steps") or 0, batch + 1
+        filled = round(self.BAR * done / steps) if steps else 0
+        left = (now - self.started) / done * (steps - done) if steps else 0
+        parts = [f"{'━' * filled}{'─' * (self.BAR - filled)} {done}/{steps}", f"ETA {left:.0f}s", *self.values(logs or {})]
+        self.write("\r" + self.fit(parts) + "\x1b[K")
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        steps = self.params.get("steps") or 1
+        parts = [f"{steps}/{steps}", f"{seconds:.1f}s {1000 * seconds / steps:.0f}ms/step", *self.values(logs or {}, final=True)]
+        line = self.fit(parts)
+        self.write(("\r" + line + "\x1b[K" if self.mode == "bar" else line) + "\n")
+
+    def values(self, logs: Mapping[str, float], final: bool = False) -> list[str]:
+        """The loss(es) and the first metric, then their validation values."""
+        names = [k for k in logs if not k.startswith("val_") and k != "lr"]
+        losses = [k for k in names if k.endswith("loss")] or names[:1]
+        shown = losses + ([next((k for k in names if k not in losses), None)] if final else [])
+        shown = [k for k in shown if k] + [f"val_{k}" for k in shown if k and f"val_{k}" in logs]
+        return [f"{k} {float(logs[k]):.4g}" for k in shown if k in logs]
+
+    def fit(self, parts: list[str]) -> str:
+        """``epoch E/N`` and as many parts as a terminal's width takes (a file takes all)."""
+        width = shutil.get_terminal_size((100, 24)).columns - 1 if self.stream.isatty() else 10_000
+        line = f"epoch {self.epoch + 1}/{self.params.get('epochs', '?')}"
+        for part in parts:
+            if len(line) + 2 + len(part) > width:
+                break
+            line += "  " + part
+        return line
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
 
 def build_callbacks(plan, run, optimizer, steps_per_epoch: int, finishing: bool) -> list:

@@ -171,6 +171,14 @@ class Checkpoints:
         self._writing.start()
         return path
 
+    def keep(self, count: int) -> None:
+        """Only the newest ``count`` checkpoints stay (a finished run's clean-up)."""
+        self.wait()
+        for old in self.steps()[count:]:
+            self.path(old).unlink(missing_ok=True)
+        if count == 0 and self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
     def _run(self, save) -> None:
         try:
             save()

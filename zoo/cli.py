@@ -771,8 +771,8 @@ def train_task(cfg) -> Any:
     finished = (run_dir / METRICS).is_file()
     # Where it goes, first: a user who stops it (or whose job is preempted) knows where to look.
     print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
+    trial = search.trial_of(HydraConfig.get())
     try:
-        trial = search.trial_of(HydraConfig.get())
         metrics = run.train(cfg, run_dir, callbacks=[search.trial_callback(trial, objective, run_dir)] if trial else [])
         print_summary(metrics, run_dir)
         if objective and metrics:  # a hyper-parameter search's trial returns its score
@@ -783,6 +783,9 @@ def train_task(cfg) -> Any:
         fail(f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except ZooError as exc:
         if traceback_requested():
+            raise
+        if trial is not None:  # a search's trial: the sweeper marks it failed and decides whether to go on
+            print(f"trial {trial['number']} failed: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
             raise
         remove_unused_run_dir(run_dir)
         fail(str(exc))

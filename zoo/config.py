@@ -154,7 +154,7 @@ class TrainerConfig:
     )
     progress: str = field(
         default="auto",
-        metadata={"help": "Keras progress output: auto (a bar on a terminal, quiet otherwise), bar, epoch, off."},
+        metadata={"help": "Progress: auto (a bar on a terminal, a line per epoch otherwise), bar, epoch, off."},
     )
     precision: str = field(
         default="float32",
@@ -179,6 +179,10 @@ class TrainerConfig:
     )
     checkpoint_minutes: float = field(
         default=10.0, metadata={"help": "Save a checkpoint when this much time passed since the last (0: off)."}
+    )
+    keep_checkpoints: str = field(
+        default="auto",
+        metadata={"help": "What a finished run keeps of its checkpoints: none, last, or auto (last for multi_worker, else none)."},
     )
     deterministic: bool = field(
         default=False,
@@ -225,6 +229,7 @@ class TrainerConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("jit_compile", self.jit_compile, JIT_COMPILE)
         check_choice("resume", self.resume, RESUME)
+        check_choice("keep_checkpoints", self.keep_checkpoints, ("auto", "last", "none"))
         for key in ("epochs", "batch_size", "shuffle_buffer", "shuffle_memory_mb", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
@@ -343,8 +348,8 @@ def field_help(config_cls: type, prefix: str = "") -> list[tuple[str, str, str, 
     return rows
 
 
-# `zoo info trainer` and `zoo info device`: the config sections that are no plugin's.
-CONFIG_SECTIONS = {"trainer": "TrainerConfig", "device": "DeviceConfig"}
+# `zoo info trainer`, `zoo info device`, `zoo info cv`: the config sections that are no plugin's.
+CONFIG_SECTIONS = {"trainer": "TrainerConfig", "device": "DeviceConfig", "cv": "CrossValidationConfig"}
 
 
 def make_config(entry: Registered, overrides: Mapping[str, Any], prefix: str = "") -> Any:
@@ -676,17 +681,16 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
 
     text = str(exc).strip()
     cause = exc.__cause__
-    group = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
+    group = re.search(r"Could not (?:find|load) '([^']+)/([^/']+)'", text)
     if group:
         options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
         kind = {"model": "model", "dataset": "dataset", **LIST_GROUPS}.get(group.group(1))
         if kind:
             # Hydra lists no options for a list of choices (metrics=[...]): the registry knows them.
             return unknown_name_message(kind, group.group(2), options or get_registry().names(kind))
-        extra = HYDRA_PLUGIN_EXTRAS.get(group.group(2))
-        if group.group(1) == "hydra" and extra:
-            choice = group.group(2).replace("/", "=", 1)
-            return f"hydra/{choice} needs its Hydra plugin, which is not installed: pip install 'keras-zoo[{extra}]'"
+        extra = HYDRA_PLUGIN_EXTRAS.get(f"{group.group(1).removeprefix('hydra/')}/{group.group(2)}")
+        if group.group(1).startswith("hydra/") and extra:
+            return f"{group.group(1)}={group.group(2)} needs its Hydra plugin, which is not installed: pip install 'keras-zoo[{extra}]'"
         return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
     chosen_group = override and override.group(1).split(".")[0]

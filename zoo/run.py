@@ -44,7 +44,6 @@ from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 
 log = logging.getLogger(__name__)
 
-PROGRESS_VERBOSITY = {"bar": 1, "epoch": 2, "off": 0}
 
 
 def import_tensorflow():
@@ -191,7 +190,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
 # Keys that may differ between the attempts of one run: where it runs, how it reports,
 # how often it checkpoints, and how long it trains (more epochs continue it).
 RESUMABLE_CHANGES = (
-    "device.", "objective", "trainer.progress", "trainer.resume", "trainer.checkpoint_", "trainer.epochs",
+    "device.", "objective", "trainer.progress", "trainer.resume", "trainer.checkpoint_", "trainer.keep_checkpoints", "trainer.epochs",
 )  # fmt: skip
 
 
@@ -282,7 +281,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         *run_callbacks.build_callbacks(plan, info, model.optimizer, steps, finishing=chief and finished is None),
         *(extra_callbacks if chief else []),  # a search trial's reporter
     ]
-    verbosity = progress_verbosity(trainer.progress) if chief else 0
+    progress = progress_mode(trainer.progress) if chief else "off"
+    if progress != "off":
+        callbacks.append(run_callbacks.Progress(progress))
     started = time.perf_counter()
     position = fit(
         tf,
@@ -292,9 +293,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         trainer.epochs,
         trainer.steps_per_execution,
         validate=validate if chief else None,
-        callbacks=keras.callbacks.CallbackList(
-            callbacks, add_progbar=verbosity != 0, model=model, verbose=verbosity, epochs=trainer.epochs, steps=None
-        ),
+        callbacks=keras.callbacks.CallbackList(callbacks, model=model, epochs=trainer.epochs, steps=None),
         checkpoints=checkpoints,
         checkpoint_every=trainer.checkpoint_every,
         checkpoint_seconds=trainer.checkpoint_minutes * 60,
@@ -323,6 +322,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         name = artifacts.TEXT_SAMPLES if artifacts.is_text(samples) else artifacts.SAMPLES
         artifacts.write_samples(run_dir / name, samples, title)
     artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
+    # Finished: nothing reads the checkpoints again, but a multi-worker chief's catch-up.
+    keep = trainer.keep_checkpoints if trainer.keep_checkpoints != "auto" else ("last" if placement.multi_worker else "none")
+    checkpoints.keep(1 if keep == "last" else 0)
     loggers = run_callbacks.find(callbacks, run_callbacks.Loggers)
     if loggers is not None:
         loggers.finish(test_metrics, artifacts.run_files(run_dir))
@@ -598,10 +600,11 @@ def loss_for(plan: RunPlan, model=None) -> Any:
     return "binary_crossentropy" if plan.spec.binary else "sparse_categorical_crossentropy"
 
 
-def progress_verbosity(progress: str) -> int:
+def progress_mode(progress: str) -> str:
+    """``auto``: a bar on a terminal, a line per epoch where the output goes to a file or pipe."""
     if progress == "auto":
-        return 1 if sys.stdout.isatty() else 0
-    return PROGRESS_VERBOSITY[progress]
+        return "bar" if sys.stdout.isatty() else "epoch"
+    return progress
 
 
 def divergence_guard(keras, plan: RunPlan):

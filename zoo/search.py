@@ -290,7 +290,7 @@ def job_value(job) -> Optional[float]:
     """A finished job's objective, or None where it failed (Hydra keeps its exception)."""
     try:
         value = job.return_value
-    except BaseException as exc:  # noqa: BLE001 - whatever the job raised, the trial failed
+    except Exception as exc:  # noqa: BLE001 - whatever the job raised, the trial failed (its job said why)
         log.warning("trial job %s failed: %s", job.hydra_cfg.hydra.job.num if job.hydra_cfg else "?", exc)
         return None
     try:
@@ -387,6 +387,9 @@ def trial_callback(trial: Mapping[str, Any], objective: str, run_dir: Path):
     """A Keras callback that reports the objective to the trial after every epoch (the
     validation value of a test metric: ``val_accuracy`` for ``accuracy``) and ends training
     when the study's pruner says so, marking the trial pruned in the storage itself."""
+    from zoo.run import import_tensorflow
+
+    import_tensorflow()  # first, so that its C++ start-up lines go to the log
     import keras
 
     optuna = optuna_module()
