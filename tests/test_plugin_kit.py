@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,17 @@ def test_check_names_the_model_and_the_check_of_a_wrong_output_shape(kit):
     assert "must output shape (batch, 1)" in failures[0] and "got (8, 2)" in failures[0]
     table = {tuple(line.split()[2:4]) for line in result.stdout.splitlines() if "lopsided_classifier" in line}
     assert ("build", "PASS") in table and ("output_shape", "FAIL") in table and ("train_step", "SKIP") in table
+
+
+def test_train_refuses_a_wrong_output_shape_before_the_first_step(kit, tmp_path):
+    _, env, _, _ = kit
+    result = run_zoo("train", "model=lopsided_classifier", "dataset=breast_cancer", f"hydra.run.dir={tmp_path / 'run'}", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "zoo: error: model 'lopsided_classifier' on dataset 'breast_cancer': it must output shape (batch, 1), "
+        "one probability of class 1; got (2, 2) for a batch of 2 (zoo check tests it)"
+    ]
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()  # nothing trained, nothing left
 
 
 def test_plugin_for_other_zoo_versions_is_reported_not_loaded(kit):
@@ -235,3 +247,52 @@ def test_check_says_what_it_is_checking_as_it_goes():
     assert steps[0] == f"zoo check: [1/{total}] plugins" and total > 2
     assert f"zoo check: [{total}/{total}] " in steps[-1]
     assert all("metric " in line for line in steps[1:])
+
+
+@dataclass
+class LazyConfig:
+    units: int = 4
+
+
+def build_lazy_subclass(config: LazyConfig, spec):
+    """A subclassed model left unbuilt by its factory: it trains, but its from_config copy
+    (what zoo train saves) has no weights to take the trained ones."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="lazy_check")
+    class Lazy(keras.Model):
+        def __init__(self, units, classes, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.classes = units, classes
+            self.hidden = keras.layers.Dense(units, activation="relu")
+            self.out = keras.layers.Dense(classes, activation="softmax")
+
+        def call(self, x):
+            return self.out(self.hidden(keras.ops.reshape(x, (keras.ops.shape(x)[0], -1))))
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units, "classes": self.classes}
+
+    return Lazy(config.units, spec.num_classes, name="lazy")
+
+
+def test_check_rebuilds_the_model_through_its_factory_as_evaluate_and_predict_do():
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.testing import run_checks
+
+    class LazyPlugin:
+        @zoo.hookimpl
+        def register_models(self):
+            spec = zoo.DataSpec(task="classification", input_shape=(8, 8, 1), num_classes=3, class_names=("a", "b", "c"))
+            return [zoo.ModelPlugin("lazy", "An unbuilt subclassed model.", LazyConfig, build_lazy_subclass, test_specs=[spec])]
+
+    reset_registry()
+    try:
+        register_plugin(LazyPlugin(), "lazy")
+        results = {r.check: r for r in run_checks("lazy")}
+    finally:
+        reset_registry()
+    assert results["train_step"].outcome == "pass", results["train_step"].detail
+    assert results["save_load"].outcome == "fail"
+    # zoo train would have failed only after its last epoch, saving the model.
+    assert "cannot be copied with from_config(get_config()) and saved, as zoo train saves it" in results["save_load"].detail

@@ -794,14 +794,14 @@ def train_task(cfg) -> Any:
 
 def remove_unused_run_dir(run_dir: Path) -> None:
     """A single run that failed before it wrote anything leaves no folder behind: only Hydra's
-    records (``.hydra/``, ``train.log``) are in it, and it was made by this command."""
+    records (``.hydra/``, ``train.log``) and its lock are in it, and it was made by this command."""
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
 
     if RUN_DIR_EXISTED[0] or HydraConfig.get().mode.name != "RUN":
         return
-    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", ".lock"}:
         logging.shutdown()  # train.log's handler lets go of the file
         shutil.rmtree(run_dir, ignore_errors=True)
 

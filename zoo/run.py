@@ -204,21 +204,12 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     chief = placement.chief
     checkpoints = Checkpoints(run_dir, task="" if chief else placement.task)
     resumed = bool(checkpoints.steps())
-    if chief and finished is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
-        artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
-        artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if plan.cv.fold is not None:  # one fold of a cross-validation
         from zoo.crossval import fold_splits
 
         splits = fold_splits(splits, plan)
-    if splits.report and chief and finished is None:
-        artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
-        for skipped in splits.report.get("skipped", []):
-            log.warning("skipped %s", skipped)
     replicas = placement.strategy.num_replicas_in_sync
     trainer = plan.trainer
 
@@ -244,6 +235,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         fresh_keras_state(keras, plan)  # this model's layers named as in a process of its own
     with placement.strategy.scope():
         model = plan.model.item.factory(plan.model_config, plan.spec)
+        preflight(plan, model, validation_data if splits.validation is not None else test_data)
         record = optimization.start_from(model, trainer, parent_weights)  # warm start, frozen layers
         model = compile_model(keras, plan, model, training=True, steps_per_epoch=steps)
         if trainer.distillation.teacher:  # built after the student, whose layer names stay its own
@@ -254,6 +246,15 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             teacher = rebuild_model(finished_run_plan(teacher_dir), teacher_dir)
             compression.distill(model, teacher, distillation.alpha, distillation.temperature)
             record["distillation"] = compression.teacher_record(distillation)
+    if chief and finished is None:  # the run's records, once nothing before training can fail
+        run_dir.mkdir(parents=True, exist_ok=True)
+        artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
+        artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
+        artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
+        if splits.report:
+            artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
+            for skipped in splits.report.get("skipped", []):
+                log.warning("skipped %s", skipped)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
     twin = None
@@ -345,6 +346,44 @@ def _start(plan: RunPlan):
     fresh_keras_state(keras, plan)
     log.info("device %s, %d replica(s)", placement.description, placement.strategy.num_replicas_in_sync)
     return tf, keras, placement
+
+
+def preflight(plan: RunPlan, model, batches) -> None:
+    """The mistakes ``zoo check`` finds, found before the first step instead of as a
+    TensorFlow traceback (a model that cannot be saved: only after the last epoch):
+    examples that disagree with the dataset's ``describe()``, outputs that do not fit the
+    objective, a model that cannot be copied the way the run saves it. One line each."""
+    import numpy as np
+
+    from zoo.hookspecs import GENERATION
+    from zoo.testing import output_problem
+
+    x = next(iter(batches))[0]
+    if not hasattr(x, "shape"):  # several inputs (a dict or tuple): the plugin's own business
+        return
+    shape, described = tuple(x.shape[1:]), tuple(plan.spec.input_shape)
+    if len(shape) != len(described) or any(d is not None and d != s for d, s in zip(described, shape)):
+        raise ZooError(
+            f"dataset {plan.dataset.name!r} yields examples of shape {shape}, but its describe() says {described}; "
+            "the plugin's describe() and factory must agree (zoo check tests it)"
+        )
+    if plan.model.item.objective != GENERATION:
+        try:
+            out = model(x[:2], training=False)
+        except Exception as exc:  # noqa: BLE001 - whatever the plugin's layers raise
+            raise ZooError(f"model {plan.model.name!r} cannot take dataset {plan.dataset.name!r}'s examples of shape {shape}: "
+                           f"{' '.join(str(exc).split())[:300]}") from None  # fmt: skip
+        problem = output_problem(plan.model.item.objective, plan.spec, np.asarray(x[:2]), np.asarray(out))
+        if problem:
+            raise ZooError(f"model {plan.model.name!r} on dataset {plan.dataset.name!r}: {problem} (zoo check tests it)")
+    try:
+        portable_copy(model)
+    except Exception as exc:  # noqa: BLE001
+        raise ZooError(
+            f"model {plan.model.name!r} cannot be copied with from_config(get_config()), as the run saves it at the end "
+            f"({' '.join(str(exc).split())[:200]}); a subclassed model must build its weights when constructed "
+            "and return its constructor's arguments from get_config"
+        ) from None
 
 
 def fresh_keras_state(keras, plan: RunPlan) -> None:

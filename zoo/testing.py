@@ -316,6 +316,34 @@ def config_round_trip(entry: Registered) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def output_problem(objective: str, spec: DataSpec, x, out) -> Optional[str]:
+    """What is wrong with a model's outputs ``out`` for inputs ``x`` given its objective, or
+    None. Shared by the checks and by ``zoo train``'s look at the first batch."""
+    import numpy as np
+
+    out = np.asarray(out)
+    if not np.isfinite(out).all():
+        return "it predicts non-finite values"
+    if objective == CLASSIFICATION:
+        width = 1 if spec.binary else spec.num_classes
+        what = "one probability of class 1" if spec.binary else f"{width} class probabilities"
+        if out.shape != (len(x), width):
+            return f"it must output shape (batch, {width}), {what}; got {out.shape} for a batch of {len(x)}"
+        if out.min() < 0 or out.max() > 1:
+            return f"its outputs must be probabilities in [0, 1]; got {out.min():.3g} to {out.max():.3g}"
+        if not spec.binary and not np.allclose(out.sum(axis=-1), 1, atol=1e-3):
+            return "its class probabilities must sum to 1 (a softmax)"
+    elif objective == RECONSTRUCTION and out.shape != np.shape(x):
+        return f"it must reconstruct inputs of shape {np.shape(x)[1:]}; got {out.shape[1:]}"
+    elif objective == LANGUAGE_MODELING:
+        expected = (*np.shape(x), spec.num_classes)
+        if out.shape != expected:
+            return f"it must output next-token probabilities of shape {expected[1:]}; got {out.shape[1:]}"
+        if not np.allclose(out.sum(axis=-1), 1, atol=1e-3):
+            return "its next-token probabilities must sum to 1"
+    return None
+
+
 def synthetic_specs(entry: Registered, config: Any) -> list[DataSpec]:
     """The small data a model is checked on: its ``test_specs``, or, for each task it
     learns, the smallest synthetic shape its ``accepts`` takes (binary and 3-class data for
@@ -393,21 +421,8 @@ def _model_steps(entry: Registered):
 
         for spec, model, (x, _) in state["models"]:
             out = np.asarray(model.predict(x, verbose=0))
-            data = describe_spec(spec)
-            expect(np.isfinite(out).all(), f"for {data} it predicts non-finite values")
-            if item.objective == CLASSIFICATION:
-                width = 1 if spec.binary else spec.num_classes
-                what = "one probability of class 1" if spec.binary else f"{width} class probabilities"
-                expect(out.shape == (len(x), width), f"for {data} it must output shape (batch, {width}), {what}; got {out.shape} for a batch of {len(x)}")
-                expect(out.min() >= 0 and out.max() <= 1, f"for {data} its outputs must be probabilities in [0, 1]; got {out.min():.3g} to {out.max():.3g}")
-                if not spec.binary:
-                    expect(np.allclose(out.sum(axis=-1), 1, atol=1e-3), f"for {data} its class probabilities must sum to 1 (a softmax)")
-            elif item.objective == RECONSTRUCTION:
-                expect(out.shape == x.shape, f"for {data} it must reconstruct inputs of shape {x.shape[1:]}; got {out.shape[1:]}")
-            elif item.objective == LANGUAGE_MODELING:
-                expected = (*x.shape, spec.num_classes)
-                expect(out.shape == expected, f"for {data} it must output next-token probabilities of shape {expected[1:]}; got {out.shape[1:]}")
-                expect(np.allclose(out.sum(axis=-1), 1, atol=1e-3), f"for {data} its next-token probabilities must sum to 1")
+            problem = output_problem(item.objective, spec, x, out)
+            expect(problem is None, f"for {describe_spec(spec)} {problem}")
             state.setdefault("predictions", []).append(out)
         return f"fits objective {item.objective}"
 
@@ -433,20 +448,44 @@ def _model_steps(entry: Registered):
         import keras
         import numpy as np
 
+        from zoo.run import portable_copy
+
+        def same(before, after, how: str, spec) -> None:
+            expect(
+                np.allclose(before, after, rtol=1e-5, atol=1e-6),
+                f"for {describe_spec(spec)} the model {how} predicts differently "
+                f"(largest difference {np.abs(np.asarray(before) - np.asarray(after)).max():.3g})",
+            )
+
         with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
             for index, (spec, model, (x, _)) in enumerate(state["models"]):
                 check_registered_classes(model)
                 path = Path(folder) / f"model{index}.keras"
-                model.save(path)
+                try:  # as `zoo train` saves it: a copy made with from_config, given the weights
+                    portable_copy(model).save(path)
+                except Exception as exc:  # noqa: BLE001 - whatever the plugin's classes raise
+                    raise CheckFailed(
+                        f"for {describe_spec(spec)} the model cannot be copied with from_config(get_config()) and saved, "
+                        f"as zoo train saves it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                        "a subclassed model must build its weights when constructed (build() in __init__, or a "
+                        "functional model), and get_config must return its constructor's arguments"
+                    ) from exc
+                before = model.predict(x, verbose=0)
                 reloaded = keras.saving.load_model(path)  # safe mode, as users load
-                before, after = model.predict(x, verbose=0), reloaded.predict(x, verbose=0)
-                expect(
-                    np.allclose(before, after, rtol=1e-5, atol=1e-6),
-                    f"for {describe_spec(spec)} the reloaded model predicts differently "
-                    f"(largest difference {np.abs(np.asarray(before) - np.asarray(after)).max():.3g})",
-                )
+                same(before, reloaded.predict(x, verbose=0), "loaded with keras.saving.load_model", spec)
+                # As zoo evaluate, predict, export and explain load it: built by the factory, weights from the file.
+                rebuilt = item.factory(state["config"], spec)
+                try:
+                    rebuilt.load_weights(path)
+                except Exception as exc:  # noqa: BLE001
+                    raise CheckFailed(
+                        f"for {describe_spec(spec)} the saved weights do not load into a model the factory builds again "
+                        f"(as zoo evaluate, predict and export load them): {' '.join(str(exc).split())[:300]}; "
+                        "build every weight in the factory (call the model on keras.Input, or build() it)"
+                    ) from exc
+                same(before, rebuilt.predict(x, verbose=0), "rebuilt by the factory and given the saved weights", spec)
                 state.setdefault("reloaded", []).append((spec, reloaded))
-        return "same predictions after keras.saving.load_model"
+        return "same predictions after keras.saving.load_model and after a rebuild by the factory"
 
     def generate() -> str:
         import numpy as np
