@@ -201,6 +201,7 @@ def test_a_pruned_trial_stops_keeps_its_epochs_and_is_marked_pruned_everywhere(t
     assert not any((tmp_path / "again").glob("*_cnn_classifier"))
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_the_search_goes_on(tmp_path):
     import optuna
 
