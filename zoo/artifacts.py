@@ -174,30 +174,63 @@ def roc_curve(positive, score):
 
 
 def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], title: str) -> None:
-    """ROC curve on the test split: one for a binary task, one per class (one-vs-rest) otherwise."""
+    save_figure(roc_figure(y_true, y_prob, class_names, title), path)
+
+
+def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
+    """ROC curve on the test split: one for a binary task; otherwise one per class
+    (one-vs-rest) with their micro and macro averages, and an inset magnifying the top-left
+    corner, where a good model's curves all lie."""
     import numpy as np
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     y_true = np.asarray(y_true).reshape(-1)
     y_prob = np.asarray(y_prob)
-    fig = Figure(figsize=(6, 5.5))
-    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.1, top=0.92)
-    ax = fig.add_subplot()
-    if y_prob.ndim == 1 or y_prob.shape[1] == 1:
+    binary = y_prob.ndim == 1 or y_prob.shape[1] == 1
+    if binary:
         curves = [(class_names[1] if len(class_names) > 1 else "positive", y_true == 1, y_prob.reshape(-1))]
     else:
         curves = [(class_names[c], y_true == c, y_prob[:, c]) for c in range(y_prob.shape[1])]
-    for label, positive, score in curves:
+    drawn = []  # (label, fpr, tpr, style)
+    colours = colormaps["tab10" if len(curves) <= 10 else "tab20"]
+    for index, (label, positive, score) in enumerate(curves):
         if positive.all() or not positive.any():
             continue  # undefined without both positives and negatives
         fpr, tpr = roc_curve(positive, score)
-        ax.plot(fpr, tpr, linewidth=1.5, label=f"{label} (AUC {np.trapezoid(tpr, fpr):.3f})")
+        drawn.append((label, fpr, tpr, {"color": colours(index % colours.N), "linewidth": 1.2}))
+    if not binary and len(drawn) > 1:
+        # Micro: every one-vs-rest decision pooled; macro: the classes' curves averaged on one grid.
+        fpr, tpr = roc_curve(np.concatenate([p for _, p, _ in curves]), np.concatenate([s for _, _, s in curves]))
+        grid = np.linspace(0, 1, 1001)
+        mean_tpr = np.mean([np.interp(grid, f, t) for _, f, t, _ in drawn], axis=0)
+        drawn += [("micro-average", fpr, tpr, {"color": "black", "linewidth": 2.2, "linestyle": ":"}),
+                  ("macro-average", grid, mean_tpr, {"color": "black", "linewidth": 2.2, "linestyle": "--"})]  # fmt: skip
+    fig = Figure(figsize=(6, 5.5) if binary else (8.4, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for label, fpr, tpr, style in drawn:
+        ax.plot(fpr, tpr, label=f"{label} (AUC {np.trapezoid(tpr, fpr):.3f})", **style)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
     ax.set_title(f"ROC on the test split: {title}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small", ncols=2 if len(curves) > 5 else 1)
-    save_figure(fig, path)
+    if binary:
+        ax.legend(loc="lower right", fontsize="small")
+    else:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+        # The corner magnified: up to the false positive rate where every class reaches 95%
+        # of its positives (at most 0.25), from the lowest true positive rate seen there.
+        reach = [f[np.argmax(t >= 0.95)] if (t >= 0.95).any() else 1.0 for _, f, t, _ in drawn]
+        right = float(np.clip(max(reach) * 1.2, 0.02, 0.25))
+        bottom = min(float(np.interp(0.0, f, t)) for _, f, t, _ in drawn)
+        bottom = max(0.0, np.floor(min(bottom, 0.9) * 20) / 20)
+        inset = ax.inset_axes([0.38, 0.08, 0.58, 0.5], xlim=(0, right), ylim=(bottom, 1.005))
+        for _, fpr, tpr, style in drawn:
+            inset.plot(fpr, tpr, **style)
+        inset.grid(alpha=0.3)
+        inset.tick_params(labelsize="x-small")
+        ax.indicate_inset_zoom(inset, edgecolor="grey")
+    return fig
 
 
 def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str], title: str) -> None:

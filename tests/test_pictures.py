@@ -1,0 +1,57 @@
+"""The pictures a run draws, rendered at the presets' sizes: titles inside the figure, and
+curves that can be told apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoo.artifacts import roc_figure
+
+
+def predictions(classes: int, separation: float, n: int = 360, seed: int = 0):
+    """Class probabilities of a fairly good classifier (the digits CNN's AUCs are ~0.98-1)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    logits = rng.normal(size=(n, classes))
+    logits[np.arange(n), y] += separation
+    p = np.exp(logits)
+    return y, p / p.sum(axis=1, keepdims=True)
+
+
+def inside(fig, artist) -> bool:
+    renderer = fig.canvas.get_renderer()
+    box, frame = artist.get_window_extent(renderer), fig.bbox
+    return box.x0 >= frame.x0 - 1 and box.x1 <= frame.x1 + 1 and box.y0 >= frame.y0 - 1 and box.y1 <= frame.y1 + 1
+
+
+def test_a_ten_class_roc_shows_the_corner_magnified_and_the_averages():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    y, p = predictions(10, 2.5)
+    fig = roc_figure(y, p, [str(c) for c in range(10)], "cnn_classifier on digits, a long title for the test")
+    FigureCanvasAgg(fig).draw()
+    main, inset = fig.axes[0], fig.axes[0].child_axes[0]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [l.split(" ")[0] for l in labels] == [*map(str, range(10)), "micro-average", "macro-average", "chance"]
+    # The inset spans where the curves crowd: a corner, not the whole square.
+    assert inset.get_xlim()[1] <= 0.25 and inset.get_ylim()[0] > 0
+    assert len(inset.get_lines()) == 12
+    assert inside(fig, main.title) and inside(fig, fig.legends[0])
+    # The averages are what scikit-learn computes.
+    from sklearn.metrics import roc_auc_score
+
+    aucs = {l.split(" ")[0]: float(l.split("AUC ")[1].rstrip(")")) for l in labels if "AUC" in l}
+    onehot = np.eye(10)[y]
+    assert aucs["micro-average"] == pytest.approx(roc_auc_score(onehot, p, average="micro"), abs=1e-3)
+    assert aucs["macro-average"] == pytest.approx(roc_auc_score(onehot, p, average="macro"), abs=2e-3)
+
+
+def test_a_binary_roc_is_one_curve_without_an_inset():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    y, p = predictions(2, 2.0)
+    fig = roc_figure(y, p[:, 1], ["benign", "malignant"], "mlp_classifier on breast_cancer")
+    FigureCanvasAgg(fig).draw()
+    assert not fig.axes[0].child_axes and inside(fig, fig.axes[0].title)
+    assert [t.get_text().split(" ")[0] for t in fig.axes[0].get_legend().get_texts()] == ["malignant", "chance"]
