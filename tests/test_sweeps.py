@@ -152,7 +152,7 @@ def pruning_search(sweep_dir: Path, storage: Path) -> list[str]:
         "model=cnn_classifier", "model.filters=4",
         "dataset=digits", "metrics=[accuracy]", "objective=val_accuracy", "trainer.epochs=3",
         "trainer.learning_rate=choice(0.01,0.000001)", "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=0.3",
-        f"hydra.sweeper.storage=sqlite:///{storage}", f"hydra.sweeper.study_name=prune", f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.sweeper.storage=sqlite:///{storage}", "hydra.sweeper.study_name=prune", f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
 
 
