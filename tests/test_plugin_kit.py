@@ -276,7 +276,7 @@ def build_lazy_subclass(config: LazyConfig, spec):
     return Lazy(config.units, spec.num_classes, name="lazy")
 
 
-def test_check_rebuilds_the_model_through_its_factory_as_evaluate_and_predict_do():
+def test_check_rebuilds_the_model_through_its_factory_as_evaluate_and_predict_do(monkeypatch, capsys):
     from zoo.registry import register_plugin, reset_registry
     from zoo.testing import run_checks
 
@@ -287,12 +287,55 @@ def test_check_rebuilds_the_model_through_its_factory_as_evaluate_and_predict_do
             return [zoo.ModelPlugin("lazy", "An unbuilt subclassed model.", LazyConfig, build_lazy_subclass, test_specs=[spec])]
 
     reset_registry()
+    monkeypatch.setenv("ZOO_TRACEBACK", "1")  # the plugin's traceback, on request
     try:
         register_plugin(LazyPlugin(), "lazy")
         results = {r.check: r for r in run_checks("lazy")}
     finally:
         reset_registry()
+    shown = capsys.readouterr().err
+    assert "model 'lazy', check 'save_load':" in shown and "Traceback" in shown and "set_weights" in shown
     assert results["train_step"].outcome == "pass", results["train_step"].detail
     assert results["save_load"].outcome == "fail"
     # zoo train would have failed only after its last epoch, saving the model.
     assert "cannot be copied with from_config(get_config()) and saved, as zoo train saves it" in results["save_load"].detail
+
+
+@dataclass
+class WidthRequired:
+    width: int  # no default: the command line must give it, and the checks take it from `tiny`
+
+
+def build_width_mlp(config: WidthRequired, spec):
+    import keras
+
+    inputs = keras.Input(spec.input_shape)
+    x = keras.layers.Dense(config.width, activation="relu")(keras.layers.Flatten()(inputs))
+    head = keras.layers.Dense(1, activation="sigmoid") if spec.binary else keras.layers.Dense(spec.num_classes, activation="softmax")
+    return keras.Model(inputs, head(x))
+
+
+def test_a_required_config_field_gets_its_check_value_from_tiny_or_one_line_saying_so():
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.testing import run_checks
+
+    class RequiredPlugin:
+        @zoo.hookimpl
+        def register_models(self):
+            return [
+                zoo.ModelPlugin("needs_width", "A required field.", WidthRequired, build_width_mlp, input_rank=1),
+                zoo.ModelPlugin("has_width", "A required field, given.", WidthRequired, build_width_mlp, input_rank=1, tiny={"width": 4}),
+            ]
+
+    reset_registry()
+    try:
+        register_plugin(RequiredPlugin(), "required")
+        missing = {r.check: r for r in run_checks("needs_width")}
+        given = {r.check: r for r in run_checks("has_width")}
+    finally:
+        reset_registry()
+    assert missing["build"].outcome == "fail" and missing["build"].detail == (
+        "config field 'width' has no default, so the checks cannot build the model; "
+        "give the value they should use in ModelPlugin(..., tiny={'width': ...})"
+    )
+    assert all(r.outcome == "pass" for r in given.values() if r.check != "generate"), given

@@ -106,7 +106,18 @@ def test_invalid_hook_implementations_are_rejected():
         def register_models(self):
             return ["not a ModelPlugin"]
 
+    @dataclasses.dataclass
+    class NoOptions:
+        pass
+
+    class OneItem:  # the item itself instead of a list of items
+        @zoo.hookimpl
+        def register_models(self):
+            return zoo.ModelPlugin("single", "One model.", NoOptions, lambda config, spec: None)
+
     registry = Registry()
+    with pytest.raises(zoo.PluginError, match=r"register_models\(\) must return a list, e.g. \[ModelPlugin\(...\)\]"):
+        registry.register_plugin(OneItem())
     with pytest.raises(zoo.PluginError, match="did you mean 'register_models'"):
         registry.register_plugin(Typo())
     with pytest.raises(zoo.PluginError, match="unexpected"):

@@ -143,7 +143,10 @@ class ModelPlugin:
             shown by ``zoo info``.
         factory: builds the model for data described by ``spec``.
         objective: what the model learns, one of ``OBJECTIVES``: ``classification``
-            (targets are the labels) or ``reconstruction`` (targets are the inputs).
+            (targets are the labels; outputs one sigmoid probability for two classes, a
+            softmax otherwise), ``reconstruction`` (targets are the inputs; outputs their
+            shape), ``language_modeling`` (next-token probabilities at every position) or
+            ``generation`` (its own ``train_step``, no targets: a GAN).
         tasks: the dataset tasks it can learn from.
         input_rank: the rank of one example the model needs (3 for height, width,
             channels images), or ``None`` for any.

@@ -103,7 +103,10 @@ class Registry:
         """What ``source``'s implementations of ``hook_name`` return, one by one."""
         for impl in getattr(self.plugin_manager.hook, hook_name).get_hookimpls():
             if impl.plugin is source.plugin:
-                yield from impl.function() or ()
+                returned = impl.function()
+                if returned is not None and not isinstance(returned, (list, tuple)):
+                    raise TypeError(f"{hook_name}() must return a list, e.g. [{type(returned).__name__}(...)], got {returned!r:.120}")
+                yield from returned or ()
 
     def _collect(self, source: PluginSource) -> Iterable[Registered]:
         for kind, (hook_name, item_type) in hookspecs.KINDS.items():

@@ -41,9 +41,11 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -209,6 +211,10 @@ def run_steps(kind: str, name: str, steps: Iterable[tuple[str, Callable[[], Opti
             results.append(CheckResult(kind, name, check, SKIP, str(exc)))
         except Exception as exc:  # a plugin's code can raise anything; that is the finding
             failed = check
+            if os.environ.get("ZOO_TRACEBACK") == "1" and (not isinstance(exc, CheckFailed) or exc.__cause__):
+                # Where in the plugin's code it went wrong, on request (in pytest: shown with the failure).
+                print(f"{kind} {name!r}, check '{check}':", file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)
             text = " ".join(str(exc).split())
             reason = text if isinstance(exc, CheckFailed) else f"{type(exc).__name__}: {text}"
             results.append(CheckResult(kind, name, check, FAIL, reason))
@@ -316,6 +322,24 @@ def config_round_trip(entry: Registered) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def checks_config(entry: Registered, tiny: dict) -> Any:
+    """The item's config for the checks: its defaults with ``tiny`` applied. A field with
+    no default must get its value there, since the checks have no command line."""
+    import dataclasses
+
+    from zoo.config import make_config
+
+    required = [f.name for f in dataclasses.fields(entry.item.config)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in tiny]  # fmt: skip
+    if required:
+        kind = {"model": "ModelPlugin", "dataset": "DatasetPlugin"}.get(entry.kind, "the item")
+        raise CheckFailed(
+            f"config field {', '.join(repr(r) for r in required)} has no default, so the checks cannot build the {entry.kind}; "
+            f"give the value they should use in {kind}(..., tiny={{{required[0]!r}: ...}})"
+        )
+    return make_config(entry, tiny)
+
+
 def output_problem(objective: str, spec: DataSpec, x, out) -> Optional[str]:
     """What is wrong with a model's outputs ``out`` for inputs ``x`` given its objective, or
     None. Shared by the checks and by ``zoo train``'s look at the first batch."""
@@ -407,7 +431,7 @@ def _model_steps(entry: Registered):
 
         from zoo.config import make_config
 
-        state["config"] = config = make_config(entry, item.tiny)  # at its tiny size
+        state["config"] = config = checks_config(entry, item.tiny)  # at its tiny size
         state["models"] = []
         for spec in synthetic_specs(entry, config):
             keras.utils.set_random_seed(0)
@@ -537,7 +561,7 @@ def tiny_config(entry: Registered, directory: Path) -> Any:
     from zoo.config import make_config
 
     tiny = entry.item.tiny
-    return make_config(entry, dict(tiny(directory) if callable(tiny) else tiny))
+    return checks_config(entry, dict(tiny(directory) if callable(tiny) else tiny))
 
 
 def split_arrays(split) -> tuple[Any, Any]:
