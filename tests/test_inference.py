@@ -79,6 +79,21 @@ def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
     bad = run_zoo("predict", str(run_dir), str(ragged))
     assert bad.returncode == 2
     assert "ragged.csv:2 has 3 values; the model takes 30 per row" in error_lines(bad.stderr)[0]
+    # Rows a model would still give a confident class for, and files that are not CSV text.
+    good = path.read_text().splitlines()[1]
+    for name, text, problem in (
+        ("nan.csv", good + "\n" + ",".join(["nan"] + ["1"] * 29) + "\n", "nan.csv:2 has a value that is not a finite number"),
+        ("inf.csv", ",".join(["1e39"] + ["1"] * 29) + "\n", "inf.csv:1 has a value that is not a finite number"),
+        ("latin1.csv", None, "latin1.csv is not UTF-8 text"),
+        ("huge.csv", "1," + "9" * 200_000 + "\n", "huge.csv: not a readable CSV (field larger than field limit"),
+    ):
+        target = tmp_path / name
+        if text is None:
+            target.write_bytes("caf\xe9,".encode("latin-1") * 30 + b"\n")
+        else:
+            target.write_text(text)
+        bad = run_zoo("predict", str(run_dir), str(target))
+        assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1 and problem in bad.stderr, (name, bad.stderr[-500:])
 
 
 def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):

@@ -210,3 +210,19 @@ def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_nam
     again = run_zoo(*command[1:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert resumed_from(run_dir) == stopped_at and (run_dir / "metrics.json").is_file()
+
+
+def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["model=cnn_classifier", "model.filters=4", "metrics=[accuracy]", "loggers=none", "trainer.keep_checkpoints=last"]
+    assert run_zoo("train", *args, "trainer.epochs=2", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    (run_dir / "metrics.json").unlink()  # as if killed after its last checkpoint
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != "train.log"}
+    refused = run_zoo("train", *args, "trainer.epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert error_lines(refused.stderr) == [
+        f"zoo: error: {run_dir} holds a checkpoint at the end of epoch 2, further than trainer.epochs=1; "
+        "continue it with trainer.epochs=2 or more, or start a new run in another hydra.run.dir"
+    ]
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != "train.log"} == before
+    assert checkpoint_steps(run_dir) == [2 * STEPS_PER_EPOCH]

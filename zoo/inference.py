@@ -70,20 +70,28 @@ def read_csv_rows(inputs: list[str], width: int):
         path = Path(item)
         if path.suffix.lower() != ".csv" or not path.is_file():
             raise ZooError(f"{path}: this model takes rows of {width} numbers; pass CSV files")
-        with open(path, newline="", encoding="utf-8") as file:
-            for line_number, row in enumerate(csv.reader(file), start=1):
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                try:
-                    values = [float(cell) for cell in row]
-                except ValueError:
-                    if line_number == 1:
-                        continue  # a header
-                    raise ZooError(f"{path}:{line_number} has a value that is not a number; each row needs {width} numbers") from None
-                if len(values) != width:
-                    raise ZooError(f"{path}:{line_number} has {len(values)} values; the model takes {width} per row")
-                names.append(f"{path}:{line_number}")
-                rows.append(values)
+        try:
+            with open(path, newline="", encoding="utf-8") as file:
+                for line_number, row in enumerate(csv.reader(file), start=1):
+                    if not row or all(not cell.strip() for cell in row):
+                        continue
+                    try:
+                        values = [float(cell) for cell in row]
+                    except ValueError:
+                        if line_number == 1:
+                            continue  # a header
+                        raise ZooError(f"{path}:{line_number} has a value that is not a number; each row needs {width} numbers") from None
+                    if len(values) != width:
+                        raise ZooError(f"{path}:{line_number} has {len(values)} values; the model takes {width} per row")
+                    # NaN, Inf, or beyond float32: the model would still name a class, with confidence.
+                    if not np.isfinite(np.asarray(values, dtype=np.float32)).all():
+                        raise ZooError(f"{path}:{line_number} has a value that is not a finite number (NaN, Inf or too large); fix or drop the row")
+                    names.append(f"{path}:{line_number}")
+                    rows.append(values)
+        except UnicodeDecodeError:
+            raise ZooError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
+        except csv.Error as exc:
+            raise ZooError(f"{path}: not a readable CSV ({exc})") from None
     if not rows:
         raise ZooError(f"no rows of numbers in {', '.join(inputs)}")
     return names, np.asarray(rows, dtype=np.float32)

@@ -204,6 +204,14 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     chief = placement.chief
     checkpoints = Checkpoints(run_dir, task="" if chief else placement.task)
     resumed = bool(checkpoints.steps())
+    newest = checkpoints.newest_position() if resumed and plan.trainer.resume == "auto" else None
+    if newest is not None and (newest.epoch, newest.step) > (plan.trainer.epochs, 0):
+        # Fewer epochs than the checkpoint holds would end it on weights from part of an epoch.
+        needed = newest.epoch + (1 if newest.step else 0)
+        raise ZooError(
+            f"{run_dir} holds a checkpoint at {newest}, further than trainer.epochs={plan.trainer.epochs}; "
+            f"continue it with trainer.epochs={needed} or more, or start a new run in another hydra.run.dir"
+        )
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if plan.cv.fold is not None:  # one fold of a cross-validation
