@@ -48,6 +48,25 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
     table = run_zoo("predict", str(run_dir), str(next(folder.glob("00_*.png"))))
     assert table.returncode == 0 and table.stdout.splitlines()[0].split() == ["input", "predicted", "probability"]
 
+    # An output file the user named: a file of theirs is never written over without --force,
+    # a folder or a missing folder is one line; the same for compare --plot.
+    image = str(next(folder.glob("00_*.png")))
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my notes")
+    for command, problem in (
+        (["predict", str(run_dir), image, "-o", str(mine)], f"--output {mine} exists; choose another name, or add --force"),
+        (["predict", str(run_dir), image, "-o", str(folder)], f"--output {folder} is a folder; give a file name"),
+        (["predict", str(run_dir), image, "-o", str(tmp_path / "nope" / "p.csv")], "the folder"),
+        (["compare", str(run_dir), "--plot", str(folder)], f"--plot {folder} is a folder"),
+        (["compare", str(run_dir), "--plot", str(mine)], f"--plot {mine} exists"),
+    ):
+        refused = run_zoo(*command)
+        assert refused.returncode == 2 and len(error_lines(refused.stderr)) == 1 and problem in refused.stderr, command
+        assert "Traceback" not in refused.stderr
+    assert mine.read_text() == "my notes"
+    forced = run_zoo("predict", str(run_dir), image, "-o", str(mine), "--force")
+    assert forced.returncode == 0 and mine.read_text().startswith("input,predicted,probability")
+
 
 def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
     """Rows straight from scikit-learn's table (unstandardised): the breast_cancer prepare

@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     predicting.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or CSV files")
     predicting.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     predicting.add_argument("--output", "-o", type=Path, help="also write the predictions to this CSV file")
+    predicting.add_argument("--force", action="store_true", help="replace an existing --output file")
     predicting.set_defaults(handler=predict_command)
 
     explaining = commands.add_parser("explain", help="what drove a classifier run's predictions: attribution pictures")
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "options", nargs="*", metavar="KEY=VALUE", help="n=16 seed=3, and the model's own (texts: prompt, length, temperature)"
     )
     generating.add_argument("--output", "-o", type=Path, help="images: a .png grid or .npy arrays; texts: a .txt file")
+    generating.add_argument("--force", action="store_true", help="replace an existing --output file")
     generating.set_defaults(handler=generate_command)
 
     exporting = commands.add_parser("export", help="export a finished run's model for serving")
@@ -192,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR|SWEEP_DIR", help="runs, or sweeps of runs")
     comparing.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     comparing.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the comparison into this PNG file")
+    comparing.add_argument("--force", action="store_true", help="replace an existing --plot file")
     comparing.set_defaults(handler=compare_command)
     return parser
 
@@ -472,9 +475,23 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print_metrics(metrics)
 
 
+def check_output_file(path: Optional[Path], option: str, force: bool, example: str) -> None:
+    """A file the user named for a command's output: not a folder, in a folder that exists,
+    and not written over unless ``--force`` says so (the zoo cannot tell whose it is)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ZooError(f"{option} {path} is a folder; give a file name, e.g. {option} {path / example}")
+    if not path.parent.is_dir():
+        raise ZooError(f"{option} {path}: the folder {path.parent} does not exist")
+    if path.exists() and not force:
+        raise ZooError(f"{option} {path} exists; choose another name, or add --force to replace it")
+
+
 def predict_command(args: argparse.Namespace) -> None:
     from zoo.inference import predict
 
+    check_output_file(args.output, "--output", args.force, "predictions.csv")
     header, rows = predict(Path(args.run_dir), args.inputs)
     if args.output:
         from zoo.artifacts import write_text
@@ -519,6 +536,7 @@ def generate_command(args: argparse.Namespace) -> None:
     from zoo.artifacts import TEXT_SEPARATOR, is_text
     from zoo.inference import generate
 
+    check_output_file(args.output, "--output", args.force, "samples.png")
     samples, path = generate(Path(args.run_dir), args.options, args.output)
     if is_text(samples):
         print(TEXT_SEPARATOR.join(samples))
@@ -545,6 +563,7 @@ def export_command(args: argparse.Namespace) -> None:
 def compare_command(args: argparse.Namespace) -> None:
     from zoo.compare import comparison_table, find_runs, plot_comparison
 
+    check_output_file(args.plot, "--plot", args.force, "comparison.png")
     runs = find_runs(args.paths)
     root = args.paths[0] if len(args.paths) == 1 else None
     header, rows = comparison_table(runs, root=root)
