@@ -115,6 +115,12 @@ def test_experiment_presets_compose():
         (["trainer.resume=sometimes"], "resume='sometimes' is not supported"),
         (["device=tpu9"], "unknown device 'tpu9'"),
         (["-m", "model.filters=8,many"], "model.filters=many"),
+        (["seed=-1"], "seed must be a whole number from 0 to 4294967295, got -1"),
+        (["seed=4294967296"], "got 4294967296"),
+        (["seed=abc"], "got 'abc'"),
+        (["seed=1.5"], "got 1.5"),
+        (["cv.folds=1"], "folds must be 0 (off) or at least 2"),
+        (["trainer.keep_checkpoints=some"], "keep_checkpoints='some' is not supported"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):

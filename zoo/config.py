@@ -512,6 +512,10 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     except OmegaConfBaseException as exc:
         raise ZooError(describe_omegaconf_error(exc)) from None
 
+    seed = container.get("seed")
+    # NumPy and TensorFlow take seeds of 0 to 2**32 - 1; anything else fails deep inside them.
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ZooError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}; e.g. seed=0")
     model, model_config = _plugin_choice(registry, "model", container["model"])
     dataset, dataset_config = _plugin_choice(registry, "dataset", container["dataset"])
     spec = spec or dataset.item.describe(dataset_config)
