@@ -289,3 +289,36 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         runs.append(run_dir)
     for name in ("metrics.json", "history.csv"):
         assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    "damage, command, problem",
+    [
+        ("metrics.json", "compare", "metrics.json is damaged (not the JSON the zoo wrote"),
+        ("config.yaml", "evaluate", "config.yaml is damaged (not the YAML the zoo wrote"),
+        ("config.yaml:other", "evaluate", "config.yaml is not a zoo run's config"),
+        ("spec.json", "predict", "spec.json is damaged (not the JSON the zoo wrote"),
+        ("model.keras", "predict", "model.keras is damaged (not a whole .keras file"),
+        ("model.keras:folder", "evaluate", "model.keras is a folder, not the model file the zoo wrote"),
+    ],
+)
+def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, problem, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(default_run[0], run_dir, ignore=shutil.ignore_patterns("tensorboard", "checkpoints"))
+    name, _, how = damage.partition(":")
+    target = run_dir / name
+    if how == "folder":
+        target.unlink()
+        target.mkdir()
+    elif how == "other":
+        target.write_text("hello: 1\n")  # YAML, but not a run's config
+    else:
+        target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2] if name == "model.keras" else b"{not: [valid")
+    picture = tmp_path / "x.png"
+    shutil.copy(run_dir / "plots" / "confusion_matrix.png", picture)
+    args = {"compare": [str(run_dir)], "evaluate": [str(run_dir)], "predict": [str(run_dir), str(picture)]}[command]
+    result = run_zoo(command, *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(error_lines(result.stderr)) == 1 and problem in result.stderr, result.stderr[-500:]

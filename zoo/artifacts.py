@@ -101,6 +101,36 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+DAMAGED_FIX = "restore it from a backup, or train the run again in a new hydra.run.dir"
+
+
+def read_json(path: Path) -> Any:
+    """A run file written by ``write_json``; a damaged one is a one-line error naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path} is damaged (not the JSON the zoo wrote: {' '.join(str(exc).split())[:80]}); {DAMAGED_FIX}") from None
+    except IsADirectoryError:
+        raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None
+    except OSError as exc:
+        raise ZooError(f"{path} cannot be read ({exc.strerror})") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """A run's ``config.yaml``; a damaged one is a one-line error naming it."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        problem = " ".join(str(exc).split())[:100]
+        raise ZooError(f"{path} is damaged (not the YAML the zoo wrote: {problem}); {DAMAGED_FIX}") from None
+    except IsADirectoryError:
+        raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None
+    except OSError as exc:
+        raise ZooError(f"{path} cannot be read ({exc.strerror})") from None
+
+
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

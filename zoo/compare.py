@@ -63,11 +63,14 @@ def _job_order(path: Path) -> tuple:
 
 
 def read_run(path: Path) -> RunRecord:
-    import yaml
-
-    config = flatten(yaml.safe_load((path / artifacts.CONFIG).read_text(encoding="utf-8")) or {})
+    recorded = artifacts.read_yaml(path / artifacts.CONFIG) or {}
+    if not isinstance(recorded, dict):
+        raise ZooError(f"{path / artifacts.CONFIG} is not a zoo run's config (not a mapping of keys); {artifacts.DAMAGED_FIX}")
+    config = flatten(recorded)
     metrics_path = path / artifacts.METRICS
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics = artifacts.read_json(metrics_path) if metrics_path.is_file() else {}
+    if not isinstance(metrics, dict):
+        raise ZooError(f"{metrics_path} is damaged (not a mapping of metric names to values); {artifacts.DAMAGED_FIX}")
     from zoo.crossval import numeric
 
     trial = _json(path / artifacts.TRAINING).get("search_trial") or {}

@@ -171,7 +171,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
             f"{run_dir} already holds a run and trainer.resume=never; choose another hydra.run.dir "
             "(or trainer.resume=auto to continue that run)"
         )
-    before = flatten(OmegaConf.to_container(OmegaConf.load(recorded)))
+    before = flatten(artifacts.read_yaml(recorded) or {})
     now = flatten(json.loads(json.dumps(resolved)))
     changed = [
         key for key in dict.fromkeys([*before, *now])
@@ -184,7 +184,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
             "to continue it, use its config; for a new run, choose another hydra.run.dir"
         )
     metrics = run_dir / artifacts.METRICS
-    return json.loads(metrics.read_text(encoding="utf-8")) if metrics.is_file() else None
+    return artifacts.read_json(metrics) if metrics.is_file() else None
 
 
 # Keys that may differ between the attempts of one run: where it runs, how it reports,
@@ -488,11 +488,16 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     from zoo.crossval import refuse_parent
 
     refuse_parent(run_dir, "")
+    if (run_dir / artifacts.MODEL).is_dir():
+        raise ZooError(f"{run_dir / artifacts.MODEL} is a folder, not the model file the zoo wrote; {artifacts.DAMAGED_FIX}")
     if not (run_dir / artifacts.METRICS).is_file() or not (run_dir / artifacts.MODEL).is_file():
         raise ZooError(
             f"the run in {run_dir} did not finish (no {artifacts.METRICS}); train it to the end first"
         )
-    cfg = OmegaConf.load(run_dir / artifacts.CONFIG)
+    recorded = artifacts.read_yaml(run_dir / artifacts.CONFIG)
+    if not isinstance(recorded, dict) or not {"model", "dataset", "trainer"} <= set(recorded):
+        raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
+    cfg = OmegaConf.create(recorded)
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:
@@ -530,14 +535,16 @@ def score(tf, model, batches) -> dict[str, float]:
 def finished_run_plan(run_dir: Path) -> RunPlan:
     """A finished run's plan, with the data spec it trained on (recorded in ``spec.json``)
     rather than the dataset described again: its files may have moved since. No TF."""
-    import json
-
     cfg = load_run_config(run_dir, [])
     spec_path = Path(run_dir) / artifacts.SPEC
     if not spec_path.is_file():
         return plan_run(cfg)
-    recorded = json.loads(spec_path.read_text(encoding="utf-8"))
-    return plan_run(cfg, spec=DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}))
+    recorded = artifacts.read_json(spec_path)
+    try:
+        spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ZooError(f"{spec_path} is damaged ({' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
+    return plan_run(cfg, spec=spec)
 
 
 def load_trained_model(run_dir: Path, plan: RunPlan | None = None):
@@ -556,9 +563,14 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     Only weights are read from the file: no code or config from it runs, and models with
     their own classes (VAE, GAN) need no Keras registration to load.
     """
+    import zipfile
+
     model = plan.model.item.factory(plan.model_config, plan.spec)
+    path = Path(run_dir) / artifacts.MODEL
     try:
-        model.load_weights(Path(run_dir) / artifacts.MODEL)
+        model.load_weights(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     except ValueError as exc:
         raise ZooError(
             f"the weights in {Path(run_dir) / artifacts.MODEL} do not fit model {plan.model.name!r} as configured "
