@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import tarfile
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 import zoo
 from zoo_plugins import cifar10, image_folder
+
+from conftest import run_zoo
 
 
 def test_cifar10_reads_the_archive_and_its_extracted_folder_alike(tmp_path):
@@ -182,3 +185,20 @@ def test_cifar10_archive_members_that_escape_the_folder_are_never_written(tmp_pa
     assert len(splits.test[0]) == 40
     assert {p for p in tmp_path.rglob("*")} == before
     assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+def test_many_unreadable_files_are_summarised_on_the_terminal_and_all_listed_in_data_json(tmp_path):
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "data" / name, 6, value)
+    for i in range(20):
+        (tmp_path / "data" / "ab"[i % 2] / f"broken{i}.jpg").write_bytes(b"not a picture")
+    run_dir = tmp_path / "run"
+    result = run_zoo(
+        "train", "model=mlp_classifier", "dataset=image_folder", f"dataset.path={tmp_path / 'data'}", "dataset.image_size=[8,8]",
+        "dataset.cache=off", "trainer.epochs=1", "metrics=[accuracy]", "loggers=none", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    terminal = (result.stdout + result.stderr).splitlines()
+    assert len([line for line in terminal if "skipped /" in line]) == 5
+    assert any("skipped 15 more files (all listed in" in line for line in terminal)
+    assert len(json.loads((run_dir / "data.json").read_text())["skipped"]) == 20

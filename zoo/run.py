@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 
 
+SKIPPED_SHOWN = 5  # unreadable files named on the terminal; the rest are counted
+
+
 def import_tensorflow():
     """Import TensorFlow with its C++ start-up lines (absl's notice, oneDNN's) kept off the
     terminal: they go to the log (``train.log``), or stay on the terminal with ``ZOO_TF_LOGS=1``."""
@@ -261,8 +264,11 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
         if splits.report:
             artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
-            for skipped in splits.report.get("skipped", []):
-                log.warning("skipped %s", skipped)
+            skipped = list(splits.report.get("skipped", []))
+            for number, entry in enumerate(skipped):  # the terminal gets a few; train.log and data.json all
+                log.log(logging.WARNING if number < SKIPPED_SHOWN else logging.INFO, "skipped %s", entry)
+            if len(skipped) > SKIPPED_SHOWN:
+                log.warning("skipped %d more files (all listed in %s)", len(skipped) - SKIPPED_SHOWN, run_dir / artifacts.DATA_REPORT)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
     # (Keras' evaluate fails under MultiWorkerMirroredStrategy, keras-team/keras#20585).
     twin = None
