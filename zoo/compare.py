@@ -220,11 +220,19 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
                 ax.plot(range(1, len(values) + 1), values, color=colour, marker="o", markersize=3)
             ax.set_title(f"{name} per epoch")
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            epochs = max(1, *(len(r.history.get(name, [])) for r in finished))
+            ax.set_xlim(0.5, epochs + 0.5)
+            if epochs <= 12:  # whole epochs only (a locator falls back to 0.1 steps over a short axis)
+                ax.set_xticks(range(1, epochs + 1))
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.legend(
         handles=[Patch(color=c) for c in colours],
-        labels=[shorten(f"{n}: {label(r, keys)}", int(14 * 4.5 * columns)) for n, r in zip(numbers, finished)],
+        labels=[
+            shorten(f"{n}: {label(r, keys)}" + (f" [{r.status}]" if r.pruned_at else ""), int(14 * 4.5 * columns))
+            for n, r in zip(numbers, finished)
+        ],
         loc="outside lower center",
         fontsize="small",
     )
