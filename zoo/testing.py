@@ -429,8 +429,6 @@ def _model_steps(entry: Registered):
         import_tensorflow()
         import keras
 
-        from zoo.config import make_config
-
         state["config"] = config = checks_config(entry, item.tiny)  # at its tiny size
         state["models"] = []
         for spec in synthetic_specs(entry, config):
@@ -558,8 +556,6 @@ def check_registered_classes(model) -> None:
 
 def tiny_config(entry: Registered, directory: Path) -> Any:
     """The dataset's config at its ``tiny`` size (writing its example files into ``directory``)."""
-    from zoo.config import make_config
-
     tiny = entry.item.tiny
     return checks_config(entry, dict(tiny(directory) if callable(tiny) else tiny))
 
