@@ -153,6 +153,10 @@ def test_vae_run_reconstructs_samples_and_generates_reproducibly(tmp_path):
     assert grid.returncode == 0 and (run_dir / "generated" / "samples_seed0.png").is_file()
     unknown = run_zoo("generate", str(run_dir), "temperature=2")
     assert unknown.returncode == 2 and "key one of: seed, n" in error_lines(unknown.stderr)[0]
+    for option, problem in (("n=0", "n=0 must be from 1 to 10000"), ("n=-3", "n=-3 must be from 1"),
+                            ("n=100000000", "n=100000000 must be from 1 to 10000"), ("seed=-1", "seed=-1 must be from 0")):  # fmt: skip
+        refused = run_zoo("generate", str(run_dir), option)
+        assert refused.returncode == 2 and len(error_lines(refused.stderr)) == 1 and problem in refused.stderr, option
 
 
 def test_gan_run_trains_both_networks_and_only_generates(tmp_path):

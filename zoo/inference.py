@@ -156,6 +156,9 @@ def generate_options(generate) -> dict[str, Any]:
     }
 
 
+MAX_SAMPLES = 10_000  # zoo generate's n: more is a batch job, not a command
+
+
 def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None) -> tuple[Any, Optional[Path]]:
     """New examples from a finished run's model; ``overrides`` are ``key=value`` options
     (``n``, ``seed`` and the model's own). Images are written to ``output`` (default
@@ -187,6 +190,10 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
             raise ZooError(f"{key}={text!r} must be a whole number (default {default})")
         options[key] = value
     seed = options.pop("seed", 0)
+    if not 0 <= seed < 2**32:
+        raise ZooError(f"seed={seed} must be from 0 to {2**32 - 1}")
+    if "n" in options and not 1 <= options["n"] <= MAX_SAMPLES:
+        raise ZooError(f"n={options['n']} must be from 1 to {MAX_SAMPLES} samples")  # a huge n fills memory first
 
     _, model = load_trained_model(run_dir, plan)
     samples = generator(model, plan.model_config, plan.spec, seed=seed, **options)
