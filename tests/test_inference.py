@@ -252,3 +252,31 @@ def test_a_model_file_carrying_code_runs_none_of_it(default_run, tmp_path):
         with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
             keras.saving.load_model(path)
     assert not sentinel.exists()
+
+
+def decompression_bomb(path: Path) -> None:
+    """A PNG of a few bytes that declares 30,000 x 30,000 pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(100))) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_skipped_in_a_folder_and_refused_by_name(default_run, tmp_path):
+    from PIL import Image
+
+    run_dir, _ = default_run
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("L", (8, 8), 255).save(folder / "good.png")
+    decompression_bomb(folder / "bomb.png")
+    result = run_zoo("predict", str(run_dir), str(folder), "--csv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [row["input"] for row in csv.DictReader(io.StringIO(result.stdout))] == [str(folder / "good.png")]
+    assert "skipped" in result.stderr and "decompression bomb" in result.stderr
+    named = run_zoo("predict", str(run_dir), str(folder / "bomb.png"))
+    assert named.returncode == 2 and len(error_lines(named.stderr)) == 1 and "Traceback" not in named.stderr

@@ -48,11 +48,14 @@ def read_images(inputs: list[str], shape: tuple[int, ...]):
     names, images = [], []
     for path, named in paths:
         try:
-            with Image.open(path) as image:
-                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
-                images.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0)
-                names.append(str(path))
-        except (UnidentifiedImageError, OSError) as exc:
+            with warnings.catch_warnings():
+                # Pillow only warns below twice its pixel limit, then decodes: a bomb is refused outright.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
+                    images.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0)
+                    names.append(str(path))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             if named:
                 raise ZooError(f"{path} is not an image Pillow can read ({exc}); pass image files or folders of them") from None
             warnings.warn(f"skipped {path}: not an image Pillow can read ({exc})", InputWarning, stacklevel=2)
