@@ -44,8 +44,6 @@ from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 
 log = logging.getLogger(__name__)
 
-
-
 SKIPPED_SHOWN = 5  # unreadable files named on the terminal; the rest are counted
 
 
@@ -144,10 +142,7 @@ def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, re
     from zoo import crossval
 
     reporter = next((c for c in callbacks if hasattr(c, "report_fold")), None)  # a search trial's
-    run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
-    artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
-    artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
+    write_run_records(run_dir, resolved, plan, placement)
     crossval.write_assignment(run_dir, plan.dataset.item.factory(plan.dataset_config, plan.seed), plan)
     metrics = crossval.cross_validate(cfg, plan, run_dir, train, reporter)
     record = {"folds_trained": len(metrics.get(crossval.FOLDS, {}))}
@@ -156,6 +151,14 @@ def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, re
     artifacts.write_json(run_dir / artifacts.TRAINING, record)
     artifacts.write_json(run_dir / artifacts.METRICS, metrics)
     return metrics
+
+
+def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -> None:
+    """What a run says about itself from its start: its config, data spec and environment."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
+    artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
+    artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
 
 
 def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[str, float]]:
@@ -258,10 +261,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             compression.distill(model, teacher, distillation.alpha, distillation.temperature)
             record["distillation"] = compression.teacher_record(distillation)
     if chief and finished is None:  # the run's records, once nothing before training can fail
-        run_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.write_text(run_dir / artifacts.CONFIG, OmegaConf.to_yaml(resolved))
-        artifacts.write_json(run_dir / artifacts.SPEC, dataclasses.asdict(plan.spec))
-        artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
+        write_run_records(run_dir, resolved, plan, placement)
         if splits.report:
             artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
             skipped = list(splits.report.get("skipped", []))

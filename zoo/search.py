@@ -198,16 +198,11 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
     if sampler_name == "grid":
         extra = {"search_space": {key: grid_values(key, space) for key in space}}
         n_trials = min(n_trials, math.prod(len(values) for values in extra["search_space"].values()))
-    try:
-        existing = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        existing = None
-    earlier = existing.get_trials(deepcopy=False) if existing else []
-    sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
     pruner = by_name("pruner", PRUNERS, optuna.pruners, settings.get("pruner"))
-    study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True
-    )
+    study = optuna.create_study(study_name=name, storage=storage, pruner=pruner, direction=direction, load_if_exists=True)
+    earlier = study.get_trials(deepcopy=False)
+    # The sampler is set once the earlier trials are counted: its seed moves on by their number.
+    study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
     if study.direction.name.lower() != direction:
         raise ZooError(f"study {name!r} in {storage} was created to {study.direction.name.lower()}, not {direction}; use another study_name")
 
