@@ -207,11 +207,159 @@ def test_cluster_comes_from_tf_config_and_a_missing_cluster_is_explained(monkeyp
     assert (resolver.task_type, resolver.task_id) == ("worker", 1)
 
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(ZooError, match="TF_CONFIG is not valid"):
+    with pytest.raises(ZooError, match="the cluster from TF_CONFIG is not valid: it is not JSON"):
         cluster_resolver(tf, device)
     monkeypatch.delenv("TF_CONFIG")
     with pytest.raises(ZooError, match=r"device.workers=\[host1:port,host2:port\] and device.rank=N"):
         cluster_resolver(tf, device)
+
+
+@pytest.mark.parametrize(
+    "cluster,task,problem",
+    [
+        ({"worker": "127.0.0.1:5000"}, ("worker", 0), "each job must be a list of host:port"),
+        ({"worker": [5000]}, ("worker", 0), "each task must be a host:port string"),
+        ({"ps": ["127.0.0.1:5000"], "worker": ["127.0.0.1:5001"]}, ("worker", 0), "['ps'] jobs"),
+        ({"chief": ["a:1", "b:2"], "worker": ["c:3"]}, ("worker", 0), "at most one chief"),
+        ({"worker": ["a:1", "b:2"]}, ("chief", 0), "task's type 'chief' is not a job"),
+        ({"worker": ["a:1", "b:2"]}, ("worker", 2), "index 2 is outside worker 0..1"),
+        ({"worker": ["a:1", "b:2"]}, ("worker", "1"), "index '1' is outside"),
+        ([], ("worker", 0), "not JSON with a cluster"),
+    ],
+)
+def test_a_tf_config_of_the_wrong_shape_is_refused_in_one_line(cluster, task, problem):
+    """Shapes that TensorFlow's resolver takes and then hangs on or fails deep inside."""
+    from zoo.devices import check_cluster
+    from zoo.errors import ZooError
+
+    with pytest.raises(ZooError, match=re.escape(problem)) as raised:
+        check_cluster(cluster, *task, "TF_CONFIG")
+    assert "\n" not in str(raised.value) and '"task": {"type": "worker", "index": 0}' in str(raised.value)
+
+
+def test_a_tf_config_of_the_wrong_shape_fails_zoo_train_in_one_line(tmp_path):
+    tf_config = {"cluster": {"worker": ["127.0.0.1:5000"]}, "task": {"type": "worker", "index": 3}}
+    result = run_zoo("train", "device=multi_worker", cwd=tmp_path, env={"TF_CONFIG": json.dumps(tf_config)})
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == [
+        "zoo: error: the cluster from TF_CONFIG is not valid: this task's index 3 is outside worker 0..0; it must look "
+        'like {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+    ], result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_workers_started_at_different_times_meet_before_tensorflow_does():
+    import threading
+    import time
+
+    from zoo import rendezvous
+
+    cluster = {f"worker {i}": f"127.0.0.1:{port}" for i, port in enumerate(free_ports(3))}
+    met, errors = {}, []
+
+    def worker(name: str, delay: float) -> None:
+        time.sleep(delay)
+        try:
+            rendezvous.meet(cluster, name, timeout=30)
+            met[name] = time.monotonic()
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(name, 1.5 * i)) for i, name in enumerate(cluster)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and set(met) == set(cluster)
+    # Nobody goes on before the last one has started; everyone soon after.
+    assert all(3.0 <= t - started < 10 for t in met.values()), {n: t - started for n, t in met.items()}
+    # The ports are free again for TensorFlow's servers.
+    for address in cluster.values():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("", int(address.rsplit(":", 1)[1])))
+
+
+def test_a_worker_whose_port_is_taken_or_held_by_a_stranger_says_so_in_time():
+    from zoo import rendezvous
+    from zoo.errors import ZooError
+
+    ports = free_ports(2)
+    cluster = {"worker 0": f"127.0.0.1:{ports[0]}", "worker 1": f"127.0.0.1:{ports[1]}"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[0]))
+        taken.listen()
+        with pytest.raises(ZooError, match=f"worker 0 cannot listen on port {ports[0]} .*another process holds it"):
+            rendezvous.meet(cluster, "worker 0", timeout=5)
+    # A stranger answering on a peer's port is not the peer: it is still missing at the end.
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", ports[1]))
+        stranger.listen()
+        with pytest.raises(ZooError, match=re.escape(f"gave up after device.timeout=2 s waiting for worker 1 (127.0.0.1:{ports[1]})")):
+            rendezvous.meet(cluster, "worker 0", timeout=2)
+
+
+def test_a_worker_alone_says_what_it_waits_for_gives_up_in_time_and_stops_on_a_signal(tmp_path):
+    import signal
+    import time
+
+    ports = free_ports(3)
+    workers = f"device.workers=[127.0.0.1:{ports[0]},127.0.0.1:{ports[1]},127.0.0.1:{ports[2]}]"
+    result = run_zoo("train", "device=multi_worker", workers, "device.rank=1", "device.timeout=4", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert f"waiting for worker 0 (127.0.0.1:{ports[0]}), worker 2 (127.0.0.1:{ports[2]}) to start" in result.stdout
+    assert error_lines(result.stderr) == [
+        f"zoo: error: gave up after device.timeout=4 s waiting for worker 0 (127.0.0.1:{ports[0]}), worker 2 "
+        f"(127.0.0.1:{ports[2]}): start them (the same command on each machine, with its own rank), or raise device.timeout"
+    ], result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()  # nothing was written: no folder left
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", "device=multi_worker", workers, "device.rank=0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:  # TensorFlow's own wait ignored both signals
+            if line.startswith("waiting for worker 1"):
+                break
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        err = process.communicate(timeout=30)[1]
+        assert time.monotonic() - started < 5
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert error_lines(err)[0].startswith("zoo: error: stopped by SIGTERM while waiting for worker 1"), err[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # two workers training
+def test_a_worker_killed_mid_training_ends_its_peer_in_one_line_that_says_how_to_continue(tmp_path):
+    ports = free_ports(2)
+    workers = f"device.workers=[127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}]"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zoo", "train", *CNN, "trainer.epochs=40", "device=multi_worker", workers,
+             f"device.rank={rank}", f"hydra.run.dir={tmp_path / str(rank)}"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    try:
+        for line in processes[0].stdout:
+            if line.startswith("epoch 2/"):
+                break
+        processes[1].kill()
+        err = processes[0].communicate(timeout=120)[1]
+    finally:
+        for process in processes:
+            process.kill()
+    assert processes[0].returncode == 2
+    lines = error_lines(err)
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: worker 1 stopped answering during training"), err[-3000:]
+    assert "its checkpoint at the end of epoch" in lines[0] and "start every worker again with the same command" in lines[0]
+    assert "Traceback" not in err and "eagerly has significant overhead" not in err
 
 
 @pytest.mark.parametrize(

@@ -689,14 +689,16 @@ def _nested_keys(value: Any) -> list[str]:
     return []
 
 
-# Whether `hydra.run.dir` named a folder that was there before this command: a run that
-# fails before writing anything removes the folder Hydra made for it, never one it found.
-RUN_DIR_EXISTED = [True]
+# The deepest folder on the way to the run's directory that was there before this command
+# (None: the run's directory itself was): a run that fails before writing anything removes
+# the folders Hydra made for it below that one, never one it found.
+FOUND_BEFORE: list[Optional[Path]] = [None]
 
 
-def check_output_dir(path: str, key: str) -> None:
+def check_output_dir(path: str, key: str) -> Path:
     """One line where the run's (or sweep's) directory cannot be made; Hydra would print a
-    traceback. Probed with a temporary folder, removed at once: nothing is left behind."""
+    traceback. Probed with a temporary folder, removed at once: nothing is left behind.
+    Returns the deepest folder of the way there that exists."""
     import tempfile
 
     target = Path(path.split("${", 1)[0] or ".").expanduser().absolute()
@@ -709,6 +711,7 @@ def check_output_dir(path: str, key: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
     except OSError as exc:
         raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
+    return ancestor
 
 
 def check_overrides(args: list[str]) -> None:
@@ -727,9 +730,9 @@ def check_overrides(args: list[str]) -> None:
     given = {o.get_key_element(): o for o in parsed}
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         chosen = given.get(key)
-        check_output_dir(str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else "runs", key)
-    run_dir = given.get("hydra.run.dir")
-    RUN_DIR_EXISTED[0] = run_dir is not None and Path(str(run_dir.value())).expanduser().exists()
+        found = check_output_dir(str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else "runs", key)
+        if key == "hydra.run.dir":
+            FOUND_BEFORE[0] = None if chosen is not None and Path(str(chosen.value())).expanduser().exists() else found
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -799,6 +802,7 @@ def train_task(cfg) -> Any:
 
             return objective_value(objective, metrics, run_dir)
     except Interrupted as exc:
+        remove_unused_run_dir(run_dir)  # stopped before anything was written (waiting for workers)
         fail(f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except ZooError as exc:
         if traceback_requested():
@@ -818,11 +822,19 @@ def remove_unused_run_dir(run_dir: Path) -> None:
 
     from hydra.core.hydra_config import HydraConfig
 
-    if RUN_DIR_EXISTED[0] or HydraConfig.get().mode.name != "RUN":
+    found = FOUND_BEFORE[0]
+    if found is None or HydraConfig.get().mode.name != "RUN":
         return
     if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", ".lock"}:
         logging.shutdown()  # train.log's handler lets go of the file
         shutil.rmtree(run_dir, ignore_errors=True)
+        for folder in run_dir.absolute().parents:  # e.g. runs/<date>/, if this run made them
+            if folder == found or found not in folder.parents:
+                break
+            try:
+                folder.rmdir()  # only if empty: another run's folder stays
+            except OSError:
+                break
 
 
 def continue_command(run_dir: Path) -> str:

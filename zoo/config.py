@@ -285,11 +285,17 @@ class DeviceConfig:
     port: int = field(
         default=8888, metadata={"help": "device=multi_worker under SLURM: the first port of the tasks on a node."}
     )
+    timeout: float = field(
+        default=300.0,
+        metadata={"help": "device=multi_worker: seconds to wait for every worker to start before giving up."},
+    )
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, DEVICE_KINDS)
         if self.replicas < 1:
             raise ValueError(f"replicas must be at least 1, got {self.replicas}")
+        if not 0 < self.timeout <= 7 * 24 * 3600:
+            raise ValueError(f"timeout must be a number of seconds above 0 (at most a week), got {self.timeout}")
         if self.workers is not None:
             bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w))]
             if bad or not self.workers:

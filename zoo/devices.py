@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,6 +35,7 @@ class Placement:
     chief: bool = True  # the process that writes the run directory
     multi_worker: bool = False
     task: str = ""  # in a multi-worker cluster: this process's task, e.g. "worker-1"
+    cluster: dict = field(default_factory=dict)  # in a multi-worker cluster: "worker 1" -> its host:port
 
 
 def place(device: DeviceConfig) -> Placement:
@@ -126,10 +128,18 @@ def _tpu(tf, device: DeviceConfig) -> Placement:
 
 
 def _multi_worker(tf, device: DeviceConfig) -> Placement:
+    from zoo import rendezvous
+
     resolver, source = cluster_resolver(tf, device)
-    workers = resolver.cluster_spec().as_dict().get("worker", [])
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     task_type, task_id = resolver.task_type, resolver.task_id
+    cluster = check_cluster(resolver.cluster_spec().as_dict(), task_type, task_id, source)
+    workers = resolver.cluster_spec().as_dict().get("worker", [])
+    # TensorFlow's own wait for the cluster cannot be bounded or interrupted: meet first.
+    rendezvous.meet(cluster, f"{task_type} {task_id}", device.timeout)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    except tf.errors.OpError as exc:  # e.g. the port taken in the instant between the meeting and here
+        raise ZooError(f"TensorFlow could not join the cluster: {' '.join(str(exc).split())[:200]}") from None
     chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs)
     return Placement(
         strategy,
@@ -137,7 +147,34 @@ def _multi_worker(tf, device: DeviceConfig) -> Placement:
         chief=chief,
         multi_worker=True,
         task=f"{task_type}-{task_id}",
+        cluster=cluster,
     )
+
+
+def check_cluster(spec: Any, task_type: Any, task_id: Any, source: str) -> dict[str, str]:
+    """Every task of a multi-worker cluster by name (``worker 1``) and ``host:port``, after
+    checking the shape TensorFlow's resolvers accept without it (a wrong one hangs or fails
+    deep inside TensorFlow)."""
+    example = '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+    problem = None
+    if not isinstance(spec, dict) or not spec:
+        problem = "it is not JSON with a cluster, task.type and task.index"
+    elif set(spec) - {"chief", "worker"}:
+        problem = f"it has {sorted(set(spec) - {'chief', 'worker'})} jobs; a multi-worker run has only chief and worker"
+    elif any(not isinstance(tasks, (list, tuple)) for tasks in spec.values()):
+        problem = "each job must be a list of host:port"
+    elif any(not isinstance(a, str) or not re.fullmatch(r"[^:\s]+:\d{1,5}", a) for t in spec.values() for a in t):
+        problem = "each task must be a host:port string"
+    elif len(spec.get("chief", [])) > 1:
+        problem = "a cluster has at most one chief"
+    elif task_type not in spec:
+        problem = f"this task's type {task_type!r} is not a job of the cluster ({', '.join(spec)})"
+    elif not isinstance(task_id, int) or not 0 <= task_id < len(spec[task_type]):
+        problem = f"this task's index {task_id!r} is outside {task_type} 0..{len(spec[task_type]) - 1}"
+    if problem:
+        fix = f"it must look like {example}" if source == "TF_CONFIG" else "check it"
+        raise ZooError(f"the cluster from {source} is not valid: {problem}; {fix}")
+    return {f"{job} {i}": address for job in ("chief", "worker") for i, address in enumerate(spec.get(job, []))}
 
 
 def cluster_resolver(tf, device: DeviceConfig) -> tuple[Any, str]:
@@ -150,12 +187,10 @@ def cluster_resolver(tf, device: DeviceConfig) -> tuple[Any, str]:
     if os.environ.get("TF_CONFIG"):
         try:
             config = json.loads(os.environ["TF_CONFIG"])
-            config["cluster"], config["task"]["type"], config["task"]["index"]  # noqa: B018 - the keys it needs
+            cluster, task_type, task_id = config["cluster"], config["task"]["type"], config["task"]["index"]
         except (ValueError, KeyError, TypeError):
-            raise ZooError(
-                "TF_CONFIG is not valid: it must be JSON like "
-                '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
-            ) from None
+            cluster = task_type = task_id = None  # refused below, with an example
+        check_cluster(cluster, task_type, task_id, "TF_CONFIG")
         return resolvers.TFConfigClusterResolver(), "TF_CONFIG"
     if "SLURM_PROCID" in os.environ and ("SLURM_STEP_NUM_TASKS" in os.environ or "SLURM_NTASKS" in os.environ):
         gpus = _gpus_per_slurm_node()

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -60,7 +61,19 @@ def import_tensorflow():
         raise ZooError(
             "TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])"
         ) from None
+    logging.getLogger("tensorflow").addFilter(demote_advice)
     return tf
+
+
+# TensorFlow's warnings that are advice to its own developers' users, not to a zoo user
+# (the zoo chose the strategy and how it runs): kept in train.log, off the terminal.
+TENSORFLOW_ADVICE = ("eagerly has significant overhead",)
+
+
+def demote_advice(record: logging.LogRecord) -> bool:
+    if record.levelno == logging.WARNING and any(text in str(record.msg) for text in TENSORFLOW_ADVICE):
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
 
 
 @contextlib.contextmanager
@@ -151,6 +164,28 @@ def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, re
     artifacts.write_json(run_dir / artifacts.TRAINING, record)
     artifacts.write_json(run_dir / artifacts.METRICS, metrics)
     return metrics
+
+
+@contextlib.contextmanager
+def peers_watched(tf, placement, checkpoints):
+    """A multi-worker run whose peer died or became unreachable mid-training ends in one
+    line naming the peer and the way back (TensorFlow raises a collective op's error)."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as exc:
+        if not placement.multi_worker:
+            raise
+        text = " ".join(str(exc).split())
+        named = [f"{job} {task}" for job, task in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text)]
+        named += [name for name, address in placement.cluster.items() if address in text]
+        others = [name for name in named if name.replace(" ", "-") != placement.task]
+        who = others[0] if others else "another worker"
+        newest = checkpoints.newest_position()
+        kept = f"its checkpoint at {newest} is kept" if newest is not None else "no checkpoint was made yet"
+        raise ZooError(
+            f"{who} stopped answering during training ({type(exc).__name__}); {kept}: start every worker again "
+            f"with the same command to continue"
+        ) from None
 
 
 def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -> None:
@@ -300,21 +335,22 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     if progress != "off":
         callbacks.append(run_callbacks.Progress(progress))
     started = time.perf_counter()
-    position = fit(
-        tf,
-        model,
-        placement.strategy,
-        epoch_batches,
-        trainer.epochs,
-        trainer.steps_per_execution,
-        validate=validate if chief else None,
-        callbacks=keras.callbacks.CallbackList(callbacks, model=model, epochs=trainer.epochs, steps=None),
-        checkpoints=checkpoints,
-        checkpoint_every=trainer.checkpoint_every,
-        checkpoint_seconds=trainer.checkpoint_minutes * 60,
-        resume=trainer.resume == "auto",
-        record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
-    )
+    with peers_watched(tf, placement, checkpoints):
+        position = fit(
+            tf,
+            model,
+            placement.strategy,
+            epoch_batches,
+            trainer.epochs,
+            trainer.steps_per_execution,
+            validate=validate if chief else None,
+            callbacks=keras.callbacks.CallbackList(callbacks, model=model, epochs=trainer.epochs, steps=None),
+            checkpoints=checkpoints,
+            checkpoint_every=trainer.checkpoint_every,
+            checkpoint_seconds=trainer.checkpoint_minutes * 60,
+            resume=trainer.resume == "auto",
+            record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
+        )
     log.info("training took %.1f s", time.perf_counter() - started)
     if not chief:
         return {}

@@ -1,0 +1,157 @@
+"""Meeting the other workers of a multi-worker run before TensorFlow does.
+
+TensorFlow's ``MultiWorkerMirroredStrategy`` waits for the whole cluster inside one C++ call
+that holds the interpreter: a worker whose peers never start waits for ever, says nothing,
+and neither Ctrl-C nor SIGTERM reaches Python (TensorFlow installs its own SIGTERM handler
+there). So each worker first meets every other one here, in Python, on the port TensorFlow
+will use next: it listens on its own port and connects to each peer's. A worker goes on once
+it has reached every peer and heard from every peer; it keeps listening until then, so a
+peer that is late still finds it. What is missing is known by rank, the wait is bounded by
+``device.timeout``, and a signal stops it.
+
+The exchange is a greeting each way (``keras-zoo rendezvous <rank>``) and the caller's ``ok``:
+a peer's port held by something other than a zoo worker is not mistaken for the peer, and
+the two sides count each other only once both know the greeting went through.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from zoo.errors import Interrupted, ZooError
+
+log = logging.getLogger(__name__)
+
+GREETING = b"keras-zoo rendezvous "
+ANNOUNCE_EVERY_S = 30.0  # how often the terminal hears that the wait goes on
+
+
+def meet(cluster: dict[str, str], me: str, timeout: float) -> None:
+    """Return once every task of ``cluster`` (its name, e.g. ``worker 1``, to its
+    ``host:port``) has met this one, ``me``; raise :class:`ZooError` naming the missing ones
+    after ``timeout`` seconds, :class:`Interrupted` on SIGINT or SIGTERM."""
+    peers = {name: address for name, address in cluster.items() if name != me}
+    if not peers:
+        return
+    reached: set[str] = set()  # peers this worker connected to
+    started = time.monotonic()
+    announced = started - ANNOUNCE_EVERY_S + 2.0  # first word after 2 s: a quick meeting says nothing
+    with _Listener(cluster[me], me) as listener, _signals_noted() as caught:
+        while len(reached) < len(peers) or len(listener.heard) < len(peers):
+            missing = _named(peers, reached & listener.heard)
+            if caught:
+                name = signal.Signals(caught[0]).name
+                raise Interrupted(f"stopped by {name} while waiting for {missing}", caught[0])
+            waited = time.monotonic() - started
+            if waited > timeout:
+                raise ZooError(
+                    f"gave up after device.timeout={timeout:g} s waiting for {missing}: start them (the same "
+                    f"command on each machine, with its own rank), or raise device.timeout"
+                )
+            if time.monotonic() - announced >= ANNOUNCE_EVERY_S:
+                print(f"waiting for {missing} to start ({waited:.0f} s of device.timeout={timeout:g} s)", flush=True)
+                announced = time.monotonic()
+            for peer in sorted(set(peers) - reached):
+                if _greet(peers[peer], me, peer):
+                    reached.add(peer)
+            time.sleep(0.2)
+    log.info("met workers %s in %.1f s", sorted(peers), time.monotonic() - started)
+
+
+def _named(peers: dict[str, str], met: set[str]) -> str:
+    return ", ".join(f"{name} ({peers[name]})" for name in sorted(set(peers) - met))
+
+
+def _greet(address: str, me: str, peer: str) -> bool:
+    """Connect to ``peer``'s listener and exchange greetings; False when it is not there yet."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0) as connection:
+            connection.settimeout(5.0)
+            connection.sendall(GREETING + me.encode() + b"\n")
+            if _read_line(connection) != GREETING + peer.encode():
+                return False  # something else holds the peer's port
+            connection.sendall(b"ok\n")  # the peer counts this worker only now: both know, or neither
+            return True
+    except OSError:  # refused, unreachable or too slow: not started yet
+        return False
+
+
+class _Listener(threading.Thread):
+    """Greets back, on this worker's port, each peer that connects; ``heard`` holds their names."""
+
+    def __init__(self, address: str, me: str):
+        super().__init__(daemon=True, name="zoo-rendezvous")
+        self.me = me
+        self.heard: set[str] = set()
+        self.stopping = threading.Event()
+        port = int(address.rsplit(":", 1)[1])
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind(("", port))  # all interfaces, as TensorFlow's server binds it next
+        except OSError as exc:
+            self.socket.close()
+            raise ZooError(
+                f"{me} cannot listen on port {port} ({exc.strerror}): another process holds it; "
+                f"stop that process or give this worker a free port"
+            ) from None
+        self.socket.listen(16)
+        self.socket.settimeout(0.2)
+
+    def __enter__(self) -> "_Listener":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.join()
+        self.socket.close()  # before TensorFlow binds the port
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.socket.accept()
+            except (socket.timeout, OSError):
+                continue
+            with connection:
+                connection.settimeout(5.0)
+                try:
+                    line = _read_line(connection)
+                    if line.startswith(GREETING):
+                        connection.sendall(GREETING + self.me.encode() + b"\n")
+                        if _read_line(connection) == b"ok":
+                            self.heard.add(line[len(GREETING) :].decode(errors="replace"))
+                except OSError:
+                    continue
+
+
+def _read_line(connection: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 200:
+        chunk = connection.recv(64)
+        if not chunk:
+            break
+        data += chunk
+    return data.strip()
+
+
+@contextmanager
+def _signals_noted() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM noted in the returned list while waiting (the main thread only)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {n: signal.signal(n, lambda number, frame: caught.append(number)) for n in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
