@@ -94,6 +94,9 @@ def entries(kind: str):
 TINY_FILES = Path(tempfile.mkdtemp(prefix="zoo-tiny-"))
 atexit.register(shutil.rmtree, TINY_FILES, True)
 
+# The discovery cache of this session's `zoo` processes: its own folder, not the user's.
+os.environ["ZOO_CACHE_DIR"] = str(TINY_FILES / "cache")
+
 
 @functools.cache
 def tiny_overrides(name: str) -> dict:

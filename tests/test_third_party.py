@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,149 @@ def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
 
     chosen = run_zoo("info", "tiny_dense", env=env_with(target, ZOO_DISABLE_PLUGINS="zoo-tiny-dense-fork"))
     assert chosen.returncode == 0 and "provided by zoo-tiny-dense 1.2.3" in chosen.stdout
+
+
+DIGITS_CLASH = '''
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Config:
+    rows: int = 10
+
+
+def describe(config):
+    return zoo.DataSpec(input_shape=(4,), num_classes=2, task="classification", class_names=("a", "b"))
+
+
+def load(config, seed):
+    raise RuntimeError("never loaded: the zoo's own digits keeps the name")
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [zoo.DatasetPlugin("digits", "Someone else's digits.", Config, describe, load)]
+'''
+
+
+def test_a_plugin_claiming_a_first_party_name_is_shadowed_and_reported_not_used(tmp_path):
+    """Installing a plugin must not change what the zoo's own names mean (`zoo train`'s
+    default dataset is `digits`); the clash is named in the listing and by `zoo check`."""
+    target = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-digits-clash", DIGITS_CLASH), target)
+    listing = run_zoo("list", "dataset", env=env_with(target))
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split() for line in listing.stdout.splitlines() if line.startswith("dataset  digits")]
+    assert [row[1:4] for row in rows] == [["digits", "keras-zoo", "0.1.0"], ["digits", "(shadowed)", "zoo-digits-clash"]]
+    assert "Shadowed: dataset 'digits' of zoo-digits-clash is not used" in listing.stdout
+    assert "dataset 'digits' of 'zoo-digits-clash' is shadowed by the zoo's own dataset" in listing.stderr
+
+    info = run_zoo("info", "dataset", "digits", env=env_with(target))
+    assert info.returncode == 0 and "provided by keras-zoo" in info.stdout, info.stderr
+    check = run_zoo("check", "zoo-digits-clash", env=env_with(target))
+    assert check.returncode == 1
+    assert "dataset 'digits' is the zoo's own (its item is used): rename it" in check.stdout, check.stdout
+    strict = run_zoo("list", env=env_with(target, ZOO_STRICT_PLUGINS="1"))
+    assert strict.returncode == 2 and "shadowed" in error_lines(strict.stderr)[0]
+
+
+CONTAINED = {
+    "zoo-exits-at-import": "import sys\nsys.exit(3)\n",
+    "zoo-exits-in-hook": "import sys\nimport zoo\n\n@zoo.hookimpl\ndef register_models():\n    sys.exit(0)\n",
+    "zoo-prints": "print('hello from a plugin import')\n",
+    "zoo-sleeps": "import time\ntime.sleep(1.5)\n",
+    "zoo-heavy": "import sklearn.linear_model\n",
+}
+
+
+def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_path):
+    target = tmp_path / "site"
+    for name, source in CONTAINED.items():
+        install(make_distribution(tmp_path, name, source), target)
+    result = run_zoo("list", "--json", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.1"))
+    assert result.returncode == 0, result.stderr
+    plugins = {p["distribution"]: p for p in json.loads(result.stdout)["plugins"]}  # valid JSON on stdout
+    assert plugins["zoo-exits-at-import"]["status"] == "broken"
+    assert plugins["zoo-exits-at-import"]["error"] == "failed to import 'zoo_exits_at_import': it called sys.exit(3)"
+    assert plugins["zoo-exits-in-hook"]["error"] == "it called sys.exit(0)"
+    assert plugins["zoo-prints"]["status"] == "ok" and "hello from a plugin import" in result.stderr
+    assert plugins["zoo-sleeps"]["import_seconds"] >= 1.5 and plugins["zoo-sleeps"]["status"] == "ok"
+    assert "plugin 'zoo_sleeps' from distribution 'zoo-sleeps' took 1.5 s to import;" in result.stderr
+    assert re.search(r"from distribution 'zoo-heavy' took [\d.]+ s to import \(it imports [a-z, ]*sklearn", result.stderr)
+
+    table = run_zoo("list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.1"))
+    slow = table.stdout.split("Slow plugins", 1)[1]
+    assert "zoo-sleeps 1.2.3, entry point 'zoo_sleeps': 1.5 s" in slow and "zoo-heavy" in slow
+
+    strict = run_zoo(
+        "list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.5", ZOO_STRICT_PLUGINS="1",
+                             ZOO_DISABLE_PLUGINS="zoo-exits-at-import,zoo-exits-in-hook,zoo-heavy,zoo-prints")
+    )  # fmt: skip
+    assert strict.returncode == 2
+    assert error_lines(strict.stderr) == [strict.stderr.strip()] and "'zoo-sleeps' took" in strict.stderr
+
+
+COUNTED = '''
+import sys
+from dataclasses import dataclass
+
+import zoo
+from zoo_counted.models import MODELS
+
+print("zoo_counted imported", file=sys.stderr)
+
+
+@dataclass
+class Config:
+    units: int = 1
+
+
+def build(config, spec):
+    raise NotImplementedError
+
+
+@zoo.hookimpl
+def register_models():
+    return [zoo.ModelPlugin(name, "A model for the cache test.", Config, build) for name in MODELS]
+'''
+
+
+def test_the_listing_cache_never_shows_a_stale_plugin_set(tmp_path):
+    """`zoo list` reuses what it found while nothing installed changed: a plugin added,
+    removed or edited (in place, as an editable install is) is seen at once."""
+    import shutil
+
+    target = tmp_path / "site"
+    project = make_distribution(tmp_path, "zoo-counted", COUNTED)
+    (project / "zoo_counted" / "models.py").write_text("MODELS = ['counted_a']\n")
+    install(project, target)
+    env = env_with(target, ZOO_CACHE_DIR=str(tmp_path / "cache"))
+
+    def models() -> tuple[set[str], bool]:
+        result = run_zoo("list", "model", "counted*", env=env)
+        assert result.returncode == 0 and "broken" not in result.stdout, result.stdout + result.stderr
+        return {line.split()[1] for line in result.stdout.splitlines()[1:] if line.strip()}, "zoo_counted imported" in result.stderr
+
+    assert models() == ({"counted_a"}, True)  # cold: imported
+    assert models() == ({"counted_a"}, False)  # warm: nothing imported
+    assert len(list((tmp_path / "cache").glob("plugins-*.json"))) == 1
+
+    models_file = target / "zoo_counted" / "models.py"  # edited where it is installed
+    models_file.write_text("MODELS = ['counted_a', 'counted_b']\n")
+    assert models() == ({"counted_a", "counted_b"}, True)
+
+    other = make_distribution(tmp_path, "zoo-other", "import zoo\n")  # a new distribution
+    install(other, target)
+    result = run_zoo("list", "--json", env=env)
+    assert "zoo-other" in {p["distribution"] for p in json.loads(result.stdout)["plugins"]}
+
+    for path in [*target.glob("zoo_other*"), *target.glob("zoo_counted*")]:  # uninstalled by hand
+        shutil.rmtree(path)
+    assert models() == (set(), False)
+
+    (next((tmp_path / "cache").glob("plugins-*.json"))).write_text("{damaged")
+    install(project, target)
+    assert models() == ({"counted_a"}, True)
+    assert run_zoo("list", "model", env={**env, "ZOO_PLUGIN_CACHE": "0"}).returncode == 0

@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  zoo export RUN_DIR --format F        keras, saved_model or tflite [--quantize [int8|float16]]\n"
             "  zoo compare RUN_DIR...|SWEEP_DIR     differing config values and test metrics\n\n"
             "environment: ZOO_STRICT_PLUGINS=1, ZOO_DISABLE_PLUGIN_AUTOLOAD=1,\n"
-            "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks)"
+            "ZOO_DISABLE_PLUGINS=dist1,dist2, ZOO_TRACEBACK=1 (full tracebacks),\n"
+            "ZOO_PLUGIN_IMPORT_LIMIT=2 (seconds), ZOO_PLUGIN_CACHE=0, ZOO_CACHE_DIR=<folder>"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -210,7 +211,7 @@ def _kind(word: str) -> Optional[str]:
 
 
 def list_command(args: argparse.Namespace) -> None:
-    from zoo.registry import get_registry
+    import fnmatch
 
     kind, pattern = None, args.pattern
     if args.kind:
@@ -219,30 +220,59 @@ def list_command(args: argparse.Namespace) -> None:
             if args.pattern != "*":
                 raise ZooError(f"unknown kind {args.kind!r}; use model, dataset, metric, callback or logger")
             pattern = args.kind
-    registry = get_registry()
-    entries = registry.list(kind, pattern)
+    everything = listing()
+    items = [i for i in everything["items"] if (kind is None or i["kind"] == kind) and fnmatch.fnmatchcase(i["name"], pattern)]
+    plugins = everything["plugins"]
     if args.json:
-        print(json.dumps({"items": [_entry_json(e) for e in entries], "plugins": plugin_descriptions(registry)}, indent=2))
+        print(json.dumps({"items": items, "plugins": plugins}, indent=2))
         return
-    conflicted = {(c[0].kind, c[0].name) for c in registry.conflicts()}
-    rows = [
-        (e.kind, e.name + (" (conflict)" if (e.kind, e.name) in conflicted else ""), _dist(e.source), e.summary)
-        for e in entries
-    ]
+    marks = {"conflict": " (conflict)", "shadowed": " (shadowed)"}
+    rows = [(i["kind"], i["name"] + marks.get(i["status"], ""), f"{i['distribution']} {i['version']}".strip(), i["summary"]) for i in items]
     if rows:
         print_table(("KIND", "NAME", "DISTRIBUTION", "SUMMARY"), rows)
     else:
         print(f"no {kind or 'item'} matches {pattern!r}")
     for status, heading in (("broken", "Broken plugins (skipped)"), ("incompatible", "Plugins for other zoo versions (not loaded)")):
-        skipped = [source for source in registry.broken() if source.status == status]
+        skipped = [plugin for plugin in plugins if plugin["status"] == status]
         if skipped:
             print(f"\n{heading}:")
-        for source in skipped:
-            print(f"  {_dist(source)}, entry point {source.name!r} ({source.value}): {source.error}")
-    for claims in registry.conflicts():
-        owners = " and ".join(_dist(c.source) for c in claims)
-        print(f"\nConflict: {claims[0].kind} {claims[0].name!r} is registered by {owners}; it cannot be used "
-              f"until one is uninstalled or skipped with ZOO_DISABLE_PLUGINS")  # fmt: skip
+        for plugin in skipped:
+            print(f"  {plugin['distribution']} {plugin['version']}, entry point {plugin['entry_point']!r} ({plugin['value']}): {plugin['error']}")
+    from zoo.discovery import import_limit
+
+    slow = [plugin for plugin in plugins if plugin["import_seconds"] > import_limit()]
+    if slow:
+        print(f"\nSlow plugins (every zoo command waits for their import; limit {import_limit():g} s, ZOO_PLUGIN_IMPORT_LIMIT):")
+    for plugin in slow:
+        print(f"  {plugin['distribution']} {plugin['version']}, entry point {plugin['entry_point']!r}: {plugin['import_seconds']:.1f} s")
+    claimed: dict[tuple[str, str], list[dict]] = {}
+    for item in everything["items"]:
+        claimed.setdefault((item["kind"], item["name"]), []).append(item)
+    for (item_kind, name), claims in claimed.items():
+        if any(c["status"] == "conflict" for c in claims):
+            owners = " and ".join(f"{c['distribution']} {c['version']}".strip() for c in claims)
+            print(f"\nConflict: {item_kind} {name!r} is registered by {owners}; it cannot be used "
+                  f"until one is uninstalled or skipped with ZOO_DISABLE_PLUGINS")  # fmt: skip
+        shadowed = [c["distribution"] for c in claims if c["status"] == "shadowed"]
+        if shadowed:
+            print(f"\nShadowed: {item_kind} {name!r} of {' and '.join(shadowed)} is not used: the zoo's own {item_kind} "
+                  f"keeps the name; rename it in {' and '.join(shadowed)}")  # fmt: skip
+
+
+def listing() -> dict:
+    """Every item and plugin as ``zoo list --json`` shows them, from the discovery cache
+    while it describes what is installed."""
+    from zoo.discovery import cached_listing
+    from zoo.registry import get_registry
+
+    def build() -> dict:
+        registry = get_registry()
+        status = {id(claim): "conflict" for claims in registry.conflicts() for claim in claims}
+        status.update({id(claim): "shadowed" for claims in registry.shadowed() for claim in claims[1:]})
+        items = [{**_entry_json(e), "status": status.get(id(e), "ok")} for e in registry.list()]
+        return {"items": items, "plugins": plugin_descriptions(registry)}
+
+    return cached_listing(build)
 
 
 def _dist(source) -> str:
@@ -282,6 +312,7 @@ def plugin_descriptions(registry) -> list[dict]:
             "supports_zoo": s.supports or None,
             "status": s.status,
             "error": s.error,
+            "import_seconds": round(s.import_seconds, 3),
             "hooks": hooks.get(id(s), []),
             "registered": registered.get(id(s), []),
         }

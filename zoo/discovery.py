@@ -9,23 +9,33 @@ A plugin distribution states the zoo versions it supports the standard way, as a
 requirement on ``keras-zoo`` (``dependencies = ["keras-zoo>=0.1,<0.2"]``); outside that
 range it is reported and not imported, since pip only warns about such a conflict.
 
+Plugin code runs inside the tool's process, so what it can do there is contained: an
+exception or ``sys.exit()`` in its import or hooks marks it broken, its prints go to stderr
+(stdout carries ``zoo list --json``), and an import slower than a bound is named.
+
 Environment:
     ZOO_DISABLE_PLUGIN_AUTOLOAD=1  load no entry points at all.
     ZOO_DISABLE_PLUGINS=a,b        skip the entry points of these distributions.
-    ZOO_STRICT_PLUGINS=1           a plugin that fails to load is an error, not a warning.
+    ZOO_STRICT_PLUGINS=1           a plugin that fails to load (or is slow, or shadowed) is an error, not a warning.
+    ZOO_PLUGIN_IMPORT_LIMIT=2      seconds a plugin's import may take before it is named as slow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib.metadata
+import json
 import os
 import re
+import sys
+import time
 import traceback
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import pluggy
 
@@ -48,6 +58,7 @@ class PluginSource:
     plugin: Any = None  # the loaded module or object
     supports: str = ""  # the keras-zoo versions its distribution requires, e.g. ">=0.1,<0.2"
     incompatible: bool = False  # not loaded: the installed zoo is outside `supports`
+    import_seconds: float = 0.0  # how long importing its entry point took
 
     @property
     def label(self) -> str:
@@ -77,7 +88,7 @@ def register(pm: pluggy.PluginManager, source: PluginSource) -> None:
     try:
         pm.register(source.plugin, name=source.label)
     except (pluggy.PluginValidationError, ValueError) as exc:
-        source.error = f"invalid hook implementation: {_one_line(exc)}"
+        source.error = f"invalid hook implementation: {one_line(exc)}"
         return
     known = sorted(n for n in vars(pm.hook) if not n.startswith("_") and getattr(pm.hook, n).has_spec())
     for caller in pm.get_hookcallers(source.plugin) or ():
@@ -109,11 +120,16 @@ def load_entry_points(pm: pluggy.PluginManager, strict: bool) -> list[PluginSour
             source.supports = supported_zoo_versions(metadata.get_all("Requires-Dist") or [])
             _check_zoo_version(source)
         if source.error is None:
+            heavy_before = loaded(HEAVY_MODULES)
+            started = time.perf_counter()
             try:
                 source.plugin = ep.load()
-            except Exception as exc:  # a plugin's import can raise anything
-                source.error = f"failed to import {ep.value!r}: {_one_line(exc)}"
+            except (Exception, SystemExit) as exc:  # a plugin's import can raise anything, or exit
+                source.error = f"failed to import {ep.value!r}: {one_line(exc)}"
                 source.details = traceback.format_exc()
+            source.import_seconds = time.perf_counter() - started
+            if source.error is None and source.import_seconds > import_limit():
+                report_slow(source, sorted(loaded(HEAVY_MODULES) - heavy_before), strict)
         if source.error is None:
             register(pm, source)
         sources.append(source)
@@ -160,6 +176,66 @@ def _supports(specifier: str, version: str) -> bool:
         return True
 
 
+# Frameworks whose import alone takes seconds: a plugin importing one at module level makes
+# every `zoo list` wait for it (the zoo's own plugins import them inside their factories).
+HEAVY_MODULES = frozenset({"tensorflow", "keras", "torch", "jax", "sklearn", "pandas", "matplotlib.pyplot"})
+
+
+def loaded(modules: frozenset) -> set[str]:
+    return {name for name in modules if name in sys.modules}
+
+
+def import_limit() -> float:
+    try:
+        return float(os.environ.get("ZOO_PLUGIN_IMPORT_LIMIT", "2"))
+    except ValueError:
+        return 2.0
+
+
+def report_slow(source: PluginSource, heavy: list[str], strict: bool) -> None:
+    cause = f" (it imports {', '.join(heavy)} at module level)" if heavy else ""
+    message = (
+        f"plugin {source.name!r} from distribution {source.distribution!r} took {source.import_seconds:.1f} s to "
+        f"import{cause}; every zoo command waits for it: import heavy modules inside the factories "
+        f"(limit {import_limit():g} s, ZOO_PLUGIN_IMPORT_LIMIT)"
+    )
+    if strict:
+        raise PluginError(message + " (strict plugin mode is on)")
+    warnings.warn(message, PluginWarning, stacklevel=2)
+
+
+def report_shadowed(kind: str, name: str, others: list[PluginSource], strict: bool) -> None:
+    owners = " and ".join(repr(s.distribution) for s in others)
+    message = (
+        f"{kind} {name!r} of {owners} is shadowed by the zoo's own {kind} of that name, which keeps it; "
+        f"rename it in {owners}"
+    )
+    if strict:
+        raise PluginError(message + " (strict plugin mode is on)")
+    warnings.warn(message, PluginWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def stdout_kept_clean():
+    """What plugin code prints while it is loaded goes to stderr: stdout carries the zoo's
+    own output, which programs read (``zoo list --json``). At the descriptor too, for
+    prints from C code."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptor 1 or 2 (a detached process): Python's level only
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def report_broken(source: PluginSource, strict: bool) -> None:
     problem = "is not loaded" if source.incompatible else "is broken"
     message = f"plugin {source.name!r} from distribution {source.distribution!r} {problem}: {source.error}"
@@ -168,6 +244,93 @@ def report_broken(source: PluginSource, strict: bool) -> None:
     warnings.warn(message + " (it is skipped; set ZOO_STRICT_PLUGINS=1 to make this fatal)", PluginWarning, stacklevel=2)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- the listing cache ------------------------------------------------------------------
+#
+# `zoo list` with a thousand plugin distributions spends most of its time importing them.
+# What it shows is kept in a cache file, used only while it describes exactly what is
+# installed: the key is every entry point of the group with its distribution's folder and
+# that folder's modification stamp (installing, upgrading or removing a distribution changes
+# it), and every source file imported while the listing was made is checked against its
+# stamp (an edited plugin, also one installed in editable mode). Strict mode never uses it.
+
+CACHE_VERSION = 1
+
+
+def cache_file() -> Optional[Path]:
+    """Where this Python environment's listing is cached; None when caching is off."""
+    if os.environ.get("ZOO_PLUGIN_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    root = os.environ.get("ZOO_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "keras-zoo"
+    )
+    import hashlib
+
+    environment = hashlib.sha256(f"{sys.prefix}\n{sys.version}".encode()).hexdigest()[:16]
+    return Path(root) / f"plugins-{environment}.json"
+
+
+def cached_listing(build: Callable[[], dict]) -> dict:
+    """``build()``'s result, from the cache when it still describes what is installed."""
+    from zoo import __version__
+
+    path = cache_file()
+    if path is None or env_flag("ZOO_STRICT_PLUGINS"):
+        return build()
+    key = [CACHE_VERSION, __version__, sys.version, sys.path, *_environment_flags(), *_installed_entry_points()]
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached["key"] == json.loads(json.dumps(key)) and all(_stamp(f) == stamp for f, stamp in cached["files"]):
+            for message in cached["warnings"]:  # what a broken, slow or shadowed plugin said, said again
+                warnings.warn(message, PluginWarning, stacklevel=2)
+            return cached["listing"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, stale or damaged: made again
+    before = set(sys.modules)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginWarning)
+        listing = build()
+    said = []
+    for warning in caught:
+        if issubclass(warning.category, PluginWarning):
+            said.append(str(warning.message))
+        warnings.warn(warning.message, warning.category, stacklevel=2)
+    files = sorted(
+        {m.__file__ for name, m in list(sys.modules.items()) if (name not in before or name.split(".")[0] == "zoo")
+         and isinstance(getattr(m, "__file__", None), str)}
+    )  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        record = {"key": key, "files": [[f, _stamp(f)] for f in files], "warnings": said, "listing": listing}
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, path)
+    except OSError:  # a read-only home: listing works, uncached
+        pass
+    return listing
+
+
+def _environment_flags() -> list[str]:
+    return [os.environ.get(name, "") for name in ("ZOO_DISABLE_PLUGIN_AUTOLOAD", "ZOO_DISABLE_PLUGINS", "ZOO_PLUGIN_IMPORT_LIMIT")]
+
+
+def _installed_entry_points() -> list[list]:
+    found = []
+    for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        folder = getattr(ep.dist, "_path", None)  # the .dist-info (or .egg-info) folder
+        found.append([ep.name, ep.value, str(folder), _stamp(str(folder)) if folder else None])
+    return found
+
+
+def _stamp(path: str) -> Optional[list[int]]:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return [status.st_mtime_ns, status.st_size]

@@ -1,9 +1,11 @@
 """The registry: every model, dataset and metric the installed plugins provide.
 
 Items are cheap descriptions (name, summary, config dataclass, factory); nothing heavy is
-imported until a factory is called. A name is unique within its kind: when two plugins
-register the same name, neither wins silently - the name is reported as a conflict naming
-both distributions, and using it is an error until one is uninstalled or disabled.
+imported until a factory is called. A name is unique within its kind. When a plugin
+registers a name the zoo's own plugins use, the zoo's item keeps it (installing a plugin
+must not change what `zoo train` does) and the other is reported as shadowed. When two other
+plugins register the same name, neither wins silently: the name is reported as a conflict
+naming both distributions, and using it is an error until one is uninstalled or disabled.
 """
 
 from __future__ import annotations
@@ -60,12 +62,15 @@ class Registry:
     # -- building ---------------------------------------------------------------------
 
     def load_entry_points(self) -> None:
-        for source in discovery.load_entry_points(self.plugin_manager, self.strict):
-            self.sources.append(source)
-            if source.error is None:
-                self._collect_items(source)
-                if source.error:  # its hooks failed (import failures are reported already)
-                    discovery.report_broken(source, self.strict)
+        with discovery.stdout_kept_clean():
+            for source in discovery.load_entry_points(self.plugin_manager, self.strict):
+                self.sources.append(source)
+                if source.error is None:
+                    self._collect_items(source)
+                    if source.error:  # its hooks failed (import failures are reported already)
+                        discovery.report_broken(source, self.strict)
+        for claims in self.shadowed():
+            discovery.report_shadowed(claims[0].kind, claims[0].name, [c.source for c in claims[1:]], self.strict)
 
     def register_plugin(self, plugin: Any, name: Optional[str] = None) -> PluginSource:
         """Register a plugin object (a module or any object with hookimpls) directly."""
@@ -90,8 +95,8 @@ class Registry:
         try:
             collected = list(self._collect(source))
             paths = list(self._collect_config_paths(source))
-        except Exception as exc:  # a hook implementation can raise anything
-            source.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        except (Exception, SystemExit) as exc:  # a hook implementation can raise anything, or exit
+            source.error = discovery.one_line(exc)
             source.details = traceback.format_exc()
             self.plugin_manager.unregister(source.plugin)
             return
@@ -124,7 +129,18 @@ class Registry:
     # -- looking up -------------------------------------------------------------------
 
     def conflicts(self) -> list[list[Registered]]:
-        return [claims for by_name in self._claims.values() for claims in by_name.values() if len(claims) > 1]
+        """Names claimed by more than one plugin, none of them the zoo's own."""
+        return [claims for by_name in self._claims.values() for claims in by_name.values() if _winner(claims) is None]
+
+    def shadowed(self) -> list[list[Registered]]:
+        """Names the zoo's own plugins claim that others claim too: the zoo's item first."""
+        found = []
+        for by_name in self._claims.values():
+            for claims in by_name.values():
+                winner = _winner(claims)
+                if winner is not None and len(claims) > 1:
+                    found.append([winner, *(c for c in claims if c is not winner)])
+        return found
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._claims[_check_kind(kind)])
@@ -134,6 +150,8 @@ class Registry:
         claims = self._claims[_check_kind(kind)].get(name)
         if not claims:
             raise UnknownNameError(unknown_name_message(kind, name, self.names(kind)))
+        if len(claims) > 1 and _winner(claims) is not None:
+            return _winner(claims)
         if len(claims) > 1:
             owners = " and ".join(f"{c.source.distribution} (entry point {c.source.name!r})" for c in claims)
             raise ZooError(
@@ -155,6 +173,14 @@ class Registry:
 
     def broken(self) -> list[PluginSource]:
         return [s for s in self.sources if s.error]
+
+
+def _winner(claims: list[Registered]) -> Optional[Registered]:
+    """The claim that keeps a name: the only claim, or the zoo's own among several."""
+    if len(claims) == 1:
+        return claims[0]
+    own = [c for c in claims if discovery.normalise_name(c.source.distribution) == discovery.ZOO_DISTRIBUTION]
+    return own[0] if len(own) == 1 else None
 
 
 def unknown_name_message(kind: str, name: str, known: list[str], see: Optional[str] = None) -> str:

@@ -67,7 +67,7 @@ __all__ = ["CheckResult", "conformance_tests", "run_checks", "synthetic_predicti
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 CHECKS = {
-    "plugin": ("load", "light_import"),
+    "plugin": ("load", "names", "light_import"),
     "model": ("config", "build", "output_shape", "train_step", "save_load", "generate"),
     "dataset": ("config", "describe", "load", "reproducible"),
     "metric": ("config", "build", "reference", "reset"),
@@ -187,7 +187,7 @@ def run_checks(
     total = 1 + len(selection.entries) + len(selection.presets)
     tell = progress or (lambda done, total, what: None)
     tell(0, total, "plugins")
-    results = check_plugins(selection.sources)
+    results = check_plugins(selection.sources, registry)
     for done, entry in enumerate(selection.entries, start=1):
         tell(done, total, f"{entry.kind} {entry.name}")
         results += check_item(entry)
@@ -223,7 +223,7 @@ def run_steps(kind: str, name: str, steps: Iterable[tuple[str, Callable[[], Opti
     return results
 
 
-def check_plugins(sources: list[PluginSource]) -> list[CheckResult]:
+def check_plugins(sources: list[PluginSource], registry: Registry) -> list[CheckResult]:
     # Each plugin is imported in a fresh interpreter (what it imports is then its own doing);
     # the interpreters run side by side.
     probes = {id(s): _start_import_probe(s) for s in sources if s.error is None and s.plugin is not None}
@@ -233,6 +233,22 @@ def check_plugins(sources: list[PluginSource]) -> list[CheckResult]:
         def load(source=source) -> str:
             expect(source.error is None, source.error or "")
             return f"{source.distribution} {source.version}: {source.value}"
+
+        def names(source=source) -> str:
+            """Its names are its own: none shadowed by the zoo's own items or claimed by another plugin too."""
+            clashes = [
+                f"{claims[0].kind} {claims[0].name!r} is the zoo's own (its item is used)"
+                for claims in registry.shadowed()
+                if any(c.source is source for c in claims[1:])
+            ]
+            clashes += [
+                f"{claims[0].kind} {claims[0].name!r} is also registered by "
+                + " and ".join(c.distribution for c in claims if c.source is not source)
+                for claims in registry.conflicts()
+                if any(c.source is source for c in claims)
+            ]
+            expect(not clashes, "; ".join(clashes) + ": rename it")
+            return f"{sum(1 for e in registry.list() if e.source is source)} names, none taken"
 
         def light_import(source=source) -> str:
             probe = probes.get(id(source))
@@ -249,7 +265,7 @@ def check_plugins(sources: list[PluginSource]) -> list[CheckResult]:
             )
             return "imports no TensorFlow, Keras, PyTorch or JAX"
 
-        results += run_steps("plugin", source.label, [("load", load), ("light_import", light_import)])
+        results += run_steps("plugin", source.label, [("load", load), ("names", names), ("light_import", light_import)])
     return results
 
 
@@ -841,11 +857,11 @@ def _logger_steps(entry: Registered):
 def _results(target: Optional[str], kind: str, name: str) -> dict[str, CheckResult]:
     selection = select(target, get_registry())
     if kind == "plugin":
-        found = check_plugins([s for s in selection.sources if s.label == name])
+        found = check_plugins([s for s in selection.sources if s.label == name], get_registry())
     elif kind == "preset":
         found = [r for preset, path in selection.presets if preset == name for r in check_preset(preset, path)]
-    else:
-        found = check_item(get_registry().get(kind, name))
+    else:  # the selection's own item of that name, also where the zoo's own shadows it
+        found = check_item(next(e for e in selection.entries if (e.kind, e.name) == (kind, name)))
     return {r.check: r for r in found}
 
 
