@@ -96,7 +96,7 @@ def readme_train_commands() -> list[str]:
 
 # Problems a README command may have on this machine only: the files and runs it names are
 # the reader's. Anything else (grammar, keys, values, combinations) must compose and check.
-MISSING_HERE = ("is not a folder", "is not a run directory", "no such file", "did not finish")
+MISSING_HERE = ("is not a folder", "is not a run directory", "no such file", "did not finish", "does not exist")
 
 
 @pytest.mark.parametrize("command", readme_train_commands())

@@ -289,3 +289,72 @@ def test_the_listing_cache_never_shows_a_stale_plugin_set(tmp_path):
     install(project, target)
     assert models() == ({"counted_a"}, True)
     assert run_zoo("list", "model", env={**env, "ZOO_PLUGIN_CACHE": "0"}).returncode == 0
+
+
+REFERENCING = '''
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import zoo
+
+
+@dataclass
+class Config:
+    parent: Optional[str] = zoo.run_reference("A finished run whose model this one extends.")
+    units: int = field(default=8, metadata={"help": "Hidden units."})
+
+
+def build(config, spec):
+    import keras
+
+    if config.parent is not None:  # what a distiller or a fine-tuner does: read the other run
+        assert (Path(config.parent) / "model.keras").is_file(), config.parent
+    inputs = keras.Input(spec.input_shape)
+    x = keras.layers.Dense(config.units, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(spec.num_classes, activation="softmax")(x))
+
+
+@zoo.hookimpl
+def register_models():
+    return [zoo.ModelPlugin("referencing_mlp", "A model whose config names another run.", Config, build)]
+'''
+
+
+@pytest.mark.slow  # three short trainings
+def test_a_run_reference_field_is_made_absolute_checked_recorded_and_missed_in_one_line(tmp_path):
+    target = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-referencing", REFERENCING), target)
+    env = env_with(target)
+    quick = ["dataset=digits", "trainer.epochs=1"]
+    parent = run_zoo("train", "model=referencing_mlp", *quick, "hydra.run.dir=parent", cwd=tmp_path, env=env)
+    assert parent.returncode == 0, parent.stderr[-2000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = run_zoo("train", "model=referencing_mlp", "model.parent=../nope", *quick, cwd=elsewhere, env=env)
+    assert missing.returncode == 2 and not (elsewhere / "runs").exists()
+    assert error_lines(missing.stderr) == [
+        f"zoo: error: model.parent={tmp_path / 'nope'} does not exist (moved or deleted?); give the run's directory where it is now"
+    ]
+    child = run_zoo("train", "model=referencing_mlp", "model.parent=../parent", *quick, "hydra.run.dir=child", cwd=elsewhere, env=env)
+    assert child.returncode == 0, child.stderr[-2000:]
+    import yaml
+
+    recorded = yaml.safe_load((elsewhere / "child" / "config.yaml").read_text())
+    assert recorded["model"]["parent"] == str(tmp_path / "parent")  # absolute: the run can be used from anywhere
+    references = json.loads((elsewhere / "child" / "training.json").read_text())["references"]
+    import hashlib
+
+    digest = hashlib.sha256((tmp_path / "parent" / "model.keras").read_bytes()).hexdigest()
+    assert references == {"model.parent": {"run_dir": str(tmp_path / "parent"), "model_sha256": digest}}
+
+    (tmp_path / "parent").rename(tmp_path / "moved")
+    evaluated = run_zoo("evaluate", str(elsewhere / "child"), cwd=tmp_path, env=env)
+    assert evaluated.returncode == 2
+    assert error_lines(evaluated.stderr) == [
+        f"zoo: error: the model of {elsewhere / 'child'} is built from model.parent={tmp_path / 'parent'}, which is no "
+        f"longer there (moved or deleted?); put that run back, or a link to where it is now"
+    ], evaluated.stderr[-2000:]
+    (tmp_path / "parent").symlink_to(tmp_path / "moved")
+    assert run_zoo("evaluate", str(elsewhere / "child"), cwd=tmp_path, env=env).returncode == 0

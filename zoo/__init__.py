@@ -26,6 +26,7 @@ from zoo.hookspecs import (
     RunInfo,
     Splits,
     hookimpl,
+    run_reference,
 )
 from zoo.registry import Registered, get_registry, register_plugin
 
@@ -57,6 +58,7 @@ __all__ = [
     "hookimpl",
     "list_plugins",
     "register_plugin",
+    "run_reference",
 ]
 
 

@@ -24,10 +24,10 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from zoo.errors import ZooError
-from zoo.hookspecs import CLASSIFICATION, DataSpec
+from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, DataSpec, run_reference
 from zoo.registry import Registered, Registry, get_registry
 
 if TYPE_CHECKING:  # OmegaConf is imported where used: `zoo info` needs only the dataclasses
@@ -119,9 +119,7 @@ class PruningConfig:
 class DistillationConfig:
     """``trainer.distillation.*``: learn from a finished run's model (zoo.compression)."""
 
-    teacher: Optional[str] = field(
-        default=None, metadata={"help": "A finished classifier run on the same dataset: its model is the teacher."}
-    )
+    teacher: Optional[str] = run_reference("A finished classifier run on the same dataset: its model is the teacher.")
     alpha: float = field(default=0.1, metadata={"help": "Weight of the task loss; 1 - alpha goes to the teacher's."})
     temperature: float = field(default=4.0, metadata={"help": "Softens both models' outputs (T in T^2 * KL)."})
 
@@ -212,9 +210,8 @@ class TrainerConfig:
         metadata={"help": "Classification: none, balanced (inverse class frequency), or one weight per class: [1,3]."},
     )
     label_smoothing: float = field(default=0.0, metadata={"help": "Classification: smooth the targets by this much."})
-    init_from: Optional[str] = field(
-        default=None,
-        metadata={"help": "A finished run's directory: start from its trained weights (matching layer names and shapes)."},
+    init_from: Optional[str] = run_reference(
+        "A finished run's directory: start from its trained weights (matching layer names and shapes)."
     )
     freeze: list[str] = field(
         default_factory=list, metadata={"help": "Layer-name patterns to keep fixed, e.g. [conv*] (fnmatch)."}
@@ -553,10 +550,6 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         metrics.append((entry, make_config(entry, overrides or {}, prefix=f"metrics.{name}.")))
     chosen_items = {group: list_choices(registry, group, container.get(group)) for group in ("callbacks", "loggers")}
     trainer = typed_config(TrainerConfig, container["trainer"], "trainer", "trainer.")
-    if trainer.init_from is not None:  # run references: absolute from here on
-        trainer.init_from = str(Path(trainer.init_from).expanduser().resolve())
-    if trainer.distillation.teacher is not None:
-        trainer.distillation.teacher = str(Path(trainer.distillation.teacher).expanduser().resolve())
     device = typed_config(DeviceConfig, container["device"], "device", "device.")
     cv = typed_config(CrossValidationConfig, container.get("cv") or {}, "cv", "cv.")
     if cv.folds and device.kind == "multi_worker":
@@ -584,7 +577,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                     f"{owner}.monitor={monitor} is not available with device=multi_worker (only the chief validates); "
                     f"monitor a training value such as {owner}.monitor=loss"
                 )
-    return RunPlan(
+    plan = RunPlan(
         seed=int(container["seed"]),
         model=model,
         model_config=model_config,
@@ -598,6 +591,9 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         callbacks=chosen_items["callbacks"],
         loggers=chosen_items["loggers"],
     )
+    for _, owner, name, value in _references(plan):  # absolute from here on: the run may start elsewhere
+        setattr(owner, name, str(Path(value).expanduser().resolve()))
+    return plan
 
 
 def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, Any]]) -> list[tuple[Registered, Any]]:
@@ -609,23 +605,48 @@ def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, A
     return found
 
 
-def check_run_references(plan: RunPlan) -> None:
-    """The runs a plan builds on (``trainer.init_from``, ``trainer.distillation.teacher``)
-    exist and finished, and a teacher learnt the same data: one line otherwise, before any
-    work. No TF."""
+def _references(plan: RunPlan) -> list[tuple[str, Any, str, str]]:
+    """``(key, config object, field name, path)`` of every run reference the plan sets."""
+    configs = [("trainer.", plan.trainer), ("model.", plan.model_config), ("dataset.", plan.dataset_config)]
+    configs += [(f"{group}.{entry.name}.", config) for group in ("metrics", "callbacks", "loggers")
+                for entry, config in getattr(plan, group)]  # fmt: skip
+    found = []
+    while configs:
+        prefix, config = configs.pop(0)
+        if not dataclasses.is_dataclass(config):
+            continue
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if f.metadata.get(RUN_REFERENCE) and value is not None:
+                found.append((prefix + f.name, config, f.name, str(value)))
+            elif dataclasses.is_dataclass(value):
+                configs.append((f"{prefix}{f.name}.", value))
+    return found
+
+
+def run_references(plan: RunPlan) -> dict[str, str]:
+    """Every run a plan builds on, by its command-line key (``trainer.init_from``, ``model.teacher``)."""
+    return {key: path for key, _, _, path in _references(plan)}
+
+
+def check_run_references(plan: RunPlan, keys: Optional[Sequence[str]] = None) -> None:
+    """The runs a plan builds on (every run-reference field, or those of ``keys``) exist
+    and finished, and a teacher learnt the same data: one line otherwise, before any work.
+    No TF."""
     import json
 
-    references = {"init_from": plan.trainer.init_from, "distillation.teacher": plan.trainer.distillation.teacher}
-    for key, path in references.items():
-        if path is None:
-            continue
-        if not (Path(path) / "config.yaml").is_file():
-            raise ZooError(f"trainer.{key}={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
-        from zoo.crossval import refuse_parent
+    from zoo.crossval import refuse_parent
 
-        refuse_parent(Path(path), f"trainer.{key}=")
+    for key, path in run_references(plan).items():
+        if keys is not None and key not in keys:
+            continue
+        if not Path(path).exists():
+            raise ZooError(f"{key}={path} does not exist (moved or deleted?); give the run's directory where it is now")
+        if not (Path(path) / "config.yaml").is_file():
+            raise ZooError(f"{key}={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
+        refuse_parent(Path(path), f"{key}=")
         if not (Path(path) / "metrics.json").is_file() or not (Path(path) / "model.keras").is_file():
-            raise ZooError(f"trainer.{key}={path}: that run did not finish (no metrics.json); train it to the end first")
+            raise ZooError(f"{key}={path}: that run did not finish (no metrics.json); train it to the end first")
     teacher = plan.trainer.distillation.teacher
     spec_file = Path(teacher or "") / "spec.json"
     if teacher and spec_file.is_file():

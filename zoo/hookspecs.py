@@ -94,6 +94,18 @@ class DataSpec:
         return self.task == CLASSIFICATION and self.num_classes == 2
 
 
+RUN_REFERENCE = "zoo_run_reference"  # field metadata: the field names another run
+
+
+def run_reference(help: str) -> Any:
+    """A config field (``Optional[str]``) that names another run: a teacher, a parent to start
+    from. The zoo makes it absolute when the config is composed (a relative path would break
+    once the run is started elsewhere), checks before any work that it is a finished run, and
+    records it with its model's digest in ``training.json``; a run whose model factory reads
+    it says so in one line when the run it names has moved."""
+    return dataclasses.field(default=None, metadata={"help": help, RUN_REFERENCE: True})
+
+
 @dataclass
 class Splits:
     """Train/validation/test data as returned by a dataset factory.

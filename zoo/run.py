@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, check_run_references, plan_run
+from zoo.config import RunPlan, check_run_references, plan_run, run_references
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 
@@ -135,9 +135,12 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
-    # The absolute paths the run references resolved to.
-    resolved["trainer"]["init_from"] = plan.trainer.init_from
-    resolved["trainer"]["distillation"]["teacher"] = plan.trainer.distillation.teacher
+    for key, path in run_references(plan).items():  # recorded as the absolute paths they resolved to
+        *parents, name = key.split(".")
+        node = resolved
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = path
     tf, keras, placement = _start(plan)
     with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
         finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
@@ -286,6 +289,10 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         model = plan.model.item.factory(plan.model_config, plan.spec)
         preflight(plan, model, validation_data if splits.validation is not None else test_data)
         record = optimization.start_from(model, trainer, parent_weights)  # warm start, frozen layers
+        record["references"] = {
+            key: {"run_dir": path, "model_sha256": artifacts.file_digest(Path(path) / artifacts.MODEL)}
+            for key, path in run_references(plan).items()
+        }  # which runs, and which of their models: a run trained again in that folder is told apart
         model = compile_model(keras, plan, model, training=True, steps_per_epoch=steps)
         if trainer.distillation.teacher:  # built after the student, whose layer names stay its own
             from zoo import compression
@@ -607,6 +614,12 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     """
     import zipfile
 
+    for key, path in run_references(plan).items():  # a model factory may read the runs its config names
+        if key.startswith("model.") and not (Path(path) / artifacts.MODEL).is_file():
+            raise ZooError(
+                f"the model of {run_dir} is built from {key}={path}, which is no longer there (moved or deleted?); "
+                f"put that run back, or a link to where it is now"
+            )
     model = plan.model.item.factory(plan.model_config, plan.spec)
     path = Path(run_dir) / artifacts.MODEL
     try:
