@@ -182,6 +182,7 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
         ["train", "trainer.precision=float16"],
         ["train", "model=mlp_classifier", "trainer.distillation.teacher=/no/such/run"],
         ["compare", "/no/such/run"],
+        ["__complete", "bash", "zoo train model=cnn_classifier model.f"],
     ],
     ids=" ".join,
 )

@@ -55,6 +55,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         argv.remove("--strict-plugins")
         os.environ["ZOO_STRICT_PLUGINS"] = "1"  # inherited by launcher processes too
     try:
+        if argv[:1] == ["__complete"]:  # what a TAB press asks (zoo.completion's shell scripts)
+            completion_query(argv[1:])
+            return
+        if {"-sc", "--shell-completion"} & set(argv[:3]):  # Hydra's spelling: zoo train -sc install=bash
+            hydra_shell_completion(argv)
+            return
         if argv and argv[0] == "train":
             train_command(argv[1:])
             return
@@ -197,7 +203,50 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the comparison into this PNG file")
     comparing.add_argument("--force", action="store_true", help="replace an existing --plot file")
     comparing.set_defaults(handler=compare_command)
+
+    completing = commands.add_parser("completion", help="print the tab-completion script: eval \"$(zoo completion bash)\"")
+    completing.add_argument("shell", choices=["bash", "zsh"], help="the shell")
+    completing.set_defaults(handler=lambda args: print(completion_script(args.shell), end=""))
     return parser
+
+
+def completion_script(shell: str) -> str:
+    from zoo import completion
+
+    return completion.script(shell)
+
+
+def hydra_shell_completion(argv: list[str]) -> None:
+    """Hydra's completion flag, answered by the zoo's own completion: Hydra's script would
+    complete ``zoo`` as a single-command program and call ``zoo -sc query=bash``, which
+    ``zoo`` (a program with commands) cannot answer as Hydra expects."""
+    flag = next(i for i, a in enumerate(argv) if a in ("-sc", "--shell-completion"))
+    action, _, shell = (argv[flag + 1] if flag + 1 < len(argv) else "").partition("=")
+    if shell not in ("bash", "zsh") or action not in ("install", "uninstall", "query"):
+        raise ZooError("use -sc install=bash (or zsh), or: eval \"$(zoo completion bash)\"")
+    if action == "install":
+        print(completion_script(shell), end="")
+    elif action == "uninstall":
+        print("complete -r zoo" if shell == "bash" else "compdef -d zoo")
+    else:  # Hydra's installed script, still in a user's shell: whole words, from COMP_LINE
+        line = os.environ.get("COMP_LINE", "")
+        completion_query(["zsh", line[: int(os.environ.get("COMP_POINT", len(line)))]])
+
+
+def completion_query(args: list[str]) -> None:
+    """``zoo __complete SHELL LINE``: one candidate per line. A broken plugin's warning or
+    any error must not land in the shell's line: they are dropped."""
+    from zoo import completion
+
+    if len(args) != 2 or args[0] not in completion.SCRIPTS:
+        raise ZooError("usage: zoo __complete bash|zsh LINE (called by the completion script)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            candidates = completion.complete(args[0], args[1], build_parser())
+        except (ZooError, Exception):  # a TAB shows nothing rather than a traceback in the prompt
+            candidates = []
+    print("\n".join(candidates))
 
 
 def _kind(word: str) -> Optional[str]:

@@ -46,6 +46,7 @@ PROGRESS = ("auto", "bar", "epoch", "off")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", "true", "false")
 RESUME = ("auto", "never")
+KEEP_CHECKPOINTS = ("auto", "last", "none")
 LR_SCHEDULES = ("constant", "cosine", "exponential", "step", "plateau")
 MONITOR_MODES = ("auto", "min", "max")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -60,7 +61,7 @@ class EarlyStoppingConfig:
 
     patience: int = field(default=0, metadata={"help": "Epochs without improvement before stopping (0: off)."})
     monitor: str = field(default="val_loss", metadata={"help": "The logged value watched (a history.csv column)."})
-    mode: str = field(default="auto", metadata={"help": "min, max, or auto (max for accuracy-like names, else min)."})
+    mode: str = field(default="auto", metadata={"choices": MONITOR_MODES, "help": "min, max, or auto (max for accuracy-like names, else min)."})
     min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
     restore_best: bool = field(
         default=True, metadata={"help": "End on the best epoch's weights (the saved model and test metrics use them)."}
@@ -79,7 +80,7 @@ class PlateauConfig:
     factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on a plateau."})
     patience: int = field(default=3, metadata={"help": "Epochs without improvement that make a plateau."})
     monitor: str = field(default="val_loss", metadata={"help": "The logged value watched."})
-    mode: str = field(default="auto", metadata={"help": "min, max, or auto."})
+    mode: str = field(default="auto", metadata={"choices": MONITOR_MODES, "help": "min, max, or auto."})
     min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
     min_learning_rate: float = field(default=0.0, metadata={"help": "Never reduce below this."})
 
@@ -102,7 +103,7 @@ class PruningConfig:
     )
     frequency: int = field(default=100, metadata={"help": "Steps between updates of the masks."})
     scope: str = field(
-        default="layer", metadata={"help": "layer: each kernel gets the sparsity; global: the smallest weights of all."}
+        default="layer", metadata={"choices": PRUNING_SCOPES, "help": "layer: each kernel gets the sparsity; global: the smallest weights of all."}
     )
 
     def __post_init__(self) -> None:
@@ -144,7 +145,7 @@ class TrainerConfig:
 
     epochs: int = field(default=20, metadata={"help": "Passes over the training split."})
     batch_size: int = field(default=32, metadata={"help": "Examples per step (global, across replicas)."})
-    optimizer: str = field(default="adam", metadata={"help": "Keras optimizer name: " + ", ".join(OPTIMIZERS) + "."})
+    optimizer: str = field(default="adam", metadata={"choices": OPTIMIZERS, "help": "Keras optimizer name: " + ", ".join(OPTIMIZERS) + "."})
     learning_rate: float = field(default=1e-3, metadata={"help": "The optimizer's learning rate."})
     shuffle_buffer: int = field(default=10_000, metadata={"help": "Examples held for shuffling the training split."})
     shuffle_memory_mb: int = field(
@@ -152,14 +153,14 @@ class TrainerConfig:
     )
     progress: str = field(
         default="auto",
-        metadata={"help": "Progress: auto (a bar on a terminal, a line per epoch otherwise), bar, epoch, off."},
+        metadata={"choices": PROGRESS, "help": "Progress: auto (a bar on a terminal, a line per epoch otherwise), bar, epoch, off."},
     )
     precision: str = field(
         default="float32",
-        metadata={"help": "float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs)."},
+        metadata={"choices": PRECISIONS, "help": "float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs)."},
     )
     jit_compile: str = field(
-        default="auto", metadata={"help": "XLA-compile the steps: auto (Keras decides; off on CPU), true, false."}
+        default="auto", metadata={"choices": JIT_COMPILE, "help": "XLA-compile the steps: auto (Keras decides; off on CPU), true, false."}
     )
     steps_per_execution: int = field(
         default=1, metadata={"help": "Training steps run per call into TensorFlow (raise it for small, fast steps)."}
@@ -167,7 +168,7 @@ class TrainerConfig:
 
     resume: str = field(
         default="auto",
-        metadata={
+        metadata={"choices": RESUME, 
             "help": "auto: a run directory with a checkpoint of this run continues from it, exactly; "
             "never: start from scratch (in a directory that holds no run)."
         },
@@ -180,7 +181,7 @@ class TrainerConfig:
     )
     keep_checkpoints: str = field(
         default="auto",
-        metadata={"help": "What a finished run keeps of its checkpoints: none, last, or auto (last for multi_worker, else none)."},
+        metadata={"choices": KEEP_CHECKPOINTS, "help": "What a finished run keeps of its checkpoints: none, last, or auto (last for multi_worker, else none)."},
     )
     deterministic: bool = field(
         default=False,
@@ -190,7 +191,7 @@ class TrainerConfig:
     # Shaping training (zoo.optimization, zoo.callbacks).
     lr_schedule: str = field(
         default="constant",
-        metadata={"help": "constant, cosine (to min_learning_rate at the last step), exponential or step "
+        metadata={"choices": LR_SCHEDULES, "help": "constant, cosine (to min_learning_rate at the last step), exponential or step "
                   "(times decay_rate every decay_epochs, smoothly or at once), plateau (see plateau.*)."},
     )
     warmup_steps: int = field(default=0, metadata={"help": "Steps of linear warm-up from 0 to learning_rate."})
@@ -226,7 +227,7 @@ class TrainerConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("jit_compile", self.jit_compile, JIT_COMPILE)
         check_choice("resume", self.resume, RESUME)
-        check_choice("keep_checkpoints", self.keep_checkpoints, ("auto", "last", "none"))
+        check_choice("keep_checkpoints", self.keep_checkpoints, KEEP_CHECKPOINTS)
         for key in ("epochs", "batch_size", "shuffle_buffer", "shuffle_memory_mb", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
@@ -261,7 +262,7 @@ class TrainerConfig:
 class DeviceConfig:
     """Where to train: the ``device`` group."""
 
-    kind: str = field(default="auto", metadata={"help": ", ".join(DEVICE_KINDS) + "."})
+    kind: str = field(default="auto", metadata={"choices": DEVICE_KINDS, "help": ", ".join(DEVICE_KINDS) + "."})
     index: Optional[int] = field(
         default=None,
         metadata={"help": "device=gpu: which GPU; unset: the first one no other zoo process here is using."},
