@@ -314,3 +314,57 @@ def test_a_launcher_or_sweeper_whose_plugin_is_missing_names_the_extra_to_instal
     assert describe_composition_error(error) == (
         "hydra/launcher=ray needs its Hydra plugin, which is not installed: pip install 'keras-zoo[ray]'"
     )
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow  # two jobs training until the driver is killed
+def test_jobs_of_a_killed_sweep_driver_stop_at_a_checkpoint_instead_of_training_on_as_orphans(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", "-m", "hydra/launcher=local", "model.filters=4,8", "trainer.epochs=500",
+         f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # both jobs past their first epoch
+            histories = list(sweep_dir.glob("*/history.csv"))
+            if len(histories) == 2 and all(len(h.read_text().splitlines()) > 2 for h in histories):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the sweep's jobs did not start training")
+        workers = children_of(driver.pid)
+        assert workers
+        driver.kill()
+        driver.wait()
+    finally:
+        driver.kill()
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not [pid for pid in workers if alive(pid)], "worker processes went on after their driver died"
+    for job in ("0_cnn_classifier", "1_cnn_classifier"):
+        log = (sweep_dir / job / "train.log").read_text()
+        assert "the sweep's driver" in log and "is gone: stopping this job at a checkpoint" in log
+        assert list((sweep_dir / job / "checkpoints").glob("step-*.npz"))  # running the sweep again continues it
+        assert not (sweep_dir / job / "metrics.json").exists()

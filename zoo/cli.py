@@ -670,6 +670,12 @@ def train_command(args: list[str]) -> None:
     shown = HYDRA_INFO_FLAGS.intersection(args) - {"--help", "-h", "--hydra-help"}
     if shown and {"-m", "--multirun"}.intersection(args):
         raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
+    if {"-m", "--multirun"}.intersection(args):  # jobs in processes of their own stop with this one
+        from zoo.sweeps import DRIVER_PID
+
+        import socket
+
+        os.environ[DRIVER_PID] = f"{socket.gethostname()}:{os.getpid()}"
     if not HYDRA_INFO_FLAGS.intersection(args):
         check_overrides(args)
     elif job_config_asked(args):
@@ -865,7 +871,7 @@ def train_task(cfg) -> Any:
     launchers running jobs in other processes (joblib, submitit, Ray) can pickle it."""
     from hydra.core.hydra_config import HydraConfig
 
-    from zoo import run, search
+    from zoo import run, search, sweeps
     from zoo.artifacts import METRICS
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -875,7 +881,8 @@ def train_task(cfg) -> Any:
     print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
     trial = search.trial_of(HydraConfig.get())
     try:
-        metrics = run.train(cfg, run_dir, callbacks=[search.trial_callback(trial, objective, run_dir)] if trial else [])
+        with sweeps.stopping_with_the_driver():
+            metrics = run.train(cfg, run_dir, callbacks=[search.trial_callback(trial, objective, run_dir)] if trial else [])
         print_summary(metrics, run_dir)
         if objective and metrics:  # a hyper-parameter search's trial returns its score
             from zoo.sweeps import objective_value

@@ -8,8 +8,14 @@ after the last.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -19,6 +25,11 @@ from zoo.errors import ZooError
 
 SUMMARY = "summary.csv"
 COMPARISON = "comparison.png"
+# The process that drives a sweep (`zoo train -m`), for the jobs a local launcher (joblib)
+# runs in processes of their own.
+DRIVER_PID = "ZOO_SWEEP_DRIVER"
+
+log = logging.getLogger(__name__)
 
 
 class SweepCallback(Callback):
@@ -69,3 +80,43 @@ def objective_value(name: str, test_metrics: dict[str, Any], run_dir: Path) -> f
     else:
         known = ", ".join(test_metrics)
     raise ZooError(f"objective={name!r} is not among this run's metrics ({known}); choose one of them")
+
+
+@contextlib.contextmanager
+def stopping_with_the_driver(poll_seconds: float = 1.0) -> Iterator[None]:
+    """A sweep job in a worker process of its own (joblib's) stops when the process that
+    drives the sweep dies, even by SIGKILL: joblib's workers would go on training as
+    orphans. The job is told as by SIGTERM (a checkpoint at the step it is at, so that the
+    sweep run again continues it); a worker that does not end within a minute is ended."""
+    host, _, pid = os.environ.get(DRIVER_PID, "").rpartition(":")
+    driver = int(pid) if pid.isdigit() else 0
+    if not driver or driver == os.getpid() or host != socket.gethostname():
+        yield  # no sweep, a job run in the driver itself, or one on another machine (SLURM, Ray)
+        return
+    parent = os.getppid()
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(poll_seconds):
+            if os.getppid() == parent and _alive(driver):
+                continue
+            log.warning("the sweep's driver (process %d) is gone: stopping this job at a checkpoint", driver)
+            os.kill(os.getpid(), signal.SIGTERM)
+            finished.wait(60)
+            os._exit(128 + signal.SIGTERM)  # an orphan worker: nothing is waiting for it
+
+    threading.Thread(target=watch, daemon=True, name="zoo-driver-watch").start()
+    try:
+        yield
+    finally:
+        finished.set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds that number: ours is gone
+        return False
+    return True
