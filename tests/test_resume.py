@@ -226,3 +226,52 @@ def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(t
     ]
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != "train.log"} == before
     assert checkpoint_steps(run_dir) == [2 * STEPS_PER_EPOCH]
+
+
+def limit_file_size(limit: int):
+    """For a subprocess: files it writes cannot grow beyond ``limit`` bytes (EFBIG, what a
+    disk that is full for big files looks like to the writer)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.slow  # three short trainings
+def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_run(tmp_path):
+    import resource
+
+    job = ["trainer.optimizer=sgd", "trainer.epochs=3"]  # its checkpoints: a little smaller than its model
+    run_dir = tmp_path / "run"
+    # Mid-run: the disk fills after the first checkpoint.
+    process = start_zoo([*job, f"hydra.run.dir={run_dir}"], tmp_path)
+    deadline = time.monotonic() + 300
+    while not checkpoint_steps(run_dir) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (100_000, 100_000))
+    err = process.communicate(timeout=300)[1]
+    assert process.returncode == 2
+    assert len(error_lines(err)) == 1 and "Traceback" not in err, err[-3000:]
+    assert error_lines(err)[0].startswith(f"zoo: error: could not write a checkpoint in {run_dir / 'checkpoints'} (File too large); ")
+    assert error_lines(err)[0].endswith(": free space, then run the same command to continue from there")
+    assert "the run keeps its checkpoint at the end of epoch 1" in err
+    again = run_zoo("train", *job, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert again.returncode == 0 and (run_dir / "metrics.json").is_file(), again.stderr[-3000:]
+    assert "continuing from the end of epoch 1 (checkpoint step-" in again.stdout
+
+    # At the end: the checkpoints fit, the model does not.
+    other = tmp_path / "other"
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", *job, "trainer.epochs=1", f"hydra.run.dir={other}"], cwd=tmp_path,
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, preexec_fn=limit_file_size(549_000), timeout=300,
+    )  # fmt: skip
+    checkpoint = max((other / "checkpoints").glob("step-*.npz")).stat().st_size
+    assert checkpoint < 549_000, f"the checkpoint ({checkpoint} bytes) no longer fits under the limit: raise it"
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert error_lines(result.stderr) == [
+        f"zoo: error: could not write {other / 'model.keras'} (File too large); the run keeps its checkpoint at the "
+        f"end of epoch 1: free space, then run the same command to continue from there"
+    ], result.stderr[-3000:]
+    assert not (other / "model.keras").exists() and not (other / "metrics.json").exists()
+    assert not [p for p in other.iterdir() if p.name.startswith(".model")]  # no half-written file left
+    finished = run_zoo("train", *job, "trainer.epochs=1", f"hydra.run.dir={other}", cwd=tmp_path)
+    assert finished.returncode == 0 and (other / "model.keras").is_file(), finished.stderr[-3000:]

@@ -53,6 +53,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as exc:  # named by the file it was for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

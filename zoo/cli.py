@@ -8,6 +8,7 @@ after checking the composed config, so that mistakes cost one line, not a traceb
 from __future__ import annotations
 
 import argparse
+import errno
 import dataclasses
 import json
 import logging
@@ -866,6 +867,11 @@ def run_hydra(args: list[str]) -> None:
         sys.argv = saved
 
 
+# Write failures a user fixes by making room (a full disk or quota, a size limit, a disk
+# remounted read-only): the run stays resumable from its last checkpoint.
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
 def train_task(cfg) -> Any:
     """One Hydra job: a training run in Hydra's output directory. Module level, so that
     launchers running jobs in other processes (joblib, submitit, Ray) can pickle it."""
@@ -888,6 +894,13 @@ def train_task(cfg) -> Any:
             from zoo.sweeps import objective_value
 
             return objective_value(objective, metrics, run_dir)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL or traceback_requested():
+            raise
+        from zoo.checkpoints import Checkpoints
+
+        where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}"
+        fail(f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
     except Interrupted as exc:
         remove_unused_run_dir(run_dir)  # stopped before anything was written (waiting for workers)
         fail(f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)

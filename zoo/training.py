@@ -97,7 +97,8 @@ def fit(
         variables = training_state(model)
         restore(variables, found[2], found[0])
         log.info("resumed from %s: %d of %d steps done", found[0].name, position.optimizer_steps, epochs * steps)
-        if record is not None:
+        if record is not None:  # the chief tells the terminal: a resumed run must not look like a new one
+            print(f"continuing from {position} (checkpoint {found[0].name})", flush=True)
             record(position)  # drops the rows of epochs the checkpoint had not reached
 
     run_steps = _step_function(tf, model, strategy, steps_per_execution)
