@@ -48,6 +48,35 @@ def test_cifar10_refuses_pickles_that_would_run_code(tmp_path):
         zoo.create_dataset("cifar10", path=str(archive_path)).load(seed=0)
 
 
+def test_cifar10_refuses_huge_and_sparse_members_without_reading_them(tmp_path):
+    """A member far bigger than a batch (read whole it took 3.6 GB), or a GNU sparse one
+    claiming gigabytes (a MemoryError), is refused in one line before it is read."""
+    import shutil
+    import subprocess
+
+    huge = tmp_path / "huge.tar.gz"
+    with tarfile.open(huge, "w:gz", compresslevel=1) as archive:
+        info = tarfile.TarInfo(f"{cifar10.FOLDER}/test_batch")
+        info.size = 64_000_000
+        archive.addfile(info, io.BytesIO(bytes(info.size)))
+    with pytest.raises(zoo.ZooError, match=r"test_batch is 64,000,000 bytes, far beyond a CIFAR-10 batch"):
+        zoo.create_dataset("cifar10", path=str(huge)).load(seed=0)
+
+    folder = tmp_path / "extracted" / cifar10.FOLDER
+    folder.mkdir(parents=True)
+    with (folder / "test_batch").open("wb") as handle:
+        handle.truncate(8 * 2**30)  # 8 GiB that take no disk (a sparse file)
+    with pytest.raises(zoo.ZooError, match=r"test_batch is 8,589,934,592 bytes, far beyond"):
+        zoo.create_dataset("cifar10", path=str(folder)).load(seed=0)
+    if shutil.which("tar") is None:
+        return
+    sparse = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", "-cf", str(sparse), "-C", str(folder.parent), f"{cifar10.FOLDER}/test_batch"], check=True)
+    assert sparse.stat().st_size < 1_000_000
+    with pytest.raises(zoo.ZooError, match=r"test_batch is a sparse file, which no CIFAR-10 archive holds"):
+        zoo.create_dataset("cifar10", path=str(sparse)).load(seed=0)
+
+
 def test_cifar10_says_how_to_provide_the_archive(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "data"))

@@ -87,6 +87,13 @@ class BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def check_batch_size(size: int, where: str) -> None:
+    if size > MAX_BATCH_BYTES:
+        raise zoo.ZooError(
+            f"{where} is {size:,} bytes, far beyond a CIFAR-10 batch (about 31 MB): not the CIFAR-10 archive; re-download {URL}"
+        )
+
+
 def read_batch(data: bytes, where: str):
     import numpy as np
 
@@ -101,20 +108,34 @@ def read_batch(data: bytes, where: str):
     return images, labels
 
 
+# A batch of the real archive is 31,035,xxx bytes (10,000 images of 3,072 bytes, labels and
+# names). A member far beyond that is not CIFAR-10, and reading it whole could take all the
+# memory there is (a 3.6 GB member, or a sparse one claiming terabytes): refused unread.
+MAX_BATCH_BYTES = 40_000_000
+
+
 def read_batches(path: Path) -> dict[str, tuple]:
     wanted = (*TRAIN_BATCHES, "test_batch")
     batches = {}
     if path.is_dir():
         for name in wanted:
             if (path / name).is_file():
+                check_batch_size((path / name).stat().st_size, str(path / name))
                 batches[name] = read_batch((path / name).read_bytes(), str(path / name))
     else:
         try:
             with tarfile.open(path, "r:*") as archive:
                 for member in archive.getmembers():
                     name = Path(member.name).name
-                    if member.isfile() and name in wanted:
-                        batches[name] = read_batch(archive.extractfile(member).read(), f"{path}:{member.name}")
+                    if name not in wanted or not (member.isfile() or member.issparse()):
+                        continue
+                    where = f"{path}:{member.name}"
+                    if member.issparse():
+                        raise zoo.ZooError(f"{where} is a sparse file, which no CIFAR-10 archive holds; re-download {URL}")
+                    check_batch_size(member.size, where)
+                    data = archive.extractfile(member).read(MAX_BATCH_BYTES + 1)  # bounded whatever the header says
+                    check_batch_size(len(data), where)
+                    batches[name] = read_batch(data, where)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:  # damaged, or cut short
             reason = " ".join(str(exc).split())  # tarfile lists each method it tried on its own line
             raise zoo.ZooError(f"{path} is not a readable tar archive ({reason}); re-download {URL}") from None
