@@ -36,6 +36,23 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(*ranks)[0, 1])
 
 
+def gradcam_ceiling(run_dir: Path, masks) -> tuple[int, float]:
+    """The share the best possible Grad-CAM map gets at the model's last-convolution
+    resolution: the mask itself, pooled to that grid and resized back bilinearly. A bar
+    above it cannot be met by Grad-CAM on this model, however well it explains."""
+    import numpy as np
+    import tensorflow as tf
+
+    from zoo.explain import last_convolution, output_in_graph
+    from zoo.run import load_trained_model
+
+    _, model = load_trained_model(run_dir)
+    side = int(output_in_graph(last_convolution(model, None)).shape[1])
+    grid = tf.image.resize(masks.astype("float32")[..., None], (side, side), method="area")
+    best = tf.image.resize(grid, masks.shape[1:3], method="bilinear").numpy()[..., 0]
+    return side, float(np.mean([b[m].sum() / b.sum() for b, m in zip(best, masks)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -95,6 +112,9 @@ def main() -> None:
         print("| " + " | ".join(row) + " |")
     gradcam = float(rows[0][1])
     print(f"bar: Grad-CAM's mean share >= {BAR}: {'yes' if gradcam >= BAR else 'no'}")
+    side, ceiling = gradcam_ceiling(run_dir, masks[correct])
+    print(f"a perfect map at Grad-CAM's {side}x{side} resolution (the head mask averaged over each cell, "
+          f"upsampled as Grad-CAM's map is) would score {ceiling:.3f}")  # fmt: skip
     print(f"\nIntegrated gradients (128 steps): completeness error mean {np.mean(errors):.4%}, worst {np.max(errors):.4%}")
     print("\nSanity check: rank correlation, trained against random weights, same class (below 0.5 is the bar)")
     print("| method | mean Spearman rho, signed attributions | of the heat maps (as drawn) |\n|---|---|---|")
