@@ -8,8 +8,8 @@ after checking the composed config, so that mistakes cost one line, not a traceb
 from __future__ import annotations
 
 import argparse
-import errno
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -245,7 +245,7 @@ def completion_query(args: list[str]) -> None:
         warnings.simplefilter("ignore")
         try:
             candidates = completion.complete(args[0], args[1], build_parser())
-        except (ZooError, Exception):  # a TAB shows nothing rather than a traceback in the prompt
+        except Exception:  # a TAB shows nothing rather than a traceback in the prompt
             candidates = []
     print("\n".join(candidates))
 
@@ -672,9 +672,9 @@ def train_command(args: list[str]) -> None:
     if shown and {"-m", "--multirun"}.intersection(args):
         raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
     if {"-m", "--multirun"}.intersection(args):  # jobs in processes of their own stop with this one
-        from zoo.sweeps import DRIVER_PID
-
         import socket
+
+        from zoo.sweeps import DRIVER_PID
 
         os.environ[DRIVER_PID] = f"{socket.gethostname()}:{os.getpid()}"
     if not HYDRA_INFO_FLAGS.intersection(args):

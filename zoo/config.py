@@ -61,7 +61,10 @@ class EarlyStoppingConfig:
 
     patience: int = field(default=0, metadata={"help": "Epochs without improvement before stopping (0: off)."})
     monitor: str = field(default="val_loss", metadata={"help": "The logged value watched (a history.csv column)."})
-    mode: str = field(default="auto", metadata={"choices": MONITOR_MODES, "help": "min, max, or auto (max for accuracy-like names, else min)."})
+    mode: str = field(
+        default="auto",
+        metadata={"choices": MONITOR_MODES, "help": "min, max, or auto (max for accuracy-like names, else min)."},
+    )
     min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
     restore_best: bool = field(
         default=True, metadata={"help": "End on the best epoch's weights (the saved model and test metrics use them)."}
@@ -103,7 +106,11 @@ class PruningConfig:
     )
     frequency: int = field(default=100, metadata={"help": "Steps between updates of the masks."})
     scope: str = field(
-        default="layer", metadata={"choices": PRUNING_SCOPES, "help": "layer: each kernel gets the sparsity; global: the smallest weights of all."}
+        default="layer",
+        metadata={
+            "choices": PRUNING_SCOPES,
+            "help": "layer: each kernel gets the sparsity; global: the smallest weights of all.",
+        },
     )
 
     def __post_init__(self) -> None:
@@ -145,7 +152,10 @@ class TrainerConfig:
 
     epochs: int = field(default=20, metadata={"help": "Passes over the training split."})
     batch_size: int = field(default=32, metadata={"help": "Examples per step (global, across replicas)."})
-    optimizer: str = field(default="adam", metadata={"choices": OPTIMIZERS, "help": "Keras optimizer name: " + ", ".join(OPTIMIZERS) + "."})
+    optimizer: str = field(
+        default="adam",
+        metadata={"choices": OPTIMIZERS, "help": "Keras optimizer name: " + ", ".join(OPTIMIZERS) + "."},
+    )
     learning_rate: float = field(default=1e-3, metadata={"help": "The optimizer's learning rate."})
     shuffle_buffer: int = field(default=10_000, metadata={"help": "Examples held for shuffling the training split."})
     shuffle_memory_mb: int = field(
@@ -153,14 +163,21 @@ class TrainerConfig:
     )
     progress: str = field(
         default="auto",
-        metadata={"choices": PROGRESS, "help": "Progress: auto (a bar on a terminal, a line per epoch otherwise), bar, epoch, off."},
+        metadata={
+            "choices": PROGRESS,
+            "help": "Progress: auto (a bar on a terminal, a line per epoch otherwise), bar, epoch, off.",
+        },
     )
     precision: str = field(
         default="float32",
-        metadata={"choices": PRECISIONS, "help": "float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs)."},
+        metadata={
+            "choices": PRECISIONS,
+            "help": "float32, mixed_float16 (GPUs; with loss scaling) or mixed_bfloat16 (TPUs, recent CPUs/GPUs).",
+        },
     )
     jit_compile: str = field(
-        default="auto", metadata={"choices": JIT_COMPILE, "help": "XLA-compile the steps: auto (Keras decides; off on CPU), true, false."}
+        default="auto",
+        metadata={"choices": JIT_COMPILE, "help": "XLA-compile the steps: auto (Keras decides; off on CPU), true, false."},
     )
     steps_per_execution: int = field(
         default=1, metadata={"help": "Training steps run per call into TensorFlow (raise it for small, fast steps)."}
@@ -168,7 +185,8 @@ class TrainerConfig:
 
     resume: str = field(
         default="auto",
-        metadata={"choices": RESUME, 
+        metadata={
+            "choices": RESUME,
             "help": "auto: a run directory with a checkpoint of this run continues from it, exactly; "
             "never: start from scratch (in a directory that holds no run)."
         },
@@ -181,7 +199,10 @@ class TrainerConfig:
     )
     keep_checkpoints: str = field(
         default="auto",
-        metadata={"choices": KEEP_CHECKPOINTS, "help": "What a finished run keeps of its checkpoints: none, last, or auto (last for multi_worker, else none)."},
+        metadata={
+            "choices": KEEP_CHECKPOINTS,
+            "help": "What a finished run keeps of its checkpoints: none, last, or auto (last for multi_worker, else none).",
+        },
     )
     deterministic: bool = field(
         default=False,
@@ -191,8 +212,11 @@ class TrainerConfig:
     # Shaping training (zoo.optimization, zoo.callbacks).
     lr_schedule: str = field(
         default="constant",
-        metadata={"choices": LR_SCHEDULES, "help": "constant, cosine (to min_learning_rate at the last step), exponential or step "
-                  "(times decay_rate every decay_epochs, smoothly or at once), plateau (see plateau.*)."},
+        metadata={
+            "choices": LR_SCHEDULES,
+            "help": "constant, cosine (to min_learning_rate at the last step), exponential or step "
+            "(times decay_rate every decay_epochs, smoothly or at once), plateau (see plateau.*).",
+        },
     )
     warmup_steps: int = field(default=0, metadata={"help": "Steps of linear warm-up from 0 to learning_rate."})
     decay_rate: float = field(default=0.5, metadata={"help": "exponential, step: the factor per decay_epochs."})

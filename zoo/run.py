@@ -289,10 +289,12 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         model = plan.model.item.factory(plan.model_config, plan.spec)
         preflight(plan, model, validation_data if splits.validation is not None else test_data)
         record = optimization.start_from(model, trainer, parent_weights)  # warm start, frozen layers
-        record["references"] = {
+        references = {
             key: {"run_dir": path, "model_sha256": artifacts.file_digest(Path(path) / artifacts.MODEL)}
             for key, path in run_references(plan).items()
         }  # which runs, and which of their models: a run trained again in that folder is told apart
+        if references:
+            record["references"] = references
         model = compile_model(keras, plan, model, training=True, steps_per_epoch=steps)
         if trainer.distillation.teacher:  # built after the student, whose layer names stay its own
             from zoo import compression
