@@ -131,9 +131,10 @@ def _multi_worker(tf, device: DeviceConfig) -> Placement:
     from zoo import rendezvous
 
     resolver, source = cluster_resolver(tf, device)
+    spec = resolver.cluster_spec().as_dict()  # first: SLURM's resolver sets the task only here
     task_type, task_id = resolver.task_type, resolver.task_id
-    cluster = check_cluster(resolver.cluster_spec().as_dict(), task_type, task_id, source)
-    workers = resolver.cluster_spec().as_dict().get("worker", [])
+    cluster = check_cluster(spec, task_type, task_id, source)
+    workers = spec.get("worker", [])
     # TensorFlow's own wait for the cluster cannot be bounded or interrupted: meet first.
     rendezvous.meet(cluster, f"{task_type} {task_id}", device.timeout)
     try:
