@@ -264,17 +264,9 @@ def _conf_folder() -> Path:
 
 def _file_options(group: str) -> list[str]:
     """The options of a config group: its YAML files in the zoo's conf/ and in plugins' config paths."""
+    from zoo import config
     from zoo.registry import get_registry
+    from zoo.testing import group_options
 
-    folders = [_conf_folder() / group]
-    for _, path in get_registry().config_paths:
-        if path.startswith("file://"):
-            folders.append(Path(path.removeprefix("file://")) / group)
-        elif path.startswith("pkg://"):
-            import importlib.resources
-
-            try:
-                folders.append(Path(str(importlib.resources.files(path.removeprefix("pkg://")))) / group)
-            except (ModuleNotFoundError, TypeError):
-                continue
-    return sorted({f.stem for folder in folders if folder.is_dir() for f in folder.glob("*.yaml")})
+    paths = [f"pkg://{config.CONFIG_MODULE}", *(path for _, path in get_registry().config_paths)]
+    return sorted({option for path in paths for option in group_options(path, group)})

@@ -24,7 +24,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, DataSpec, run_reference
@@ -654,17 +654,14 @@ def run_references(plan: RunPlan) -> dict[str, str]:
     return {key: path for key, _, _, path in _references(plan)}
 
 
-def check_run_references(plan: RunPlan, keys: Optional[Sequence[str]] = None) -> None:
-    """The runs a plan builds on (every run-reference field, or those of ``keys``) exist
-    and finished, and a teacher learnt the same data: one line otherwise, before any work.
-    No TF."""
+def check_run_references(plan: RunPlan) -> None:
+    """The runs a plan builds on (every run-reference field) exist and finished, and a
+    teacher learnt the same data: one line otherwise, before any work. No TF."""
     import json
 
     from zoo.crossval import refuse_parent
 
     for key, path in run_references(plan).items():
-        if keys is not None and key not in keys:
-            continue
         if not Path(path).exists():
             raise ZooError(f"{key}={path} does not exist (moved or deleted?); give the run's directory where it is now")
         if not (Path(path) / "config.yaml").is_file():

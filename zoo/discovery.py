@@ -199,9 +199,7 @@ def report_slow(source: PluginSource, heavy: list[str], strict: bool) -> None:
         f"import{cause}; every zoo command waits for it: import heavy modules inside the factories "
         f"(limit {import_limit():g} s, ZOO_PLUGIN_IMPORT_LIMIT)"
     )
-    if strict:
-        raise PluginError(message + " (strict plugin mode is on)")
-    warnings.warn(message, PluginWarning, stacklevel=2)
+    _report(message, strict)
 
 
 def report_shadowed(kind: str, name: str, others: list[PluginSource], strict: bool) -> None:
@@ -210,9 +208,7 @@ def report_shadowed(kind: str, name: str, others: list[PluginSource], strict: bo
         f"{kind} {name!r} of {owners} is shadowed by the zoo's own {kind} of that name, which keeps it; "
         f"rename it in {owners}"
     )
-    if strict:
-        raise PluginError(message + " (strict plugin mode is on)")
-    warnings.warn(message, PluginWarning, stacklevel=2)
+    _report(message, strict)
 
 
 @contextlib.contextmanager
@@ -239,9 +235,14 @@ def stdout_kept_clean():
 def report_broken(source: PluginSource, strict: bool) -> None:
     problem = "is not loaded" if source.incompatible else "is broken"
     message = f"plugin {source.name!r} from distribution {source.distribution!r} {problem}: {source.error}"
+    _report(message, strict, " (it is skipped; set ZOO_STRICT_PLUGINS=1 to make this fatal)")
+
+
+def _report(message: str, strict: bool, lenient_note: str = "") -> None:
+    """A plugin problem: an error in strict mode, else a warning (one line either way)."""
     if strict:
         raise PluginError(message + " (strict plugin mode is on)")
-    warnings.warn(message + " (it is skipped; set ZOO_STRICT_PLUGINS=1 to make this fatal)", PluginWarning, stacklevel=2)
+    warnings.warn(message + lenient_note, PluginWarning, stacklevel=3)
 
 
 def one_line(exc: BaseException) -> str:

@@ -144,13 +144,19 @@ def select(target: Optional[str], registry: Registry) -> Selection:
 
 def experiment_presets(path: str) -> list[str]:
     """The ``experiment/*.yaml`` names under a ``pkg://`` or ``file://`` search-path entry."""
+    return group_options(path, "experiment")
+
+
+def group_options(path: str, group: str) -> list[str]:
+    """The options (``<group>/*.yaml`` names) of a config group under a ``pkg://`` or
+    ``file://`` search-path entry."""
     if path.startswith("pkg://"):
         try:
-            folder = importlib.resources.files(path.removeprefix("pkg://")) / "experiment"
+            folder = importlib.resources.files(path.removeprefix("pkg://")) / group
         except ModuleNotFoundError:
             return []
     else:
-        folder = Path(path.removeprefix("file://")) / "experiment"
+        folder = Path(path.removeprefix("file://")) / group
     if not folder.is_dir():
         return []
     return sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if f.name.endswith(".yaml"))
