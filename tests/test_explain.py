@@ -58,6 +58,11 @@ def test_saliency_is_the_gradients_size_and_occlusion_the_probability_drop(runs)
         changed = np.repeat(x[n : n + 1], 30, axis=0)
         changed[np.arange(30), np.arange(30)] = 0.0
         np.testing.assert_allclose(occluded.attributions[n], p(x[n : n + 1]) - p(changed), atol=1e-5)
+    # Saliency is the gradient of the score before the sigmoid: the output layer's logit,
+    # computed here from the hidden layer's output and the output layer's weights.
+    hidden = keras.Model(model.input, model.layers[-2].output)
+    kernel, bias = model.layers[-1].get_weights()
+    logit = lambda batch: (hidden.predict(batch, verbose=0).astype("float64") @ kernel + bias)[:, 0]  # noqa: E731
     salient = explain(runs["cancer"], x, method="saliency", target=1)
     step = 1e-2  # central differences on the three largest
     for n in range(3):
@@ -65,7 +70,7 @@ def test_saliency_is_the_gradients_size_and_occlusion_the_probability_drop(runs)
             up, down = x[n : n + 1].copy(), x[n : n + 1].copy()
             up[0, i] += step
             down[0, i] -= step
-            numeric = abs(float(p(up)[0] - p(down)[0]) / (2 * step))
+            numeric = abs(float(logit(up)[0] - logit(down)[0]) / (2 * step))
             assert salient.attributions[n, i] == pytest.approx(numeric, rel=0.05, abs=1e-4)
 
 
@@ -91,6 +96,27 @@ def test_explanations_depend_on_the_trained_weights(runs, method):
     random = explain(runs["digits"], x, method=method, target=trained.target, model=untrained)
     rho = np.mean([spearman(a.sum(-1), b.sum(-1)) for a, b in zip(trained.attributions, random.attributions)])
     assert rho < 0.5, rho
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam"])
+def test_gradient_maps_of_a_confident_model_are_not_empty(runs, method):
+    """A confident model's probability rounds to 1.0 in float32 and its gradient to zero.
+    Saliency and Grad-CAM differentiate the class score before the softmax, as their authors
+    do: an output layer 100 times sharper gives the same map 100 times larger, not nothing."""
+    from zoo.explain import explain
+    from zoo.run import finished_run_plan, load_trained_model
+
+    x = zoo.create_dataset("digits").load(0).test[0][:6]
+    plan = finished_run_plan(runs["digits"])
+    _, trained = load_trained_model(runs["digits"], plan)
+    sharper = plan.model.item.factory(plan.model_config, plan.spec)
+    weights = trained.get_weights()
+    sharper.set_weights(weights[:-2] + [w * 100 for w in weights[-2:]])  # the output layer's kernel and bias
+    ordinary = explain(runs["digits"], x, method=method)
+    sharp = explain(runs["digits"], x, method=method, target=ordinary.target, model=sharper)
+    assert (sharp.probability == 1.0).all()  # saturated: the probability's gradient is zero
+    scale = np.abs(ordinary.attributions).max()
+    np.testing.assert_allclose(sharp.attributions, 100 * ordinary.attributions, rtol=1e-3, atol=1e-3 * scale)
 
 
 @pytest.mark.slow

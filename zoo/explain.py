@@ -1,8 +1,9 @@
 """Why did the model say that: attributions of a finished classifier run's predictions.
 
 ``explain(run_dir, inputs, method=...)`` gives, for each input, how much each input value
-(pixel, feature) drove the model's probability of one class (the predicted one unless
-``target`` names another):
+(pixel, feature) drove the model's output for one class (the predicted one unless
+``target`` names another): its probability, or for saliency and Grad-CAM its score before
+the sigmoid or softmax, which does not saturate:
 
 - ``saliency``: the gradient's magnitude (Simonyan et al. 2014);
 - ``integrated_gradients``: the gradient averaged along the straight path from a baseline
@@ -21,6 +22,7 @@ or a bar chart of the top features per tabular row, and writes the attributions 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -150,11 +152,13 @@ def explain(
         targets = per_input
     completeness = None
     if method == "saliency":
-        attributions = np.abs(gradients(tf, model, x, targets))
+        with scores_before_activation(model) as logits:
+            attributions = np.abs(gradients(tf, model, x, targets, logits))
     elif method == "integrated_gradients":
         attributions, completeness = integrated_gradients(tf, model, x, targets, steps, baseline)
     elif method == "gradcam":
-        attributions = grad_cam(tf, model, x, targets, layer)
+        with scores_before_activation(model) as logits:
+            attributions = grad_cam(tf, model, x, targets, layer, logits)
     elif method == "occlusion":
         attributions = occlusion(tf, model, x, targets, baseline, window)
     else:
@@ -184,16 +188,39 @@ def class_probabilities(tf, model, x):
     return np.concatenate([1.0 - out, out], axis=1) if out.shape[1] == 1 else out
 
 
-def class_score(tf, output, targets):
-    """The probability of ``targets`` (a tensor of class indices) in a model's output."""
+def class_score(tf, output, targets, logits: bool = False):
+    """The probability of ``targets`` (a tensor of class indices) in a model's output, or
+    with ``logits`` its score before the sigmoid or softmax (a sigmoid's logit z is the
+    score of class 1, -z that of class 0)."""
     output = tf.cast(output, tf.float32)
     if output.shape[-1] == 1:
         p = output[:, 0]
-        return tf.where(tf.equal(targets, 1), p, 1.0 - p)
+        return tf.where(tf.equal(targets, 1), p, -p if logits else 1.0 - p)
     return tf.gather(output, targets, axis=1, batch_dims=1)
 
 
-def gradients(tf, model, x, targets):
+@contextmanager
+def scores_before_activation(model):
+    """While inside, the model's output layer skips its sigmoid or softmax; yields whether
+    it did. Saliency and Grad-CAM differentiate the class score before the activation, as
+    their authors do: a confident sigmoid rounds to 1.0 in float32, and the gradient of the
+    probability is then exactly zero, an empty map. (A model whose output layer is not
+    found, a subclassed one, keeps its probabilities.)"""
+    import keras
+
+    layer = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(layer, "activation", None)
+    if activation not in (keras.activations.sigmoid, keras.activations.softmax):
+        yield False
+        return
+    layer.activation = keras.activations.linear
+    try:
+        yield True
+    finally:
+        layer.activation = activation
+
+
+def gradients(tf, model, x, targets, logits: bool = False):
     import numpy as np
 
     found = []
@@ -201,7 +228,7 @@ def gradients(tf, model, x, targets):
         batch = tf.convert_to_tensor(x[i : i + BATCH])
         with tf.GradientTape() as tape:
             tape.watch(batch)
-            score = class_score(tf, model(batch, training=False), tf.constant(targets[i : i + BATCH]))
+            score = class_score(tf, model(batch, training=False), tf.constant(targets[i : i + BATCH]), logits)
         found.append(np.asarray(tape.gradient(score, batch)))
     return np.concatenate(found)
 
@@ -259,7 +286,7 @@ def output_in_graph(layer):
     return nodes[-1].output_tensors[0] if nodes else layer.output
 
 
-def grad_cam(tf, model, x, targets, layer_name: Optional[str]):
+def grad_cam(tf, model, x, targets, layer_name: Optional[str], logits: bool = False):
     import keras
     import numpy as np
 
@@ -271,7 +298,7 @@ def grad_cam(tf, model, x, targets, layer_name: Optional[str]):
         batch = tf.convert_to_tensor(x[i : i + BATCH])
         with tf.GradientTape() as tape:
             features, output = twin(batch, training=False)
-            score = class_score(tf, output, tf.constant(targets[i : i + BATCH]))
+            score = class_score(tf, output, tf.constant(targets[i : i + BATCH]), logits)
         grads = tape.gradient(score, features)
         weights = tf.reduce_mean(tf.cast(grads, tf.float32), axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1, keepdims=True))
