@@ -116,6 +116,7 @@ def final_digest(run_dir: Path) -> str:
     return found[-1]
 
 
+@pytest.mark.slow
 def test_two_replicas_on_a_split_cpu_train_like_one_device_in_mixed_bfloat16(default_run, tmp_path):
     run_dir = tmp_path / "run"
     result = run_zoo(
@@ -139,6 +140,7 @@ def test_an_xla_compiled_run_trains_with_every_default_metric(default_run, tmp_p
     assert_same_run_shape(default_run, run_dir)
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_a_classifier_in_lockstep(default_run, tmp_path):
     ports = free_ports(2)
     workers = f"device.workers=[127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}]"
@@ -300,6 +302,7 @@ def test_a_worker_whose_port_is_taken_or_held_by_a_stranger_says_so_in_time():
             rendezvous.meet(cluster, "worker 0", timeout=2)
 
 
+@pytest.mark.slow
 def test_a_worker_alone_says_what_it_waits_for_gives_up_in_time_and_stops_on_a_signal(tmp_path):
     import signal
     import time

@@ -231,3 +231,36 @@ def test_many_unreadable_files_are_summarised_on_the_terminal_and_all_listed_in_
     assert len([line for line in terminal if "skipped /" in line]) == 5
     assert any("skipped 15 more files (all listed in" in line for line in terminal)
     assert len(json.loads((run_dir / "data.json").read_text())["skipped"]) == 20
+
+
+def test_a_pipe_or_a_folder_where_a_data_file_belongs_is_refused_without_waiting(tmp_path):
+    """Opening a named pipe waits for a writer for ever: every path the zoo reads from a
+    config or a run is checked to be a file (or a folder where one is allowed) first."""
+    import os
+    import threading
+
+    from zoo import artifacts
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    cases = [
+        (lambda: zoo.create_dataset("text", path=str(pipe)).load(seed=0), "not a regular file (a pipe or a device)"),
+        (lambda: zoo.create_dataset("text", path=str(tmp_path)).load(seed=0), ": a folder; give a UTF-8 text file"),
+        (lambda: zoo.create_dataset("cifar10", path=str(pipe)).load(seed=0), "is not a regular file or a folder"),
+        (lambda: artifacts.read_json(pipe), "is not a regular file (a pipe, socket or device)"),
+        (lambda: artifacts.read_yaml(pipe), "is not a regular file (a pipe, socket or device)"),
+    ]
+    for call, problem in cases:
+        raised = []
+
+        def attempt(call=call):
+            try:
+                call()
+            except zoo.ZooError as exc:
+                raised.append(str(exc))
+
+        worker = threading.Thread(target=attempt, daemon=True)  # a regression would hang here, not the suite
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), f"still waiting on the pipe: {problem}"
+        assert raised and problem in raised[0] and "\n" not in raised[0], raised

@@ -22,6 +22,7 @@ def train(tmp_path, *overrides: str):
     return run_dir
 
 
+@pytest.mark.slow
 def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path):
     """Test digits saved as 32x32 PNGs, dark ink on white paper, as a person would draw
     them: the digits dataset's prepare step inverts them, and the CNN still reads them."""
@@ -134,6 +135,7 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_vae_run_reconstructs_samples_and_generates_reproducibly(tmp_path):
     run_dir = train(tmp_path, "model=vae", "trainer.epochs=2")
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -159,6 +161,7 @@ def test_vae_run_reconstructs_samples_and_generates_reproducibly(tmp_path):
         assert refused.returncode == 2 and len(error_lines(refused.stderr)) == 1 and problem in refused.stderr, option
 
 
+@pytest.mark.slow
 def test_gan_run_trains_both_networks_and_only_generates(tmp_path):
     run_dir = train(tmp_path, "model=gan", "trainer.epochs=2")
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -171,6 +174,7 @@ def test_gan_run_trains_both_networks_and_only_generates(tmp_path):
     assert refused.returncode == 2 and "use: zoo generate" in error_lines(refused.stderr)[0]
 
 
+@pytest.mark.slow
 def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
     overrides = [f"dataset.{k}={v}" for k, v in tiny_overrides("text").items()]
     run_dir = train(tmp_path, "+experiment=docstrings_gru", "trainer.epochs=2", "model.units=32", *overrides)

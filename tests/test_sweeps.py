@@ -156,6 +156,7 @@ def pruning_search(sweep_dir: Path, storage: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_stops_keeps_its_epochs_and_is_marked_pruned_everywhere(tmp_path):
     import optuna
 

@@ -120,6 +120,37 @@ def test_a_run_directory_that_cannot_be_made_fails_in_one_line(key, where, messa
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_path):
+    """A run would replace a model.keras of the same name and append to a train.log: the
+    folder must be new, empty or a zoo run's; a sweep's new, empty or a sweep's. Refused
+    before Hydra writes anything, and every job checks its own folder once more."""
+    from zoo.errors import ZooError
+    from zoo.run import claim_run_dir
+
+    mine, other, sweep = tmp_path / "mine", tmp_path / "other", tmp_path / "sweep"
+    for folder, files in ((mine, {"model.keras": "my model", "train.log": "my log\n"}), (other, {"config.yaml": "a: 1\n"}),
+                          (sweep, {"notes.txt": "mine"})):  # fmt: skip
+        folder.mkdir()
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    before = {path: path.read_text() for path in tmp_path.rglob("*") if path.is_file()}
+    for args, problem in (
+        ([f"hydra.run.dir={mine}"], "already holds files the zoo did not write (model.keras)"),
+        ([f"hydra.run.dir={other}"], "holds a config.yaml that is not a zoo run's"),
+        (["-m", "seed=1,2", f"hydra.sweep.dir={sweep}"], "already holds files that are not a zoo sweep's"),
+    ):
+        result = run_zoo("train", "trainer.epochs=1", *args, cwd=tmp_path)
+        assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]
+    assert {path: path.read_text() for path in tmp_path.rglob("*") if path.is_file()} == before  # nothing added or changed
+    job = sweep / "0"  # a sweep's job folder, after Hydra made its records in it
+    (job / ".hydra").mkdir(parents=True)
+    (job / "train.log").write_text("")
+    assert claim_run_dir(job, {}, "auto") is None
+    (job / "predictions.csv").write_text("mine")
+    with pytest.raises(ZooError, match=r"already holds files the zoo did not write \(predictions.csv\)"):
+        claim_run_dir(job, {}, "auto")
+
+
 def test_cfg_job_prints_the_composed_config_without_training(tmp_path):
     result = run_zoo("train", "--cfg", "job", "model.filters=8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -106,10 +106,21 @@ def write_text(path: Path, text: str) -> None:
 DAMAGED_FIX = "restore it from a backup, or train the run again in a new hydra.run.dir"
 
 
+def read_run_text(path: Path) -> str:
+    """A run file's text. Something other than a file in its place is a one-line error:
+    opening a named pipe would wait for a writer for ever, a device could be endless."""
+    path = Path(path)
+    if path.is_dir():
+        raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}")
+    if path.exists() and not path.is_file():
+        raise ZooError(f"{path} is not a regular file (a pipe, socket or device), not the file the zoo wrote; {DAMAGED_FIX}")
+    return path.read_text(encoding="utf-8")
+
+
 def read_json(path: Path) -> Any:
     """A run file written by ``write_json``; a damaged one is a one-line error naming it."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(read_run_text(path))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ZooError(f"{path} is damaged (not the JSON the zoo wrote: {' '.join(str(exc).split())[:80]}); {DAMAGED_FIX}") from None
     except IsADirectoryError:
@@ -123,7 +134,7 @@ def read_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(read_run_text(path))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         problem = " ".join(str(exc).split())[:100]
         raise ZooError(f"{path} is damaged (not the YAML the zoo wrote: {problem}); {DAMAGED_FIX}") from None

@@ -801,6 +801,18 @@ def check_output_dir(path: str, key: str) -> Path:
     return ancestor
 
 
+def refuse_foreign_output_dir(path: Path, key: str) -> None:
+    """Before Hydra writes its records (``.hydra/``, ``train.log``) into the folder: a run's
+    must be new, empty or a zoo run's; a sweep's new, empty or a sweep's (Hydra's
+    ``multirun.yaml``, or a search's study that has not launched a trial yet)."""
+    from zoo.run import refuse_foreign_folder
+
+    if key == "hydra.run.dir":
+        refuse_foreign_folder(path, key)
+    elif path.is_dir() and any(path.iterdir()) and not any((path / name).is_file() for name in ("multirun.yaml", "optuna.db")):
+        raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
+
+
 def check_overrides(args: list[str]) -> None:
     """Compose the config for each job the arguments describe and validate it (no TF)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -815,11 +827,15 @@ def check_overrides(args: list[str]) -> None:
     except HydraException as exc:
         raise ZooError(" ".join(str(exc).split())) from None
     given = {o.get_key_element(): o for o in parsed}
+    multirun = bool({"-m", "--multirun"}.intersection(args))
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         chosen = given.get(key)
-        found = check_output_dir(str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else "runs", key)
+        path = str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else None
+        found = check_output_dir(path or "runs", key)
         if key == "hydra.run.dir":
-            FOUND_BEFORE[0] = None if chosen is not None and Path(str(chosen.value())).expanduser().exists() else found
+            FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found
+        if path is not None and "${" not in path and multirun == (key == "hydra.sweep.dir"):
+            refuse_foreign_output_dir(Path(path).expanduser(), key)
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper

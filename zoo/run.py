@@ -199,6 +199,32 @@ def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -
     artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
 
 
+# What Hydra and the zoo put in a run's folder before the run claims it.
+MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock"})
+
+
+def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
+    """The zoo writes a run only into a new or empty folder or one of its own runs, never
+    over or beside files it did not write (a run would replace a ``model.keras`` of the
+    same name). Its own: a ``config.yaml`` with model, dataset and trainer, or only what is
+    made before a run starts (a run stopped that early). No TF."""
+    if not run_dir.is_dir():
+        return
+    config = run_dir / artifacts.CONFIG
+    if config.is_file():
+        recorded = artifacts.read_yaml(config)
+        if isinstance(recorded, dict) and {"model", "dataset", "trainer"} <= set(recorded):
+            return
+        raise ZooError(f"{run_dir} holds a {artifacts.CONFIG} that is not a zoo run's; choose another {key} (a new or empty folder)")
+    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in MADE_BEFORE_CLAIM)
+    if foreign:
+        named = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ZooError(
+            f"{run_dir} already holds files the zoo did not write ({named}); a run writes only into a new "
+            f"or empty folder or its own run's: choose another {key}"
+        )
+
+
 def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[str, float]]:
     """Check that ``run_dir`` is free for this run, or holds this run: with
     ``resume=auto`` the same config (apart from the keys that may change between attempts);
@@ -207,6 +233,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
 
     from zoo.compare import flatten
 
+    refuse_foreign_folder(run_dir)
     recorded = run_dir / artifacts.CONFIG
     if not recorded.is_file():
         return None

@@ -51,8 +51,10 @@ def search_paths() -> list[Path]:
 def locate(config: Cifar10Config) -> Path:
     if config.path is not None:
         path = Path(config.path).expanduser()
-        if path.exists():
+        if path.is_file() or path.is_dir():
             return path
+        if path.exists():  # a pipe (tarfile would wait on it for ever) or a device
+            raise zoo.ZooError(f"dataset.path={config.path} is not a regular file or a folder; give the {ARCHIVE} file or the {FOLDER}/ folder")
         raise zoo.ZooError(f"dataset.path={config.path} does not exist; give the {ARCHIVE} file or the {FOLDER}/ folder")
     for path in search_paths():
         if path.exists():

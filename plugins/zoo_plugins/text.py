@@ -81,13 +81,16 @@ def read_corpus(config: TextConfig) -> str:
     if config.path is None:
         return stdlib_docstrings()[: config.max_characters]
     path = Path(config.path).expanduser()
+    if not path.is_file():  # a folder, or a pipe that open() would wait on for ever
+        problem = "no such file" if not path.exists() else "a folder" if path.is_dir() else "not a regular file (a pipe or a device)"
+        raise zoo.ZooError(f"dataset.path={config.path}: {problem}; give a UTF-8 text file")
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read(config.max_characters)
-    except FileNotFoundError:
-        raise zoo.ZooError(f"dataset.path={config.path}: no such file; give a UTF-8 text file") from None
     except UnicodeDecodeError as exc:
         raise zoo.ZooError(f"dataset.path={config.path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8") from None
+    except OSError as exc:
+        raise zoo.ZooError(f"dataset.path={config.path} cannot be read ({exc.strerror}); give a readable UTF-8 text file") from None
     if len(text) <= 2 * config.sequence_length:
         raise zoo.ZooError(
             f"dataset.path={config.path} has {len(text)} characters; it needs well over "
