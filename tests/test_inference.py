@@ -192,8 +192,10 @@ def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
     assert len(texts) == 2 and all(text.startswith("def ") and len(text) == 54 for text in texts)
     again = run_zoo("generate", str(run_dir), "n=2", "length=50", "prompt=def ", "temperature=0.5")
     assert again.stdout == result.stdout, "the same seed gives the same text"
-    bad = run_zoo("generate", str(run_dir), "temperature=0")
-    assert bad.returncode == 2 and "temperature=0 must be positive" in error_lines(bad.stderr)[0]
+    for option, problem in (("temperature=0", "temperature=0 must be positive"), ("temperature=.nan", "must be a finite number"),
+                            ("length=100000000", "length=100000000 must be from 1 to 100000")):  # fmt: skip
+        bad = run_zoo("generate", str(run_dir), option)
+        assert bad.returncode == 2 and problem in error_lines(bad.stderr)[0], option
     classifier = run_zoo("predict", str(run_dir), "x.txt")
     assert classifier.returncode == 2 and "use: zoo generate" in error_lines(classifier.stderr)[0]
 

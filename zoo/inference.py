@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -191,6 +192,8 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
             raise ZooError(f"{key}={text!r} must be a number (default {default})")
         elif isinstance(default, int) and not isinstance(value, int):
             raise ZooError(f"{key}={text!r} must be a whole number (default {default})")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ZooError(f"{key}={text!r} must be a finite number (default {default})")
         options[key] = value
     seed = options.pop("seed", 0)
     if not 0 <= seed < 2**32:

@@ -177,6 +177,9 @@ def build_gru_text_generator(config: GRUTextGeneratorConfig, spec: zoo.DataSpec)
     return keras.Model(tokens, outputs, name="gru_text_generator")
 
 
+MAX_LENGTH = 100_000  # zoo generate's length: a character a step, each text held in memory
+
+
 def generate_text(
     model, config, spec: zoo.DataSpec, seed: int, n: int = 3, prompt: str = "", length: int = 400, temperature: float = 0.8
 ):
@@ -188,10 +191,10 @@ def generate_text(
     """
     import numpy as np
 
-    if temperature <= 0:
+    if not temperature > 0:
         raise zoo.ZooError(f"temperature={temperature} must be positive (e.g. 0.8)")
-    if length < 1 or n < 1:
-        raise zoo.ZooError(f"length and n must be positive, got length={length}, n={n}")
+    if not 1 <= length <= MAX_LENGTH or n < 1:
+        raise zoo.ZooError(f"length={length} must be from 1 to {MAX_LENGTH} characters and n={n} positive")
     chars = spec.class_names
     rng = np.random.default_rng(seed)
     embedding, gru, head = (model.get_layer(name) for name in ("embedding", "gru", "next_token"))
