@@ -121,6 +121,9 @@ def test_experiment_presets_compose():
         (["seed=1.5"], "got 1.5"),
         (["cv.folds=1"], "folds must be 0 (off) or at least 2"),
         (["trainer.keep_checkpoints=some"], "keep_checkpoints='some' is not supported"),
+        (["trainer.learning_rate=nan"], "trainer.learning_rate=nan must be a finite number"),  # nan <= 0 is false
+        (["trainer.clipnorm=inf"], "trainer.clipnorm=inf must be a finite number"),
+        (["metrics=[f1]", "metrics.f1.threshold=-inf"], "metrics.f1.threshold=-inf must be a finite number"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -540,6 +541,12 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     except OmegaConfBaseException as exc:
         raise ZooError(describe_omegaconf_error(exc)) from None
 
+    # NaN slips through every "must be positive" check (nan <= 0 is false) and infinities
+    # reach the optimizer (clipnorm=inf gives NaN gradients): no value of a run may be either.
+    for key, value in _leaves(container):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ZooError(f"{key}={value} must be a finite number")
+
     seed = container.get("seed")
     # NumPy and TensorFlow take seeds of 0 to 2**32 - 1; anything else fails deep inside them.
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
@@ -774,6 +781,16 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
 def _field(text: str, name: str) -> Optional[str]:
     match = re.search(rf"^\s*{name}: (\S+)", text, re.MULTILINE)
     return match.group(1) if match else None
+
+
+def _leaves(node: Any, prefix: str = ""):
+    """(dotted key, value) of every value in nested dicts and lists."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else None
+    if items is None:
+        yield prefix.rstrip("."), node
+        return
+    for key, value in items:
+        yield from _leaves(value, f"{prefix}{key}.")
 
 
 def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
