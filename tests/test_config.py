@@ -147,9 +147,10 @@ def test_optimizer_names_are_keras_optimizers():
 
 @pytest.mark.parametrize(
     "args",
-    [["model=no_such_model"], ["trainer.epochs=abc"], ["+model.filterz=3"], ["device=gpuu"]],
+    [["model=no_such_model"], ["trainer.epochs=abc"], ["+model.filterz=3"], ["device=gpuu"], ["-cn", "nope"],
+     ["--config-dir", "/no/such/folder"], ["--config-name=nope"]],
     ids=" ".join,
-)
+)  # fmt: skip
 def test_zoo_train_mistakes_exit_non_zero_with_one_line(args, tmp_path):
     result = run_zoo("train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2

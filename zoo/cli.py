@@ -668,10 +668,11 @@ def train_command(args: list[str]) -> None:
     register_configs()
     args = quote_home_paths(args)
     refuse_code_from_the_command_line(args)
+    check_config_flags(args)
     shown = HYDRA_INFO_FLAGS.intersection(args) - {"--help", "-h", "--hydra-help"}
-    if shown and {"-m", "--multirun"}.intersection(args):
+    if shown and is_multirun(args):
         raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
-    if {"-m", "--multirun"}.intersection(args):  # jobs in processes of their own stop with this one
+    if is_multirun(args):  # jobs in processes of their own stop with this one
         import socket
 
         from zoo.sweeps import DRIVER_PID
@@ -683,6 +684,33 @@ def train_command(args: list[str]) -> None:
         print_job_config(args)
         return
     run_hydra(args)
+
+
+def is_multirun(args: list[str]) -> bool:
+    return bool({"-m", "--multirun"}.intersection(args)) or "hydra.mode=MULTIRUN" in args
+
+
+def check_config_flags(args: list[str]) -> None:
+    """Hydra reports a missing ``--config-dir`` or ``--config-name`` in several lines and
+    exit status 1; here they are one line, before it starts."""
+    from importlib.resources import files
+
+    from zoo.config import CONFIG_MODULE
+
+    given = {arg: value for arg, value in zip(args, args[1:]) if arg in ("--config-dir", "-cd", "--config-name", "-cn")}
+    given.update(arg.split("=", 1) for arg in args if arg.split("=", 1)[0] in ("--config-dir", "--config-name") and "=" in arg)
+    folders = [files(CONFIG_MODULE)]
+    for flag, value in given.items():
+        if flag in ("--config-dir", "-cd"):
+            folder = Path(value).expanduser()
+            if not folder.is_dir():
+                raise ZooError(f"{flag} {value} is not a folder; give the folder that holds your own configs")
+            folders.append(folder)
+    for flag, value in given.items():
+        if flag in ("--config-name", "-cn"):
+            name = value if value.endswith((".yaml", ".yml")) else f"{value}.yaml"
+            if not any(folder.joinpath(name).is_file() for folder in folders):
+                raise ZooError(f"{flag} {value}: no {name} in the zoo's configs or a --config-dir; the zoo's own is 'train'")
 
 
 def quote_home_paths(args: list[str]) -> list[str]:
@@ -827,7 +855,7 @@ def check_overrides(args: list[str]) -> None:
     except HydraException as exc:
         raise ZooError(" ".join(str(exc).split())) from None
     given = {o.get_key_element(): o for o in parsed}
-    multirun = bool({"-m", "--multirun"}.intersection(args))
+    multirun = is_multirun(args)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         chosen = given.get(key)
         path = str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else None
