@@ -199,8 +199,10 @@ def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -
     artifacts.write_json(run_dir / artifacts.ENVIRONMENT, records.environment(placement))
 
 
-# What Hydra and the zoo put in a run's folder before the run claims it.
-MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock"})
+# What Hydra and the zoo put in a run's folder before the run claims it (checkpoints/: the
+# other workers' of a multi-worker run whose workers share the folder, who start training
+# as the chief claims it).
+MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock", artifacts.CHECKPOINTS})
 
 
 def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
