@@ -194,6 +194,28 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     assert not (tmp_path / "imported").exists()
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["hydra.output_subdir={victim}", "hydra.output_subdir=../victim", "hydra.output_subdir=${{oc.env:VICTIM}}",
+     "hydra.job.name=../victim/config", "hydra.job_logging.handlers.file.filename={victim}/config.yaml",
+     "hydra.job_logging.handlers.file.mode=w", "hydra.sweep.subdir=../victim"],
+)  # fmt: skip
+def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override, tmp_path):
+    """Hydra would write its records (config.yaml, hydra.yaml) or append its log there."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.yaml").write_text("mine: 1\n")
+    run_dir = tmp_path / "runs" / "run"
+    args = ["-m", "seed=1,2", f"hydra.sweep.dir={run_dir}"] if "sweep" in override else [f"hydra.run.dir={run_dir}"]
+    result = run_zoo("train", *args, override.format(victim=victim), "trainer.epochs=1", cwd=run_dir.parent.parent,
+                     env={"VICTIM": str(victim)})  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "it must stay inside the run's folder" in line or "the log is RUN_DIR/train.log" in line
+    assert [p.name for p in victim.iterdir()] == ["config.yaml"] and (victim / "config.yaml").read_text() == "mine: 1\n"
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("args", [["device.replicas=3"], ["device.replicas=16", "trainer.batch_size=8"]])
 def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_tensorflow(args, tmp_path):
     result = run_zoo("train", "device=cpu", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)

@@ -794,6 +794,28 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
                 f"{override.input_line}: zoo train takes no module to import from the command line "
                 "(plugins are chosen by name); put Hydra callbacks or logging classes in a config file of your own"
             )
+        escape = _written_outside_the_run(key, values)
+        if escape:
+            raise ZooError(f"{override.input_line}: {escape}")
+
+
+# Keys whose values name where Hydra writes, relative to the run's (or sweep's) folder.
+INSIDE_THE_RUN = ("hydra.output_subdir", "hydra.sweep.subdir", "hydra.job.name")
+
+
+def _written_outside_the_run(key: str, values: list) -> Optional[str]:
+    """What is wrong with a key that would make Hydra write outside the run's folder (its
+    records over a config.yaml of yours, its log onto a file of yours), or None."""
+    if key.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and key.endswith((".filename", ".mode")):
+        return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
+    if key in INSIDE_THE_RUN:
+        for value in values:
+            parts = Path(str(value)).parts
+            if value is not None and (
+                Path(str(value)).is_absolute() or ".." in parts or "${" in str(value) or (key == "hydra.job.name" and len(parts) != 1)
+            ):
+                return "it must stay inside the run's folder: give a relative name, without '..' or interpolations"
+    return None
 
 
 def _nested_keys(value: Any) -> list[str]:
