@@ -117,6 +117,19 @@ def read_run_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def read_record(path: Path) -> dict:
+    """An optional run record (``training.json``, ``env.json``): ``{}`` where it is missing,
+    damaged or not a regular file (a pipe would be waited on for ever)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def read_json(path: Path) -> Any:
     """A run file written by ``write_json``; a damaged one is a one-line error naming it."""
     try:

@@ -1026,12 +1026,9 @@ def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
 
 
 def training_record(run_dir: Path) -> dict:
-    from zoo.artifacts import TRAINING
+    from zoo import artifacts
 
-    try:
-        return json.loads((run_dir / TRAINING).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return artifacts.read_record(run_dir / artifacts.TRAINING)
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:

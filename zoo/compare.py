@@ -73,7 +73,7 @@ def read_run(path: Path) -> RunRecord:
         raise ZooError(f"{metrics_path} is damaged (not a mapping of metric names to values); {artifacts.DAMAGED_FIX}")
     from zoo.crossval import numeric
 
-    trial = _json(path / artifacts.TRAINING).get("search_trial") or {}
+    trial = artifacts.read_record(path / artifacts.TRAINING).get("search_trial") or {}
     pruned_at = f"{trial.get('step', 'epoch')} {trial['pruned_at']}" if trial.get("pruned_at") else None
     # A cross-validated run's metrics are its folds' means (and spreads); the folds' own stay in the file.
     return RunRecord(path, {**config, **run_records(path)}, numeric(metrics), read_history(path / artifacts.HISTORY), pruned_at)
@@ -84,24 +84,17 @@ def run_records(path: Path) -> dict[str, Any]:
     from (``parent``: its directory and weights digest) and the versions it ran with
     (``env.<library>``, ``env.plugin.<distribution>``)."""
     found: dict[str, Any] = {}
-    environment = _json(path / artifacts.ENVIRONMENT)
+    environment = artifacts.read_record(path / artifacts.ENVIRONMENT)
     for name, version in {"python": environment.get("python"), "zoo": environment.get("zoo"),
                           **environment.get("libraries", {})}.items():  # fmt: skip
         if version:
             found[f"env.{name}"] = version
     for name, version in environment.get("plugins", {}).items():
         found[f"env.plugin.{name}"] = version
-    parent = _json(path / artifacts.TRAINING).get("init_from")
+    parent = artifacts.read_record(path / artifacts.TRAINING).get("init_from")
     if parent:
         found["parent"] = f"{Path(parent['run']).name} ({parent['weights_sha256'][:12]})"
     return found
-
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
@@ -140,8 +133,9 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
     ``unfinished`` for a run that did not end)."""
     keys = differing_keys(runs)
     metric_names = test_metric_names(runs)
-    # A search's pruned trials end early but finish (their metrics are of the epochs they had).
-    statuses = ["status"] if any(run.pruned_at for run in runs) else []
+    # A search's pruned trials end early but finish (their metrics are of the epochs they had);
+    # runs without any metrics (all unfinished) say so in a column of their own.
+    statuses = ["status"] if any(run.pruned_at for run in runs) or not metric_names else []
     header = ["run", *statuses, *keys, *metric_names]
     rows = []
     for run in runs:

@@ -654,6 +654,7 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     model = plan.model.item.factory(plan.model_config, plan.spec)
     path = Path(run_dir) / artifacts.MODEL
     try:
+        refuse_a_zip_bomb(path, model)
         model.load_weights(path)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
@@ -663,6 +664,24 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
             f"({' '.join(str(exc).split())[:200]}); was the run's config.yaml edited?"
         ) from None
     return model
+
+
+def refuse_a_zip_bomb(path: Path, model) -> None:
+    """A ``.keras`` file is a zip archive that Keras unpacks into memory: one whose members
+    unpack to far more than the model's weights (float64 for each, twice over, plus the
+    small config files) is refused before it fills memory or disk."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return  # load_weights says what it is
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(member.file_size for member in archive.infolist())
+    bound = 16 * model.count_params() + 64 * 2**20
+    if unpacked > bound:
+        raise ZooError(
+            f"{path} would unpack to {unpacked / 2**20:,.0f} MB, far more than the {model.count_params():,} weights of "
+            f"model {model.name!r} take; it is not the file the zoo wrote: {artifacts.DAMAGED_FIX}"
+        )
 
 
 def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title: str) -> None:
