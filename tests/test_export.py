@@ -40,8 +40,9 @@ def tflite_predict(path, x):
 
 @pytest.mark.parametrize(
     "fmt,quantize",
-    [("keras", None), ("saved_model", None), ("tflite", None), ("tflite", "dynamic"), ("tflite", "float16"), ("tflite", "int8")],
-)
+    [("keras", None), ("saved_model", None), ("tflite", None), pytest.param("tflite", "dynamic", marks=pytest.mark.slow),
+     pytest.param("tflite", "float16", marks=pytest.mark.slow), ("tflite", "int8")],
+)  # fmt: skip
 def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quantize):
     import keras
     import tensorflow as tf

@@ -69,6 +69,7 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
     assert forced.returncode == 0 and mine.read_text().startswith("input,predicted,probability")
 
 
+@pytest.mark.slow
 def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
     """Rows straight from scikit-learn's table (unstandardised): the breast_cancer prepare
     step applies the training split's statistics, so predictions match the model's own."""
@@ -200,6 +201,7 @@ def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
     assert classifier.returncode == 2 and "use: zoo generate" in error_lines(classifier.stderr)[0]
 
 
+@pytest.mark.slow
 def test_image_folder_run_counts_the_files_it_skips(tmp_path):
     """The example folder holds 24 good images and, per class, a broken JPEG and a text
     file: all four are skipped, listed in data.json and warned about, none silently."""
