@@ -205,6 +205,11 @@ def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -
 MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock", artifacts.CHECKPOINTS})
 
 
+def is_run_config(recorded: Any) -> bool:
+    """Whether a parsed ``config.yaml`` is a zoo run's."""
+    return isinstance(recorded, dict) and {"model", "dataset", "trainer"} <= set(recorded)
+
+
 def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     """The zoo writes a run only into a new or empty folder or one of its own runs, never
     over or beside files it did not write (a run would replace a ``model.keras`` of the
@@ -215,7 +220,7 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     config = run_dir / artifacts.CONFIG
     if config.is_file():
         recorded = artifacts.read_yaml(config)
-        if isinstance(recorded, dict) and {"model", "dataset", "trainer"} <= set(recorded):
+        if is_run_config(recorded):
             return
         raise ZooError(f"{run_dir} holds a {artifacts.CONFIG} that is not a zoo run's; choose another {key} (a new or empty folder)")
     foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in MADE_BEFORE_CLAIM)
@@ -575,7 +580,7 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
             f"the run in {run_dir} did not finish (no {artifacts.METRICS}); train it to the end first"
         )
     recorded = artifacts.read_yaml(run_dir / artifacts.CONFIG)
-    if not isinstance(recorded, dict) or not {"model", "dataset", "trainer"} <= set(recorded):
+    if not is_run_config(recorded):
         raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
     cfg = OmegaConf.create(recorded)
     for override in overrides:
