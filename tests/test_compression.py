@@ -4,6 +4,7 @@ arithmetic, and runs from the command line whose models outlive their teacher.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -167,6 +168,7 @@ def test_a_pruned_student_of_a_teacher_outlives_it(tmp_path):
     [
         (["trainer.distillation.teacher=nowhere"], "trainer.distillation.teacher=/"),
         (["trainer.distillation.teacher=half"], "that run did not finish"),
+        (["trainer.distillation.teacher=piped"], "its spec.json is not a file (a folder, a pipe or a device)"),
         (["dataset=breast_cancer", "trainer.distillation.teacher=done"], "learnt other data"),
         (["model=conv_autoencoder", "trainer.distillation.teacher=done"], "applies to classifiers"),
         (["trainer.pruning.sparsity=1.0"], "pruning.sparsity must be in [0, 1)"),
@@ -182,6 +184,9 @@ def test_compression_mistakes_are_one_line_before_any_work(tmp_path, overrides, 
     for name, text in (("config.yaml", "seed: 0\n"), ("metrics.json", "{}"), ("model.keras", "")):
         (done / name).write_text(text)
     (done / "spec.json").write_text(json.dumps({"task": "classification", "input_shape": [8, 8, 1], "num_classes": 10}))
+    shutil.copytree(done, tmp_path / "piped")
+    (tmp_path / "piped" / "spec.json").unlink()
+    os.mkfifo(tmp_path / "piped" / "spec.json")  # read, it would wait for ever
     result = run_zoo("train", "model=mlp_classifier", "dataset=digits", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = error_lines(result.stderr)

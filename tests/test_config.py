@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 import zoo
-from zoo.cli import check_overrides
+from zoo.arguments import check_overrides
 from zoo.config import OPTIMIZERS, compose, plan_run
 
 from conftest import error_lines, run_zoo
@@ -148,7 +149,11 @@ def test_optimizer_names_are_keras_optimizers():
 @pytest.mark.parametrize(
     "args",
     [["model=no_such_model"], ["trainer.epochs=abc"], ["+model.filterz=3"], ["device=gpuu"], ["-cn", "nope"],
-     ["--config-dir", "/no/such/folder"], ["--config-name=nope"]],
+     ["--config-dir", "/no/such/folder"], ["--config-name=nope"],
+     # sizes no machine holds, before TensorFlow tries (the kernel would kill it, or it would take minutes)
+     ["model=mlp_classifier", "dataset=synthetic_cats", "dataset.num_images=100000000"],
+     ["trainer.batch_size=100000000000"], ["device=cpu", "device.replicas=100000"],
+     ["device=multi_worker", "device.workers=[127.0.0.1:99999]", "device.rank=0"]],
     ids=" ".join,
 )  # fmt: skip
 def test_zoo_train_mistakes_exit_non_zero_with_one_line(args, tmp_path):
@@ -181,17 +186,48 @@ def test_unknown_model_names_the_closest():
         ["hydra.job_logging.handlers.console.stream=ext://sentinel.stream"],
         ["+hydra.job_logging.handlers.x='${oc.create:\"{class: sentinel.Nope}\"}'"],
         ["+model.y=${oc.decode:'{_target_: sentinel.build}'}"],
+        # ext:// built by an interpolation, after the value was looked at
+        ["hydra.job_logging.handlers.console.stream=e${oc.select:nope,x}t://sentinel.stream"],
+        ["hydra.job_logging.handlers.console.stream=${oc.env:SENTINEL_STREAM}"],
+        ["hydra.job_logging={handlers: {console: {stream: '${oc.env:SENTINEL_STREAM}'}}}"],
+        # Hydra imports a pkg:// search path or config path to find its files
+        ["hydra.searchpath=[pkg://sentinel]"],
+        ["-cp", "pkg://sentinel"],
+        ["--config-p=pkg://sentinel"],
+        # launchers' code: Ray's setup hook and runtime environment, submitit's shell lines
+        ["-m", "+hydra.launcher.ray.init.runtime_env.worker_process_setup_hook=sentinel.setup", "seed=1,2"],
+        ["-m", "+hydra.launcher.setup=['python -m sentinel']", "seed=1,2"],
+        # a preloaded library or a module path for the programs a job starts
+        ["+hydra.job.env_set.LD_PRELOAD=sentinel.so"],
+        ["hydra.job={env_set: {PYTHONPATH: .}}"],
     ],
     ids=lambda args: " ".join(args)[:40],
 )
 def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     """A module that would leave a file behind if anything imported it."""
     (tmp_path / "sentinel.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
-    result = run_zoo("train", *args, "--cfg", "job", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    env = {"PYTHONPATH": str(tmp_path), "SENTINEL_STREAM": "ext://sentinel.stream"}
+    result = run_zoo("train", *args, "--cfg", "job", cwd=tmp_path, env=env)
     assert result.returncode == 2
     [line] = error_lines(result.stderr)
-    assert "no module to import from the command line" in line or "loads a pickle, which can run code" in line
+    refusals = ("no module to import from the command line", "loads a pickle, which can run code", "not interpolations",
+                "makes Hydra import that package", "run code; put them in a launcher config", "makes the programs a job starts load code")  # fmt: skip
+    assert any(refusal in line for refusal in refusals), line
     assert not (tmp_path / "imported").exists()
+
+
+def test_own_config_folder_experiments_are_checked_and_used(tmp_path):
+    """--config-dir adds the user's configs before Hydra starts: the zoo's own check finds
+    an experiment there too, and reports a mistake in it in one line."""
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    (tmp_path / "mine" / "experiment" / "quick.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 3\n")
+    (tmp_path / "mine" / "experiment" / "wrong.yaml").write_text("# @package _global_\ntrainer:\n  epochz: 3\n")
+    result = run_zoo("train", "--config-dir", str(tmp_path / "mine"), "+experiment=quick", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["trainer"]["epochs"] == 3
+    result = run_zoo("train", "--config-dir", str(tmp_path / "mine"), "+experiment=wrong", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "epochz" in error_lines(result.stderr)[0], result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

@@ -105,12 +105,12 @@ def test_every_readme_train_command_composes_as_written(command):
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from zoo.cli import _overrides_only, quote_home_paths
+    from zoo.arguments import overrides_only, quote_home_paths
     from zoo.config import check_run_references, compose, plan_run
     from zoo.errors import ZooError
 
     args = quote_home_paths(shlex.split(command)[2:])
-    overrides = _overrides_only(args)
+    overrides = overrides_only(args)
     parsed = OverridesParser.create().parse_overrides(overrides)  # Hydra's grammar, as the shell passes them
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper

@@ -125,6 +125,7 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
     for directory, inputs, problem in (
         (run_dir, [str(notes)], "is not an image Pillow can read"),
         (run_dir, [str(tmp_path / "missing.png")], "no such file or folder"),
+        (run_dir, ["/dev/zero"], "/dev/zero is not a regular file (a pipe, a socket or a device)"),
         (run_dir, [str(tmp_path / "empty")], "holds no image files"),
         (tmp_path, [str(notes)], f"{tmp_path} is not a run directory"),
         (tmp_path / "nowhere", [str(notes)], "is not a run directory"),

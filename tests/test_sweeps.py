@@ -241,6 +241,7 @@ def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_th
         ("hydra/sweeper/sampler=grid", "trainer.learning_rate: the grid sampler needs choice() or range() values, not an interval"),
         ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'; choose maximize or minimize"),
         ("objective=null", "an Optuna search optimises the run's objective, and none is set"),
+        ("hydra.sweeper.storage=nope://x", "hydra.sweeper.storage=nope://x cannot be opened (Can't load plugin: sqlalchemy.dialects:nope)"),
     ],
 )
 def test_a_search_misconfigured_fails_in_one_line_before_any_trial(setting, message, tmp_path):
@@ -249,6 +250,28 @@ def test_a_search_misconfigured_fails_in_one_line_before_any_trial(setting, mess
     assert error_lines(result.stderr) == [next(l for l in result.stderr.splitlines() if l.startswith("zoo: error:"))]
     assert message in result.stderr
     assert not any((tmp_path / "sweep").glob("*_cnn_classifier"))
+
+
+def test_a_study_is_never_written_into_a_database_or_file_of_yours(tmp_path):
+    """Optuna would add its tables to any SQLite database, and SQLite would wait on a pipe."""
+    import sqlite3
+
+    mine = tmp_path / "mine.db"
+    with sqlite3.connect(mine) as database:
+        database.execute("CREATE TABLE notes (text)")
+    database.close()
+    (tmp_path / "notes.txt").write_text("mine\n")
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    before = {path: path.read_bytes() for path in (mine, tmp_path / "notes.txt")}
+    for name, problem in (("mine.db", "is a file of yours, not an Optuna study's"), ("notes.txt", "is a file of yours"),
+                          ("folder", "is not a regular file"), ("pipe", "is not a regular file")):  # fmt: skip
+        result = run_zoo("train", "-m", "hparams_search=digits_cnn", f"hydra.sweeper.storage=sqlite:///{tmp_path / name}",
+                         f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=120)  # fmt: skip
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        [line] = error_lines(result.stderr)
+        assert f"{tmp_path / name} {problem}" in line
+    assert {path: path.read_bytes() for path in before} == before
 
 
 def test_search_spaces_map_to_optuna_distributions():

@@ -213,6 +213,9 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
     assert plugins["zoo-prints"]["status"] == "ok" and "hello from a plugin import" in result.stderr
     assert plugins["zoo-sleeps"]["import_seconds"] >= 1.5 and plugins["zoo-sleeps"]["status"] == "ok"
     assert "plugin 'zoo_sleeps' from distribution 'zoo-sleeps' took 1.5 s to import;" in result.stderr
+    # named while it runs, too: an import that hangs is not a silent wait
+    assert re.search(r"zoo: still importing plugin 'zoo_sleeps' from distribution 'zoo-sleeps' after 0\.[5-9] s; "
+                     r"ZOO_DISABLE_PLUGINS=zoo-sleeps skips it", result.stderr), result.stderr  # fmt: skip
     assert re.search(r"from distribution 'zoo-heavy' took [\d.]+ s to import \(it imports [a-z, ]*sklearn", result.stderr)
 
     table = run_zoo("list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.1"))

@@ -139,10 +139,22 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         ([f"hydra.run.dir={mine}"], "already holds files the zoo did not write (model.keras)"),
         ([f"hydra.run.dir={other}"], "holds a config.yaml that is not a zoo run's"),
         (["-m", "seed=1,2", f"hydra.sweep.dir={sweep}"], "already holds files that are not a zoo sweep's"),
+        # the same folders, spelt through interpolations: checked where they lead
+        (["hydra.run.dir=${oc.env:MINE}"], "already holds files the zoo did not write (model.keras)"),
+        (["-m", "seed=1,2", f"hydra.sweep.dir={tmp_path}/${{oc.select:nope,sweep}}"], "already holds files that are not a zoo sweep's"),
     ):
-        result = run_zoo("train", "trainer.epochs=1", *args, cwd=tmp_path)
+        result = run_zoo("train", *args, "trainer.epochs=1", cwd=tmp_path, env={"MINE": str(mine)})
         assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]
     assert {path: path.read_text() for path in tmp_path.rglob("*") if path.is_file()} == before  # nothing added or changed
+    zoo_run = tmp_path / "zoo_run"  # a zoo run's folder with a pipe or a link where Hydra writes or the lock is
+    (zoo_run / ".hydra").mkdir(parents=True)
+    (zoo_run / "config.yaml").write_text("model: {}\ndataset: {}\ntrainer: {}\n")
+    for name, make in ((".lock", os.mkfifo), ("train.log", os.mkfifo), (".hydra/config.yaml", lambda p: os.symlink(mine / "model.keras", p))):
+        make(zoo_run / name)
+        result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={zoo_run}", cwd=tmp_path, timeout=60)
+        assert result.returncode == 2 and f"{zoo_run / name} is not a regular file" in error_lines(result.stderr)[0], result.stderr[-2000:]
+        (zoo_run / name).unlink()
+    assert (mine / "model.keras").read_text() == "my model"
     job = sweep / "0"  # a sweep's job folder, after Hydra made its records in it
     (job / ".hydra").mkdir(parents=True)
     (job / "train.log").write_text("")
@@ -309,6 +321,17 @@ def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.keras").exists()
     history = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").exists() else []
     assert len(history) <= 2  # it stopped in its first epoch, not after five
+
+
+def test_a_model_too_large_for_memory_is_one_line_and_leaves_nothing(tmp_path):
+    """TensorFlow's out-of-memory error while the model is built: a config mistake."""
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", "model=mlp_classifier", "dataset=digits", "model.hidden_units=[1000000000]",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "out of memory (a tensor of shape[64,1000000000])" in line and "make the model, the batch or the images smaller" in line
+    assert "Traceback" not in result.stderr and not run_dir.exists()
 
 
 @pytest.mark.parametrize("model", ["cnn_classifier", pytest.param("gan", marks=pytest.mark.slow)])

@@ -67,8 +67,17 @@ def exclusive(run_dir: Path) -> Iterator[None]:
     lock when the process dies, however it dies."""
     import fcntl
 
+    import stat
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / LOCK).open("a") as handle:
+    try:  # never blocking on a pipe put in its place, nor following a link
+        descriptor = os.open(run_dir / LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise ZooError(f"{run_dir / LOCK} cannot be opened ({exc.strerror}); remove it, or choose another hydra.run.dir") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise ZooError(f"{run_dir / LOCK} is not a regular file (a pipe or a device); remove it, or choose another hydra.run.dir")
+    with os.fdopen(descriptor, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

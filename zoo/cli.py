@@ -24,8 +24,6 @@ from zoo.tables import csv_text, print_table
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
-HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version"}
-HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}  # fmt: skip
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -79,8 +77,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit(1)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's mistakes as the zoo's others: one line naming the fix, exit status 2
+    (argparse prints its usage text first)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="zoo",
         description="A plugin-based model zoo for TensorFlow/Keras.",
         epilog=(
@@ -663,72 +669,35 @@ def compare_command(args: argparse.Namespace) -> None:
 
 
 def train_command(args: list[str]) -> None:
+    from zoo.arguments import (
+        check_composes, check_config_flags, check_group_choices, check_overrides, is_multirun, parse_hydra_args, quote_home_paths,
+        refuse_code_from_the_command_line,
+    )  # fmt: skip
     from zoo.config import register_configs
 
     register_configs()
     args = quote_home_paths(args)
     refuse_code_from_the_command_line(args)
     check_config_flags(args)
-    shown = HYDRA_INFO_FLAGS.intersection(args) - {"--help", "-h", "--hydra-help"}
+    check_group_choices(args)
+    given = parse_hydra_args(args)
+    shown = given.cfg or given.info or given.shell_completion  # Hydra shows something and runs nothing
     if shown and is_multirun(args):
-        raise ZooError(f"{sorted(shown)[0]} shows one run's config; drop -m (or --multirun) to see it")
+        raise ZooError(f"{'--info' if given.info else '--cfg'} shows one run's config; drop -m (or --multirun) to see it")
     if is_multirun(args):  # jobs in processes of their own stop with this one
         import socket
 
         from zoo.sweeps import DRIVER_PID
 
         os.environ[DRIVER_PID] = f"{socket.gethostname()}:{os.getpid()}"
-    if not HYDRA_INFO_FLAGS.intersection(args):
+    if not (shown or given.help or given.hydra_help):
         check_overrides(args)
-    elif job_config_asked(args):
+    elif given.cfg == "job" and not (given.info or given.shell_completion or given.package or given.config_path or given.config_name):
         print_job_config(args)
         return
+    elif not given.config_path:  # a config of the user's own is Hydra's to compose
+        check_composes(args)
     run_hydra(args)
-
-
-def is_multirun(args: list[str]) -> bool:
-    return bool({"-m", "--multirun"}.intersection(args)) or "hydra.mode=MULTIRUN" in args
-
-
-def check_config_flags(args: list[str]) -> None:
-    """Hydra reports a missing ``--config-dir`` or ``--config-name`` in several lines and
-    exit status 1; here they are one line, before it starts."""
-    from importlib.resources import files
-
-    from zoo.config import CONFIG_MODULE
-
-    given = {arg: value for arg, value in zip(args, args[1:]) if arg in ("--config-dir", "-cd", "--config-name", "-cn")}
-    given.update(arg.split("=", 1) for arg in args if arg.split("=", 1)[0] in ("--config-dir", "--config-name") and "=" in arg)
-    folders = [files(CONFIG_MODULE)]
-    for flag, value in given.items():
-        if flag in ("--config-dir", "-cd"):
-            folder = Path(value).expanduser()
-            if not folder.is_dir():
-                raise ZooError(f"{flag} {value} is not a folder; give the folder that holds your own configs")
-            folders.append(folder)
-    for flag, value in given.items():
-        if flag in ("--config-name", "-cn"):
-            name = value if value.endswith((".yaml", ".yml")) else f"{value}.yaml"
-            if not any(folder.joinpath(name).is_file() for folder in folders):
-                raise ZooError(f"{flag} {value}: no {name} in the zoo's configs or a --config-dir; the zoo's own is 'train'")
-
-
-def quote_home_paths(args: list[str]) -> list[str]:
-    """``key=~/pets`` as ``key='~/pets'``: Hydra's grammar takes ``~`` only before a key (to
-    delete it), and the shell leaves a ``~`` after ``=`` alone. Plugins expand it."""
-    quoted = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and not arg.startswith("-") and value.startswith("~") and not set(value) & set("'\",[]{}$"):
-            arg = f"{key}='{value}'"
-        quoted.append(arg)
-    return quoted
-
-
-def job_config_asked(args: list[str]) -> bool:
-    """``--cfg job`` (``-c job``), with no other Hydra flag than ``--resolve``."""
-    flags = [arg for arg in args if arg.startswith("-")]
-    return any(a in ("--cfg", "-c") and b == "job" for a, b in zip(args, args[1:])) and set(flags) <= {"--cfg", "-c", "--resolve"}
 
 
 def print_job_config(args: list[str]) -> None:
@@ -736,10 +705,11 @@ def print_job_config(args: list[str]) -> None:
     will use (Hydra composes it to an empty group: the choice depends on the model). No TF."""
     from omegaconf import OmegaConf
 
+    from zoo.arguments import config_dir_of, overrides_only
     from zoo.config import compose, describe_composition_error, plan_run
 
     try:
-        cfg = compose(_overrides_only(args))
+        cfg = compose(overrides_only(args), config_dir_of(args))
     except Exception as exc:  # Hydra's and OmegaConf's errors, as check_overrides reports them
         raise ZooError(describe_composition_error(exc)) from None
     if not cfg.get("metrics"):
@@ -750,173 +720,6 @@ def print_job_config(args: list[str]) -> None:
         else:
             cfg.metrics = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
     print(OmegaConf.to_yaml(cfg, resolve="--resolve" in args), end="")
-
-
-# Config keys through which Hydra or logging would import a module named on the command line.
-IMPORTING_KEYS = ("_target_", "class", "()")
-# In values: logging's references to importable objects, and resolvers that turn a string
-# into config nodes (which could hold the keys above, out of sight of the check).
-IMPORTING_VALUES = ("ext://", "cfg://", "oc.create", "oc.decode")
-RERUN_FLAG = "--experimental-rerun"
-
-
-def refuse_code_from_the_command_line(args: list[str]) -> None:
-    """Plugins are chosen by registered name; no argument may name a module to import:
-    ``_target_`` anywhere, Hydra callbacks, logging handler/formatter classes, or a
-    pickled config to re-run (unpickling runs code)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    for arg in args:  # in any spelling argparse accepts: --experimental-rerun=F, --experimental-r F, --exp F
-        flag = arg.split("=", 1)[0]
-        if len(flag) > 2 and flag.startswith("--") and RERUN_FLAG.startswith(flag):
-            raise ZooError(f"{flag} ({RERUN_FLAG}) loads a pickle, which can run code; rerun with the run's overrides instead")
-    for override in _overrides_only(args):  # as typed: also what the parser would reject
-        importing_value = next((marker for marker in IMPORTING_VALUES if marker in override.partition("=")[2]), None)
-        if importing_value:
-            raise ZooError(
-                f"{override}: zoo train takes no module to import from the command line ({importing_value} "
-                "makes logging import one, or builds config nodes the zoo cannot check); put it in a config file of your own"
-            )
-    try:
-        parsed = OverridesParser.create().parse_overrides(_overrides_only(args))
-    except HydraException:
-        return  # check_overrides reports the syntax error
-    for override in parsed:
-        key = override.key_or_group
-        if override.is_sweep_override():
-            values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
-        else:
-            values = [override.value()]
-        named = [part for part in key.split(".") if part in IMPORTING_KEYS] + [k for v in values for k in _nested_keys(v)]
-        if key.startswith("hydra.callbacks") or named:
-            raise ZooError(
-                f"{override.input_line}: zoo train takes no module to import from the command line "
-                "(plugins are chosen by name); put Hydra callbacks or logging classes in a config file of your own"
-            )
-        escape = _written_outside_the_run(key, values)
-        if escape:
-            raise ZooError(f"{override.input_line}: {escape}")
-
-
-# Keys whose values name where Hydra writes, relative to the run's (or sweep's) folder.
-INSIDE_THE_RUN = ("hydra.output_subdir", "hydra.sweep.subdir", "hydra.job.name")
-
-
-def _written_outside_the_run(key: str, values: list) -> Optional[str]:
-    """What is wrong with a key that would make Hydra write outside the run's folder (its
-    records over a config.yaml of yours, its log onto a file of yours), or None."""
-    if key.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and key.endswith((".filename", ".mode")):
-        return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
-    if key in INSIDE_THE_RUN:
-        for value in values:
-            parts = Path(str(value)).parts
-            if value is not None and (
-                Path(str(value)).is_absolute() or ".." in parts or "${" in str(value) or (key == "hydra.job.name" and len(parts) != 1)
-            ):
-                return "it must stay inside the run's folder: give a relative name, without '..' or interpolations"
-    return None
-
-
-def _nested_keys(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [k for k in value if k in IMPORTING_KEYS] + [n for v in value.values() for n in _nested_keys(v)]
-    if isinstance(value, list):
-        return [n for v in value for n in _nested_keys(v)]
-    return []
-
-
-# The deepest folder on the way to the run's directory that was there before this command
-# (None: the run's directory itself was): a run that fails before writing anything removes
-# the folders Hydra made for it below that one, never one it found.
-FOUND_BEFORE: list[Optional[Path]] = [None]
-
-
-def check_output_dir(path: str, key: str) -> Path:
-    """One line where the run's (or sweep's) directory cannot be made; Hydra would print a
-    traceback. Probed with a temporary folder, removed at once: nothing is left behind.
-    Returns the deepest folder of the way there that exists."""
-    import tempfile
-
-    target = Path(path.split("${", 1)[0] or ".").expanduser().absolute()
-    ancestor = target
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ZooError(f"{key}={path}: {ancestor} is a file, not a folder; choose another {key}")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
-    except OSError as exc:
-        raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
-    return ancestor
-
-
-def refuse_foreign_output_dir(path: Path, key: str) -> None:
-    """Before Hydra writes its records (``.hydra/``, ``train.log``) into the folder: a run's
-    must be new, empty or a zoo run's; a sweep's new, empty or a sweep's (Hydra's
-    ``multirun.yaml``, or a search's study that has not launched a trial yet)."""
-    from zoo.run import refuse_foreign_folder
-
-    if key == "hydra.run.dir":
-        refuse_foreign_folder(path, key)
-    elif path.is_dir() and any(path.iterdir()) and not any((path / name).is_file() for name in ("multirun.yaml", "optuna.db")):
-        raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
-
-
-def check_overrides(args: list[str]) -> None:
-    """Compose the config for each job the arguments describe and validate it (no TF)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
-
-    overrides = _overrides_only(args)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as exc:
-        raise ZooError(" ".join(str(exc).split())) from None
-    given = {o.get_key_element(): o for o in parsed}
-    multirun = is_multirun(args)
-    for key in ("hydra.run.dir", "hydra.sweep.dir"):
-        chosen = given.get(key)
-        path = str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else None
-        found = check_output_dir(path or "runs", key)
-        if key == "hydra.run.dir":
-            FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found
-        if path is not None and "${" not in path and multirun == (key == "hydra.sweep.dir"):
-            refuse_foreign_output_dir(Path(path).expanduser(), key)
-    jobs = [overrides]
-    if any(o.is_sweep_override() for o in parsed):
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-        try:
-            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-        except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
-            return
-    for job in jobs:
-        try:
-            cfg = compose(list(job))
-        except (HydraException, OmegaConfBaseException) as exc:
-            try:
-                known = flat_keys(compose([]))
-            except Exception:
-                known = []
-            raise ZooError(describe_composition_error(exc, known)) from None
-        check_run_references(plan_run(cfg))
-
-
-def _overrides_only(args: list[str]) -> list[str]:
-    """The override arguments, without Hydra's flags (and their values)."""
-    overrides, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in HYDRA_FLAGS_WITH_VALUE:
-            skip = True
-        elif not arg.startswith("-"):
-            overrides.append(arg)
-    return overrides
 
 
 def run_hydra(args: list[str]) -> None:
@@ -987,6 +790,8 @@ def remove_unused_run_dir(run_dir: Path) -> None:
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
+
+    from zoo.arguments import FOUND_BEFORE
 
     found = FOUND_BEFORE[0]
     if found is None or HydraConfig.get().mode.name != "RUN":

@@ -22,6 +22,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,9 @@ class TrainerConfig:
             raise ValueError(f"class_weight must be none, balanced or a list of weights like [1,3], got {self.class_weight!r}")
 
 
+MAX_CPU_REPLICAS = 64
+
+
 @dataclass
 class DeviceConfig:
     """Where to train: the ``device`` group."""
@@ -315,14 +319,16 @@ class DeviceConfig:
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, DEVICE_KINDS)
-        if self.replicas < 1:
-            raise ValueError(f"replicas must be at least 1, got {self.replicas}")
+        if not 1 <= self.replicas <= MAX_CPU_REPLICAS:  # each is a device TensorFlow sets up: thousands take minutes
+            raise ValueError(f"replicas must be from 1 to {MAX_CPU_REPLICAS}, got {self.replicas}")
         if not 0 < self.timeout <= 7 * 24 * 3600:
             raise ValueError(f"timeout must be a number of seconds above 0 (at most a week), got {self.timeout}")
         if self.workers is not None:
-            bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w))]
+            bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w)) or not 1 <= int(str(w).rsplit(":", 1)[1]) <= 65535]
             if bad or not self.workers:
-                raise ValueError(f"workers must be a list of host:port, got {self.workers}")
+                raise ValueError(f"workers must be a list of host:port (ports 1 to 65535), got {self.workers}")
+            if len(set(self.workers)) < len(self.workers):
+                raise ValueError(f"workers must be distinct host:port addresses, got {self.workers}")
             if self.rank is None or not 0 <= self.rank < len(self.workers):
                 raise ValueError(
                     f"workers needs this process's index in the list: device.rank=0..{len(self.workers) - 1}"
@@ -485,14 +491,28 @@ def register_configs(registry: Optional[Registry] = None) -> None:
                 store.store(group=kind, name=name, node=_node(entry, with_name=True))
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """Compose the primary config with ``overrides`` (no sweeps) as ``zoo train`` would."""
+def compose(overrides: list[str], config_dir: Optional[Path] = None, with_hydra: bool = False) -> DictConfig:
+    """Compose the primary config with ``overrides`` (no sweeps) as ``zoo train`` would,
+    with the user's ``--config-dir`` searched first as Hydra does; ``with_hydra``: keep the
+    ``hydra`` node too, and make ``${hydra:...}`` resolvable in it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
+    from hydra._internal.hydra import Hydra
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     register_configs()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(config_name=PRIMARY_CONFIG, overrides=overrides)
+        if config_dir is not None:  # as Hydra's own --config-dir: before the structured configs
+            search_path = GlobalHydra.instance().hydra.config_loader.config_search_path  # type: ignore[union-attr]
+            search_path.prepend("command-line", f"file://{Path(config_dir).expanduser().absolute()}", SearchPathQuery("schema"))
+            GlobalHydra.instance().clear()
+            Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
+        cfg = hydra_compose(config_name=PRIMARY_CONFIG, overrides=overrides, return_hydra_config=with_hydra)
+    if with_hydra:
+        HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 # --------------------------------------------------------------------------------------
@@ -609,6 +629,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                     f"{owner}.monitor={monitor} is not available with device=multi_worker (only the chief validates); "
                     f"monitor a training value such as {owner}.monitor=loss"
                 )
+    check_batch_fits_in_memory(spec, trainer.batch_size)
     plan = RunPlan(
         seed=int(container["seed"]),
         model=model,
@@ -626,6 +647,40 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     for _, owner, name, value in _references(plan):  # absolute from here on: the run may start elsewhere
         setattr(owner, name, str(Path(value).expanduser().resolve()))
     return plan
+
+
+def physical_memory() -> Optional[int]:
+    """Bytes of memory this process may use: the machine's, or its container's limit if
+    lower (cgroup v2); None where unknown."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return memory
+    return min(memory, int(limit)) if limit.isdigit() else memory
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+def check_batch_fits_in_memory(spec: DataSpec, batch_size: int) -> None:
+    """A batch too large for this machine's memory (a huge image size) is one line before
+    TensorFlow starts; else the kernel kills the run, or TensorFlow aborts it."""
+    batch_bytes = math.prod(spec.input_shape) * 4 * batch_size  # float32, as models take it
+    memory = physical_memory()
+    if memory and batch_bytes > memory / 2:  # activations and gradients take several times the input
+        raise ZooError(
+            f"one batch of {batch_size} examples of shape {tuple(spec.input_shape)} takes {human_bytes(batch_bytes)}, more than "
+            f"half of this machine's {human_bytes(memory)} of memory; make the examples (dataset.*) or trainer.batch_size smaller"
+        )
 
 
 def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, Any]]) -> list[tuple[Registered, Any]]:
@@ -666,6 +721,7 @@ def check_run_references(plan: RunPlan) -> None:
     teacher learnt the same data: one line otherwise, before any work. No TF."""
     import json
 
+    from zoo.artifacts import read_json
     from zoo.crossval import refuse_parent
 
     for key, path in run_references(plan).items():
@@ -674,12 +730,16 @@ def check_run_references(plan: RunPlan) -> None:
         if not (Path(path) / "config.yaml").is_file():
             raise ZooError(f"{key}={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
         refuse_parent(Path(path), f"{key}=")
-        if not (Path(path) / "metrics.json").is_file() or not (Path(path) / "model.keras").is_file():
-            raise ZooError(f"{key}={path}: that run did not finish (no metrics.json); train it to the end first")
+        for name in ("metrics.json", "model.keras", "spec.json"):  # written last, or in every run
+            if not (Path(path) / name).exists():
+                raise ZooError(f"{key}={path}: that run did not finish (no {name}); train it to the end first")
+            if not (Path(path) / name).is_file():
+                raise ZooError(f"{key}={path}: its {name} is not a file (a folder, a pipe or a device); give a run the zoo wrote")
     teacher = plan.trainer.distillation.teacher
-    spec_file = Path(teacher or "") / "spec.json"
-    if teacher and spec_file.is_file():
-        recorded = json.loads(spec_file.read_text(encoding="utf-8"))
+    if teacher:
+        recorded = read_json(Path(teacher) / "spec.json")
+        if not isinstance(recorded, dict):
+            raise ZooError(f"{Path(teacher) / 'spec.json'} is damaged (not the record the zoo wrote); give a run the zoo wrote")
         mine = json.loads(json.dumps(dataclasses.asdict(plan.spec)))  # tuples as JSON lists
         # What the teacher's outputs mean: the task, the input and the classes.
         differing = next((k for k in ("task", "input_shape", "num_classes", "class_names") if recorded.get(k) != mine[k]), None)

@@ -17,7 +17,8 @@ Environment:
     ZOO_DISABLE_PLUGIN_AUTOLOAD=1  load no entry points at all.
     ZOO_DISABLE_PLUGINS=a,b        skip the entry points of these distributions.
     ZOO_STRICT_PLUGINS=1           a plugin that fails to load (or is slow, or shadowed) is an error, not a warning.
-    ZOO_PLUGIN_IMPORT_LIMIT=2      seconds a plugin's import may take before it is named as slow.
+    ZOO_PLUGIN_IMPORT_LIMIT=2      seconds a plugin's import may take before it is named as slow
+                                   (at five times that, a still running import is named as it runs).
 """
 
 from __future__ import annotations
@@ -106,36 +107,92 @@ def load_entry_points(pm: pluggy.PluginManager, strict: bool) -> list[PluginSour
         return []
     disabled = {normalise_name(d) for d in os.environ.get("ZOO_DISABLE_PLUGINS", "").split(",") if d.strip()}
     sources = []
-    for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-        metadata = ep.dist.metadata if ep.dist else None  # read once: each access re-reads the file
-        source = PluginSource(
-            name=ep.name,
-            value=ep.value,
-            distribution=metadata["Name"] if metadata else "?",
-            version=metadata["Version"] if metadata else "?",
-        )
-        if normalise_name(source.distribution) in disabled:
-            continue
-        if metadata and normalise_name(source.distribution) != ZOO_DISTRIBUTION:
-            source.supports = supported_zoo_versions(metadata.get_all("Requires-Dist") or [])
-            _check_zoo_version(source)
-        if source.error is None:
-            heavy_before = loaded(HEAVY_MODULES)
-            started = time.perf_counter()
-            try:
-                source.plugin = ep.load()
-            except (Exception, SystemExit) as exc:  # a plugin's import can raise anything, or exit
-                source.error = f"failed to import {ep.value!r}: {one_line(exc)}"
-                source.details = traceback.format_exc()
-            source.import_seconds = time.perf_counter() - started
-            if source.error is None and source.import_seconds > import_limit():
-                report_slow(source, sorted(loaded(HEAVY_MODULES) - heavy_before), strict)
-        if source.error is None:
-            register(pm, source)
-        sources.append(source)
-        if source.error:
-            report_broken(source, strict)
+    with ImportWatch() as watch:
+        for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+            source = _load_entry_point(pm, ep, disabled, strict, watch)
+            if source is not None:
+                sources.append(source)
     return sources
+
+
+def _load_entry_point(pm: pluggy.PluginManager, ep, disabled: set[str], strict: bool, watch: ImportWatch) -> Optional[PluginSource]:
+    metadata = ep.dist.metadata if ep.dist else None  # read once: each access re-reads the file
+    source = PluginSource(
+        name=ep.name,
+        value=ep.value,
+        distribution=metadata["Name"] if metadata else "?",
+        version=metadata["Version"] if metadata else "?",
+    )
+    if normalise_name(source.distribution) in disabled:
+        return None
+    if metadata and normalise_name(source.distribution) != ZOO_DISTRIBUTION:
+        source.supports = supported_zoo_versions(metadata.get_all("Requires-Dist") or [])
+        _check_zoo_version(source)
+    if source.error is None:
+        heavy_before = loaded(HEAVY_MODULES)
+        started = time.perf_counter()
+        try:
+            with watch.importing(source):
+                source.plugin = ep.load()
+        except (Exception, SystemExit) as exc:  # a plugin's import can raise anything, or exit
+            source.error = f"failed to import {ep.value!r}: {one_line(exc)}"
+            source.details = traceback.format_exc()
+        source.import_seconds = time.perf_counter() - started
+        if source.error is None and source.import_seconds > import_limit():
+            report_slow(source, sorted(loaded(HEAVY_MODULES) - heavy_before), strict)
+    if source.error is None:
+        register(pm, source)
+    if source.error:
+        report_broken(source, strict)
+    return source
+
+
+class ImportWatch:
+    """Names, on stderr, a plugin whose import is still running at five times the slow
+    limit (10 s by default), and again every 30 s: an import that hangs (a network call, a
+    lock) is not a silent wait. It cannot be stopped from here; the line says how to skip it."""
+
+    REPEAT = 30.0
+    HANGING = 5  # times import_limit()
+
+    def __init__(self) -> None:
+        import threading
+
+        self._current: Optional[tuple[PluginSource, float]] = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="zoo-plugin-import-watch", daemon=True)
+
+    def __enter__(self) -> "ImportWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._done.set()
+
+    @contextlib.contextmanager
+    def importing(self, source: PluginSource):
+        self._current = (source, time.monotonic())
+        try:
+            yield
+        finally:
+            self._current = None
+
+    def _watch(self) -> None:
+        said: Optional[tuple[PluginSource, float]] = None  # the import last named, and when
+        while not self._done.wait(0.2):
+            current = self._current
+            if current is None:
+                continue
+            source, since = current
+            now = time.monotonic()
+            due = since + self.HANGING * import_limit() if said is None or said[0] is not source else said[1] + self.REPEAT
+            if now >= due:
+                print(
+                    f"zoo: still importing plugin {source.name!r} from distribution {source.distribution!r} after "
+                    f"{now - since:.1f} s; ZOO_DISABLE_PLUGINS={source.distribution} skips it",
+                    file=sys.__stderr__, flush=True,
+                )
+                said = (source, now)
 
 
 # `keras-zoo [extras] (specifier) ; marker` as it appears in Requires-Dist; a regular

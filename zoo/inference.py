@@ -44,6 +44,8 @@ def read_images(inputs: list[str], shape: tuple[int, ...]):
             paths += [(p, False) for p in found]
         elif path.is_file():
             paths.append((path, True))
+        elif path.exists():
+            raise ZooError(f"{path} is not a regular file (a pipe, a socket or a device); give image files or folders")
         else:
             raise ZooError(f"{path}: no such file or folder")
     names, images = [], []

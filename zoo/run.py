@@ -34,7 +34,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -147,9 +147,26 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
             log.info("the run in %s finished already", run_dir)
             return finished
-        if plan.cv.folds and plan.cv.fold is None:
-            return _cross_validate(cfg, plan, placement, run_dir, resolved, callbacks)
-        return _train(tf, keras, plan, placement, run_dir, resolved, finished, list(callbacks))
+        with out_of_memory_in_one_line():
+            if plan.cv.folds and plan.cv.fold is None:
+                return _cross_validate(cfg, plan, placement, run_dir, resolved, callbacks)
+            return _train(tf, keras, plan, placement, run_dir, resolved, finished, list(callbacks))
+
+
+@contextlib.contextmanager
+def out_of_memory_in_one_line() -> Iterator[None]:
+    """A model, batch or image size too large for the device's memory (TensorFlow's
+    ResourceExhaustedError, NumPy's MemoryError) is a mistake in the config: one line."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
+            raise
+        shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
+        raise ZooError(
+            f"out of memory{f' (a tensor of {shape.group(1)})' if shape else ''}: make the model, the batch or the images "
+            f"smaller (model.*, trainer.batch_size, dataset.*), or use a device with more memory"
+        ) from exc
 
 
 def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, resolved: dict, callbacks) -> dict[str, Any]:
@@ -203,6 +220,8 @@ def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -
 # other workers' of a multi-worker run whose workers share the folder, who start training
 # as the chief claims it).
 MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock", artifacts.CHECKPOINTS})
+# What Hydra writes into a run's folder before the zoo's code runs, and the run's lock.
+OPENED_FIRST = (".lock", "train.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
 def is_run_config(recorded: Any) -> bool:
@@ -217,6 +236,10 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     made before a run starts (a run stopped that early). No TF."""
     if not run_dir.is_dir():
         return
+    for name in OPENED_FIRST:  # opened before any other check: a pipe would block, a link lead elsewhere
+        path = run_dir / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise ZooError(f"{path} is not a regular file (a link, a pipe or a device); remove it, or choose another {key}")
     config = run_dir / artifacts.CONFIG
     if config.is_file():
         recorded = artifacts.read_yaml(config)

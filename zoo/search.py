@@ -10,6 +10,7 @@ it as ``hydra.sweeper.*`` overrides.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -164,8 +165,35 @@ def storage_url(settings: Mapping[str, Any], sweep_dir: Path) -> str:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
+        path = Path(url.removeprefix("sqlite:///"))
+        refuse_foreign_database(path)
+        path.parent.mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
     return url
+
+
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def refuse_foreign_database(path: Path) -> None:
+    """A study goes into a new SQLite file or an Optuna one: Optuna would add its tables to
+    a database of yours, and opening a pipe would wait for ever."""
+    import sqlite3
+
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ZooError(f"hydra.sweeper.storage: {path} is not a regular file (a folder, a pipe or a device); give a new file or an Optuna study's")
+    with path.open("rb") as handle:
+        header = handle.read(16)
+    tables: set[str] = set()
+    if header == b"SQLite format 3\x00":
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as database:
+                tables = {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error:
+            pass
+    if not OPTUNA_TABLES <= tables:
+        raise ZooError(f"hydra.sweeper.storage: {path} is a file of yours, not an Optuna study's; give a new file (or leave storage unset)")
 
 
 def hydra_string(text: str) -> str:
@@ -185,12 +213,16 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     name = settings.get("study_name") or config.hydra.runtime.choices.get("hparams_search") or "zoo"
-    storage = storage_url(settings, sweep_dir)
     n_trials = int(settings.get("n_trials") or 0)
     n_jobs = max(int(settings.get("n_jobs") or 1), 1)
+    if n_trials < 1:
+        raise ZooError(f"hydra.sweeper.n_trials={n_trials}; a search needs at least 1 trial")
+    if not 0 <= float(settings.get("max_failure_rate") or 0.0) <= 1:
+        raise ZooError(f"hydra.sweeper.max_failure_rate={settings.get('max_failure_rate')} is a share of the trials: from 0 to 1")
     space, fixed = search_space(settings.get("params"), arguments)
     if not space:
         raise ZooError("the search has no space: give hydra.sweeper.params (interval, choice, range) or a swept override")
+    storage = storage_url(settings, sweep_dir)
 
     sampler_setting = settings.get("sampler")
     extra: dict[str, Any] = {}
@@ -199,7 +231,12 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
         extra = {"search_space": {key: grid_values(key, space) for key in space}}
         n_trials = min(n_trials, math.prod(len(values) for values in extra["search_space"].values()))
     pruner = by_name("pruner", PRUNERS, optuna.pruners, settings.get("pruner"))
-    study = optuna.create_study(study_name=name, storage=storage, pruner=pruner, direction=direction, load_if_exists=True)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, pruner=pruner, direction=direction, load_if_exists=True)
+    except Exception as exc:  # a URL SQLAlchemy cannot parse, a missing dialect or driver, a database it cannot open
+        if not isinstance(exc, ImportError) and type(exc).__module__.split(".")[0] != "sqlalchemy":
+            raise
+        raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({' '.join(str(exc).split())[:160]})") from None
     earlier = study.get_trials(deepcopy=False)
     # The sampler is set once the earlier trials are counted: its seed moves on by their number.
     study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)

@@ -21,6 +21,7 @@ class SyntheticCatsConfig:
     grayscale: bool = field(default=False, metadata={"help": "One luminance channel instead of RGB (seed 004's MLP)."})
 
     def __post_init__(self) -> None:
+        from zoo.config import human_bytes, physical_memory
         from zoo_plugins.datasets import check_fractions
 
         check_fractions(self.validation_fraction, self.test_fraction)
@@ -28,6 +29,14 @@ class SyntheticCatsConfig:
             raise ValueError(f"image_size must be at least 16, got {self.image_size}")
         if self.num_images < 20:
             raise ValueError(f"num_images must be at least 20, got {self.num_images}")
+        # All images are drawn into memory (uint8), then scaled (float32): 5 bytes a value.
+        needed = self.num_images * self.image_size**2 * (1 if self.grayscale else 3) * 5
+        memory = physical_memory()
+        if memory and needed > memory / 2:
+            raise ValueError(
+                f"num_images={self.num_images} of image_size={self.image_size} take {human_bytes(needed)} in memory, more "
+                f"than half of this machine's {human_bytes(memory)}; make them smaller"
+            )
 
 
 def describe_synthetic_cats(config: SyntheticCatsConfig) -> zoo.DataSpec:

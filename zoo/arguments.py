@@ -1,0 +1,337 @@
+"""What ``zoo train`` accepts on its command line, checked before Hydra sees it.
+
+Hydra reports most mistakes in many lines, and some of its features would let an argument
+import a module, unpickle a file or write outside the run's folder. The zoo composes the
+config itself first (no TensorFlow) and refuses such arguments in one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+from zoo.errors import ZooError
+
+
+def parse_hydra_args(args: list[str]) -> argparse.Namespace:
+    """The arguments as Hydra's own parser will read them, so that each flag is checked in
+    every spelling it accepts (``--config-dir=D``, ``-cd D``, abbreviations such as
+    ``--config-d D``); a mistake is one line here rather than Hydra's usage text."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def refuse(message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):  # Hydra reads overrides after its flags only
+            message += "; put Hydra's flags (-m, --cfg, --config-dir, ...) before the overrides"
+        raise ZooError(f"{message} (see 'zoo train --help')")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    return parser.parse_args(args)
+
+
+def is_multirun(args: list[str]) -> bool:
+    return parse_hydra_args(args).multirun or "hydra.mode=MULTIRUN" in overrides_only(args)
+
+
+def overrides_only(args: list[str]) -> list[str]:
+    """The override arguments, without Hydra's flags (and their values)."""
+    return list(parse_hydra_args(args).overrides or [])
+
+
+def config_dir_of(args: list[str]) -> Optional[Path]:
+    folder = parse_hydra_args(args).config_dir
+    return Path(folder).expanduser() if folder else None
+
+
+def check_config_flags(args: list[str]) -> None:
+    """Hydra reports a missing ``--config-dir`` or ``--config-name`` in several lines and
+    exit status 1; here they are one line, before it starts. A ``pkg://`` config path would
+    make Hydra import that package."""
+    from importlib.resources import files
+
+    from zoo.config import CONFIG_MODULE
+
+    given = parse_hydra_args(args)
+    for flag, value in (("--config-path", given.config_path), ("--config-dir", given.config_dir)):
+        if value and str(value).startswith("pkg://"):
+            raise ZooError(f"{flag} {value}: a pkg:// path makes Hydra import that package; give a folder of your own")
+    folders = [files(CONFIG_MODULE)]
+    if given.config_dir:
+        folder = Path(given.config_dir).expanduser()
+        if not folder.is_dir():
+            raise ZooError(f"--config-dir {given.config_dir} is not a folder; give the folder that holds your own configs")
+        folders.append(folder)
+    if given.config_name and not given.config_path:
+        name = given.config_name if given.config_name.endswith((".yaml", ".yml")) else f"{given.config_name}.yaml"
+        if not any(folder.joinpath(name).is_file() for folder in folders):
+            raise ZooError(f"--config-name {given.config_name}: no {name} in the zoo's configs or a --config-dir; the zoo's own is 'train'")
+
+
+def quote_home_paths(args: list[str]) -> list[str]:
+    """``key=~/pets`` as ``key='~/pets'``: Hydra's grammar takes ``~`` only before a key (to
+    delete it), and the shell leaves a ``~`` after ``=`` alone. Plugins expand it."""
+    quoted = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and value.startswith("~") and not set(value) & set("'\",[]{}$"):
+            arg = f"{key}='{value}'"
+        quoted.append(arg)
+    return quoted
+
+
+
+# Config keys through which Hydra or logging would import a module named on the command line.
+IMPORTING_KEYS = ("_target_", "class", "()")
+# In values: logging's references to importable objects, and resolvers that turn a string
+# into config nodes (which could hold the keys above, out of sight of the check).
+IMPORTING_VALUES = ("ext://", "cfg://", "oc.create", "oc.decode")
+# Hydra settings whose values could become a module reference (logging's ext://), a package
+# to import (the search path's pkg://) or a library to preload (environment variables):
+# literal values only, since an interpolation is resolved after this check.
+LITERAL_ONLY = ("hydra.job_logging", "hydra.hydra_logging", "hydra.searchpath", "hydra.job.env_set")
+# Launcher options that run code: submitit's shell lines before each job, Ray's runtime
+# environment (packages to install, a setup hook to import).
+LAUNCHER_CODE_KEYS = ("setup", "runtime_env", "worker_process_setup_hook")
+# Environment variables that make the programs a job starts load code of their choosing.
+CODE_LOADING_VARIABLE = re.compile(
+    r"^(LD_.*|DYLD_.*|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|BASH_ENV|ENV|PATH|PROMPT_COMMAND|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GCONV_PATH)$"
+)
+
+
+def refuse_code_from_the_command_line(args: list[str]) -> None:
+    """Plugins are chosen by registered name; no argument may name a module to import:
+    ``_target_`` anywhere, Hydra callbacks, logging handler/formatter classes, a package on
+    the search path, a launcher's setup code, a preloaded library, or a pickled config to
+    re-run (unpickling runs code)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if parse_hydra_args(args).experimental_rerun is not None:  # also --experimental-rerun=F, --exp F
+        raise ZooError("--experimental-rerun loads a pickle, which can run code; rerun with the run's overrides instead")
+    for override in overrides_only(args):  # as typed: also what the parser would reject
+        importing_value = next((marker for marker in IMPORTING_VALUES if marker in override.partition("=")[2]), None)
+        if importing_value:
+            raise ZooError(
+                f"{override}: zoo train takes no module to import from the command line ({importing_value} "
+                "makes logging import one, or builds config nodes the zoo cannot check); put it in a config file of your own"
+            )
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides_only(args))
+    except HydraException:
+        return  # check_overrides reports the syntax error
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_sweep_override():
+            values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
+        else:
+            values = [override.value()]
+        problem = _runs_code(key, values) or _written_outside_the_run(key, values)
+        if problem:
+            raise ZooError(f"{override.input_line}: {problem}")
+
+
+def _runs_code(key: str, values: list) -> Optional[str]:
+    """How an override would make Hydra, logging, a launcher or a job's programs run code
+    named on the command line, or None. Checked on every key path a value spells out, so
+    ``hydra.job={env_set: {...}}`` is seen as ``hydra.job.env_set....``."""
+    for path, leaf in (pair for value in values for pair in _paths(key, value)):
+        parts = path.split(".")
+        if path.startswith("hydra.callbacks") or set(parts) & set(IMPORTING_KEYS):
+            return (
+                "zoo train takes no module to import from the command line (plugins are chosen by name); "
+                "put Hydra callbacks or logging classes in a config file of your own"
+            )
+        if path.startswith(LITERAL_ONLY) and "${" in str(leaf):
+            return "Hydra's logging, search path and environment take literal values on the command line, not interpolations"
+        if path.startswith("hydra.searchpath") and str(leaf).startswith("pkg://"):
+            return "a pkg:// search path makes Hydra import that package; give a folder of your own (file://PATH)"
+        if path.startswith("hydra.launcher") and set(parts) & set(LAUNCHER_CODE_KEYS):
+            return (
+                "setup lines and runtime environments run code; put them in a launcher config file of your own "
+                "(hydra/launcher/NAME.yaml in your --config-dir)"
+            )
+        if path.startswith("hydra.job.env_set.") and CODE_LOADING_VARIABLE.match(parts[3]):
+            return f"{parts[3]} makes the programs a job starts load code; set it in your shell or a config file of your own"
+    return None
+
+
+def _paths(key: str, value: Any) -> list[tuple[str, Any]]:
+    """``(key path, leaf)`` for every leaf of ``value`` set at ``key`` (list items keep the
+    list's path)."""
+    if isinstance(value, dict) and value:
+        return [pair for k, v in value.items() for pair in _paths(f"{key}.{k}", v)]
+    if isinstance(value, list) and value:
+        return [pair for v in value for pair in _paths(key, v)]
+    return [(key, value)]
+
+
+# Keys whose values name where Hydra writes, relative to the run's (or sweep's) folder.
+INSIDE_THE_RUN = ("hydra.output_subdir", "hydra.sweep.subdir", "hydra.job.name")
+
+
+def _written_outside_the_run(key: str, values: list) -> Optional[str]:
+    """What is wrong with a key that would make Hydra write outside the run's folder (its
+    records over a config.yaml of yours, its log onto a file of yours), or None."""
+    if key.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and key.endswith((".filename", ".mode")):
+        return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
+    if key in INSIDE_THE_RUN:
+        for value in values:
+            parts = Path(str(value)).parts
+            if value is not None and (
+                Path(str(value)).is_absolute() or ".." in parts or "${" in str(value) or (key == "hydra.job.name" and len(parts) != 1)
+            ):
+                return "it must stay inside the run's folder: give a relative name, without '..' or interpolations"
+    return None
+
+
+# The deepest folder on the way to the run's directory that was there before this command
+# (None: the run's directory itself was): a run that fails before writing anything removes
+# the folders Hydra made for it below that one, never one it found.
+FOUND_BEFORE: list[Optional[Path]] = [None]
+
+
+def check_output_dir(path: str, key: str) -> Path:
+    """One line where the run's (or sweep's) directory cannot be made; Hydra would print a
+    traceback. Probed with a temporary folder, removed at once: nothing is left behind.
+    Returns the deepest folder of the way there that exists."""
+    import tempfile
+
+    target = Path(path.split("${", 1)[0] or ".").expanduser().absolute()
+    ancestor = target
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ZooError(f"{key}={path}: {ancestor} is a file, not a folder; choose another {key}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
+    except OSError as exc:
+        raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
+    return ancestor
+
+
+def refuse_foreign_output_dir(path: Path, key: str) -> None:
+    """Before Hydra writes its records (``.hydra/``, ``train.log``) into the folder: a run's
+    must be new, empty or a zoo run's; a sweep's new, empty or a sweep's (Hydra's
+    ``multirun.yaml``, or a search's study that has not launched a trial yet)."""
+    from zoo.run import refuse_foreign_folder
+
+    if key == "hydra.run.dir":
+        refuse_foreign_folder(path, key)
+    elif path.is_dir() and any(path.iterdir()) and not any((path / name).is_file() for name in ("multirun.yaml", "optuna.db")):
+        raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
+
+
+def check_overrides(args: list[str]) -> None:
+    """Compose the config for each job the arguments describe and validate it (no TF)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
+
+    overrides = overrides_only(args)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as exc:
+        raise ZooError(" ".join(str(exc).split())) from None
+    given = {o.get_key_element(): o for o in parsed}
+    multirun = is_multirun(args)
+    config_dir = config_dir_of(args)
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        chosen = given.get(key)
+        path = str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else None
+        if path is not None and "${" in path:  # checked where it leads (${now:...} differs by a moment: a new folder either way)
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            path = resolved_output_dir(key, path, fixed, config_dir)
+        found = check_output_dir(path or "runs", key)
+        if key == "hydra.run.dir":
+            FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found
+        if path is not None and multirun == (key == "hydra.sweep.dir"):
+            refuse_foreign_output_dir(Path(path).expanduser(), key)
+    jobs = [overrides]
+    if any(o.is_sweep_override() for o in parsed):
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        try:
+            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
+            return
+    for job in jobs:
+        try:
+            cfg = compose(list(job), config_dir)
+        except (HydraException, OmegaConfBaseException) as exc:
+            try:
+                known = flat_keys(compose([], config_dir))
+            except Exception:
+                known = []
+            raise ZooError(describe_composition_error(exc, known)) from None
+        check_run_references(plan_run(cfg))
+
+
+# Config groups a run needs one choice of, and those that take a list of names.
+REQUIRED_GROUPS = ("model", "dataset", "trainer", "device")
+
+
+def check_group_choices(args: list[str]) -> None:
+    """Choices of the zoo's config groups in shapes Hydra's defaults list fails on with a
+    traceback (``~model``, ``model=null``, ``metrics={a: 1}``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides_only(args))
+    except HydraException:
+        return  # check_overrides reports the syntax error
+    for override in parsed:
+        problem = _group_choice_problem(override)
+        if problem:
+            raise ZooError(f"{override.input_line}: {problem}")
+
+
+def _group_choice_problem(override) -> Optional[str]:
+    from zoo.config import LIST_GROUPS
+
+    group = override.key_or_group
+    if group not in (*REQUIRED_GROUPS, *LIST_GROUPS):
+        return None
+    if override.is_delete():
+        return f"{group} cannot be deleted; choose one instead ({group}=NAME{', or none' if group in LIST_GROUPS else ''}; see 'zoo train --help')"
+    values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
+    for value in values:
+        if group in REQUIRED_GROUPS and not isinstance(value, str):
+            return f"{group} takes one name ({group}=NAME, see 'zoo train --help'), not {value!r}"
+        if group in LIST_GROUPS and not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+            return f"{group} takes a name or a list of names ({group}=[a,b], see 'zoo list {LIST_GROUPS[group]}'), not {value!r}"
+    return None
+
+
+def check_composes(args: list[str]) -> None:
+    """For the flags that show a config or help: Hydra composes it first, and reports a
+    mistake in it with a traceback."""
+    from zoo.config import compose, describe_composition_error
+
+    try:
+        compose(overrides_only(args), config_dir_of(args))
+    except Exception as exc:  # Hydra's and OmegaConf's errors, as check_overrides reports them
+        raise ZooError(describe_composition_error(exc)) from None
+
+
+def resolved_output_dir(key: str, typed: str, overrides: list[str], config_dir: Optional[Path]) -> str:
+    """Where an interpolated ``hydra.run.dir`` or ``hydra.sweep.dir`` leads, composed as
+    Hydra will compose it."""
+    from omegaconf import OmegaConf
+
+    from zoo.config import compose, describe_composition_error
+
+    try:
+        cfg = compose(overrides, config_dir, with_hydra=True)
+    except Exception as exc:  # Hydra's and OmegaConf's errors: the composition is reported as such
+        raise ZooError(describe_composition_error(exc)) from None
+    try:
+        return str(OmegaConf.select(cfg, key, throw_on_resolution_failure=True))
+    except Exception as exc:  # a resolver that fails, or one only a running job can answer
+        raise ZooError(f"{key}={typed}: it cannot be resolved before the run ({' '.join(str(exc).split())[:200]}); give the folder itself") from None
