@@ -192,6 +192,22 @@ def test_image_folder_cache_file_decodes_once(tmp_path):
     again = [x.numpy() for x, _ in data.load(seed=0).train]
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
 
+    # Another size, or an image replaced: new cache files, never the stale images
+    # (TensorFlow reads whatever cache file it is named).
+    smaller = zoo.create_dataset("image_folder", **{**overrides, "cache": str(cache), "image_size": [8, 8]})
+    assert next(iter(smaller.load(seed=0).train))[0].shape[:2] == (8, 8)
+    replaced = sorted(Path(overrides["path"]).rglob("*.png"))[0]
+    from PIL import Image
+
+    def every_image():
+        splits = data.load(seed=0)
+        return np.stack([x.numpy() for split in (splits.train, splits.validation, splits.test) for x, _ in split])
+
+    before = every_image()
+    Image.new("RGB", (40, 40), (255, 255, 255)).save(replaced)
+    after = every_image()
+    assert (after == 1.0).all(axis=(1, 2, 3)).sum() == 1 and not (before == 1.0).all(axis=(1, 2, 3)).any()
+
 
 def test_cifar10_archive_members_that_escape_the_folder_are_never_written(tmp_path):
     """The archive is read in memory, member by member, and never extracted: a member named

@@ -34,7 +34,7 @@ class ImageFolderConfig:
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for validation when there is no validation/ folder."})
     test_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for testing when there is no test/ folder."})
     cache: str = field(
-        default="memory", metadata={"help": "Keep decoded images: memory, off, or a file path prefix (for data larger than memory)."}
+        default="memory", metadata={"help": "Keep decoded images: memory, off, or a file path prefix (for data larger than memory; the files are named after what they hold)."}
     )
 
     def __post_init__(self) -> None:
@@ -43,6 +43,21 @@ class ImageFolderConfig:
             raise ValueError(f"image_size must be [height, width], got {self.image_size}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+
+
+def cache_key(paths, labels, config: ImageFolderConfig) -> str:
+    """What a cache file holds, in its name: the files (with their sizes and times), their
+    order and labels, and the size they were decoded to. TensorFlow reads any cache file
+    of the name it is given, so a folder or size changed since would be trained on stale
+    images (or fail on their shape)."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(f"{config.image_size} {config.channels}".encode())
+    for path, label in zip(paths, labels):
+        status = os.stat(path)
+        digest.update(f"\n{path} {label} {status.st_size} {status.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
@@ -164,7 +179,7 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         paths, labels = found[split]
         data = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         if config.cache != "off":
-            data = data.cache("" if config.cache == "memory" else f"{config.cache}_{split}")
+            data = data.cache("" if config.cache == "memory" else f"{config.cache}_{split}_{cache_key(paths, labels, config)}")
         return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
     return zoo.Splits(
