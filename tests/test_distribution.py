@@ -370,7 +370,7 @@ def test_a_worker_killed_mid_training_ends_its_peer_in_one_line_that_says_how_to
     [
         (["device=multi_worker", "device.workers=[127.0.0.1:1,127.0.0.1:2]"], "device.rank=0..1"),
         (["device=multi_worker", "device.workers=[nohost]", "device.rank=0"], "list of host:port"),
-        (["device=cpu", "device.replicas=0"], "replicas must be at least 1"),
+        (["device=cpu", "device.replicas=0"], "replicas must be from 1 to 64"),
         (["trainer.precision=float16"], "trainer.precision='float16' is not supported"),
         (["trainer.jit_compile=maybe"], "jit_compile='maybe' is not supported"),
         (["-m", "model.filters=4,8", "--cfg", "job"], "--cfg shows one run's config; drop -m"),

@@ -60,6 +60,9 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
         (["predict", str(run_dir), image, "-o", str(tmp_path / "nope" / "p.csv")], "the folder"),
         (["compare", str(run_dir), "--plot", str(folder)], f"--plot {folder} is a folder"),
         (["compare", str(run_dir), "--plot", str(mine)], f"--plot {mine} exists"),
+        # --force never replaces the run's own records
+        (["predict", str(run_dir), image, "-o", str(run_dir / "metrics.json"), "--force"], "is one of the records of the run in"),
+        (["compare", str(run_dir), "--plot", str(run_dir / "plots" / "training_curves.png"), "--force"], "is one of the records"),
     ):
         refused = run_zoo(*command)
         assert refused.returncode == 2 and len(error_lines(refused.stderr)) == 1 and problem in refused.stderr, command

@@ -32,7 +32,8 @@ def joblib_sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("joblib")
     sweep_dir = cwd / "sweep"
     result = run_zoo(
-        "train", "-m", "hydra/launcher=local", "model.filters=4,8", *TINY_JOB, f"hydra.sweep.dir={sweep_dir}", cwd=cwd
+        # three epochs: long enough that the two jobs overlap even when one worker starts seconds later
+        "train", "-m", "hydra/launcher=local", "model.filters=4,8", "trainer.epochs=3", "metrics=[accuracy]", f"hydra.sweep.dir={sweep_dir}", cwd=cwd
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep_dir, result

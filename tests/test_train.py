@@ -301,11 +301,18 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run_dir, unfinished)
     (unfinished / "metrics.json").unlink()
-    for directory, problem in ((unfinished, "did not finish"), (tmp_path, "is not a run directory")):
-        refused = run_zoo("evaluate", str(directory))
-        assert refused.returncode == 2
+    for directory, overrides, problem in (
+        (unfinished, [], "did not finish"),
+        (tmp_path, [], "is not a run directory"),
+        (run_dir, ["dataset=breast_cancer"], "a finished run keeps its dataset; change its keys instead"),
+        (run_dir, ["dataset.test_fraction=${oc.env:HOME}"], "give the value itself; interpolations are not resolved here"),
+    ):
+        refused = run_zoo("evaluate", str(directory), *overrides)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
         (line,) = error_lines(refused.stderr)
         assert problem in line
+    unknown = run_zoo("info", "cnn_classifier", "dataset=nope")  # the cost on a dataset that is not installed
+    assert unknown.returncode == 2 and "unknown dataset 'nope'" in error_lines(unknown.stderr)[0], unknown.stderr[-2000:]
 
 
 def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
@@ -354,10 +361,13 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("config.yaml:other", "evaluate", "config.yaml is not a zoo run's config"),
         ("spec.json", "predict", "spec.json is damaged (not the JSON the zoo wrote"),
         ("model.keras", "predict", "model.keras is damaged (not a whole .keras file"),
-        ("model.keras:folder", "evaluate", "model.keras is a folder, not the model file the zoo wrote"),
+        ("model.keras:folder", "evaluate", "model.keras is a folder, not the file the zoo wrote"),
+        ("model.keras:pipe", "compare", ""),  # compare reads no model
+        ("model.keras:pipe", "evaluate", "model.keras is not a regular file (a pipe"),  # not "did not finish"
         ("model.keras:bomb", "predict", "MB, far more than the"),
         ("training.json:pipe", "compare", ""),  # an optional record, left out: compare used to wait on it
-        ("spec.json:pipe", "predict", ""),  # the dataset is described again instead
+        ("spec.json:pipe", "predict", "spec.json is not a regular file (a pipe"),
+        ("config.yaml:pipe", "evaluate", "config.yaml is not a regular file (a pipe"),
     ],
 )
 def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, problem, tmp_path):

@@ -126,6 +126,34 @@ def read_run_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+# What a run writes besides the files above: its folders, and the records of its parts.
+RUN_FOLDERS = ("plots", "checkpoints", TENSORBOARD, ".hydra", "folds", "snapshots")
+RUN_FILES = (CONFIG, HISTORY, MODEL, METRICS, TEXT_SAMPLES, SPEC, DATA_REPORT, ENVIRONMENT, TRAINING, LOCK, "train.log", "mlflow.json")
+
+
+def run_record_owner(path: Path) -> Path | None:
+    """The run directory ``path`` is one of the records of (its model, metrics, plots,
+    checkpoints...), or None: what ``--force`` must never replace."""
+    path = Path(path).absolute()
+    for depth, folder in enumerate(path.parents):
+        inside = path.relative_to(folder).parts
+        record = inside[0] in RUN_FOLDERS or (len(inside) == 1 and inside[0] in RUN_FILES)
+        if record and (folder / CONFIG).is_file():
+            return folder
+        if depth >= 3:
+            return None
+    return None
+
+
+def refuse_odd_file(path: Path) -> None:
+    """A run file that is there but not a regular file (a folder, a pipe, a device, a
+    dangling link) is named as such, not taken for a missing one ("did not finish")."""
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a pipe, a socket, a device or a broken link)"
+        raise ZooError(f"{path} is {what}, not the file the zoo wrote; {DAMAGED_FIX}")
+
+
 def read_record(path: Path) -> dict:
     """An optional run record (``training.json``, ``env.json``): ``{}`` where it is missing,
     damaged or not a regular file (a pipe would be waited on for ever)."""

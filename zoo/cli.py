@@ -483,7 +483,9 @@ def info_command(args: argparse.Namespace) -> None:
 def model_cost(model: str, dataset: Optional[str]) -> dict:
     """The model's parameter count and FLOPs per example on ``dataset`` (default: the
     first one it can learn from, the zoo's default dataset first). Loads TensorFlow."""
-    from zoo.config import compose, plan_run
+    from hydra.errors import HydraException
+
+    from zoo.config import compose, describe_composition_error, plan_run
     from zoo.registry import get_registry
 
     candidates = [dataset] if dataset else ["digits", *get_registry().names("dataset")]
@@ -494,6 +496,8 @@ def model_cost(model: str, dataset: Optional[str]) -> dict:
             break
         except ZooError as exc:
             reasons.append(str(exc))
+        except HydraException as exc:  # an unknown dataset name, say
+            reasons.append(describe_composition_error(exc))
     if plan is None:
         raise ZooError(reasons[0] if dataset else f"model {model!r} fits no installed dataset as configured by default")
     from zoo.inference import count_cost
@@ -564,7 +568,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 def check_output_file(path: Optional[Path], option: str, force: bool, example: str) -> None:
     """A file the user named for a command's output: not a folder, in a folder that exists,
-    and not written over unless ``--force`` says so (the zoo cannot tell whose it is)."""
+    not written over unless ``--force`` says so (the zoo cannot tell whose it is), and never
+    one of a run's records."""
+    from zoo.artifacts import run_record_owner
     if path is None:
         return
     if path.is_dir():
@@ -573,6 +579,9 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
         raise ZooError(f"{option} {path}: the folder {path.parent} does not exist")
     if path.exists() and not force:
         raise ZooError(f"{option} {path} exists; choose another name, or add --force to replace it")
+    owner = run_record_owner(path)
+    if owner is not None:
+        raise ZooError(f"{option} {path} is one of the records of the run in {owner}, which nothing but training writes; choose another name")
 
 
 def predict_command(args: argparse.Namespace) -> None:

@@ -33,6 +33,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -591,13 +592,13 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     import yaml
 
     run_dir = Path(run_dir)
+    for name in (artifacts.CONFIG, artifacts.MODEL, artifacts.METRICS, artifacts.SPEC):
+        artifacts.refuse_odd_file(run_dir / name)
     if not (run_dir / artifacts.CONFIG).is_file():
         raise ZooError(f"{run_dir} is not a run directory (it has no {artifacts.CONFIG}); pass one that 'zoo train' printed")
     from zoo.crossval import refuse_parent
 
     refuse_parent(run_dir, "")
-    if (run_dir / artifacts.MODEL).is_dir():
-        raise ZooError(f"{run_dir / artifacts.MODEL} is a folder, not the model file the zoo wrote; {artifacts.DAMAGED_FIX}")
     if not (run_dir / artifacts.METRICS).is_file() or not (run_dir / artifacts.MODEL).is_file():
         raise ZooError(
             f"the run in {run_dir} did not finish (no {artifacts.METRICS}); train it to the end first"
@@ -610,6 +611,10 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ZooError(f"override {override!r} is not key=value (e.g. dataset.test_fraction=0.3)")
+        if key in ("model", "dataset", "trainer", "device", "callbacks", "loggers", "cv"):
+            raise ZooError(f"{override}: a finished run keeps its {key}; change its keys instead (e.g. dataset.test_fraction=0.3)")
+        if "${" in text:
+            raise ZooError(f"{override}: give the value itself; interpolations are not resolved here")
         value = yaml.safe_load(text) if text else ""
         if key == "metrics":
             names = value if isinstance(value, list) else [value]
@@ -683,7 +688,9 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     path = Path(run_dir) / artifacts.MODEL
     try:
         refuse_a_zip_bomb(path, model)
-        model.load_weights(path)
+        with warnings.catch_warnings():  # a load that fails warns of each container first
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(path)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     except ValueError as exc:

@@ -63,12 +63,17 @@ def supported_range(version: str) -> str:
     return f">={major}.{minor},<{major}.{minor + 1}" if major == 0 else f">={major}.{minor},<{major + 1}"
 
 
+MAX_NAME = 64
+
+
 def new_plugin(name: str, directory: Path) -> NewPlugin:
     """Write a new plugin project named after ``name`` into ``directory``; nothing is left
     behind if that fails."""
     name = re.sub(r"^zoo[-_]", "", name.strip().lower())
     if not re.fullmatch(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*", name):
         raise ZooError(f"plugin name {name!r} must be letters and digits, words joined by - or _, e.g. 'my-models'")
+    if len(name) > MAX_NAME:  # the project folder, its package and its distribution are named after it
+        raise ZooError(f"plugin name {name[:20]}... has {len(name)} characters; give at most {MAX_NAME}")
     prefix = name.replace("-", "_")
     plugin = NewPlugin(Path(os.path.normpath(Path(directory) / f"zoo-{name}")), name, f"zoo-{name}", f"zoo_{prefix}", prefix)
     if plugin.path.exists():
