@@ -330,6 +330,7 @@ def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     assert len(history) <= 2  # it stopped in its first epoch, not after five
 
 
+@pytest.mark.slow  # TensorFlow starts to find out: 20 s
 def test_a_model_too_large_for_memory_is_one_line_and_leaves_nothing(tmp_path):
     """TensorFlow's out-of-memory error while the model is built: a config mistake."""
     run_dir = tmp_path / "run"

@@ -42,6 +42,17 @@ def overrides_only(args: list[str]) -> list[str]:
     return list(parse_hydra_args(args).overrides or [])
 
 
+def parsed_overrides(args: list[str]) -> list:
+    """The overrides as Hydra's grammar reads them; a syntax error is one line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides_only(args))
+    except HydraException as exc:
+        raise ZooError(" ".join(str(exc).split())) from None
+
+
 def config_dir_of(args: list[str]) -> Optional[Path]:
     folder = parse_hydra_args(args).config_dir
     return Path(folder).expanduser() if folder else None
@@ -107,9 +118,6 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
     ``_target_`` anywhere, Hydra callbacks, logging handler/formatter classes, a package on
     the search path, a launcher's setup code, a preloaded library, or a pickled config to
     re-run (unpickling runs code)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     if parse_hydra_args(args).experimental_rerun is not None:  # also --experimental-rerun=F, --exp F
         raise ZooError("--experimental-rerun loads a pickle, which can run code; rerun with the run's overrides instead")
     for override in overrides_only(args):  # as typed: also what the parser would reject
@@ -119,11 +127,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
                 f"{override}: zoo train takes no module to import from the command line ({importing_value} "
                 "makes logging import one, or builds config nodes the zoo cannot check); put it in a config file of your own"
             )
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides_only(args))
-    except HydraException:
-        return  # check_overrides reports the syntax error
-    for override in parsed:
+    for override in parsed_overrides(args):
         key = override.key_or_group
         if override.is_sweep_override():
             values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
@@ -227,17 +231,13 @@ def refuse_foreign_output_dir(path: Path, key: str) -> None:
 
 def check_overrides(args: list[str]) -> None:
     """Compose the config for each job the arguments describe and validate it (no TF)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
 
     overrides = overrides_only(args)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as exc:
-        raise ZooError(" ".join(str(exc).split())) from None
+    parsed = parsed_overrides(args)
     given = {o.get_key_element(): o for o in parsed}
     multirun = is_multirun(args)
     config_dir = config_dir_of(args)
@@ -279,14 +279,7 @@ REQUIRED_GROUPS = ("model", "dataset", "trainer", "device")
 def check_group_choices(args: list[str]) -> None:
     """Choices of the zoo's config groups in shapes Hydra's defaults list fails on with a
     traceback (``~model``, ``model=null``, ``metrics={a: 1}``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides_only(args))
-    except HydraException:
-        return  # check_overrides reports the syntax error
-    for override in parsed:
+    for override in parsed_overrides(args):
         problem = _group_choice_problem(override)
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
