@@ -8,6 +8,7 @@ config itself first (no TensorFlow) and refuses such arguments in one line each.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 from pathlib import Path
@@ -19,7 +20,13 @@ from zoo.errors import ZooError
 def parse_hydra_args(args: list[str]) -> argparse.Namespace:
     """The arguments as Hydra's own parser will read them, so that each flag is checked in
     every spelling it accepts (``--config-dir=D``, ``-cd D``, abbreviations such as
-    ``--config-d D``); a mistake is one line here rather than Hydra's usage text."""
+    ``--config-d D``); a mistake is one line here rather than Hydra's usage text. Read once
+    for the several checks that ask (the result is not to be changed)."""
+    return _parse_hydra_args(tuple(args))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_hydra_args(args: tuple[str, ...]) -> argparse.Namespace:
     from hydra._internal.utils import get_args_parser
 
     parser = get_args_parser()
@@ -30,7 +37,7 @@ def parse_hydra_args(args: list[str]) -> argparse.Namespace:
         raise ZooError(f"{message} (see 'zoo train --help')")
 
     parser.error = refuse  # type: ignore[method-assign]
-    return parser.parse_args(args)
+    return parser.parse_args(list(args))
 
 
 def is_multirun(args: list[str]) -> bool:
@@ -44,11 +51,16 @@ def overrides_only(args: list[str]) -> list[str]:
 
 def parsed_overrides(args: list[str]) -> list:
     """The overrides as Hydra's grammar reads them; a syntax error is one line."""
+    return _parsed_overrides(tuple(overrides_only(args)))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_overrides(overrides: tuple[str, ...]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     try:
-        return OverridesParser.create().parse_overrides(overrides_only(args))
+        return OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
         raise ZooError(" ".join(str(exc).split())) from None
 
