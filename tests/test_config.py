@@ -153,8 +153,10 @@ def test_optimizer_names_are_keras_optimizers():
      # sizes no machine holds, before TensorFlow tries (the kernel would kill it, or it would take minutes)
      ["model=mlp_classifier", "dataset=synthetic_cats", "dataset.num_images=100000000"],
      ["trainer.batch_size=100000000000"], ["device=cpu", "device.replicas=100000"],
-     ["device=multi_worker", "device.workers=[127.0.0.1:99999]", "device.rank=0"]],
-    ids=" ".join,
+     ["device=multi_worker", "device.workers=[127.0.0.1:99999]", "device.rank=0"],
+     # past the parser's recursion, Python's integer digits, the file system's name length
+     ["metrics=" + "[" * 3000 + "]" * 3000], ["seed=" + "1" * 5000], ["-m", "seed=1,2", "hydra.sweep.dir=" + "a" * 300]],
+    ids=lambda args: " ".join(args)[:50],
 )  # fmt: skip
 def test_zoo_train_mistakes_exit_non_zero_with_one_line(args, tmp_path):
     result = run_zoo("train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -200,6 +202,12 @@ def test_unknown_model_names_the_closest():
         # a preloaded library or a module path for the programs a job starts
         ["+hydra.job.env_set.LD_PRELOAD=sentinel.so"],
         ["hydra.job={env_set: {PYTHONPATH: .}}"],
+        # a node brought in or built by an interpolation, out of sight of the key checks: a
+        # resolver's name spelt by another (oc.create), a node of Hydra's settings set aside
+        ["-m", "hydra.job.name=create", "hydra.launcher=\"${oc.${hydra.job.name}:{_target_: sentinel.Launcher}}\"", "seed=1,2"],
+        ["-m", "hydra/launcher=ray", "+hydra.x={runtime_env: {worker_process_setup_hook: sentinel.setup}}",
+         "hydra.launcher.ray.init=${hydra.x}", "seed=1,2"],
+        ["+hydra.x={env_set: {LD_PRELOAD: sentinel.so}}", "hydra.job=${hydra.x}"],
     ],
     ids=lambda args: " ".join(args)[:40],
 )
@@ -234,7 +242,10 @@ def test_own_config_folder_experiments_are_checked_and_used(tmp_path):
     "override",
     ["hydra.output_subdir={victim}", "hydra.output_subdir=../victim", "hydra.output_subdir=${{oc.env:VICTIM}}",
      "hydra.job.name=../victim/config", "hydra.job_logging.handlers.file.filename={victim}/config.yaml",
-     "hydra.job_logging.handlers.file.mode=w", "hydra.sweep.subdir=../victim"],
+     "hydra.job_logging.handlers.file.mode=w", "hydra.sweep.subdir=../victim",
+     # the same settings spelt as dicts; Hydra's records in the run's own folder, over its config.yaml
+     "hydra.job_logging.handlers.file={{filename: {victim}/config.yaml}}", "hydra={{output_subdir: {victim}}}",
+     "hydra.job={{name: ../victim/config}}", "hydra.output_subdir=."],
 )  # fmt: skip
 def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override, tmp_path):
     """Hydra would write its records (config.yaml, hydra.yaml) or append its log there."""
@@ -247,7 +258,7 @@ def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override,
                      env={"VICTIM": str(victim)})  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = error_lines(result.stderr)
-    assert "it must stay inside the run's folder" in line or "the log is RUN_DIR/train.log" in line
+    assert any(refusal in line for refusal in ("it must stay inside the run's folder", "the log is RUN_DIR/train.log", "not interpolations"))
     assert [p.name for p in victim.iterdir()] == ["config.yaml"] and (victim / "config.yaml").read_text() == "mine: 1\n"
     assert not (tmp_path / "runs").exists()
 

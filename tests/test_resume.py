@@ -275,3 +275,32 @@ def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_
     assert not [p for p in other.iterdir() if p.name.startswith(".model")]  # no half-written file left
     finished = run_zoo("train", *job, "trainer.epochs=1", f"hydra.run.dir={other}", cwd=tmp_path)
     assert finished.returncode == 0 and (other / "model.keras").is_file(), finished.stderr[-3000:]
+
+
+def test_a_checkpoint_declaring_more_than_it_holds_is_refused_before_numpy_allocates_it(tmp_path, caplog):
+    """NumPy allocates what an array's header declares, then reads: a damaged or crafted
+    checkpoint claiming 40 GB in a 1 MB member would exhaust memory (the kernel kills the run).
+    It is refused as unreadable, and a run with no readable checkpoint says it starts over."""
+    import io
+    import zipfile
+
+    from zoo.checkpoints import Checkpoints
+    from zoo.errors import ZooError
+
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.folder.mkdir(parents=True)
+    position = json.dumps({"epoch": 1, "step": 0, "steps_per_epoch": 40})
+    path = checkpoints.path(40)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.array(position))
+        archive.writestr("position.npy", buffer.getvalue())
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10_000_000_000,)})
+        archive.writestr("v0.npy", header.getvalue() + bytes(2**20))
+    assert checkpoints.newest_position().epoch == 1  # the position alone still reads
+    with pytest.raises(ZooError, match=r"is unreadable \(v0.npy declares 37.3 GB but holds 1.0 MB\)"):
+        checkpoints.load(40)
+    with caplog.at_level("WARNING"):
+        assert checkpoints.latest() is None
+    assert "reads back whole: the run starts again from its first epoch" in caplog.text

@@ -142,6 +142,10 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         # the same folders, spelt through interpolations: checked where they lead
         (["hydra.run.dir=${oc.env:MINE}"], "already holds files the zoo did not write (model.keras)"),
         (["-m", "seed=1,2", f"hydra.sweep.dir={tmp_path}/${{oc.select:nope,sweep}}"], "already holds files that are not a zoo sweep's"),
+        # and spelt as dicts of Hydra's settings (Hydra used to write its records in first)
+        ([f"hydra.run={{dir: {mine}}}"], "already holds files the zoo did not write (model.keras)"),
+        ([f"hydra={{run: {{dir: {mine}}}}}"], "already holds files the zoo did not write (model.keras)"),
+        (["-m", "seed=1,2", f"hydra.sweep={{dir: {sweep}, subdir: x}}"], "already holds files that are not a zoo sweep's"),
     ):
         result = run_zoo("train", *args, "trainer.epochs=1", cwd=tmp_path, env={"MINE": str(mine)})
         assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]
@@ -306,6 +310,9 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
         (tmp_path, [], "is not a run directory"),
         (run_dir, ["dataset=breast_cancer"], "a finished run keeps its dataset; change its keys instead"),
         (run_dir, ["dataset.test_fraction=${oc.env:HOME}"], "give the value itself; interpolations are not resolved here"),
+        (run_dir, ["seed=[1"], "seed=[1: not a value the zoo can read (while parsing a flow sequence"),
+        (run_dir, ["seed=[&a 1, *a]"], "not a value the zoo can read (an alias (*a)"),
+        (run_dir, ["trainer.batch_size=" + "[" * 3000 + "]" * 3000], "not a value the zoo can read (nested too deeply)"),
     ):
         refused = run_zoo("evaluate", str(directory), *overrides)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -369,6 +376,13 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("training.json:pipe", "compare", ""),  # an optional record, left out: compare used to wait on it
         ("spec.json:pipe", "predict", "spec.json is not a regular file (a pipe"),
         ("config.yaml:pipe", "evaluate", "config.yaml is not a regular file (a pipe"),
+        # a few aliases nested make billions of nodes for whatever walks the result (it hung)
+        ("config.yaml:aliases", "compare", "an alias (*a0), which the zoo does not read"),
+        ("config.yaml:aliases", "evaluate", "an alias (*a0), which the zoo does not read"),
+        ("config.yaml:python", "evaluate", "could not determine a constructor for the tag"),  # never run
+        ("metrics.json:deep", "compare", "metrics.json is damaged (nested too deeply"),  # RecursionError
+        ("spec.json:deep", "predict", "spec.json is damaged (nested too deeply"),
+        ("env.json:deep", "compare", ""),  # an optional record, left out
     ],
 )
 def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, problem, tmp_path):
@@ -393,6 +407,15 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
     elif how == "pipe":  # reading it would wait for a writer for ever
         target.unlink()
         os.mkfifo(target)
+    elif how == "aliases":  # "billion laughs": 9 levels of 9 aliases each
+        lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+        target.write_text(target.read_text() + "\n".join(lines) + "\n")
+    elif how == "python":  # a tag that an unsafe loader would run
+        sentinel = tmp_path / "ran"
+        target.write_text(target.read_text().replace("seed: 0", f"seed: !!python/object/apply:os.mkdir ['{sentinel}']"))
+    elif how == "deep":
+        target.write_text("[" * 100_000 + "]" * 100_000)
     else:
         target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2] if name == "model.keras" else b"{not: [valid")
     picture = tmp_path / "x.png"
@@ -404,3 +427,4 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
         return
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(error_lines(result.stderr)) == 1 and problem in result.stderr, result.stderr[-500:]
+    assert not (tmp_path / "ran").exists()

@@ -40,6 +40,11 @@ def _parse_hydra_args(args: tuple[str, ...]) -> argparse.Namespace:
     return parser.parse_args(list(args))
 
 
+def shorten(text: str, width: int = 80) -> str:
+    """An argument as an error line quotes it: whole when short, its start when not."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def is_multirun(args: list[str]) -> bool:
     return parse_hydra_args(args).multirun or "hydra.mode=MULTIRUN" in overrides_only(args)
 
@@ -59,10 +64,18 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    try:
-        return OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException as exc:
-        raise ZooError(" ".join(str(exc).split())) from None
+    parser = OverridesParser.create()
+    parsed = []
+    for override in overrides:
+        try:
+            parsed.append(parser.parse_override(override))
+        except HydraException as exc:
+            raise ZooError(" ".join(str(exc).split())) from None
+        except RecursionError:  # the grammar's parser recurses once per bracket
+            raise ZooError(f"{shorten(override)}: nested too deeply; give a flatter value") from None
+        except ValueError as exc:  # an integer of over 4300 digits
+            raise ZooError(f"{shorten(override)}: {' '.join(str(exc).split())[:120]}") from None
+    return parsed
 
 
 def config_dir_of(args: list[str]) -> Optional[Path]:
@@ -112,10 +125,12 @@ IMPORTING_KEYS = ("_target_", "class", "()")
 # In values: logging's references to importable objects, and resolvers that turn a string
 # into config nodes (which could hold the keys above, out of sight of the check).
 IMPORTING_VALUES = ("ext://", "cfg://", "oc.create", "oc.decode")
-# Hydra settings whose values could become a module reference (logging's ext://), a package
-# to import (the search path's pkg://) or a library to preload (environment variables):
-# literal values only, since an interpolation is resolved after this check.
-LITERAL_ONLY = ("hydra.job_logging", "hydra.hydra_logging", "hydra.searchpath", "hydra.job.env_set")
+# The only Hydra settings that take an interpolation on the command line: the folders, which
+# are resolved and checked before Hydra starts. Anywhere else under ``hydra.`` an
+# interpolation is resolved after these checks, and could bring in a node from elsewhere
+# (``hydra.launcher.ray.init=${hydra.x}``) or build one (``${oc.${name}:...}`` spells a
+# resolver's name out of sight): a launcher's setup hook, a logging stream, a library to preload.
+INTERPOLATED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
 # Launcher options that run code: submitit's shell lines before each job, Ray's runtime
 # environment (packages to install, a setup hook to import).
 LAUNCHER_CODE_KEYS = ("setup", "runtime_env", "worker_process_setup_hook")
@@ -145,7 +160,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
         else:
             values = [override.value()]
-        problem = _runs_code(key, values) or _written_outside_the_run(key, values)
+        problem = _runs_code(key, values) or next(filter(None, (_written_outside_the_run(*pair) for value in values for pair in _paths(key, value))), None)
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
 
@@ -161,8 +176,11 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "zoo train takes no module to import from the command line (plugins are chosen by name); "
                 "put Hydra callbacks or logging classes in a config file of your own"
             )
-        if path.startswith(LITERAL_ONLY) and "${" in str(leaf):
-            return "Hydra's logging, search path and environment take literal values on the command line, not interpolations"
+        if path.startswith("hydra.") and path not in INTERPOLATED_HYDRA_KEYS and "${" in str(leaf):
+            return (
+                "Hydra's settings take literal values on the command line, not interpolations "
+                "(hydra.run.dir and hydra.sweep.dir excepted); put it in a config file of your own"
+            )
         if path.startswith("hydra.searchpath") and str(leaf).startswith("pkg://"):
             return "a pkg:// search path makes Hydra import that package; give a folder of your own (file://PATH)"
         if path.startswith("hydra.launcher") and set(parts) & set(LAUNCHER_CODE_KEYS):
@@ -189,18 +207,21 @@ def _paths(key: str, value: Any) -> list[tuple[str, Any]]:
 INSIDE_THE_RUN = ("hydra.output_subdir", "hydra.sweep.subdir", "hydra.job.name")
 
 
-def _written_outside_the_run(key: str, values: list) -> Optional[str]:
-    """What is wrong with a key that would make Hydra write outside the run's folder (its
-    records over a config.yaml of yours, its log onto a file of yours), or None."""
-    if key.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and key.endswith((".filename", ".mode")):
+def _written_outside_the_run(path: str, value: Any) -> Optional[str]:
+    """What is wrong with a setting that would make Hydra write outside the run's folder (its
+    records over a config.yaml of yours, its log onto a file of yours), or None. ``path``:
+    the key path the value is set at, also when spelled as a dict (``hydra={output_subdir: ..}``)."""
+    if path.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and path.endswith((".filename", ".mode")):
         return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
-    if key in INSIDE_THE_RUN:
-        for value in values:
-            parts = Path(str(value)).parts
-            if value is not None and (
-                Path(str(value)).is_absolute() or ".." in parts or "${" in str(value) or (key == "hydra.job.name" and len(parts) != 1)
-            ):
-                return "it must stay inside the run's folder: give a relative name, without '..' or interpolations"
+    if path in INSIDE_THE_RUN and value is not None:
+        parts = Path(str(value)).parts
+        if (
+            Path(str(value)).is_absolute()
+            or ".." in parts
+            or (path == "hydra.job.name" and len(parts) != 1)
+            or (path != "hydra.job.name" and not parts)  # ".": Hydra's records over the run's own
+        ):
+            return "it must stay inside the run's folder: give a relative name of a sub-folder, without '..'"
     return None
 
 
@@ -218,8 +239,11 @@ def check_output_dir(path: str, key: str) -> Path:
 
     target = Path(path.split("${", 1)[0] or ".").expanduser().absolute()
     ancestor = target
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    try:
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise ZooError(f"{key}={shorten(path)}: {exc.strerror}; choose another {key}") from None
     if not ancestor.is_dir():
         raise ZooError(f"{key}={path}: {ancestor} is a file, not a folder; choose another {key}")
     try:
@@ -250,12 +274,12 @@ def check_overrides(args: list[str]) -> None:
 
     overrides = overrides_only(args)
     parsed = parsed_overrides(args)
-    given = {o.get_key_element(): o for o in parsed}
+    # Where each setting is spelled out: hydra.run.dir=D, but also hydra.run={dir: D}.
+    given = {path: leaf for o in parsed if not o.is_sweep_override() for path, leaf in _paths(o.key_or_group, o.value())}
     multirun = is_multirun(args)
     config_dir = config_dir_of(args)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
-        chosen = given.get(key)
-        path = str(chosen.value()) if chosen is not None and not chosen.is_sweep_override() else None
+        path = str(given[key]) if given.get(key) is not None else None
         if path is not None and "${" in path:  # checked where it leads (${now:...} differs by a moment: a new folder either way)
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             path = resolved_output_dir(key, path, fixed, config_dir)

@@ -162,7 +162,7 @@ def read_record(path: Path) -> dict:
         return {}
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return found if isinstance(found, dict) else {}
 
@@ -171,6 +171,8 @@ def read_json(path: Path) -> Any:
     """A run file written by ``write_json``; a damaged one is a one-line error naming it."""
     try:
         return json.loads(read_run_text(path))
+    except RecursionError:
+        raise ZooError(f"{path} is damaged (nested too deeply for the JSON the zoo wrote); {DAMAGED_FIX}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ZooError(f"{path} is damaged (not the JSON the zoo wrote: {' '.join(str(exc).split())[:80]}); {DAMAGED_FIX}") from None
     except IsADirectoryError:
@@ -179,12 +181,43 @@ def read_json(path: Path) -> Any:
         raise ZooError(f"{path} cannot be read ({exc.strerror})") from None
 
 
+def load_yaml(text: str) -> Any:
+    """YAML as ``yaml.safe_load`` reads it, without aliases: the zoo writes none, and ``*a``
+    repeated at each of a few levels makes a small file billions of nodes for whatever
+    walks the result (OmegaConf, a comparison). Also for values typed on the command line."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}), which the zoo does not read", event.start_mark)
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)
+
+
+def command_line_value(argument: str, text: str) -> Any:
+    """The value of a ``key=value`` argument read as YAML (``3`` a number, ``[a,b]`` a list);
+    a mistake in it is one line naming the argument."""
+    import yaml
+
+    try:
+        return load_yaml(text) if text else ""
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an int of over 4300 digits
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+        shown = argument if len(argument) <= 80 else argument[:77] + "..."
+        raise ZooError(f"{shown}: not a value the zoo can read ({problem})") from None
+
+
 def read_yaml(path: Path) -> Any:
     """A run's ``config.yaml``; a damaged one is a one-line error naming it."""
     import yaml
 
     try:
-        return yaml.safe_load(read_run_text(path))
+        return load_yaml(read_run_text(path))
+    except RecursionError:
+        raise ZooError(f"{path} is damaged (nested too deeply for the YAML the zoo wrote); {DAMAGED_FIX}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         problem = " ".join(str(exc).split())[:100]
         raise ZooError(f"{path} is damaged (not the YAML the zoo wrote: {problem}); {DAMAGED_FIX}") from None

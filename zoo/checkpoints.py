@@ -209,6 +209,7 @@ class Checkpoints:
 
         path = self.path(step)
         try:
+            check_sizes(path)
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
             return path, Position(**json.loads(str(arrays.pop("position")))), arrays
@@ -229,12 +230,41 @@ class Checkpoints:
 
     def latest(self) -> Optional[tuple[Path, Position, dict]]:
         """The newest checkpoint that reads back whole."""
-        for step in self.steps():
+        steps = self.steps()
+        for step in steps:
             try:
                 return self.load(step)
             except ZooError as exc:
                 log.warning("%s; trying an older one", exc)
+        if steps:
+            log.warning("no checkpoint in %s reads back whole: the run starts again from its first epoch", self.folder)
         return None
+
+
+def check_sizes(path: Path) -> None:
+    """NumPy allocates what an array's header declares before reading it: a damaged (or
+    crafted) checkpoint declaring more than it holds, or more than this machine's memory,
+    is refused first (ValueError) rather than exhausting memory."""
+    import numpy as np
+
+    from zoo.config import human_bytes, physical_memory
+
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in readers:
+                    raise ValueError(f"{info.filename} is in .npy format {version}, which the zoo does not write")
+                shape, _, dtype = readers[version](member)
+            declared = dtype.itemsize * int(np.prod(shape, dtype=object))
+            if declared > info.file_size:
+                raise ValueError(f"{info.filename} declares {human_bytes(declared)} but holds {human_bytes(info.file_size)}")
+            total += info.file_size
+    memory = physical_memory()
+    if memory and total > memory // 2:
+        raise ValueError(f"its arrays take {human_bytes(total)}, over half of this machine's memory")
 
 
 def restore(variables: list, arrays: dict, source: Path) -> None:

@@ -75,6 +75,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1)
+    # The last nets under the checks above, for what they did not foresee: a file system's
+    # refusal, an input nested past Python's recursion limit. One line still; ZOO_TRACEBACK=1
+    # shows where.
+    except OSError as exc:
+        if traceback_requested():
+            raise
+        fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+    except RecursionError:
+        if traceback_requested():
+            raise
+        fail("an input is nested too deeply to read (a damaged file or argument); ZOO_TRACEBACK=1 shows which")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import logging
 import os
 import shutil
@@ -233,12 +232,7 @@ def record_export(run_dir: Path, output: Path, report: dict[str, Any], model) ->
     report = {**report, **measure(output), "zero_kernel_weights": round(zero_weight_share(model), 6)}
     log.info("exported %s: %s", output, report)
     path = run_dir / "export" / REPORT
-    reports = {}
-    if path.is_file():
-        try:
-            reports = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            log.warning("%s was not valid JSON; writing it afresh", path)
+    reports = artifacts.read_record(path)  # a damaged one is written afresh
     reports[report_key(run_dir, output)] = report
     path.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(path, reports)
@@ -254,7 +248,7 @@ def report_key(run_dir: Path, output: Path) -> str:
 def read_report(run_dir: Path, output: Path) -> dict[str, Any]:
     """What ``report.json`` says of the export at ``output``."""
     path = Path(run_dir) / "export" / REPORT
-    return json.loads(path.read_text(encoding="utf-8")).get(report_key(run_dir, output), {}) if path.is_file() else {}
+    return artifacts.read_record(path).get(report_key(run_dir, output), {})
 
 
 def _replace_folder(new: Path, target: Path) -> None:

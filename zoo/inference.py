@@ -171,7 +171,6 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
     ``RUN_DIR/generated/samples_seed<seed>.png``, or raw arrays to a ``.npy`` path);
     texts are returned, and written where ``output`` says."""
     import numpy as np
-    import yaml
 
     from zoo.run import finished_run_plan, load_trained_model
 
@@ -186,7 +185,7 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
         key, sep, text = override.partition("=")
         if not sep or key not in allowed:
             raise ZooError(f"unknown option {override!r} for {plan.model.name}; give key=value with key one of: {', '.join(allowed)}")
-        value = yaml.safe_load(text) if text else ""
+        value = artifacts.command_line_value(override, text)
         default = allowed[key]
         if isinstance(default, str):
             value = text  # prompt=123 is the text "123"

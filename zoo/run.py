@@ -589,7 +589,6 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     ``metrics=[a,b]`` replaces the metrics; other keys are set as given and checked like
     any config (unknown keys and wrong types fail in one line).
     """
-    import yaml
 
     run_dir = Path(run_dir)
     for name in (artifacts.CONFIG, artifacts.MODEL, artifacts.METRICS, artifacts.SPEC):
@@ -615,7 +614,7 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
             raise ZooError(f"{override}: a finished run keeps its {key}; change its keys instead (e.g. dataset.test_fraction=0.3)")
         if "${" in text:
             raise ZooError(f"{override}: give the value itself; interpolations are not resolved here")
-        value = yaml.safe_load(text) if text else ""
+        value = artifacts.command_line_value(override, text)
         if key == "metrics":
             names = value if isinstance(value, list) else [value]
             cfg.metrics = {str(name): {} for name in names}

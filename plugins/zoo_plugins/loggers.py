@@ -114,8 +114,11 @@ class MLflowLogger(zoo.Logger):
         self.client = MlflowClient(tracking_uri=self.uri)
         record = Path(self.run.run_dir) / MLFLOW_RECORD
         if record.is_file():
-            previous = json.loads(record.read_text(encoding="utf-8"))
-            if previous.get("tracking_uri") == self.uri:
+            try:
+                previous = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):  # damaged: a new tracker run
+                previous = {}
+            if isinstance(previous, dict) and previous.get("tracking_uri") == self.uri and "run_id" in previous:
                 self.run_id = previous["run_id"]
                 self.client.update_run(self.run_id, status="RUNNING")
                 return
