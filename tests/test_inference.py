@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -125,6 +126,16 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
     (tmp_path / "empty").mkdir()
+    deep = tmp_path / "deep"  # past the recursion of Python's folder walk (os.makedirs recurses too)
+    deep.mkdir()
+    os.chdir(deep)
+    try:
+        for _ in range(1200):
+            os.mkdir("a")
+            os.chdir("a")
+        shutil.copy(notes, "x.png")
+    finally:
+        os.chdir(tmp_path)
     for directory, inputs, problem in (
         (run_dir, [str(notes)], "is not an image Pillow can read"),
         (run_dir, [str(tmp_path / "missing.png")], "no such file or folder"),
@@ -132,12 +143,26 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
         (run_dir, [str(tmp_path / "empty")], "holds no image files"),
         (tmp_path, [str(notes)], f"{tmp_path} is not a run directory"),
         (tmp_path / "nowhere", [str(notes)], "is not a run directory"),
+        (run_dir, [str(deep)], "an input is nested too deeply to read"),
     ):
         result = run_zoo("predict", str(directory), *inputs)
         assert result.returncode == 2, result.stderr
         (line,) = error_lines(result.stderr)
         assert problem in line
         assert "Traceback" not in result.stderr
+    remove_deep(deep)
+
+
+def remove_deep(folder: Path) -> None:
+    """Remove a folder nested past shutil.rmtree's recursion, bottom up."""
+    path = str(folder)
+    while os.path.isdir(os.path.join(path, "a")):
+        path = os.path.join(path, "a")
+    for entry in os.listdir(path):
+        os.remove(os.path.join(path, entry))
+    while path != str(folder.parent):
+        os.rmdir(path)
+        path = os.path.dirname(path)
 
 
 @pytest.mark.slow
