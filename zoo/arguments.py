@@ -160,7 +160,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
         else:
             values = [override.value()]
-        problem = _runs_code(key, values) or next(filter(None, (_written_outside_the_run(*pair) for value in values for pair in _paths(key, value))), None)
+        problem = _runs_code(key, values) or _written_outside_the_run(key, values)
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
 
@@ -207,21 +207,22 @@ def _paths(key: str, value: Any) -> list[tuple[str, Any]]:
 INSIDE_THE_RUN = ("hydra.output_subdir", "hydra.sweep.subdir", "hydra.job.name")
 
 
-def _written_outside_the_run(path: str, value: Any) -> Optional[str]:
+def _written_outside_the_run(key: str, values: list) -> Optional[str]:
     """What is wrong with a setting that would make Hydra write outside the run's folder (its
-    records over a config.yaml of yours, its log onto a file of yours), or None. ``path``:
-    the key path the value is set at, also when spelled as a dict (``hydra={output_subdir: ..}``)."""
-    if path.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and path.endswith((".filename", ".mode")):
-        return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
-    if path in INSIDE_THE_RUN and value is not None:
-        parts = Path(str(value)).parts
-        if (
-            Path(str(value)).is_absolute()
-            or ".." in parts
-            or (path == "hydra.job.name" and len(parts) != 1)
-            or (path != "hydra.job.name" and not parts)  # ".": Hydra's records over the run's own
-        ):
-            return "it must stay inside the run's folder: give a relative name of a sub-folder, without '..'"
+    records over a config.yaml of yours, its log onto a file of yours), or None. Checked on
+    every key path a value spells out (``hydra={output_subdir: ...}``)."""
+    for path, value in (pair for value in values for pair in _paths(key, value)):
+        if path.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and path.endswith((".filename", ".mode")):
+            return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
+        if path in INSIDE_THE_RUN and value is not None:
+            parts = Path(str(value)).parts
+            if (
+                Path(str(value)).is_absolute()
+                or ".." in parts
+                or (path == "hydra.job.name" and len(parts) != 1)
+                or (path != "hydra.job.name" and not parts)  # ".": Hydra's records over the run's own
+            ):
+                return "it must stay inside the run's folder: give a relative name of a sub-folder, without '..'"
     return None
 
 

@@ -205,9 +205,10 @@ def command_line_value(argument: str, text: str) -> Any:
     try:
         return load_yaml(text) if text else ""
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an int of over 4300 digits
+        from zoo.arguments import shorten
+
         problem = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
-        shown = argument if len(argument) <= 80 else argument[:77] + "..."
-        raise ZooError(f"{shown}: not a value the zoo can read ({problem})") from None
+        raise ZooError(f"{shorten(argument)}: not a value the zoo can read ({problem})") from None
 
 
 def read_yaml(path: Path) -> Any:

@@ -589,7 +589,6 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     ``metrics=[a,b]`` replaces the metrics; other keys are set as given and checked like
     any config (unknown keys and wrong types fail in one line).
     """
-
     run_dir = Path(run_dir)
     for name in (artifacts.CONFIG, artifacts.MODEL, artifacts.METRICS, artifacts.SPEC):
         artifacts.refuse_odd_file(run_dir / name)
