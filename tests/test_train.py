@@ -383,6 +383,9 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("metrics.json:deep", "compare", "metrics.json is damaged (nested too deeply"),  # RecursionError
         ("spec.json:deep", "predict", "spec.json is damaged (nested too deeply"),
         ("env.json:deep", "compare", ""),  # an optional record, left out
+        ("history.csv:text", "compare", "history.csv is damaged (not the CSV the zoo wrote: could not convert"),
+        ("history.csv:wide", "compare", "history.csv is damaged (not the CSV the zoo wrote: field larger than field limit"),
+        ("history.csv:extra", "compare", "history.csv is damaged (not the CSV the zoo wrote"),  # more fields than the header
     ],
 )
 def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, problem, tmp_path):
@@ -416,6 +419,10 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
         target.write_text(target.read_text().replace("seed: 0", f"seed: !!python/object/apply:os.mkdir ['{sentinel}']"))
     elif how == "deep":
         target.write_text("[" * 100_000 + "]" * 100_000)
+    elif how in ("text", "wide"):
+        target.write_text(target.read_text() + ("1,abc" if how == "text" else "1," + "1" * 200_000) + "\n")
+    elif how == "extra":
+        target.write_text("epoch,loss\n1,0.5,7,8\n")
     else:
         target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2] if name == "model.keras" else b"{not: [valid")
     picture = tmp_path / "x.png"

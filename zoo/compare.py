@@ -98,11 +98,18 @@ def run_records(path: Path) -> dict[str, Any]:
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
+    """``history.csv`` as columns of numbers (``{}`` where there is none); a damaged one is
+    a one-line error naming it."""
     if not path.is_file():
         return {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {}) if key != "epoch"}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        # A row with more fields than the header puts them under None: float() of a list.
+        return {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {}) if key != "epoch"}
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:  # csv.Error: a field over csv's limit
+        problem = " ".join(str(exc).split())[:80]
+        raise ZooError(f"{path} is damaged (not the CSV the zoo wrote: {problem}); {artifacts.DAMAGED_FIX}") from None
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
