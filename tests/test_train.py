@@ -435,3 +435,26 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(error_lines(result.stderr)) == 1 and problem in result.stderr, result.stderr[-500:]
     assert not (tmp_path / "ran").exists()
+
+
+def test_ctrl_c_outside_training_ends_in_one_line(default_run, tmp_path):
+    """zoo evaluate (or list, predict, export...) stopped by Ctrl-C: exit status 130 and one
+    line, not Python's KeyboardInterrupt traceback; zoo train stopped while it starts up
+    (Hydra has made the run's folder, TensorFlow is loading) leaves no folder."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    for args in (["evaluate", str(default_run[0])], ["train", f"hydra.run.dir={run_dir}"]):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zoo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
+        deadline = time.monotonic() + 60
+        while args[0] == "train" and not (run_dir / "train.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # Hydra has made the folder and its log: the job is starting
+        time.sleep(1 if args[0] == "evaluate" else 0.3)  # loading TensorFlow (seconds), not yet training
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 130 and "Traceback" not in err, (args[0], _[-500:], err[-2000:])
+        assert err.strip().splitlines()[-1] == "zoo: interrupted"
+    assert not run_dir.exists()

@@ -86,6 +86,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if traceback_requested():
             raise
         fail("an input is nested too deeply to read (a damaged file or argument); ZOO_TRACEBACK=1 shows which")
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves a checkpoint and says so itself)
+        if traceback_requested():
+            raise
+        print("zoo: interrupted", file=sys.stderr)
+        raise SystemExit(130)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -793,6 +798,9 @@ def train_task(cfg) -> Any:
     except Interrupted as exc:
         remove_unused_run_dir(run_dir)  # stopped before anything was written (waiting for workers)
         fail(f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
+    except KeyboardInterrupt:  # Ctrl-C while the job starts up (loading TensorFlow); training saves a checkpoint itself
+        remove_unused_run_dir(run_dir)
+        raise  # main says "interrupted"
     except ZooError as exc:
         if traceback_requested():
             raise
