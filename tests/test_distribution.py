@@ -248,6 +248,10 @@ def test_a_tf_config_of_the_wrong_shape_fails_zoo_train_in_one_line(tmp_path):
         'like {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
     ], result.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
+    nested = run_zoo("train", "device=multi_worker", cwd=tmp_path, env={"TF_CONFIG": "[" * 100_000})  # past json's recursion
+    assert nested.returncode == 2 and "Traceback" not in nested.stderr, nested.stderr[-2000:]
+    assert "TF_CONFIG is not valid: it is not JSON with a cluster" in error_lines(nested.stderr)[0]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_workers_started_at_different_times_meet_before_tensorflow_does():

@@ -447,8 +447,10 @@ def test_ctrl_c_outside_training_ends_in_one_line(default_run, tmp_path):
     run_dir = tmp_path / "run"
     for args in (["evaluate", str(default_run[0])], ["train", f"hydra.run.dir={run_dir}"]):
         process = subprocess.Popen(
-            [sys.executable, "-m", "zoo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
-        )
+            [sys.executable, "-m", "zoo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            # a pytest-xdist worker ignores SIGINT, and a child would inherit that: Python then never raises KeyboardInterrupt
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
         deadline = time.monotonic() + 60
         while args[0] == "train" and not (run_dir / "train.log").exists() and time.monotonic() < deadline:
             time.sleep(0.01)  # Hydra has made the folder and its log: the job is starting

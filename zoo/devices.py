@@ -189,7 +189,7 @@ def cluster_resolver(tf, device: DeviceConfig) -> tuple[Any, str]:
         try:
             config = json.loads(os.environ["TF_CONFIG"])
             cluster, task_type, task_id = config["cluster"], config["task"]["type"], config["task"]["index"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             cluster = task_type = task_id = None  # refused below, with an example
         check_cluster(cluster, task_type, task_id, "TF_CONFIG")
         return resolvers.TFConfigClusterResolver(), "TF_CONFIG"
