@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 from zoo.errors import ZooError
+from zoo.tables import shorten
 
 
 def parse_hydra_args(args: list[str]) -> argparse.Namespace:
@@ -38,11 +39,6 @@ def _parse_hydra_args(args: tuple[str, ...]) -> argparse.Namespace:
 
     parser.error = refuse  # type: ignore[method-assign]
     return parser.parse_args(list(args))
-
-
-def shorten(text: str, width: int = 80) -> str:
-    """An argument as an error line quotes it: whole when short, its start when not."""
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def is_multirun(args: list[str]) -> bool:

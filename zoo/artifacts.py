@@ -205,7 +205,7 @@ def command_line_value(argument: str, text: str) -> Any:
     try:
         return load_yaml(text) if text else ""
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an int of over 4300 digits
-        from zoo.arguments import shorten
+        from zoo.tables import shorten
 
         problem = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
         raise ZooError(f"{shorten(argument)}: not a value the zoo can read ({problem})") from None

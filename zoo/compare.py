@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from zoo import artifacts
 from zoo.errors import ZooError
+from zoo.tables import shorten
 
 
 @dataclass
@@ -170,11 +171,6 @@ def _cell(value: Any) -> str:
 def label(run: RunRecord, keys: Sequence[str]) -> str:
     """A short name for a run in a plot: its differing values."""
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(run.config.get(k))}" for k in keys) or run.path.name
-
-
-def shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters (a legend wider than its figure is clipped at both ends)."""
-    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:

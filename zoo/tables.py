@@ -1,4 +1,4 @@
-"""Tables on the terminal and as CSV, for the commands and a sweep's summary."""
+"""Tables on the terminal and as CSV, for the commands and a sweep's summary; text cut to a width."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows([header, *rows])
     return buffer.getvalue()
+
+
+def shorten(text: str, width: int = 80) -> str:
+    """``text`` cut to ``width`` characters: an argument quoted in an error line, a label in
+    a legend that would be clipped at both ends of its figure."""
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
