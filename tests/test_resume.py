@@ -43,7 +43,8 @@ def start_zoo(args: list[str], cwd: Path, env: dict | None = None) -> subprocess
     return subprocess.Popen(
         [sys.executable, "-m", "zoo", "train", *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning", **(env or {})},
+        # A process that aborts prints every thread's Python stack (for a test's failure message).
+        env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning", "PYTHONFAULTHANDLER": "1", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -249,7 +250,7 @@ def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_
         time.sleep(0.05)
     resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (100_000, 100_000))
     err = process.communicate(timeout=300)[1]
-    assert process.returncode == 2
+    assert process.returncode == 2, err[-5000:]
     assert len(error_lines(err)) == 1 and "Traceback" not in err, err[-3000:]
     assert error_lines(err)[0].startswith(f"zoo: error: could not write a checkpoint in {run_dir / 'checkpoints'} (File too large); ")
     assert error_lines(err)[0].endswith(": free space, then run the same command to continue from there")

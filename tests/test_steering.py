@@ -236,6 +236,37 @@ def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path):
     assert len(warnings) == 1 and (run_dir / "metrics.json").is_file()
 
 
+def test_a_run_ending_early_hands_its_trackers_every_queued_row_before_it_exits():
+    """An error or a signal ends a run between epochs: the rows already queued still reach
+    a slow tracker, and the trackers' thread has ended (no thread may still be inside
+    native code while the interpreter shuts down: that can abort the process)."""
+    import time
+
+    from zoo import callbacks as run_callbacks
+
+    class SlowTracker:
+        def __init__(self):
+            self.rows = []
+
+        def start(self):
+            pass
+
+        def log_epoch(self, epoch, logs):
+            time.sleep(0.2)
+            self.rows.append(epoch)
+
+    tracker = SlowTracker()
+    loggers = run_callbacks.Loggers([("slow", tracker)])
+    preload = run_callbacks.Preload(("json",))
+    for epoch in range(3):
+        loggers.on_epoch_end(epoch, {"loss": 1.0})
+        preload.on_epoch_end(epoch, {})
+    run_callbacks.close_threads([loggers, preload])
+    assert tracker.rows == [1, 2, 3]
+    assert not loggers.worker.is_alive() and not preload.worker.is_alive()
+    run_callbacks.close_threads([loggers, preload])  # closing twice is harmless
+
+
 @pytest.mark.slow
 def test_callbacks_are_chosen_by_name_with_typed_options(tmp_path):
     run_dir = train(tmp_path, "snapshots", *SMALL, "trainer.epochs=4", "callbacks=[snapshots]", "callbacks.snapshots.every=2")

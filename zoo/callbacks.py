@@ -213,6 +213,8 @@ class Loggers(keras.callbacks.Callback):
         self.close()
 
     def close(self) -> None:
+        if not self.worker.is_alive():  # closed already
+            return
         self.calls.put(None)
         self.worker.join(LOGGER_CLOSE_SECONDS)
         if self.worker.is_alive():
@@ -228,13 +230,19 @@ class Preload(keras.callbacks.Callback):
     def __init__(self, modules: tuple[str, ...]):
         super().__init__()
         self.modules = modules
+        self.worker: Optional[threading.Thread] = None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.modules:
             import importlib
 
             modules, self.modules = self.modules, ()
-            threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True).start()
+            self.worker = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules], daemon=True)
+            self.worker.start()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.join(LOGGER_CLOSE_SECONDS)
 
 
 PLOTTING = ("matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.colorbar")
@@ -320,6 +328,16 @@ def build_callbacks(plan, run, optimizer, steps_per_epoch: int, finishing: bool)
     if finishing:
         callbacks.append(Preload(PLOTTING))
     return callbacks
+
+
+def close_threads(callbacks: list) -> None:
+    """However a run ends (an error, a signal too), its callbacks' threads finish their
+    work first (boundedly): the trackers get every row queued for them, and no thread is
+    still inside native code (TensorFlow's, an extension's import) while the interpreter
+    shuts down, which can abort the process instead of letting it exit with its status."""
+    for callback in callbacks:
+        if isinstance(callback, (Loggers, Preload)):
+            callback.close()
 
 
 def find(callbacks: list, kind: type) -> Optional[Any]:

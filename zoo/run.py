@@ -401,53 +401,56 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     progress = progress_mode(trainer.progress) if chief else "off"
     if progress != "off":
         callbacks.append(run_callbacks.Progress(progress))
-    started = time.perf_counter()
-    with peers_watched(tf, placement, checkpoints):
-        position = fit(
-            tf,
-            model,
-            placement.strategy,
-            epoch_batches,
-            trainer.epochs,
-            trainer.steps_per_execution,
-            validate=validate if chief else None,
-            callbacks=keras.callbacks.CallbackList(callbacks, model=model, epochs=trainer.epochs, steps=None),
-            checkpoints=checkpoints,
-            checkpoint_every=trainer.checkpoint_every,
-            checkpoint_seconds=trainer.checkpoint_minutes * 60,
-            resume=trainer.resume == "auto",
-            record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
-        )
-    log.info("training took %.1f s", time.perf_counter() - started)
-    if not chief:
-        return {}
-    if finished is not None:
-        return finished
-    for callback in callbacks:  # what stopped or shaped training, for training.json
-        if getattr(callback, "record_key", None):
-            record[callback.record_key] = callback.outcome()
-    record["epochs_trained"] = len(next(iter(position.history.values()), []))
-    artifacts.write_json(run_dir / artifacts.TRAINING, record)
-    model = evaluator()
-    test_metrics = score(tf, model, test_data)
+    try:
+        started = time.perf_counter()
+        with peers_watched(tf, placement, checkpoints):
+            position = fit(
+                tf,
+                model,
+                placement.strategy,
+                epoch_batches,
+                trainer.epochs,
+                trainer.steps_per_execution,
+                validate=validate if chief else None,
+                callbacks=keras.callbacks.CallbackList(callbacks, model=model, epochs=trainer.epochs, steps=None),
+                checkpoints=checkpoints,
+                checkpoint_every=trainer.checkpoint_every,
+                checkpoint_seconds=trainer.checkpoint_minutes * 60,
+                resume=trainer.resume == "auto",
+                record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
+            )
+        log.info("training took %.1f s", time.perf_counter() - started)
+        if not chief:
+            return {}
+        if finished is not None:
+            return finished
+        for callback in callbacks:  # what stopped or shaped training, for training.json
+            if getattr(callback, "record_key", None):
+                record[callback.record_key] = callback.outcome()
+        record["epochs_trained"] = len(next(iter(position.history.values()), []))
+        artifacts.write_json(run_dir / artifacts.TRAINING, record)
+        model = evaluator()
+        test_metrics = score(tf, model, test_data)
 
-    artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
-    title = f"{plan.model.name} on {plan.dataset.name}"
-    artifacts.plot_training_curves(run_dir / artifacts.CURVES, position.history, title)
-    plot_test_predictions(plan, model, test_data, run_dir, title)
-    if plan.model.item.generate is not None:
-        samples = plan.model.item.generate(model, plan.model_config, plan.spec, seed=plan.seed)
-        name = artifacts.TEXT_SAMPLES if artifacts.is_text(samples) else artifacts.SAMPLES
-        artifacts.write_samples(run_dir / name, samples, title)
-    artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
-    # Finished: nothing reads the checkpoints again, but a multi-worker chief's catch-up.
-    keep = trainer.keep_checkpoints if trainer.keep_checkpoints != "auto" else ("last" if placement.multi_worker else "none")
-    checkpoints.keep(1 if keep == "last" else 0)
-    loggers = run_callbacks.find(callbacks, run_callbacks.Loggers)
-    if loggers is not None:
-        loggers.finish(test_metrics, artifacts.run_files(run_dir))
-    log.info("test metrics %s", test_metrics)
-    return test_metrics
+        artifacts.write_atomic(run_dir / artifacts.MODEL, lambda tmp: portable_copy(model).save(tmp))
+        title = f"{plan.model.name} on {plan.dataset.name}"
+        artifacts.plot_training_curves(run_dir / artifacts.CURVES, position.history, title)
+        plot_test_predictions(plan, model, test_data, run_dir, title)
+        if plan.model.item.generate is not None:
+            samples = plan.model.item.generate(model, plan.model_config, plan.spec, seed=plan.seed)
+            name = artifacts.TEXT_SAMPLES if artifacts.is_text(samples) else artifacts.SAMPLES
+            artifacts.write_samples(run_dir / name, samples, title)
+        artifacts.write_json(run_dir / artifacts.METRICS, test_metrics)
+        # Finished: nothing reads the checkpoints again, but a multi-worker chief's catch-up.
+        keep = trainer.keep_checkpoints if trainer.keep_checkpoints != "auto" else ("last" if placement.multi_worker else "none")
+        checkpoints.keep(1 if keep == "last" else 0)
+        loggers = run_callbacks.find(callbacks, run_callbacks.Loggers)
+        if loggers is not None:
+            loggers.finish(test_metrics, artifacts.run_files(run_dir))
+        log.info("test metrics %s", test_metrics)
+        return test_metrics
+    finally:  # however it ends: its callbacks' threads end with it
+        run_callbacks.close_threads(callbacks)
 
 
 def _start(plan: RunPlan):
