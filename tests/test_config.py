@@ -224,6 +224,55 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     assert not (tmp_path / "imported").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["+experiment=../{evil}"], ["+experiment={evil}"], ["-m", "hydra/launcher=../{evil}", "seed=1,2"],
+     ["-m", "hparams_search=../{evil}"], ["-m", "hydra/sweeper=../{evil}", "seed=1,2"],
+     ["model=../{evil}"], ["metrics=[accuracy,../{evil}]"], ["--config-name=../{evil}"],
+     ["-cn", "{evil}"], ["--config-n", "../{evil}"]],
+    ids=lambda args: " ".join(args)[:40],
+)  # fmt: skip
+def test_a_config_choice_is_a_name_not_a_path_to_any_yaml_file(args, tmp_path):
+    """Hydra reads a group's option or the primary config's name as a path under its search
+    path: ``..`` or ``/`` would have it read any YAML file, whose Hydra callbacks it imports."""
+    (tmp_path / "sentinel.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nclass Callback: ...\n")
+    (tmp_path / "evil.yaml").write_text("# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: sentinel.Callback\n")
+    evil = str(tmp_path / "evil")  # ../ climbs to the root from wherever the zoo's configs are installed
+    args = [arg.replace("../{evil}", "../" * 20 + evil.lstrip("/")).replace("{evil}", evil) for arg in args]
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", *args, "trainer.epochs=1", f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}",
+                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "a config choice is a name in its group, not a path" in line or "a config name, not a path" in line, line
+    assert not (tmp_path / "imported").exists() and not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["callbacks=[snapshots]", "callbacks.snapshots.folder={victim}"], ["loggers.tensorboard.folder=../victim"]]
+)
+def test_a_plugins_folder_inside_the_run_stays_inside_it(args, tmp_path):
+    """Fields declared with zoo.run_subfolder (the snapshots' folder, TensorBoard's) take a
+    relative name without '..': a snapshot would replace a file of the same name elsewhere."""
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", *[a.format(victim=tmp_path / "victim") for a in args], f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2 and not run_dir.exists()
+    [line] = error_lines(result.stderr)
+    assert "it names a folder inside the run directory; give a relative name without '..'" in line, line
+
+
+def test_what_a_launcher_refuses_and_what_hydra_cannot_parse_is_one_line(tmp_path):
+    result = run_zoo("train", "-m", "hydra/launcher=joblib", "hydra.launcher.pre_dispatch='2*n_jobs+os.getpid()'", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert line.startswith("zoo: error: joblib failed: ValueError: ") and line.endswith("; ZOO_TRACEBACK=1 shows where")
+    result = run_zoo("train", "hydra.launcher.pre_dispatch=f(x).y", cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert line.startswith("zoo: error: hydra.launcher.pre_dispatch=f(x).y: Hydra cannot read it (")
+
+
 def test_own_config_folder_experiments_are_checked_and_used(tmp_path):
     """--config-dir adds the user's configs before Hydra starts: the zoo's own check finds
     an experiment there too, and reports a mistake in it in one line."""
@@ -245,7 +294,10 @@ def test_own_config_folder_experiments_are_checked_and_used(tmp_path):
      "hydra.job_logging.handlers.file.mode=w", "hydra.sweep.subdir=../victim",
      # the same settings spelt as dicts; Hydra's records in the run's own folder, over its config.yaml
      "hydra.job_logging.handlers.file={{filename: {victim}/config.yaml}}", "hydra={{output_subdir: {victim}}}",
-     "hydra.job={{name: ../victim/config}}", "hydra.output_subdir=."],
+     "hydra.job={{name: ../victim/config}}", "hydra.output_subdir=.",
+     # launchers' own files: submitit's pickles and logs, joblib's and Ray's temporary files
+     "+hydra.launcher.submitit_folder={victim}", "+hydra.launcher.temp_folder={victim}",
+     "hydra.launcher={{ray: {{init: {{_temp_dir: {victim}}}}}}}"],
 )  # fmt: skip
 def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override, tmp_path):
     """Hydra would write its records (config.yaml, hydra.yaml) or append its log there."""
@@ -258,7 +310,8 @@ def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override,
                      env={"VICTIM": str(victim)})  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = error_lines(result.stderr)
-    assert any(refusal in line for refusal in ("it must stay inside the run's folder", "the log is RUN_DIR/train.log", "not interpolations"))
+    assert any(refusal in line for refusal in ("it must stay inside the run's folder", "the log is RUN_DIR/train.log", "not interpolations",
+                                               "a launcher's own files go where its config puts them"))  # fmt: skip
     assert [p.name for p in victim.iterdir()] == ["config.yaml"] and (victim / "config.yaml").read_text() == "mine: 1\n"
     assert not (tmp_path / "runs").exists()
 

@@ -152,7 +152,7 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
     assert {path: path.read_text() for path in tmp_path.rglob("*") if path.is_file()} == before  # nothing added or changed
     zoo_run = tmp_path / "zoo_run"  # a zoo run's folder with a pipe or a link where Hydra writes or the lock is
     (zoo_run / ".hydra").mkdir(parents=True)
-    (zoo_run / "config.yaml").write_text("model: {}\ndataset: {}\ntrainer: {}\n")
+    (zoo_run / "config.yaml").write_text("model: {name: cnn_classifier}\ndataset: {name: digits}\ntrainer: {}\n")
     for name, make in ((".lock", os.mkfifo), ("train.log", os.mkfifo), (".hydra/config.yaml", lambda p: os.symlink(mine / "model.keras", p))):
         make(zoo_run / name)
         result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={zoo_run}", cwd=tmp_path, timeout=60)
@@ -166,6 +166,38 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
     (job / "predictions.csv").write_text("mine")
     with pytest.raises(ZooError, match=r"already holds files the zoo did not write \(predictions.csv\)"):
         claim_run_dir(job, {}, "auto")
+
+
+def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_that_runs(default_run, tmp_path):
+    """A finished run, alone or as a sweep's job, given to a command with another config:
+    refused in one line before Hydra starts, so its .hydra records and log stay its own. A
+    project's config.yaml naming a model and a dataset as strings is not a run's."""
+    import shutil
+
+    def files(folder: Path) -> dict:
+        return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(default_run[0], run_dir)
+    sweep = tmp_path / "sweep"
+    shutil.copytree(default_run[0], sweep / "0_cnn_classifier")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("model: resnet\ndataset: imagenet\ntrainer: {epochs: 3}\n")
+    before = files(tmp_path)
+    for args, problem in (
+        (["seed=5", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with seed=0, not 5"),
+        (["cv.folds=2", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with cv.folds=0, not 2"),
+        (["trainer.resume=never", f"hydra.run.dir={run_dir}"], "already holds a run and trainer.resume=never"),
+        (["-m", "seed=5,6", f"hydra.sweep.dir={sweep}"], f"{sweep / '0_cnn_classifier'} holds a run with seed=0, not 5"),
+        ([f"hydra.run.dir={project}"], "holds a config.yaml that is not a zoo run's"),
+    ):
+        result = run_zoo("train", *args, cwd=tmp_path)
+        assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]
+    assert files(tmp_path) == before
+    again = run_zoo("train", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # the same config: its metrics, nothing trained
+    assert again.returncode == 0 and "finished already" in again.stdout, again.stderr[-2000:]
 
 
 def test_cfg_job_prints_the_composed_config_without_training(tmp_path):

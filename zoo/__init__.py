@@ -27,6 +27,7 @@ from zoo.hookspecs import (
     Splits,
     hookimpl,
     run_reference,
+    run_subfolder,
 )
 from zoo.registry import Registered, get_registry, register_plugin
 
@@ -59,6 +60,7 @@ __all__ = [
     "list_plugins",
     "register_plugin",
     "run_reference",
+    "run_subfolder",
 ]
 
 

@@ -11,7 +11,7 @@ import argparse
 import functools
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, Optional
 
 from zoo.errors import ZooError
@@ -65,8 +65,12 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
     for override in overrides:
         try:
             parsed.append(parser.parse_override(override))
-        except HydraException as exc:
-            raise ZooError(" ".join(str(exc).split())) from None
+        except HydraException as exc:  # the grammar's reason alone does not say which argument
+            reason = " ".join(str(exc).split())
+            raise ZooError(
+                f"{shorten(override)}: Hydra cannot read it ({reason}); a list is [a,b], and a value holding "
+                "other brackets, commas or spaces is quoted: key='...'"
+            ) from None
         except RecursionError:  # the grammar's parser recurses once per bracket
             raise ZooError(f"{shorten(override)}: nested too deeply; give a flatter value") from None
         except ValueError as exc:  # an integer of over 4300 digits
@@ -97,6 +101,11 @@ def check_config_flags(args: list[str]) -> None:
         if not folder.is_dir():
             raise ZooError(f"--config-dir {given.config_dir} is not a folder; give the folder that holds your own configs")
         folders.append(folder)
+    if given.config_name and (given.config_name.startswith("/") or ".." in PurePosixPath(given.config_name).parts):
+        raise ZooError(
+            f"--config-name {given.config_name}: a config name, not a path; put your own config in a --config-dir "
+            "(--config-dir FOLDER --config-name NAME)"
+        )
     if given.config_name and not given.config_path:
         name = given.config_name if given.config_name.endswith((".yaml", ".yml")) else f"{given.config_name}.yaml"
         if not any(folder.joinpath(name).is_file() for folder in folders):
@@ -156,7 +165,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
         else:
             values = [override.value()]
-        problem = _runs_code(key, values) or _written_outside_the_run(key, values)
+        problem = _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values)
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
 
@@ -189,6 +198,20 @@ def _runs_code(key: str, values: list) -> Optional[str]:
     return None
 
 
+def _path_as_choice(key: str, values: list) -> Optional[str]:
+    """A config group's choice is a name in that group; ``+experiment=../../x`` or ``/x``
+    would have Hydra read any YAML file, which may name classes for it to import."""
+    if "." in key:  # a config key, not a group (groups are spelt with '/': hydra/launcher)
+        return None
+    for _, leaf in (pair for value in values for pair in _paths(key, value)):
+        if isinstance(leaf, str) and (leaf.startswith("/") or ".." in PurePosixPath(leaf).parts):
+            return (
+                "a config choice is a name in its group, not a path ('zoo train --help' lists them); "
+                "put config files of your own in a --config-dir"
+            )
+    return None
+
+
 def _paths(key: str, value: Any) -> list[tuple[str, Any]]:
     """``(key path, leaf)`` for every leaf of ``value`` set at ``key`` (list items keep the
     list's path)."""
@@ -201,6 +224,9 @@ def _paths(key: str, value: Any) -> list[tuple[str, Any]]:
 
 # Keys whose values name where Hydra writes, relative to the run's (or sweep's) folder.
 INSIDE_THE_RUN = ("hydra.output_subdir", "hydra.sweep.subdir", "hydra.job.name")
+# Folders where launchers write their own files (submitit's pickles and logs, joblib's and
+# Ray's temporary files), in the sweep's folder or the system's temporary one by default.
+LAUNCHER_FOLDERS = ("hydra.launcher.submitit_folder", "hydra.launcher.temp_folder", "hydra.launcher.ray.init._temp_dir")
 
 
 def _written_outside_the_run(key: str, values: list) -> Optional[str]:
@@ -210,6 +236,11 @@ def _written_outside_the_run(key: str, values: list) -> Optional[str]:
     for path, value in (pair for value in values for pair in _paths(key, value)):
         if path.startswith(("hydra.job_logging.", "hydra.hydra_logging.")) and path.endswith((".filename", ".mode")):
             return "the log is RUN_DIR/train.log; to log elsewhere, use a config file of your own"
+        if path in LAUNCHER_FOLDERS:
+            return (
+                "a launcher's own files go where its config puts them (the sweep's folder); to put them elsewhere, "
+                "use a launcher config file of your own (hydra/launcher/NAME.yaml in your --config-dir)"
+            )
         if path in INSIDE_THE_RUN and value is not None:
             parts = Path(str(value)).parts
             if (
@@ -268,6 +299,7 @@ def check_overrides(args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
+    from zoo.run import claim_run_dir, recorded_config
 
     overrides = overrides_only(args)
     parsed = parsed_overrides(args)
@@ -275,6 +307,7 @@ def check_overrides(args: list[str]) -> None:
     given = {path: leaf for o in parsed if not o.is_sweep_override() for path, leaf in _paths(o.key_or_group, o.value())}
     multirun = is_multirun(args)
     config_dir = config_dir_of(args)
+    run_dir = sweep_dir = None  # a single run's folder, or a sweep's, named
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         path = str(given[key]) if given.get(key) is not None else None
         if path is not None and "${" in path:  # checked where it leads (${now:...} differs by a moment: a new folder either way)
@@ -285,6 +318,7 @@ def check_overrides(args: list[str]) -> None:
             FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found
         if path is not None and multirun == (key == "hydra.sweep.dir"):
             refuse_foreign_output_dir(Path(path).expanduser(), key)
+            run_dir, sweep_dir = (None, Path(path).expanduser()) if multirun else (Path(path).expanduser(), None)
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -293,7 +327,9 @@ def check_overrides(args: list[str]) -> None:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
             return
-    for job in jobs:
+    for number, job in enumerate(jobs):
+        if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
+            run_dir = sweep_dir / job_subdir(list(job), number, config_dir)
         try:
             cfg = compose(list(job), config_dir)
         except (HydraException, OmegaConfBaseException) as exc:
@@ -302,7 +338,23 @@ def check_overrides(args: list[str]) -> None:
             except Exception:
                 known = []
             raise ZooError(describe_composition_error(exc, known)) from None
-        check_run_references(plan_run(cfg))
+        plan = plan_run(cfg)
+        check_run_references(plan)
+        if run_dir is not None and (run_dir / "config.yaml").is_file():
+            # Another run's folder is refused before Hydra writes this command's records over its own.
+            claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
+
+
+def job_subdir(overrides: list[str], number: int, config_dir: Optional[Path]) -> str:
+    """The sub-folder of the sweep's folder that Hydra gives the sweep's job ``number``."""
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    from zoo.config import compose
+
+    cfg = compose(overrides, config_dir, with_hydra=True)
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.job.num = number
+    return str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
 
 
 # Config groups a run needs one choice of, and those that take a list of names.

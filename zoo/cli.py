@@ -20,7 +20,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError
-from zoo.tables import csv_text, print_table
+from zoo.tables import csv_text, print_table, shorten
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
@@ -749,16 +749,43 @@ def print_job_config(args: list[str]) -> None:
 
 def run_hydra(args: list[str]) -> None:
     import hydra
+    from hydra._internal import utils as hydra_utils
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from zoo.config import CONFIG_MODULE, PRIMARY_CONFIG
+    from zoo.config import CONFIG_MODULE, PRIMARY_CONFIG, describe_composition_error
 
     main = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=PRIMARY_CONFIG, version_base="1.3")
     saved = sys.argv
     sys.argv = ["zoo train", *args]
+    # Hydra prints what its launcher, sweeper or a job raised with a traceback and exit
+    # status 1 (a launcher refusing an option: joblib's pre_dispatch, Ray's address); it
+    # comes here instead, to be one line as the zoo's other errors are.
+    reporting, hydra_utils.run_and_report = hydra_utils.run_and_report, lambda func: func()
     try:
         main(train_task)()
+    except (ZooError, OSError, RecursionError):  # main's nets say these in one line
+        raise
+    except Exception as exc:
+        if traceback_requested():
+            raise
+        if isinstance(exc, (HydraException, OmegaConfBaseException)):
+            raise ZooError(describe_composition_error(exc)) from None
+        reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
+        raise ZooError(f"{raised_by(exc)} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where") from None
     finally:
+        hydra_utils.run_and_report = reporting
         sys.argv = saved
+
+
+def raised_by(exc: BaseException) -> str:
+    """The library an exception came from: the package of its innermost frame."""
+    tb, module = exc.__traceback__, "zoo"
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", module)
+        tb = tb.tb_next
+    parts = module.split(".")
+    return parts[1] if parts[0] == "hydra_plugins" and len(parts) > 1 else parts[0]
 
 
 # Write failures a user fixes by making room (a full disk or quota, a size limit, a disk

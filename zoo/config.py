@@ -25,11 +25,11 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from zoo.errors import ZooError
-from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, DataSpec, run_reference
+from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
 from zoo.registry import Registered, Registry, get_registry
 
 if TYPE_CHECKING:  # OmegaConf is imported where used: `zoo info` needs only the dataclasses
@@ -646,6 +646,10 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     )
     for _, owner, name, value in _references(plan):  # absolute from here on: the run may start elsewhere
         setattr(owner, name, str(Path(value).expanduser().resolve()))
+    for key, _, _, value in _references(plan, RUN_SUBFOLDER):
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or value.startswith("~"):
+            raise ZooError(f"{key}={value}: it names a folder inside the run directory; give a relative name without '..'")
     return plan
 
 
@@ -692,8 +696,9 @@ def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, A
     return found
 
 
-def _references(plan: RunPlan) -> list[tuple[str, Any, str, str]]:
-    """``(key, config object, field name, path)`` of every run reference the plan sets."""
+def _references(plan: RunPlan, marker: str = RUN_REFERENCE) -> list[tuple[str, Any, str, str]]:
+    """``(key, config object, field name, path)`` of every run reference the plan sets (or
+    of every field with another ``marker`` in its metadata)."""
     configs = [("trainer.", plan.trainer), ("model.", plan.model_config), ("dataset.", plan.dataset_config)]
     configs += [(f"{group}.{entry.name}.", config) for group in ("metrics", "callbacks", "loggers")
                 for entry, config in getattr(plan, group)]  # fmt: skip
@@ -704,7 +709,7 @@ def _references(plan: RunPlan) -> list[tuple[str, Any, str, str]]:
             continue
         for f in dataclasses.fields(config):
             value = getattr(config, f.name)
-            if f.metadata.get(RUN_REFERENCE) and value is not None:
+            if f.metadata.get(marker) and value is not None:
                 found.append((prefix + f.name, config, f.name, str(value)))
             elif dataclasses.is_dataclass(value):
                 configs.append((f"{prefix}{f.name}.", value))

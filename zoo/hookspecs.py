@@ -106,6 +106,17 @@ def run_reference(help: str) -> Any:
     return dataclasses.field(default=None, metadata={"help": help, RUN_REFERENCE: True})
 
 
+RUN_SUBFOLDER = "zoo_run_subfolder"  # field metadata: the field names a folder inside the run
+
+
+def run_subfolder(default: str, help: str) -> Any:
+    """A config field (``str``) naming a folder inside the run directory where a plugin writes
+    (snapshots, a tracker's logs). The zoo refuses an absolute path or one leading out with
+    ``..`` in one line before any work, so that nothing a run writes lands outside its folder
+    (over files that are not the run's)."""
+    return dataclasses.field(default=default, metadata={"help": help, RUN_SUBFOLDER: True})
+
+
 @dataclass
 class Splits:
     """Train/validation/test data as returned by a dataset factory.

@@ -133,15 +133,7 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
     check_run_references(plan)
     run_dir = Path(run_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    # Record the metrics that run (metrics=auto composes to none and picks them in plan_run).
-    resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
-    for key, path in run_references(plan).items():  # recorded as the absolute paths they resolved to
-        *parents, name = key.split(".")
-        node = resolved
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[name] = path
+    resolved = recorded_config(cfg, plan)
     tf, keras, placement = _start(plan)
     with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
         finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
@@ -225,9 +217,29 @@ MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock", artifacts.CHECKPO
 OPENED_FIRST = (".lock", "train.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
 
+def recorded_config(cfg: DictConfig, plan: RunPlan) -> dict:
+    """The run's ``config.yaml``: its config resolved, with the metrics that run
+    (``metrics=auto`` composes to none and plan_run picks them) and the runs it refers to
+    as the absolute paths they resolved to."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
+    for key, path in run_references(plan).items():
+        *parents, name = key.split(".")
+        node = resolved
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = path
+    return resolved
+
+
 def is_run_config(recorded: Any) -> bool:
-    """Whether a parsed ``config.yaml`` is a zoo run's."""
-    return isinstance(recorded, dict) and {"model", "dataset", "trainer"} <= set(recorded)
+    """Whether a parsed ``config.yaml`` is a zoo run's: the model and dataset named in their
+    settings, and the trainer's (a project's own ``model: resnet`` is not)."""
+    return (
+        isinstance(recorded, dict)
+        and all(isinstance(recorded.get(key), dict) and isinstance(recorded[key].get("name"), str) for key in ("model", "dataset"))
+        and isinstance(recorded.get("trainer"), dict)
+    )
 
 
 def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:

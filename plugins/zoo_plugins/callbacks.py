@@ -16,7 +16,7 @@ import zoo
 @dataclass
 class SnapshotsConfig:
     every: int = field(default=5, metadata={"help": "Save the weights every this many epochs."})
-    folder: str = field(default="snapshots", metadata={"help": "Where in the run directory they go."})
+    folder: str = zoo.run_subfolder("snapshots", "Where in the run directory they go.")
 
     def __post_init__(self) -> None:
         if self.every < 1:

@@ -19,7 +19,7 @@ MLFLOW_RECORD = "mlflow.json"  # in the run directory: the tracker run a resumed
 
 @dataclass
 class TensorBoardConfig:
-    folder: str = field(default=TENSORBOARD_FOLDER, metadata={"help": "Where in the run directory the logs go."})
+    folder: str = zoo.run_subfolder(TENSORBOARD_FOLDER, "Where in the run directory the logs go.")
 
 
 class TensorBoardLogger(zoo.Logger):
