@@ -291,6 +291,26 @@ def test_search_spaces_map_to_optuna_distributions():
         "g": d.CategoricalDistribution(["x", "y"]), "h": d.IntDistribution(1, 64, log=True),
     }  # fmt: skip
     assert fixed == {"f": "7"}
+    # A range's ends are computed, not listed: 10^8 values would take gigabytes.
+    space, _ = search_space({"s": "range(0, 100000000)", "r": "range(0, 1, 0.25)", "n": "range(9, 0, -3)"}, [])
+    assert space["s"] == d.IntDistribution(0, 99_999_999) and space["r"] == d.FloatDistribution(0.0, 0.75, step=0.25)
+    assert space["n"] == d.IntDistribution(3, 9, step=3)
+    with pytest.raises(Exception, match="choices; search a range"):
+        search_space({"c": "shuffle(range(0, 100000))"}, [])
+
+
+def test_a_grid_sweep_too_big_to_list_is_refused_at_once(tmp_path):
+    """Hydra's grid sweeper lists every job before the first starts (and the zoo checked
+    each): 10^8 of them was a hang. Over 10,000 jobs is one line; a search samples instead."""
+    for args, named in (
+        (["seed=range(0,100000000)"], "seed=range(0,100000000): over 10,000"),
+        (["seed=range(0,200)", "trainer.epochs=range(1,200)"], "seed=range(0,200): 200, trainer.epochs=range(1,200): 199"),
+    ):
+        result = run_zoo("train", "-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stderr[-2000:]
+        [line] = error_lines(result.stderr)
+        assert line.startswith("zoo: error: the sweep would run more than 10,000 jobs (") and named in line, line
+    assert not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.parametrize(

@@ -228,6 +228,11 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
     )  # fmt: skip
     assert strict.returncode == 2
     assert error_lines(strict.stderr) == [strict.stderr.strip()] and "'zoo-sleeps' took" in strict.stderr
+    for typo in ("abc", "-1", "0", "nan"):  # not a limit: one line (a NaN limit warned about every plugin, 'took 0.0 s')
+        wrong = run_zoo("list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT=typo))
+        assert wrong.returncode == 2 and error_lines(wrong.stderr) == [
+            f"zoo: error: ZOO_PLUGIN_IMPORT_LIMIT={typo}: give a number of seconds above 0 (2 when unset; inf: no limit)"
+        ], wrong.stderr
 
 
 COUNTED = '''

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
+import math
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -162,7 +164,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
     for override in parsed_overrides(args):
         key = override.key_or_group
         if override.is_sweep_override():
-            values = list(override.sweep_iterator()) if override.is_discrete_sweep() else []
+            values = sweep_values(override) if override.is_discrete_sweep() else []
         else:
             values = [override.value()]
         problem = _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values)
@@ -201,9 +203,9 @@ def _runs_code(key: str, values: list) -> Optional[str]:
 def _path_as_choice(key: str, values: list) -> Optional[str]:
     """A config group's choice is a name in that group; ``+experiment=../../x`` or ``/x``
     would have Hydra read any YAML file, which may name classes for it to import."""
-    if "." in key:  # a config key, not a group (groups are spelt with '/': hydra/launcher)
-        return None
-    for _, leaf in (pair for value in values for pair in _paths(key, value)):
+    for path, leaf in (pair for value in values for pair in _paths(key, value)):
+        if "." in path:  # a config key, not a group (groups are spelt with '/': hydra/launcher)
+            continue
         if isinstance(leaf, str) and (leaf.startswith("/") or ".." in PurePosixPath(leaf).parts):
             return (
                 "a config choice is a name in its group, not a path ('zoo train --help' lists them); "
@@ -323,13 +325,28 @@ def check_overrides(args: list[str]) -> None:
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+        sizes = {o.input_line: sweep_size(o) for o in parsed if o.is_discrete_sweep()}
+        if math.prod(sizes.values()) > MAX_SWEEP_JOBS:  # Hydra's grid sweeper would list every job first
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            if not compose(fixed, config_dir, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper"):
+                return  # a search samples its ranges; the sweeper checks them
+            swept = ", ".join(
+                f"{shorten(line, 40)}: {'over ' if n > MAX_SWEEP_JOBS else ''}{min(n, MAX_SWEEP_JOBS):,}" for line, n in sizes.items()
+            )
+            raise ZooError(
+                f"the sweep would run more than {MAX_SWEEP_JOBS:,} jobs ({swept}); sweep fewer values, or search the "
+                "space with Optuna (hparams_search=...)"
+            )
         try:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
             return
+    checked = covering(jobs)
     for number, job in enumerate(jobs):
         if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
             run_dir = sweep_dir / job_subdir(list(job), number, config_dir)
+        if number not in checked and not (run_dir is not None and (run_dir / "config.yaml").is_file()):
+            continue
         try:
             cfg = compose(list(job), config_dir)
         except (HydraException, OmegaConfBaseException) as exc:
@@ -343,6 +360,36 @@ def check_overrides(args: list[str]) -> None:
         if run_dir is not None and (run_dir / "config.yaml").is_file():
             # Another run's folder is refused before Hydra writes this command's records over its own.
             claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
+
+
+# A grid sweep beyond this many jobs is refused: Hydra lists them all before the first starts.
+MAX_SWEEP_JOBS = 10_000
+
+
+def sweep_values(override) -> list:
+    """A sweep override's values, no more than MAX_SWEEP_JOBS + 1 of them: ``range(0,10**8)``
+    is not listed (its values are numbers: the first ones show what the rest are)."""
+    return list(itertools.islice(override.sweep_iterator(), MAX_SWEEP_JOBS + 1))
+
+
+def sweep_size(override) -> int:
+    """How many values a sweep override takes, counted no further than MAX_SWEEP_JOBS + 1."""
+    return len(sweep_values(override))
+
+
+def covering(jobs: list, whole: int = 64) -> set[int]:
+    """The jobs of a sweep whose configs are composed and checked before it starts: all of a
+    small one; of a larger one, enough for every value of every swept key to be checked
+    once (a combination that does not fit fails in its own job, in one line)."""
+    if len(jobs) <= whole:
+        return set(range(len(jobs)))
+    seen: set[str] = set()
+    chosen = set()
+    for number, job in enumerate(jobs):
+        if not set(job) <= seen:
+            chosen.add(number)
+            seen.update(job)
+    return chosen
 
 
 def job_subdir(overrides: list[str], number: int, config_dir: Optional[Path]) -> str:
@@ -378,7 +425,7 @@ def _group_choice_problem(override) -> Optional[str]:
         return None
     if override.is_delete():
         return f"{group} cannot be deleted; choose one instead ({group}=NAME{', or none' if group in LIST_GROUPS else ''}; see 'zoo train --help')"
-    values = list(override.sweep_iterator()) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
+    values = sweep_values(override) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
     for value in values:
         if group in REQUIRED_GROUPS and not isinstance(value, str):
             return f"{group} takes one name ({group}=NAME, see 'zoo train --help'), not {value!r}"

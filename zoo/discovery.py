@@ -28,6 +28,7 @@ import difflib
 import functools
 import importlib.metadata
 import json
+import math
 import os
 import re
 import sys
@@ -41,7 +42,7 @@ from typing import Any, Callable, Optional
 import pluggy
 
 from zoo import hookspecs
-from zoo.errors import PluginError, PluginWarning
+from zoo.errors import PluginError, PluginWarning, ZooError
 
 ZOO_DISTRIBUTION = "keras-zoo"
 
@@ -107,7 +108,7 @@ def load_entry_points(pm: pluggy.PluginManager, strict: bool) -> list[PluginSour
         return []
     disabled = {normalise_name(d) for d in os.environ.get("ZOO_DISABLE_PLUGINS", "").split(",") if d.strip()}
     sources = []
-    with ImportWatch() as watch:
+    with ImportWatch(import_limit()) as watch:  # the limit read here: a mistake in it is one line
         for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             source = _load_entry_point(pm, ep, disabled, strict, watch)
             if source is not None:
@@ -155,9 +156,10 @@ class ImportWatch:
     REPEAT = 30.0
     HANGING = 5  # times import_limit()
 
-    def __init__(self) -> None:
+    def __init__(self, limit: float) -> None:
         import threading
 
+        self.limit = limit
         self._current: Optional[tuple[PluginSource, float]] = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="zoo-plugin-import-watch", daemon=True)
@@ -185,7 +187,7 @@ class ImportWatch:
                 continue
             source, since = current
             now = time.monotonic()
-            due = since + self.HANGING * import_limit() if said is None or said[0] is not source else said[1] + self.REPEAT
+            due = since + self.HANGING * self.limit if said is None or said[0] is not source else said[1] + self.REPEAT
             if now >= due:
                 print(
                     f"zoo: still importing plugin {source.name!r} from distribution {source.distribution!r} after "
@@ -243,10 +245,14 @@ def loaded(modules: frozenset) -> set[str]:
 
 
 def import_limit() -> float:
+    typed = os.environ.get("ZOO_PLUGIN_IMPORT_LIMIT", "2")
     try:
-        return float(os.environ.get("ZOO_PLUGIN_IMPORT_LIMIT", "2"))
+        limit = float(typed)
     except ValueError:
-        return 2.0
+        limit = math.nan
+    if not limit > 0:  # also NaN
+        raise ZooError(f"ZOO_PLUGIN_IMPORT_LIMIT={typed}: give a number of seconds above 0 (2 when unset; inf: no limit)")
+    return limit
 
 
 def report_slow(source: PluginSource, heavy: list[str], strict: bool) -> None:

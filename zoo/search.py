@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import math
 import shlex
@@ -25,6 +26,7 @@ from zoo.errors import ZooError
 log = logging.getLogger(__name__)
 
 BEST = "best.yaml"
+MAX_CHOICES = 10_000  # a categorical search space longer than this is a range or an interval
 HISTORY_PLOT = "optimization_history.png"
 IMPORTANCE_PLOT = "param_importances.png"
 
@@ -82,13 +84,19 @@ def distribution(override) -> Any:
     key, value = override.get_key_element(), override.value()
     log_scale = "log" in getattr(value, "tags", set())
     if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
-        return optuna.distributions.CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+        choices = list(itertools.islice(override.sweep_iterator(transformer=Transformer.encode), MAX_CHOICES + 1))
+        if len(choices) > MAX_CHOICES:
+            raise ZooError(f"{key}: more than {MAX_CHOICES:,} choices; search a range(...) or an interval(...) instead")
+        return optuna.distributions.CategoricalDistribution(choices)
     if override.is_range_sweep():
-        values = list(override.sweep_iterator())
-        if not values:
+        # Its ends, not its values: range(0,100000000) has 10^8 of them.
+        count = max(0, math.ceil((value.stop - value.start) / value.step)) if value.step else 0
+        if not count:
             raise ZooError(f"{key}: {override.get_value_element_as_str()} is empty; give start < stop")
-        kind = optuna.distributions.FloatDistribution if any(isinstance(v, float) for v in values) else optuna.distributions.IntDistribution
-        return kind(values[0], values[-1], step=value.step if len(values) > 1 else None)
+        first, last = value.start, value.start + (count - 1) * value.step
+        floats = any(isinstance(v, float) for v in (value.start, value.stop, value.step))
+        kind = optuna.distributions.FloatDistribution if floats else optuna.distributions.IntDistribution
+        return kind(min(first, last), max(first, last), step=abs(value.step) if count > 1 else None)  # also a descending one
     if override.is_interval_sweep():
         if not value.start < value.end:
             raise ZooError(f"{key}: interval({value.start}, {value.end}) is empty; give low < high")
