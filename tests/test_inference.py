@@ -73,6 +73,31 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
     assert forced.returncode == 0 and mine.read_text().startswith("input,predicted,probability")
 
 
+def test_a_csv_header_naming_the_features_puts_the_columns_in_the_models_order(tmp_path):
+    """pandas and spreadsheets reorder columns: read by position, the rows would be predicted
+    quietly wrong. A header of the dataset's feature names is read by name (a byte-order
+    mark included); one naming others, or a name twice, is refused; other headers are
+    skipped and the columns taken in order."""
+    from zoo.errors import ZooError
+    from zoo.inference import read_csv_rows
+
+    features = ("radius", "texture", "area")
+    rows = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)
+
+    def read(header: str, columns: list[int], bom: str = "") -> np.ndarray:
+        path = tmp_path / "rows.csv"
+        path.write_text(bom + header + "\n" + "\n".join(",".join(str(v) for v in row[columns]) for row in rows) + "\n")
+        return read_csv_rows([str(path)], 3, features)[1]
+
+    np.testing.assert_array_equal(read("area,radius,texture", [2, 0, 1]), rows)
+    np.testing.assert_array_equal(read(" texture , area,radius", [1, 2, 0], bom="\ufeff"), rows)
+    np.testing.assert_array_equal(read("a,b,c", [0, 1, 2]), rows)  # not the features' names: by position
+    with pytest.raises(ZooError, match="its header names volume, which the model was not trained on, and lacks area"):
+        read("radius,texture,volume", [0, 1, 2])
+    with pytest.raises(ZooError, match="its header names radius more than once"):
+        read("radius,radius,area", [0, 1, 2])
+
+
 @pytest.mark.slow
 def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
     """Rows straight from scikit-learn's table (unstandardised): the breast_cancer prepare

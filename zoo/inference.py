@@ -18,6 +18,7 @@ from typing import Any, Optional
 from zoo import artifacts
 from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION
+from zoo.tables import shorten
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -67,8 +68,11 @@ def read_images(inputs: list[str], shape: tuple[int, ...]):
     return names, np.stack(images)
 
 
-def read_csv_rows(inputs: list[str], width: int):
-    """Rows of ``width`` numbers from CSV files; a first row that is not numeric is a header."""
+def read_csv_rows(inputs: list[str], width: int, features: tuple[str, ...] = ()):
+    """Rows of ``width`` numbers from CSV files. A first row that is not numeric is a header;
+    where the dataset names its ``features``, the header's names put the columns in the
+    model's order (a file saved with its columns in another order is read right), and a
+    header naming others is refused."""
     import numpy as np
 
     names, rows = [], []
@@ -76,8 +80,9 @@ def read_csv_rows(inputs: list[str], width: int):
         path = Path(item)
         if path.suffix.lower() != ".csv" or not path.is_file():
             raise ZooError(f"{path}: this model takes rows of {width} numbers; pass CSV files")
+        order = None  # the file's column of each feature, from its header
         try:
-            with open(path, newline="", encoding="utf-8") as file:
+            with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: a byte-order mark is not part of a name
                 for line_number, row in enumerate(csv.reader(file), start=1):
                     if not row or all(not cell.strip() for cell in row):
                         continue
@@ -85,10 +90,13 @@ def read_csv_rows(inputs: list[str], width: int):
                         values = [float(cell) for cell in row]
                     except ValueError:
                         if line_number == 1:
+                            order = column_order(path, [cell.strip() for cell in row], features)
                             continue  # a header
                         raise ZooError(f"{path}:{line_number} has a value that is not a number; each row needs {width} numbers") from None
                     if len(values) != width:
                         raise ZooError(f"{path}:{line_number} has {len(values)} values; the model takes {width} per row")
+                    if order is not None:
+                        values = [values[i] for i in order]
                     # NaN, Inf, or beyond float32: the model would still name a class, with confidence.
                     if not np.isfinite(np.asarray(values, dtype=np.float32)).all():
                         raise ZooError(f"{path}:{line_number} has a value that is not a finite number (NaN, Inf or too large); fix or drop the row")
@@ -101,6 +109,23 @@ def read_csv_rows(inputs: list[str], width: int):
     if not rows:
         raise ZooError(f"no rows of numbers in {', '.join(inputs)}")
     return names, np.asarray(rows, dtype=np.float32)
+
+
+def column_order(path: Path, header: list[str], features: tuple[str, ...]) -> Optional[list[int]]:
+    """Where each of ``features`` is among a CSV header's names (None: the dataset names no
+    features, or the header is not one of names: columns are taken in order)."""
+    if not features or len(header) != len(features) or not set(header) & set(features):
+        return None
+    if len(set(header)) != len(header):
+        twice = sorted({name for name in header if header.count(name) > 1})
+        raise ZooError(f"{path}: its header names {shorten(', '.join(twice), 80)} more than once; each column once")
+    unknown, missing = [n for n in header if n not in features], [n for n in features if n not in header]
+    if unknown or missing:
+        raise ZooError(
+            f"{path}: its header names {shorten(', '.join(unknown), 80)}, which the model was not trained on, and lacks "
+            f"{shorten(', '.join(missing), 80)}; name the columns as the run's spec.json lists its feature_names, or drop the header"
+        )
+    return [header.index(name) for name in features]
 
 
 def read_inputs(plan, inputs: list[str]):
@@ -116,7 +141,7 @@ def read_inputs(plan, inputs: list[str]):
     if len(spec.input_shape) == 3:
         names, x = read_images(inputs, spec.input_shape)
     else:
-        names, x = read_csv_rows(inputs, spec.input_shape[0])
+        names, x = read_csv_rows(inputs, spec.input_shape[0], tuple(spec.feature_names))
     if plan.dataset.item.prepare is not None:
         x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
     return names, x
