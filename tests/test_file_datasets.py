@@ -163,6 +163,27 @@ def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
     assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 12
 
 
+def test_image_folder_takes_file_names_that_are_not_utf8(tmp_path):
+    """Linux names are bytes: one that is not UTF-8 (a Latin-1 camera's) is still read and
+    trained on, and shown escaped where it is skipped (data.json, the log); a class folder
+    so named is refused, since its name becomes the class's."""
+    import os
+    import shutil
+
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / name, 4, value)
+    shutil.copy(tmp_path / "a" / "0.png", os.fsdecode(bytes(tmp_path / "a") + b"/caf\xe9.png"))
+    Path(os.fsdecode(bytes(tmp_path / "b") + b"/\xff.png")).write_bytes(b"not a picture")
+    splits = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off").load(seed=0)
+    assert sum(splits.report["images"].values()) == 9
+    assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 9
+    [skipped] = splits.report["skipped"]
+    assert skipped.startswith(f"{tmp_path / 'b'}/\\xff.png: ") and json.loads(json.dumps(skipped)) == skipped
+    shutil.move(tmp_path / "b", os.fsdecode(bytes(tmp_path) + b"/b\xe9"))
+    with pytest.raises(zoo.ZooError, match=r"class folder .*/b\\xe9 has a name that is not UTF-8 text; rename it"):
+        zoo.create_dataset("image_folder", path=str(tmp_path))
+
+
 def test_image_folder_explains_a_folder_without_classes(tmp_path):
     write_pngs(tmp_path / "only", 2, 0)
     with pytest.raises(zoo.ZooError, match="1 class folder.*needs one sub-folder per class"):

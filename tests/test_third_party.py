@@ -102,6 +102,21 @@ def test_info_describes_the_third_party_config(site):
     assert any(line.split()[:3] == ["units", "int", "16"] for line in result.stdout.splitlines())
 
 
+def test_a_plugins_model_failing_in_its_library_is_one_line_naming_it(site, tmp_path):
+    """Keras refusing what a plugin's factory asks for (here an activation it does not know)
+    happens once the job runs: one line naming the library, no folder left, exit status 2;
+    ZOO_TRACEBACK=1 shows where."""
+    run_dir = tmp_path / "run"
+    args = ["train", "model=tiny_dense", "model.activation=no_such_activation", f"hydra.run.dir={run_dir}"]
+    result = run_zoo(*args, cwd=tmp_path, env=env_with(site))
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert line.startswith("zoo: error: keras failed: ValueError: ") and "no_such_activation" in line, line
+    assert "Error executing job" not in result.stderr and not run_dir.exists()
+    shown = run_zoo(*args, cwd=tmp_path, env=env_with(site, ZOO_TRACEBACK="1"))
+    assert shown.returncode != 0 and "Traceback" in shown.stderr
+
+
 def test_train_runs_the_third_party_model_with_its_config(site, tmp_path):
     run_dir = tmp_path / "run"
     result = run_zoo(

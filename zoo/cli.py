@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except OSError as exc:
         if traceback_requested():
             raise
-        fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        fail(os_error_line(exc))
     except RecursionError:
         if traceback_requested():
             raise
@@ -771,21 +771,27 @@ def run_hydra(args: list[str]) -> None:
             raise
         if isinstance(exc, (HydraException, OmegaConfBaseException)):
             raise ZooError(describe_composition_error(exc)) from None
-        reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
-        raise ZooError(f"{raised_by(exc)} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where") from None
+        raise ZooError(describe_failure(exc)) from None
     finally:
         hydra_utils.run_and_report = reporting
         sys.argv = saved
 
 
-def raised_by(exc: BaseException) -> str:
-    """The library an exception came from: the package of its innermost frame."""
+def describe_failure(exc: BaseException) -> str:
+    """What a library raised (a launcher refusing an option, a plugin's model failing), as
+    one line naming the library; ZOO_TRACEBACK=1 shows the traceback."""
     tb, module = exc.__traceback__, "zoo"
-    while tb is not None:
+    while tb is not None:  # the package of the innermost frame
         module = tb.tb_frame.f_globals.get("__name__", module)
         tb = tb.tb_next
     parts = module.split(".")
-    return parts[1] if parts[0] == "hydra_plugins" and len(parts) > 1 else parts[0]
+    library = parts[1] if parts[0] == "hydra_plugins" and len(parts) > 1 else parts[0]
+    reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
+    return f"{library} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where"
+
+
+def os_error_line(exc: OSError) -> str:
+    return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
 
 
 # Write failures a user fixes by making room (a full disk or quota, a size limit, a disk
@@ -816,8 +822,10 @@ def train_task(cfg) -> Any:
 
             return objective_value(objective, metrics, run_dir)
     except OSError as exc:
-        if exc.errno not in DISK_FULL or traceback_requested():
+        if traceback_requested() or (trial is not None and exc.errno not in DISK_FULL):
             raise
+        if exc.errno not in DISK_FULL:
+            fail(os_error_line(exc))
         from zoo.checkpoints import Checkpoints
 
         where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}"
@@ -836,6 +844,11 @@ def train_task(cfg) -> Any:
             raise
         remove_unused_run_dir(run_dir)
         fail(str(exc))
+    except Exception as exc:  # a plugin's or a library's failure: one line here too (Hydra would add its own)
+        if traceback_requested() or trial is not None:  # a search's trial: the sweeper records the failure
+            raise
+        remove_unused_run_dir(run_dir)
+        fail(describe_failure(exc))
     return metrics
 
 

@@ -15,6 +15,7 @@ uint8, in memory or in a cache file.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +52,12 @@ def cache_key(paths, labels, config: ImageFolderConfig) -> str:
     of the name it is given, so a folder or size changed since would be trained on stale
     images (or fail on their shape)."""
     import hashlib
-    import os
 
     digest = hashlib.sha256(f"{config.image_size} {config.channels}".encode())
     for path, label in zip(paths, labels):
         status = os.stat(path)
-        digest.update(f"\n{path} {label} {status.st_size} {status.st_mtime_ns}".encode())
+        name = os.fsdecode(path)  # as the str paths of before: the same key for the same files
+        digest.update(f"\n{name} {label} {status.st_size} {status.st_mtime_ns}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 
@@ -78,6 +79,9 @@ def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
 def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
     roots = split_roots(config)
     names = tuple(sorted(p.name for p in roots["train"].iterdir() if p.is_dir() and not p.name.startswith(".")))
+    for name in names:  # a class name goes into spec.json, plots and predictions: text
+        if printable(name) != name:
+            raise zoo.ZooError(f"class folder {printable(roots['train'] / name)} has a name that is not UTF-8 text; rename it")
     if len(names) < 2:
         raise zoo.ZooError(
             f"{roots['train']} has {len(names)} class folder(s); it needs one sub-folder per class, at least two "
@@ -137,11 +141,17 @@ def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[str], list[int
     paths, labels, skipped = [], [], []
     for (path, label), problem in zip(candidates, problems):
         if problem:
-            skipped.append(f"{path}: {problem}")
+            skipped.append(printable(f"{path}: {problem}"))
         else:
-            paths.append(str(path))
+            paths.append(os.fsencode(path))  # bytes: a name that is not UTF-8 is still a file TensorFlow can read
             labels.append(label)
     return paths, labels, skipped
+
+
+def printable(name) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by Python as lone surrogates,
+    which no UTF-8 log, terminal or JSON file takes) shown as escapes, ``caf\\xe9``."""
+    return os.fsencode(str(name)).decode("utf-8", "backslashreplace")
 
 
 def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
