@@ -236,6 +236,24 @@ def test_a_failing_logger_warns_once_and_the_run_goes_on(tmp_path):
     assert len(warnings) == 1 and (run_dir / "metrics.json").is_file()
 
 
+def test_mlflow_never_adds_its_tables_to_a_database_of_yours(tmp_path):
+    import sqlite3
+
+    mine = tmp_path / "app.db"
+    with sqlite3.connect(mine) as database:
+        database.execute("CREATE TABLE users (name TEXT)")
+    before = mine.read_bytes()
+    for uri in (f"sqlite:///{mine}", f"sqlite:///{tmp_path / 'notes.txt'}"):
+        (tmp_path / "notes.txt").write_text("mine")
+        result = run_zoo("train", "loggers=[mlflow]", f"loggers.mlflow.tracking_uri={uri}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+        assert result.returncode == 2 and not (tmp_path / "run").exists()
+        assert error_lines(result.stderr) == [
+            f"zoo: error: loggers.mlflow.tracking_uri={uri}: {uri.removeprefix('sqlite:///')} is not an MLflow tracking "
+            "database; give a new file (or leave it empty) (logger 'mlflow')"
+        ]
+    assert mine.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_run_ending_early_hands_its_trackers_every_queued_row_before_it_exits():
     """An error or a signal ends a run between epochs: the rows already queued still reach
     a slow tracker, and the trackers' thread has ended (no thread may still be inside

@@ -109,7 +109,8 @@ def run_files(run_dir: Path) -> list[Path]:
 
 
 def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", errors="surrogateescape"))
 
 
 DAMAGED_FIX = "restore it from a backup, or train the run again in a new hydra.run.dir"
@@ -152,6 +153,22 @@ def refuse_odd_file(path: Path) -> None:
     if (path.exists() or path.is_symlink()) and not path.is_file():
         what = "a folder" if path.is_dir() else "not a regular file (a pipe, a socket, a device or a broken link)"
         raise ZooError(f"{path} is {what}, not the file the zoo wrote; {DAMAGED_FIX}")
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    """The tables of a SQLite file, read-only (none: not a SQLite file, or unreadable). A
+    tool that keeps its records in SQLite (Optuna, MLflow) would add its tables to any
+    database of yours it is pointed at; callers compare these with the tool's own."""
+    import sqlite3
+
+    with path.open("rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as database:
+            return {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error:
+        return set()
 
 
 def read_record(path: Path) -> dict:

@@ -50,6 +50,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    # A file name that is not UTF-8 (Python keeps its bytes as lone surrogates) is printed
+    # as the bytes it is, as ls does, rather than failing the command in a UTF-8 locale.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     if "--strict-plugins" in argv[: argv.index("train") if "train" in argv else len(argv)]:
         argv.remove("--strict-plugins")
         os.environ["ZOO_STRICT_PLUGINS"] = "1"  # inherited by launcher processes too

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 from zoo import artifacts
 from zoo.errors import ZooError
-from zoo.tables import shorten
+from zoo.tables import printable, shorten
 
 
 @dataclass
@@ -227,7 +227,7 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
     fig.legend(
         handles=[Patch(color=c) for c in colours],
         labels=[
-            shorten(f"{n}: {label(r, keys)}" + (f" [{r.status}]" if r.pruned_at else ""), int(14 * 4.5 * columns))
+            shorten(printable(f"{n}: {label(r, keys)}" + (f" [{r.status}]" if r.pruned_at else "")), int(14 * 4.5 * columns))
             for n, r in zip(numbers, finished)
         ],
         loc="outside lower center",

@@ -10,7 +10,6 @@ it as ``hydra.sweeper.*`` overrides.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import logging
@@ -185,22 +184,11 @@ OPTUNA_TABLES = {"studies", "trials", "version_info"}
 def refuse_foreign_database(path: Path) -> None:
     """A study goes into a new SQLite file or an Optuna one: Optuna would add its tables to
     a database of yours, and opening a pipe would wait for ever."""
-    import sqlite3
-
     if not path.exists():
         return
     if not path.is_file():
         raise ZooError(f"hydra.sweeper.storage: {path} is not a regular file (a folder, a pipe or a device); give a new file or an Optuna study's")
-    with path.open("rb") as handle:
-        header = handle.read(16)
-    tables: set[str] = set()
-    if header == b"SQLite format 3\x00":
-        try:
-            with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as database:
-                tables = {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.Error:
-            pass
-    if not OPTUNA_TABLES <= tables:
+    if not OPTUNA_TABLES <= artifacts.sqlite_tables(path):
         raise ZooError(f"hydra.sweeper.storage: {path} is a file of yours, not an Optuna study's; give a new file (or leave storage unset)")
 
 

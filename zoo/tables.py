@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from typing import Sequence
 
 
@@ -20,6 +21,12 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows([header, *rows])
     return buffer.getvalue()
+
+
+def printable(name) -> str:
+    """A file name as text: bytes that are not UTF-8 (which Python keeps as lone surrogates,
+    refused by UTF-8 files, JSON, fonts and TensorFlow) shown as escapes, ``caf\\xe9``."""
+    return os.fsencode(str(name)).decode("utf-8", "backslashreplace")
 
 
 def shorten(text: str, width: int = 80) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
+from zoo.tables import printable
 from zoo_plugins.datasets import check_fractions
 
 # The formats tf.io.decode_image reads.
@@ -147,11 +148,6 @@ def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[str], list[int
             labels.append(label)
     return paths, labels, skipped
 
-
-def printable(name) -> str:
-    """A file name as text: bytes that are not UTF-8 (kept by Python as lone surrogates,
-    which no UTF-8 log, terminal or JSON file takes) shown as escapes, ``caf\\xe9``."""
-    return os.fsencode(str(name)).decode("utf-8", "backslashreplace")
 
 
 def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:

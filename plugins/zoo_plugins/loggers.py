@@ -8,6 +8,7 @@ and once at the end with the test metrics and the run's files.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class TensorBoardLogger(zoo.Logger):
         import tensorflow as tf
 
         if split not in self.writers:
-            self.writers[split] = tf.summary.create_file_writer(str(self.folder / split))
+            self.writers[split] = tf.summary.create_file_writer(os.fsencode(self.folder / split))  # bytes: any file name
         return self.writers[split]
 
     def _scalars(self, split: str, values: dict, step: int) -> None:
@@ -81,9 +82,32 @@ class MLflowConfig:
     experiment: str = field(default="zoo", metadata={"help": "The MLflow experiment the run goes under."})
     log_files: bool = field(default=True, metadata={"help": "Upload the run's plots, model and records as artifacts."})
 
+    def __post_init__(self) -> None:
+        check_tracking_store(self.tracking_uri)
+
+
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
+
+
+def check_tracking_store(uri: str) -> None:
+    """A ``sqlite:///`` store is a new file or MLflow's: MLflow would add its tables to a
+    database of yours (ValueError: the config's one-line mistake)."""
+    from zoo.artifacts import sqlite_tables
+
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    if path.exists() and (not path.is_file() or not MLFLOW_TABLES <= sqlite_tables(path)):
+        raise ValueError(f"tracking_uri={uri}: {path} is not an MLflow tracking database; give a new file (or leave it empty)")
+
 
 def tracking_uri(config: MLflowConfig, run: zoo.RunInfo) -> str:
-    return config.tracking_uri or f"sqlite:///{Path(run.run_dir).parent / 'mlflow.db'}"
+    uri = config.tracking_uri or f"sqlite:///{Path(run.run_dir).parent / 'mlflow.db'}"
+    try:
+        check_tracking_store(uri)  # the default store too: an mlflow.db of yours beside the run
+    except ValueError as exc:
+        raise zoo.ZooError(f"loggers.mlflow.{exc}") from None
+    return uri
 
 
 class MLflowLogger(zoo.Logger):
