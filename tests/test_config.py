@@ -125,6 +125,8 @@ def test_experiment_presets_compose():
         (["trainer.learning_rate=nan"], "trainer.learning_rate=nan must be a finite number"),  # nan <= 0 is false
         (["trainer.clipnorm=inf"], "trainer.clipnorm=inf must be a finite number"),
         (["metrics=[f1]", "metrics.f1.threshold=-inf"], "metrics.f1.threshold=-inf must be a finite number"),
+        (["trainer.steps_per_execution=40"], "steps_per_execution must be at most 32"),  # TensorFlow refused it mid-run
+        (["loggers=[tensorboard]", "loggers.tensorboard.folder=/tmp"], "it names a folder inside the run directory"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):

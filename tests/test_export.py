@@ -143,3 +143,17 @@ def test_export_replaces_its_own_earlier_export_only_when_forced(default_run, tm
     forced = run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(output), "--force")
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert (output / "saved_model.pb").is_file() and (output / ".zoo-export").is_file()
+    # A file of yours put into the export since, or beside it under a name like its old copy's,
+    # is not the zoo's to delete: --force refuses, and the folder beside it is left alone.
+    (output / "variables" / "notes.txt").write_text("mine")
+    (tmp_path / ".served-old").mkdir()
+    (tmp_path / ".served-old" / "keep.txt").write_text("mine")
+    refused = run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(output), "--force")
+    assert refused.returncode == 2 and error_lines(refused.stderr) == [
+        f"zoo: error: {output} holds files the zoo's export did not write (variables/notes.txt); move them out, or choose another --output"
+    ]
+    (output / "variables" / "notes.txt").unlink()
+    forced = run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(output), "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert (tmp_path / ".served-old" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".served-old", "served"]

@@ -182,7 +182,11 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
     shutil.copytree(default_run[0], run_dir)
     sweep = tmp_path / "sweep"
     shutil.copytree(default_run[0], sweep / "0_cnn_classifier")
-    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep / "multirun.yaml").write_text((default_run[0] / "config.yaml").read_text())  # as Hydra's: the sweep's config
+    other_app = tmp_path / "other_app"  # another Hydra application's sweep: its records are its own
+    (other_app / "0" / ".hydra").mkdir(parents=True)
+    (other_app / "multirun.yaml").write_text("hydra: {}\nlr: 0.1\n")
+    (other_app / "0" / ".hydra" / "config.yaml").write_text("lr: 0.1\n")
     project = tmp_path / "project"
     project.mkdir()
     (project / "config.yaml").write_text("model: resnet\ndataset: imagenet\ntrainer: {epochs: 3}\n")
@@ -192,6 +196,7 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
         (["cv.folds=2", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with cv.folds=0, not 2"),
         (["trainer.resume=never", f"hydra.run.dir={run_dir}"], "already holds a run and trainer.resume=never"),
         (["-m", "seed=5,6", f"hydra.sweep.dir={sweep}"], f"{sweep / '0_cnn_classifier'} holds a run with seed=0, not 5"),
+        (["-m", "seed=5,6", f"hydra.sweep.dir={other_app}", "hydra.sweep.subdir=0"], "already holds files that are not a zoo sweep's"),
         ([f"hydra.run.dir={project}"], "holds a config.yaml that is not a zoo run's"),
     ):
         result = run_zoo("train", *args, cwd=tmp_path)
@@ -228,6 +233,18 @@ def test_names_that_are_not_utf8_are_trained_in_predicted_printed_and_plotted(tm
     assert predicted.returncode == 0 and bytes(image) in predicted.stdout, predicted.stderr[-2000:]
     compared = zoo("compare", str(parent), "--plot", str(tmp_path / "compare.png"), cwd=tmp_path)
     assert compared.returncode == 0 and (tmp_path / "compare.png").is_file(), compared.stderr[-2000:]
+
+
+def test_a_run_whose_weights_would_never_change_is_refused(tmp_path):
+    """Gradients accumulated over more steps than the run trains are never applied: the
+    run would end with its initial weights and report their metrics as trained ones."""
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", "model.filters=4", "trainer.epochs=2", "trainer.accumulate_steps=81", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2 and not run_dir.exists(), result.stderr[-2000:]
+    assert error_lines(result.stderr) == [
+        "zoo: error: trainer.accumulate_steps=81 is more than the 80 steps the run trains (2 epochs of 40): no update "
+        "would be applied; accumulate over at most 40 steps"
+    ]
 
 
 def test_cfg_job_prints_the_composed_config_without_training(tmp_path):

@@ -291,8 +291,26 @@ def refuse_foreign_output_dir(path: Path, key: str) -> None:
 
     if key == "hydra.run.dir":
         refuse_foreign_folder(path, key)
-    elif path.is_dir() and any(path.iterdir()) and not any((path / name).is_file() for name in ("multirun.yaml", "optuna.db")):
+    elif path.is_dir() and any(path.iterdir()) and not is_zoo_sweep(path):
         raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
+
+
+def is_zoo_sweep(path: Path) -> bool:
+    """Whether a folder is a zoo sweep's: Hydra's ``multirun.yaml`` of a zoo run's config (not
+    another Hydra app's, whose records Hydra would write over), or a search's Optuna study."""
+    from zoo import artifacts
+    from zoo.run import is_run_config
+    from zoo.search import OPTUNA_TABLES
+
+    records = path / "multirun.yaml"
+    if records.is_file() and not records.is_symlink():
+        try:
+            recorded = artifacts.read_yaml(records)
+        except ZooError:  # damaged: not the zoo's to write over
+            return False
+        return is_run_config(recorded)
+    study = path / "optuna.db"
+    return study.is_file() and not study.is_symlink() and OPTUNA_TABLES <= artifacts.sqlite_tables(study)
 
 
 def check_overrides(args: list[str]) -> None:
@@ -345,7 +363,7 @@ def check_overrides(args: list[str]) -> None:
     for number, job in enumerate(jobs):
         if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
             run_dir = sweep_dir / job_subdir(list(job), number, config_dir)
-        if number not in checked and not (run_dir is not None and (run_dir / "config.yaml").is_file()):
+        if number not in checked and not (run_dir is not None and run_dir.exists()):
             continue
         try:
             cfg = compose(list(job), config_dir)
@@ -357,8 +375,8 @@ def check_overrides(args: list[str]) -> None:
             raise ZooError(describe_composition_error(exc, known)) from None
         plan = plan_run(cfg)
         check_run_references(plan)
-        if run_dir is not None and (run_dir / "config.yaml").is_file():
-            # Another run's folder is refused before Hydra writes this command's records over its own.
+        if run_dir is not None and run_dir.exists():
+            # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
             claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
 
 

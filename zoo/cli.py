@@ -95,6 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             raise
         print("zoo: interrupted", file=sys.stderr)
         raise SystemExit(130)
+    except Exception as exc:  # what a library raised on input no check foresaw: named, in one line
+        if traceback_requested():
+            raise
+        fail(describe_failure(exc))
 
 
 class OneLineParser(argparse.ArgumentParser):

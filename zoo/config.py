@@ -148,6 +148,10 @@ def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{key}={value!r} is not supported; {hint}")
 
 
+# training.fit unrolls a call's steps; TensorFlow stops a function reading its data more often.
+MAX_STEPS_PER_EXECUTION = 32
+
+
 @dataclass
 class TrainerConfig:
     """How to train: the public ``trainer.*`` keys."""
@@ -182,7 +186,7 @@ class TrainerConfig:
         metadata={"choices": JIT_COMPILE, "help": "XLA-compile the steps: auto (Keras decides; off on CPU), true, false."},
     )
     steps_per_execution: int = field(
-        default=1, metadata={"help": "Training steps run per call into TensorFlow (raise it for small, fast steps)."}
+        default=1, metadata={"help": "Training steps run per call into TensorFlow (raise it for small, fast steps; at most 32)."}
     )
 
     resume: str = field(
@@ -257,6 +261,11 @@ class TrainerConfig:
         for key in ("epochs", "batch_size", "shuffle_buffer", "shuffle_memory_mb", "steps_per_execution"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.steps_per_execution > MAX_STEPS_PER_EXECUTION:
+            raise ValueError(
+                f"steps_per_execution must be at most {MAX_STEPS_PER_EXECUTION} (the steps of one call are unrolled, "
+                f"and TensorFlow refuses more reads of the data in one function), got {self.steps_per_execution}"
+            )
         for key in ("checkpoint_every", "checkpoint_minutes"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} cannot be negative, got {getattr(self, key)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import logging
 import os
 import shutil
@@ -60,6 +61,31 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
         raise ZooError(f"{output} exists; choose another --output ({hint})")
     if not ours:
         raise ZooError(f"{output} exists and was not written by the zoo, so it is left as it is; choose another --output")
+    written = exported_files(output) if output.is_dir() else None
+    if written is not None:  # files put into the export since (notes, a config of yours) are not the zoo's to delete
+        now = folder_files(output)
+        foreign = sorted(name for name in now if written.get(name) != now[name])
+        if foreign:
+            named = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ZooError(f"{output} holds files the zoo's export did not write ({named}); move them out, or choose another --output")
+
+
+def folder_files(folder: Path) -> dict[str, int]:
+    """Every file in an exported folder but the marker, with its size."""
+    return {
+        path.relative_to(folder).as_posix(): path.lstat().st_size
+        for path in folder.rglob("*") if not path.is_dir() and path.name != MARKER
+    }  # fmt: skip
+
+
+def exported_files(folder: Path) -> Optional[dict[str, int]]:
+    """What the zoo wrote into an exported folder, from its marker (None: a marker of an
+    older zoo, which listed nothing)."""
+    try:
+        written = json.loads((folder / MARKER).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return written if isinstance(written, dict) else None
 
 
 def export(
@@ -115,7 +141,8 @@ def export(
         # export one anyway, noisily).
         model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
         if fmt == "saved_model":
-            (staging / "saved_model" / MARKER).write_text(f"exported by zoo from {run_dir.resolve()}\n", encoding="utf-8")
+            marker = {"exported_from": str(run_dir.resolve()), "files": folder_files(staging / "saved_model")}
+            (staging / "saved_model" / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
             _replace_folder(staging / "saved_model", output)
             return record_export(run_dir, output, report, model)
         with native_output_logged("TFLite's converter"):
@@ -257,8 +284,7 @@ def _replace_folder(new: Path, target: Path) -> None:
     if not target.exists():
         os.replace(new, target)
         return
-    old = target.with_name(f".{target.name}-old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(target, old)
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))  # a new name: nothing of yours
+    os.replace(target, old / target.name)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)

@@ -348,6 +348,12 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         )
 
     steps = count_steps(epoch_batches(0))
+    if trainer.accumulate_steps > trainer.epochs * steps:  # the weights would never change
+        raise ZooError(
+            f"trainer.accumulate_steps={trainer.accumulate_steps} is more than the {trainer.epochs * steps} steps the run "
+            f"trains ({trainer.epochs} epoch{'s' if trainer.epochs > 1 else ''} of {steps}): no update would be applied; "
+            f"accumulate over at most {steps} steps"
+        )
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
     parent_weights = None
