@@ -345,8 +345,7 @@ def check_overrides(args: list[str]) -> None:
 
         sizes = {o.input_line: sweep_size(o) for o in parsed if o.is_discrete_sweep()}
         if math.prod(sizes.values()) > MAX_SWEEP_JOBS:  # Hydra's grid sweeper would list every job first
-            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-            if not compose(fixed, config_dir, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper"):
+            if not grid_sweep(parsed, config_dir):
                 return  # a search samples its ranges; the sweeper checks them
             swept = ", ".join(
                 f"{shorten(line, 40)}: {'over ' if n > MAX_SWEEP_JOBS else ''}{min(n, MAX_SWEEP_JOBS):,}" for line, n in sizes.items()
@@ -359,6 +358,8 @@ def check_overrides(args: list[str]) -> None:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
             return
+    if sweep_dir is not None and sweep_dir.is_dir() and not grid_sweep(parsed, config_dir):
+        sweep_dir = None  # a search's trials get their configs, and folders, from the study
     checked = covering(jobs)
     for number, job in enumerate(jobs):
         if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
@@ -408,6 +409,14 @@ def covering(jobs: list, whole: int = 64) -> set[int]:
             chosen.add(number)
             seen.update(job)
     return chosen
+
+
+def grid_sweep(parsed: list, config_dir: Optional[Path]) -> bool:
+    """Whether Hydra's own grid sweeper runs the sweep (not a search's)."""
+    from zoo.config import compose
+
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    return compose(fixed, config_dir, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper")
 
 
 def job_subdir(overrides: list[str], number: int, config_dir: Optional[Path]) -> str:

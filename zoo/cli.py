@@ -768,18 +768,14 @@ def run_hydra(args: list[str]) -> None:
     sys.argv = ["zoo train", *args]
     # Hydra prints what its launcher, sweeper or a job raised with a traceback and exit
     # status 1 (a launcher refusing an option: joblib's pre_dispatch, Ray's address); it
-    # comes here instead, to be one line as the zoo's other errors are.
+    # goes up instead, to be one line as the zoo's other errors are.
     reporting, hydra_utils.run_and_report = hydra_utils.run_and_report, lambda func: func()
     try:
         main(train_task)()
-    except (ZooError, OSError, RecursionError):  # main's nets say these in one line
-        raise
-    except Exception as exc:
+    except (HydraException, OmegaConfBaseException) as exc:  # the rest reaches main's nets
         if traceback_requested():
             raise
-        if isinstance(exc, (HydraException, OmegaConfBaseException)):
-            raise ZooError(describe_composition_error(exc)) from None
-        raise ZooError(describe_failure(exc)) from None
+        raise ZooError(describe_composition_error(exc)) from None
     finally:
         hydra_utils.run_and_report = reporting
         sys.argv = saved
