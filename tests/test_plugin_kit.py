@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import zoo
@@ -341,3 +342,21 @@ def test_a_required_config_field_gets_its_check_value_from_tiny_or_one_line_sayi
         "give the value they should use in ModelPlugin(..., tiny={'width': ...})"
     )
     assert all(r.outcome == "pass" for r in given.values() if r.check != "generate"), given
+
+
+def test_a_mixed_precision_softmax_passes_the_output_check_a_float32_one_that_far_off_fails():
+    """bfloat16 keeps 2-3 digits: ten probabilities of 0.1 add up, in bfloat16, to 1.0078
+    (seen: a two-replica mixed_bfloat16 run refused as 'not a softmax'). A float32 output
+    that far off is no softmax."""
+    import ml_dtypes
+
+    from zoo.hookspecs import CLASSIFICATION, DataSpec
+    from zoo.testing import output_problem
+
+    spec = DataSpec(task=CLASSIFICATION, input_shape=(8, 8, 1), num_classes=10)
+    x = np.zeros((2, 8, 8, 1), dtype=np.float32)
+    rows = np.full((2, 10), 0.1, dtype=ml_dtypes.bfloat16)
+    assert float(rows.sum(axis=-1)[0]) > 1.005
+    assert output_problem(CLASSIFICATION, spec, x, rows) is None
+    off = np.full((2, 10), 0.1, dtype=np.float32) + np.eye(2, 10, dtype=np.float32) * 0.01
+    assert output_problem(CLASSIFICATION, spec, x, off) == "its class probabilities must sum to 1 (a softmax)"

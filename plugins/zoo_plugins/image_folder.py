@@ -126,7 +126,7 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[str], list[int], list[str]]:
+def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[bytes], list[int], list[str]]:
     """Good image paths under each class folder, their labels, and the skipped files with reasons."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -147,7 +147,6 @@ def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[str], list[int
             paths.append(os.fsencode(path))  # bytes: a name that is not UTF-8 is still a file TensorFlow can read
             labels.append(label)
     return paths, labels, skipped
-
 
 
 def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
