@@ -231,7 +231,9 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     [["+experiment=../{evil}"], ["+experiment={evil}"], ["-m", "hydra/launcher=../{evil}", "seed=1,2"],
      ["-m", "hparams_search=../{evil}"], ["-m", "hydra/sweeper=../{evil}", "seed=1,2"],
      ["model=../{evil}"], ["metrics=[accuracy,../{evil}]"], ["--config-name=../{evil}"],
-     ["-cn", "{evil}"], ["--config-n", "../{evil}"]],
+     ["-cn", "{evil}"], ["--config-n", "../{evil}"],
+     # an interpolation resolved by Hydra after the checks: the same path, out of their sight
+     ["+experiment=${{oc.env:EVIL}}"], ["-m", "hydra/launcher=${{oc.env:EVIL}}", "seed=1,2"]],
     ids=lambda args: " ".join(args)[:40],
 )  # fmt: skip
 def test_a_config_choice_is_a_name_not_a_path_to_any_yaml_file(args, tmp_path):
@@ -240,10 +242,10 @@ def test_a_config_choice_is_a_name_not_a_path_to_any_yaml_file(args, tmp_path):
     (tmp_path / "sentinel.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\nclass Callback: ...\n")
     (tmp_path / "evil.yaml").write_text("# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: sentinel.Callback\n")
     evil = str(tmp_path / "evil")  # ../ climbs to the root from wherever the zoo's configs are installed
-    args = [arg.replace("../{evil}", "../" * 20 + evil.lstrip("/")).replace("{evil}", evil) for arg in args]
+    args = [arg.replace("../{evil}", "../" * 20 + evil.lstrip("/")).replace("{evil}", evil).format() for arg in args]
     run_dir = tmp_path / "run"
     result = run_zoo("train", *args, "trainer.epochs=1", f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}",
-                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})  # fmt: skip
+                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "EVIL": "../" * 20 + evil.lstrip("/")})  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = error_lines(result.stderr)
     assert "a config choice is a name in its group, not a path" in line or "a config name, not a path" in line, line

@@ -201,15 +201,16 @@ def _runs_code(key: str, values: list) -> Optional[str]:
 
 
 def _path_as_choice(key: str, values: list) -> Optional[str]:
-    """A config group's choice is a name in that group; ``+experiment=../../x`` or ``/x``
-    would have Hydra read any YAML file, which may name classes for it to import."""
+    """A config group's choice is a name in that group, typed as it is: ``+experiment=../../x``,
+    ``/x`` or an interpolation leading there (``${oc.env:X}``) would have Hydra read any YAML
+    file, which may name classes for it to import."""
     for path, leaf in (pair for value in values for pair in _paths(key, value)):
         if "." in path:  # a config key, not a group (groups are spelt with '/': hydra/launcher)
             continue
-        if isinstance(leaf, str) and (leaf.startswith("/") or ".." in PurePosixPath(leaf).parts):
+        if isinstance(leaf, str) and (leaf.startswith("/") or ".." in PurePosixPath(leaf).parts or "${" in leaf):
             return (
-                "a config choice is a name in its group, not a path ('zoo train --help' lists them); "
-                "put config files of your own in a --config-dir"
+                "a config choice is a name in its group, not a path or an interpolation ('zoo train --help' lists "
+                "them); put config files of your own in a --config-dir"
             )
     return None
 
