@@ -13,9 +13,10 @@ import itertools
 import math
 import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, NoReturn, Optional
 
+from zoo.config import leads_outside
 from zoo.errors import ZooError
 from zoo.tables import shorten
 
@@ -103,7 +104,7 @@ def check_config_flags(args: list[str]) -> None:
         if not folder.is_dir():
             raise ZooError(f"--config-dir {given.config_dir} is not a folder; give the folder that holds your own configs")
         folders.append(folder)
-    if given.config_name and (given.config_name.startswith("/") or ".." in PurePosixPath(given.config_name).parts):
+    if given.config_name and leads_outside(given.config_name):
         raise ZooError(
             f"--config-name {given.config_name}: a config name, not a path; put your own config in a --config-dir "
             "(--config-dir FOLDER --config-name NAME)"
@@ -207,7 +208,7 @@ def _path_as_choice(key: str, values: list) -> Optional[str]:
     for path, leaf in (pair for value in values for pair in _paths(key, value)):
         if "." in path:  # a config key, not a group (groups are spelt with '/': hydra/launcher)
             continue
-        if isinstance(leaf, str) and (leaf.startswith("/") or ".." in PurePosixPath(leaf).parts or "${" in leaf):
+        if isinstance(leaf, str) and (leads_outside(leaf) or "${" in leaf):
             return (
                 "a config choice is a name in its group, not a path or an interpolation ('zoo train --help' lists "
                 "them); put config files of your own in a --config-dir"
@@ -247,8 +248,7 @@ def _written_outside_the_run(key: str, values: list) -> Optional[str]:
         if path in INSIDE_THE_RUN and value is not None:
             parts = Path(str(value)).parts
             if (
-                Path(str(value)).is_absolute()
-                or ".." in parts
+                leads_outside(str(value))
                 or (path == "hydra.job.name" and len(parts) != 1)
                 or (path != "hydra.job.name" and not parts)  # ".": Hydra's records over the run's own
             ):

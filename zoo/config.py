@@ -148,6 +148,13 @@ def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{key}={value!r} is not supported; {hint}")
 
 
+def leads_outside(name: str) -> bool:
+    """Whether a relative name given for something inside a folder (a sub-folder, a config
+    in a group) would lead out of it: absolute, or climbing with ``..``."""
+    path = PurePosixPath(name)
+    return path.is_absolute() or ".." in path.parts
+
+
 # training.fit unrolls a call's steps; TensorFlow stops a function reading its data more often.
 MAX_STEPS_PER_EXECUTION = 32
 
@@ -656,8 +663,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     for _, owner, name, value in _references(plan):  # absolute from here on: the run may start elsewhere
         setattr(owner, name, str(Path(value).expanduser().resolve()))
     for key, _, _, value in _references(plan, RUN_SUBFOLDER):
-        path = PurePosixPath(value)
-        if path.is_absolute() or ".." in path.parts or value.startswith("~"):
+        if leads_outside(value) or value.startswith("~"):
             raise ZooError(f"{key}={value}: it names a folder inside the run directory; give a relative name without '..'")
     return plan
 
