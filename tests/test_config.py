@@ -201,9 +201,14 @@ def test_unknown_model_names_the_closest():
         # launchers' code: Ray's setup hook and runtime environment, submitit's shell lines
         ["-m", "+hydra.launcher.ray.init.runtime_env.worker_process_setup_hook=sentinel.setup", "seed=1,2"],
         ["-m", "+hydra.launcher.setup=['python -m sentinel']", "seed=1,2"],
-        # a preloaded library or a module path for the programs a job starts
+        # any environment variable for the job: a preloaded library, a module path, a library
+        # TensorFlow loads at import, a git config (or where git looks for one) naming a command
         ["+hydra.job.env_set.LD_PRELOAD=sentinel.so"],
         ["hydra.job={env_set: {PYTHONPATH: .}}"],
+        ["+hydra.job.env_set.TF_PLUGGABLE_DEVICE_LIBRARY_PATH=sentinel.so"],
+        ["+hydra.job.env_set.GIT_CONFIG_COUNT=1", "+hydra.job.env_set.GIT_CONFIG_KEY_0=core.fsmonitor"],
+        ["hydra.job={env_set: {HOME: .}}"],
+        ["-m", "+hydra.job.env_set.XDG_CONFIG_HOME=a,b"],
         # a node brought in or built by an interpolation, out of sight of the key checks: a
         # resolver's name spelt by another (oc.create), a node of Hydra's settings set aside
         ["-m", "hydra.job.name=create", "hydra.launcher=\"${oc.${hydra.job.name}:{_target_: sentinel.Launcher}}\"", "seed=1,2"],
@@ -221,7 +226,7 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     assert result.returncode == 2
     [line] = error_lines(result.stderr)
     refusals = ("no module to import from the command line", "loads a pickle, which can run code", "not interpolations",
-                "makes Hydra import that package", "run code; put them in a launcher config", "makes the programs a job starts load code")  # fmt: skip
+                "makes Hydra import that package", "run code; put them in a launcher config", "sets no environment variable from the command line")  # fmt: skip
     assert any(refusal in line for refusal in refusals), line
     assert not (tmp_path / "imported").exists()
 

@@ -232,6 +232,17 @@ def test_zoo_info_unknown_name_is_one_line():
     assert "cnn_classifier" in result.stderr
 
 
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_command_started_with_its_output_closed_still_does_its_work(closed, tmp_path):
+    """`zoo ... >&-` (or a service started without a stdout): Python makes sys.stdout None,
+    and `zoo list` failed on it; what would be printed is dropped, the exit status stays."""
+    redirect = ">&-" if closed == "stdout" else "2>&-"
+    listed = subprocess.run(["bash", "-c", f"'{sys.executable}' -m zoo list --json {redirect}"], capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    wrong = subprocess.run(["bash", "-c", f"'{sys.executable}' -m zoo info cnn_clasifier {redirect}"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr + wrong.stdout
+
+
 def test_autoload_can_be_switched_off():
     result = run_zoo("list", "--json", env={"ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert json.loads(result.stdout) == {"items": [], "plugins": []}

@@ -313,6 +313,24 @@ def test_zoo_info_shows_parameters_and_flops_and_the_trainer_keys():
         assert key in keys
 
 
+@pytest.mark.slow
+def test_zoo_info_describes_a_model_whose_cost_cannot_be_counted(tmp_path):
+    """Counting builds the model, and a backbone's ImageNet weights may not download (no
+    network, an empty Keras cache): the description still stands (exit 0, the JSON valid,
+    Keras' download line not in it), and model.KEY=VALUE counts it another way."""
+    env = {"KERAS_HOME": str(tmp_path / "keras")}
+    shown = run_zoo("info", "pretrained_classifier", env=env)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "backbone" in shown.stdout and ("cost: not counted: model.weights=imagenet" in shown.stdout
+                                           or "parameters" in shown.stdout)  # fmt: skip
+    described = run_zoo("info", "pretrained_classifier", "--json", env=env)
+    assert described.returncode == 0 and json.loads(described.stdout)["name"] == "pretrained_classifier"
+    counted = run_zoo("info", "pretrained_classifier", "model.weights=none", "model.backbone=mobilenet_v2", env=env)
+    assert counted.returncode == 0 and "cost on dataset 'synthetic_cats'" in counted.stdout, counted.stderr[-2000:]
+    wrong = run_zoo("info", "pretrained_classifier", "trainer.epochs=3")
+    assert wrong.returncode == 2 and "zoo info takes dataset=NAME and model.KEY=VALUE" in error_lines(wrong.stderr)[0]
+
+
 def test_compare_shows_the_versions_runs_differ_in(tmp_path):
     from zoo.compare import comparison_table, find_runs
 

@@ -212,6 +212,11 @@ CONTAINED = {
     "zoo-prints": "print('hello from a plugin import')\n",
     "zoo-sleeps": "import time\ntime.sleep(1.5)\n",
     "zoo-heavy": "import sklearn.linear_model\n",
+    # what ends a process without a word, and stdout closed (it is stderr while plugins load)
+    "zoo-os-exits": "import os\nos._exit(0)\n",
+    "zoo-aborts-in-hook": "import os\nimport zoo\n\n@zoo.hookimpl\ndef register_metrics():\n    os.abort()\n",
+    "zoo-closes-stdout": "import sys\nsys.stdout.close()\n",
+    "zoo-slow-hook": "import time\nimport zoo\n\n@zoo.hookimpl\ndef register_models():\n    time.sleep(1.5)\n    return []\n",
 }
 
 
@@ -225,6 +230,9 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
     assert plugins["zoo-exits-at-import"]["status"] == "broken"
     assert plugins["zoo-exits-at-import"]["error"] == "failed to import 'zoo_exits_at_import': it called sys.exit(3)"
     assert plugins["zoo-exits-in-hook"]["error"] == "it called sys.exit(0)"
+    assert plugins["zoo-os-exits"]["error"] == "failed to import 'zoo_os_exits': it called os._exit(0)"
+    assert plugins["zoo-aborts-in-hook"]["error"] == "it called os.abort()"
+    assert plugins["zoo-closes-stdout"]["status"] == "ok"
     assert plugins["zoo-prints"]["status"] == "ok" and "hello from a plugin import" in result.stderr
     assert plugins["zoo-sleeps"]["import_seconds"] >= 1.5 and plugins["zoo-sleeps"]["status"] == "ok"
     assert "plugin 'zoo_sleeps' from distribution 'zoo-sleeps' took 1.5 s to import;" in result.stderr
@@ -232,14 +240,21 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
     assert re.search(r"zoo: still importing plugin 'zoo_sleeps' from distribution 'zoo-sleeps' after 0\.[5-9] s; "
                      r"ZOO_DISABLE_PLUGINS=zoo-sleeps skips it", result.stderr), result.stderr  # fmt: skip
     assert re.search(r"from distribution 'zoo-heavy' took [\d.]+ s to import \(it imports [a-z, ]*sklearn", result.stderr)
+    # hooks are plugin code too: a slow one is named as it runs and after
+    assert plugins["zoo-slow-hook"]["hook_seconds"] >= 1.5 and plugins["zoo-slow-hook"]["status"] == "ok"
+    assert re.search(r"zoo: still running the hooks of plugin 'zoo_slow_hook' from distribution 'zoo-slow-hook' after "
+                     r"0\.[5-9] s", result.stderr), result.stderr  # fmt: skip
+    assert "plugin 'zoo_slow_hook' from distribution 'zoo-slow-hook' took 1.5 s in its hooks;" in result.stderr
 
     table = run_zoo("list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.1"))
     slow = table.stdout.split("Slow plugins", 1)[1]
-    assert "zoo-sleeps 1.2.3, entry point 'zoo_sleeps': 1.5 s" in slow and "zoo-heavy" in slow
+    assert "zoo-sleeps 1.2.3, entry point 'zoo_sleeps': import 1.5 s, hooks 0.0 s" in slow and "zoo-heavy" in slow
+    assert "zoo-slow-hook 1.2.3, entry point 'zoo_slow_hook': import 0.0 s, hooks 1.5 s" in slow
 
     strict = run_zoo(
         "list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.5", ZOO_STRICT_PLUGINS="1",
-                             ZOO_DISABLE_PLUGINS="zoo-exits-at-import,zoo-exits-in-hook,zoo-heavy,zoo-prints")
+                             ZOO_DISABLE_PLUGINS="zoo-exits-at-import,zoo-exits-in-hook,zoo-heavy,zoo-prints,zoo-os-exits,"
+                                                 "zoo-aborts-in-hook,zoo-closes-stdout,zoo-slow-hook")
     )  # fmt: skip
     assert strict.returncode == 2
     assert error_lines(strict.stderr) == [strict.stderr.strip()] and "'zoo-sleeps' took" in strict.stderr
@@ -381,3 +396,58 @@ def test_a_run_reference_field_is_made_absolute_checked_recorded_and_missed_in_o
     ], evaluated.stderr[-2000:]
     (tmp_path / "parent").symlink_to(tmp_path / "moved")
     assert run_zoo("evaluate", str(elsewhere / "child"), cwd=tmp_path, env=env).returncode == 0
+
+
+EXITS_LATER = '''
+import os
+import sys
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Config:
+    rows: int = 64
+
+
+def describe(config):
+    return zoo.DataSpec(input_shape=(4,), num_classes=2, task="classification", class_names=("a", "b"))
+
+
+def load(config, seed):
+    if os.environ.get("EXIT_IN_PLUGIN"):
+        sys.exit(0)  # as some command-line libraries do when they think they are done
+    import numpy as np
+
+    x = np.random.default_rng(seed).normal(size=(config.rows, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return zoo.Splits(train=(x, y), validation=(x, y), test=(x, y))
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [zoo.DatasetPlugin("exits_later", "Rows that exit when asked.", Config, describe, load)]
+'''
+
+
+def test_sys_exit_in_a_plugins_factory_fails_the_command_instead_of_ending_it_well(tmp_path):
+    """A dataset factory calling sys.exit(0) had `zoo train` end with exit status 0 and no
+    run (and `zoo evaluate` the same, without a metric): the zoo names it as a failure."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-exits-later", EXITS_LATER), site)
+    run_dir = tmp_path / "run"
+    args = ("model=mlp_classifier", "dataset=exits_later", "trainer.epochs=1", f"hydra.run.dir={run_dir}")
+    exits = run_zoo("train", *args, env=env_with(site, EXIT_IN_PLUGIN="1"))
+    assert exits.returncode == 2, exits.stderr[-2000:]
+    assert error_lines(exits.stderr) == [
+        "zoo: error: zoo_exits_later failed: it called sys.exit(0); ZOO_TRACEBACK=1 shows where"
+    ], exits.stderr
+    assert not run_dir.exists()  # nothing was written: no half run left behind
+
+    trained = run_zoo("train", *args, env=env_with(site))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    evaluated = run_zoo("evaluate", str(run_dir), env=env_with(site, EXIT_IN_PLUGIN="1"))
+    assert evaluated.returncode == 2 and error_lines(evaluated.stderr) == [
+        "zoo: error: zoo_exits_later failed: it called sys.exit(0); ZOO_TRACEBACK=1 shows where"
+    ], evaluated.stderr

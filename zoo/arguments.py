@@ -12,7 +12,6 @@ import functools
 import itertools
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
@@ -142,17 +141,13 @@ INTERPOLATED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
 # Launcher options that run code: submitit's shell lines before each job, Ray's runtime
 # environment (packages to install, a setup hook to import).
 LAUNCHER_CODE_KEYS = ("setup", "runtime_env", "worker_process_setup_hook")
-# Environment variables that make the programs a job starts load code of their choosing.
-CODE_LOADING_VARIABLE = re.compile(
-    r"^(LD_.*|DYLD_.*|PYTHON.*|PERL5.*|RUBY.*|NODE_OPTIONS|BASH_ENV|ENV|PATH|PROMPT_COMMAND|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|GCONV_PATH)$"
-)
 
 
 def refuse_code_from_the_command_line(args: list[str]) -> None:
     """Plugins are chosen by registered name; no argument may name a module to import:
     ``_target_`` anywhere, Hydra callbacks, logging handler/formatter classes, a package on
-    the search path, a launcher's setup code, a preloaded library, or a pickled config to
-    re-run (unpickling runs code)."""
+    the search path, a launcher's setup code, an environment variable for the job, or a
+    pickled config to re-run (unpickling runs code)."""
     if parse_hydra_args(args).experimental_rerun is not None:  # also --experimental-rerun=F, --exp F
         raise ZooError("--experimental-rerun loads a pickle, which can run code; rerun with the run's overrides instead")
     for override in overrides_only(args):  # as typed: also what the parser would reject
@@ -196,8 +191,14 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "setup lines and runtime environments run code; put them in a launcher config file of your own "
                 "(hydra/launcher/NAME.yaml in your --config-dir)"
             )
-        if path.startswith("hydra.job.env_set.") and CODE_LOADING_VARIABLE.match(parts[3]):
-            return f"{parts[3]} makes the programs a job starts load code; set it in your shell or a config file of your own"
+        if path.startswith("hydra.job.env_set."):
+            # No list of harmless variables holds: TF_PLUGGABLE_DEVICE_LIBRARY_PATH loads a library
+            # into TensorFlow, GIT_CONFIG_* or HOME give the git the run asks for its commit a
+            # command to run, LD_*/PYTHON* load code into any program a job starts.
+            return (
+                "zoo train sets no environment variable from the command line (TensorFlow, git and Python read some "
+                f"as code to load); set it in your shell ({parts[3]}=... zoo train ...) or in a config file of your own"
+            )
     return None
 
 

@@ -8,6 +8,7 @@ after checking the composed config, so that mistakes cost one line, not a traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
@@ -50,6 +51,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    # Started with stdout or stderr closed (`zoo train >&-`, a detached service): Python makes
+    # them None. What would go there is dropped (open() takes the free descriptor, so C
+    # code's prints too); the run and its files are what count.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
     # A file name that is not UTF-8 (Python keeps its bytes as lone surrogates) is printed
     # as the bytes it is, as ls does, rather than failing the command in a UTF-8 locale.
     if hasattr(sys.stdout, "reconfigure"):
@@ -97,6 +104,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit(130)
     except Exception as exc:  # what a library raised on input no check foresaw: named, in one line
         if traceback_requested():
+            raise
+        fail(describe_failure(exc))
+    except SystemExit as exc:  # the zoo's, argparse's and Hydra's own exits, or one from plugin code: a failure
+        if raised_in(exc, ("zoo", "argparse", "hydra")) or traceback_requested():
             raise
         fail(describe_failure(exc))
 
@@ -320,11 +331,14 @@ def list_command(args: argparse.Namespace) -> None:
             print(f"  {plugin['distribution']} {plugin['version']}, entry point {plugin['entry_point']!r} ({plugin['value']}): {plugin['error']}")
     from zoo.discovery import import_limit
 
-    slow = [plugin for plugin in plugins if plugin["import_seconds"] > import_limit()]
+    slow = [plugin for plugin in plugins if max(plugin["import_seconds"], plugin["hook_seconds"]) > import_limit()]
     if slow:
-        print(f"\nSlow plugins (every zoo command waits for their import; limit {import_limit():g} s, ZOO_PLUGIN_IMPORT_LIMIT):")
+        print(f"\nSlow plugins (every zoo command waits for their import and hooks; limit {import_limit():g} s, ZOO_PLUGIN_IMPORT_LIMIT):")
     for plugin in slow:
-        print(f"  {plugin['distribution']} {plugin['version']}, entry point {plugin['entry_point']!r}: {plugin['import_seconds']:.1f} s")
+        print(
+            f"  {plugin['distribution']} {plugin['version']}, entry point {plugin['entry_point']!r}: "
+            f"import {plugin['import_seconds']:.1f} s, hooks {plugin['hook_seconds']:.1f} s"
+        )
     claimed: dict[tuple[str, str], list[dict]] = {}
     for item in everything["items"]:
         claimed.setdefault((item["kind"], item["name"]), []).append(item)
@@ -393,6 +407,7 @@ def plugin_descriptions(registry) -> list[dict]:
             "status": s.status,
             "error": s.error,
             "import_seconds": round(s.import_seconds, 3),
+            "hook_seconds": round(s.hook_seconds, 3),
             "hooks": hooks.get(id(s), []),
             "registered": registered.get(id(s), []),
         }
@@ -426,14 +441,18 @@ def info_command(args: argparse.Namespace) -> None:
 
     from zoo import config
 
-    data = [name.partition("=")[2] for name in args.names if name.startswith("dataset=")]
-    args.names = [name for name in args.names if not name.startswith("dataset=")]
+    # dataset=NAME and model.KEY=VALUE (or dataset.KEY=VALUE): what the cost is counted on
+    settings = [name for name in args.names if "=" in name]
+    args.names = [name for name in args.names if "=" not in name]
+    for setting in settings:
+        if not setting.startswith(("dataset=", "model.", "dataset.")):
+            raise ZooError(f"{setting}: zoo info takes dataset=NAME and model.KEY=VALUE or dataset.KEY=VALUE (for the cost)")
     if len(args.names) == 1 and args.names[0] in config.CONFIG_SECTIONS:
         show_config_section(args.names[0], args.json)
         return
     registry = get_registry()
     if len(args.names) > 2:
-        raise ZooError("usage: zoo info [KIND] NAME [dataset=NAME], zoo info trainer|device, or zoo info [PLUGIN]")
+        raise ZooError("usage: zoo info [KIND] NAME [dataset=NAME] [model.KEY=VALUE...], zoo info trainer|device, or zoo info [PLUGIN]")
     plugins = plugin_descriptions(registry)
     if not args.names:
         show_plugins(plugins, args.json)
@@ -464,11 +483,11 @@ def info_command(args: argparse.Namespace) -> None:
         "model": "model.", "dataset": "dataset.", "metric": f"metrics.{entry.name}.",
         "callback": f"callbacks.{entry.name}.", "logger": f"loggers.{entry.name}.",
     }[entry.kind]  # fmt: skip
-    if data and entry.kind != "model":
-        raise ZooError(f"dataset= goes with a model (its parameters and FLOPs on that data); {entry.name!r} is a {entry.kind}")
-    cost = None
+    if settings and entry.kind != "model":
+        raise ZooError(f"{settings[0]} goes with a model (its parameters and FLOPs on that data); {entry.name!r} is a {entry.kind}")
+    cost, cost_error = None, None
     if entry.kind == "model" and not args.no_cost and args.json:
-        cost = model_cost(entry.name, data[0] if data else None)
+        cost, cost_error = model_cost(entry.name, settings)
     if args.json:
         out = _entry_json(entry)
         if entry.kind == "model":
@@ -476,8 +495,10 @@ def info_command(args: argparse.Namespace) -> None:
         if entry.kind == "metric":
             out.update(objectives=list(entry.item.objectives), default=entry.item.default)
         out["config"] = [{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields]
-        if cost is not None:
+        if cost is not None or cost_error is not None:
             out["cost"] = cost
+        if cost_error is not None:
+            out["cost_error"] = cost_error
         out["plugin"] = next(p for p in plugins if p["entry_point"] == entry.source.name and p["value"] == entry.source.value)
         print(json.dumps(out, indent=2))
         return
@@ -496,7 +517,10 @@ def info_command(args: argparse.Namespace) -> None:
         print("\nconfig: no fields")
     if entry.kind == "model" and not args.no_cost:
         sys.stdout.flush()  # the description first: counting loads TensorFlow
-        cost = model_cost(entry.name, data[0] if data else None)
+        cost, cost_error = model_cost(entry.name, settings)
+        if cost is None:
+            print(f"\ncost: not counted: {cost_error}")
+            return
         print(
             f"\ncost on dataset {cost['dataset']!r} (input {tuple(cost['input_shape'])}): "
             f"{cost['parameters']:,} parameters ({cost['trainable_parameters']:,} trainable), "
@@ -504,29 +528,38 @@ def info_command(args: argparse.Namespace) -> None:
         )
 
 
-def model_cost(model: str, dataset: Optional[str]) -> dict:
-    """The model's parameter count and FLOPs per example on ``dataset`` (default: the
-    first one it can learn from, the zoo's default dataset first). Loads TensorFlow."""
+def model_cost(model: str, settings: list[str]) -> tuple[Optional[dict], Optional[str]]:
+    """The model's parameter count and FLOPs per example, with the ``settings`` given
+    (``dataset=NAME``: on that dataset; else the first one it can learn from, the zoo's
+    default dataset first), or why it could not be counted (a backbone's weights that
+    cannot be downloaded, say: the description stands without it). Loads TensorFlow."""
     from hydra.errors import HydraException
 
     from zoo.config import compose, describe_composition_error, plan_run
     from zoo.registry import get_registry
 
+    dataset = next((s.partition("=")[2] for s in settings if s.startswith("dataset=")), None)
+    others = [s for s in settings if not s.startswith("dataset=")]
     candidates = [dataset] if dataset else ["digits", *get_registry().names("dataset")]
     plan, reasons = None, []
     for name in dict.fromkeys(candidates):
         try:
-            plan = plan_run(compose([f"model={model}", f"dataset={name}"]))
+            plan = plan_run(compose([f"model={model}", f"dataset={name}", *others]))
             break
         except ZooError as exc:
             reasons.append(str(exc))
         except HydraException as exc:  # an unknown dataset name, say
             reasons.append(describe_composition_error(exc))
     if plan is None:
-        raise ZooError(reasons[0] if dataset else f"model {model!r} fits no installed dataset as configured by default")
+        raise ZooError(reasons[0] if dataset or others else f"model {model!r} fits no installed dataset as configured by default")
     from zoo.inference import count_cost
 
-    return {"dataset": plan.dataset.name, "input_shape": list(plan.spec.input_shape), **count_cost(plan)}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # what building prints (Keras downloading weights) is not output
+            counted = count_cost(plan)
+    except ZooError as exc:
+        return None, str(exc)
+    return {"dataset": plan.dataset.name, "input_shape": list(plan.spec.input_shape), **counted}, None
 
 
 def human_count(value: float) -> str:
@@ -784,14 +817,25 @@ def run_hydra(args: list[str]) -> None:
 def describe_failure(exc: BaseException) -> str:
     """What a library raised (a launcher refusing an option, a plugin's model failing), as
     one line naming the library; ZOO_TRACEBACK=1 shows the traceback."""
-    tb, module = exc.__traceback__, "zoo"
-    while tb is not None:  # the package of the innermost frame
-        module = tb.tb_frame.f_globals.get("__name__", module)
-        tb = tb.tb_next
-    parts = module.split(".")
+    parts = innermost_module(exc).split(".")
     library = parts[1] if parts[0] == "hydra_plugins" and len(parts) > 1 else parts[0]
+    if isinstance(exc, SystemExit):
+        return f"{library} failed: it called sys.exit({exc.code!r}); ZOO_TRACEBACK=1 shows where"
     reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
     return f"{library} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where"
+
+
+def innermost_module(exc: BaseException) -> str:
+    """The module whose code raised ``exc``."""
+    tb, module = exc.__traceback__, "zoo"
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", module)
+        tb = tb.tb_next
+    return module
+
+
+def raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    return innermost_module(exc).split(".")[0] in packages
 
 
 def os_error_line(exc: OSError) -> str:
@@ -848,7 +892,10 @@ def train_task(cfg) -> Any:
             raise
         remove_unused_run_dir(run_dir)
         fail(str(exc))
-    except Exception as exc:  # a plugin's or a library's failure: one line here too (Hydra would add its own)
+    except (Exception, SystemExit) as exc:  # a plugin's or a library's failure: one line here too (Hydra would add its own)
+        # sys.exit() in a plugin's factory is a failure too, not a run that ended well with nothing in it
+        if isinstance(exc, SystemExit) and trial is not None:
+            raise RuntimeError(describe_failure(exc)) from exc  # the sweeper records the trial failed, and goes on
         if traceback_requested() or trial is not None:  # a search's trial: the sweeper records the failure
             raise
         remove_unused_run_dir(run_dir)

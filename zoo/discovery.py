@@ -10,8 +10,9 @@ requirement on ``keras-zoo`` (``dependencies = ["keras-zoo>=0.1,<0.2"]``); outsi
 range it is reported and not imported, since pip only warns about such a conflict.
 
 Plugin code runs inside the tool's process, so what it can do there is contained: an
-exception or ``sys.exit()`` in its import or hooks marks it broken, its prints go to stderr
-(stdout carries ``zoo list --json``), and an import slower than a bound is named.
+exception, ``sys.exit()`` or ``os._exit()`` in its import or hooks marks it broken, its
+prints go to stderr (stdout carries ``zoo list --json``), and an import slower than a bound
+is named.
 
 Environment:
     ZOO_DISABLE_PLUGIN_AUTOLOAD=1  load no entry points at all.
@@ -61,6 +62,7 @@ class PluginSource:
     supports: str = ""  # the keras-zoo versions its distribution requires, e.g. ">=0.1,<0.2"
     incompatible: bool = False  # not loaded: the installed zoo is outside `supports`
     import_seconds: float = 0.0  # how long importing its entry point took
+    hook_seconds: float = 0.0  # how long its hooks took to return their items
 
     @property
     def label(self) -> str:
@@ -102,21 +104,26 @@ def register(pm: pluggy.PluginManager, source: PluginSource) -> None:
             return
 
 
-def load_entry_points(pm: pluggy.PluginManager, strict: bool) -> list[PluginSource]:
-    """Load every entry point of the ``zoo.plugins`` group into ``pm``."""
+def load_entry_points(
+    pm: pluggy.PluginManager, strict: bool, collect: Callable[[PluginSource], None]
+) -> list[PluginSource]:
+    """Load every entry point of the ``zoo.plugins`` group into ``pm``, and ``collect`` the
+    items of each that loads (calling its hooks, which set ``source.error`` if they fail)."""
     if env_flag("ZOO_DISABLE_PLUGIN_AUTOLOAD"):
         return []
     disabled = {normalise_name(d) for d in os.environ.get("ZOO_DISABLE_PLUGINS", "").split(",") if d.strip()}
     sources = []
-    with ImportWatch(import_limit()) as watch:  # the limit read here: a mistake in it is one line
+    with LoadWatch(import_limit()) as watch:  # the limit read here: a mistake in it is one line
         for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-            source = _load_entry_point(pm, ep, disabled, strict, watch)
+            source = _load_entry_point(pm, ep, disabled, strict, watch, collect)
             if source is not None:
                 sources.append(source)
     return sources
 
 
-def _load_entry_point(pm: pluggy.PluginManager, ep, disabled: set[str], strict: bool, watch: ImportWatch) -> Optional[PluginSource]:
+def _load_entry_point(
+    pm: pluggy.PluginManager, ep, disabled: set[str], strict: bool, watch: LoadWatch, collect: Callable[[PluginSource], None]
+) -> Optional[PluginSource]:
     metadata = ep.dist.metadata if ep.dist else None  # read once: each access re-reads the file
     source = PluginSource(
         name=ep.name,
@@ -133,7 +140,7 @@ def _load_entry_point(pm: pluggy.PluginManager, ep, disabled: set[str], strict: 
         heavy_before = loaded(HEAVY_MODULES)
         started = time.perf_counter()
         try:
-            with watch.importing(source):
+            with watch.running(source, "importing"):
                 source.plugin = ep.load()
         except (Exception, SystemExit) as exc:  # a plugin's import can raise anything, or exit
             source.error = f"failed to import {ep.value!r}: {one_line(exc)}"
@@ -143,15 +150,28 @@ def _load_entry_point(pm: pluggy.PluginManager, ep, disabled: set[str], strict: 
             report_slow(source, sorted(loaded(HEAVY_MODULES) - heavy_before), strict)
     if source.error is None:
         register(pm, source)
+    if source.error is None:
+        started = time.perf_counter()
+        with watch.running(source, "running the hooks of"):
+            collect(source)
+        source.hook_seconds = time.perf_counter() - started
+        if source.error is None and source.hook_seconds > import_limit():
+            _report(
+                f"plugin {source.name!r} from distribution {source.distribution!r} took {source.hook_seconds:.1f} s in "
+                "its hooks; every zoo command waits for them: a hook should only return its list of items "
+                f"(limit {import_limit():g} s, ZOO_PLUGIN_IMPORT_LIMIT)",
+                strict,
+            )
     if source.error:
         report_broken(source, strict)
     return source
 
 
-class ImportWatch:
-    """Names, on stderr, a plugin whose import is still running at five times the slow
-    limit (10 s by default), and again every 30 s: an import that hangs (a network call, a
-    lock) is not a silent wait. It cannot be stopped from here; the line says how to skip it."""
+class LoadWatch:
+    """Names, on stderr, a plugin whose import or hooks are still running at five times the
+    slow limit (10 s by default), and again every 30 s: plugin code that hangs (a network
+    call, a lock) is not a silent wait. It cannot be stopped from here; the line says how to
+    skip it."""
 
     REPEAT = 30.0
     HANGING = 5  # times import_limit()
@@ -160,11 +180,11 @@ class ImportWatch:
         import threading
 
         self.limit = limit
-        self._current: Optional[tuple[PluginSource, float]] = None
+        self._current: Optional[tuple[PluginSource, str, float]] = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="zoo-plugin-import-watch", daemon=True)
 
-    def __enter__(self) -> "ImportWatch":
+    def __enter__(self) -> "LoadWatch":
         self._thread.start()
         return self
 
@@ -172,29 +192,29 @@ class ImportWatch:
         self._done.set()
 
     @contextlib.contextmanager
-    def importing(self, source: PluginSource):
-        self._current = (source, time.monotonic())
+    def running(self, source: PluginSource, doing: str):
+        self._current = (source, doing, time.monotonic())
         try:
             yield
         finally:
             self._current = None
 
     def _watch(self) -> None:
-        said: Optional[tuple[PluginSource, float]] = None  # the import last named, and when
+        said: Optional[tuple[tuple, float]] = None  # what was last named, and when
         while not self._done.wait(0.2):
             current = self._current
             if current is None:
                 continue
-            source, since = current
+            source, doing, since = current
             now = time.monotonic()
-            due = since + self.HANGING * self.limit if said is None or said[0] is not source else said[1] + self.REPEAT
+            due = since + self.HANGING * self.limit if said is None or said[0] is not current else said[1] + self.REPEAT
             if now >= due:
                 print(
-                    f"zoo: still importing plugin {source.name!r} from distribution {source.distribution!r} after "
+                    f"zoo: still {doing} plugin {source.name!r} from distribution {source.distribution!r} after "
                     f"{now - since:.1f} s; ZOO_DISABLE_PLUGINS={source.distribution} skips it",
                     file=sys.__stderr__, flush=True,
                 )
-                said = (source, now)
+                said = (current, now)
 
 
 # `keras-zoo [extras] (specifier) ; marker` as it appears in Requires-Dist; a regular
@@ -274,21 +294,59 @@ def report_shadowed(kind: str, name: str, others: list[PluginSource], strict: bo
     _report(message, strict)
 
 
+class ExitCalled(SystemExit):
+    """``os._exit()`` or ``os.abort()`` called by plugin code while it is loaded: raised in
+    their place, so that the plugin is reported broken instead of ending the process
+    without a word (no handler, no flushed output)."""
+
+    def __init__(self, call: str) -> None:
+        super().__init__(1)
+        self.call = call
+
+
+class StderrForPlugins:
+    """Where plugin code's prints go while it is loaded: stderr, which it cannot close
+    (``sys.stdout.close()`` in a plugin would otherwise close the zoo's stderr)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stderr, name)
+
+
 @contextlib.contextmanager
-def stdout_kept_clean():
-    """What plugin code prints while it is loaded goes to stderr: stdout carries the zoo's
-    own output, which programs read (``zoo list --json``). At the descriptor too, for
-    prints from C code."""
+def plugin_code_contained():
+    """While plugin code is loaded (imports, hooks): what it prints goes to stderr, since
+    stdout carries the zoo's own output, which programs read (``zoo list --json``), at the
+    descriptor too for prints from C code; and ``os._exit``/``os.abort`` raise
+    :class:`ExitCalled`, handled like ``sys.exit()``."""
     sys.stdout.flush()
     try:
         saved = os.dup(1)
         os.dup2(2, 1)
     except OSError:  # no descriptor 1 or 2 (a detached process): Python's level only
         saved = None
+    exits = os._exit, os.abort
+
+    def exit_called(code: int = 0) -> None:
+        raise ExitCalled(f"os._exit({code!r})")
+
+    def abort_called() -> None:
+        raise ExitCalled("os.abort()")
+
+    os._exit, os.abort = exit_called, abort_called
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(StderrForPlugins()):
             yield
     finally:
+        os._exit, os.abort = exits
         sys.stderr.flush()
         if saved is not None:
             os.dup2(saved, 1)
@@ -309,6 +367,8 @@ def _report(message: str, strict: bool, lenient_note: str = "") -> None:
 
 
 def one_line(exc: BaseException) -> str:
+    if isinstance(exc, ExitCalled):
+        return f"it called {exc.call}"
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
     text = " ".join(str(exc).split())

@@ -62,13 +62,8 @@ class Registry:
     # -- building ---------------------------------------------------------------------
 
     def load_entry_points(self) -> None:
-        with discovery.stdout_kept_clean():
-            for source in discovery.load_entry_points(self.plugin_manager, self.strict):
-                self.sources.append(source)
-                if source.error is None:
-                    self._collect_items(source)
-                    if source.error:  # its hooks failed (import failures are reported already)
-                        discovery.report_broken(source, self.strict)
+        with discovery.plugin_code_contained():
+            self.sources.extend(discovery.load_entry_points(self.plugin_manager, self.strict, self._collect_items))
         for claims in self.shadowed():
             discovery.report_shadowed(claims[0].kind, claims[0].name, [c.source for c in claims[1:]], self.strict)
 
