@@ -133,6 +133,36 @@ def test_export_never_writes_over_what_the_zoo_did_not_write(default_run, tmp_pa
     assert (mine / "notes.txt").read_text() == "my notes" if fmt == "saved_model" else mine.read_text() == "my file"
 
 
+def test_commands_that_write_into_a_run_follow_no_link_out_of_it(default_run, tmp_path):
+    """A run folder copied from elsewhere with its export/ or explanations/ a link to a
+    folder of yours: `zoo export` wrote its report.json over yours there. Refused in one
+    line, before anything is written; an --output outside the run is the user's choice."""
+    import shutil
+
+    from PIL import Image
+
+    run_dir = tmp_path / "copied"
+    shutil.copytree(default_run[0], run_dir, symlinks=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.json").write_text("my report")
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    for folder, args in (("export", ["export", str(run_dir)]), ("explanations", ["explain", str(run_dir), str(tmp_path / "digit.png")])):
+        (run_dir / folder).symlink_to(mine, target_is_directory=True)
+        result = run_zoo(*args)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert error_lines(result.stderr) == [
+            f"zoo: error: {run_dir / folder} is a symbolic link (to {mine}); the zoo writes into a run's folder and follows "
+            "no link out of it: replace the link by what it points to, or choose another --output"
+        ]
+        (run_dir / folder).unlink()
+    assert [p.name for p in mine.iterdir()] == ["report.json"] and (mine / "report.json").read_text() == "my report"
+    (run_dir / "plots").rename(tmp_path / "plots")  # a link in the run, and a place outside it to write to
+    (run_dir / "plots").symlink_to(tmp_path / "plots")
+    elsewhere = run_zoo("export", str(run_dir), "--output", str(tmp_path / "out.keras"))
+    assert elsewhere.returncode == 0 and (tmp_path / "out.keras").is_file(), elsewhere.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_export_replaces_its_own_earlier_export_only_when_forced(default_run, tmp_path):
     run_dir, _ = default_run

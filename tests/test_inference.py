@@ -247,8 +247,13 @@ def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
     assert len(texts) == 2 and all(text.startswith("def ") and len(text) == 54 for text in texts)
     again = run_zoo("generate", str(run_dir), "n=2", "length=50", "prompt=def ", "temperature=0.5")
     assert again.stdout == result.stdout, "the same seed gives the same text"
-    for option, problem in (("temperature=0", "temperature=0 must be positive"), ("temperature=.nan", "must be a finite number"),
-                            ("length=100000000", "length=100000000 must be from 1 to 100000")):  # fmt: skip
+    greedy = run_zoo("generate", str(run_dir), "n=2", "length=30", "temperature=0", "seed=7")
+    assert greedy.returncode == 0, greedy.stderr[-3000:]
+    first, second = greedy.stdout.rstrip("\n").split("\n\n" + "-" * 72 + "\n\n")
+    assert first == second and len(first) == 30, "temperature 0: always the likeliest character, whatever the seed"
+    for option, problem in (("temperature=-1", "temperature=-1 must be a number from 0"), ("temperature=.nan", "must be a finite number"),
+                            ("length=100000000", "length=100000000 must be from 1 to 100000"),
+                            ("prompt=" + "a" * 100_001, "the prompt has 100,001 characters; give at most 100,000")):  # fmt: skip
         bad = run_zoo("generate", str(run_dir), option)
         assert bad.returncode == 2 and problem in error_lines(bad.stderr)[0], option
     classifier = run_zoo("predict", str(run_dir), "x.txt")

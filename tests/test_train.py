@@ -151,15 +151,27 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         result = run_zoo("train", *args, "trainer.epochs=1", cwd=tmp_path, env={"MINE": str(mine)})
         assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]
     assert {path: path.read_text() for path in tmp_path.rglob("*") if path.is_file()} == before  # nothing added or changed
-    zoo_run = tmp_path / "zoo_run"  # a zoo run's folder with a pipe or a link where Hydra writes or the lock is
+    zoo_run = tmp_path / "zoo_run"  # a zoo run's folder with a pipe where Hydra writes or the lock is
     (zoo_run / ".hydra").mkdir(parents=True)
     (zoo_run / "config.yaml").write_text("model: {name: cnn_classifier}\ndataset: {name: digits}\ntrainer: {}\n")
-    for name, make in ((".lock", os.mkfifo), ("train.log", os.mkfifo), (".hydra/config.yaml", lambda p: os.symlink(mine / "model.keras", p))):
-        make(zoo_run / name)
+    for name in (".lock", "train.log"):
+        os.mkfifo(zoo_run / name)
         result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={zoo_run}", cwd=tmp_path, timeout=60)
         assert result.returncode == 2 and f"{zoo_run / name} is not a regular file" in error_lines(result.stderr)[0], result.stderr[-2000:]
         (zoo_run / name).unlink()
-    assert (mine / "model.keras").read_text() == "my model"
+    # ... or a link anywhere in it: to a file Hydra writes, or to a folder (Hydra's records'
+    # folder, where its config.yaml would replace one of yours; the plots' or checkpoints')
+    (mine / "config.yaml").write_text("mine")
+    for name, target in ((".hydra/config.yaml", mine / "model.keras"), ("plots", mine), (".hydra", mine)):
+        if (zoo_run / name).is_dir():
+            (zoo_run / name).rmdir()
+        os.symlink(target, zoo_run / name)
+        result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={zoo_run}", cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert f"{zoo_run / name} is a symbolic link (to {target}); the zoo writes into a run's folder" in error_lines(result.stderr)[0]
+        (zoo_run / name).unlink()
+    assert (mine / "model.keras").read_text() == "my model" and (mine / "config.yaml").read_text() == "mine"
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "model.keras", "train.log"]
     job = sweep / "0"  # a sweep's job folder, after Hydra made its records in it
     (job / ".hydra").mkdir(parents=True)
     (job / "train.log").write_text("")
@@ -190,8 +202,13 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
     project = tmp_path / "project"
     project.mkdir()
     (project / "config.yaml").write_text("model: resnet\ndataset: imagenet\ntrainer: {epochs: 3}\n")
+    linked_sweep = tmp_path / "linked_sweep"  # a sweep copied from elsewhere, its records links: Hydra writes through them
+    shutil.copytree(sweep, linked_sweep)
+    (linked_sweep / "multirun.yaml").unlink()
+    (linked_sweep / "multirun.yaml").symlink_to(sweep / "multirun.yaml")
     before = files(tmp_path)
     for args, problem in (
+        (["-m", "seed=0,1", f"hydra.sweep.dir={linked_sweep}"], f"{linked_sweep / 'multirun.yaml'} is a symbolic link"),
         (["seed=5", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with seed=0, not 5"),
         (["cv.folds=2", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with cv.folds=0, not 2"),
         (["trainer.resume=never", f"hydra.run.dir={run_dir}"], "already holds a run and trainer.resume=never"),

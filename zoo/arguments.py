@@ -291,10 +291,14 @@ def refuse_foreign_output_dir(path: Path, key: str) -> None:
     ``multirun.yaml``, or a search's study that has not launched a trial yet)."""
     from zoo.run import refuse_foreign_folder
 
+    from zoo.artifacts import refuse_links
+
     if key == "hydra.run.dir":
         refuse_foreign_folder(path, key)
-    elif path.is_dir() and any(path.iterdir()) and not is_zoo_sweep(path):
-        raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
+    elif path.is_dir() and any(path.iterdir()):
+        refuse_links(path, key)  # Hydra's multirun.yaml, a job's records: written where a link would lead
+        if not is_zoo_sweep(path):
+            raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
 
 
 def is_zoo_sweep(path: Path) -> bool:

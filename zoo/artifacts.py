@@ -59,6 +59,31 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def refuse_links(run_dir: Path, key: str) -> None:
+    """A run's folder holds no symbolic link below it: the zoo writes there (Hydra's records
+    first, before any of the zoo's code runs), and a link in a run folder copied from
+    elsewhere would lead those writes into any folder, over any file. The run's folder
+    itself may be a link: that is where the user put it."""
+    for root, folders, files in os.walk(run_dir):  # links to folders are listed, not followed
+        for name in (*folders, *files):
+            path = Path(root, name)
+            if path.is_symlink():
+                raise ZooError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}); the zoo writes into a run's folder and "
+                    f"follows no link out of it: replace the link by what it points to, or choose another {key}"
+                )
+
+
+def refuse_links_on_the_way(run_dir: Path, output: Path, key: str) -> None:
+    """``output`` is written: if it lies in the run's folder (a default such as
+    ``RUN_DIR/export/``), that folder must hold no link (:func:`refuse_links`)."""
+    try:
+        Path(os.path.abspath(output)).relative_to(os.path.abspath(run_dir))
+    except ValueError:
+        return  # a place of the user's choosing, outside the run
+    refuse_links(run_dir, key)
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir`` for this process: a second process given the same directory (a

@@ -657,12 +657,14 @@ def predict_command(args: argparse.Namespace) -> None:
 
 
 def explain_command(args: argparse.Namespace) -> None:
+    from zoo import artifacts
     from zoo.explain import FOLDER, explain, write_explanations
 
     run_dir = Path(args.run_dir)
     folder = args.output or run_dir / FOLDER
     if args.output is not None and folder.exists() and not folder.is_dir():
         raise ZooError(f"--output {folder} is a file; give a folder")
+    artifacts.refuse_links_on_the_way(run_dir, folder, "--output")
     explanation = explain(
         run_dir, args.inputs, method=args.method, target=args.target, steps=args.steps, baseline=args.baseline,
         layer=args.layer, window=args.window,

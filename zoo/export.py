@@ -121,6 +121,7 @@ def export(
     output = Path(output) if output else default_output(run_dir, fmt, quantize)
     if fmt == "keras" and output.suffix != ".keras":
         raise ZooError(f"a Keras model file must end in .keras, got {output}")
+    artifacts.refuse_links_on_the_way(run_dir, output, "--output")
     check_output(output, run_dir, force)
     output.parent.mkdir(parents=True, exist_ok=True)
 

@@ -235,6 +235,7 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
             artifacts.write_samples(Path(output), samples, title)
         return samples, output
     output = Path(output) if output else run_dir / "generated" / f"samples_seed{seed}.png"
+    artifacts.refuse_links_on_the_way(run_dir, output, "--output")
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".npy":
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(_npy_bytes(np.asarray(samples))))

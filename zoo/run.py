@@ -249,10 +249,11 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     made before a run starts (a run stopped that early). No TF."""
     if not run_dir.is_dir():
         return
-    for name in OPENED_FIRST:  # opened before any other check: a pipe would block, a link lead elsewhere
+    artifacts.refuse_links(run_dir, key)
+    for name in OPENED_FIRST:  # opened before any other check: a pipe would block
         path = run_dir / name
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise ZooError(f"{path} is not a regular file (a link, a pipe or a device); remove it, or choose another {key}")
+        if path.exists() and not path.is_file():
+            raise ZooError(f"{path} is not a regular file (a pipe or a device); remove it, or choose another {key}")
     config = run_dir / artifacts.CONFIG
     if config.is_file():
         recorded = artifacts.read_yaml(config)

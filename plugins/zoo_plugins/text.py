@@ -8,6 +8,7 @@ and generation samples one character at a time from ``p ** (1 / temperature)``.
 
 from __future__ import annotations
 
+import math
 import string
 from collections import Counter
 from dataclasses import dataclass, field
@@ -184,39 +185,53 @@ def generate_text(
     model, config, spec: zoo.DataSpec, seed: int, n: int = 3, prompt: str = "", length: int = 400, temperature: float = 0.8
 ):
     """``n`` texts of ``length`` new characters after ``prompt``, sampled with ``temperature``
-    (lower: safer, more repetitive; higher: more surprising).
+    (lower: safer, more repetitive; higher: more surprising; 0: always the likeliest
+    character, the same text each time).
 
-    Runs the GRU's cell one character at a time, carrying its state, so each character
-    costs one step rather than a pass over the whole text so far.
+    Reads the prompt in one call (the loop over its characters runs inside TensorFlow),
+    then runs the GRU's cell one character at a time, carrying its state, so each new
+    character costs one step rather than a pass over the whole text so far.
     """
+    import keras
     import numpy as np
+    import tensorflow as tf
 
-    if not temperature > 0:
-        raise zoo.ZooError(f"temperature={temperature} must be positive (e.g. 0.8)")
+    if not 0 <= temperature < math.inf:
+        raise zoo.ZooError(f"temperature={temperature} must be a number from 0 (always the likeliest character) up, e.g. 0.8")
     if not 1 <= length <= MAX_LENGTH or n < 1:
         raise zoo.ZooError(f"length={length} must be from 1 to {MAX_LENGTH} characters and n={n} positive")
+    if len(prompt) > MAX_LENGTH:
+        raise zoo.ZooError(f"the prompt has {len(prompt):,} characters; give at most {MAX_LENGTH:,} (its end, say)")
     chars = spec.class_names
     rng = np.random.default_rng(seed)
     embedding, gru, head = (model.get_layer(name) for name in ("embedding", "gru", "next_token"))
-    state = np.zeros((n, gru.cell.units), dtype=np.float32)
+    state = tf.zeros((n, gru.cell.units))
     start = encode(prompt or "\n", chars)
 
+    @tf.function
     def step(ids, state):
-        output, state = gru.cell(embedding(np.asarray(ids, dtype=np.int32)), state, training=False)
-        return np.asarray(head(output), dtype=np.float64), state
+        output, state = gru.cell(embedding(ids), state, training=False)
+        return head(output), state[0] if isinstance(state, (list, tuple)) else state
 
-    for char in start:
-        probs, state = step(np.full(n, char), state)
+    if len(start) > 1:
+        reader = keras.layers.RNN(gru.cell, return_state=True)
+        read = tf.function(lambda ids, state: reader(embedding(ids), initial_state=[state])[1])
+        state = read(tf.constant(np.tile(start[:-1], (n, 1))), state)
+    probs, state = step(tf.constant(np.full(n, start[-1], dtype=np.int32)), state)
     generated = []
     for _ in range(length):
-        # p ** (1 / T), renormalised; in log space so that small temperatures do not underflow.
-        logits = np.log(np.maximum(probs, 1e-12)) / temperature
-        logits[:, 0] = -np.inf  # never emit the unknown symbol
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        weights /= weights.sum(axis=1, keepdims=True)
-        ids = np.array([rng.choice(len(chars), p=row) for row in weights])
+        probs = np.asarray(probs, dtype=np.float64)
+        probs[:, 0] = 0.0  # never emit the unknown symbol
+        if temperature == 0:  # the limit of what follows as T -> 0
+            ids = probs.argmax(axis=1)
+        else:  # p ** (1 / T), renormalised; in log space so that small temperatures do not underflow
+            logits = np.log(np.maximum(probs, 1e-12)) / temperature
+            logits[:, 0] = -np.inf
+            weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+            weights /= weights.sum(axis=1, keepdims=True)
+            ids = np.array([rng.choice(len(chars), p=row) for row in weights])
         generated.append(ids)
-        probs, state = step(ids, state)
+        probs, state = step(tf.constant(ids.astype(np.int32)), state)
     columns = np.stack(generated, axis=1)
     return [prompt + "".join(chars[i] for i in row) for row in columns]
 
