@@ -172,6 +172,10 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         (zoo_run / name).unlink()
     assert (mine / "model.keras").read_text() == "my model" and (mine / "config.yaml").read_text() == "mine"
     assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "model.keras", "train.log"]
+    for inside in (zoo_run / ".hydra", zoo_run / "plots" / "new"):  # Hydra's records of a run hold a run's config.yaml too
+        result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={inside}", cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert f"{inside} is inside the run in {zoo_run}, whose files it could replace" in error_lines(result.stderr)[0]
     job = sweep / "0"  # a sweep's job folder, after Hydra made its records in it
     (job / ".hydra").mkdir(parents=True)
     (job / "train.log").write_text("")

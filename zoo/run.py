@@ -247,6 +247,13 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     over or beside files it did not write (a run would replace a ``model.keras`` of the
     same name). Its own: a ``config.yaml`` with model, dataset and trainer, or only what is
     made before a run starts (a run stopped that early). No TF."""
+    for parent in Path(os.path.abspath(run_dir)).parents:  # .hydra/ holds a run's config too: not a run's own folder
+        try:
+            inside = (parent / artifacts.CONFIG).is_file() and is_run_config(artifacts.read_yaml(parent / artifacts.CONFIG))
+        except (OSError, ZooError):  # a folder of someone else's, a damaged file: not a run's
+            inside = False
+        if inside:
+            raise ZooError(f"{run_dir} is inside the run in {parent}, whose files it could replace; choose a {key} outside it")
     if not run_dir.is_dir():
         return
     artifacts.refuse_links(run_dir, key)
