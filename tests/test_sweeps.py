@@ -253,6 +253,19 @@ def test_a_search_misconfigured_fails_in_one_line_before_any_trial(setting, mess
     assert not any((tmp_path / "sweep").glob("*_cnn_classifier"))
 
 
+@pytest.mark.parametrize("n_jobs", ["100000", "0", "-100000"])
+def test_joblib_is_never_asked_for_more_processes_than_the_machine_holds(n_jobs, tmp_path):
+    """joblib starts all n_jobs worker processes at once, whatever the number of jobs, each
+    loading TensorFlow: n_jobs=100000 for a sweep of two jobs had started hundreds when
+    the machine ran out of memory. Refused in one line, before any process starts."""
+    result = run_zoo("train", "-m", "hydra/launcher=local", f"hydra.launcher.n_jobs={n_jobs}", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {4 * os.cpu_count()}" in line
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_a_study_is_never_written_into_a_database_or_file_of_yours(tmp_path):
     """Optuna would add its tables to any SQLite database, and SQLite would wait on a pipe."""
     import sqlite3

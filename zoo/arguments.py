@@ -345,6 +345,12 @@ def check_overrides(args: list[str]) -> None:
         if path is not None and multirun == (key == "hydra.sweep.dir"):
             refuse_foreign_output_dir(Path(path).expanduser(), key)
             run_dir, sweep_dir = (None, Path(path).expanduser()) if multirun else (Path(path).expanduser(), None)
+    if multirun:
+        try:
+            launcher = compose([o.input_line for o in parsed if not o.is_sweep_override()], config_dir, with_hydra=True).hydra.launcher
+        except (HydraException, OmegaConfBaseException):
+            launcher = None  # the jobs' composition below names the mistake
+        check_launcher(launcher)
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -389,6 +395,24 @@ def check_overrides(args: list[str]) -> None:
 
 # A grid sweep beyond this many jobs is refused: Hydra lists them all before the first starts.
 MAX_SWEEP_JOBS = 10_000
+
+# joblib starts all n_jobs worker processes at once, however few jobs there are, and each
+# loads TensorFlow: n_jobs=100000 started processes until the machine's memory ran out.
+JOBLIB_PROCESSES_PER_CPU = 4
+
+
+def check_launcher(launcher: Any) -> None:
+    """What a launcher's settings would do to the machine, before it starts: joblib's
+    ``n_jobs`` is a whole number from -CPUs (-1: one process per CPU) to a few per CPU."""
+    if launcher is None or not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        return
+    n_jobs, cpus = launcher.get("n_jobs"), os.cpu_count() or 1
+    most = JOBLIB_PROCESSES_PER_CPU * cpus
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or not -cpus <= n_jobs <= most:
+        raise ZooError(
+            f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {most} ({JOBLIB_PROCESSES_PER_CPU} "
+            "per CPU here: joblib starts each as a process loading TensorFlow, all at once), or -1 for one per CPU"
+        )
 
 
 def sweep_values(override) -> list:
