@@ -142,6 +142,7 @@ def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
         ("trainer.init_from=/tmp", "trainer.init_from=/tmp is not a run directory (no config.yaml)"),
         ("device=multi_worker trainer.early_stopping.patience=2", "is not available with device=multi_worker"),
         ("model=autoencoder trainer.label_smoothing=0.1", "trainer.label_smoothing applies to classifiers"),
+        ("trainer.freeze=[*]", "trainer.freeze=['*'] freezes every layer with weights; nothing would train"),
     ],
 )
 def test_bad_trainer_controls_fail_in_one_line(tmp_path, override, message):

@@ -222,4 +222,6 @@ def freeze(model, patterns: list[str]) -> list[str]:
         for layer in matched:
             layer.trainable = False
             frozen.append(layer.name)
+    if not model.trainable_weights:  # Keras would only warn, and the run train nothing at all
+        raise ZooError(f"trainer.freeze={patterns} freezes every layer with weights; nothing would train: leave some out")
     return sorted(set(frozen))
