@@ -187,3 +187,25 @@ def test_export_replaces_its_own_earlier_export_only_when_forced(default_run, tm
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert (tmp_path / ".served-old" / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".served-old", "served"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite", "keras"])
+def test_a_full_disk_while_exporting_is_one_line_and_leaves_no_part_of_the_export(default_run, tmp_path, fmt):
+    """A file-size limit is what a disk full for big files looks like to the writer:
+    TensorFlow's SavedModel writer had failed with a line of its internals."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    output = tmp_path / "out" / OUTPUT[fmt]
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "export", str(default_run[0]), "--format", fmt, "--output", str(output)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000)),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [line] = error_lines(result.stderr)
+    assert "File too large" in line, line
+    assert list((tmp_path / "out").iterdir()) == []  # nothing half-written, no staging folder left

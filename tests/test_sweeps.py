@@ -266,6 +266,16 @@ def test_joblib_is_never_asked_for_more_processes_than_the_machine_holds(n_jobs,
     assert not (tmp_path / "sweep").exists()
 
 
+def test_two_jobs_of_a_sweep_never_share_a_folder(tmp_path):
+    """hydra.sweep.subdir=x gave both jobs the folder x: the second job's Hydra records were
+    written over the first job's finished run (refused only then, inside the job)."""
+    result = run_zoo("train", "-m", "seed=1,2", "hydra.sweep.subdir=x", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "jobs 0 and 1 of the sweep would share the folder 'x', each writing its records over the other's" in line
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_a_study_is_never_written_into_a_database_or_file_of_yours(tmp_path):
     """Optuna would add its tables to any SQLite database, and SQLite would wait on a pipe."""
     import sqlite3

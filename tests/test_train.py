@@ -401,6 +401,8 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
 
     chosen = json.loads(run_zoo("evaluate", str(run_dir), "metrics=[f1]", "--json").stdout)
     assert set(chosen) == {"loss", "f1"} and chosen["f1"] == pytest.approx(recorded["f1"], abs=1e-6)
+    flag_first = run_zoo("evaluate", str(run_dir), "--json", "metrics=[f1]")  # argparse had left metrics=[f1] over
+    assert flag_first.returncode == 0 and json.loads(flag_first.stdout) == chosen, flag_first.stderr[-2000:]
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run_dir, unfinished)

@@ -345,12 +345,13 @@ def check_overrides(args: list[str]) -> None:
         if path is not None and multirun == (key == "hydra.sweep.dir"):
             refuse_foreign_output_dir(Path(path).expanduser(), key)
             run_dir, sweep_dir = (None, Path(path).expanduser()) if multirun else (Path(path).expanduser(), None)
+    sweep_settings = None  # Hydra's settings of the sweep: its launcher, its jobs' folders
     if multirun:
         try:
-            launcher = compose([o.input_line for o in parsed if not o.is_sweep_override()], config_dir, with_hydra=True).hydra.launcher
+            sweep_settings = compose([o.input_line for o in parsed if not o.is_sweep_override()], config_dir, with_hydra=True).hydra
         except (HydraException, OmegaConfBaseException):
-            launcher = None  # the jobs' composition below names the mistake
-        check_launcher(launcher)
+            pass  # the jobs' composition below names the mistake
+        check_launcher(sweep_settings.launcher if sweep_settings is not None else None)
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -370,6 +371,10 @@ def check_overrides(args: list[str]) -> None:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
             return
+        if sweep_settings is not None:
+            from omegaconf import OmegaConf
+
+            check_job_folders(jobs, str(OmegaConf.to_container(sweep_settings.sweep)["subdir"]), config_dir)
     if sweep_dir is not None and sweep_dir.is_dir() and not grid_sweep(parsed, config_dir):
         sweep_dir = None  # a search's trials get their configs, and folders, from the study
     checked = covering(jobs)
@@ -447,6 +452,24 @@ def grid_sweep(parsed: list, config_dir: Optional[Path]) -> bool:
 
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     return compose(fixed, config_dir, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper")
+
+
+def check_job_folders(jobs: list, subdir: str, config_dir: Optional[Path]) -> None:
+    """Each job of a sweep gets the folder ``hydra.sweep.subdir`` names: two jobs given one
+    folder (``hydra.sweep.subdir=x``) would have the second job's Hydra records written over
+    the first job's run. ``subdir`` is the setting as written (not resolved)."""
+    if "hydra.job.num" in subdir:  # the default: a folder per job
+        return
+    seen: dict[str, int] = {}
+    for number, job in enumerate(jobs):
+        folder = job_subdir(list(job), number, config_dir) if "${" in subdir else subdir
+        if folder in seen:
+            raise ZooError(
+                f"jobs {seen[folder]} and {number} of the sweep would share the folder {folder!r}, each writing its "
+                "records over the other's; give a hydra.sweep.subdir that differs per job "
+                "(the default, ${hydra.job.num}_${hydra:runtime.choices.model}, does)"
+            )
+        seen[folder] = number
 
 
 def job_subdir(overrides: list[str], number: int, config_dir: Optional[Path]) -> str:

@@ -27,10 +27,15 @@ EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
 
 
+class ZooExit(SystemExit):
+    """An exit the zoo chose, its line printed: told apart from a plugin's ``sys.exit()``
+    also when a launcher brings it back from a job's process (joblib pickles it)."""
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     message = " ".join(message.split())  # one line, also when a library's reason spans several
     print(f"zoo: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
+    raise ZooExit(code)
 
 
 def traceback_requested() -> bool:
@@ -77,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if not argv:  # `zoo` alone: what it can do, not a usage error
             build_parser().print_help()
             return
-        args = build_parser().parse_args(argv)
+        args = parse_command(argv)
         args.handler(args)
     except ZooError as exc:
         if traceback_requested():
@@ -85,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         fail(str(exc))
     except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(1)
+        raise ZooExit(1)
     # The last nets under the checks above, for what they did not foresee: a file system's
     # refusal, an input nested past Python's recursion limit. One line still; ZOO_TRACEBACK=1
     # shows where.
@@ -101,15 +106,33 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if traceback_requested():
             raise
         print("zoo: interrupted", file=sys.stderr)
-        raise SystemExit(130)
+        raise ZooExit(130)
     except Exception as exc:  # what a library raised on input no check foresaw: named, in one line
         if traceback_requested():
             raise
         fail(describe_failure(exc))
     except SystemExit as exc:  # the zoo's, argparse's and Hydra's own exits, or one from plugin code: a failure
-        if raised_in(exc, ("zoo", "argparse", "hydra")) or traceback_requested():
+        if isinstance(exc, ZooExit) or raised_in(exc, ("zoo", "argparse", "hydra")) or traceback_requested():
             raise
         fail(describe_failure(exc))
+
+
+# The list of words a command takes after its fixed arguments, by name, with its type.
+TRAILING_LISTS = {"names": str, "overrides": str, "inputs": str, "options": str, "paths": Path}
+
+
+def parse_command(argv: list[str]) -> argparse.Namespace:
+    """The command line as argparse reads it, except that words after a flag join the
+    command's list: argparse fills a list from the first run of words only, and
+    ``zoo evaluate RUN --json metrics=[f1]`` was refused for its last word."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    listed = next((name for name in TRAILING_LISTS if hasattr(args, name)), None)
+    if extras and listed and not any(word.startswith("-") for word in extras):
+        setattr(args, listed, [*getattr(args, listed), *map(TRAILING_LISTS[listed], extras)])
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -603,7 +626,7 @@ def check_command(args: argparse.Namespace) -> None:
     for failure in failures:
         print(f"zoo: check failed: {failure.message()}", file=sys.stderr)
     if failures:
-        raise SystemExit(1)
+        raise ZooExit(1)
 
 
 def new_command(args: argparse.Namespace) -> None:

@@ -140,7 +140,10 @@ def export(
     try:
         # Both formats start from a SavedModel (converting from the Keras model would
         # export one anyway, noisily).
-        model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+        try:
+            model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+        except tf.errors.OpError as exc:  # TensorFlow's writer failing: a full disk, a file-size limit
+            raise ZooError(f"could not write the SavedModel beside {output} ({write_failure(exc)}); nothing was exported") from None
         if fmt == "saved_model":
             marker = {"exported_from": str(run_dir.resolve()), "files": folder_files(staging / "saved_model")}
             (staging / "saved_model" / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
@@ -154,6 +157,16 @@ def export(
     with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
         report.update(tflite_agreement(tf, plan, model, flat_buffer, splits))
     return record_export(run_dir, output, report, model)
+
+
+# How the operating system names a write that failed, as it appears in TensorFlow's messages.
+WRITE_FAILURES = ("No space left on device", "File too large", "Disk quota exceeded", "Read-only file system", "Permission denied")
+
+
+def write_failure(exc: Exception) -> str:
+    """The reason in a TensorFlow error about writing a file, in a few words."""
+    text = str(exc)
+    return next((reason for reason in WRITE_FAILURES if reason in text), " ".join(text.split())[:200])
 
 
 def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, splits) -> bytes:
