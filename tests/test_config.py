@@ -201,6 +201,9 @@ def test_unknown_model_names_the_closest():
         # launchers' code: Ray's setup hook and runtime environment, submitit's shell lines
         ["-m", "+hydra.launcher.ray.init.runtime_env.worker_process_setup_hook=sentinel.setup", "seed=1,2"],
         ["-m", "+hydra.launcher.setup=['python -m sentinel']", "seed=1,2"],
+        # what submitit hands sbatch and srun as it is: srun's --prolog runs a program
+        ["-m", "hydra/launcher=slurm", "hydra.launcher.srun_args=['--prolog=./sentinel.sh']", "seed=1,2"],
+        ["-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters={export: 'LD_PRELOAD=sentinel.so'}", "seed=1,2"],
         # any environment variable for the job: a preloaded library, a module path, a library
         # TensorFlow loads at import, a git config (or where git looks for one) naming a command
         ["+hydra.job.env_set.LD_PRELOAD=sentinel.so"],
@@ -226,7 +229,7 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     assert result.returncode == 2
     [line] = error_lines(result.stderr)
     refusals = ("no module to import from the command line", "loads a pickle, which can run code", "not interpolations",
-                "makes Hydra import that package", "run code; put them in a launcher config", "sets no environment variable from the command line")  # fmt: skip
+                "makes Hydra import that package", "can run code; put them in a launcher config", "sets no environment variable from the command line")  # fmt: skip
     assert any(refusal in line for refusal in refusals), line
     assert not (tmp_path / "imported").exists()
 

@@ -138,9 +138,10 @@ IMPORTING_VALUES = ("ext://", "cfg://", "oc.create", "oc.decode")
 # (``hydra.launcher.ray.init=${hydra.x}``) or build one (``${oc.${name}:...}`` spells a
 # resolver's name out of sight): a launcher's setup hook, a logging stream, a library to preload.
 INTERPOLATED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
-# Launcher options that run code: submitit's shell lines before each job, Ray's runtime
-# environment (packages to install, a setup hook to import).
-LAUNCHER_CODE_KEYS = ("setup", "runtime_env", "worker_process_setup_hook")
+# Launcher options that run code: submitit's shell lines before each job and the options it
+# hands sbatch and srun as they are (srun's --prolog runs a program, --export sets
+# LD_PRELOAD), Ray's runtime environment (packages to install, a setup hook to import).
+LAUNCHER_CODE_KEYS = ("setup", "srun_args", "additional_parameters", "runtime_env", "worker_process_setup_hook")
 
 
 def refuse_code_from_the_command_line(args: list[str]) -> None:
@@ -188,8 +189,8 @@ def _runs_code(key: str, values: list) -> Optional[str]:
             return "a pkg:// search path makes Hydra import that package; give a folder of your own (file://PATH)"
         if path.startswith("hydra.launcher") and set(parts) & set(LAUNCHER_CODE_KEYS):
             return (
-                "setup lines and runtime environments run code; put them in a launcher config file of your own "
-                "(hydra/launcher/NAME.yaml in your --config-dir)"
+                "setup lines, options handed to sbatch or srun as they are, and runtime environments can run code; put "
+                "them in a launcher config file of your own (hydra/launcher/NAME.yaml in your --config-dir)"
             )
         if path.startswith("hydra.job.env_set."):
             # No list of harmless variables holds: TF_PLUGGABLE_DEVICE_LIBRARY_PATH loads a library
