@@ -178,9 +178,14 @@ def test_zoo_explain_draws_a_picture_per_input_and_writes_the_csv(runs, tmp_path
         (["digits", "x.png", "--target", "10"], "--target 10 is out of range: this run has 10 classes"),
         (["cancer", "rows.csv", "--target", "tumour"], "is not a class of this run; its classes: benign, malignant"),
         (["nowhere", "x.png"], "is not a run directory"),
+        (["digits", "x.png", "--baseline", "nan"], "--baseline nan must be a finite number"),  # NaN attributions, exit 0
+        (["digits", "x.png", "--method", "gradcam", "--layer", "hidden"], "--layer 'hidden' has no spatial feature maps for gradcam"),
     ],
 )
 def test_explain_mistakes_are_one_line(runs, tmp_path, args, problem):
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")  # a digit, for the mistakes found once the inputs are read
     run = str(runs.get(args[0], tmp_path / args[0]))
     result = run_zoo("explain", run, *args[1:], cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]

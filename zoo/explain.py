@@ -22,6 +22,7 @@ or a bar chart of the top features per tabular row, and writes the attributions 
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,8 @@ def explain(
     class_index = check_request(plan, method, target)
     if steps < 2:
         raise ZooError(f"--steps must be at least 2, got {steps}")
+    if not math.isfinite(baseline):
+        raise ZooError(f"--baseline {baseline} must be a finite number (0: black; the mean of standardised features)")
     if isinstance(inputs, (list, tuple)) and all(isinstance(item, (str, Path)) for item in inputs):
         names, x = read_inputs(plan, [str(item) for item in inputs])
     else:
@@ -243,9 +246,12 @@ def integrated_gradients(tf, model, x, targets, steps: int, baseline: float):
     attributions, errors = [], []
     for example, target in zip(x, targets):
         reference = np.full_like(example, baseline)
-        path = reference + alphas.reshape(-1, *[1] * example.ndim) * (example - reference)
-        grads = gradients(tf, model, path, np.full(len(path), target))
-        attribution = (example - reference) * np.tensordot(weights, grads, axes=1)
+        summed = np.zeros_like(example)
+        for start in range(0, steps + 1, BATCH):  # the path a batch at a time: any --steps fits in memory
+            chunk = alphas[start : start + BATCH].reshape(-1, *[1] * example.ndim)
+            grads = gradients(tf, model, reference + chunk * (example - reference), np.full(len(chunk), target))
+            summed += np.tensordot(weights[start : start + BATCH], grads, axes=1)
+        attribution = (example - reference) * summed
         ends = class_probabilities(tf, model, np.stack([reference, example]))[:, target]
         change = float(ends[1] - ends[0])
         errors.append(abs(float(attribution.sum()) - change) / max(abs(change), 1e-6))
@@ -262,6 +268,9 @@ def last_convolution(model, name: Optional[str]):
         matched = [layer for layer in layers if layer.name == name]
         if not matched:
             raise ZooError(f"--layer {name!r} is not a layer of the model; its layers: {', '.join(l.name for l in layers)}")
+        if len(output_in_graph(matched[0]).shape or ()) != 4:
+            spatial = ", ".join(layer.name for layer in layers if len(output_in_graph(layer).shape or ()) == 4) or "none"
+            raise ZooError(f"--layer {name!r} has no spatial feature maps for gradcam; the layers that do: {spatial}")
         return matched[0]
     spatial = [layer for layer in layers if len(output_in_graph(layer).shape or ()) == 4]
     if not spatial:
