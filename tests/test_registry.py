@@ -207,6 +207,8 @@ def test_zoo_list_shows_kind_name_distribution_and_summary():
 def test_zoo_list_json_is_machine_readable():
     result = run_zoo("list", "--json")
     data = json.loads(result.stdout)
+    flag_between = run_zoo("list", "metric", "--json", "a*")  # argparse had refused the word after the flag
+    assert [item["name"] for item in json.loads(flag_between.stdout)["items"]] == ["accuracy", "auc"], flag_between.stderr
     names = {(i["kind"], i["name"]) for i in data["items"]}
     assert ("model", "cnn_classifier") in names
     sources = {p["entry_point"]: p for p in data["plugins"]}

@@ -431,6 +431,7 @@ def register_datasets():
 '''
 
 
+@pytest.mark.slow  # two trainings and an evaluation
 def test_sys_exit_in_a_plugins_factory_fails_the_command_instead_of_ending_it_well(tmp_path):
     """A dataset factory calling sys.exit(0) had `zoo train` end with exit status 0 and no
     run (and `zoo evaluate` the same, without a metric): the zoo names it as a failure."""

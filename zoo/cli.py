@@ -117,20 +117,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         fail(describe_failure(exc))
 
 
-# The list of words a command takes after its fixed arguments, by name, with its type.
-TRAILING_LISTS = {"names": str, "overrides": str, "inputs": str, "options": str, "paths": Path}
-
-
 def parse_command(argv: list[str]) -> argparse.Namespace:
-    """The command line as argparse reads it, except that words after a flag join the
-    command's list: argparse fills a list from the first run of words only, and
-    ``zoo evaluate RUN --json metrics=[f1]`` was refused for its last word."""
+    """The command line as argparse reads it, with a command's flags and words in any order:
+    argparse fills a command's words from their first run only, and refused the last word
+    of ``zoo evaluate RUN --json metrics=[f1]`` and of ``zoo list metric --json 'a*'``.
+    Those are read again by the command's own parser, intermixed."""
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
-    listed = next((name for name in TRAILING_LISTS if hasattr(args, name)), None)
-    if extras and listed and not any(word.startswith("-") for word in extras):
-        setattr(args, listed, [*getattr(args, listed), *map(TRAILING_LISTS[listed], extras)])
-    elif extras:
+    if extras and not any(word.startswith("-") for word in extras):
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+        return argparse.Namespace(**{**vars(args), **vars(command.parse_intermixed_args(argv[1:]))})
+    if extras:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
     return args
 
@@ -470,6 +467,8 @@ def info_command(args: argparse.Namespace) -> None:
     for setting in settings:
         if not setting.startswith(("dataset=", "model.", "dataset.")):
             raise ZooError(f"{setting}: zoo info takes dataset=NAME and model.KEY=VALUE or dataset.KEY=VALUE (for the cost)")
+        if "${" in setting:
+            raise ZooError(f"{setting}: give the value itself; interpolations are not resolved here")
     if len(args.names) == 1 and args.names[0] in config.CONFIG_SECTIONS:
         show_config_section(args.names[0], args.json)
         return

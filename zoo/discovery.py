@@ -10,9 +10,9 @@ requirement on ``keras-zoo`` (``dependencies = ["keras-zoo>=0.1,<0.2"]``); outsi
 range it is reported and not imported, since pip only warns about such a conflict.
 
 Plugin code runs inside the tool's process, so what it can do there is contained: an
-exception, ``sys.exit()`` or ``os._exit()`` in its import or hooks marks it broken, its
-prints go to stderr (stdout carries ``zoo list --json``), and an import slower than a bound
-is named.
+exception, ``sys.exit()``, ``os._exit()`` or ``os.abort()`` in its import or hooks marks it
+broken, its prints go to stderr (stdout carries ``zoo list --json``), and an import or hooks
+slower than a bound are named.
 
 Environment:
     ZOO_DISABLE_PLUGIN_AUTOLOAD=1  load no entry points at all.
