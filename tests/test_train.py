@@ -176,6 +176,8 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={inside}", cwd=tmp_path, timeout=60)
         assert result.returncode == 2, result.stderr[-2000:]
         assert f"{inside} is inside the run in {zoo_run}, whose files it could replace" in error_lines(result.stderr)[0]
+    result = run_zoo("train", "-m", "seed=1,2", f"hydra.sweep.dir={zoo_run / 'sweep'}", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "is inside the run in" in error_lines(result.stderr)[0], result.stderr[-2000:]
     job = sweep / "0"  # a sweep's job folder, after Hydra made its records in it
     (job / ".hydra").mkdir(parents=True)
     (job / "train.log").write_text("")

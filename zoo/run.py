@@ -242,18 +242,24 @@ def is_run_config(recorded: Any) -> bool:
     )
 
 
-def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
-    """The zoo writes a run only into a new or empty folder or one of its own runs, never
-    over or beside files it did not write (a run would replace a ``model.keras`` of the
-    same name). Its own: a ``config.yaml`` with model, dataset and trainer, or only what is
-    made before a run starts (a run stopped that early). No TF."""
-    for parent in Path(os.path.abspath(run_dir)).parents:  # .hydra/ holds a run's config too: not a run's own folder
+def refuse_folder_inside_a_run(folder: Path, key: str) -> None:
+    """A run's (or sweep's) folder is never inside another run's: its ``.hydra/`` holds a
+    run's ``config.yaml`` too, and a run there would write over that run's files."""
+    for parent in Path(os.path.abspath(folder)).parents:
         try:
             inside = (parent / artifacts.CONFIG).is_file() and is_run_config(artifacts.read_yaml(parent / artifacts.CONFIG))
         except (OSError, ZooError):  # a folder of someone else's, a damaged file: not a run's
             inside = False
         if inside:
-            raise ZooError(f"{run_dir} is inside the run in {parent}, whose files it could replace; choose a {key} outside it")
+            raise ZooError(f"{folder} is inside the run in {parent}, whose files it could replace; choose a {key} outside it")
+
+
+def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
+    """The zoo writes a run only into a new or empty folder or one of its own runs, never
+    over or beside files it did not write (a run would replace a ``model.keras`` of the
+    same name). Its own: a ``config.yaml`` with model, dataset and trainer, or only what is
+    made before a run starts (a run stopped that early). No TF."""
+    refuse_folder_inside_a_run(run_dir, key)
     if not run_dir.is_dir():
         return
     artifacts.refuse_links(run_dir, key)
