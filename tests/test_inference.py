@@ -55,6 +55,7 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
     image = str(next(folder.glob("00_*.png")))
     mine = tmp_path / "mine.csv"
     mine.write_text("my notes")
+    (tmp_path / "plots_link").symlink_to(run_dir / "plots")
     for command, problem in (
         (["predict", str(run_dir), image, "-o", str(mine)], f"--output {mine} exists; choose another name, or add --force"),
         (["predict", str(run_dir), image, "-o", str(folder)], f"--output {folder} is a folder; give a file name"),
@@ -64,6 +65,8 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
         # --force never replaces the run's own records
         (["predict", str(run_dir), image, "-o", str(run_dir / "metrics.json"), "--force"], "is one of the records of the run in"),
         (["compare", str(run_dir), "--plot", str(run_dir / "plots" / "training_curves.png"), "--force"], "is one of the records"),
+        # ... also through a link to one of its folders
+        (["compare", str(run_dir), "--plot", str(tmp_path / "plots_link" / "training_curves.png"), "--force"], "is one of the records"),
     ):
         refused = run_zoo(*command)
         assert refused.returncode == 2 and len(error_lines(refused.stderr)) == 1 and problem in refused.stderr, command

@@ -159,15 +159,16 @@ RUN_FILES = (CONFIG, HISTORY, MODEL, METRICS, TEXT_SAMPLES, SPEC, DATA_REPORT, E
 
 def run_record_owner(path: Path) -> Path | None:
     """The run directory ``path`` is one of the records of (its model, metrics, plots,
-    checkpoints...), or None: what ``--force`` must never replace."""
-    path = Path(path).absolute()
-    for depth, folder in enumerate(path.parents):
-        inside = path.relative_to(folder).parts
-        record = inside[0] in RUN_FOLDERS or (len(inside) == 1 and inside[0] in RUN_FILES)
-        if record and (folder / CONFIG).is_file():
-            return folder
-        if depth >= 3:
-            return None
+    checkpoints...), or None: what ``--force`` must never replace. Also through a link on
+    the way (``out/`` a link to a run's ``plots/``)."""
+    for spelt in dict.fromkeys([Path(path).absolute(), Path(os.path.realpath(path))]):
+        for depth, folder in enumerate(spelt.parents):
+            inside = spelt.relative_to(folder).parts
+            record = inside[0] in RUN_FOLDERS or (len(inside) == 1 and inside[0] in RUN_FILES)
+            if record and (folder / CONFIG).is_file():
+                return folder
+            if depth >= 3:
+                break
     return None
 
 
