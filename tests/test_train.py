@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -390,6 +391,19 @@ def test_reconstruction_run_reports_its_error_and_draws_reconstructions(tmp_path
     png = (run_dir / "plots" / "reconstructions.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert not (run_dir / "plots" / "roc_curve.png").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_says_when_another_split_tests_on_examples_the_run_trained_on(default_run):
+    """`zoo evaluate RUN seed=3` drew another split: most of its test examples had been
+    trained on, and the accuracy rose from 0.88 to 0.93 without a word."""
+    run_dir, _ = default_run
+    reseeded = run_zoo("evaluate", str(run_dir), "seed=3")
+    assert reseeded.returncode == 0, reseeded.stderr[-2000:]
+    [warning] = [line for line in reseeded.stderr.splitlines() if line.startswith("zoo: warning:")]
+    assert re.search(r"\d+ of the 360 test examples are ones the run trained on \(its own test split had 0\)", warning), warning
+    subset = run_zoo("evaluate", str(run_dir), "dataset.test_fraction=0.1")  # a part of its own test split: nothing seen
+    assert subset.returncode == 0 and "zoo: warning:" not in subset.stderr, subset.stderr[-2000:]
 
 
 def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(default_run, tmp_path):

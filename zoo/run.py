@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
 from zoo.config import RunPlan, check_run_references, plan_run, run_references
-from zoo.errors import ZooError
+from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 
 log = logging.getLogger(__name__)
@@ -658,13 +658,44 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
 
 
 def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """Evaluate a finished run's saved model on the test split of its (possibly overridden) config."""
+    """Evaluate a finished run's saved model on the test split of its (possibly overridden)
+    config. Another seed or split (``seed=3``, ``dataset.test_fraction=0.5``) can put
+    examples the model trained on into the test split: that is said, with how many."""
     plan = plan_run(load_run_config(run_dir, overrides))
     tf, keras, placement = _start(plan)
-    test_data = _batches(tf, plan, plan.dataset.item.factory(plan.dataset_config, plan.seed).test)
+    test_split = plan.dataset.item.factory(plan.dataset_config, plan.seed).test
+    if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
+        warn_of_trained_examples(plan_run(load_run_config(run_dir, [])), test_split)
+    test_data = _batches(tf, plan, test_split)
     with placement.strategy.scope():
         model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
     return score(tf, model, test_data)
+
+
+def warn_of_trained_examples(trained: RunPlan, test_split) -> None:
+    """Warn when ``test_split`` holds more of the examples the run trained on than its own
+    test split did (a dataset with duplicates has some there too): metrics on them
+    overstate how the model does on data it has not seen."""
+    import hashlib
+
+    import numpy as np
+
+    def digests(split) -> list[bytes]:
+        examples = (x for x, _ in split.as_numpy_iterator()) if hasattr(split, "as_numpy_iterator") else split[0]
+        return [hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest() for x in examples]
+
+    original = trained.dataset.item.factory(trained.dataset_config, trained.seed)
+    seen = set(digests(original.train))
+    before = sum(d in seen for d in digests(original.test))
+    now = digests(test_split)
+    count = sum(d in seen for d in now)
+    if count > before:
+        warnings.warn(
+            f"{count} of the {len(now)} test examples are ones the run trained on (its own test split had {before}): "
+            "these metrics overstate how the model does on new data; evaluate with the run's seed and split",
+            InputWarning,
+            stacklevel=2,
+        )
 
 
 def score(tf, model, batches) -> dict[str, float]:
