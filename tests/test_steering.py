@@ -181,6 +181,22 @@ def test_warm_start_begins_from_the_parents_weights_and_records_it(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_parent_or_teacher_trained_on_this_runs_test_examples_is_named(tmp_path):
+    """A warm start or a teacher trained with another seed learnt most of this run's test
+    examples: its test metrics would overstate it, and nothing said so."""
+    mlp = ["model=mlp_classifier", "model.hidden_units=[8]", "trainer.epochs=1"]
+    parent = train(tmp_path, "parent", *mlp, "seed=1")
+    result = run_zoo("train", *mlp, f"trainer.init_from={parent}", f"trainer.distillation.teacher={parent}",
+                     f"hydra.run.dir={tmp_path / 'child'}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
+    for key in ("trainer.init_from", "trainer.distillation.teacher"):
+        assert any(f"{key}={parent} trained on" in w and "of the 360 test examples" in w for w in warnings), warnings
+    same_split = run_zoo("train", *mlp, "seed=1", f"trainer.init_from={parent}", f"hydra.run.dir={tmp_path / 'sibling'}", cwd=tmp_path)
+    assert same_split.returncode == 0 and "zoo: warning:" not in same_split.stderr, same_split.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_warm_start_with_nothing_in_common_fails_in_one_line(tmp_path):
     parent = train(tmp_path, "parent", "model=mlp_classifier", "model.hidden_units=[7]", "trainer.epochs=1")
     result = run_zoo("train", *SMALL, f"trainer.init_from={parent}", f"hydra.run.dir={tmp_path / 'child'}", cwd=tmp_path)

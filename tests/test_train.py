@@ -401,7 +401,7 @@ def test_evaluate_says_when_another_split_tests_on_examples_the_run_trained_on(d
     reseeded = run_zoo("evaluate", str(run_dir), "seed=3")
     assert reseeded.returncode == 0, reseeded.stderr[-2000:]
     [warning] = [line for line in reseeded.stderr.splitlines() if line.startswith("zoo: warning:")]
-    assert re.search(r"\d+ of the 360 test examples are ones the run trained on \(its own test split had 0\)", warning), warning
+    assert re.search(r"the run trained on \d+ of the 360 test examples \(the split's own training examples hold 0", warning), warning
     subset = run_zoo("evaluate", str(run_dir), "dataset.test_fraction=0.1")  # a part of its own test split: nothing seen
     assert subset.returncode == 0 and "zoo: warning:" not in subset.stderr, subset.stderr[-2000:]
 

@@ -368,6 +368,13 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             f"trains ({trainer.epochs} epoch{'s' if trainer.epochs > 1 else ''} of {steps}): no update would be applied; "
             f"accumulate over at most {steps} steps"
         )
+    for key, path in run_references(plan).items():  # a warm start's or a teacher's data: this run's test split?
+        reference = finished_run_plan(Path(path))
+        if chief and finished is None and reference.dataset.name == plan.dataset.name and plan.cv.fold is None:
+            warn_of_trained_examples(
+                splits, reference.dataset.item.factory(reference.dataset_config, reference.seed).train, f"{key}={path}",
+                "give a run trained with this run's seed and split",
+            )  # fmt: skip
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
     parent_weights = None
@@ -663,36 +670,40 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     examples the model trained on into the test split: that is said, with how many."""
     plan = plan_run(load_run_config(run_dir, overrides))
     tf, keras, placement = _start(plan)
-    test_split = plan.dataset.item.factory(plan.dataset_config, plan.seed).test
+    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
-        warn_of_trained_examples(plan_run(load_run_config(run_dir, [])), test_split)
-    test_data = _batches(tf, plan, test_split)
+        trained = plan_run(load_run_config(run_dir, []))
+        warn_of_trained_examples(
+            splits, trained.dataset.item.factory(trained.dataset_config, trained.seed).train, "the run",
+            "evaluate with the run's seed and split",
+        )  # fmt: skip
+    test_data = _batches(tf, plan, splits.test)
     with placement.strategy.scope():
         model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
     return score(tf, model, test_data)
 
 
-def warn_of_trained_examples(trained: RunPlan, test_split) -> None:
-    """Warn when ``test_split`` holds more of the examples the run trained on than its own
-    test split did (a dataset with duplicates has some there too): metrics on them
-    overstate how the model does on data it has not seen."""
+def example_digests(split) -> list[bytes]:
+    """A digest of each example's input in a split (arrays, or an unbatched tf.data.Dataset)."""
     import hashlib
 
     import numpy as np
 
-    def digests(split) -> list[bytes]:
-        examples = (x for x, _ in split.as_numpy_iterator()) if hasattr(split, "as_numpy_iterator") else split[0]
-        return [hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest() for x in examples]
+    examples = (x for x, _ in split.as_numpy_iterator()) if hasattr(split, "as_numpy_iterator") else split[0]
+    return [hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest() for x in examples]
 
-    original = trained.dataset.item.factory(trained.dataset_config, trained.seed)
-    seen = set(digests(original.train))
-    before = sum(d in seen for d in digests(original.test))
-    now = digests(test_split)
-    count = sum(d in seen for d in now)
+
+def warn_of_trained_examples(splits, trained_split, who: str, fix: str) -> None:
+    """Warn when ``trained_split`` (what a model was trained on) holds more of the test
+    examples of ``splits`` than their own training split does (a dataset with duplicates
+    has some there too): the test metrics would overstate how the model does on new data."""
+    test = example_digests(splits.test)
+    own, trained = set(example_digests(splits.train)), set(example_digests(trained_split))
+    before, count = sum(d in own for d in test), sum(d in trained for d in test)
     if count > before:
         warnings.warn(
-            f"{count} of the {len(now)} test examples are ones the run trained on (its own test split had {before}): "
-            "these metrics overstate how the model does on new data; evaluate with the run's seed and split",
+            f"{who} trained on {count} of the {len(test)} test examples (the split's own training examples hold "
+            f"{before} of them): the test metrics overstate how the model does on new data; {fix}",
             InputWarning,
             stacklevel=2,
         )
