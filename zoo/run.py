@@ -244,12 +244,18 @@ def is_run_config(recorded: Any) -> bool:
 
 def refuse_folder_inside_a_run(folder: Path, key: str) -> None:
     """A run's (or sweep's) folder is never inside another run's: its ``.hydra/`` holds a
-    run's ``config.yaml`` too, and a run there would write over that run's files."""
-    for parent in Path(os.path.abspath(folder)).parents:
+    run's ``config.yaml`` too, and a run there would write over that run's files. A
+    cross-validation's folds are its runs' own: ``RUN/folds/K``."""
+    from zoo.crossval import FOLDS
+
+    folder = Path(os.path.abspath(folder))
+    for parent in folder.parents:
         try:
             inside = (parent / artifacts.CONFIG).is_file() and is_run_config(artifacts.read_yaml(parent / artifacts.CONFIG))
         except (OSError, ZooError):  # a folder of someone else's, a damaged file: not a run's
             inside = False
+        if inside and folder.relative_to(parent).parts[:-1] == (FOLDS,):
+            return
         if inside:
             raise ZooError(f"{folder} is inside the run in {parent}, whose files it could replace; choose a {key} outside it")
 
