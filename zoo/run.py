@@ -374,9 +374,11 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             f"trains ({trainer.epochs} epoch{'s' if trainer.epochs > 1 else ''} of {steps}): no update would be applied; "
             f"accumulate over at most {steps} steps"
         )
-    for key, path in run_references(plan).items():  # a warm start's or a teacher's data: this run's test split?
+    for key, path in run_references(plan).items() if chief and finished is None and plan.cv.fold is None else ():
+        # A warm start's or a teacher's data: did it hold this run's test examples? Not when split alike.
         reference = finished_run_plan(Path(path))
-        if chief and finished is None and reference.dataset.name == plan.dataset.name and plan.cv.fold is None:
+        same_split = (reference.seed, reference.dataset_config) == (plan.seed, plan.dataset_config)
+        if reference.dataset.name == plan.dataset.name and not same_split:
             warn_of_trained_examples(
                 splits, reference.dataset.item.factory(reference.dataset_config, reference.seed).train, f"{key}={path}",
                 "give a run trained with this run's seed and split",
