@@ -127,6 +127,8 @@ def test_experiment_presets_compose():
         (["metrics=[f1]", "metrics.f1.threshold=-inf"], "metrics.f1.threshold=-inf must be a finite number"),
         (["trainer.steps_per_execution=40"], "steps_per_execution must be at most 32"),  # TensorFlow refused it mid-run
         (["loggers=[tensorboard]", "loggers.tensorboard.folder=/tmp"], "it names a folder inside the run directory"),
+        (["model=gan", "model.adam_beta_1=2"], "adam_beta_1 must be in [0, 1) (or null), got 2.0"),  # trained, exit 0
+        (["model=gan", "model.generator_learning_rate=-1"], "generator_learning_rate must be a positive number"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
@@ -309,7 +311,9 @@ def test_own_config_folder_experiments_are_checked_and_used(tmp_path):
      "hydra.job={{name: ../victim/config}}", "hydra.output_subdir=.",
      # launchers' own files: submitit's pickles and logs, joblib's and Ray's temporary files
      "+hydra.launcher.submitit_folder={victim}", "+hydra.launcher.temp_folder={victim}",
-     "hydra.launcher={{ray: {{init: {{_temp_dir: {victim}}}}}}}"],
+     "hydra.launcher={{ray: {{init: {{_temp_dir: {victim}}}}}}}",
+     # the job in the run's folder would look there for the paths typed beside it
+     "hydra.job.chdir=true", "hydra.job={{chdir: 1}}"],
 )  # fmt: skip
 def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override, tmp_path):
     """Hydra would write its records (config.yaml, hydra.yaml) or append its log there."""
@@ -323,7 +327,7 @@ def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override,
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = error_lines(result.stderr)
     assert any(refusal in line for refusal in ("it must stay inside the run's folder", "the log is RUN_DIR/train.log", "not interpolations",
-                                               "a launcher's own files go where its config puts them"))  # fmt: skip
+                                               "a launcher's own files go where its config puts them", "keeps the working directory"))  # fmt: skip
     assert [p.name for p in victim.iterdir()] == ["config.yaml"] and (victim / "config.yaml").read_text() == "mine: 1\n"
     assert not (tmp_path / "runs").exists()
 

@@ -203,6 +203,20 @@ def test_image_folder_refuses_a_class_without_images(tmp_path):
         data.load(seed=0)
 
 
+def test_a_folder_too_small_to_split_is_refused_and_a_tiny_one_splits(tmp_path):
+    """scikit-learn's stratified split fails on a few images (a traceback-like 'sklearn failed'
+    line): too few for every split is one line naming the fix; a few more split plainly."""
+    write_pngs(tmp_path / "cat", 1, 0)
+    write_pngs(tmp_path / "dog", 1, 200)
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off")
+    with pytest.raises(zoo.ZooError, match="2 readable training images are too few to split off a validation share of 0.15; add images"):
+        data.load(seed=0)
+    write_pngs(tmp_path / "cat", 2, 0)
+    write_pngs(tmp_path / "dog", 2, 200)  # 4 images: one for test, one for validation, two to train on
+    splits = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off").load(seed=0)
+    assert splits.report["images"] == {"train": 2, "validation": 1, "test": 1}
+
+
 def test_image_folder_cache_file_decodes_once(tmp_path):
     overrides = image_folder.write_example_folder(tmp_path / "data")
     cache = tmp_path / "cache" / "images"

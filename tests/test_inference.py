@@ -62,6 +62,9 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
         (["predict", str(run_dir), image, "-o", str(tmp_path / "nope" / "p.csv")], "the folder"),
         (["compare", str(run_dir), "--plot", str(folder)], f"--plot {folder} is a folder"),
         (["compare", str(run_dir), "--plot", str(mine)], f"--plot {mine} exists"),
+        # a name in another format would hold a PNG under it
+        (["compare", str(run_dir), "--plot", str(tmp_path / "curves.docx")], "name a .png, .svg or .pdf file"),
+        (["compare", str(run_dir), "--plot", str(tmp_path / "curves")], "name a .png, .svg or .pdf file"),
         # --force never replaces the run's own records
         (["predict", str(run_dir), image, "-o", str(run_dir / "metrics.json"), "--force"], "is one of the records of the run in"),
         (["compare", str(run_dir), "--plot", str(run_dir / "plots" / "training_curves.png"), "--force"], "is one of the records"),
@@ -74,6 +77,9 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
     assert mine.read_text() == "my notes"
     forced = run_zoo("predict", str(run_dir), image, "-o", str(mine), "--force")
     assert forced.returncode == 0 and mine.read_text().startswith("input,predicted,probability")
+    drawn = run_zoo("compare", str(run_dir), "--plot", str(tmp_path / "curves.SVG"))  # the format the name says
+    assert drawn.returncode == 0 and (tmp_path / "curves.SVG").read_text().startswith("<?xml"), drawn.stderr[-2000:]
+    assert not (tmp_path / "curves.docx").exists() and not (tmp_path / "curves").exists()
 
 
 def test_a_csv_header_naming_the_features_puts_the_columns_in_the_models_order(tmp_path):

@@ -344,6 +344,8 @@ def test_zoo_info_describes_a_model_whose_cost_cannot_be_counted(tmp_path):
     assert described.returncode == 0 and json.loads(described.stdout)["name"] == "pretrained_classifier"
     counted = run_zoo("info", "pretrained_classifier", "model.weights=none", "model.backbone=mobilenet_v2", env=env)
     assert counted.returncode == 0 and "cost on dataset 'synthetic_cats'" in counted.stdout, counted.stderr[-2000:]
+    huge = run_zoo("info", "mlp_classifier", "model.hidden_units=[1000000,1000000]")  # 4 TB of weights: not a traceback-like line
+    assert huge.returncode == 0 and "cost: not counted: out of memory (a tensor of shape[1000000,1000000])" in huge.stdout, huge.stderr[-2000:]
     wrong = run_zoo("info", "pretrained_classifier", "trainer.epochs=3")
     assert wrong.returncode == 2 and "zoo info takes dataset=NAME and model.KEY=VALUE" in error_lines(wrong.stderr)[0]
 

@@ -85,7 +85,7 @@ def test_sweep_leaves_one_run_directory_per_job_and_a_summary(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_zoo(
         "train", "-m", "model.filters=4,8", "trainer.epochs=1", "metrics=[accuracy]",
-        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+        f"hydra.sweep.dir={sweep_dir}", "hydra.job.name=filters", cwd=tmp_path,  # a job name, as SLURM shows it
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
@@ -93,6 +93,7 @@ def test_sweep_leaves_one_run_directory_per_job_and_a_summary(tmp_path):
     filters = []
     for job in jobs:
         assert set(json.loads((job / "metrics.json").read_text())) == {"loss", "accuracy"}
+        assert [p.name for p in job.glob("*.log")] == ["train.log"]  # the log keeps its name: the run's folder stays the zoo's
         filters.append(yaml.safe_load((job / "config.yaml").read_text())["model"]["filters"])
     assert sorted(filters) == [4, 8]
     summary = (sweep_dir / "summary.csv").read_text().splitlines()
@@ -136,6 +137,10 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         folder.mkdir()
         for name, text in files.items():
             (folder / name).write_text(text)
+    # Hydra's settings from a config of the user's: a sweep by hydra.mode, folders of its own
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    for name, settings in (("as_sweep", f"mode: MULTIRUN\n  sweep: {{dir: {sweep}}}"), ("in_mine", f"run: {{dir: {mine}}}")):
+        (tmp_path / "configs" / "experiment" / f"{name}.yaml").write_text(f"# @package _global_\nhydra:\n  {settings}\n")
     before = {path: path.read_text() for path in tmp_path.rglob("*") if path.is_file()}
     for args, problem in (
         ([f"hydra.run.dir={mine}"], "already holds files the zoo did not write (model.keras)"),
@@ -148,6 +153,12 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
         ([f"hydra.run={{dir: {mine}}}"], "already holds files the zoo did not write (model.keras)"),
         ([f"hydra={{run: {{dir: {mine}}}}}"], "already holds files the zoo did not write (model.keras)"),
         (["-m", "seed=1,2", f"hydra.sweep={{dir: {sweep}, subdir: x}}"], "already holds files that are not a zoo sweep's"),
+        # a sweep without -m, in any spelling Hydra reads as one (it used to write its multirun.yaml in)
+        (["hydra.mode=2", f"hydra.sweep.dir={sweep}"], "already holds files that are not a zoo sweep's"),
+        (["++hydra.mode=MULTIRUN", "seed=1,2", f"hydra.sweep.dir={sweep}"], "already holds files that are not a zoo sweep's"),
+        ([f"hydra={{mode: MULTIRUN, sweep: {{dir: {sweep}}}}}"], "already holds files that are not a zoo sweep's"),
+        (["--config-dir", "configs", "+experiment=as_sweep"], "already holds files that are not a zoo sweep's"),
+        (["--config-dir", "configs", "+experiment=in_mine"], "already holds files the zoo did not write (model.keras)"),
     ):
         result = run_zoo("train", *args, "trainer.epochs=1", cwd=tmp_path, env={"MINE": str(mine)})
         assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]
@@ -213,6 +224,7 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
     shutil.copytree(sweep, linked_sweep)
     (linked_sweep / "multirun.yaml").unlink()
     (linked_sweep / "multirun.yaml").symlink_to(sweep / "multirun.yaml")
+    shutil.copytree(default_run[0], tmp_path / "runs" / "cats_mlp_sgd" / "seed_0")
     before = files(tmp_path)
     for args, problem in (
         (["-m", "seed=0,1", f"hydra.sweep.dir={linked_sweep}"], f"{linked_sweep / 'multirun.yaml'} is a symbolic link"),
@@ -222,6 +234,8 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
         (["-m", "seed=5,6", f"hydra.sweep.dir={sweep}"], f"{sweep / '0_cnn_classifier'} holds a run with seed=0, not 5"),
         (["-m", "seed=5,6", f"hydra.sweep.dir={other_app}", "hydra.sweep.subdir=0"], "already holds files that are not a zoo sweep's"),
         ([f"hydra.run.dir={project}"], "holds a config.yaml that is not a zoo run's"),
+        # an experiment's own folder (runs/cats_mlp_sgd/seed_0) holding another run
+        (["+experiment=cats_mlp_sgd"], "runs/cats_mlp_sgd/seed_0 holds a run with model.name='cnn_classifier', not 'mlp_classifier'"),
     ):
         result = run_zoo("train", *args, cwd=tmp_path)
         assert result.returncode == 2 and problem in error_lines(result.stderr)[0], result.stderr[-2000:]

@@ -13,7 +13,7 @@ import itertools
 import math
 import os
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NamedTuple, NoReturn, Optional
 
 from zoo.config import leads_outside
 from zoo.errors import ZooError
@@ -44,7 +44,58 @@ def _parse_hydra_args(args: tuple[str, ...]) -> argparse.Namespace:
 
 
 def is_multirun(args: list[str]) -> bool:
-    return parse_hydra_args(args).multirun or "hydra.mode=MULTIRUN" in overrides_only(args)
+    """Whether Hydra will run a sweep: ``-m``, or ``hydra.mode`` as Hydra reads it from the
+    composed config (``hydra.mode=2``, ``hydra={mode: MULTIRUN}``, a config of the user's)."""
+    return parse_hydra_args(args).multirun or configured_output(args).multirun
+
+
+# Override roots that are the zoo's run config: they cannot change Hydra's settings, so a
+# command of only these needs no composition of them (the default job starts sooner).
+RUN_CONFIG_ROOTS = ("model", "dataset", "trainer", "device", "metrics", "callbacks", "loggers", "seed")
+
+
+class ConfiguredOutput(NamedTuple):
+    """Hydra's mode and output folders as a config (not the command line) sets them."""
+
+    multirun: bool = False
+    run_dir: Optional[str] = None
+    sweep_dir: Optional[str] = None
+
+
+def configured_output(args: list[str]) -> ConfiguredOutput:
+    """Hydra's mode and folders from the config the arguments compose, when anything but the
+    zoo's run keys could set them (an override of ``hydra``, an experiment such as
+    ``cats_mlp_sgd`` with its own ``hydra.run.dir``, configs of the user's); the zoo's
+    defaults (one run, a new timestamped folder) otherwise, or when the composition fails
+    (the run's own composition reports it)."""
+    return _configured_output(tuple(args))
+
+
+@functools.lru_cache(maxsize=4)
+def _configured_output(args: tuple[str, ...]) -> ConfiguredOutput:
+    from omegaconf import OmegaConf
+
+    given = parse_hydra_args(list(args))
+    parsed = parsed_overrides(list(args))
+    roots = {o.key_or_group.split(".", 1)[0].split("/", 1)[0] for o in parsed}
+    if not (given.config_dir or given.config_path or roots - set(RUN_CONFIG_ROOTS)):
+        return ConfiguredOutput()
+    from hydra.types import RunMode
+
+    from zoo.config import compose
+
+    try:
+        cfg = compose([o.input_line for o in parsed if not o.is_sweep_override()], config_dir_of(list(args)), with_hydra=True)
+    except Exception:  # Hydra's and OmegaConf's errors: reported by check_overrides
+        return ConfiguredOutput()
+
+    def folder(key: str) -> Optional[str]:
+        try:
+            return str(OmegaConf.select(cfg, key, throw_on_resolution_failure=True))
+        except Exception:  # a resolver only a running job can answer: checked in the job
+            return None
+
+    return ConfiguredOutput(cfg.hydra.mode == RunMode.MULTIRUN, folder("hydra.run.dir"), folder("hydra.sweep.dir"))
 
 
 def overrides_only(args: list[str]) -> list[str]:
@@ -164,7 +215,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             values = sweep_values(override) if override.is_discrete_sweep() else []
         else:
             values = [override.value()]
-        problem = _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values)
+        problem = _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values) or _moves_the_job(key, values)
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
 
@@ -200,6 +251,17 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "zoo train sets no environment variable from the command line (TensorFlow, git and Python read some "
                 f"as code to load); set it in your shell ({parts[3]}=... zoo train ...) or in a config file of your own"
             )
+    return None
+
+
+def _moves_the_job(key: str, values: list) -> Optional[str]:
+    """``hydra.job.chdir=true`` would have the job read the paths typed beside it
+    (``dataset.path=pets``) from inside the new run's folder, where they are not."""
+    if any(path == "hydra.job.chdir" and leaf not in (False, "false", "False", None) for value in values for path, leaf in _paths(key, value)):
+        return (
+            "zoo train keeps the working directory, so that the paths you give are read from where you type them "
+            "(the run's files go to its folder either way); leave hydra.job.chdir unset"
+        )
     return None
 
 
@@ -336,11 +398,14 @@ def check_overrides(args: list[str]) -> None:
     multirun = is_multirun(args)
     config_dir = config_dir_of(args)
     run_dir = sweep_dir = None  # a single run's folder, or a sweep's, named
+    configured = configured_output(args)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         path = str(given[key]) if given.get(key) is not None else None
         if path is not None and "${" in path:  # checked where it leads (${now:...} differs by a moment: a new folder either way)
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             path = resolved_output_dir(key, path, fixed, config_dir)
+        elif path is None:  # set by a config (an experiment's own folder), or the zoo's new timestamped one
+            path = configured.run_dir if key == "hydra.run.dir" else configured.sweep_dir
         found = check_output_dir(path or "runs", key)
         if key == "hydra.run.dir":
             FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found

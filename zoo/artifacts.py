@@ -324,8 +324,14 @@ def plot_training_curves(path: Path, history: Mapping[str, Sequence[float]], tit
     save_figure(fig, path)
 
 
+# What a picture the user names may be: Matplotlib writes each without a program of its own.
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
 def save_figure(fig, path: Path) -> None:
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    """A figure in the format its name says (PNG unless .svg or .pdf), written atomically."""
+    suffix = path.suffix.lower().lstrip(".")
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=suffix if suffix in FIGURE_FORMATS else "png", dpi=100))
 
 
 def roc_curve(positive, score):

@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     comparing = commands.add_parser("compare", help="compare finished runs: differing config values and metrics")
     comparing.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR|SWEEP_DIR", help="runs, or sweeps of runs")
     comparing.add_argument("--csv", action="store_true", help="print CSV instead of a table")
-    comparing.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the comparison into this PNG file")
+    comparing.add_argument("--plot", type=Path, metavar="FILE.png", help="also draw the comparison into this .png, .svg or .pdf file")
     comparing.add_argument("--force", action="store_true", help="replace an existing --plot file")
     comparing.set_defaults(handler=compare_command)
 
@@ -575,9 +575,10 @@ def model_cost(model: str, settings: list[str]) -> tuple[Optional[dict], Optiona
     if plan is None:
         raise ZooError(reasons[0] if dataset or others else f"model {model!r} fits no installed dataset as configured by default")
     from zoo.inference import count_cost
+    from zoo.run import out_of_memory_in_one_line
 
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # what building prints (Keras downloading weights) is not output
+        with contextlib.redirect_stdout(sys.stderr), out_of_memory_in_one_line():  # what building prints (Keras downloading weights) is not output
             counted = count_cost(plan)
     except ZooError as exc:
         return None, str(exc)
@@ -741,6 +742,11 @@ def compare_command(args: argparse.Namespace) -> None:
     from zoo.compare import comparison_table, find_runs, plot_comparison
 
     check_output_file(args.plot, "--plot", args.force, "comparison.png")
+    if args.plot is not None:
+        from zoo.artifacts import FIGURE_FORMATS
+
+        if args.plot.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+            raise ZooError(f"--plot {args.plot}: name a .png, .svg or .pdf file (the format follows the name)")
     runs = find_runs(args.paths)
     root = args.paths[0] if len(args.paths) == 1 else None
     header, rows = comparison_table(runs, root=root)

@@ -65,6 +65,10 @@ class GANConfig:
             raise ValueError("latent_dim and filters must be positive")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.adam_beta_1 is not None and not 0.0 <= self.adam_beta_1 < 1.0:  # the decay of a moving average
+            raise ValueError(f"adam_beta_1 must be in [0, 1) (or null), got {self.adam_beta_1}")
+        if self.generator_learning_rate is not None and not 0.0 < self.generator_learning_rate < float("inf"):
+            raise ValueError(f"generator_learning_rate must be a positive number (or null), got {self.generator_learning_rate}")
 
 
 def build_gan(config: GANConfig, spec: zoo.DataSpec):

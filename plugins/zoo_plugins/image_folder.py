@@ -15,6 +15,8 @@ uint8, in memory or in a cache file.
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,8 +207,16 @@ def _split_missing(found, config: ImageFolderConfig, seed: int):
         if split in found:
             continue
         share = fraction / (1.0 - (config.test_fraction if split == "validation" and "test" not in found else 0.0))
+        if len(paths) - math.ceil(share * len(paths)) < 1:  # scikit-learn would leave a split empty
+            raise zoo.ZooError(
+                f"dataset.path={config.path}: {len(found['train'][0])} readable training images are too few to split off "
+                f"a {split} share of {fraction}; add images, or give {split}/ (and the other splits) folders of their own"
+            )
         counts = np.bincount(labels) if len(labels) else []
-        stratify = labels if min(counts, default=0) >= 2 else None
+        held = math.ceil(share * len(paths))
+        classes = np.count_nonzero(counts)
+        # Stratified only where every class can be in both parts (tiny folders: a plain split).
+        stratify = labels if min(counts, default=0) >= 2 and min(held, len(paths) - held) >= classes else None
         paths, held_paths, labels, held_labels = train_test_split(paths, labels, test_size=share, stratify=stratify, random_state=seed)
         found[split] = (held_paths, held_labels)
     found["train"] = (paths, labels)
