@@ -518,6 +518,8 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("history.csv:text", "compare", "history.csv is damaged (not the CSV the zoo wrote: could not convert"),
         ("history.csv:wide", "compare", "history.csv is damaged (not the CSV the zoo wrote: field larger than field limit"),
         ("history.csv:extra", "compare", "history.csv is damaged (not the CSV the zoo wrote"),  # more fields than the header
+        ("spec.json:classes", "predict", "spec.json is damaged (2 class names for 10 classes)"),  # an IndexError once
+        ("config.yaml:huge", "evaluate", "out of memory (a tensor of shape["),  # TensorFlow's OOM line, as it was
     ],
 )
 def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, problem, tmp_path):
@@ -555,6 +557,10 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
         target.write_text(target.read_text() + ("1,abc" if how == "text" else "1," + "1" * 200_000) + "\n")
     elif how == "extra":
         target.write_text("epoch,loss\n1,0.5,7,8\n")
+    elif how == "classes":
+        target.write_text(json.dumps({**json.loads(target.read_text()), "class_names": ["a", "b"]}))
+    elif how == "huge":  # a model of 400 GB to build
+        target.write_text(target.read_text().replace("dense_units: 128", "dense_units: 100000000"))
     else:
         target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2] if name == "model.keras" else b"{not: [valid")
     picture = tmp_path / "x.png"
@@ -567,6 +573,41 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(error_lines(result.stderr)) == 1 and problem in result.stderr, result.stderr[-500:]
     assert not (tmp_path / "ran").exists()
+
+
+def test_control_characters_from_run_files_and_arguments_are_shown_not_sent_to_the_terminal(default_run, tmp_path):
+    """A run's files and folder names are anyone's to write: an escape sequence in them
+    (setting the terminal's title, clearing the screen) is printed as an escape, in tables
+    and in error lines alike."""
+    import shutil
+
+    title = "\x1b]0;pwned\x07\x1b[2J"
+    run_dir = tmp_path / f"run{title}"
+    shutil.copytree(default_run[0], run_dir, ignore=shutil.ignore_patterns("tensorboard", "checkpoints"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, f"f1{title}": 0.5}))
+    for args in (["compare", str(tmp_path)], ["train", f"model={title}"], ["info", "model", title]):
+        result = run_zoo(*args, cwd=tmp_path)
+        shown = result.stdout + result.stderr
+        assert "\x1b" not in shown and "\\x1b]0;pwned\\x07\\x1b[2J" in shown, (args, shown[-1000:])
+
+
+def test_a_run_copied_with_hard_links_is_continued_without_changing_the_original(default_run, tmp_path):
+    """cp -al (or a backup by rsync --link-dest) shares the files' contents: Hydra rewrites
+    its records and appends to the log in place, through every link. The copy's files
+    Hydra writes become its own first; the original keeps its bytes."""
+    import shutil
+
+    original = tmp_path / "original"
+    copy = tmp_path / "copy"
+    shutil.copytree(default_run[0], original)
+    shutil.copytree(original, copy, copy_function=os.link)  # cp -al: the same files under other names
+    before = {p: p.read_bytes() for p in original.rglob("*") if p.is_file()}
+    assert (original / "train.log").stat().st_nlink == 2
+    again = run_zoo("train", f"hydra.run.dir={copy}", cwd=tmp_path)  # the same config: finished, nothing trained
+    assert again.returncode == 0 and "finished already" in again.stdout, again.stderr[-2000:]
+    assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == before
+    assert str(copy) in (copy / ".hydra" / "hydra.yaml").read_text() and (copy / "train.log").stat().st_nlink == 1
 
 
 def test_ctrl_c_outside_training_ends_in_one_line(default_run, tmp_path):

@@ -389,7 +389,8 @@ def check_overrides(args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
-    from zoo.run import claim_run_dir, recorded_config
+    from zoo.artifacts import unshare
+    from zoo.run import OPENED_FIRST, claim_run_dir, recorded_config
 
     overrides = overrides_only(args)
     parsed = parsed_overrides(args)
@@ -412,6 +413,8 @@ def check_overrides(args: list[str]) -> None:
         if path is not None and multirun == (key == "hydra.sweep.dir"):
             refuse_foreign_output_dir(Path(path).expanduser(), key)
             run_dir, sweep_dir = (None, Path(path).expanduser()) if multirun else (Path(path).expanduser(), None)
+    if sweep_dir is not None and sweep_dir.is_dir():  # what Hydra and Optuna rewrite in place
+        unshare([sweep_dir / "multirun.yaml", sweep_dir / "optuna.db"])
     sweep_settings = None  # Hydra's settings of the sweep: its launcher, its jobs' folders
     if multirun:
         try:
@@ -463,6 +466,7 @@ def check_overrides(args: list[str]) -> None:
         if run_dir is not None and run_dir.exists():
             # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
             claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
+            unshare(run_dir / name for name in OPENED_FIRST)
 
 
 # A grid sweep beyond this many jobs is refused: Hydra lists them all before the first starts.

@@ -59,6 +59,22 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def unshare(paths) -> None:
+    """Each of ``paths`` that is one of several hard links to a file (a run copied with
+    ``cp -al``, a backup made with ``rsync --link-dest``) becomes a file of its own, the
+    same bytes: Hydra rewrites its records and appends to the log in place, which would
+    change the other copies too."""
+    import shutil
+
+    for path in paths:
+        try:
+            if path.is_symlink() or not path.is_file() or path.stat().st_nlink < 2:
+                continue
+            write_atomic(path, lambda tmp: shutil.copyfile(path, tmp))
+        except OSError as exc:
+            raise ZooError(f"{path} is shared with other hard links and cannot be copied apart ({exc.strerror}); copy the run with cp -a") from None
+
+
 def refuse_links(run_dir: Path, key: str) -> None:
     """A run's folder holds no symbolic link below it: the zoo writes there (Hydra's records
     first, before any of the zoo's code runs), and a link in a run folder copied from

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError
-from zoo.tables import csv_text, print_table, shorten
+from zoo.tables import csv_text, print_table, shorten, visible
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
@@ -33,7 +33,7 @@ class ZooExit(SystemExit):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    message = " ".join(message.split())  # one line, also when a library's reason spans several
+    message = visible(" ".join(message.split()))  # one line, also when a library's reason spans several
     print(f"zoo: error: {message}", file=sys.stderr)
     raise ZooExit(code)
 
@@ -48,7 +48,7 @@ _default_showwarning = warnings.showwarning
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     # Plugin problems are for users: one line, without the warnings module's source echo.
     if issubclass(category, (PluginWarning, InputWarning)):
-        print(f"zoo: warning: {message}", file=sys.stderr)
+        print("zoo: warning: " + "\n".join(visible(line) for line in str(message).splitlines()), file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -851,6 +851,11 @@ def describe_failure(exc: BaseException) -> str:
     library = parts[1] if parts[0] == "hydra_plugins" and len(parts) > 1 else parts[0]
     if isinstance(exc, SystemExit):
         return f"{library} failed: it called sys.exit({exc.code!r}); ZOO_TRACEBACK=1 shows where"
+    from zoo.run import out_of_memory_line
+
+    memory = out_of_memory_line(exc)  # building a huge model to evaluate, export or describe it, say
+    if memory is not None:
+        return memory
     reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
     return f"{library} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where"
 

@@ -153,13 +153,21 @@ def out_of_memory_in_one_line() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
+        line = out_of_memory_line(exc)
+        if line is None:
             raise
-        shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
-        raise ZooError(
-            f"out of memory{f' (a tensor of {shape.group(1)})' if shape else ''}: make the model, the batch or the images "
-            f"smaller (model.*, trainer.batch_size, dataset.*), or use a device with more memory"
-        ) from exc
+        raise ZooError(line) from exc
+
+
+def out_of_memory_line(exc: BaseException) -> Optional[str]:
+    """The one line for running out of memory, or None for other errors."""
+    if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
+        return None
+    shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
+    return (
+        f"out of memory{f' (a tensor of {shape.group(1)})' if shape else ''}: make the model, the batch or the images "
+        f"smaller (model.*, trainer.batch_size, dataset.*), or use a device with more memory"
+    )
 
 
 def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, resolved: dict, callbacks) -> dict[str, Any]:
@@ -738,9 +746,22 @@ def finished_run_plan(run_dir: Path) -> RunPlan:
     recorded = artifacts.read_json(spec_path)
     try:
         spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+        consistent_spec(spec)
     except (TypeError, ValueError, AttributeError) as exc:
         raise ZooError(f"{spec_path} is damaged ({' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     return plan_run(cfg, spec=spec)
+
+
+def consistent_spec(spec: DataSpec) -> None:
+    """A recorded spec whose parts agree (an edited one would fail later on an index)."""
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in spec.input_shape):
+        raise ValueError(f"input_shape {list(spec.input_shape)} is not a list of positive sizes")
+    if not isinstance(spec.num_classes, int) or spec.num_classes < 0:
+        raise ValueError(f"num_classes {spec.num_classes!r} is not a count")
+    if spec.class_names and len(spec.class_names) != spec.num_classes:
+        raise ValueError(f"{len(spec.class_names)} class names for {spec.num_classes} classes")
+    if spec.feature_names and (len(spec.input_shape) != 1 or len(spec.feature_names) != spec.input_shape[0]):
+        raise ValueError(f"{len(spec.feature_names)} feature names for inputs of shape {list(spec.input_shape)}")
 
 
 def load_trained_model(run_dir: Path, plan: RunPlan | None = None):
@@ -779,7 +800,7 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     except ValueError as exc:
         raise ZooError(
             f"the weights in {Path(run_dir) / artifacts.MODEL} do not fit model {plan.model.name!r} as configured "
-            f"({' '.join(str(exc).split())[:200]}); was the run's config.yaml edited?"
+            f"({' '.join(str(exc).split())[:200]}); was the run's config.yaml or spec.json edited?"
         ) from None
     return model
 

@@ -9,11 +9,24 @@ from typing import Sequence
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
-    """Columns padded to their widest cell; the last one left ragged."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row, widths)] + [str(row[-1])]
+    """Columns padded to their widest cell; the last one left ragged. Cells come from run
+    files, folder names and configs that anyone may have written: control characters are
+    shown as escapes, never sent to the terminal."""
+    table = [[visible(str(c)) for c in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]
         print(indent + "  ".join(cells).rstrip())
+
+
+# Control characters (C0, DEL, C1): a terminal would act on them (move the cursor, clear the
+# screen, set the window's title) rather than show them.
+CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def visible(text: str) -> str:
+    """``text`` for a terminal, its control characters as escapes (``\\x1b``)."""
+    return text.translate(CONTROL)
 
 
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
