@@ -179,6 +179,7 @@ def test_zoo_explain_draws_a_picture_per_input_and_writes_the_csv(runs, tmp_path
         (["cancer", "rows.csv", "--target", "tumour"], "is not a class of this run; its classes: benign, malignant"),
         (["nowhere", "x.png"], "is not a run directory"),
         (["digits", "x.png", "--baseline", "nan"], "--baseline nan must be a finite number"),  # NaN attributions, exit 0
+        (["digits", "x.png", "--method", "occlusion", "--window", "-3"], "--window must be a patch side of at least 1 pixel"),  # exit 0
         (["digits", "x.png", "--method", "gradcam", "--layer", "hidden"], "--layer 'hidden' has no spatial feature maps for gradcam"),
     ],
 )

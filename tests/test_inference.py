@@ -223,6 +223,35 @@ def test_vae_run_reconstructs_samples_and_generates_reproducibly(tmp_path):
                             ("n=100000000", "n=100000000 must be from 1 to 10000"), ("seed=-1", "seed=-1 must be from 0")):  # fmt: skip
         refused = run_zoo("generate", str(run_dir), option)
         assert refused.returncode == 2 and len(error_lines(refused.stderr)) == 1 and problem in refused.stderr, option
+    texts = run_zoo("generate", str(run_dir), "-o", str(tmp_path / "samples.txt"))  # a PNG under that name, once
+    assert texts.returncode == 2 and "write images to a .png (a grid) or a .npy" in error_lines(texts.stderr)[0]
+    assert not (tmp_path / "samples.txt").exists()
+    assert_exports_serve_the_model(run_dir, tmp_path)
+
+
+def assert_exports_serve_the_model(run_dir: Path, tmp_path: Path) -> None:
+    """A SavedModel of any run serves what its model computes (a VAE, rebuilt by its
+    factory and never called, could not be exported); TFLite converts it, or says in one
+    line which ops its runtime lacks and what to export instead."""
+    import tensorflow as tf
+
+    from zoo.run import finished_run_plan, load_trained_model
+    from zoo.hookspecs import SEQUENCE
+
+    exported = run_zoo("export", str(run_dir), "--format", "saved_model", "--output", str(tmp_path / "served"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    plan, model = load_trained_model(run_dir, finished_run_plan(run_dir))
+    rng = np.random.default_rng(0)
+    shape = (4, *plan.spec.input_shape)
+    x = rng.integers(0, plan.spec.num_classes, shape).astype("int32") if plan.spec.task == SEQUENCE else rng.random(shape, "float32")
+    loaded = tf.saved_model.load(str(tmp_path / "served"))  # held: its variables go with it
+    served = loaded.serve(tf.constant(x))
+    np.testing.assert_allclose(np.asarray(served), np.asarray(model(x, training=False)), rtol=1e-4, atol=1e-5)
+    lite = run_zoo("export", str(run_dir), "--format", "tflite", "--output", str(tmp_path / "model.tflite"))
+    if lite.returncode != 0:
+        assert lite.returncode == 2 and len(error_lines(lite.stderr)) == 1, lite.stderr[-2000:]
+        assert "needs TensorFlow ops that TFLite's own runtime lacks" in lite.stderr and "--format saved_model" in lite.stderr
+        assert not (tmp_path / "model.tflite").exists()
 
 
 @pytest.mark.slow
@@ -236,6 +265,7 @@ def test_gan_run_trains_both_networks_and_only_generates(tmp_path):
     assert not (run_dir / "plots" / "roc_curve.png").exists()
     refused = run_zoo("predict", str(run_dir), str(run_dir / "plots" / "samples.png"))
     assert refused.returncode == 2 and "use: zoo generate" in error_lines(refused.stderr)[0]
+    assert_exports_serve_the_model(run_dir, tmp_path)
 
 
 @pytest.mark.slow
@@ -267,6 +297,9 @@ def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
         assert bad.returncode == 2 and problem in error_lines(bad.stderr)[0], option
     classifier = run_zoo("predict", str(run_dir), "x.txt")
     assert classifier.returncode == 2 and "use: zoo generate" in error_lines(classifier.stderr)[0]
+    picture = run_zoo("generate", str(run_dir), "-o", str(tmp_path / "texts.png"))  # texts in a .png, once
+    assert picture.returncode == 2 and "write texts to a .txt file, not texts.png" in error_lines(picture.stderr)[0]
+    assert_exports_serve_the_model(run_dir, tmp_path)
 
 
 @pytest.mark.slow

@@ -134,6 +134,8 @@ def explain(
     class_index = check_request(plan, method, target)
     if steps < 2:
         raise ZooError(f"--steps must be at least 2, got {steps}")
+    if window < 0:
+        raise ZooError(f"--window must be a patch side of at least 1 pixel (or 0: an eighth of the image), got {window}")
     if not math.isfinite(baseline):
         raise ZooError(f"--baseline {baseline} must be a finite number (0: black; the mean of standardised features)")
     if isinstance(inputs, (list, tuple)) and all(isinstance(item, (str, Path)) for item in inputs):

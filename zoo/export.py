@@ -15,6 +15,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -23,6 +24,7 @@ from typing import Any, Optional, Union
 
 from zoo import artifacts
 from zoo.errors import ZooError
+from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,7 @@ def export(
         # Both formats start from a SavedModel (converting from the Keras model would
         # export one anyway, noisily).
         try:
-            model.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+            export_saved_model(model, plan.spec, staging / "saved_model")
         except tf.errors.OpError as exc:  # TensorFlow's writer failing: a full disk, a file-size limit
             raise ZooError(f"could not write the SavedModel beside {output} ({write_failure(exc)}); nothing was exported") from None
         if fmt == "saved_model":
@@ -157,6 +159,19 @@ def export(
     with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
         report.update(tflite_agreement(tf, plan, model, flat_buffer, splits))
     return record_export(run_dir, output, report, model)
+
+
+def export_saved_model(model, spec, folder: Path) -> None:
+    """``model`` as a TensorFlow SavedModel in ``folder``, its ``serve`` signature the model's
+    call on a batch of the run's inputs. The signature is given: Keras infers one only for
+    a functional model or a subclassed one it has seen called, and a VAE or GAN rebuilt by
+    its factory has only been built."""
+    import tensorflow as tf
+
+    from zoo.hookspecs import SEQUENCE
+
+    signature = [tf.TensorSpec((None, *spec.input_shape), tf.int32 if spec.task == SEQUENCE else tf.float32, name="inputs")]
+    model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=signature)
 
 
 # How the operating system names a write that failed, as it appears in TensorFlow's messages.
@@ -184,9 +199,18 @@ def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, spli
     try:
         return converter.convert()
     except Exception as exc:  # the converter raises a ConverterError (or worse) per unsupported op
-        first = next((line.strip() for line in str(exc).splitlines() if "error" in line.lower()), str(exc).strip())
+        text = str(exc)
+        what = f"model {plan.model.name!r}{f' with --quantize {quantize}' if quantize else ''}"
+        select = re.search(r"TF Select ops: ([^\n]+)", text)
+        if select or "ERROR_NEEDS_FLEX_OPS" in text or "Select TF ops" in text:  # a GRU's loop over time, a convolution of a shape known only when run
+            ops = select.group(1).strip() if select else ", ".join(sorted(set(re.findall(r"'tf\.(\w+)' op", text)))) or "some"
+            raise ZooError(
+                f"TFLite cannot convert {what}: its graph needs TensorFlow ops that TFLite's own runtime lacks ({shorten(ops, 120)}); "
+                "export it with --format saved_model (or keras) instead"
+            ) from None
+        first = next((line.strip() for line in text.splitlines() if "error" in line.lower()), text.strip())
         hint = "; try --quantize dynamic or float16" if quantize == "int8" else ""
-        raise ZooError(f"TFLite cannot convert model {plan.model.name!r}{f' with --quantize {quantize}' if quantize else ''}: {first[:300]}{hint}") from None
+        raise ZooError(f"TFLite cannot convert {what}: {first[:300]}{hint}") from None
 
 
 def first_examples(tf, split, count: int):

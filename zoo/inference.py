@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from zoo import artifacts
 from zoo.errors import InputWarning, ZooError
-from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION
+from zoo.hookspecs import CLASSIFICATION, LANGUAGE_MODELING, RECONSTRUCTION
 from zoo.tables import shorten
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -222,6 +222,13 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
             raise ZooError(f"{key}={text!r} must be a finite number (default {default})")
         options[key] = value
     seed = options.pop("seed", 0)
+    texts = plan.model.item.objective == LANGUAGE_MODELING
+    suffixes = (".txt",) if texts else (".png", ".npy")
+    if output and Path(output).suffix.lower() not in suffixes:  # before TensorFlow loads and the samples are drawn
+        raise ZooError(
+            f"write texts to a .txt file, not {Path(output).name}" if texts
+            else f"write images to a .png (a grid) or a .npy (the arrays), not {Path(output).name}"
+        )
     if not 0 <= seed < 2**32:
         raise ZooError(f"seed={seed} must be from 0 to {2**32 - 1}")
     if "n" in options and not 1 <= options["n"] <= MAX_SAMPLES:
@@ -237,12 +244,10 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
     output = Path(output) if output else run_dir / "generated" / f"samples_seed{seed}.png"
     artifacts.refuse_links_on_the_way(run_dir, output, "--output")
     output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix == ".npy":
+    if output.suffix.lower() == ".npy":
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(_npy_bytes(np.asarray(samples))))
-    elif output.suffix == ".png":
-        artifacts.write_samples(output, samples, title)
     else:
-        raise ZooError(f"write images to a .png (a grid) or a .npy (the arrays), not {output.name}")
+        artifacts.write_samples(output, samples, title)
     return samples, output
 
 
