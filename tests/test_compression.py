@@ -171,6 +171,7 @@ def test_a_pruned_student_of_a_teacher_outlives_it(tmp_path):
         (["trainer.distillation.teacher=piped"], "its spec.json is not a file (a folder, a pipe or a device)"),
         (["dataset=breast_cancer", "trainer.distillation.teacher=done"], "learnt other data"),
         (["model=conv_autoencoder", "trainer.distillation.teacher=done"], "applies to classifiers"),
+        (["trainer.distillation.teacher=vae"], "is not a classifier run (model 'vae' learns reconstruction)"),  # failed inside TensorFlow
         (["trainer.pruning.sparsity=1.0"], "pruning.sparsity must be in [0, 1)"),
         (["trainer.pruning.begin_step=50", "trainer.pruning.end_step=10"], "must come after pruning.begin_step"),
         (["trainer.pruning.scope=globl"], "did you mean 'global'"),
@@ -181,9 +182,12 @@ def test_compression_mistakes_are_one_line_before_any_work(tmp_path, overrides, 
     (tmp_path / "half" / "config.yaml").write_text("seed: 0\n")
     done = tmp_path / "done"
     done.mkdir()
-    for name, text in (("config.yaml", "seed: 0\n"), ("metrics.json", "{}"), ("model.keras", "")):
+    for name, text in (("config.yaml", "seed: 0\nmodel: {name: mlp_classifier}\n"), ("metrics.json", "{}"), ("model.keras", "")):
         (done / name).write_text(text)
-    (done / "spec.json").write_text(json.dumps({"task": "classification", "input_shape": [8, 8, 1], "num_classes": 10}))
+    digits = {"task": "classification", "input_shape": [8, 8, 1], "num_classes": 10, "class_names": [str(i) for i in range(10)]}
+    (done / "spec.json").write_text(json.dumps(digits))
+    shutil.copytree(done, tmp_path / "vae")  # the same data, learnt by a model whose outputs are images
+    (tmp_path / "vae" / "config.yaml").write_text("seed: 0\nmodel: {name: vae}\n")
     shutil.copytree(done, tmp_path / "piped")
     (tmp_path / "piped" / "spec.json").unlink()
     os.mkfifo(tmp_path / "piped" / "spec.json")  # read, it would wait for ever

@@ -741,7 +741,7 @@ def check_run_references(plan: RunPlan) -> None:
     teacher learnt the same data: one line otherwise, before any work. No TF."""
     import json
 
-    from zoo.artifacts import read_json
+    from zoo.artifacts import read_json, read_yaml
     from zoo.crossval import refuse_parent
 
     for key, path in run_references(plan).items():
@@ -767,6 +767,17 @@ def check_run_references(plan: RunPlan) -> None:
             raise ZooError(
                 f"trainer.distillation.teacher={teacher} learnt other data ({differing}={recorded.get(differing)!r}, "
                 f"this run's: {mine[differing]!r}); choose a teacher trained on this dataset"
+            )
+        teacher_config = read_yaml(Path(teacher) / "config.yaml")
+        model_name = teacher_config.get("model", {}).get("name") if isinstance(teacher_config, dict) and isinstance(teacher_config.get("model"), dict) else None
+        try:
+            objective = get_registry().get("model", model_name).item.objective if isinstance(model_name, str) else None
+        except ZooError:  # a model that is not installed here: its outputs cannot be read either
+            objective = None
+        if objective != CLASSIFICATION:  # a VAE's reconstructions are no class probabilities (it failed inside TensorFlow)
+            raise ZooError(
+                f"trainer.distillation.teacher={teacher} is not a classifier run (model {model_name!r}"
+                f"{f' learns {objective}' if objective else ' is not installed'}); choose a classifier trained on this dataset"
             )
 
 
