@@ -243,6 +243,12 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "setup lines, options handed to sbatch or srun as they are, and runtime environments can run code; put "
                 "them in a launcher config file of your own (hydra/launcher/NAME.yaml in your --config-dir)"
             )
+        if path == "hydra.launcher.ray.init.address" and not _this_machine(leaf):
+            return (
+                "a Ray cluster runs the jobs' code and sends back pickles, which Ray unpickles here; name a cluster of "
+                "your own in your shell (RAY_ADDRESS=HEAD:6379 zoo train ...) or in a launcher config of your own "
+                "(on the command line: auto, local, or this machine's 127.0.0.1:PORT)"
+            )
         if path.startswith("hydra.job.env_set."):
             # No list of harmless variables holds: TF_PLUGGABLE_DEVICE_LIBRARY_PATH loads a library
             # into TensorFlow, GIT_CONFIG_* or HOME give the git the run asks for its commit a
@@ -263,6 +269,21 @@ def _moves_the_job(key: str, values: list) -> Optional[str]:
             "(the run's files go to its folder either way); leave hydra.job.chdir unset"
         )
     return None
+
+
+def _this_machine(address: Any) -> bool:
+    """Whether a Ray address names this machine's runtime: none (a local one), ``auto`` or
+    ``local``, or a loopback host."""
+    if address is None or str(address).strip() in ("", "auto", "local"):
+        return True
+    import ipaddress
+
+    where = str(address).strip().removeprefix("ray://")
+    host = (where.rpartition(":")[0] if where.count(":") == 1 or where.startswith("[") else where).strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: another machine, or one that could be
+        return False
 
 
 def _path_as_choice(key: str, values: list) -> Optional[str]:
@@ -413,8 +434,9 @@ def check_overrides(args: list[str]) -> None:
         if path is not None and multirun == (key == "hydra.sweep.dir"):
             refuse_foreign_output_dir(Path(path).expanduser(), key)
             run_dir, sweep_dir = (None, Path(path).expanduser()) if multirun else (Path(path).expanduser(), None)
-    if sweep_dir is not None and sweep_dir.is_dir():  # what Hydra and Optuna rewrite in place
+    if sweep_dir is not None and sweep_dir.is_dir():  # what Hydra and Optuna rewrite in place, the jobs' records too
         unshare([sweep_dir / "multirun.yaml", sweep_dir / "optuna.db"])
+        unshare(job / name for job in sweep_dir.iterdir() if job.is_dir() and not job.is_symlink() for name in OPENED_FIRST)
     sweep_settings = None  # Hydra's settings of the sweep: its launcher, its jobs' folders
     if multirun:
         try:
