@@ -220,6 +220,10 @@ def test_unknown_model_names_the_closest():
         ["-m", "hydra/launcher=ray", "+hydra.x={runtime_env: {worker_process_setup_hook: sentinel.setup}}",
          "hydra.launcher.ray.init=${hydra.x}", "seed=1,2"],
         ["+hydra.x={env_set: {LD_PRELOAD: sentinel.so}}", "hydra.job=${hydra.x}"],
+        # a config of the zoo's put where Hydra instantiates what it holds (a launcher as a callback)
+        ["+hydra/launcher@hydra.callbacks.x=joblib"],
+        ["+hydra/sweeper/sampler@hydra.callbacks.x=tpe"],
+        ["+model@hydra.job_logging.handlers=cnn_classifier"],
         # a Ray cluster elsewhere: it runs the jobs and Ray unpickles what it sends back
         ["-m", "hydra/launcher=ray_cluster", "hydra.launcher.ray.init.address=ray://10.1.2.3:10001", "seed=1,2"],
         ["-m", "hydra/launcher=ray", "hydra.launcher.ray={init: {address: '127.0.0.1.example.com:6379'}}", "seed=1,2"],
@@ -235,7 +239,7 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     [line] = error_lines(result.stderr)
     refusals = ("no module to import from the command line", "loads a pickle, which can run code", "not interpolations",
                 "makes Hydra import that package", "can run code; put them in a launcher config", "sets no environment variable from the command line",
-                "sends back pickles, which Ray unpickles here")  # fmt: skip
+                "sends back pickles, which Ray unpickles here", "no config moves into Hydra's settings")  # fmt: skip
     assert any(refusal in line for refusal in refusals), line
     assert not (tmp_path / "imported").exists()
 

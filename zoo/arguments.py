@@ -211,6 +211,13 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             )
     for override in parsed_overrides(args):
         key = override.key_or_group
+        if override.package is not None and (key.startswith("hydra/") or override.package.split(".")[0] in ("hydra", "_global_")):
+            # +hydra/launcher@hydra.callbacks.x=joblib had Hydra instantiate a launcher as a callback
+            raise ZooError(
+                f"{override.input_line}: on the command line, Hydra's configs keep their place and no config moves into "
+                "Hydra's settings (@...: there it could become a callback or a logging handler Hydra instantiates); "
+                "put it in a config file of your own"
+            )
         if override.is_sweep_override():
             values = sweep_values(override) if override.is_discrete_sweep() else []
         else:
