@@ -224,6 +224,10 @@ def test_unknown_model_names_the_closest():
         ["+hydra/launcher@hydra.callbacks.x=joblib"],
         ["+hydra/sweeper/sampler@hydra.callbacks.x=tpe"],
         ["+model@hydra.job_logging.handlers=cnn_classifier"],
+        # a newline in what submitit writes into the batch script as "#SBATCH --comment='...'"
+        ["-m", "hydra/launcher=slurm", "hydra.launcher.comment='x\npython -m sentinel'", "seed=1,2"],
+        ["-m", "hydra/launcher=slurm", "hydra.job.name='x\npython -m sentinel'", "seed=1,2"],
+        ["-m", "hydra/launcher=slurm", "hydra.sweep.dir='s\npython -m sentinel'", "seed=1,2"],
         # a Ray cluster elsewhere: it runs the jobs and Ray unpickles what it sends back
         ["-m", "hydra/launcher=ray_cluster", "hydra.launcher.ray.init.address=ray://10.1.2.3:10001", "seed=1,2"],
         ["-m", "hydra/launcher=ray", "hydra.launcher.ray={init: {address: '127.0.0.1.example.com:6379'}}", "seed=1,2"],
@@ -239,7 +243,7 @@ def test_nothing_on_the_command_line_imports_a_module(args, tmp_path):
     [line] = error_lines(result.stderr)
     refusals = ("no module to import from the command line", "loads a pickle, which can run code", "not interpolations",
                 "makes Hydra import that package", "can run code; put them in a launcher config", "sets no environment variable from the command line",
-                "sends back pickles, which Ray unpickles here", "no config moves into Hydra's settings")  # fmt: skip
+                "sends back pickles, which Ray unpickles here", "no config moves into Hydra's settings", "take no control characters")  # fmt: skip
     assert any(refusal in line for refusal in refusals), line
     assert not (tmp_path / "imported").exists()
 

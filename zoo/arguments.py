@@ -238,6 +238,13 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "zoo train takes no module to import from the command line (plugins are chosen by name); "
                 "put Hydra callbacks or logging classes in a config file of your own"
             )
+        if path.startswith("hydra.") and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in str(leaf)):
+            # submitit writes SLURM options (the job's name, the sweep's folder, a comment) into the batch
+            # script as "#SBATCH --comment='...'": a newline ends the comment and starts a command
+            return (
+                "Hydra's settings take no control characters on the command line (a newline in a SLURM option "
+                "would start a command in the job's batch script); give the value on one line"
+            )
         if path.startswith("hydra.") and path not in INTERPOLATED_HYDRA_KEYS and "${" in str(leaf):
             return (
                 "Hydra's settings take literal values on the command line, not interpolations "
