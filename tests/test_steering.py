@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +212,37 @@ def test_every_run_records_its_environment(default_run):
 
     assert environment["libraries"]["keras"] == keras.__version__
     assert environment["plugins"]["keras-zoo"] and environment["replicas"] == 1
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git")
+def test_the_commit_is_recorded_without_running_programs_the_repository_names(tmp_path, monkeypatch):
+    """env.json records the working directory's commit and whether it has changes, asked of
+    git; a downloaded project's .git/config can name programs for `git status` to run (an
+    fsmonitor, a filter's clean command): none of them runs, and the answer is still right."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from zoo import records
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitattributes").write_text("* filter=sneaky\n")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "first")
+    ran = tmp_path.parent / f"{tmp_path.name}-ran"
+    git("config", "filter.sneaky.clean", f"sh -c 'touch {ran}; cat'")
+    git("config", "core.fsmonitor", f"touch {ran}; false")
+    monkeypatch.chdir(tmp_path)
+    placement = SimpleNamespace(description="cpu", kind="cpu", strategy=SimpleNamespace(num_replicas_in_sync=1))
+    os.utime(tmp_path / "train.py", (1, 1))  # its stat changed: git would compare contents through the filter
+    clean = records.environment(placement)["git"]
+    (tmp_path / "train.py").write_text("print(2)\n")
+    changed = records.environment(placement)["git"]
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False and changed["dirty"] is True
+    assert not ran.exists()
 
 
 @pytest.mark.slow

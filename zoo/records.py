@@ -22,11 +22,19 @@ def environment(placement) -> dict[str, Any]:
             return None
 
     libraries = {name: version(name) for name in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "hydra-core")}
+
+    def git(*args: str, check: bool = True) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=check, stdin=subprocess.DEVNULL).stdout
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5).stdout.strip())
+        commit = git("rev-parse", "HEAD").strip()
+        # The working directory's repository may be anyone's (a downloaded project): its config can
+        # name programs that `git status` runs (an fsmonitor, a filter's clean command, a hook when it
+        # rewrites the index). Status is asked with those switched off, and without submodules.
+        filters = git("config", "--get-regexp", r"^filter\..*\.(clean|process)$", check=False).splitlines()
+        drivers = sorted({line.split(" ", 1)[0].rsplit(".", 1)[0] for line in filters if line.strip()})
+        neutral = ["-c", "core.fsmonitor=false", *(arg for driver in drivers for end in ("clean", "process") for arg in ("-c", f"{driver}.{end}="))]
+        dirty = bool(git(*neutral, "--no-optional-locks", "status", "--porcelain", "--ignore-submodules=all").strip())
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     plugins = sorted(
