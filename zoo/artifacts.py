@@ -157,14 +157,25 @@ def write_text(path: Path, text: str) -> None:
 DAMAGED_FIX = "restore it from a backup, or train the run again in a new hydra.run.dir"
 
 
-def read_run_text(path: Path) -> str:
+# The most a run's YAML record may hold: the zoo's are a few kilobytes, and YAML's pure-Python
+# reader takes about 6 s a megabyte of keys (an 800 MB config.yaml kept zoo evaluate busy
+# for hours). JSON reads at hundreds of megabytes a second: bounded for memory only.
+YAML_RECORD_BYTES = 2**20
+JSON_RECORD_BYTES = 2**28
+
+
+def read_run_text(path: Path, limit: int | None = None) -> str:
     """A run file's text. Something other than a file in its place is a one-line error:
-    opening a named pipe would wait for a writer for ever, a device could be endless."""
+    opening a named pipe would wait for a writer for ever, a device could be endless; so is
+    a file past ``limit`` bytes."""
     path = Path(path)
     if path.is_dir():
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}")
     if path.exists() and not path.is_file():
         raise ZooError(f"{path} is not a regular file (a pipe, socket or device), not the file the zoo wrote; {DAMAGED_FIX}")
+    if limit is not None and path.is_file() and path.stat().st_size > limit:
+        size = path.stat().st_size
+        raise ZooError(f"{path} is damaged ({size / 2**20:,.0f} MB, far more than the zoo writes there: at most {limit / 2**20:,.0f} MB); {DAMAGED_FIX}")
     return path.read_text(encoding="utf-8")
 
 
@@ -217,9 +228,9 @@ def read_record(path: Path) -> dict:
     """An optional run record (``training.json``, ``env.json``): ``{}`` where it is missing,
     damaged or not a regular file (a pipe would be waited on for ever)."""
     path = Path(path)
-    if not path.is_file():
-        return {}
     try:
+        if not path.is_file() or path.stat().st_size > JSON_RECORD_BYTES:
+            return {}
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return {}
@@ -229,7 +240,7 @@ def read_record(path: Path) -> dict:
 def read_json(path: Path) -> Any:
     """A run file written by ``write_json``; a damaged one is a one-line error naming it."""
     try:
-        return json.loads(read_run_text(path))
+        return json.loads(read_run_text(path, JSON_RECORD_BYTES))
     except RecursionError:
         raise ZooError(f"{path} is damaged (nested too deeply for the JSON the zoo wrote); {DAMAGED_FIX}") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -275,7 +286,7 @@ def read_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        return load_yaml(read_run_text(path))
+        return load_yaml(read_run_text(path, YAML_RECORD_BYTES))
     except RecursionError:
         raise ZooError(f"{path} is damaged (nested too deeply for the YAML the zoo wrote); {DAMAGED_FIX}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
