@@ -520,6 +520,7 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("history.csv:extra", "compare", "history.csv is damaged (not the CSV the zoo wrote"),  # more fields than the header
         ("spec.json:classes", "predict", "spec.json is damaged (2 class names for 10 classes)"),  # an IndexError once
         ("config.yaml:huge", "evaluate", "out of memory (a tensor of shape["),  # TensorFlow's OOM line, as it was
+        ("history.csv:long", "compare", "MB: far more rows than epochs a run trains)"),  # minutes of reading and plotting
         ("config.yaml:long", "evaluate", "MB, far more than the zoo writes there: at most 1 MB)"),  # read for hours
     ],
 )
@@ -560,6 +561,9 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
         target.write_text("epoch,loss\n1,0.5,7,8\n")
     elif how == "classes":
         target.write_text(json.dumps({**json.loads(target.read_text()), "class_names": ["a", "b"]}))
+    elif how == "long" and name == "history.csv":  # sparse: 65 MB that take no room
+        with target.open("r+b") as handle:
+            handle.truncate(2**26 + 1)
     elif how == "long":  # YAML's reader takes seconds a megabyte
         target.write_text(target.read_text() + "".join(f"k{i}: {i}\n" for i in range(200_000)))
     elif how == "huge":  # a model of 400 GB to build

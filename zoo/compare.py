@@ -98,11 +98,18 @@ def run_records(path: Path) -> dict[str, Any]:
     return found
 
 
+# A history of a row per epoch: 64 MB is over half a million epochs of a dozen values (an
+# 800 MB one, read and plotted, kept zoo compare busy for minutes).
+HISTORY_BYTES = 2**26
+
+
 def read_history(path: Path) -> dict[str, list[float]]:
     """``history.csv`` as columns of numbers (``{}`` where there is none); a damaged one is
     a one-line error naming it."""
     if not path.is_file():
         return {}
+    if path.stat().st_size > HISTORY_BYTES:
+        raise ZooError(f"{path} is damaged ({path.stat().st_size / 2**20:,.0f} MB: far more rows than epochs a run trains); {artifacts.DAMAGED_FIX}")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
