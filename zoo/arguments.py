@@ -423,8 +423,8 @@ def check_overrides(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
     from zoo.artifacts import unshare
+    from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
     from zoo.run import OPENED_FIRST, claim_run_dir, recorded_config
 
     overrides = overrides_only(args)

@@ -48,7 +48,7 @@ _default_showwarning = warnings.showwarning
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     # Plugin problems are for users: one line, without the warnings module's source echo.
     if issubclass(category, (PluginWarning, InputWarning)):
-        print("zoo: warning: " + "\n".join(visible(line) for line in str(message).splitlines()), file=sys.stderr)
+        print("zoo: warning: " + "\n".join(visible(text) for text in str(message).splitlines()), file=sys.stderr)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -578,7 +578,8 @@ def model_cost(model: str, settings: list[str]) -> tuple[Optional[dict], Optiona
     from zoo.run import out_of_memory_in_one_line
 
     try:
-        with contextlib.redirect_stdout(sys.stderr), out_of_memory_in_one_line():  # what building prints (Keras downloading weights) is not output
+        # What building prints (Keras downloading weights) is not output; a model too big to build is one line.
+        with contextlib.redirect_stdout(sys.stderr), out_of_memory_in_one_line():
             counted = count_cost(plan)
     except ZooError as exc:
         return None, str(exc)

@@ -769,7 +769,8 @@ def check_run_references(plan: RunPlan) -> None:
                 f"this run's: {mine[differing]!r}); choose a teacher trained on this dataset"
             )
         teacher_config = read_yaml(Path(teacher) / "config.yaml")
-        model_name = teacher_config.get("model", {}).get("name") if isinstance(teacher_config, dict) and isinstance(teacher_config.get("model"), dict) else None
+        model = teacher_config.get("model") if isinstance(teacher_config, dict) else None
+        model_name = model.get("name") if isinstance(model, dict) else None
         try:
             objective = get_registry().get("model", model_name).item.objective if isinstance(model_name, str) else None
         except ZooError:  # a model that is not installed here: its outputs cannot be read either

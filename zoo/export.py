@@ -201,8 +201,10 @@ def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, spli
     except Exception as exc:  # the converter raises a ConverterError (or worse) per unsupported op
         text = str(exc)
         what = f"model {plan.model.name!r}{f' with --quantize {quantize}' if quantize else ''}"
+        # Ops only TensorFlow's own kernels run (TFLite's "Select TF ops"): a GRU's loop over time,
+        # a convolution of a shape known only when the model runs.
         select = re.search(r"TF Select ops: ([^\n]+)", text)
-        if select or "ERROR_NEEDS_FLEX_OPS" in text or "Select TF ops" in text:  # a GRU's loop over time, a convolution of a shape known only when run
+        if select or "ERROR_NEEDS_FLEX_OPS" in text or "Select TF ops" in text:
             ops = select.group(1).strip() if select else ", ".join(sorted(set(re.findall(r"'tf\.(\w+)' op", text)))) or "some"
             raise ZooError(
                 f"TFLite cannot convert {what}: its graph needs TensorFlow ops that TFLite's own runtime lacks ({shorten(ops, 120)}); "

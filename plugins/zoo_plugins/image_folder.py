@@ -16,7 +16,6 @@ uint8, in memory or in a cache file.
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,13 +206,13 @@ def _split_missing(found, config: ImageFolderConfig, seed: int):
         if split in found:
             continue
         share = fraction / (1.0 - (config.test_fraction if split == "validation" and "test" not in found else 0.0))
-        if len(paths) - math.ceil(share * len(paths)) < 1:  # scikit-learn would leave a split empty
+        held = math.ceil(share * len(paths))  # as scikit-learn counts the split off
+        if len(paths) - held < 1:
             raise zoo.ZooError(
                 f"dataset.path={config.path}: {len(found['train'][0])} readable training images are too few to split off "
                 f"a {split} share of {fraction}; add images, or give {split}/ (and the other splits) folders of their own"
             )
         counts = np.bincount(labels) if len(labels) else []
-        held = math.ceil(share * len(paths))
         classes = np.count_nonzero(counts)
         # Stratified only where every class can be in both parts (tiny folders: a plain split).
         stratify = labels if min(counts, default=0) >= 2 and min(held, len(paths) - held) >= classes else None
