@@ -229,6 +229,35 @@ def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(t
     assert checkpoint_steps(run_dir) == [2 * STEPS_PER_EPOCH]
 
 
+@pytest.mark.slow  # two short trainings
+def test_a_run_continued_on_other_data_says_so(tmp_path):
+    """Images added to the folder between a run's attempts: the split it goes on with is not
+    the one it began with. It goes on (the data is the user's to change) and says what
+    changed, with the first attempt's report still in data.json until then."""
+    import shutil
+
+    from zoo_plugins.image_folder import write_example_folder
+
+    data = write_example_folder(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    args = ["model=mlp_classifier", "dataset=image_folder", *(f"dataset.{k}={v}" for k, v in data.items()), "metrics=[accuracy]",
+            "trainer.keep_checkpoints=last", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    first = run_zoo("train", *args, "trainer.epochs=1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run_dir / "metrics.json").unlink()  # as if killed after its last checkpoint
+    folder = Path(data["path"])
+    for image in sorted(folder.rglob("*.png"))[:4]:
+        shutil.copy(image, image.with_name(f"copy-{image.name}"))
+    again = run_zoo("train", *args, "trainer.epochs=2", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    [warning] = [line for line in again.stderr.splitlines() if "the data is not what this run read when it started" in line]
+    assert "images: {" in warning and "then" in warning and "now" in warning
+    (run_dir / "metrics.json").unlink()
+    unchanged = run_zoo("train", *args, "trainer.epochs=3", cwd=tmp_path)  # the same data as the last attempt: no word
+    assert unchanged.returncode == 0 and "the data is not what" not in unchanged.stderr, unchanged.stderr[-2000:]
+    assert resumed_from(run_dir) > 0  # it did go on from a checkpoint
+
+
 def limit_file_size(limit: int):
     """For a subprocess: files it writes cannot grow beyond ``limit`` bytes (EFBIG, what a
     disk that is full for big files looks like to the writer)."""

@@ -51,7 +51,7 @@ def is_multirun(args: list[str]) -> bool:
 
 # Override roots that are the zoo's run config: they cannot change Hydra's settings, so a
 # command of only these needs no composition of them (the default job starts sooner).
-RUN_CONFIG_ROOTS = ("model", "dataset", "trainer", "device", "metrics", "callbacks", "loggers", "seed")
+RUN_CONFIG_ROOTS = ("model", "dataset", "trainer", "device", "metrics", "callbacks", "loggers", "seed", "objective", "cv")
 
 
 class ConfiguredOutput(NamedTuple):

@@ -43,6 +43,7 @@ from zoo import artifacts, records
 from zoo.config import RunPlan, check_run_references, plan_run, run_references
 from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
+from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +421,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     if chief and finished is None:  # the run's records, once nothing before training can fail
         write_run_records(run_dir, resolved, plan, placement)
         if splits.report:
+            earlier = run_dir / artifacts.CHECKPOINTS
+            if earlier.is_dir() and any(earlier.iterdir()):  # training goes on from where an earlier attempt was
+                warn_of_changed_data(artifacts.read_record(run_dir / artifacts.DATA_REPORT), dict(splits.report), run_dir)
             artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
             skipped = list(splits.report.get("skipped", []))
             for number, entry in enumerate(skipped):  # the terminal gets a few; train.log and data.json all
@@ -697,6 +701,29 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     with placement.strategy.scope():
         model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
     return score(tf, model, test_data)
+
+
+def warn_of_changed_data(before: dict, now: dict, run_dir: Path) -> None:
+    """A run continued (or started again) on data that is not what its first attempt read
+    (images added to a folder, a text file edited): the report the dataset gave then and
+    now differ, and the run would go on quietly on other examples than it began with."""
+    changed = [key for key in dict.fromkeys([*before, *now]) if json_safe(before.get(key)) != json_safe(now.get(key))]
+    if before and changed:
+        shown = "; ".join(f"{key}: {shorten(str(before.get(key)), 60)} then, {shorten(str(now.get(key)), 60)} now" for key in changed[:2])
+        warnings.warn(
+            InputWarning(
+                f"the data is not what this run read when it started ({shown}); it goes on with the data as it is now "
+                f"(for the data it began with, restore it; {run_dir / artifacts.DATA_REPORT} holds what it read)"
+            ),
+            stacklevel=1,
+        )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists)."""
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def example_digests(split) -> list[bytes]:
