@@ -219,8 +219,7 @@ def test_a_folder_too_small_to_split_is_refused_and_a_tiny_one_splits(tmp_path):
 
 def test_image_folder_cache_file_decodes_once(tmp_path):
     overrides = image_folder.write_example_folder(tmp_path / "data")
-    cache = tmp_path / "cache" / "images"
-    cache.parent.mkdir()
+    cache = tmp_path / "cache" / "images"  # its folder is made (TensorFlow failed on its lock file there)
     data = zoo.create_dataset("image_folder", **{**overrides, "cache": str(cache)})
     first = [x.numpy() for x, _ in data.load(seed=0).train]
     assert list(cache.parent.glob("images_train*")), "the decoded training images were cached to disk"
@@ -242,6 +241,9 @@ def test_image_folder_cache_file_decodes_once(tmp_path):
     Image.new("RGB", (40, 40), (255, 255, 255)).save(replaced)
     after = every_image()
     assert (after == 1.0).all(axis=(1, 2, 3)).sum() == 1 and not (before == 1.0).all(axis=(1, 2, 3)).any()
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(zoo.ZooError, match="dataset.cache=.*afile/images: its folder cannot be made"):
+        zoo.create_dataset("image_folder", **{**overrides, "cache": str(tmp_path / "afile" / "images")}).load(seed=0)
 
 
 def test_cifar10_archive_members_that_escape_the_folder_are_never_written(tmp_path):

@@ -780,7 +780,7 @@ def train_command(args: list[str]) -> None:
     given = parse_hydra_args(args)
     shown = given.cfg or given.info or given.shell_completion  # Hydra shows something and runs nothing
     if shown and is_multirun(args):
-        raise ZooError(f"{'--info' if given.info else '--cfg'} shows one run's config; drop -m (or --multirun) to see it")
+        raise ZooError(f"{'--info' if given.info else '--cfg'} shows one run's config; ask without -m (--multirun, hydra.mode=MULTIRUN) to see it")
     if is_multirun(args):  # jobs in processes of their own stop with this one
         import socket
 

@@ -175,6 +175,12 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
     found["train"] = tuple(array[order] for array in found["train"])
 
     height, width = config.image_size
+    prefix = None if config.cache in ("memory", "off") else os.path.expanduser(config.cache)
+    if prefix is not None:
+        try:  # TensorFlow fails on the first batch, naming a lock file, where the folder is missing
+            Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise zoo.ZooError(f"dataset.cache={config.cache}: its folder cannot be made ({exc.strerror}); give a prefix in a folder you can write") from None
 
     def decode(path, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=config.channels, expand_animations=False, dtype=tf.uint8)
@@ -185,7 +191,7 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         paths, labels = found[split]
         data = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         if config.cache != "off":
-            data = data.cache("" if config.cache == "memory" else f"{config.cache}_{split}_{cache_key(paths, labels, config)}")
+            data = data.cache("" if prefix is None else f"{prefix}_{split}_{cache_key(paths, labels, config)}")
         return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
     return zoo.Splits(
