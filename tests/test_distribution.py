@@ -377,7 +377,8 @@ def test_a_worker_killed_mid_training_ends_its_peer_in_one_line_that_says_how_to
         (["device=cpu", "device.replicas=0"], "replicas must be from 1 to 64"),
         (["trainer.precision=float16"], "trainer.precision='float16' is not supported"),
         (["trainer.jit_compile=maybe"], "jit_compile='maybe' is not supported"),
-        (["-m", "model.filters=4,8", "--cfg", "job"], "--cfg shows one run's config; drop -m"),
+        (["-m", "model.filters=4,8", "--cfg", "job"], "--cfg shows one run's config; ask without -m"),
+        (["hydra.mode=2", "--cfg", "job"], "--cfg shows one run's config; ask without -m"),  # a sweep however spelt
     ],
 )
 def test_bad_device_and_trainer_settings_fail_in_one_line(overrides, message, tmp_path):
