@@ -437,11 +437,13 @@ def check_overrides(args: list[str]) -> None:
     configured = configured_output(args)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
         path = str(given[key]) if given.get(key) is not None else None
-        if path is not None and "${" in path:  # checked where it leads (${now:...} differs by a moment: a new folder either way)
-            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-            path = resolved_output_dir(key, path, fixed, config_dir)
-        elif path is None:  # set by a config (an experiment's own folder), or the zoo's new timestamped one
-            path = configured.run_dir if key == "hydra.run.dir" else configured.sweep_dir
+        if path is None or "${" in path:
+            # Where the composed config leads: a folder a config sets (an experiment's own), an
+            # interpolation (${now:...} differs by a moment: a new folder either way), the zoo's default.
+            composed = configured.run_dir if key == "hydra.run.dir" else configured.sweep_dir
+            if composed is None and path is not None:  # it cannot be resolved before the run: that says why
+                composed = resolved_output_dir(key, path, [o.input_line for o in parsed if not o.is_sweep_override()], config_dir)
+            path = composed
         found = check_output_dir(path or "runs", key)
         if key == "hydra.run.dir":
             FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found

@@ -173,8 +173,8 @@ def read_run_text(path: Path, limit: int | None = None) -> str:
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}")
     if path.exists() and not path.is_file():
         raise ZooError(f"{path} is not a regular file (a pipe, socket or device), not the file the zoo wrote; {DAMAGED_FIX}")
-    if limit is not None and path.is_file() and path.stat().st_size > limit:
-        size = path.stat().st_size
+    size = path.stat().st_size if limit is not None and path.is_file() else 0
+    if limit is not None and size > limit:
         raise ZooError(f"{path} is damaged ({size / 2**20:,.0f} MB, far more than the zoo writes there: at most {limit / 2**20:,.0f} MB); {DAMAGED_FIX}")
     return path.read_text(encoding="utf-8")
 

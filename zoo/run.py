@@ -707,7 +707,10 @@ def warn_of_changed_data(before: dict, now: dict, run_dir: Path) -> None:
     """A run continued (or started again) on data that is not what its first attempt read
     (images added to a folder, a text file edited): the report the dataset gave then and
     now differ, and the run would go on quietly on other examples than it began with."""
-    changed = [key for key in dict.fromkeys([*before, *now]) if json_safe(before.get(key)) != json_safe(now.get(key))]
+    import json
+
+    now = json.loads(json.dumps(now))  # as data.json holds it (tuples as lists)
+    changed = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
     if before and changed:
         shown = "; ".join(f"{key}: {shorten(str(before.get(key)), 60)} then, {shorten(str(now.get(key)), 60)} now" for key in changed[:2])
         warnings.warn(
@@ -717,13 +720,6 @@ def warn_of_changed_data(before: dict, now: dict, run_dir: Path) -> None:
             ),
             stacklevel=1,
         )
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples as lists)."""
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 def example_digests(split) -> list[bytes]:
