@@ -163,6 +163,26 @@ def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
     assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 12
 
 
+def test_what_a_mac_zip_and_jupyter_leave_is_neither_a_class_nor_an_image(tmp_path):
+    """A Mac's zip holds __MACOSX/ (a copy of the tree of ._ resource files) and ._ files
+    beside the images; Jupyter leaves .ipynb_checkpoints/. None is a class, and none is an
+    image to skip with a warning: they are not the user's data. Predictions skip them too."""
+    from zoo.inference import image_paths
+
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / name, 6, value)
+        write_pngs(tmp_path / name / ".ipynb_checkpoints", 2, 128)  # decodable, still not data
+        (tmp_path / name / f"._{name}0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(200))  # AppleDouble
+        (tmp_path / "__MACOSX" / name).mkdir(parents=True)
+        (tmp_path / "__MACOSX" / name / "._0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(200))
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off")
+    assert data.spec.class_names == ("a", "b")
+    splits = data.load(seed=0)
+    assert sum(splits.report["images"].values()) == 12 and splits.report["skipped"] == []
+    assert sorted(path.name for path, _ in image_paths([str(tmp_path)])) == sorted([f"{i}.png" for i in range(6)] * 2)
+
+
 def test_image_folder_takes_file_names_that_are_not_utf8(tmp_path):
     """Linux names are bytes: one that is not UTF-8 (a Latin-1 camera's) is still read and
     trained on, and shown escaped where it is skipped (data.json, the log); a class folder

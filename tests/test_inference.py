@@ -375,6 +375,59 @@ def decompression_bomb(path: Path) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(100))) + chunk(b"IEND", b""))
 
 
+def test_pictures_are_read_for_a_model_as_the_image_folder_dataset_decoded_them_for_training(tmp_path):
+    """zoo predict and explain read pictures with Pillow; the image folder dataset trained on
+    TensorFlow's decoding. They must agree: a 16-bit PNG (a scanner's, a microscope's) was
+    read clipped at 255, a white picture, while training had seen its high byte. A
+    floating-point image has no known range: skipped in a folder, refused by name."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from zoo.errors import ZooError
+    from zoo.inference import read_images
+
+    rng = np.random.default_rng(0)
+    pictures = {
+        "gray16.png": tf.io.encode_png((rng.random((12, 10, 1)) * 65535).astype(np.uint16)),
+        "rgb16.png": tf.io.encode_png((rng.random((12, 10, 3)) * 65535).astype(np.uint16)),
+        "rgba.png": tf.io.encode_png((rng.random((12, 10, 4)) * 255).astype(np.uint8)),
+        "gray.png": tf.io.encode_png((rng.random((12, 10, 1)) * 255).astype(np.uint8)),
+    }
+    for name, encoded in pictures.items():
+        (tmp_path / name).write_bytes(encoded.numpy())
+        for channels in (1, 3):
+            trained_on = tf.io.decode_image(encoded, channels=channels, dtype=tf.uint8).numpy() / 255.0
+            _, read = read_images([(tmp_path / name, True)], (12, 10, channels))
+            np.testing.assert_allclose(read[0], trained_on, atol=1.01 / 255, err_msg=f"{name}, {channels} channel(s)")
+    Image.fromarray(rng.random((12, 10)).astype(np.float32)).save(tmp_path / "float.tif")
+    with pytest.warns(Warning, match="floating-point"):
+        names, _ = read_images([(tmp_path / "float.tif", False), (tmp_path / "gray.png", False)], (12, 10, 1))
+    assert names == [str(tmp_path / "gray.png")]
+    with pytest.raises(ZooError, match="float.tif is not an image Pillow can read.*floating-point"):
+        read_images([(tmp_path / "float.tif", True)], (12, 10, 1))
+
+
+def test_a_folder_is_predicted_a_chunk_at_a_time_with_the_same_rows(default_run, tmp_path, monkeypatch):
+    """A folder of 100,000 photos is read, prepared and predicted a few hundred at a time,
+    not held in memory at once: chunks (one of them all unreadable) give the same rows."""
+    from PIL import Image
+
+    from zoo import inference
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(7):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+    for name in ("7.png", "8.png"):
+        (folder / name).write_bytes(b"not a picture")
+    with pytest.warns(Warning, match="skipped"):
+        whole = inference.predict(default_run[0], [str(folder)])
+    monkeypatch.setattr(inference, "IMAGE_CHUNK", 2)
+    with pytest.warns(Warning, match="skipped"):
+        chunked = inference.predict(default_run[0], [str(folder)])
+    assert chunked == whole and len(whole[1]) == 7
+
+
 def test_a_decompression_bomb_is_skipped_in_a_folder_and_refused_by_name(default_run, tmp_path):
     from PIL import Image
 

@@ -588,7 +588,7 @@ def test_control_characters_from_run_files_and_arguments_are_shown_not_sent_to_t
     and in error lines alike."""
     import shutil
 
-    title = "\x1b]0;pwned\x07\x1b[2J"
+    title = "\x1b]0;pwned\x07\x1b[2J\u202e"  # the last: a right-to-left override ("r\u202egnp.exe" shows as "rexe.png")
     run_dir = tmp_path / f"run{title}"
     shutil.copytree(default_run[0], run_dir, ignore=shutil.ignore_patterns("tensorboard", "checkpoints"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -596,7 +596,33 @@ def test_control_characters_from_run_files_and_arguments_are_shown_not_sent_to_t
     for args in (["compare", str(tmp_path)], ["train", f"model={title}"], ["info", "model", title]):
         result = run_zoo(*args, cwd=tmp_path)
         shown = result.stdout + result.stderr
-        assert "\x1b" not in shown and "\\x1b]0;pwned\\x07\\x1b[2J" in shown, (args, shown[-1000:])
+        assert "\x1b" not in shown and "\u202e" not in shown, (args, shown[-1000:])
+        assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202e" in shown, (args, shown[-1000:])
+
+
+@pytest.mark.parametrize(
+    "logging, logs",
+    [(["hydra/job_logging=disabled"], []), (["hydra/job_logging=default", "hydra.job.name=slurmy"], ["slurmy.log"])],
+)
+def test_hydras_own_logging_configs_train_and_continue(tmp_path, logging, logs):
+    """Hydra's own job logging choices work as Hydra documents them: disabled (no log;
+    the zoo's handlers were merged into it and failed) and default, whose log is named after
+    the job (the run's folder is still the zoo's, so it continues)."""
+    run_dir = tmp_path / "run"
+    for attempt in range(2):  # the second finds the run finished
+        result = run_zoo("train", *logging, "trainer.epochs=1", "metrics=[accuracy]", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert (run_dir / "metrics.json").is_file() and sorted(p.name for p in run_dir.glob("*.log")) == logs
+
+
+def test_training_in_a_deleted_working_directory_is_one_line(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); from zoo.cli import main; main(['train'])"
+    result = subprocess.run([sys.executable, "-c", script, str(gone)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        "zoo: error: the working directory no longer exists (deleted or moved); cd into a folder that does"
+    ], result.stderr[-2000:]
 
 
 def test_a_run_copied_with_hard_links_is_continued_without_changing_the_original(default_run, tmp_path):

@@ -77,6 +77,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             hydra_shell_completion(argv)
             return
         if argv and argv[0] == "train":
+            try:
+                os.getcwd()
+            except FileNotFoundError:  # deleted under the shell: Hydra fails on it with a traceback
+                raise ZooError("the working directory no longer exists (deleted or moved); cd into a folder that does") from None
             train_command(argv[1:])
             return
         if not argv:  # `zoo` alone: what it can do, not a usage error
@@ -941,17 +945,19 @@ def train_task(cfg) -> Any:
 
 def remove_unused_run_dir(run_dir: Path) -> None:
     """A single run that failed before it wrote anything leaves no folder behind: only Hydra's
-    records (``.hydra/``, ``train.log``) and its lock are in it, and it was made by this command."""
+    records (``.hydra/``, its log) and its lock are in it, and it was made by this command."""
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
 
     from zoo.arguments import FOUND_BEFORE
+    from zoo import artifacts
+    from zoo.run import made_before_claim
 
     found = FOUND_BEFORE[0]
     if found is None or HydraConfig.get().mode.name != "RUN":
         return
-    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", ".lock"}:
+    if {p.name for p in run_dir.iterdir()} <= made_before_claim() - {artifacts.CHECKPOINTS}:
         logging.shutdown()  # train.log's handler lets go of the file
         shutil.rmtree(run_dir, ignore_errors=True)
         for folder in run_dir.absolute().parents:  # e.g. runs/<date>/, if this run made them

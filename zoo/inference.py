@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import inspect
+import itertools
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from zoo import artifacts
 from zoo.errors import InputWarning, ZooError
@@ -23,23 +24,25 @@ from zoo.tables import shorten
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def read_images(inputs: list[str], shape: tuple[int, ...]):
-    """Images from files and folders (searched recursively), as ``(names, array)``.
+def user_files(folder: Path) -> list[Path]:
+    """The files below ``folder``, sorted, without hidden ones: what a Mac's zip leaves
+    (``__MACOSX/``, ``._photo.jpg``, ``.DS_Store``) and Jupyter's ``.ipynb_checkpoints/``
+    are not the user's data."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(folder).parts)
+    )
 
-    A named file that does not decode is an error; one found in a folder is skipped with
-    a warning, so that one broken file does not stop a folder's predictions.
-    """
-    import warnings
 
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    height, width, channels = shape
-    paths = []  # (path, named by the user)
+def image_paths(inputs: list[str]) -> list[tuple[Path, bool]]:
+    """The image files that ``inputs`` name, each with whether the user named it (a file
+    found in a folder is skipped when it does not decode; a named one is an error)."""
+    paths = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = [p for p in user_files(path) if p.suffix.lower() in IMAGE_SUFFIXES]
             if not found:
                 raise ZooError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             paths += [(p, False) for p in found]
@@ -49,6 +52,17 @@ def read_images(inputs: list[str], shape: tuple[int, ...]):
             raise ZooError(f"{path} is not a regular file (a pipe, a socket or a device); give image files or folders")
         else:
             raise ZooError(f"{path}: no such file or folder")
+    return paths
+
+
+def read_images(paths: list[tuple[Path, bool]], shape: tuple[int, ...]):
+    """``(names, array)`` of the images that decode, resized to ``shape``, values 0 to 1."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = shape
     names, images = [], []
     for path, named in paths:
         try:
@@ -56,16 +70,29 @@ def read_images(inputs: list[str], shape: tuple[int, ...]):
                 # Pillow only warns below twice its pixel limit, then decodes: a bomb is refused outright.
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as image:
-                    image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
+                    image = eight_bits(image).convert("L" if channels == 1 else "RGB")
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
                     images.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0)
                     names.append(str(path))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             if named:
                 raise ZooError(f"{path} is not an image Pillow can read ({exc}); pass image files or folders of them") from None
             warnings.warn(f"skipped {path}: not an image Pillow can read ({exc})", InputWarning, stacklevel=2)
-    if not images:
-        raise ZooError(f"no readable images in {', '.join(inputs)}")
-    return names, np.stack(images)
+    return names, np.stack(images) if images else np.zeros((0, height, width, channels), np.float32)
+
+
+def eight_bits(image):
+    """A 16-bit image as 8 bits the way TensorFlow's decoders make them (the high byte), as
+    the image folder dataset trained on them: Pillow's own conversion clips at 255 and
+    would show the model a white picture."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode.startswith("I"):  # I;16, I;16B, and I (a 16-bit PNG as older Pillow opens it)
+        return Image.fromarray((np.clip(np.asarray(image), 0, 65535).astype(np.uint32) >> 8).astype(np.uint8))
+    if image.mode == "F":
+        raise ValueError("its pixels are floating-point numbers of no known range; save it with 8 or 16 bits")
+    return image
 
 
 def read_csv_rows(inputs: list[str], width: int, features: tuple[str, ...] = ()):
@@ -128,9 +155,12 @@ def column_order(path: Path, header: list[str], features: tuple[str, ...]) -> Op
     return [header.index(name) for name in features]
 
 
-def read_inputs(plan, inputs: list[str]):
+IMAGE_CHUNK = 256  # images read and predicted at a time: a folder of 100,000 photos never sits in memory at once
+
+
+def input_chunks(plan, inputs: list[str]) -> Iterator[tuple[list[str], Any]]:
     """``(names, examples)`` from image files and folders, or CSV files, prepared by the
-    run's dataset as it prepared its own data. No TF."""
+    run's dataset as it prepared its own data, a chunk of images at a time. No TF."""
     import numpy as np
 
     spec = plan.spec
@@ -139,12 +169,28 @@ def read_inputs(plan, inputs: list[str]):
     if len(spec.input_shape) not in (1, 3):
         raise ZooError(f"the zoo reads images and CSV rows; this run's inputs have shape {spec.input_shape}")
     if len(spec.input_shape) == 3:
-        names, x = read_images(inputs, spec.input_shape)
+        paths = image_paths(inputs)
+        chunks = (read_images(paths[start : start + IMAGE_CHUNK], spec.input_shape) for start in range(0, len(paths), IMAGE_CHUNK))
     else:
-        names, x = read_csv_rows(inputs, spec.input_shape[0], tuple(spec.feature_names))
-    if plan.dataset.item.prepare is not None:
-        x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
-    return names, x
+        chunks = iter([read_csv_rows(inputs, spec.input_shape[0], tuple(spec.feature_names))])
+    read = 0
+    for names, x in chunks:
+        if not names:
+            continue
+        read += len(names)
+        if plan.dataset.item.prepare is not None:
+            x = np.asarray(plan.dataset.item.prepare(plan.dataset_config, plan.seed, x), dtype=np.float32)
+        yield names, x
+    if not read:
+        raise ZooError(f"no readable images in {', '.join(inputs)}")
+
+
+def read_inputs(plan, inputs: list[str]):
+    """All of ``inputs`` as one ``(names, examples)``."""
+    import numpy as np
+
+    chunks = list(input_chunks(plan, inputs))
+    return [name for names, _ in chunks for name in names], np.concatenate([x for _, x in chunks])
 
 
 def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]]]:
@@ -158,24 +204,23 @@ def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]
     if objective not in (CLASSIFICATION, RECONSTRUCTION):
         raise ZooError(f"model {plan.model.name!r} makes new examples rather than predicting; use: zoo generate {run_dir}")
     spec = plan.spec
-    names, x = read_inputs(plan, inputs)
+    chunks = input_chunks(plan, inputs)
+    first = next(chunks)  # the inputs' first mistakes are found before TensorFlow loads
     _, model = load_trained_model(run_dir, plan)
-    output = np.asarray(model.predict(x, verbose=0, batch_size=64), dtype="float32")  # float32 also from a mixed-precision model
-
-    if objective == RECONSTRUCTION:
-        errors = np.square(output - x).reshape(len(x), -1)
-        rows = [[name, f"{e.sum():.4f}", f"{e.mean():.6f}"] for name, e in zip(names, errors)]
-        return ["input", "reconstruction_error", "mse"], rows
     classes = spec.class_names or tuple(str(i) for i in range(spec.num_classes))
-    if spec.binary:
-        positive = output.reshape(-1)
-        return ["input", "predicted", f"p({classes[1]})"], [
-            [name, classes[int(p >= 0.5)], f"{p:.4f}"] for name, p in zip(names, positive)
-        ]
-    top = output.argmax(axis=1)
-    return ["input", "predicted", "probability"], [
-        [name, classes[k], f"{row[k]:.4f}"] for name, k, row in zip(names, top, output)
-    ]
+    rows = []
+    for names, x in itertools.chain([first], chunks):
+        output = np.asarray(model.predict(x, verbose=0, batch_size=64), dtype="float32")  # float32 also from a mixed-precision model
+        if objective == RECONSTRUCTION:
+            errors = np.square(output - x).reshape(len(x), -1)
+            rows += [[name, f"{e.sum():.4f}", f"{e.mean():.6f}"] for name, e in zip(names, errors)]
+        elif spec.binary:
+            rows += [[name, classes[int(p >= 0.5)], f"{p:.4f}"] for name, p in zip(names, output.reshape(-1))]
+        else:
+            rows += [[name, classes[k], f"{row[k]:.4f}"] for name, k, row in zip(names, output.argmax(axis=1), output)]
+    if objective == RECONSTRUCTION:
+        return ["input", "reconstruction_error", "mse"], rows
+    return ["input", "predicted", f"p({classes[1]})" if spec.binary else "probability"], rows
 
 
 def generate_options(generate) -> dict[str, Any]:

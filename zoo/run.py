@@ -222,6 +222,19 @@ def write_run_records(run_dir: Path, resolved: dict, plan: RunPlan, placement) -
 # other workers' of a multi-worker run whose workers share the folder, who start training
 # as the chief claims it).
 MADE_BEFORE_CLAIM = frozenset({".hydra", "train.log", ".lock", artifacts.CHECKPOINTS})
+
+
+def made_before_claim() -> frozenset:
+    """``MADE_BEFORE_CLAIM``, with the log under the name Hydra gives it in this job: Hydra's
+    own ``hydra/job_logging=default`` names it after ``hydra.job.name`` (the zoo's: train.log)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return MADE_BEFORE_CLAIM
+    filename = OmegaConf.select(HydraConfig.get(), "job_logging.handlers.file.filename", default=None)
+    return MADE_BEFORE_CLAIM | ({Path(str(filename)).name} if filename else set())
+
+
 # What Hydra writes into a run's folder before the zoo's code runs, and the run's lock.
 OPENED_FIRST = (".lock", "train.log", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml")
 
@@ -288,7 +301,7 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
         if is_run_config(recorded):
             return
         raise ZooError(f"{run_dir} holds a {artifacts.CONFIG} that is not a zoo run's; choose another {key} (a new or empty folder)")
-    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in MADE_BEFORE_CLAIM)
+    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in made_before_claim())
     if foreign:
         named = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ZooError(

@@ -20,12 +20,22 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: st
 
 
 # Control characters (C0, DEL, C1): a terminal would act on them (move the cursor, clear the
-# screen, set the window's title) rather than show them.
-CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+# screen, set the window's title) rather than show them. Unicode's invisible format characters
+# too: a right-to-left override shows a run named "r\u202egnp.txt" as "rtxt.png", and
+# zero-width ones make two different names look alike. The joiners (U+200C, U+200D) stay:
+# Persian, Hindi and emoji sequences need them.
+CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))} | {
+    code: f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    for first, last in (
+        (0x061C, 0x061C), (0x180E, 0x180E), (0x200B, 0x200B), (0x200E, 0x200F), (0x2028, 0x202E),
+        (0x2060, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0xE0000, 0xE007F),
+    )
+    for code in range(first, last + 1)
+}
 
 
 def visible(text: str) -> str:
-    """``text`` for a terminal, its control characters as escapes (``\\x1b``)."""
+    """``text`` for a terminal, its control and invisible format characters as escapes (``\\x1b``, ``\\u202e``)."""
     return text.translate(CONTROL)
 
 

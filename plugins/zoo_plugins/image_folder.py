@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
+from zoo.inference import user_files
 from zoo.tables import printable
 from zoo_plugins.datasets import check_fractions
 
@@ -78,9 +79,15 @@ def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
     return roots
 
 
+def class_folders(root: Path) -> tuple[str, ...]:
+    """The names of ``root``'s sub-folders, sorted; hidden ones and a Mac zip's ``__MACOSX``
+    are not classes (``user_files`` skips them inside a class too)."""
+    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"))
+
+
 def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
     roots = split_roots(config)
-    names = tuple(sorted(p.name for p in roots["train"].iterdir() if p.is_dir() and not p.name.startswith(".")))
+    names = class_folders(roots["train"])
     for name in names:  # a class name goes into spec.json, plots and predictions: text
         if printable(name) != name:
             raise zoo.ZooError(f"class folder {printable(roots['train'] / name)} has a name that is not UTF-8 text; rename it")
@@ -90,13 +97,13 @@ def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
             "(e.g. cat/ and not_cat/)"
         )
     # Caught here, before TensorFlow starts; a folder of unreadable files only when loading.
-    empty = [name for name in names if not any(p.is_file() for p in (roots["train"] / name).rglob("*"))]
+    empty = [name for name in names if not user_files(roots["train"] / name)]
     if empty:
         raise zoo.ZooError(
             f"class folder {roots['train'] / empty[0]} is empty; add images, or remove the folder to drop the class"
         )
     for split, root in roots.items():
-        extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in names and split != "train")
+        extra = [name for name in class_folders(root) if name not in names and split != "train"]
         if extra:
             raise zoo.ZooError(f"{root} has class folder {extra[0]!r} that {roots['train']} lacks; use the same class names")
     return names
@@ -135,8 +142,7 @@ def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[bytes], list[i
         (path, label)
         for label, name in enumerate(names)
         if (root / name).is_dir()
-        for path in sorted((root / name).rglob("*"))
-        if path.is_file()
+        for path in user_files(root / name)
     ]
     with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
         problems = list(pool.map(check_image, (path for path, _ in candidates)))
