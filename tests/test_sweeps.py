@@ -266,6 +266,19 @@ def test_joblib_is_never_asked_for_more_processes_than_the_machine_holds(n_jobs,
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize("launcher, minutes", [("submitit_local", "0"), ("slurm", "-5")])
+def test_a_submitit_job_gets_at_least_a_minute(launcher, minutes, tmp_path):
+    """timeout_min=0 had each job killed as it started, the sweep failing on submitit's
+    "has not produced any output" with a path to its log."""
+    result = run_zoo("train", "-m", f"hydra/launcher={launcher}", f"hydra.launcher.timeout_min={minutes}", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert error_lines(result.stderr) == [
+        f"zoo: error: hydra.launcher.timeout_min={minutes}: give the minutes a job may run, a whole number from 1"
+    ]
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_two_jobs_of_a_sweep_never_share_a_folder(tmp_path):
     """hydra.sweep.subdir=x gave both jobs the folder x: the second job's Hydra records were
     written over the first job's finished run (refused only then, inside the job)."""
@@ -370,6 +383,25 @@ def test_ray_launcher_runs_a_sweep_on_a_local_ray_runtime(tmp_path):
     summary = read_csv((sweep_dir / "summary.csv").read_text())
     assert [row["model.filters"] for row in summary] == ["4", "8"]
     assert all(row["accuracy"] for row in summary)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None, reason="hydra-ray-launcher is not installed")
+def test_a_ray_job_asking_for_what_this_machine_lacks_is_refused_not_waited_for(tmp_path):
+    """More CPUs than the machine has, a resource no node declares (a GPU on a machine
+    without one): Ray never schedules the job, and the sweep waited for ever in silence."""
+    for asked, named in (
+        ("hydra.launcher.ray.remote.num_cpus=100000", "num_cpus=100000: this machine's Ray cluster has CPU "),
+        ("+hydra.launcher.ray.remote.resources={TPU: 1}", "resources.TPU=1: this machine's Ray cluster has TPU 0"),
+    ):
+        result = run_zoo(
+            "train", "-m", "hydra/launcher=ray_cluster", asked, "seed=1,2", *TINY_JOB, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            cwd=tmp_path, env={"RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}, timeout=180,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr[-3000:]
+        [line] = error_lines(result.stderr)
+        assert named in line and "no job would ever start" in line, line
+    assert not list((tmp_path / "sweep").glob("*/metrics.json"))
 
 
 def test_a_launcher_or_sweeper_whose_plugin_is_missing_names_the_extra_to_install():

@@ -517,8 +517,19 @@ JOBLIB_PROCESSES_PER_CPU = 4
 
 def check_launcher(launcher: Any) -> None:
     """What a launcher's settings would do to the machine, before it starts: joblib's
-    ``n_jobs`` is a whole number from -CPUs (-1: one process per CPU) to a few per CPU."""
-    if launcher is None or not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+    ``n_jobs`` is a whole number from -CPUs (-1: one process per CPU) to a few per CPU;
+    submitit's ``timeout_min`` at least a minute (0 had each job killed as it started, the
+    sweep failing on "has not produced any output"); Ray's jobs ask for what its cluster has."""
+    target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    if target.startswith("hydra_plugins.hydra_submitit_launcher."):
+        timeout = launcher.get("timeout_min")
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+            raise ZooError(f"hydra.launcher.timeout_min={timeout}: give the minutes a job may run, a whole number from 1")
+    if target.startswith("hydra_plugins.hydra_ray_launcher."):
+        from zoo.sweeps import check_ray_resources
+
+        check_ray_resources(launcher.get("ray") or {})
+    if not target.endswith("JoblibLauncher"):
         return
     n_jobs, cpus = launcher.get("n_jobs"), os.cpu_count() or 1
     most = JOBLIB_PROCESSES_PER_CPU * cpus

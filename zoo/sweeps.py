@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from zoo import artifacts
-from zoo.errors import ZooError
+from zoo.errors import InputWarning, ZooError
 
 SUMMARY = "summary.csv"
 COMPARISON = "comparison.png"
@@ -35,6 +35,47 @@ log = logging.getLogger(__name__)
 class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         write_sweep_summary(Path(config.hydra.sweep.dir))
+
+
+# What Hydra's Ray launcher gives ray.init unless told (its own default).
+RAY_OBJECT_STORE_BYTES = 78643200
+
+
+def check_ray_resources(settings: Any) -> None:
+    """A job asking a Ray cluster for more than it has (a GPU on a machine without one, more
+    CPUs than it has, a resource no node declares) is never scheduled, and the sweep waits
+    for ever in silence (Ray's autoscaler says so in its log). Ray is started here as the
+    launcher would start it, which then finds it running; on a cluster of this one machine
+    the request is an error, on others (which may grow) the wait is said."""
+    import warnings
+
+    import ray
+    from omegaconf import OmegaConf
+
+    def plain(node) -> dict:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+
+    init = plain(settings.get("init"))
+    init.setdefault("object_store_memory", RAY_OBJECT_STORE_BYTES)
+    if not ray.is_initialized():
+        ray.init(**init)
+    remote = plain(settings.get("remote"))
+    asked = {"CPU": remote.get("num_cpus"), "GPU": remote.get("num_gpus"), **(remote.get("resources") or {})}
+    have = ray.cluster_resources()
+    short = {name: amount for name, amount in asked.items() if amount and float(amount) > have.get(name, 0)}
+    if not short:
+        return
+    keys = {"CPU": "num_cpus", "GPU": "num_gpus"}
+    wanted = ", ".join(f"hydra.launcher.ray.remote.{keys.get(name, 'resources.' + name)}={amount}" for name, amount in short.items())
+    offered = ", ".join(f"{name} {have.get(name, 0):g}" for name in short)
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address():
+        ray.shutdown()
+        raise ZooError(
+            f"{wanted}: this machine's Ray cluster has {offered}, so no job would ever start; ask for what it has"
+            + (" (num_gpus=0 on a machine without a GPU)" if "GPU" in short else "")
+        )
+    warnings.warn(f"{wanted}: the Ray cluster has {offered} now; the jobs wait until it has more (Ctrl-C stops)", InputWarning)
 
 
 def write_sweep_summary(sweep_dir: Path) -> None:
