@@ -38,6 +38,8 @@ def test_a_ten_class_roc_shows_the_corner_magnified_and_the_averages():
     assert inset.get_xlim()[1] <= 0.25 and inset.get_ylim()[0] > 0
     assert len(inset.get_lines()) == 12
     assert inside(fig, main.title) and inside(fig, fig.legends[0])
+    renderer = fig.canvas.get_renderer()
+    assert not main.title.get_window_extent(renderer).overlaps(fig.legends[0].get_window_extent(renderer))
     # The averages are what scikit-learn computes.
     from sklearn.metrics import roc_auc_score
 
@@ -55,3 +57,35 @@ def test_a_binary_roc_is_one_curve_without_an_inset():
     FigureCanvasAgg(fig).draw()
     assert not fig.axes[0].child_axes and inside(fig, fig.axes[0].title)
     assert [t.get_text().split(" ")[0] for t in fig.axes[0].get_legend().get_texts()] == ["malignant", "chance"]
+
+
+def test_names_are_drawn_as_written_cut_to_fit_and_missing_characters_said_once(tmp_path, monkeypatch):
+    """Class names are anyone's: a class folder "$\\undefined$" was read as TeX and failed the
+    run at its very end, a 90-character one squeezed the ROC's axes to a sliver, and each
+    character the font lacks (猫) warned once per glyph and picture."""
+    import warnings
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from zoo import artifacts
+    from zoo.errors import InputWarning
+
+    monkeypatch.setattr(artifacts, "fallback_fonts", lambda: ())  # as on a machine without a CJK font
+    monkeypatch.setattr(artifacts, "MISSING_GLYPHS", set())
+    names = ["$\\undefined$", "a" * 90, "猫", "$5 and $10"]
+    y, p = predictions(4, 2.5)
+    with pytest.warns(InputWarning, match=r"lack 1 character\(s\) of the names drawn \(猫\), drawn as boxes"):
+        artifacts.plot_confusion_matrix(tmp_path / "confusion.png", y, p.argmax(axis=1), names, "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once a process
+        artifacts.plot_roc_curves(tmp_path / "roc.png", y, p, names, "run")
+    assert (tmp_path / "confusion.png").stat().st_size and (tmp_path / "roc.png").stat().st_size
+
+    fig = roc_figure(y, p, names, "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 猫 again, drawn here
+        FigureCanvasAgg(fig).draw()
+    texts = fig.legends[0].get_texts()
+    assert texts[0].get_text().startswith("$\\undefined$ (AUC") and not any(t.get_parse_math() for t in texts)
+    assert texts[1].get_text().startswith("a" * (artifacts.LEGEND_CHARACTERS - 1) + "\u2026 (AUC")
+    assert inside(fig, fig.legends[0]) and fig.axes[0].get_window_extent().width > 2.5 * fig.dpi

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from zoo.errors import ZooError
+from zoo.errors import InputWarning, ZooError
+from zoo.tables import shorten
 
 # What a finished run directory holds (metrics.json is written last: its presence means
 # the run completed).
@@ -317,6 +321,68 @@ def write_history(path: Path, history: Mapping[str, Sequence[float]]) -> None:
     write_atomic(path, write)
 
 
+def drawn_as_written(draw: Callable) -> Callable:
+    """Text in the zoo's pictures is anyone's (class folders, run folders, metric and study
+    names): drawn as written, never read as Matplotlib's TeX (a class folder ``$\\alpha$``
+    showed as a Greek letter, and ``$\\undefined$`` failed the run at its very end); in a
+    font that has its characters where one is installed (猫 and 狗 are not in DejaVu Sans);
+    and the characters no font has are said once, not in a warning per glyph and picture."""
+
+    @functools.wraps(draw)
+    def drawing(*args, **kwargs):
+        import matplotlib
+        import warnings
+
+        families = [*matplotlib.rcParams["font.family"], *fallback_fonts()]
+        fonts_log = logging.getLogger("matplotlib.font_manager")  # "weight normal not found, using 500" per text
+        level = fonts_log.level
+        fonts_log.setLevel(logging.ERROR)
+        try:
+            with matplotlib.rc_context({"text.parse_math": False, "font.family": families}), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = draw(*args, **kwargs)
+        finally:
+            fonts_log.setLevel(level)
+        missing = set()
+        for warning in caught:
+            glyph = re.match(r"Glyph (\d+) .*missing from font", str(warning.message))
+            if glyph:
+                missing.add(chr(int(glyph.group(1))))
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if missing - MISSING_GLYPHS:
+            MISSING_GLYPHS.update(missing)
+            warnings.warn(
+                f"the pictures' fonts lack {len(missing)} character(s) of the names drawn ({shorten(', '.join(sorted(missing)), 60)}), "
+                "drawn as boxes; install a font that has them (fonts-noto-cjk for Chinese, Japanese and Korean) and remove "
+                "Matplotlib's font cache (~/.cache/matplotlib) for it to be found",
+                InputWarning,
+                stacklevel=2,
+            )
+        return result
+
+    return drawing
+
+
+MISSING_GLYPHS: set = set()  # said once a process
+# Fonts with the scripts DejaVu Sans lacks, tried after it for each character they have.
+FALLBACK_FONTS = (
+    "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Sans CJK TC", "Source Han Sans SC",
+    "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback", "Microsoft YaHei", "SimHei", "PingFang SC",
+    "Hiragino Sans GB", "Arial Unicode MS",
+)  # fmt: skip
+
+
+@functools.cache
+def fallback_fonts() -> tuple[str, ...]:
+    """The fallback fonts Matplotlib knows here (naming one it does not know warns)."""
+    from matplotlib import font_manager
+
+    known = {font.name for font in font_manager.fontManager.ttflist}
+    return tuple(name for name in FALLBACK_FONTS if name in known)
+
+
+@drawn_as_written
 def plot_training_curves(path: Path, history: Mapping[str, Sequence[float]], title: str) -> None:
     """Loss and each metric per epoch, training against validation, one panel each; the
     learning rate (``lr``) on a log scale."""
@@ -376,10 +442,18 @@ def roc_curve(positive, score):
     return fpr, tpr
 
 
+# A class's name in a legend and under a tick: longer ones are cut (with an ellipsis), not
+# left to push the plot off its figure.
+LEGEND_CHARACTERS = 40
+TICK_CHARACTERS = 22
+
+
+@drawn_as_written
 def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], title: str) -> None:
     save_figure(roc_figure(y_true, y_prob, class_names, title), path)
 
 
+@drawn_as_written
 def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     """ROC curve on the test split: one for a binary task; otherwise one per class
     (one-vs-rest) with their micro and macro averages, and an inset magnifying the top-left
@@ -412,10 +486,11 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     fig = Figure(figsize=(6, 5.5) if binary else (8.4, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for label, fpr, tpr, style in drawn:
-        ax.plot(fpr, tpr, label=f"{label} (AUC {np.trapezoid(tpr, fpr):.3f})", **style)
+        ax.plot(fpr, tpr, label=f"{shorten(label, LEGEND_CHARACTERS)} (AUC {np.trapezoid(tpr, fpr):.3f})", **style)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
-    ax.set_title(f"ROC on the test split: {title}")
+    # Two lines over the axes: one would reach into the legend beside them (many classes).
+    ax.set_title(f"ROC on the test split:\n{shorten(title, LEGEND_CHARACTERS)}")
     ax.grid(alpha=0.3)
     if binary:
         ax.legend(loc="lower right", fontsize="small")
@@ -436,6 +511,7 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     return fig
 
 
+@drawn_as_written
 def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str], title: str) -> None:
     """Counts of true against predicted class on the test split, each cell labelled."""
     import numpy as np
@@ -445,6 +521,7 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     n = len(class_names)
     pairs = np.asarray(y_true).reshape(-1).astype(int) * n + np.asarray(y_pred).reshape(-1).astype(int)
     matrix = np.bincount(pairs, minlength=n * n)[: n * n].reshape(n, n)
+    class_names = [shorten(name, TICK_CHARACTERS) for name in class_names]  # the margin holds this many
     rotate = max(map(len, class_names)) > 3
     label_inches = min(2.0, 0.09 * max(map(len, class_names))) if rotate else 0.3  # tick labels below
     side = max(3.0, 0.5 * n + 1.5)  # the matrix itself
@@ -469,6 +546,7 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     save_figure(fig, path)
 
 
+@drawn_as_written
 def plot_reconstructions(path: Path, originals, reconstructions, title: str, count: int = 10) -> None:
     """Test images (top row) above the model's reconstructions of them (bottom row)."""
     import numpy as np
@@ -489,6 +567,7 @@ def plot_reconstructions(path: Path, originals, reconstructions, title: str, cou
     save_figure(fig, path)
 
 
+@drawn_as_written
 def plot_samples(path: Path, images, title: str) -> None:
     """New images from a generative model, in a square grid."""
     import math
@@ -522,6 +601,7 @@ def write_samples(path: Path, samples, title: str) -> None:
         plot_samples(path, samples, title)
 
 
+@drawn_as_written
 def plot_attribution_image(path: Path, image, heat, title: str) -> None:
     """An explained image: the input, the attribution heat map, and the map over the input."""
     import numpy as np
@@ -548,6 +628,7 @@ def plot_attribution_image(path: Path, image, heat, title: str) -> None:
     save_figure(fig, path)
 
 
+@drawn_as_written
 def plot_attribution_bars(path: Path, names: Sequence[str], values, title: str, top: int = 10) -> None:
     """The ``top`` features by attribution size, largest on top: bars to the right push the
     explained class's probability up, to the left down."""

@@ -180,6 +180,7 @@ def label(run: RunRecord, keys: Sequence[str]) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(run.config.get(k))}" for k in keys) or run.path.name
 
 
+@artifacts.drawn_as_written
 def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
     """One panel per test metric with a labelled point per run (the axis fitted to the runs),
     and the runs' validation loss per epoch; runs are numbered, and the legend names them by

@@ -229,9 +229,10 @@ def made_before_claim() -> frozenset:
     own ``hydra/job_logging=default`` names it after ``hydra.job.name`` (the zoo's: train.log)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
+    try:
+        filename = OmegaConf.select(HydraConfig.get(), "job_logging.handlers.file.filename", default=None)
+    except Exception:  # noqa: BLE001 - before Hydra's job (no runtime folder yet): it has written no log
         return MADE_BEFORE_CLAIM
-    filename = OmegaConf.select(HydraConfig.get(), "job_logging.handlers.file.filename", default=None)
     return MADE_BEFORE_CLAIM | ({Path(str(filename)).name} if filename else set())
 
 

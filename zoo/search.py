@@ -368,6 +368,7 @@ def rerun_overrides(config, fixed: Mapping[str, str], params: Mapping[str, Any])
     return kept + [f"{key}={value}" for key, value in {**added, **params}.items()]
 
 
+@artifacts.drawn_as_written
 def plot_study(study, sweep_dir: Path, objective: str) -> list[Path]:
     """Optuna's optimisation history and parameter importances, as PNG (matplotlib)."""
     import optuna.visualization.matplotlib as plots
