@@ -89,3 +89,25 @@ def test_names_are_drawn_as_written_cut_to_fit_and_missing_characters_said_once(
     assert texts[0].get_text().startswith("$\\undefined$ (AUC") and not any(t.get_parse_math() for t in texts)
     assert texts[1].get_text().startswith("a" * (artifacts.LEGEND_CHARACTERS - 1) + "\u2026 (AUC")
     assert inside(fig, fig.legends[0]) and fig.axes[0].get_window_extent().width > 2.5 * fig.dpi
+
+
+def test_two_hundred_classes_draw_a_readable_matrix_and_roc_of_bounded_size(tmp_path):
+    """A bird-species folder of 200 classes: the confusion matrix was a 10,000-pixel square
+    (a minute to draw, a PNG Pillow takes for a decompression bomb) and the ROC's legend of
+    200 entries ran off its figure. The matrix keeps its size and labels every other class;
+    the ROC names the five lowest classes, the rest drawn grey."""
+    from PIL import Image
+
+    from zoo import artifacts
+
+    names = [f"species_{i:03d}" for i in range(200)]
+    y, p = predictions(200, 2.5, n=2000)
+    artifacts.plot_confusion_matrix(tmp_path / "confusion.png", y, p.argmax(axis=1), names, "cnn on birds")
+    assert max(Image.open(tmp_path / "confusion.png").size) <= 100 * (artifacts.MATRIX_INCHES + 5)
+    fig = roc_figure(y, p, names, "cnn on birds")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(labels) == artifacts.ROC_WORST_NAMED + 3 and labels[-3:][0].startswith("micro-average")
+    assert fig.legends[0].get_title().get_text() == "the 5 lowest of 200 classes (grey)" and inside(fig, fig.legends[0])

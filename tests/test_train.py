@@ -625,6 +625,16 @@ def test_training_in_a_deleted_working_directory_is_one_line(tmp_path):
     ], result.stderr[-2000:]
 
 
+def test_tables_stay_aligned_with_wide_and_combining_characters(capsys):
+    """A terminal gives 猫 two columns and a combining accent none: padded by characters,
+    the columns after a class name of Chinese characters stood out of line."""
+    from zoo.tables import columns, print_table
+
+    print_table(["class", "images"], [["猫", "3"], ["狗 dog", "4"], ["cafe\u0301", "5"], ["dog", "6"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert {columns(line[: line.rindex(" ") + 1]) for line in lines} == {len("class   ")}, lines
+
+
 def test_a_run_copied_with_hard_links_is_continued_without_changing_the_original(default_run, tmp_path):
     """cp -al (or a backup by rsync --link-dest) shares the files' contents: Hydra rewrites
     its records and appends to the log in place, through every link. The copy's files

@@ -7,6 +7,7 @@ import csv
 import functools
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -446,6 +447,9 @@ def roc_curve(positive, score):
 # left to push the plot off its figure.
 LEGEND_CHARACTERS = 40
 TICK_CHARACTERS = 22
+# Beyond this many classes, their ROC curves are drawn grey, and only the lowest few named.
+ROC_LEGEND_CLASSES = 20
+ROC_WORST_NAMED = 5
 
 
 @drawn_as_written
@@ -476,6 +480,7 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
             continue  # undefined without both positives and negatives
         fpr, tpr = roc_curve(positive, score)
         drawn.append((label, fpr, tpr, {"color": colours(index % colours.N), "linewidth": 1.2}))
+    class_curves = len(drawn)
     if not binary and len(drawn) > 1:
         # Micro: every one-vs-rest decision pooled; macro: the classes' curves averaged on one grid.
         fpr, tpr = roc_curve(np.concatenate([p for _, p, _ in curves]), np.concatenate([s for _, _, s in curves]))
@@ -483,10 +488,21 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
         mean_tpr = np.mean([np.interp(grid, f, t) for _, f, t, _ in drawn], axis=0)
         drawn += [("micro-average", fpr, tpr, {"color": "black", "linewidth": 2.2, "linestyle": ":"}),
                   ("macro-average", grid, mean_tpr, {"color": "black", "linewidth": 2.2, "linestyle": "--"})]  # fmt: skip
+    legend_title = None
+    if len(curves) > ROC_LEGEND_CLASSES:  # a legend of 200 classes ran off the figure: the worst few are named
+        legend_title = f"the {ROC_WORST_NAMED} lowest of {len(curves)} classes (grey)"
+        classes = drawn[:class_curves]
+        aucs = [np.trapezoid(tpr, fpr) for _, fpr, tpr, _ in classes]
+        worst = set(np.argsort(aucs, kind="stable")[:ROC_WORST_NAMED].tolist())
+        drawn = [
+            (label if i in worst else None, fpr, tpr, style if i in worst else {"color": "0.8", "linewidth": 0.6})
+            for i, (label, fpr, tpr, style) in enumerate(classes)
+        ] + drawn[class_curves:]
     fig = Figure(figsize=(6, 5.5) if binary else (8.4, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for label, fpr, tpr, style in drawn:
-        ax.plot(fpr, tpr, label=f"{shorten(label, LEGEND_CHARACTERS)} (AUC {np.trapezoid(tpr, fpr):.3f})", **style)
+        named = f"{shorten(label, LEGEND_CHARACTERS)} (AUC {np.trapezoid(tpr, fpr):.3f})" if label is not None else "_nolegend_"
+        ax.plot(fpr, tpr, label=named, **style)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
     # Two lines over the axes: one would reach into the legend beside them (many classes).
@@ -495,7 +511,7 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     if binary:
         ax.legend(loc="lower right", fontsize="small")
     else:
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small")
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small", title=legend_title, title_fontsize="small")
         # The corner magnified: up to the false positive rate where every class reaches 95%
         # of its positives (at most 0.25), from the lowest true positive rate seen there.
         reach = [f[np.argmax(t >= 0.95)] if (t >= 0.95).any() else 1.0 for _, f, t, _ in drawn]
@@ -511,9 +527,18 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     return fig
 
 
+# A confusion matrix of 200 classes at half an inch a class was a 10,000-pixel square that
+# took a minute to draw: it stays within this many inches, its cells numbered while they
+# are this big, its tick labels no smaller than this (every k-th class labelled instead).
+MATRIX_INCHES = 16.0
+NUMBERED_CELL_INCHES = 0.3
+MIN_LABEL_POINTS = 5.0
+
+
 @drawn_as_written
 def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str], title: str) -> None:
-    """Counts of true against predicted class on the test split, each cell labelled."""
+    """Counts of true against predicted class on the test split, each cell numbered (up to
+    about 50 classes; beyond, the colours tell)."""
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -523,8 +548,13 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     matrix = np.bincount(pairs, minlength=n * n)[: n * n].reshape(n, n)
     class_names = [shorten(name, TICK_CHARACTERS) for name in class_names]  # the margin holds this many
     rotate = max(map(len, class_names)) > 3
-    label_inches = min(2.0, 0.09 * max(map(len, class_names))) if rotate else 0.3  # tick labels below
-    side = max(3.0, 0.5 * n + 1.5)  # the matrix itself
+    side = min(max(3.0, 0.5 * n + 1.5), MATRIX_INCHES)  # the matrix itself
+    cell = side / n
+    # Tick labels as tall as a cell allows; where that is too small to read, every k-th class.
+    points = min(10.0, 0.8 * 72 * cell)
+    step = 1 if points >= MIN_LABEL_POINTS else math.ceil(MIN_LABEL_POINTS / points)
+    points = max(points, MIN_LABEL_POINTS)
+    label_inches = min(2.0, 0.009 * points * max(map(len, class_names))) if rotate else 0.3  # tick labels below
     width, height = side + 2.4 + label_inches, side + 1.3 + label_inches
     fig = Figure(figsize=(width, height))
     # Fixed margins, in inches: room for the title, the labels and the colour bar.
@@ -534,15 +564,18 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     image = ax.imshow(matrix, cmap="Blues")
     bar = fig.add_axes(((0.6 + label_inches + side + 0.25) / width, (0.5 + label_inches) / height, 0.2 / width, side / height))
     fig.colorbar(image, cax=bar, label="examples").ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
-    ax.set_xticks(range(n), class_names, rotation=45 if rotate else 0, ha="right" if rotate else "center")
-    ax.set_yticks(range(n), class_names)
+    ticks = range(0, n, step)
+    labels = [class_names[i] for i in ticks]
+    ax.set_xticks(ticks, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=points)
+    ax.set_yticks(ticks, labels, fontsize=points)
     ax.set(xlabel="predicted class", ylabel="true class")
     fig.suptitle(f"Confusion matrix on the test split:\n{title}", y=1 - 0.15 / height, va="top")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black", fontsize="small")  # fmt: skip
+    if cell >= NUMBERED_CELL_INCHES:  # below, the numbers would not fit: the colours tell
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if matrix[i, j] > threshold else "black", fontsize="small")  # fmt: skip
     save_figure(fig, path)
 
 

@@ -13,10 +13,21 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: st
     files, folder names and configs that anyone may have written: control characters are
     shown as escapes, never sent to the terminal."""
     table = [[visible(str(c)) for c in row] for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    widths = [max(columns(r[i]) for r in table) for i in range(len(header) - 1)]
     for row in table:
-        cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]
+        cells = [c + " " * (w - columns(c)) for c, w in zip(row, widths)] + [row[-1]]
         print(indent + "  ".join(cells).rstrip())
+
+
+def columns(text: str) -> int:
+    """How many columns ``text`` takes on a terminal: Chinese, Japanese and Korean characters
+    (and emoji) two, combining accents none, so that a column of class names 猫 and 狗 stays
+    aligned with the others."""
+    import unicodedata
+
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 # Control characters (C0, DEL, C1): a terminal would act on them (move the cursor, clear the
