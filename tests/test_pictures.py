@@ -111,3 +111,26 @@ def test_two_hundred_classes_draw_a_readable_matrix_and_roc_of_bounded_size(tmp_
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert len(labels) == artifacts.ROC_WORST_NAMED + 3 and labels[-3:][0].startswith("micro-average")
     assert fig.legends[0].get_title().get_text() == "the 5 lowest of 200 classes (grey)" and inside(fig, fig.legends[0])
+
+
+def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_path):
+    """A search of 200 trials drew 200 value labels a panel and a legend 50 inches tall:
+    beyond 20 runs the points are plain, numbered on the axis, and the figure keeps its size."""
+    import json
+    import shutil
+
+    import yaml
+    from matplotlib import image
+
+    from zoo.compare import COMPARE_NAMED_RUNS, find_runs, plot_comparison
+
+    for i in range(COMPARE_NAMED_RUNS + 10):
+        run = tmp_path / "sweep" / f"{i}_cnn_classifier"
+        shutil.copytree(default_run[0], run, ignore=shutil.ignore_patterns("tensorboard", "checkpoints", "model.keras", "plots"))
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**config, "seed": i}))
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({name: value * (1 - i / 100) for name, value in metrics.items()}))
+    plot_comparison(tmp_path / "comparison.png", find_runs([tmp_path / "sweep"]))
+    height, width, _ = image.imread(tmp_path / "comparison.png").shape
+    assert height < 1100 and width <= 1350, (height, width)  # three rows of panels and a line under them

@@ -180,6 +180,9 @@ def label(run: RunRecord, keys: Sequence[str]) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(run.config.get(k))}" for k in keys) or run.path.name
 
 
+COMPARE_NAMED_RUNS = 20  # runs named in the comparison's legend, each point labelled with its value
+
+
 @artifacts.drawn_as_written
 def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
     """One panel per test metric with a labelled point per run (the axis fitted to the runs),
@@ -199,8 +202,11 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
     panels = metric_names + ([curve] if curve else [])
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(4.5 * columns, 3.2 * rows + 0.25 * len(finished)), layout="constrained")
-    colours = [colormaps["tab10"](i % 10) for i in range(len(finished))]
+    # A search of 200 trials drew 200 labelled points a panel and a legend 50 inches tall:
+    # beyond a legend's worth, runs are plain numbered points (the table names them).
+    named = len(finished) <= COMPARE_NAMED_RUNS
+    fig = Figure(figsize=(4.5 * columns, 3.2 * rows + (0.25 * len(finished) if named else 0.4)), layout="constrained")
+    colours = [colormaps["tab10"](i % 10) if named else "tab:blue" for i in range(len(finished))]
     numbers = list(range(len(finished)))
     for i, name in enumerate(panels):
         ax = fig.add_subplot(rows, columns, i + 1)
@@ -208,21 +214,25 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
             # Points on an axis fitted to the runs, each labelled: bars from 0 made 0.88 and
             # 0.95 look alike.
             values = [r.metrics.get(name, float("nan")) for r in finished]
-            ax.scatter(numbers, values, color=colours, s=60, zorder=3)
-            for n, value in zip(numbers, values):
+            ax.scatter(numbers, values, color=colours, s=60 if named else 12, zorder=3)
+            for n, value in zip(numbers, values) if named else ():
                 ax.annotate(f"{value:.4g}", (n, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
             known = [v for v in values if v == v]
             if known:
                 low, high = min(known), max(known)
                 pad = max(0.15 * (high - low), 0.02 * max(abs(high), 1e-3))
                 ax.set_ylim(low - pad, high + 2 * pad)
-            ax.set_xticks(numbers, [str(n) for n in numbers])
+            if named:
+                ax.set_xticks(numbers, [str(n) for n in numbers])
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_xlabel("run")
             ax.set_xlim(-0.6, len(numbers) - 0.4)
             ax.set_title(f"test {name}")
         else:
             for run, colour in zip(finished, colours):
                 values = run.history.get(name, [])
-                ax.plot(range(1, len(values) + 1), values, color=colour, marker="o", markersize=3)
+                ax.plot(range(1, len(values) + 1), values, color=colour, **({"marker": "o", "markersize": 3} if named else {"alpha": 0.3, "linewidth": 0.8}))
             ax.set_title(f"{name} per epoch")
             ax.set_xlabel("epoch")
             epochs = max(1, *(len(r.history.get(name, [])) for r in finished))
@@ -232,6 +242,10 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
             else:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    if not named:
+        fig.supxlabel(f"{len(finished)} finished runs, numbered in the order 'zoo compare' lists them (a sweep's summary.csv too)", fontsize="small")
+        artifacts.save_figure(fig, path)
+        return
     fig.legend(
         handles=[Patch(color=c) for c in colours],
         labels=[
