@@ -55,25 +55,28 @@ def check_ray_resources(settings: Any) -> None:
     def plain(node) -> dict:
         return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
 
+    remote = plain(settings.get("remote"))
+    asked = [("num_cpus", "CPU", remote.get("num_cpus")), ("num_gpus", "GPU", remote.get("num_gpus"))]
+    asked += [(f"resources.{name}", name, amount) for name, amount in (remote.get("resources") or {}).items()]
+    for key, name, amount in asked:
+        if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))):
+            raise ZooError(f"hydra.launcher.ray.remote.{key}={amount}: give a number (of {name} each job takes)")
     init = plain(settings.get("init"))
     init.setdefault("object_store_memory", RAY_OBJECT_STORE_BYTES)
     if not ray.is_initialized():
         ray.init(**init)
-    remote = plain(settings.get("remote"))
-    asked = {"CPU": remote.get("num_cpus"), "GPU": remote.get("num_gpus"), **(remote.get("resources") or {})}
     have = ray.cluster_resources()
-    short = {name: amount for name, amount in asked.items() if amount and float(amount) > have.get(name, 0)}
+    short = [(key, name, amount) for key, name, amount in asked if amount is not None and amount > have.get(name, 0)]
     if not short:
         return
-    keys = {"CPU": "num_cpus", "GPU": "num_gpus"}
-    wanted = ", ".join(f"hydra.launcher.ray.remote.{keys.get(name, 'resources.' + name)}={amount}" for name, amount in short.items())
-    offered = ", ".join(f"{name} {have.get(name, 0):g}" for name in short)
+    wanted = ", ".join(f"hydra.launcher.ray.remote.{key}={amount}" for key, _, amount in short)
+    offered = ", ".join(f"{name} {have.get(name, 0):g}" for _, name, _ in short)
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     if len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address():
         ray.shutdown()
         raise ZooError(
             f"{wanted}: this machine's Ray cluster has {offered}, so no job would ever start; ask for what it has"
-            + (" (num_gpus=0 on a machine without a GPU)" if "GPU" in short else "")
+            + (" (num_gpus=0 on a machine without a GPU)" if any(name == "GPU" for _, name, _ in short) else "")
         )
     warnings.warn(f"{wanted}: the Ray cluster has {offered} now; the jobs wait until it has more (Ctrl-C stops)", InputWarning)
 
