@@ -106,6 +106,26 @@ def study_trials(storage: Path):
 
 
 @pytest.mark.slow
+def test_two_searches_started_together_share_one_new_study_and_its_trial_count(tmp_path):
+    """Two terminals (or a job array) searching one new SQLite study: each Optuna created
+    its tables and one failed on "table studies already exists"; and each ran n_trials of
+    its own, twice what the study was given."""
+    import optuna
+
+    storage = tmp_path / "study.db"
+    searches = [
+        subprocess.Popen([*optuna_command(storage, tmp_path / f"sweep{i}", trials=4), "model.filters=4"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        for i in range(2)
+    ]  # fmt: skip
+    for search in searches:
+        _, stderr = search.communicate(timeout=600)
+        assert search.returncode == 0, stderr[-3000:]
+    states = [trial.state for trial in study_trials(storage)]
+    assert states.count(optuna.trial.TrialState.COMPLETE) + states.count(optuna.trial.TrialState.PRUNED) == 4, states
+
+
+@pytest.mark.slow
 def test_optuna_study_resumes_after_being_killed(tmp_path):
     import optuna
 

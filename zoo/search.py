@@ -10,14 +10,16 @@ it as ``hydra.sweeper.*`` overrides.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import logging
 import math
+import os
 import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from zoo import artifacts
 from zoo.errors import ZooError
@@ -178,6 +180,26 @@ def storage_url(settings: Mapping[str, Any], sweep_dir: Path) -> str:
     return url
 
 
+@contextlib.contextmanager
+def one_at_a_time(url: str) -> Iterator[None]:
+    """Searches started together on one new SQLite study (two terminals, a job array): each
+    Optuna created the tables, and all but one failed on "table studies already exists". The
+    study's folder is locked while a process checks the file and creates or opens the study."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(url.removeprefix("sqlite:///"))
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        refuse_foreign_database(path)  # again, now that no other search is making it
+        yield
+    finally:
+        os.close(folder)  # lets the lock go
+
+
 OPTUNA_TABLES = {"studies", "trials", "version_info"}
 
 
@@ -185,6 +207,8 @@ def refuse_foreign_database(path: Path) -> None:
     """A study goes into a new SQLite file or an Optuna one: Optuna would add its tables to
     a database of yours, and opening a pipe would wait for ever."""
     if not path.exists():
+        return
+    if path.is_file() and path.stat().st_size == 0:  # SQLite's new database (a search stopped as it began)
         return
     if not path.is_file():
         raise ZooError(f"hydra.sweeper.storage: {path} is not a regular file (a folder, a pipe or a device); give a new file or an Optuna study's")
@@ -228,7 +252,8 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
         n_trials = min(n_trials, math.prod(len(values) for values in extra["search_space"].values()))
     pruner = by_name("pruner", PRUNERS, optuna.pruners, settings.get("pruner"))
     try:
-        study = optuna.create_study(study_name=name, storage=storage, pruner=pruner, direction=direction, load_if_exists=True)
+        with one_at_a_time(storage):
+            study = optuna.create_study(study_name=name, storage=storage, pruner=pruner, direction=direction, load_if_exists=True)
     except Exception as exc:  # a URL SQLAlchemy cannot parse, a missing dialect or driver, a database it cannot open
         if not isinstance(exc, ImportError) and type(exc).__module__.split(".")[0] != "sqlalchemy":
             raise
@@ -253,8 +278,22 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
         )
     failures = launched = 0
     max_failure_rate = float(settings.get("max_failure_rate") or 0.0)
+    stale = {trial.number for trial in earlier if trial.state == optuna.trial.TrialState.RUNNING}
+
+    def taken() -> int:
+        """Trials done or running now: another search on the same study (a second terminal, a
+        job array) takes from n_trials too, and two searches had run it twice over."""
+        return sum(
+            (trial.state.is_finished() and trial.state != optuna.trial.TrialState.FAIL)
+            or (trial.state == optuna.trial.TrialState.RUNNING and trial.number not in stale)
+            for trial in study.get_trials(deepcopy=False)
+        )
+
     while launched < left:
-        trials = [study.ask(fixed_distributions=space) for _ in range(min(n_jobs, left - launched))]
+        wanted = min(n_jobs, left - launched, n_trials - taken())
+        if wanted <= 0:
+            break
+        trials = [study.ask(fixed_distributions=space) for _ in range(wanted)]
         jobs = [
             [*(f"{key}={value}" for key, value in trial.params.items()), *(f"{key}={value}" for key, value in fixed.items()),
              f"hydra.sweeper.storage={hydra_string(storage)}", f"hydra.sweeper.study_name={hydra_string(name)}",
