@@ -950,8 +950,8 @@ def remove_unused_run_dir(run_dir: Path) -> None:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from zoo.arguments import FOUND_BEFORE
     from zoo import artifacts
+    from zoo.arguments import FOUND_BEFORE
     from zoo.run import made_before_claim
 
     found = FOUND_BEFORE[0]
