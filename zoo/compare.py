@@ -242,18 +242,17 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
             else:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    if not named:
+    if named:
+        fig.legend(
+            handles=[Patch(color=c) for c in colours],
+            labels=[
+                shorten(printable(f"{n}: {label(r, keys)}" + (f" [{r.status}]" if r.pruned_at else "")), int(14 * 4.5 * columns))
+                for n, r in zip(numbers, finished)
+            ],
+            loc="outside lower center",
+            fontsize="small",
+        )
+    else:
         fig.supxlabel(f"{len(finished)} finished runs, numbered in the order 'zoo compare' lists them (a sweep's summary.csv too)", fontsize="small")
-        artifacts.save_figure(fig, path)
-        return
-    fig.legend(
-        handles=[Patch(color=c) for c in colours],
-        labels=[
-            shorten(printable(f"{n}: {label(r, keys)}" + (f" [{r.status}]" if r.pruned_at else "")), int(14 * 4.5 * columns))
-            for n, r in zip(numbers, finished)
-        ],
-        loc="outside lower center",
-        fontsize="small",
-    )
     artifacts.save_figure(fig, path)
 

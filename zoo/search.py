@@ -173,10 +173,8 @@ def storage_url(settings: Mapping[str, Any], sweep_dir: Path) -> str:
     url = str(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        refuse_foreign_database(path)
-        path.parent.mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
+    if url.startswith("sqlite:///"):  # checked by one_at_a_time, in the folder made here
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)  # SQLite makes no folders
     return url
 
 
@@ -194,7 +192,7 @@ def one_at_a_time(url: str) -> Iterator[None]:
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
-        refuse_foreign_database(path)  # again, now that no other search is making it
+        refuse_foreign_database(path)  # while no other search is making it
         yield
     finally:
         os.close(folder)  # lets the lock go
