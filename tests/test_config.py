@@ -104,6 +104,11 @@ def test_experiment_presets_compose():
         (["+trainer.epoch=3"], "did you mean 'trainer.epochs'"),
         (["+model.filterz=3"], "unknown key 'model.filterz' for model 'cnn_classifier'; did you mean 'model.filters'"),
         (["+seeed=3"], "did you mean 'seed'"),
+        (["trainer.lr=0.1"], "trainer's keys are: epochs, batch_size, optimizer, learning_rate"),  # not "did you mean 'trainer'"
+        (["device.replicas=2"], "device.replicas is a key of device=cpu: choose that as well (device=cpu device.replicas=...)"),
+        (["device.replica=2"], "did you mean 'device.replicas'? device.replicas is a key of device=cpu"),
+        (["device.gpu=[0]"], "did you mean 'device.gpus'? device.gpus is a key of device=multi_gpu"),
+        (["device=multi_worker", "device.workers=['[::1]:2222']", "device.rank=0"], "not IPv6 ones"),
         (["trainer.epochs=abc"], "trainer.epochs: Value 'abc' of type 'str' could not be converted to Integer"),
         (["model.filters=many"], "model.filters=many"),
         (["trainer.epochs=0"], "epochs must be at least 1"),
@@ -137,6 +142,25 @@ def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("~model", "~model: model cannot be deleted; choose one instead (model=NAME;"),
+        ("~metrics", "choose one instead (metrics=NAME, or none;"),
+        ("model=null", "model takes one name (model=NAME"),
+        ("metrics={a: 1}", "metrics takes a name or a list of names"),
+        ("~hydra.run.dir", "Hydra's settings cannot be deleted; set hydra.run.dir=... instead"),  # failed inside Hydra
+        ("~hydra/job_logging", "Hydra's choices cannot be deleted; choose another (hydra/job_logging=NAME; 'none'"),
+    ],
+)
+def test_group_choices_hydra_would_fail_on_are_one_line(override, expected):
+    from zoo.arguments import check_group_choices
+
+    with pytest.raises(zoo.ZooError) as info:
+        check_group_choices([override])
+    assert expected in str(info.value)
 
 
 def test_sweeps_are_checked_job_by_job():
@@ -355,3 +379,16 @@ def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_
 def test_zoo_alone_prints_its_help():
     result = run_zoo()
     assert result.returncode == 0 and "zoo list" in result.stdout and not result.stderr.strip()
+
+
+def test_numbers_with_an_exponent_read_as_numbers_as_hydra_reads_them(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-3 and 1.0e5 as strings: `zoo generate temperature=1e-3` was
+    refused as not a number, and a run's learning_rate: 1.0e-05 compared as text."""
+    from zoo.artifacts import command_line_value, read_yaml
+
+    for text, value in (("1e-3", 1e-3), ("1.0e5", 1e5), ("-2E+2", -200.0), (".5e1", 5.0), ("[1e3, 2]", [1000.0, 2]), ("3", 3)):
+        assert command_line_value(f"x={text}", text) == value
+    for text in ("1e", "e5", "1e-3x"):
+        assert command_line_value(f"x={text}", text) == text
+    (tmp_path / "config.yaml").write_text("trainer:\n  learning_rate: 1.0e-05\n")
+    assert read_yaml(tmp_path / "config.yaml") == {"trainer": {"learning_rate": 1e-05}}

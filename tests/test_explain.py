@@ -207,3 +207,31 @@ def test_gradcam_weighs_the_last_convolution_not_the_pooling_after_it():
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
     assert last_convolution(model, None).name == "conv_2"  # 5x5 maps, not pool_2's 2x2
     assert last_convolution(model, "pool_1").name == "pool_1"  # --layer names any layer
+
+
+def test_a_disk_that_fills_part_way_leaves_no_half_set_of_pictures(tmp_path, monkeypatch):
+    """The pictures are written one by one, then the CSV: a full disk at the CSV had left the
+    pictures without it (and, in a new --output, a folder the command made)."""
+    import errno
+
+    from zoo import artifacts
+    from zoo.explain import Explanation, write_explanations
+
+    rng = np.random.default_rng(0)
+    explanation = Explanation(
+        method="saliency", names=["a.png", "b.png"], inputs=rng.random((2, 8, 8, 1)), attributions=rng.random((2, 8, 8, 1)),
+        heat=rng.random((2, 8, 8)), target=np.array([0, 1]), probability=np.array([0.6, 0.7]), predicted=np.array([0, 1]),
+        class_names=["zero", "one"], feature_names=[],
+    )  # fmt: skip
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(artifacts, "write_text", full)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(OSError):
+        write_explanations(explanation, folder)
+    assert list(folder.iterdir()) == []
+    monkeypatch.undo()
+    assert [p.name for p in write_explanations(explanation, folder)] == ["a.saliency.png", "b.saliency.png", "attributions.saliency.csv"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import zoo
 
 from conftest import error_lines, run_zoo
+from test_registry import NO_TF_SCRIPT
 
 OUTPUT = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
 
@@ -162,6 +165,34 @@ def test_commands_that_write_into_a_run_follow_no_link_out_of_it(default_run, tm
     (run_dir / "plots").symlink_to(tmp_path / "plots")
     elsewhere = run_zoo("export", str(run_dir), "--output", str(tmp_path / "out.keras"))
     assert elsewhere.returncode == 0 and (tmp_path / "out.keras").is_file(), elsewhere.stderr[-2000:]
+
+
+def test_a_run_that_cannot_be_written_exports_elsewhere_and_says_where_it_cannot(default_run, tmp_path):
+    """A run on a read-only disk (here its export/ and explanations/ are files, under which no
+    folder can be made; the root CI runs as writes through a read-only mode): an export
+    --output elsewhere failed at its very end on the run's report.json. It is written, the
+    report said unrecorded; a default output inside the run is one line, before TensorFlow."""
+    import shutil
+
+    from PIL import Image
+
+    run_dir = tmp_path / "copied"
+    shutil.copytree(default_run[0], run_dir, symlinks=True)
+    for folder in ("export", "explanations"):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
+        (run_dir / folder).write_text("in the way")
+    elsewhere = run_zoo("export", str(run_dir), "--format", "keras", "--output", str(tmp_path / "out.keras"))
+    assert elsewhere.returncode == 0 and (tmp_path / "out.keras").is_file(), elsewhere.stderr[-2000:]
+    assert f"zoo: warning: the export is not recorded in {run_dir / 'export' / 'report.json'} (File exists)" in elsewhere.stderr
+    assert "recorded in" not in elsewhere.stdout and "same class as the Keras model" not in elsewhere.stdout
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    for args, folder in ((["export", str(run_dir)], "export"), (["explain", str(run_dir), str(tmp_path / "digit.png")], "explanations")):
+        result = subprocess.run([sys.executable, "-c", NO_TF_SCRIPT, *args], capture_output=True, text=True, timeout=120)
+        assert error_lines(result.stderr) == [
+            f"zoo: error: cannot write in {run_dir / folder} (Not a directory); give --output a folder you can write"
+        ]
+        assert "HEAVY=\n" in result.stderr, "refused before TensorFlow was imported"
+        assert (run_dir / folder).read_text() == "in the way"
 
 
 @pytest.mark.slow

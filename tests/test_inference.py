@@ -105,6 +105,17 @@ def test_a_csv_header_naming_the_features_puts_the_columns_in_the_models_order(t
         read("radius,texture,volume", [0, 1, 2])
     with pytest.raises(ZooError, match="its header names radius more than once"):
         read("radius,radius,area", [0, 1, 2])
+    # A cell that is not a number is named, with the cause when a common one shows.
+    for line, problem in (
+        ("1,,3", "rows.csv:2: column 2 ('') is not a number (an empty cell)"),
+        ("1;2;3", "column 1 ('1;2;3') is not a number (the zoo reads comma-separated values"),
+        ('1,"2,5",3', "column 2 ('2,5') is not a number (a decimal comma: write decimals with a point)"),
+        ("1,2,x", "column 3 ('x') is not a number; each row needs 3 numbers"),
+    ):
+        (tmp_path / "rows.csv").write_text("1,2,3\n" + line + "\n")  # a first row not of numbers is a header
+        with pytest.raises(ZooError) as info:
+            read_csv_rows([str(tmp_path / "rows.csv")], 3, ())
+        assert problem in str(info.value)
 
 
 @pytest.mark.slow
@@ -290,6 +301,9 @@ def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
     assert greedy.returncode == 0, greedy.stderr[-3000:]
     first, second = greedy.stdout.rstrip("\n").split("\n\n" + "-" * 72 + "\n\n")
     assert first == second and len(first) == 30, "temperature 0: always the likeliest character, whatever the seed"
+    for tiny in ("1e-30", "5e-324"):  # written as Hydra reads numbers; the smallest once made NaN probabilities
+        near_zero = run_zoo("generate", str(run_dir), "n=2", "length=30", f"temperature={tiny}", "seed=7")
+        assert near_zero.returncode == 0 and near_zero.stdout == greedy.stdout, near_zero.stderr[-2000:]
     for option, problem in (("temperature=-1", "temperature=-1 must be a number from 0"), ("temperature=.nan", "must be a finite number"),
                             ("length=100000000", "length=100000000 must be from 1 to 100000"),
                             ("prompt=" + "a" * 100_001, "the prompt has 100,001 characters; give at most 100,000")):  # fmt: skip
@@ -442,3 +456,23 @@ def test_a_decompression_bomb_is_skipped_in_a_folder_and_refused_by_name(default
     assert "skipped" in result.stderr and "decompression bomb" in result.stderr
     named = run_zoo("predict", str(run_dir), str(folder / "bomb.png"))
     assert named.returncode == 2 and len(error_lines(named.stderr)) == 1 and "Traceback" not in named.stderr
+
+
+def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run):
+    """KERAS_BACKEND=jax exported for another project (or keras.json's choice) made every
+    command fail on importing jax; the zoo's models are TensorFlow's, so its commands choose
+    that backend. A program that imported Keras on another backend first is told why."""
+    import subprocess
+    import sys
+
+    result = run_zoo("evaluate", str(default_run[0]), "--json", env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["accuracy"] > 0.5
+    # Keras imported on JAX before the zoo (jax is not installed here: a stand-in says so)
+    script = (
+        "import sys, types\nsys.modules['keras'] = types.SimpleNamespace(backend=types.SimpleNamespace(backend=lambda: 'jax'))\n"
+        "from zoo.run import import_tensorflow\nimport_tensorflow()"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert other.returncode == 1
+    assert "zoo.errors.ZooError: Keras runs on jax here; the zoo needs its TensorFlow backend: set KERAS_BACKEND=tensorflow" in other.stderr

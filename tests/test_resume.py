@@ -306,6 +306,19 @@ def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_
     finished = run_zoo("train", *job, "trainer.epochs=1", f"hydra.run.dir={other}", cwd=tmp_path)
     assert finished.returncode == 0 and (other / "model.keras").is_file(), finished.stderr[-3000:]
 
+    # At the start: Hydra's own records of the run do not fit (its error names no file).
+    first = tmp_path / "first"
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", *job, "trainer.epochs=1", f"hydra.run.dir={first}"], cwd=tmp_path,
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, preexec_fn=limit_file_size(500), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert error_lines(result.stderr) == [
+        "zoo: error: could not write a file (File too large); make room or choose a writable place, then run the command again"
+    ]
+    again = run_zoo("train", *job, "trainer.epochs=1", f"hydra.run.dir={first}", cwd=tmp_path)
+    assert again.returncode == 0 and (first / "model.keras").is_file(), again.stderr[-3000:]
+
 
 def test_a_checkpoint_declaring_more_than_it_holds_is_refused_before_numpy_allocates_it(tmp_path, caplog):
     """NumPy allocates what an array's header declares, then reads: a damaged or crafted

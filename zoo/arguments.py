@@ -621,6 +621,11 @@ def _group_choice_problem(override) -> Optional[str]:
     from zoo.config import LIST_GROUPS
 
     group = override.key_or_group
+    if override.is_delete() and group.split(".")[0].split("/")[0] == "hydra":
+        # Hydra's own settings and choices have nothing to fall back on: deleting one fails inside Hydra
+        if "/" in group:
+            return f"Hydra's choices cannot be deleted; choose another ({group}=NAME; 'none' for the logging ones)"
+        return "Hydra's settings cannot be deleted" + (f"; set {group}=... instead" if "." in group else "")
     if group not in (*REQUIRED_GROUPS, *LIST_GROUPS):
         return None
     if override.is_delete():

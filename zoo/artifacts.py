@@ -95,6 +95,27 @@ def refuse_links(run_dir: Path, key: str) -> None:
                 )
 
 
+def check_output_folder(folder: Path, option: str) -> None:
+    """Before the work that fills it: the folder an output goes into can be written (or made),
+    else one line naming ``option`` (a run on a read-only disk, its default outputs inside)."""
+    import errno
+
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    problem = os.strerror(errno.ENOTDIR) if not existing.is_dir() else "Read-only file system" if _read_only(existing) else os.strerror(errno.EACCES)
+    raise ZooError(f"cannot write in {existing} ({problem}); give {option} a folder you can write")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def refuse_links_on_the_way(run_dir: Path, output: Path, key: str) -> None:
     """``output`` is written: if it lies in the run's folder (a default such as
     ``RUN_DIR/export/``), that folder must hold no link (:func:`refuse_links`)."""
@@ -269,7 +290,13 @@ def load_yaml(text: str) -> Any:
                 raise yaml.composer.ComposerError(None, None, f"an alias (*{event.anchor}), which the zoo does not read", event.start_mark)
             return super().compose_node(parent, index)
 
+    # YAML 1.1 reads 1e-5 and 1.0e5 (no dot, or an unsigned exponent) as strings; Hydra, OmegaConf's
+    # dumps and every user read them as numbers.
+    NoAliasLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789."))
     return yaml.load(text, Loader=NoAliasLoader)
+
+
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 def command_line_value(argument: str, text: str) -> Any:

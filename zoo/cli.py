@@ -66,6 +66,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # as the bytes it is, as ls does, rather than failing the command in a UTF-8 locale.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
+    # The zoo's models, data pipelines and exports are TensorFlow's: a KERAS_BACKEND=jax exported
+    # for other work (or keras.json's choice) would make every command fail; launchers' jobs inherit it.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     if "--strict-plugins" in argv[: argv.index("train") if "train" in argv else len(argv)]:
         argv.remove("--strict-plugins")
         os.environ["ZOO_STRICT_PLUGINS"] = "1"  # inherited by launcher processes too
@@ -693,6 +696,7 @@ def explain_command(args: argparse.Namespace) -> None:
     if args.output is not None and folder.exists() and not folder.is_dir():
         raise ZooError(f"--output {folder} is a file; give a folder")
     artifacts.refuse_links_on_the_way(run_dir, folder, "--output")
+    artifacts.check_output_folder(folder, "--output")
     explanation = explain(
         run_dir, args.inputs, method=args.method, target=args.target, steps=args.steps, baseline=args.baseline,
         layer=args.layer, window=args.window,
@@ -703,7 +707,14 @@ def explain_command(args: argparse.Namespace) -> None:
         taken = [path for path in planned_files(explanation, folder) if path.exists()]
         if taken:
             raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
-    written = write_explanations(explanation, folder)
+    made = not folder.exists()
+    try:
+        written = write_explanations(explanation, folder)
+    except BaseException:
+        if made:  # the folder this command made, left empty by the failure (a full disk)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     classes = explanation.class_names
     rows = [
         [name, classes[p], classes[t], f"{q:.4f}", str(path)]
@@ -728,10 +739,9 @@ def generate_command(args: argparse.Namespace) -> None:
 
 
 def export_command(args: argparse.Namespace) -> None:
-    from zoo.export import export, read_report
+    from zoo.export import export_and_measure
 
-    path = export(Path(args.run_dir), args.format, args.output, args.quantize, force=args.force)
-    report = read_report(Path(args.run_dir), path)
+    path, report = export_and_measure(Path(args.run_dir), args.format, args.output, args.quantize, force=args.force)
     kind = f" ({args.quantize} quantised)" if args.quantize else ""
     facts = [f"{report['bytes'] / 1e6:.3f} MB", f"{report['gzip_bytes'] / 1e6:.3f} MB gzipped"]
     if report.get("zero_kernel_weights"):
@@ -740,7 +750,8 @@ def export_command(args: argparse.Namespace) -> None:
         facts.append(f"same class as the Keras model on {report['agreement']:.2%} of {report['test_examples']} test examples")
     elif "max_abs_difference" in report:
         facts.append(f"outputs within {report['max_abs_difference']:.3g} of the Keras model's on {report['test_examples']} test examples")
-    print(f"exported {args.format}{kind} to {path} ({', '.join(facts)}; recorded in {Path(args.run_dir) / 'export' / 'report.json'})")
+    recorded = f"; recorded in {report['recorded_in']}" if "recorded_in" in report else ""
+    print(f"exported {args.format}{kind} to {path} ({', '.join(facts)}{recorded})")
 
 
 def compare_command(args: argparse.Namespace) -> None:
@@ -879,6 +890,8 @@ def raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
 
 
 def os_error_line(exc: OSError) -> str:
+    if exc.errno in DISK_FULL:  # also one a library raised without the file's name (Hydra's records)
+        return f"could not write {exc.filename or 'a file'} ({exc.strerror}); make room or choose a writable place, then run the command again"
     return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
 
 

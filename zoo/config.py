@@ -341,6 +341,8 @@ class DeviceConfig:
             raise ValueError(f"timeout must be a number of seconds above 0 (at most a week), got {self.timeout}")
         if self.workers is not None:
             bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w)) or not 1 <= int(str(w).rsplit(":", 1)[1]) <= 65535]
+            if any(str(w).count(":") > 1 for w in self.workers):  # the rendezvous and its checks speak IPv4
+                raise ValueError(f"workers must be host names or IPv4 addresses with a port, not IPv6 ones, got {self.workers}")
             if bad or not self.workers:
                 raise ValueError(f"workers must be a list of host:port (ports 1 to 65535), got {self.workers}")
             if len(set(self.workers)) < len(self.workers):
@@ -854,12 +856,7 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
         )
     if override:
         key = override.group(1)
-        message = f"unknown config key {key!r}"
-        if cfg_keys:
-            close = difflib.get_close_matches(key, cfg_keys, n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
-        return message + " (see 'zoo train --cfg job' for every key)"
+        return f"unknown config key {key!r}{unknown_key_hint(key, cfg_keys or [])} (see 'zoo train --cfg job' for every key)"
     merging = re.search(r"Error merging override (\S+)", text)
     if merging and cause is not None:
         return f"{merging.group(1)}: {str(cause).strip().splitlines()[0]}"
@@ -883,6 +880,45 @@ def _leaves(node: Any, prefix: str = ""):
         return
     for key, value in items:
         yield from _leaves(value, f"{prefix}{key}.")
+
+
+def unknown_key_hint(key: str, cfg_keys: list[str]) -> str:
+    """What to say after "unknown config key": a close key among its neighbours, or in the
+    option of its group that has it (``device.replicas`` is device=cpu's), or the neighbours."""
+    prefix, _, leaf = key.rpartition(".")
+    neighbours = [k.rpartition(".")[2] for k in cfg_keys if k.rpartition(".")[0] == prefix]
+    close = difflib.get_close_matches(leaf, neighbours, n=1)
+    if close:
+        return f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?"
+    options = group_option_keys(prefix)
+    close = difflib.get_close_matches(leaf, sorted({k for keys in options.values() for k in keys}), n=1)
+    if close:
+        owners = [option for option, keys in options.items() if close[0] in keys]
+        named = f"{prefix}.{close[0]}"
+        guess = "" if close[0] == leaf else f"did you mean '{named}'? "
+        return f"; {guess}{named} is a key of {prefix}={' or '.join(owners)}: choose that as well ({prefix}={owners[0]} {named}=...)"
+    if neighbours and prefix:
+        return f"; {prefix}'s keys are: {', '.join(neighbours)}"
+    return ""
+
+
+def group_option_keys(group: str) -> dict[str, list[str]]:
+    """The keys each option of the zoo's config group ``group`` (conf/<group>/*.yaml) sets."""
+    import importlib.resources
+
+    from zoo.artifacts import load_yaml
+
+    if not re.fullmatch(r"[a-z_]+", group):
+        return {}
+    found = {}
+    try:
+        for file in sorted(importlib.resources.files(CONFIG_MODULE).joinpath(group).iterdir(), key=lambda f: f.name):
+            content = load_yaml(file.read_text(encoding="utf-8")) if file.name.endswith(".yaml") else None
+            if isinstance(content, dict):
+                found[file.name.removesuffix(".yaml")] = [str(k) for k in content]
+    except (OSError, ValueError):
+        return {}
+    return found
 
 
 def flat_keys(cfg: Any, prefix: str = "") -> list[str]:

@@ -446,16 +446,30 @@ def write_explanations(explanation: Explanation, folder: Path, top: int = 10) ->
     classes, features = explanation.class_names, explanation.feature_names
     *pictures, csv_path = planned_files(explanation, folder)
     written = []
-    for n, path in enumerate(pictures):
-        title = (
-            f"{classes[explanation.predicted[n]]} predicted; explaining {classes[explanation.target[n]]} "
-            f"(p = {explanation.probability[n]:.3f}) by {explanation.method}"
-        )
-        if explanation.inputs.ndim == 4:
-            artifacts.plot_attribution_image(path, explanation.inputs[n], explanation.heat[n], title)
-        else:
-            artifacts.plot_attribution_bars(path, features, explanation.attributions[n], title, top=top)
-        written.append(path)
+    try:
+        for n, path in enumerate(pictures):
+            title = (
+                f"{classes[explanation.predicted[n]]} predicted; explaining {classes[explanation.target[n]]} "
+                f"(p = {explanation.probability[n]:.3f}) by {explanation.method}"
+            )
+            if explanation.inputs.ndim == 4:
+                artifacts.plot_attribution_image(path, explanation.inputs[n], explanation.heat[n], title)
+            else:
+                artifacts.plot_attribution_bars(path, features, explanation.attributions[n], title, top=top)
+            written.append(path)
+        write_attributions_csv(explanation, csv_path)
+    except BaseException:  # a full disk part way: no half set of pictures left behind
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    written.append(csv_path)
+    if explanation.completeness_error is not None:
+        log.info("integrated gradients: completeness error per input %s", np.round(explanation.completeness_error, 4).tolist())
+    return written
+
+
+def write_attributions_csv(explanation: Explanation, csv_path: Path) -> None:
+    classes, features = explanation.class_names, explanation.feature_names
     flat = explanation.attributions.reshape(len(explanation.names), -1)
     header = features if explanation.inputs.ndim == 2 else [f"v{i}" for i in range(flat.shape[1])]
     rows = [
@@ -465,7 +479,3 @@ def write_explanations(explanation: Explanation, folder: Path, top: int = 10) ->
     from zoo.tables import csv_text
 
     artifacts.write_text(csv_path, csv_text(["input", "class", "probability", *header], rows))
-    written.append(csv_path)
-    if explanation.completeness_error is not None:
-        log.info("integrated gradients: completeness error per input %s", np.round(explanation.completeness_error, 4).tolist())
-    return written

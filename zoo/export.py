@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from zoo import artifacts
-from zoo.errors import ZooError
+from zoo.errors import InputWarning, ZooError
 from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ def export(
     force: bool = False,
 ) -> Path:
     """Export the model of the finished run in ``run_dir`` as ``fmt``; returns the path
-    written, and records what it measured of it in ``RUN_DIR/export/report.json``.
+    written, and records what it measured of it in ``RUN_DIR/export/report.json``
+    (:func:`export_and_measure` also returns that report).
 
     Args:
         fmt: ``keras`` (the model saved afresh as a ``.keras`` file), ``saved_model`` (a TensorFlow
@@ -109,6 +110,13 @@ def export(
             8-bit integers, calibrated on a sample of the training split; the model takes
             and returns int8 tensors, scaled as its input and output details say).
     """
+    return export_and_measure(run_dir, fmt, output, quantize, force)[0]
+
+
+def export_and_measure(
+    run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: Union[str, bool, None] = None, force: bool = False
+) -> tuple[Path, dict[str, Any]]:
+    """:func:`export`, returning the path written and what was measured of it."""
     from zoo.run import finished_run_plan, import_tensorflow, load_trained_model, native_output_logged
 
     quantize = "dynamic" if quantize is True else (quantize or None)
@@ -125,6 +133,7 @@ def export(
         raise ZooError(f"a Keras model file must end in .keras, got {output}")
     artifacts.refuse_links_on_the_way(run_dir, output, "--output")
     check_output(output, run_dir, force)
+    artifacts.check_output_folder(output.parent, "--output")
     output.parent.mkdir(parents=True, exist_ok=True)
 
     tf = import_tensorflow()
@@ -293,17 +302,22 @@ def zero_weight_share(model) -> float:
     return float(sum(int((k == 0).sum()) for k in kernels) / total) if total else 0.0
 
 
-def record_export(run_dir: Path, output: Path, report: dict[str, Any], model) -> Path:
+def record_export(run_dir: Path, output: Path, report: dict[str, Any], model) -> tuple[Path, dict[str, Any]]:
     """Measure ``output``, log it, and add it to the run's ``export/report.json``, keyed by
-    the output's path (the zoo's own file: never one beside a user's output)."""
+    the output's path (the zoo's own file: never one beside a user's output). A run on a
+    read-only disk exports elsewhere all the same, unrecorded."""
     report = {**report, **measure(output), "zero_kernel_weights": round(zero_weight_share(model), 6)}
     log.info("exported %s: %s", output, report)
     path = run_dir / "export" / REPORT
     reports = artifacts.read_record(path)  # a damaged one is written afresh
     reports[report_key(run_dir, output)] = report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    artifacts.write_json(path, reports)
-    return output
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        artifacts.write_json(path, reports)
+        report = {**report, "recorded_in": str(path)}
+    except OSError as exc:
+        warnings.warn(f"the export is not recorded in {path} ({exc.strerror})", InputWarning, stacklevel=2)
+    return output, report
 
 
 def report_key(run_dir: Path, output: Path) -> str:

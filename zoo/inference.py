@@ -13,6 +13,7 @@ import csv
 import inspect
 import itertools
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -119,7 +120,7 @@ def read_csv_rows(inputs: list[str], width: int, features: tuple[str, ...] = ())
                         if line_number == 1:
                             order = column_order(path, [cell.strip() for cell in row], features)
                             continue  # a header
-                        raise ZooError(f"{path}:{line_number} has a value that is not a number; each row needs {width} numbers") from None
+                        raise ZooError(f"{path}:{line_number}: {not_a_number(row)}; each row needs {width} numbers") from None
                     if len(values) != width:
                         raise ZooError(f"{path}:{line_number} has {len(values)} values; the model takes {width} per row")
                     if order is not None:
@@ -136,6 +137,27 @@ def read_csv_rows(inputs: list[str], width: int, features: tuple[str, ...] = ())
     if not rows:
         raise ZooError(f"no rows of numbers in {', '.join(inputs)}")
     return names, np.asarray(rows, dtype=np.float32)
+
+
+def not_a_number(row: list[str]) -> str:
+    """Which cell of a CSV row is not a number, and why when a common cause shows."""
+    column, cell = next((i, cell) for i, cell in enumerate(row) if not _is_number(cell))
+    said = f"column {column + 1} ({shorten(repr(cell), 40)}) is not a number"
+    if not cell.strip():
+        return said + " (an empty cell)"
+    if ";" in cell or "\t" in cell:
+        return said + " (the zoo reads comma-separated values: save the file with commas between values)"
+    if re.fullmatch(r"\s*[-+]?\d+,\d+\s*", cell):
+        return said + " (a decimal comma: write decimals with a point)"
+    return said
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def column_order(path: Path, header: list[str], features: tuple[str, ...]) -> Optional[list[int]]:
@@ -288,6 +310,7 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
         return samples, output
     output = Path(output) if output else run_dir / "generated" / f"samples_seed{seed}.png"
     artifacts.refuse_links_on_the_way(run_dir, output, "--output")
+    artifacts.check_output_folder(output.parent, "--output")
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".npy":
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(_npy_bytes(np.asarray(samples))))

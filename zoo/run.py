@@ -54,6 +54,8 @@ def import_tensorflow():
     """Import TensorFlow with its C++ start-up lines (absl's notice, oneDNN's) kept off the
     terminal: they go to the log (``train.log``), or stay on the terminal with ``ZOO_TF_LOGS=1``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     limit_malloc_arenas()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
@@ -64,6 +66,12 @@ def import_tensorflow():
             "TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])"
         ) from None
     logging.getLogger("tensorflow").addFilter(demote_advice)
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != "tensorflow":  # imported before the zoo (a notebook)
+        raise ZooError(
+            f"Keras runs on {keras.backend.backend()} here; the zoo needs its TensorFlow backend: "
+            "set KERAS_BACKEND=tensorflow before Keras is first imported"
+        )
     return tf
 
 

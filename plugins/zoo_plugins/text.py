@@ -224,10 +224,12 @@ def generate_text(
         probs[:, 0] = 0.0  # never emit the unknown symbol
         if temperature == 0:  # the limit of what follows as T -> 0
             ids = probs.argmax(axis=1)
-        else:  # p ** (1 / T), renormalised; in log space so that small temperatures do not underflow
-            logits = np.log(np.maximum(probs, 1e-12)) / temperature
+        else:  # p ** (1 / T), renormalised; in log space and from the row's largest (0 after the
+            # division, never inf - inf) so that small temperatures neither underflow nor overflow
+            logits = np.log(np.maximum(probs, 1e-12))
             logits[:, 0] = -np.inf
-            weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+            with np.errstate(over="ignore"):  # -1 / 5e-324 is -inf: a weight of 0, as meant
+                weights = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
             weights /= weights.sum(axis=1, keepdims=True)
             ids = np.array([rng.choice(len(chars), p=row) for row in weights])
         generated.append(ids)
