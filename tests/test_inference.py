@@ -309,11 +309,40 @@ def test_text_run_reports_perplexity_and_samples_text_from_a_prompt(tmp_path):
                             ("prompt=" + "a" * 100_001, "the prompt has 100,001 characters; give at most 100,000")):  # fmt: skip
         bad = run_zoo("generate", str(run_dir), option)
         assert bad.returncode == 2 and problem in error_lines(bad.stderr)[0], option
+    # Escape sequences in the text (learnt from a corpus; here in the prompt, which is echoed):
+    # shown on a terminal, not obeyed; a pipe gets them as they are.
+    prompt = "\x1b]0;title\x07\x1b[2J"
+    piped = run_zoo("generate", str(run_dir), "n=1", "length=5", f"prompt={prompt}")
+    assert piped.returncode == 0 and piped.stdout.startswith(prompt), piped.stderr[-2000:]
+    assert terminal_output("generate", str(run_dir), "n=1", "length=5", f"prompt={prompt}").startswith("\\x1b]0;title\\x07\\x1b[2J")
     classifier = run_zoo("predict", str(run_dir), "x.txt")
     assert classifier.returncode == 2 and "use: zoo generate" in error_lines(classifier.stderr)[0]
     picture = run_zoo("generate", str(run_dir), "-o", str(tmp_path / "texts.png"))  # texts in a .png, once
     assert picture.returncode == 2 and "write texts to a .txt file, not texts.png" in error_lines(picture.stderr)[0]
     assert_exports_serve_the_model(run_dir, tmp_path)
+
+
+def terminal_output(*args: str) -> str:
+    """What ``zoo ARGS`` prints to a terminal (a pseudo-terminal as its standard output)."""
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "zoo", *args], stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end closed: the process exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=300) == 0
+    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 @pytest.mark.slow

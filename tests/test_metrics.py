@@ -75,3 +75,37 @@ def test_curve_areas_resolve_confident_scores():
         entry = zoo.get_registry().get("metric", name)
         expected = entry.item.reference(y_true, y_prob, spec, entry.item.config())
         assert streamed(zoo.create_metric(name, spec), y_true, y_prob) == pytest.approx(expected, abs=entry.item.tolerance)
+
+
+@pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
+def test_the_roc_auc_of_labels_of_one_class_is_undefined_not_zero(spec):
+    """A test split without the rare class: no positive-negative pair to rank. scikit-learn
+    scores it NaN with a warning (or refuses it); the metric had said 0.0, a perfectly wrong
+    model."""
+    import warnings
+
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.zeros(8, dtype=int)
+    _, y_prob = random_predictions(spec, n=8, seed=0)
+    assert np.isnan(streamed(zoo.create_metric("auc", spec), y_true, y_prob))
+    assert np.isnan(streamed(zoo.create_metric("pr_auc", SPECS["binary"]), y_true, y_prob[:, :1].clip(0, 1)))  # no positives
+    if spec.binary:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert np.isnan(roc_auc_score(y_true, y_prob.reshape(-1)))
+
+
+def test_a_test_split_without_a_class_is_warned_about_by_name():
+    from zoo.errors import InputWarning
+    from zoo.run import warn_of_absent_classes
+
+    with pytest.warns(InputWarning, match=r"the test split \(3 examples\) holds no example of class 'rare': its recall and F1"):
+        warn_of_absent_classes(np.array([0, 0, 1]), ("cat", "dog", "rare"))
+    with pytest.warns(InputWarning, match="holds no example of classes 'dog', 'rare': their recall"):
+        warn_of_absent_classes(np.eye(3)[[0, 0]], ("cat", "dog", "rare"))  # one-hot labels
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_of_absent_classes(np.array([[0], [1]]), ("benign", "malignant"))  # binary labels as a column

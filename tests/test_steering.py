@@ -304,6 +304,38 @@ def test_mlflow_never_adds_its_tables_to_a_database_of_yours(tmp_path):
     assert mine.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_tracking_database_whose_writer_was_killed_mid_write_is_still_recognised(tmp_path):
+    """A run killed while MLflow (or Optuna) wrote leaves a hot journal, which a read-only
+    connection cannot roll back: the zoo then refused the database as not MLflow's, and
+    every later run (the killed one resumed included) with it. Seen once in the resume test."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    from zoo.artifacts import sqlite_tables
+    from zoo_plugins.loggers import MLFLOW_TABLES, check_tracking_store
+
+    store = tmp_path / "mlflow.db"
+    with sqlite3.connect(store) as database:
+        for table in sorted(MLFLOW_TABLES):
+            database.execute(f"CREATE TABLE {table} (value TEXT)")
+        database.executemany("INSERT INTO runs VALUES (?)", [("x" * 200,)] * 20_000)
+    writer = (
+        "import os, signal, sqlite3\n"
+        f"database = sqlite3.connect({str(store)!r}, isolation_level=None)\n"
+        "database.execute('PRAGMA cache_size=10')\n"  # the change spills into the file before the commit
+        "database.execute('BEGIN')\n"
+        "database.execute(\"UPDATE runs SET value = value || 'y'\")\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", writer]).returncode == -signal.SIGKILL
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0  # the hot journal the test is about
+    assert sqlite_tables(store) == MLFLOW_TABLES
+    check_tracking_store(f"sqlite:///{store}")  # no ValueError
+    assert (tmp_path / "mlflow.db-journal").exists(), "the check only reads"
+
+
 def test_a_run_ending_early_hands_its_trackers_every_queued_row_before_it_exits():
     """An error or a signal ends a run between epochs: the rows already queued still reach
     a slow tracker, and the trackers' thread has ended (no thread may still be inside

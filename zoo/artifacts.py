@@ -243,11 +243,16 @@ def sqlite_tables(path: Path) -> set[str]:
     with path.open("rb") as handle:
         if handle.read(16) != b"SQLite format 3\x00":
             return set()
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as database:
-            return {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error:
-        return set()
+    # A writer killed mid-transaction (a run stopped while MLflow or Optuna wrote) leaves a hot
+    # journal that a read-only connection may not roll back; reading the file as it is
+    # ("immutable") still shows its tables, and the tool's own next connection rolls it back.
+    for mode in ("mode=ro", "immutable=1"):
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True)) as database:
+                return {row[0] for row in database.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error:
+            continue
+    return set()
 
 
 def read_record(path: Path) -> dict:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError
-from zoo.tables import csv_text, print_table, shorten, visible
+from zoo.tables import csv_text, print_table, shorten, visible, visible_text
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
@@ -733,7 +733,10 @@ def generate_command(args: argparse.Namespace) -> None:
     check_output_file(args.output, "--output", args.force, "samples.png")
     samples, path = generate(Path(args.run_dir), args.options, args.output)
     if is_text(samples):
-        print(TEXT_SEPARATOR.join(samples))
+        text = TEXT_SEPARATOR.join(samples)
+        # A corpus from elsewhere teaches the model its escape sequences: a terminal shows them
+        # rather than obeying them (set its title, clear it); a pipe or file gets the text as it is.
+        print(visible_text(text) if sys.stdout.isatty() else text)
     if path:
         print(f"wrote {len(samples)} samples to {path}", file=sys.stderr if is_text(samples) else sys.stdout)
 

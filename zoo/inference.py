@@ -277,11 +277,12 @@ def generate(run_dir: Path, overrides: list[str], output: Optional[Path] = None)
         key, sep, text = override.partition("=")
         if not sep or key not in allowed:
             raise ZooError(f"unknown option {override!r} for {plan.model.name}; give key=value with key one of: {', '.join(allowed)}")
-        value = artifacts.command_line_value(override, text)
         default = allowed[key]
-        if isinstance(default, str):
-            value = text  # prompt=123 is the text "123"
-        elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if isinstance(default, str):  # prompt=123 is the text "123", any characters as typed
+            options[key] = text
+            continue
+        value = artifacts.command_line_value(override, text)
+        if isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ZooError(f"{key}={text!r} must be a number (default {default})")
         elif isinstance(default, int) and not isinstance(value, int):
             raise ZooError(f"{key}={text!r} must be a whole number (default {default})")

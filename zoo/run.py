@@ -881,9 +881,30 @@ def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title:
     predicted = np.asarray(model.predict(test_data, verbose=0), dtype="float32")  # mixed precision: bfloat16
     targets = np.concatenate([np.asarray(y) for _, y in test_data])
     names = plan.spec.class_names or tuple(str(c) for c in range(plan.spec.num_classes))
+    warn_of_absent_classes(targets, names)
     labels = (predicted.reshape(-1) >= 0.5).astype(int) if plan.spec.binary else predicted.argmax(axis=1)
     artifacts.plot_roc_curves(run_dir / artifacts.ROC, targets, predicted, names, title)
     artifacts.plot_confusion_matrix(run_dir / artifacts.CONFUSION, targets, labels, names, title)
+
+
+def warn_of_absent_classes(targets, names) -> None:
+    """A test split without a class (a rare one, a small split) scores it quietly: its recall
+    and F1 count as 0, and AUC averages over the classes present (none with one class: NaN)."""
+    import numpy as np
+
+    targets = np.asarray(targets)
+    present = set((targets.argmax(axis=-1) if targets.ndim > 1 and targets.shape[-1] > 1 else targets.reshape(-1)).astype(int).tolist())
+    absent = [name for index, name in enumerate(names) if index not in present]
+    if absent:
+        warnings.warn(
+            InputWarning(
+                f"the test split ({len(targets)} examples) holds no example of class{'es' if len(absent) > 1 else ''} "
+                f"{shorten(', '.join(map(repr, absent)), 80)}: {'their' if len(absent) > 1 else 'its'} recall and F1 are "
+                "undefined (counted as 0, or left out of an average), and so is AUC with one class left (NaN); give more "
+                "examples, or a larger dataset.test_fraction"
+            ),
+            stacklevel=1,
+        )
 
 
 def portable_copy(model):

@@ -50,6 +50,15 @@ def visible(text: str) -> str:
     return text.translate(CONTROL)
 
 
+# Text meant to span lines (generated samples) keeps its line breaks and tabs.
+TEXT_CONTROL = {code: escape for code, escape in CONTROL.items() if chr(code) not in "\n\t"}
+
+
+def visible_text(text: str) -> str:
+    """Multi-line ``text`` for a terminal: as :func:`visible`, line breaks and tabs kept."""
+    return text.translate(TEXT_CONTROL)
+
+
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

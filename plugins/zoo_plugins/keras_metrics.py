@@ -199,7 +199,9 @@ class HistogramCurveArea(keras.metrics.Metric):
             total_positives = ops.sum(positives, axis=1)
             per_curve = ops.divide_no_nan(ops.sum(positives * precision, axis=1), total_positives)
             defined = ops.cast(total_positives > 0, "float64")
-        return ops.cast(ops.divide_no_nan(ops.sum(per_curve * defined), ops.sum(defined)), self.dtype)
+        # No curve defined (the labels hold one class only): undefined, as scikit-learn refuses it, not 0
+        area = ops.where(ops.sum(defined) > 0, ops.divide_no_nan(ops.sum(per_curve * defined), ops.sum(defined)), float("nan"))
+        return ops.cast(area, self.dtype)
 
     def reset_state(self):
         self.histograms.assign(ops.zeros_like(self.histograms))
