@@ -392,6 +392,14 @@ def test_tpu_without_a_tpu_fails_in_one_line(tmp_path):
     result = run_zoo("train", "device=tpu", "trainer.epochs=1", cwd=tmp_path, timeout=120)
     assert result.returncode != 0
     assert len(error_lines(result.stderr)) == 1 and "device=tpu found no TPU" in result.stderr, result.stderr[-2000:]
+    # An address where nothing answers: TensorFlow waited in silence for ever (killed at 200 s).
+    (port,) = free_ports(1)
+    address = f"grpc://127.0.0.1:{port}"
+    result = run_zoo("train", "device=tpu", f"device.address={address}", "device.timeout=2", "trainer.epochs=1", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        f"zoo: error: gave up after device.timeout=2 s waiting for the TPU at 127.0.0.1:{port} (Connection refused); "
+        "check device.address (grpc://host:8470 of a TPU that is up), or raise device.timeout"
+    ], result.stderr[-2000:]
 
 
 def test_gpu_slots_go_to_one_process_each(tmp_path):

@@ -3,6 +3,7 @@ SQLite that survives a kill, Ray; the sweep summary and `zoo compare`."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import importlib.util
@@ -33,8 +34,9 @@ def joblib_sweep(tmp_path_factory):
     sweep_dir = cwd / "sweep"
     result = run_zoo(
         # three epochs: long enough that the two jobs overlap even when one worker starts seconds later
-        "train", "-m", "hydra/launcher=local", "model.filters=4,8", "trainer.epochs=3", "metrics=[accuracy]", f"hydra.sweep.dir={sweep_dir}", cwd=cwd
-    )
+        "train", "-m", "hydra/launcher=local", "model.filters=4,8", "trainer.epochs=3", "metrics=[accuracy]", "loggers=[mlflow]",
+        f"hydra.sweep.dir={sweep_dir}", cwd=cwd,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return sweep_dir, result
 
@@ -58,6 +60,20 @@ def test_joblib_sweep_runs_two_jobs_in_parallel_processes_and_summarises_them(jo
     assert all(0 <= float(row["accuracy"]) <= 1 for row in summary)
     assert (sweep_dir / "comparison.png").stat().st_size > 10_000
     assert "model.filters" in result.stdout and "sweep directory:" in result.stdout
+
+
+def test_parallel_jobs_share_one_mlflow_store_and_each_is_tracked(joblib_sweep):
+    """Both jobs start at once on the sweep's new mlflow.db: each MLflow created its tables,
+    and one failed on "duplicate column" and tracked nothing (its run was missing)."""
+    import sqlite3
+
+    sweep_dir, result = joblib_sweep
+    assert "logger 'mlflow' failed" not in result.stderr
+    with contextlib.closing(sqlite3.connect(sweep_dir / "mlflow.db")) as store:
+        assert store.execute("SELECT count(*) FROM experiments WHERE name = 'zoo'").fetchall() == [(1,)]
+        assert sorted(store.execute("SELECT name, status FROM runs").fetchall()) == [
+            ("0_cnn_classifier", "FINISHED"), ("1_cnn_classifier", "FINISHED")
+        ]  # fmt: skip
 
 
 def test_compare_shows_what_differs_and_how_each_run_scored(joblib_sweep, tmp_path):

@@ -234,6 +234,21 @@ def refuse_odd_file(path: Path) -> None:
         raise ZooError(f"{path} is {what}, not the file the zoo wrote; {DAMAGED_FIX}")
 
 
+@contextlib.contextmanager
+def folder_locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (its own descriptor: no lock file is left) while
+    processes started together create one SQLite store in it: each tool (Optuna, MLflow)
+    creating the tables at once failed all but one on "already exists"."""
+    import fcntl
+
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # lets the lock go
+
+
 def sqlite_tables(path: Path) -> set[str]:
     """The tables of a SQLite file, read-only (none: not a SQLite file, or unreadable). A
     tool that keeps its records in SQLite (Optuna, MLflow) would add its tables to any

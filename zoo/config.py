@@ -330,7 +330,7 @@ class DeviceConfig:
     )
     timeout: float = field(
         default=300.0,
-        metadata={"help": "device=multi_worker: seconds to wait for every worker to start before giving up."},
+        metadata={"help": "device=multi_worker: seconds to wait for every worker to start; device=tpu: for its address to answer."},
     )
 
     def __post_init__(self) -> None:

@@ -113,11 +113,16 @@ def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
 
 
 def _tpu(tf, device: DeviceConfig) -> Placement:
+    if device.address.startswith("grpc://"):  # TensorFlow waits for ever for an address where nothing answers
+        from zoo.rendezvous import reach
+
+        reach(device.address.removeprefix("grpc://").rstrip("/"), device.timeout, "the TPU",
+              "check device.address (grpc://host:8470 of a TPU that is up), or raise device.timeout")  # fmt: skip
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=device.address or None)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as exc:  # OSError: a TPU name the Cloud API does not know
         where = f"at {device.address!r}" if device.address else "on this machine (a TPU VM)"
         raise ZooError(
             f"device=tpu found no TPU {where} ({' '.join(str(exc).split())[:160]}); "

@@ -64,6 +64,31 @@ def meet(cluster: dict[str, str], me: str, timeout: float) -> None:
     log.info("met workers %s in %.1f s", sorted(peers), time.monotonic() - started)
 
 
+def reach(address: str, timeout: float, what: str, fix: str) -> None:
+    """Return once something accepts connections at ``address`` (``host:port``), where
+    TensorFlow would wait in silence for ever for a server that is not there; raise
+    :class:`ZooError` after ``timeout`` seconds, :class:`Interrupted` on SIGINT or SIGTERM."""
+    host, port = address.rsplit(":", 1)
+    started = time.monotonic()
+    announced = started - ANNOUNCE_EVERY_S + 2.0
+    with _signals_noted() as caught:
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+                return
+            except OSError as exc:  # refused, unreachable, unknown host: not up (yet)
+                problem = exc.strerror or str(exc)
+            if caught:
+                raise Interrupted(f"stopped by {signal.Signals(caught[0]).name} while waiting for {what} at {address}", caught[0])
+            waited = time.monotonic() - started
+            if waited > timeout:
+                raise ZooError(f"gave up after device.timeout={timeout:g} s waiting for {what} at {address} ({problem}); {fix}")
+            if time.monotonic() - announced >= ANNOUNCE_EVERY_S:
+                print(f"waiting for {what} at {address} ({problem}; {waited:.0f} s of device.timeout={timeout:g} s)", flush=True)
+                announced = time.monotonic()
+            time.sleep(0.5)
+
+
 def _named(peers: dict[str, str], met: set[str]) -> str:
     return ", ".join(f"{name} ({peers[name]})" for name in sorted(set(peers) - met))
 

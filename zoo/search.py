@@ -15,7 +15,6 @@ import inspect
 import itertools
 import logging
 import math
-import os
 import shlex
 import warnings
 from pathlib import Path
@@ -186,16 +185,10 @@ def one_at_a_time(url: str) -> Iterator[None]:
     if not url.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
     path = Path(url.removeprefix("sqlite:///"))
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+    with artifacts.folder_locked(path.parent):
         refuse_foreign_database(path)  # while no other search is making it
         yield
-    finally:
-        os.close(folder)  # lets the lock go
 
 
 OPTUNA_TABLES = {"studies", "trials", "version_info"}

@@ -7,6 +7,7 @@ and once at the end with the test metrics and the run's files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -135,7 +136,21 @@ class MLflowLogger(zoo.Logger):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri)
+        from zoo.artifacts import folder_locked
+
+        # The runs of a parallel sweep share the default store: one at a time creates its tables
+        # and the experiment (at once, all but one failed on "already exists" and tracked nothing).
+        store = Path(self.uri.removeprefix("sqlite:///")).parent if self.uri.startswith("sqlite:///") else None
+        with folder_locked(store) if store else contextlib.nullcontext():
+            self.client = MlflowClient(tracking_uri=self.uri)
+            experiment = self.client.get_experiment_by_name(self.config.experiment)
+            if experiment is not None:
+                experiment_id = experiment.experiment_id
+            elif self.config.tracking_uri:
+                experiment_id = self.client.create_experiment(self.config.experiment)
+            else:  # a local store keeps its files beside its database, not in the working directory
+                artifacts = (Path(self.run.run_dir).parent / "mlartifacts").resolve().as_uri()
+                experiment_id = self.client.create_experiment(self.config.experiment, artifact_location=artifacts)
         record = Path(self.run.run_dir) / MLFLOW_RECORD
         if record.is_file():
             try:
@@ -146,14 +161,6 @@ class MLflowLogger(zoo.Logger):
                 self.run_id = previous["run_id"]
                 self.client.update_run(self.run_id, status="RUNNING")
                 return
-        experiment = self.client.get_experiment_by_name(self.config.experiment)
-        if experiment is not None:
-            experiment_id = experiment.experiment_id
-        elif self.config.tracking_uri:
-            experiment_id = self.client.create_experiment(self.config.experiment)
-        else:  # a local store keeps its files beside its database, not in the working directory
-            artifacts = (Path(self.run.run_dir).parent / "mlartifacts").resolve().as_uri()
-            experiment_id = self.client.create_experiment(self.config.experiment, artifact_location=artifacts)
         self.run_id = self.client.create_run(experiment_id, run_name=self.run.name).info.run_id
         from zoo.artifacts import write_json
 
