@@ -337,3 +337,44 @@ def test_a_pipe_or_a_folder_where_a_data_file_belongs_is_refused_without_waiting
         worker.join(timeout=30)
         assert not worker.is_alive(), f"still waiting on the pipe: {problem}"
         assert raised and problem in raised[0] and "\n" not in raised[0], raised
+
+
+def test_files_that_change_under_a_run_and_a_full_cache_disk_are_one_line_each(tmp_path):
+    """An image deleted or overwritten after the folder was scanned failed the run with
+    TensorFlow's graph error, its path cut off; a full disk under dataset.cache's file was
+    called "out of memory". Each now says what happened and how the run continues."""
+    import resource
+    import subprocess
+    import sys
+
+    from zoo.run import input_failures_in_one_line
+
+    overrides = image_folder.write_example_folder(tmp_path / "data")
+    splits = zoo.create_dataset("image_folder", **{**overrides, "cache": "off"}).load(seed=0)
+    images = sorted(Path(overrides["path"]).rglob("*.png"))
+    images[0].unlink()
+    with pytest.raises(zoo.ZooError) as gone:
+        with input_failures_in_one_line(tmp_path / "run"):
+            for split in (splits.train, splits.validation, splits.test):
+                list(split)
+    assert str(gone.value).startswith(f"{images[0]} was deleted while the run read its dataset (its files must stay")
+    assert str(gone.value).endswith("no checkpoint was written yet: put the files back, then run the same command to start it again")
+    images[1].write_text("not an image any more")
+    with pytest.raises(zoo.ZooError, match="an image was overwritten with something that is not an image while the run"):
+        with input_failures_in_one_line(tmp_path / "run"):
+            for split in (splits.train, splits.validation, splits.test):
+                list(split)
+
+    write_pngs(tmp_path / "big" / "a", 40, 30)
+    write_pngs(tmp_path / "big" / "b", 40, 220)
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", "model=mlp_classifier", "dataset=image_folder", f"dataset.path={tmp_path / 'big'}",
+         "dataset.image_size=[32,32]", f"dataset.cache={tmp_path / 'cache' / 'c'}", "trainer.epochs=1", "loggers=none",
+         f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000)),  # the cache: about 170 KB
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("zoo: error:")]
+    assert line.startswith(f"zoo: error: could not write {tmp_path / 'cache' / 'c'}_train_") and "(File too large); " in line, line

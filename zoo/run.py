@@ -27,6 +27,7 @@ directory complete::
 from __future__ import annotations
 
 import contextlib
+import errno
 import dataclasses
 import logging
 import os
@@ -149,7 +150,7 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
             log.info("the run in %s finished already", run_dir)
             return finished
-        with out_of_memory_in_one_line():
+        with out_of_memory_in_one_line(), input_failures_in_one_line(run_dir):
             if plan.cv.folds and plan.cv.fold is None:
                 return _cross_validate(cfg, plan, placement, run_dir, resolved, callbacks)
             return _train(tf, keras, plan, placement, run_dir, resolved, finished, list(callbacks))
@@ -168,9 +169,45 @@ def out_of_memory_in_one_line() -> Iterator[None]:
         raise ZooError(line) from exc
 
 
+# How the operating system's write failures read inside TensorFlow's messages (a full disk
+# under a cache file is a ResourceExhaustedError, as running out of memory is).
+WRITE_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "Disk quota exceeded": errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
+    """TensorFlow's input pipeline failing on the machine or the files, not on the run: a full
+    disk under its cache file becomes the OSError a full disk is (the run says which file and
+    how it continues), and a file of the dataset deleted or overwritten while the run reads it
+    one line saying so (TensorFlow's names only a graph node, the path cut off)."""
+    try:
+        yield
+    except Exception as exc:
+        if not hasattr(exc, "error_code"):  # not a tf.errors.OpError
+            raise
+        text = " ".join(str(exc).split())
+        for reason, number in WRITE_FAILURES.items():
+            path = re.search(rf"(?:^|\s)(/[^;]+?)(?:\.tempstate\d+)?; {reason}", text)
+            if path:
+                raise OSError(number, reason, path.group(1)) from exc
+        gone = re.search(r"(?:^|\s)(/[^;]+); No such file or directory", text)
+        changed = "DecodeImage" in text and "Unknown image file format" in text
+        if not (gone or changed) or not any(node in text for node in ("ReadFile", "DecodeImage")):
+            raise
+        from zoo.checkpoints import Checkpoints
+
+        what = f"{gone.group(1)} was deleted" if gone else "an image was overwritten with something that is not an image"
+        resumable = Checkpoints(run_dir).resumable().replace("free space", "put the files back")
+        raise ZooError(
+            f"{what} while the run read its dataset (its files must stay as they are until the run ends); {resumable}"
+        ) from None
+
+
 def out_of_memory_line(exc: BaseException) -> Optional[str]:
     """The one line for running out of memory, or None for other errors."""
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
+        return None
+    if any(reason in str(exc) for reason in WRITE_FAILURES):  # a full disk, said as one
         return None
     shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
     return (
