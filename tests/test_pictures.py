@@ -134,3 +134,25 @@ def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_
     plot_comparison(tmp_path / "comparison.png", find_runs([tmp_path / "sweep"]))
     height, width, _ = image.imread(tmp_path / "comparison.png").shape
     assert height < 1100 and width <= 1350, (height, width)  # three rows of panels and a line under them
+
+
+def test_thousands_of_generated_samples_draw_a_bounded_grid_of_the_first_few_hundred(tmp_path):
+    """`zoo generate n=10000` drew an axes per sample: still drawing after ten minutes, for a
+    picture of 9,000 pixels a side. The grid is one image; past SAMPLES_SHOWN it shows those
+    first and says where all are (an .npy)."""
+    from PIL import Image
+
+    from zoo.artifacts import GRID_PIXELS, SAMPLES_SHOWN, plot_samples
+
+    rng = np.random.default_rng(0)
+    for count, side in ((64, 8), (10_000, 20)):
+        images = rng.random((count, 8, 8, 1), dtype=np.float32)
+        path = tmp_path / f"samples{count}.png"
+        plot_samples(path, images, "vae on digits")
+        width, height = Image.open(path).size
+        assert max(width, height) <= GRID_PIXELS + 100  # the margins and title
+        grid = np.asarray(Image.open(path).convert("L"))
+        # the samples' rows: runs of image pixels separated by white gaps, one per row of samples
+        rows = np.flatnonzero(np.diff((grid < 250).any(axis=1).astype(int)) == 1)
+        assert len(rows) == side + 1, len(rows)  # and the title's line
+        assert side == int(np.ceil(np.sqrt(min(count, SAMPLES_SHOWN))))

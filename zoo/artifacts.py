@@ -649,21 +649,39 @@ def plot_reconstructions(path: Path, originals, reconstructions, title: str, cou
 
 @drawn_as_written
 def plot_samples(path: Path, images, title: str) -> None:
-    """New images from a generative model, in a square grid."""
+    """New images from a generative model, in a square grid drawn as one picture (an axes per
+    sample took minutes for a few thousand); the first SAMPLES_SHOWN of them."""
     import math
 
     import numpy as np
     from matplotlib.figure import Figure
 
-    images = np.clip(np.asarray(images), 0, 1)
-    side = math.ceil(math.sqrt(len(images)))
-    fig = Figure(figsize=(0.9 * side + 0.4, 0.9 * side + 0.7), layout="constrained")
-    fig.suptitle(f"{len(images)} generated samples: {title}")
-    for i, image in enumerate(images):
-        ax = fig.add_subplot(side, side, i + 1)
-        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
-        ax.set_axis_off()
+    images = np.clip(np.asarray(images, dtype=np.float32), 0, 1)
+    shown = images[:SAMPLES_SHOWN]
+    count, height, width, channels = shown.shape
+    side = math.ceil(math.sqrt(count))
+    rows, gap = math.ceil(count / side), max(1, height // 8)
+    grid = np.ones((rows * (height + gap) - gap, side * (width + gap) - gap, channels), dtype=np.float32)
+    for i, image in enumerate(shown):
+        top, left = (i // side) * (height + gap), (i % side) * (width + gap)
+        grid[top : top + height, left : left + width] = image
+    # Each sample about TILE_PIXELS across while the grid stays within GRID_PIXELS; never below its own pixels.
+    scale = max(1, min(TILE_PIXELS // max(height, width), GRID_PIXELS // max(grid.shape[:2])))
+    inches = (grid.shape[1] * scale / 100, grid.shape[0] * scale / 100)  # saved at 100 dpi
+    figure_size = (max(inches[0] + 0.4, 5.0), inches[1] + 0.8)
+    fig = Figure(figsize=figure_size)
+    said = f"{count} generated samples" if count == len(images) else f"the first {count} of {len(images)} samples (all: -o FILE.npy)"
+    fig.suptitle(f"{said}: {title}", fontsize=10)
+    left, bottom = (figure_size[0] - inches[0]) / 2 / figure_size[0], 0.2 / figure_size[1]
+    ax = fig.add_axes((left, bottom, inches[0] / figure_size[0], inches[1] / figure_size[1]))
+    ax.imshow(grid[..., 0] if channels == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
     save_figure(fig, path)
+
+
+SAMPLES_SHOWN = 400  # a grid of more is too small to look at; an .npy output holds them all
+TILE_PIXELS = 88  # a sample's side in the grid, where the grid has room
+GRID_PIXELS = 2000  # the grid's longest side, at most (unless the samples' own pixels need more)
 
 
 TEXT_SEPARATOR = "\n\n" + "-" * 72 + "\n\n"  # between generated texts, in files and on the terminal
