@@ -109,6 +109,7 @@ def test_experiment_presets_compose():
         (["device.replica=2"], "did you mean 'device.replicas'? device.replicas is a key of device=cpu"),
         (["device.gpu=[0]"], "did you mean 'device.gpus'? device.gpus is a key of device=multi_gpu"),
         (["device=multi_worker", "device.workers=['[::1]:2222']", "device.rank=0"], "not IPv6 ones"),
+        (["dataset=image_folder", "dataset.path=/data/猫"], "Hydra reads letters beyond ASCII only in a quoted value: \"dataset.path='/data/猫'\""),
         (["trainer.epochs=abc"], "trainer.epochs: Value 'abc' of type 'str' could not be converted to Integer"),
         (["model.filters=many"], "model.filters=many"),
         (["trainer.epochs=0"], "epochs must be at least 1"),

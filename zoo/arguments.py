@@ -120,10 +120,12 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
             parsed.append(parser.parse_override(override))
         except HydraException as exc:  # the grammar's reason alone does not say which argument
             reason = " ".join(str(exc).split())
-            raise ZooError(
-                f"{shorten(override)}: Hydra cannot read it ({reason}); a list is [a,b], and a value holding "
-                "other brackets, commas or spaces is quoted: key='...'"
-            ) from None
+            key, _, value = override.partition("=")
+            if not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
+                hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
+            else:
+                hint = "a list is [a,b], and a value holding other brackets, commas or spaces is quoted: key='...'"
+            raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason}); {hint}") from None
         except RecursionError:  # the grammar's parser recurses once per bracket
             raise ZooError(f"{shorten(override)}: nested too deeply; give a flatter value") from None
         except ValueError as exc:  # an integer of over 4300 digits
