@@ -374,6 +374,20 @@ def test_image_folder_run_counts_the_files_it_skips(tmp_path):
     (warning,) = [line for line in result.stderr.splitlines() if line.startswith("zoo: warning:")]
     assert "skipped" in warning and "broken.jpg" in warning
 
+    # Evaluated on another folder: its classes must be the model's (x, y were scored as cat,
+    # not_cat quietly), its images the size it takes.
+    renamed = tmp_path / "renamed"
+    shutil.copytree(folder, renamed)
+    (renamed / "cat").rename(renamed / "x")
+    (renamed / "not_cat").rename(renamed / "y")
+    other = run_zoo("evaluate", str(run_dir), f"dataset.path={renamed}")
+    assert other.returncode == 2 and error_lines(other.stderr) == [
+        f"zoo: error: dataset.path={renamed} holds x, y, and the run's model learnt cat, not_cat: evaluate on data of those "
+        "classes, in that order"
+    ], other.stderr[-2000:]
+    resized = run_zoo("evaluate", str(run_dir), "dataset.image_size=[12,12]")
+    assert resized.returncode == 2 and "dataset.image_size=[12,12] gives inputs of shape (12, 12, 3), and the run's model takes" in resized.stderr
+
 
 def test_a_model_file_carrying_code_runs_none_of_it(default_run, tmp_path):
     """A run directory whose model.keras was swapped for one with a Lambda layer (code that

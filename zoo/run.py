@@ -748,6 +748,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     config. Another seed or split (``seed=3``, ``dataset.test_fraction=0.5``) can put
     examples the model trained on into the test split: that is said, with how many."""
     plan = plan_run(load_run_config(run_dir, overrides))
+    check_data_fits_the_model(plan.spec, finished_run_plan(run_dir).spec, overrides)
     tf, keras, placement = _start(plan)
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
@@ -760,6 +761,24 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     with placement.strategy.scope():
         model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
     return score(tf, model, test_data)
+
+
+def check_data_fits_the_model(spec: DataSpec, trained: DataSpec, overrides: list[str]) -> None:
+    """Data given to evaluate a run (``dataset.path=OTHER``) has the inputs and the classes its
+    model learnt: a folder of classes x, y was scored quietly as the run's cat, dog."""
+    given = " ".join(o for o in overrides if o.startswith("dataset.")) or "the run's dataset, described again,"
+    if tuple(spec.input_shape) != tuple(trained.input_shape):
+        raise ZooError(
+            f"{shorten(given, 120)} gives inputs of shape {tuple(spec.input_shape)}, and the run's model takes "
+            f"{tuple(trained.input_shape)}: evaluate with the run's own sizes (its config.yaml's dataset keys)"
+        )
+    names, learnt = list(spec.class_names or ()), list(trained.class_names or ())
+    if spec.num_classes != trained.num_classes or (names and learnt and names != learnt):
+        shown = ", ".join(map(str, names)) or f"{spec.num_classes} classes"
+        raise ZooError(
+            f"{shorten(given, 120)} holds {shorten(shown, 80)}, and the run's model learnt "
+            f"{shorten(', '.join(map(str, learnt)) or f'{trained.num_classes} classes', 80)}: evaluate on data of those classes, in that order"
+        )
 
 
 def warn_of_changed_data(before: dict, now: dict, run_dir: Path) -> None:
