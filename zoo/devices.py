@@ -113,11 +113,11 @@ def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
 
 
 def _tpu(tf, device: DeviceConfig) -> Placement:
-    if device.address.startswith("grpc://"):  # TensorFlow waits for ever for an address where nothing answers
+    address = re.fullmatch(r"grpc://([^/]+:\d+)/?", device.address)
+    if address:  # TensorFlow waits for ever for an address where nothing answers
         from zoo.rendezvous import reach
 
-        reach(device.address.removeprefix("grpc://").rstrip("/"), device.timeout, "the TPU",
-              "check device.address (grpc://host:8470 of a TPU that is up), or raise device.timeout")  # fmt: skip
+        reach(address.group(1), device.timeout, "the TPU", "check device.address (grpc://host:8470 of a TPU that is up), or raise device.timeout")
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=device.address or None)
         tf.config.experimental_connect_to_cluster(resolver)
