@@ -134,6 +134,11 @@ def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_
     plot_comparison(tmp_path / "comparison.png", find_runs([tmp_path / "sweep"]))
     height, width, _ = image.imread(tmp_path / "comparison.png").shape
     assert height < 1100 and width <= 1350, (height, width)  # three rows of panels and a line under them
+    # A value that overflowed (a text model's perplexity) is in the table; the picture had
+    # failed on it ("Axis limits cannot be NaN or Inf").
+    (tmp_path / "sweep" / "0_cnn_classifier" / "metrics.json").write_text('{"loss": Infinity, "accuracy": -Infinity}')
+    plot_comparison(tmp_path / "infinite.png", find_runs([tmp_path / "sweep"])[:3])
+    assert image.imread(tmp_path / "infinite.png").shape[0] > 300
 
 
 def test_thousands_of_generated_samples_draw_a_bounded_grid_of_the_first_few_hundred(tmp_path):

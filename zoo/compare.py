@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,10 +214,12 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
         if name in metric_names:
             # Points on an axis fitted to the runs, each labelled: bars from 0 made 0.88 and
             # 0.95 look alike.
-            values = [r.metrics.get(name, float("nan")) for r in finished]
+            # An infinite value (a perplexity that overflowed) is in the table; a point cannot show it.
+            values = [v if math.isfinite(v := r.metrics.get(name, math.nan)) else math.nan for r in finished]
             ax.scatter(numbers, values, color=colours, s=60 if named else 12, zorder=3)
             for n, value in zip(numbers, values) if named else ():
-                ax.annotate(f"{value:.4g}", (n, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+                if value == value:
+                    ax.annotate(f"{value:.4g}", (n, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
             known = [v for v in values if v == v]
             if known:
                 low, high = min(known), max(known)

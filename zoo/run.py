@@ -27,8 +27,8 @@ directory complete::
 from __future__ import annotations
 
 import contextlib
-import errno
 import dataclasses
+import errno
 import logging
 import os
 import re
