@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import functools
 import json
 import logging
@@ -95,11 +96,15 @@ def refuse_links(run_dir: Path, key: str) -> None:
                 )
 
 
+# How the operating system's write failures read inside TensorFlow's messages, which carry no
+# errno (a full disk under a cache file is a ResourceExhaustedError, as running out of memory is).
+FULL_DISK_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "Disk quota exceeded": errno.EDQUOT}
+WRITE_FAILURES = {**FULL_DISK_FAILURES, "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
 def check_output_folder(folder: Path, option: str) -> None:
     """Before the work that fills it: the folder an output goes into can be written (or made),
     else one line naming ``option`` (a run on a read-only disk, its default outputs inside)."""
-    import errno
-
     existing = Path(os.path.abspath(folder))
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

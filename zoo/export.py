@@ -183,14 +183,10 @@ def export_saved_model(model, spec, folder: Path) -> None:
     model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=signature)
 
 
-# How the operating system names a write that failed, as it appears in TensorFlow's messages.
-WRITE_FAILURES = ("No space left on device", "File too large", "Disk quota exceeded", "Read-only file system", "Permission denied")
-
-
 def write_failure(exc: Exception) -> str:
     """The reason in a TensorFlow error about writing a file, in a few words."""
     text = str(exc)
-    return next((reason for reason in WRITE_FAILURES if reason in text), " ".join(text.split())[:200])
+    return next((reason for reason in artifacts.WRITE_FAILURES if reason in text), " ".join(text.split())[:200])
 
 
 def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, splits) -> bytes:

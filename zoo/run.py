@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import re
@@ -169,11 +168,6 @@ def out_of_memory_in_one_line() -> Iterator[None]:
         raise ZooError(line) from exc
 
 
-# How the operating system's write failures read inside TensorFlow's messages (a full disk
-# under a cache file is a ResourceExhaustedError, as running out of memory is).
-WRITE_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "Disk quota exceeded": errno.EDQUOT}
-
-
 @contextlib.contextmanager
 def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
     """TensorFlow's input pipeline failing on the machine or the files, not on the run: a full
@@ -186,7 +180,7 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         if not hasattr(exc, "error_code"):  # not a tf.errors.OpError
             raise
         text = " ".join(str(exc).split())
-        for reason, number in WRITE_FAILURES.items():
+        for reason, number in artifacts.FULL_DISK_FAILURES.items():
             path = re.search(rf"(?:^|\s)(/[^;]+?)(?:\.tempstate\d+)?; {reason}", text)
             if path:
                 raise OSError(number, reason, path.group(1)) from exc
@@ -207,7 +201,7 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
     """The one line for running out of memory, or None for other errors."""
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
         return None
-    if any(reason in str(exc) for reason in WRITE_FAILURES):  # a full disk, said as one
+    if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
         return None
     shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
     return (
