@@ -287,6 +287,49 @@ def test_workers_started_at_different_times_meet_before_tensorflow_does():
             probe.bind(("", int(address.rsplit(":", 1)[1])))
 
 
+def test_workers_started_with_other_settings_are_refused_by_both_naming_what_differs():
+    import threading
+
+    from zoo import rendezvous
+    from zoo.errors import ZooError
+
+    def meet_all(settings: dict[str, dict]) -> dict[str, Exception]:
+        cluster = {name: f"127.0.0.1:{port}" for name, port in zip(settings, free_ports(len(settings)))}
+        errors: dict[str, Exception] = {}
+
+        def worker(name: str) -> None:
+            try:
+                rendezvous.meet(cluster, name, timeout=20, settings=settings[name])
+            except Exception as exc:  # reported by the assertions below
+                errors[name] = exc
+
+        threads = [threading.Thread(target=worker, args=(name,)) for name in settings]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(40)
+        return errors
+
+    same = {"trainer.batch_size": "32", "seed": "0", "version of tensorflow": "2.21.0"}
+    assert meet_all({"worker 0": same, "worker 1": dict(same), "worker 2": dict(same)}) == {}
+    # TensorFlow would fail minutes in (a collective of another size, a peer that "stopped
+    # answering"), or train each worker on its own split: both sides refuse at once.
+    errors = meet_all({"worker 0": same, "worker 1": {**same, "trainer.batch_size": "64"}})
+    assert set(errors) == {"worker 0", "worker 1"} and all(isinstance(e, ZooError) for e in errors.values()), errors
+    assert re.fullmatch(
+        r"worker 1 \(127\.0\.0\.1:\d+\) was started with other settings \(trainer\.batch_size is 64 there, 32 here\); "
+        r"start every worker with the same command but its device\.rank",
+        str(errors["worker 0"]),
+    ), errors
+    assert "trainer.batch_size is 32 there, 64 here" in str(errors["worker 1"])
+    # A key only one side has, and other versions: the fix is then to install the same ones.
+    errors = meet_all({"worker 0": same, "worker 1": {**same, "version of tensorflow": "2.20.0", "extra": "1"}})
+    assert "extra is unset there, 1 here" in str(errors["worker 1"]) and "version of tensorflow is 2.20.0 there, 2.21.0 here" in str(
+        errors["worker 0"]
+    )
+    assert all(str(e).endswith("install the same versions on every machine") for e in errors.values()), errors
+
+
 def test_a_worker_whose_port_is_taken_or_held_by_a_stranger_says_so_in_time():
     from zoo import rendezvous
     from zoo.errors import ZooError
@@ -339,6 +382,23 @@ def test_a_worker_alone_says_what_it_waits_for_gives_up_in_time_and_stops_on_a_s
     assert process.returncode == 128 + signal.SIGTERM
     assert error_lines(err)[0].startswith("zoo: error: stopped by SIGTERM while waiting for worker 1"), err[-2000:]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # two TensorFlow processes
+def test_zoo_train_workers_with_other_settings_stop_before_training_naming_the_setting(tmp_path):
+    ports = free_ports(2)
+    workers = f"device.workers=[127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}]"
+    # Rank, timeout and loggers are each worker's own; the batch size is not.
+    own = [["trainer.batch_size=32", "device.timeout=60"], ["trainer.batch_size=64", "device.timeout=50", "loggers=none"]]
+    commands = [[*CNN, "device=multi_worker", workers, f"device.rank={rank}", *own[rank]] for rank in (0, 1)]
+    results = run_workers(commands, [{}, {}], tmp_path, timeout=120)
+    for rank, (code, out, err) in enumerate(results):
+        other = 1 - rank
+        assert code == 2 and error_lines(err) == [
+            f"zoo: error: worker {other} (127.0.0.1:{ports[other]}) was started with other settings (trainer.batch_size "
+            f"is {own[other][0][-2:]} there, {own[rank][0][-2:]} here); start every worker with the same command but its device.rank"
+        ], err[-2000:]
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing left
 
 
 @pytest.mark.slow  # two workers training

@@ -38,15 +38,16 @@ class Placement:
     cluster: dict = field(default_factory=dict)  # in a multi-worker cluster: "worker 1" -> its host:port
 
 
-def place(device: DeviceConfig) -> Placement:
-    """The placement for ``device``. Call it before TensorFlow has run anything."""
+def place(device: DeviceConfig, worker_settings: Optional[dict[str, str]] = None) -> Placement:
+    """The placement for ``device``. Call it before TensorFlow has run anything.
+    ``worker_settings``: what the workers of a multi-worker cluster must agree on."""
     import tensorflow as tf
 
     kind = device.kind
     if kind == "tpu":
         return _tpu(tf, device)
     if kind == "multi_worker":
-        return _multi_worker(tf, device)
+        return _multi_worker(tf, device, worker_settings)
     gpus = tf.config.list_physical_devices("GPU")
     if kind == "auto":
         kind = "multi_gpu" if len(gpus) > 1 else "gpu" if gpus else "cpu"
@@ -132,7 +133,7 @@ def _tpu(tf, device: DeviceConfig) -> Placement:
     return Placement(strategy, f"tpu x{strategy.num_replicas_in_sync}")
 
 
-def _multi_worker(tf, device: DeviceConfig) -> Placement:
+def _multi_worker(tf, device: DeviceConfig, settings: Optional[dict[str, str]]) -> Placement:
     from zoo import rendezvous
 
     resolver, source = cluster_resolver(tf, device)
@@ -141,7 +142,8 @@ def _multi_worker(tf, device: DeviceConfig) -> Placement:
     cluster = check_cluster(spec, task_type, task_id, source)
     workers = spec.get("worker", [])
     # TensorFlow's own wait for the cluster cannot be bounded or interrupted: meet first.
-    rendezvous.meet(cluster, f"{task_type} {task_id}", device.timeout)
+    # Also where workers started with other settings are told so, before TensorFlow fails on it.
+    rendezvous.meet(cluster, f"{task_type} {task_id}", device.timeout, {**(settings or {}), "cluster": repr(cluster)})
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except tf.errors.OpError as exc:  # e.g. the port taken in the instant between the meeting and here

@@ -9,9 +9,13 @@ it has reached every peer and heard from every peer; it keeps listening until th
 peer that is late still finds it. What is missing is known by rank, the wait is bounded by
 ``device.timeout``, and a signal stops it.
 
-The exchange is a greeting each way (``keras-zoo rendezvous <rank>``) and the caller's ``ok``:
-a peer's port held by something other than a zoo worker is not mistaken for the peer, and
-the two sides count each other only once both know the greeting went through.
+The exchange is a greeting each way (``keras-zoo rendezvous <rank>``, then the worker's
+settings as a line of JSON) and the caller's ``ok``: a peer's port held by something other
+than a zoo worker is not mistaken for the peer, and the two sides count each other only once
+both know the greeting went through. Workers started with other settings (another batch
+size, seed, number of epochs, version of TensorFlow) do not train together: TensorFlow would
+fail several minutes in, blaming a peer that "stopped answering", or train each worker on a
+different split. Both sides compare the settings and refuse, naming the keys that differ.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import json
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Mapping, Optional
 
 from zoo.errors import Interrupted, ZooError
 
@@ -30,20 +35,26 @@ log = logging.getLogger(__name__)
 
 GREETING = b"keras-zoo rendezvous "
 ANNOUNCE_EVERY_S = 30.0  # how often the terminal hears that the wait goes on
+SETTINGS_BYTES = 1_000_000  # a run's settings are a few kB: a longer line is not a zoo worker's
 
 
-def meet(cluster: dict[str, str], me: str, timeout: float) -> None:
+def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Mapping[str, str]] = None) -> None:
     """Return once every task of ``cluster`` (its name, e.g. ``worker 1``, to its
-    ``host:port``) has met this one, ``me``; raise :class:`ZooError` naming the missing ones
-    after ``timeout`` seconds, :class:`Interrupted` on SIGINT or SIGTERM."""
+    ``host:port``) has met this one, ``me``, with the same ``settings`` (key to value, as
+    text); raise :class:`ZooError` naming a peer with other settings and the keys that
+    differ, or the missing peers after ``timeout`` seconds; :class:`Interrupted` on SIGINT
+    or SIGTERM."""
     peers = {name: address for name, address in cluster.items() if name != me}
     if not peers:
         return
+    mine = dict(settings or {})
     reached: set[str] = set()  # peers this worker connected to
     started = time.monotonic()
     announced = started - ANNOUNCE_EVERY_S + 2.0  # first word after 2 s: a quick meeting says nothing
-    with _Listener(cluster[me], me) as listener, _signals_noted() as caught:
+    with _Listener(cluster[me], me, mine) as listener, _signals_noted() as caught:
         while len(reached) < len(peers) or len(listener.heard) < len(peers):
+            for peer, theirs in sorted(listener.disagreeing.items()):
+                raise ZooError(_disagreement(peer, peers.get(peer, "?"), theirs, mine))
             missing = _named(peers, reached & listener.heard)
             if caught:
                 name = signal.Signals(caught[0]).name
@@ -58,7 +69,10 @@ def meet(cluster: dict[str, str], me: str, timeout: float) -> None:
                 print(f"waiting for {missing} to start ({waited:.0f} s of device.timeout={timeout:g} s)", flush=True)
                 announced = time.monotonic()
             for peer in sorted(set(peers) - reached):
-                if _greet(peers[peer], me, peer):
+                theirs = _greet(peers[peer], me, peer, mine)
+                if theirs is not None and theirs != mine:
+                    raise ZooError(_disagreement(peer, peers[peer], theirs, mine))
+                if theirs is not None:
                     reached.add(peer)
             time.sleep(0.2)
     log.info("met workers %s in %.1f s", sorted(peers), time.monotonic() - started)
@@ -93,28 +107,66 @@ def _named(peers: dict[str, str], met: set[str]) -> str:
     return ", ".join(f"{name} ({peers[name]})" for name in sorted(set(peers) - met))
 
 
-def _greet(address: str, me: str, peer: str) -> bool:
-    """Connect to ``peer``'s listener and exchange greetings; False when it is not there yet."""
+def _disagreement(peer: str, address: str, theirs: dict, mine: dict) -> str:
+    from zoo.tables import shorten, visible_text
+
+    keys = sorted(key for key in set(theirs) | set(mine) if theirs.get(key) != mine.get(key))
+    shown = "; ".join(
+        f"{visible_text(key)} is {shorten(visible_text(theirs.get(key, 'unset')), 40)} there, {shorten(mine.get(key, 'unset'), 40)} here"
+        for key in keys[:3]
+    )  # fmt: skip
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    fix = (
+        "install the same versions on every machine"
+        if any(key.startswith("version of ") for key in keys)
+        else "start every worker with the same command but its device.rank"
+    )
+    return f"{peer} ({address}) was started with other settings ({shown}{more}); {fix}"
+
+
+def _greet(address: str, me: str, peer: str, settings: dict) -> Optional[dict]:
+    """Connect to ``peer``'s listener and exchange greetings and settings; the peer's
+    settings, or None when it is not there yet."""
     host, port = address.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=1.0) as connection:
+        with socket.create_connection((host, int(port)), timeout=1.0) as connection, connection.makefile("rb") as lines:
             connection.settimeout(5.0)
-            connection.sendall(GREETING + me.encode() + b"\n")
-            if _read_line(connection) != GREETING + peer.encode():
-                return False  # something else holds the peer's port
+            connection.sendall(GREETING + me.encode() + b"\n" + _encoded(settings))
+            if _read_line(lines) != GREETING + peer.encode():
+                return None  # something else holds the peer's port
+            theirs = _decoded(_read_line(lines, SETTINGS_BYTES))
+            if theirs is None:
+                return None
             connection.sendall(b"ok\n")  # the peer counts this worker only now: both know, or neither
-            return True
+            return theirs
     except OSError:  # refused, unreachable or too slow: not started yet
-        return False
+        return None
+
+
+def _encoded(settings: dict) -> bytes:
+    return json.dumps(settings, sort_keys=True).encode() + b"\n"
+
+
+def _decoded(line: bytes) -> Optional[dict]:
+    """A peer's settings line: a JSON object of text values, else None (not a zoo worker)."""
+    try:
+        settings = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(settings, dict) or not all(isinstance(v, str) for v in settings.values()):
+        return None
+    return settings
 
 
 class _Listener(threading.Thread):
     """Greets back, on this worker's port, each peer that connects; ``heard`` holds their names."""
 
-    def __init__(self, address: str, me: str):
+    def __init__(self, address: str, me: str, settings: dict):
         super().__init__(daemon=True, name="zoo-rendezvous")
         self.me = me
+        self.settings = settings
         self.heard: set[str] = set()
+        self.disagreeing: dict[str, dict] = {}  # peers that came with other settings: theirs
         self.stopping = threading.Event()
         port = int(address.rsplit(":", 1)[1])
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -145,26 +197,30 @@ class _Listener(threading.Thread):
                 connection, _ = self.socket.accept()
             except (socket.timeout, OSError):
                 continue
-            with connection:
+            with connection, connection.makefile("rb") as lines:
                 connection.settimeout(5.0)
                 try:
-                    line = _read_line(connection)
-                    if line.startswith(GREETING):
-                        connection.sendall(GREETING + self.me.encode() + b"\n")
-                        if _read_line(connection) == b"ok":
-                            self.heard.add(line[len(GREETING) :].decode(errors="replace"))
+                    line = _read_line(lines)
+                    if not line.startswith(GREETING):
+                        continue
+                    peer = line[len(GREETING) :].decode(errors="replace")
+                    theirs = _decoded(_read_line(lines, SETTINGS_BYTES))
+                    if theirs is None:
+                        continue
+                    connection.sendall(GREETING + self.me.encode() + b"\n" + _encoded(self.settings))
+                    if _read_line(lines) != b"ok":
+                        continue
+                    if theirs != self.settings:
+                        self.disagreeing[peer] = theirs
+                    else:
+                        self.heard.add(peer)
                 except OSError:
                     continue
 
 
-def _read_line(connection: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n") and len(data) < 200:
-        chunk = connection.recv(64)
-        if not chunk:
-            break
-        data += chunk
-    return data.strip()
+def _read_line(lines, limit: int = 200) -> bytes:
+    """One line of a connection's ``makefile("rb")``, at most ``limit`` bytes."""
+    return lines.readline(limit).strip()
 
 
 @contextmanager

@@ -143,7 +143,7 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
     check_run_references(plan)
     run_dir = Path(run_dir)
     resolved = recorded_config(cfg, plan)
-    tf, keras, placement = _start(plan)
+    tf, keras, placement = _start(plan, resolved)
     with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
         finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
@@ -565,14 +565,38 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         run_callbacks.close_threads(callbacks)
 
 
-def _start(plan: RunPlan):
-    """Import TensorFlow, place the run on its device, set its precision and seed everything."""
+# What the workers of a multi-worker run may set each their own way: the rank, how long to
+# wait for the others, where each machine keeps the data, and the loggers (only the chief
+# logs). The rest must agree.
+PER_WORKER_KEYS = ("device.rank", "device.timeout", "dataset.path", "dataset.cache", "loggers")
+
+
+def worker_settings(tf, keras, resolved: dict) -> dict[str, str]:
+    """The run's settings that every worker of a multi-worker run must share, as text, with
+    the versions that compute it."""
+    from zoo import __version__
+    from zoo.compare import flatten
+
+    settings = {
+        key: repr(value)
+        for key, value in flatten(resolved).items()
+        if not any(key == own or key.startswith(own + ".") for own in PER_WORKER_KEYS)
+    }
+    versions = {"keras-zoo": __version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+    settings.update({f"version of {name}": version for name, version in versions.items()})
+    return settings
+
+
+def _start(plan: RunPlan, resolved: Optional[dict] = None):
+    """Import TensorFlow, place the run on its device, set its precision and seed everything.
+    ``resolved``: the run's config, which the workers of a multi-worker run must share."""
     tf = import_tensorflow()
     import keras
 
     from zoo.devices import place
 
-    placement = place(plan.device)  # first: devices are fixed once TensorFlow starts
+    shared = worker_settings(tf, keras, resolved) if resolved is not None and plan.device.kind == "multi_worker" else None
+    placement = place(plan.device, shared)  # first: devices are fixed once TensorFlow starts
     if plan.trainer.deterministic:  # for the rest of the process: TF has no public switch back
         tf.config.experimental.enable_op_determinism()
     fresh_keras_state(keras, plan)
