@@ -315,6 +315,32 @@ def test_a_submitit_job_gets_at_least_a_minute(launcher, minutes, tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_the_grid_sweepers_batch_size_is_checked_before_it_starts(size, tmp_path):
+    """0 or less failed on a bare assertion deep in Hydra ("AssertionError: ")."""
+    result = run_zoo("train", "-m", f"hydra.sweeper.max_batch_size={size}", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert error_lines(result.stderr) == [
+        f"zoo: error: hydra.sweeper.max_batch_size={size}: give how many jobs to launch at a time, 1 or more, or null for all"
+    ]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_library_failing_without_a_message_is_named_by_the_line_that_failed():
+    from zoo.cli import describe_failure
+
+    def library_check(value):
+        # as a library's bare `assert` fails (pytest gives this module's own asserts a message)
+        if value <= 0:
+            raise ValueError()
+
+    try:
+        library_check(0)
+    except ValueError as exc:
+        line = describe_failure(exc)
+    assert re.fullmatch(r"test_sweeps failed: ValueError: at test_sweeps\.py:\d+: raise ValueError\(\); ZOO_TRACEBACK=1 shows where", line), line
+
+
 def test_two_jobs_of_a_sweep_never_share_a_folder(tmp_path):
     """hydra.sweep.subdir=x gave both jobs the folder x: the second job's Hydra records were
     written over the first job's finished run (refused only then, inside the job)."""

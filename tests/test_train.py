@@ -166,7 +166,8 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
     zoo_run = tmp_path / "zoo_run"  # a zoo run's folder with a pipe where Hydra writes or the lock is
     (zoo_run / ".hydra").mkdir(parents=True)
     (zoo_run / "config.yaml").write_text("model: {name: cnn_classifier}\ndataset: {name: digits}\ntrainer: {}\n")
-    for name in (".lock", "train.log"):
+    for name in (".lock", "train.log", "metrics.json", "checkpoints/step-000000040.npz"):  # or read: resuming waited for ever
+        (zoo_run / name).parent.mkdir(exist_ok=True)
         os.mkfifo(zoo_run / name)
         result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={zoo_run}", cwd=tmp_path, timeout=60)
         assert result.returncode == 2 and f"{zoo_run / name} is not a regular file" in error_lines(result.stderr)[0], result.stderr[-2000:]
@@ -225,12 +226,18 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
     (linked_sweep / "multirun.yaml").unlink()
     (linked_sweep / "multirun.yaml").symlink_to(sweep / "multirun.yaml")
     shutil.copytree(default_run[0], tmp_path / "runs" / "cats_mlp_sgd" / "seed_0")
+    lost_metrics = tmp_path / "lost_metrics"  # a finished run whose metrics.json was deleted: not trained again over its model
+    shutil.copytree(default_run[0], lost_metrics)
+    (lost_metrics / "metrics.json").unlink()
     before = files(tmp_path)
     for args, problem in (
         (["-m", "seed=0,1", f"hydra.sweep.dir={linked_sweep}"], f"{linked_sweep / 'multirun.yaml'} is a symbolic link"),
         (["seed=5", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with seed=0, not 5"),
         (["cv.folds=2", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a run with cv.folds=0, not 2"),
         (["trainer.resume=never", f"hydra.run.dir={run_dir}"], "already holds a run and trainer.resume=never"),
+        # more epochs continue an unfinished run only: a finished one said "finished already" and trained none
+        (["trainer.epochs=99", f"hydra.run.dir={run_dir}"], f"{run_dir} holds a finished run of trainer.epochs=20: a finished run trains no further"),
+        ([f"hydra.run.dir={lost_metrics}"], f"{lost_metrics} holds a finished run's model.keras but no metrics.json (deleted?)"),
         (["-m", "seed=5,6", f"hydra.sweep.dir={sweep}"], f"{sweep / '0_cnn_classifier'} holds a run with seed=0, not 5"),
         (["-m", "seed=5,6", f"hydra.sweep.dir={other_app}", "hydra.sweep.subdir=0"], "already holds files that are not a zoo sweep's"),
         ([f"hydra.run.dir={project}"], "holds a config.yaml that is not a zoo run's"),

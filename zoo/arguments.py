@@ -462,6 +462,7 @@ def check_overrides(args: list[str]) -> None:
         except (HydraException, OmegaConfBaseException):
             pass  # the jobs' composition below names the mistake
         check_launcher(sweep_settings.launcher if sweep_settings is not None else None)
+        check_sweeper(sweep_settings.sweeper if sweep_settings is not None else None)
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -540,6 +541,16 @@ def check_launcher(launcher: Any) -> None:
             f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {most} ({JOBLIB_PROCESSES_PER_CPU} "
             "per CPU here: joblib starts each as a process loading TensorFlow, all at once), or -1 for one per CPU"
         )
+
+
+def check_sweeper(sweeper: Any) -> None:
+    """Hydra's grid sweeper launches ``max_batch_size`` jobs at a time: none or a positive
+    number (0 or less failed on a bare assertion deep in Hydra)."""
+    if sweeper is None or not str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return
+    size = sweeper.get("max_batch_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ZooError(f"hydra.sweeper.max_batch_size={size}: give how many jobs to launch at a time, 1 or more, or null for all")
 
 
 def sweep_values(override) -> list:

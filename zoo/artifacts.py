@@ -84,8 +84,9 @@ def unshare(paths) -> None:
 def refuse_links(run_dir: Path, key: str) -> None:
     """A run's folder holds no symbolic link below it: the zoo writes there (Hydra's records
     first, before any of the zoo's code runs), and a link in a run folder copied from
-    elsewhere would lead those writes into any folder, over any file. The run's folder
-    itself may be a link: that is where the user put it."""
+    elsewhere would lead those writes into any folder, over any file. Nor a pipe, a socket
+    or a device: reading one in place of a checkpoint or a record would wait for ever. The
+    run's folder itself may be a link: that is where the user put it."""
     for root, folders, files in os.walk(run_dir):  # links to folders are listed, not followed
         for name in (*folders, *files):
             path = Path(root, name)
@@ -93,6 +94,11 @@ def refuse_links(run_dir: Path, key: str) -> None:
                 raise ZooError(
                     f"{path} is a symbolic link (to {os.readlink(path)}); the zoo writes into a run's folder and "
                     f"follows no link out of it: replace the link by what it points to, or choose another {key}"
+                )
+            if not (path.is_file() or path.is_dir()):
+                raise ZooError(
+                    f"{path} is not a regular file (a pipe, a socket or a device), which the zoo never writes; "
+                    f"remove it, or choose another {key}"
                 )
 
 

@@ -876,6 +876,11 @@ def describe_failure(exc: BaseException) -> str:
     if memory is not None:
         return memory
     reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
+    if not reason:  # a bare `assert` or `raise X()`: the line that raised says what went wrong
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        reason = f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}: {shorten(frames[-1].line or '', 200)}" if frames else "no message"
     return f"{library} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where"
 
 

@@ -330,11 +330,7 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     refuse_folder_inside_a_run(run_dir, key)
     if not run_dir.is_dir():
         return
-    artifacts.refuse_links(run_dir, key)
-    for name in OPENED_FIRST:  # opened before any other check: a pipe would block
-        path = run_dir / name
-        if path.exists() and not path.is_file():
-            raise ZooError(f"{path} is not a regular file (a pipe or a device); remove it, or choose another {key}")
+    artifacts.refuse_links(run_dir, key)  # and pipes: Hydra opens its records before any other check
     config = run_dir / artifacts.CONFIG
     if config.is_file():
         recorded = artifacts.read_yaml(config)
@@ -379,8 +375,22 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
             f"{run_dir} holds a run with {key}={before.get(key)!r}, not {now.get(key)!r}; "
             "to continue it, use its config; for a new run, choose another hydra.run.dir"
         )
-    metrics = run_dir / artifacts.METRICS
-    return artifacts.read_json(metrics) if metrics.is_file() else None
+    if (run_dir / artifacts.METRICS).is_file():
+        if before.get("trainer.epochs") != now.get("trainer.epochs"):  # a change that continues only an unfinished run
+            raise ZooError(
+                f"{run_dir} holds a finished run of trainer.epochs={before.get('trainer.epochs')}: a finished run trains no "
+                f"further; train on from its weights in a new run (trainer.init_from={run_dir} and another hydra.run.dir)"
+            )
+        return artifacts.read_json(run_dir / artifacts.METRICS)
+    from zoo.checkpoints import Checkpoints
+
+    if (run_dir / artifacts.MODEL).is_file() and not Checkpoints(run_dir).steps():
+        # Its model is saved before metrics.json, its checkpoints removed after: a finished run that lost it.
+        raise ZooError(
+            f"{run_dir} holds a finished run's {artifacts.MODEL} but no {artifacts.METRICS} (deleted?) and no checkpoint: "
+            f"training would start the run again over its model; restore {artifacts.METRICS}, or choose another hydra.run.dir"
+        )
+    return None
 
 
 # Keys that may differ between the attempts of one run: where it runs, how it reports,
