@@ -142,6 +142,84 @@ def test_third_party_config_is_checked(site, tmp_path):
     assert [line for line in result.stderr.splitlines() if line != error][0].startswith("zoo: warning:")
 
 
+ODD_CONFIGS = """
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+import zoo
+
+
+class Colour(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+@dataclass
+class EnumConfig:
+    colour: Colour = Colour.RED
+
+
+@dataclass
+class LiteralConfig:
+    mode: Literal["a", "b"] = "a"
+
+
+@dataclass
+class RequiredConfig:
+    units: int
+
+
+@dataclass
+class EndlessConfig:
+    limit: float = float("inf")
+
+
+def build(config, spec):
+    import keras
+
+    inputs = keras.Input(spec.input_shape)
+    x = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x) if spec.binary else keras.layers.Dense(spec.num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@zoo.hookimpl
+def register_models():
+    configs = {"enum_model": EnumConfig, "literal_model": LiteralConfig, "required_model": RequiredConfig, "endless_model": EndlessConfig}
+    return [zoo.ModelPlugin(name, "A model of an odd config.", config, build) for name, config in configs.items()]
+"""
+
+
+def test_a_plugins_config_of_odd_types_is_described_checked_and_never_takes_other_items_down(tmp_path):
+    """A config field OmegaConf cannot hold (a Literal) failed every `zoo train` of any model
+    while the plugin was installed; a field without a default, or an infinite one, failed
+    `zoo info` of the model ("fits no installed dataset"); an Enum failed `zoo check`'s round
+    trip though runs read it back right."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-odd-configs", ODD_CONFIGS), site)
+    others = run_zoo("train", "model=mlp_classifier", "--cfg", "job", cwd=tmp_path, env=env_with(site))
+    assert others.returncode == 0 and "mlp_classifier" in others.stdout, others.stderr[-2000:]
+    literal = run_zoo("train", "model=literal_model", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env_with(site))
+    assert literal.returncode == 2 and error_lines(literal.stderr) == [
+        "zoo: error: model 'literal_model' cannot be configured: its config class LiteralConfig is not one Hydra can hold "
+        "(mode: Unexpected type annotation: Literal[a, b]); its plugin must change it (fields of str, int, float, bool, an "
+        "Enum, Optional, a list or dict of those, or a nested dataclass)"
+    ], literal.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+    for model, reason in (("required_model", "no value for 'model.units'"), ("endless_model", "model.limit=inf must be a finite number")):
+        described = run_zoo("info", model, "--json", cwd=tmp_path, env=env_with(site))
+        assert described.returncode == 0, described.stderr[-2000:]
+        out = json.loads(described.stdout)
+        assert out["cost"] is None and out["cost_error"].startswith(reason) and [f["name"] for f in out["config"]] in (["units"], ["limit"])
+    checked = run_zoo("check", "zoo-odd-configs", cwd=tmp_path, env=env_with(site), timeout=600)
+    lines = {line.split("check failed: ")[1].split(":")[0]: line for line in checked.stderr.splitlines() if "check failed: " in line}
+    assert checked.returncode == 1 and set(lines) == {
+        "model 'literal_model', check 'config'", "model 'endless_model', check 'config'", "model 'required_model', check 'build'"
+    }, checked.stderr[-3000:]  # the Enum passes
+    assert "the default limit=inf is not a finite number, which every run refuses" in lines["model 'endless_model', check 'config'"]
+
+
 def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
     target = tmp_path / "site"
     install(make_distribution(tmp_path, "zoo-tiny-dense", PLUGIN_MODULE), target)

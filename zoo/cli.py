@@ -8,6 +8,7 @@ after checking the composed config, so that mistakes cost one line, not a traceb
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -579,8 +580,11 @@ def model_cost(model: str, settings: list[str]) -> tuple[Optional[dict], Optiona
             reasons.append(str(exc))
         except HydraException as exc:  # an unknown dataset name, say
             reasons.append(describe_composition_error(exc))
-    if plan is None:
-        raise ZooError(reasons[0] if dataset or others else f"model {model!r} fits no installed dataset as configured by default")
+    if plan is None and (dataset or others):
+        raise ZooError(reasons[0])
+    if plan is None:  # the model's own defaults (a field without one: the same reason for most datasets), or none of its kind
+        reason, count = collections.Counter(reasons).most_common(1)[0]
+        return None, reason if count > len(reasons) / 2 else "it fits no installed dataset as configured by default"
     from zoo.inference import count_cost
     from zoo.run import out_of_memory_in_one_line
 

@@ -410,6 +410,21 @@ def make_config(entry: Registered, overrides: Mapping[str, Any], prefix: str = "
     return typed_config(entry.item.config, overrides, f"{entry.kind} {entry.name!r}", prefix, entry.name)
 
 
+def config_schema(config_cls: type, owner: str) -> DictConfig:
+    """OmegaConf's typed node of a config class, or one line saying why a plugin's class
+    cannot be one (a ``Literal``, ``Set`` or ``datetime`` field)."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.structured(config_cls)
+    except Exception as exc:  # noqa: BLE001 - what OmegaConf refuses comes in several types
+        raise ZooError(
+            f"{owner} cannot be configured: its config class {config_cls.__qualname__} is not one Hydra can hold "
+            f"({describe_omegaconf_error(exc)}); its plugin must change it (fields of str, int, float, bool, an Enum, "
+            "Optional, a list or dict of those, or a nested dataclass)"
+        ) from None
+
+
 def typed_config(
     config_cls: type, overrides: Mapping[str, Any], owner: str, prefix: str, info_name: Optional[str] = None
 ) -> Any:
@@ -428,8 +443,9 @@ def typed_config(
             hint = f"did you mean '{prefix}{close[0]}'?" if close else f"its keys are: {', '.join(known) or '(none)'}"
             see = f" (see 'zoo info {info_name}')" if info_name else ""
             raise ZooError(f"unknown key '{prefix}{key}' for {owner}; {hint}{see}")
+    schema = config_schema(config_cls, owner)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(config_cls), dict(overrides))
+        merged = OmegaConf.merge(schema, dict(overrides))
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
             raise ZooError(
@@ -452,7 +468,12 @@ def typed_config(
 def _node(entry: Registered, with_name: bool) -> DictConfig:
     from omegaconf import OmegaConf
 
-    typed = OmegaConf.structured(entry.item.config)
+    try:
+        typed = OmegaConf.structured(entry.item.config)
+    except Exception:  # noqa: BLE001 - a plugin's config Hydra cannot hold (a Literal or Set field, say)
+        # Stored without fields: every other item stays usable (one such plugin had failed every
+        # `zoo train`), and choosing this one fails in plan_run, naming the plugin's mistake.
+        typed = OmegaConf.create({})
     if not with_name:
         return typed
     # `name` first, so `zoo train --cfg job` reads "model: {name: cnn_classifier, ...}".

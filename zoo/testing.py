@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import math
 import os
 import subprocess
 import sys
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from zoo.discovery import PluginSource, normalise_name
-from zoo.errors import UnknownNameError
+from zoo.errors import UnknownNameError, ZooError
 from zoo.hookspecs import (
     CLASSIFICATION,
     GENERATION,
@@ -222,7 +223,7 @@ def run_steps(kind: str, name: str, steps: Iterable[tuple[str, Callable[[], Opti
                 print(f"{kind} {name!r}, check '{check}':", file=sys.stderr)
                 traceback.print_exception(exc, file=sys.stderr)
             text = " ".join(str(exc).split())
-            reason = text if isinstance(exc, CheckFailed) else f"{type(exc).__name__}: {text}"
+            reason = text if isinstance(exc, (CheckFailed, ZooError)) else f"{type(exc).__name__}: {text}"
             results.append(CheckResult(kind, name, check, FAIL, reason))
         else:
             results.append(CheckResult(kind, name, check, PASS, detail))
@@ -323,17 +324,24 @@ def config_round_trip(entry: Registered) -> str:
     ``config.yaml`` is), still holds its dataclass defaults (required fields: unset)."""
     from omegaconf import OmegaConf
 
-    from zoo.config import compose
-
-    from zoo.config import LIST_GROUPS
+    from zoo.config import LIST_GROUPS, compose, config_schema
 
     group = next((g for g, kind in LIST_GROUPS.items() if kind == entry.kind), None)
     if group is not None:
         node = compose([f"{group}=[{entry.name}]"])[group][entry.name]
     else:
         node = compose([f"{entry.kind}={entry.name}"])[entry.kind]
-    defaults = OmegaConf.to_container(OmegaConf.structured(entry.item.config))
-    for label, copy in (("composed", node), ("read back from YAML", OmegaConf.create(OmegaConf.to_yaml(node)))):
+    schema = config_schema(entry.item.config, f"{entry.kind} {entry.name!r}")
+    defaults = OmegaConf.to_container(schema)
+    for key, value in defaults.items():  # the run refuses every value that is not finite
+        expect(
+            not (isinstance(value, float) and not math.isfinite(value)),
+            f"the default {key}={value} is not a finite number, which every run refuses; use None for 'no limit'",
+        )
+    # Read back as a run reads its config.yaml: onto the config class (an Enum is its name in YAML).
+    written = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(node)))
+    read_back = OmegaConf.merge(schema, {k: v for k, v in written.items() if k != "name"})
+    for label, copy in (("composed", node), ("read back from YAML", read_back)):
         values = {k: v for k, v in OmegaConf.to_container(copy).items() if k != "name"}
         expect(values == defaults, f"the config {label} is {values!r}, not the defaults {defaults!r}")
     return f"{len(defaults)} field{'' if len(defaults) == 1 else 's'}"
@@ -352,7 +360,8 @@ def checks_config(entry: Registered, tiny: dict) -> Any:
     from zoo.config import make_config
 
     required = [f.name for f in dataclasses.fields(entry.item.config)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in tiny]  # fmt: skip
+                if (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING or f.default == "???")
+                and f.name not in tiny]  # fmt: skip
     if required:
         kind = {"model": "ModelPlugin", "dataset": "DatasetPlugin"}.get(entry.kind, "the item")
         raise CheckFailed(
