@@ -683,3 +683,17 @@ def test_ctrl_c_outside_training_ends_in_one_line(default_run, tmp_path):
         assert process.returncode == 130 and "Traceback" not in err, (args[0], _[-500:], err[-2000:])
         assert err.strip().splitlines()[-1] == "zoo: interrupted"
     assert not run_dir.exists()
+
+
+def test_output_that_cannot_be_written_ends_zoo_train_in_one_line(tmp_path):
+    """`zoo train > FILE` on a full disk (here /dev/full): the first line it prints failed
+    outside the job's handler, and Hydra added its own "Error executing job" line."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "zoo", "train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 2 and "Error executing job" not in result.stderr, result.stderr[-2000:]
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("zoo: error: could not write") and "No space left on device" in line, line
+    assert not (tmp_path / "run").exists()  # nothing of the run was written: no folder left

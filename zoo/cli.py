@@ -923,10 +923,10 @@ def train_task(cfg) -> Any:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     objective = cfg.get("objective")
     finished = (run_dir / METRICS).is_file()
-    # Where it goes, first: a user who stops it (or whose job is preempted) knows where to look.
-    print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
     trial = search.trial_of(HydraConfig.get())
     try:
+        # Where it goes, first: a user who stops it (or whose job is preempted) knows where to look.
+        print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
         with sweeps.stopping_with_the_driver():
             metrics = run.train(cfg, run_dir, callbacks=[search.trial_callback(trial, objective, run_dir)] if trial else [])
         print_summary(metrics, run_dir)
@@ -937,6 +937,7 @@ def train_task(cfg) -> Any:
     except OSError as exc:
         if traceback_requested() or (trial is not None and exc.errno not in DISK_FULL):
             raise
+        remove_unused_run_dir(run_dir)  # failed before it wrote anything (its first line to a full disk)
         if exc.errno not in DISK_FULL:
             fail(os_error_line(exc))
         from zoo.checkpoints import Checkpoints
