@@ -475,6 +475,19 @@ def test_gpu_slots_go_to_one_process_each(tmp_path):
     claims = [process.communicate(timeout=60)[0].split() for process in processes]
     assert all(first == again for first, again in claims)  # a process keeps its GPU
     assert sorted(int(first) for first, _ in claims) == [0, 1, 2]
+    # The folder, shared with the machine's other users, is made writable by all (sticky as
+    # /tmp); a link or a pipe put in a lock file's place is neither followed nor waited on.
+    shared = tmp_path / "made" / "locks"
+    script = script.replace("claim_free_gpu(3, d), claim_free_gpu(3, d)", "claim_free_gpu(3, d)").replace("time.sleep(3)", "")
+    first = subprocess.run([sys.executable, "-c", script, str(shared)], capture_output=True, text=True, timeout=60)
+    assert first.stdout.split() == ["0"] and oct(shared.stat().st_mode & 0o7777) == oct(0o1777), first.stderr[-2000:]
+    mine = tmp_path / "mine.txt"
+    mine.write_text("mine")
+    (shared / "gpu-0.lock").unlink()
+    (shared / "gpu-0.lock").symlink_to(mine)
+    os.mkfifo(shared / "gpu-1.lock")
+    claimed = subprocess.run([sys.executable, "-c", script, str(shared)], capture_output=True, text=True, timeout=60)
+    assert claimed.stdout.split() == ["2"] and mine.read_text() == "mine", claimed.stderr[-2000:]
 
 
 def first_dataset_for(model) -> str:

@@ -84,7 +84,7 @@ def place(device: DeviceConfig, worker_settings: Optional[dict[str, str]] = None
     return Placement(strategy, f"multi_gpu:{','.join(map(str, indices))}")
 
 
-_held_gpu_lock: Optional[Any] = None  # kept open for the life of the process
+_held_gpu_lock: Optional[tuple[int, int]] = None  # (descriptor, GPU index): open for the life of the process
 
 
 def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
@@ -94,21 +94,37 @@ def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
     This is what gives each job of a local parallel sweep (joblib) its own GPU, also when
     the launcher reuses a worker process for several jobs: a process keeps its GPU. With
     every GPU taken, the jobs share GPU 0.
+
+    The folder is shared by every user of the machine, as its GPUs are: it is made writable
+    by all (sticky, as /tmp is), the locks are taken on files opened for reading (another
+    user's are readable), and a link or a pipe put in a lock file's place is not followed
+    or waited on: that GPU counts as taken.
     """
     import fcntl
+    import stat
 
     global _held_gpu_lock
     if _held_gpu_lock is not None:
-        return int(Path(_held_gpu_lock.name).stem.rsplit("-", 1)[1])
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        handle = open(lock_dir / f"gpu-{index}.lock", "a")
+        return _held_gpu_lock[1]
+    if not lock_dir.is_dir():
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
+            lock_dir.mkdir(parents=True)
+            os.chmod(lock_dir, 0o1777)  # mkdir's mode is cut by the umask
+        except FileExistsError:  # made by another process in the meantime
+            pass
+    for index in range(count):
+        try:
+            descriptor = os.open(lock_dir / f"gpu-{index}.lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError:  # a link in its place, or another user's file we may not read
             continue
-        _held_gpu_lock = handle
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise OSError("not a lock file")
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            continue
+        _held_gpu_lock = (descriptor, index)
         return index
     return 0
 
