@@ -530,3 +530,34 @@ def test_jobs_of_a_killed_sweep_driver_stop_at_a_checkpoint_instead_of_training_
         assert "the sweep's driver" in log and "is gone: stopping this job at a checkpoint" in log
         assert list((sweep_dir / job / "checkpoints").glob("step-*.npz"))  # running the sweep again continues it
         assert not (sweep_dir / job / "metrics.json").exists()
+
+
+def test_a_matplotlibrc_in_the_working_folder_runs_nothing_and_breaks_no_picture(tmp_path):
+    """Matplotlib reads a matplotlibrc in the working folder first (a repository one trains
+    in): its backend, imported once Optuna drew through pyplot, and its figure hooks ran
+    that repository's code; text.usetex ran LaTeX on class names and, without LaTeX, failed
+    the run at its end. The zoo's pictures, Optuna's among them, take none of it."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "planted.py").write_text(
+        "import os, pathlib\npathlib.Path(os.environ['PLANTED']).write_text('ran')\nFigureCanvas = None\ndef hook(figure):\n    pass\n"
+    )
+    (tmp_path / "matplotlibrc").write_text("backend: module://planted\nfigure.hooks: planted:hook\ntext.usetex: True\n")
+    script = """
+import sys
+from pathlib import Path
+import optuna
+from zoo import artifacts, search
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.create_study(direction="maximize")
+study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-1, log=True) + trial.suggest_int("filters", 4, 32) / 100, n_trials=4)
+out = Path(sys.argv[1])
+print(*sorted(p.name for p in search.plot_study(study, out, "accuracy")))
+artifacts.plot_training_curves(out / "curves.png", {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, "猫 $x_1$ & run_1")
+"""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "mine"), "PLANTED": str(tmp_path / "ran")}
+    result = subprocess.run([sys.executable, "-c", script, str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["optimization_history.png", "param_importances.png"]
+    assert (out / "curves.png").stat().st_size > 1000 and not (tmp_path / "ran").exists()

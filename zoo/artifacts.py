@@ -392,12 +392,16 @@ def drawn_as_written(draw: Callable) -> Callable:
         import matplotlib
         import warnings
 
-        families = [*matplotlib.rcParams["font.family"], *fallback_fonts()]
         fonts_log = logging.getLogger("matplotlib.font_manager")  # "weight normal not found, using 500" per text
         level = fonts_log.level
         fonts_log.setLevel(logging.ERROR)
         try:
-            with matplotlib.rc_context({"text.parse_math": False, "font.family": families}), warnings.catch_warnings(record=True) as caught:
+            with matplotlib.rc_context(), warnings.catch_warnings(record=True) as caught:
+                # Matplotlib's own settings, whatever a matplotlibrc says (one in the working folder
+                # is read first): the same pictures everywhere, no LaTeX run on the names drawn
+                # (text.usetex), no module imported to hook the figures (figure.hooks).
+                matplotlib.rcdefaults()
+                matplotlib.rcParams.update({"text.parse_math": False, "font.family": [*matplotlib.rcParams["font.family"], *fallback_fonts()]})
                 warnings.simplefilter("always")
                 result = draw(*args, **kwargs)
         finally:

@@ -401,6 +401,12 @@ def rerun_overrides(config, fixed: Mapping[str, str], params: Mapping[str, Any])
 @artifacts.drawn_as_written
 def plot_study(study, sweep_dir: Path, objective: str) -> list[Path]:
     """Optuna's optimisation history and parameter importances, as PNG (matplotlib)."""
+    import matplotlib
+
+    # Optuna draws through pyplot, which would import the backend that a `matplotlibrc` in the
+    # working folder names (Matplotlib reads that file first): a module of a repository one
+    # trains in, run. The zoo only writes files: Agg, whatever the settings say.
+    matplotlib.use("agg", force=True)
     import optuna.visualization.matplotlib as plots
     from matplotlib import pyplot
     from matplotlib.ticker import MaxNLocator
