@@ -501,6 +501,24 @@ def test_a_decompression_bomb_is_skipped_in_a_folder_and_refused_by_name(default
     assert named.returncode == 2 and len(error_lines(named.stderr)) == 1 and "Traceback" not in named.stderr
 
 
+def test_keras_settings_chosen_for_other_work_change_nothing_the_zoo_computes(default_run, tmp_path):
+    """~/.keras/keras.json with channels_first failed every CNN ("output size would be zero or
+    negative"); with floatx float16 training diverged. The zoo's models run as written,
+    and the run's log says what was set aside."""
+    home = tmp_path / "home"
+    (home / ".keras").mkdir(parents=True)
+    (home / ".keras" / "keras.json").write_text(json.dumps({"image_data_format": "channels_first", "floatx": "float16", "epsilon": 0.5}))
+    run_dir = tmp_path / "run"
+    trained = run_zoo("train", "model=cnn_classifier", "model.filters=4", "trainer.epochs=1", "loggers=none", f"hydra.run.dir={run_dir}",
+                      cwd=tmp_path, env={"HOME": str(home)})  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    log = (run_dir / "train.log").read_text()
+    for setting in ("image_data_format='channels_first'", "floatx='float16'", "epsilon=0.5"):
+        assert f"keras.json's {setting} set aside" in log
+    scored = run_zoo("evaluate", str(default_run[0]), "--json", env={"HOME": str(home)})
+    assert scored.returncode == 0 and json.loads(scored.stdout) == json.loads((default_run[0] / "metrics.json").read_text())
+
+
 def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run):
     """KERAS_BACKEND=jax exported for another project (or keras.json's choice) made every
     command fail on importing jax; the zoo's models are TensorFlow's, so its commands choose

@@ -72,7 +72,20 @@ def import_tensorflow():
             f"Keras runs on {keras.backend.backend()} here; the zoo needs its TensorFlow backend: "
             "set KERAS_BACKEND=tensorflow before Keras is first imported"
         )
+    import keras
+
+    # What ~/.keras/keras.json (another tool's, or one's own for other work) may set otherwise:
+    # with channels_first every CNN failed, with float16 training diverged, with float64 or
+    # another epsilon the numbers differed from the same run elsewhere. The zoo's models take
+    # images as height x width x channels in float32 (trainer.precision chooses mixed precision).
+    for name, value in KERAS_SETTINGS.items():
+        if getattr(keras.config, name)() != value:
+            log.info("keras.json's %s=%r set aside: the zoo runs with %r", name, getattr(keras.config, name)(), value)
+            getattr(keras.config, f"set_{name}")(value)
     return tf
+
+
+KERAS_SETTINGS = {"image_data_format": "channels_last", "floatx": "float32", "epsilon": 1e-7}
 
 
 # TensorFlow's warnings that are advice to its own developers' users, not to a zoo user
