@@ -306,6 +306,27 @@ def test_many_unreadable_files_are_summarised_on_the_terminal_and_all_listed_in_
     assert len(json.loads((run_dir / "data.json").read_text())["skipped"]) == 20
 
 
+def test_a_finished_runs_cache_file_is_not_written_where_its_config_says(tmp_path):
+    """`zoo evaluate` of a run from elsewhere wrote TensorFlow cache files wherever its
+    config.yaml's dataset.cache pointed: commands over a finished run cache in memory, unless
+    given dataset.cache themselves."""
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "data" / name, 8, value)
+    run_dir, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    trained = run_zoo(
+        "train", "model=mlp_classifier", "dataset=image_folder", f"dataset.path={tmp_path / 'data'}", "dataset.image_size=[8,8]",
+        f"dataset.cache={elsewhere / 'c'}", "trainer.epochs=1", "metrics=[accuracy]", "loggers=none", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert any(elsewhere.iterdir())  # training caches where it was told
+    for path in elsewhere.iterdir():
+        path.unlink()
+    assert run_zoo("evaluate", str(run_dir), cwd=tmp_path).returncode == 0
+    assert not any(elsewhere.iterdir())
+    asked = run_zoo("evaluate", str(run_dir), f"dataset.cache={tmp_path / 'mine' / 'c'}", cwd=tmp_path)
+    assert asked.returncode == 0 and any((tmp_path / "mine").iterdir()), asked.stderr[-2000:]
+
+
 def test_a_pipe_or_a_folder_where_a_data_file_belongs_is_refused_without_waiting(tmp_path):
     """Opening a named pipe waits for a writer for ever: every path the zoo reads from a
     config or a run is checked to be a file (or a folder where one is allowed) first."""

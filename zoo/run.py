@@ -767,6 +767,10 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     if not is_run_config(recorded):
         raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
     cfg = OmegaConf.create(recorded)
+    if str(OmegaConf.select(cfg, "dataset.cache", default="memory")) not in ("memory", "off"):
+        # A cache file is written where the run's config says, by whatever reads its data: for
+        # a run from elsewhere, anywhere on this machine. In memory, unless asked for here.
+        cfg.dataset.cache = "memory"
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:
