@@ -501,6 +501,26 @@ def test_a_decompression_bomb_is_skipped_in_a_folder_and_refused_by_name(default
     assert named.returncode == 2 and len(error_lines(named.stderr)) == 1 and "Traceback" not in named.stderr
 
 
+def test_a_finished_run_is_evaluated_on_this_machines_devices_not_the_ones_it_trained_on(default_run, tmp_path):
+    """`zoo evaluate` placed the model on the run's recorded device: a run trained on a GPU
+    failed on a machine without one, and a multi-worker run waited (300 s) for its workers on
+    the hosts its config names. It runs where it is; device=KIND chooses."""
+    import shutil
+
+    import yaml
+
+    expected = json.loads((default_run[0] / "metrics.json").read_text())
+    for device in ({"kind": "gpu", "index": 3}, {"kind": "multi_worker", "workers": ["127.0.0.1:1", "127.0.0.1:2"], "rank": 0}):
+        run_dir = tmp_path / device["kind"]
+        shutil.copytree(default_run[0], run_dir)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "device": device}))
+        result = run_zoo("evaluate", str(run_dir), "--json", timeout=120)
+        assert result.returncode == 0 and json.loads(result.stdout) == expected, result.stderr[-2000:]
+    mirrored = run_zoo("evaluate", str(run_dir), "device=cpu", "device.replicas=2", "--json", timeout=120)
+    assert mirrored.returncode == 0 and json.loads(mirrored.stdout)["accuracy"] == pytest.approx(expected["accuracy"]), mirrored.stderr[-2000:]
+
+
 def test_keras_settings_chosen_for_other_work_change_nothing_the_zoo_computes(default_run, tmp_path):
     """~/.keras/keras.json with channels_first failed every CNN ("output size would be zero or
     negative"); with floatx float16 training diverged. The zoo's models run as written,

@@ -210,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser("evaluate", help="evaluate a finished run's model on its test split")
     evaluation.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
     evaluation.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config changes, e.g. metrics=[f1,auc] dataset.test_fraction=0.3"
-    )
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="config changes, e.g. metrics=[f1,auc] dataset.test_fraction=0.3; device=KIND (default auto: this machine's, not the run's)",
+    )  # fmt: skip
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
     evaluation.set_defaults(handler=evaluate_command)
 

@@ -767,6 +767,10 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     if not is_run_config(recorded):
         raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
     cfg = OmegaConf.create(recorded)
+    # A finished run is used on this machine: the devices it trained on (a GPU, a TPU, other
+    # machines to meet) are where it was. `zoo evaluate` of a GPU run failed on a laptop, and
+    # of a multi-worker run waited for its workers, on the hosts its config names.
+    cfg.device = {"kind": "auto"}
     if str(OmegaConf.select(cfg, "dataset.cache", default="memory")) not in ("memory", "off"):
         # A cache file is written where the run's config says, by whatever reads its data: for
         # a run from elsewhere, anywhere on this machine. In memory, unless asked for here.
@@ -775,8 +779,10 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ZooError(f"override {override!r} is not key=value (e.g. dataset.test_fraction=0.3)")
-        if key in ("model", "dataset", "trainer", "device", "callbacks", "loggers", "cv"):
+        if key in ("model", "dataset", "trainer", "callbacks", "loggers", "cv"):
             raise ZooError(f"{override}: a finished run keeps its {key}; change its keys instead (e.g. dataset.test_fraction=0.3)")
+        if key == "device":  # where to evaluate it, as `zoo train device=cpu` says where to train
+            key = "device.kind"
         if "${" in text:
             raise ZooError(f"{override}: give the value itself; interpolations are not resolved here")
         value = artifacts.command_line_value(override, text)
