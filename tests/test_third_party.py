@@ -220,6 +220,54 @@ def test_a_plugins_config_of_odd_types_is_described_checked_and_never_takes_othe
     assert "the default limit=inf is not a finite number, which every run refuses" in lines["model 'endless_model', check 'config'"]
 
 
+HALF_LABELS = """
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Config:
+    onehot: bool = False
+
+
+def describe(config):
+    return zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(4,), num_classes=3, class_names=("a", "b", "c"))
+
+
+def load(config, seed):
+    import numpy as np
+
+    x = np.random.default_rng(seed).normal(size=(120, 4)).astype("float32")
+    y = (np.arange(120) % 3) + 0.5  # not class indices: 0.5, 1.5, 2.5
+    if config.onehot:
+        y = np.eye(3, dtype="float32")[np.arange(120) % 3]
+    return zoo.Splits(train=(x[:80], y[:80]), validation=(x[80:100], y[80:100]), test=(x[100:], y[100:]))
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [zoo.DatasetPlugin("half_labels", "Labels that are not class indices.", Config, describe, load)]
+"""
+
+
+def test_a_plugins_labels_that_are_not_its_classes_fail_before_training(tmp_path):
+    """Labels 0.5, 1.5, 2.5 trained a whole run and failed drawing its ROC curves at the end
+    (`zoo failed: max() arg is an empty sequence`); one-hot rows failed in Keras' loss."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-half-labels", HALF_LABELS), site)
+    run_dir = tmp_path / "run"
+    for setting, problem in (
+        ("dataset.onehot=false", "its train split has labels [0.5, 1.5, 2.5] outside 0..2"),
+        ("dataset.onehot=true", "its train split has targets of shape (3,) per example: give one class index each (0..2), not one-hot rows"),
+    ):
+        result = run_zoo("train", "model=mlp_classifier", "dataset=half_labels", setting, f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env_with(site))
+        assert result.returncode == 2 and error_lines(result.stderr) == [
+            f"zoo: error: dataset 'half_labels': {problem}; the plugin's factory must yield what its describe() says (zoo check tests it)"
+        ], result.stderr[-2000:]
+        assert not run_dir.exists()
+
+
 def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
     target = tmp_path / "site"
     install(make_distribution(tmp_path, "zoo-tiny-dense", PLUGIN_MODULE), target)

@@ -433,6 +433,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         )
 
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    check_splits(plan, splits)
     if plan.cv.fold is not None:  # one fold of a cross-validation
         from zoo.crossval import fold_splits
 
@@ -625,6 +626,28 @@ def _start(plan: RunPlan, resolved: Optional[dict] = None):
     fresh_keras_state(keras, plan)
     log.info("device %s, %d replica(s)", placement.description, placement.strategy.num_replicas_in_sync)
     return tf, keras, placement
+
+
+def check_splits(plan: RunPlan, splits) -> None:
+    """A plugin's arrays that disagree with its ``describe()`` (labels beyond its classes or
+    one-hot, inputs that are not finite numbers, fewer targets than inputs) fail before
+    training, in one line, rather than as TensorFlow's graph error, or at the run's very end
+    (labels 0.5, 1.5 trained, then failed drawing the ROC curves). Datasets of ``tf.data``
+    are the plugin's own to check (``zoo check`` does)."""
+    import numpy as np
+
+    from zoo.testing import split_problem
+
+    for name in ("train", "validation", "test"):
+        split = getattr(splits, name)
+        if not (isinstance(split, (tuple, list)) and len(split) == 2 and all(isinstance(a, np.ndarray) for a in split)):
+            continue
+        problem = split_problem(f"its {name} split", *split, plan.spec)
+        if problem:
+            raise ZooError(
+                f"dataset {plan.dataset.name!r}: {problem}; the plugin's factory must yield what its describe() says "
+                "(zoo check tests it)"
+            )
 
 
 def preflight(plan: RunPlan, model, batches) -> None:

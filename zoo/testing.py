@@ -319,6 +319,32 @@ def check_preset(name: str, path: str) -> list[CheckResult]:
     return run_steps("preset", name, [("compose", compose_preset)])
 
 
+def split_problem(where: str, x, y, spec: DataSpec) -> Optional[str]:
+    """What is wrong with a split's arrays ``x`` and ``y`` for data described by ``spec``:
+    as many targets as inputs, finite inputs, class indices (not one-hot) within the
+    classes, token ids within the vocabulary. None when nothing is (the run checks the
+    same before it trains; ``zoo check`` before a plugin is published)."""
+    import numpy as np
+
+    if len(x) != len(y):
+        return f"{where} has {len(x)} inputs and {len(y)} targets"
+    if np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.integer) and not np.isfinite(x).all():
+        return f"{where} holds non-finite inputs"
+    if not np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.bool_):
+        return f"{where} has inputs of type {x.dtype}, not numbers"
+    if spec.task == CLASSIFICATION:
+        if y.ndim > 1 and y.shape[1:] != (1,):
+            return f"{where} has targets of shape {y.shape[1:]} per example: give one class index each (0..{spec.num_classes - 1}), not one-hot rows"
+        stray = set(np.unique(y).tolist()) - set(range(spec.num_classes))
+        if stray:
+            return f"{where} has labels {sorted(stray, key=str)[:5]} outside 0..{spec.num_classes - 1}"
+    else:
+        tokens = set(np.unique(x).tolist()) | set(np.unique(y).tolist())
+        if not tokens <= set(range(spec.num_classes)):
+            return f"{where} has token ids outside 0..{spec.num_classes - 1}"
+    return None
+
+
 def config_round_trip(entry: Registered) -> str:
     """The item's config, composed by Hydra and written as YAML and read back (as a run's
     ``config.yaml`` is), still holds its dataclass defaults (required fields: unset)."""
@@ -645,14 +671,10 @@ def _dataset_steps(entry: Registered):
             x, y = split_arrays(getattr(splits, split_name))
             where = f"the {split_name} split"
             expect(x.shape[1:] == tuple(spec.input_shape), f"{where} has examples of shape {x.shape[1:]}, the spec says {tuple(spec.input_shape)}")
-            expect(len(x) == len(y) > 0, f"{where} has {len(x)} inputs and {len(y)} targets")
-            expect(np.isfinite(x).all(), f"{where} holds non-finite inputs")
-            if spec.task == CLASSIFICATION:
-                stray = set(np.unique(y).tolist()) - set(range(spec.num_classes))
-                expect(not stray, f"{where} has labels {sorted(stray)[:5]} outside 0..{spec.num_classes - 1}")
-            else:
-                tokens = set(np.unique(x).tolist()) | set(np.unique(y).tolist())
-                expect(tokens <= set(range(spec.num_classes)), f"{where} has token ids outside 0..{spec.num_classes - 1}")
+            expect(len(x) > 0, f"{where} has 0 inputs and {len(y)} targets")
+            problem = split_problem(where, x, y, spec)
+            expect(problem is None, problem or "")
+            if spec.task != CLASSIFICATION:
                 expect(np.array_equal(x[:, 1:], y[:, :-1]), f"{where}: targets must be the inputs shifted by one token")
             if spec.value_range is not None:
                 low, high = spec.value_range
