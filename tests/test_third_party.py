@@ -268,6 +268,54 @@ def test_a_plugins_labels_that_are_not_its_classes_fail_before_training(tmp_path
         assert not run_dir.exists()
 
 
+NAMED_METRIC = """
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Config:
+    pass
+
+
+def build(config, spec):
+    import keras
+
+    return keras.metrics.SparseCategoricalAccuracy(name=LOGGED)
+
+
+def reference(y_true, y_pred, spec, config):
+    import numpy as np
+
+    return float((np.argmax(y_pred, -1) == np.reshape(y_true, -1)).mean())
+
+
+@zoo.hookimpl
+def register_metrics():
+    return [zoo.MetricPlugin(REGISTERED, "Accuracy under a name of its own.", Config, build, (zoo.CLASSIFICATION,), reference=reference)]
+"""
+
+
+def test_a_metric_never_logs_under_a_name_the_runs_records_use(tmp_path):
+    """A metric named `loss` took the test loss's place in metrics.json; `epoch` made a second
+    history.csv column; `folds` failed the run at its end. Such names are refused when the
+    plugin registers them, and a metric logging under another name than its own fails the
+    run before it trains."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-reserved-metric", NAMED_METRIC.replace("REGISTERED", "'val_f1'").replace("LOGGED", "'val_f1'")), site)
+    install(make_distribution(tmp_path, "zoo-misnamed-metric", NAMED_METRIC.replace("REGISTERED", "'my_accuracy'").replace("LOGGED", "'loss'")), site)
+    listed = run_zoo("list", "--json", cwd=tmp_path, env=env_with(site))
+    broken = {p["distribution"]: p["error"] for p in json.loads(listed.stdout)["plugins"] if p.get("error")}
+    assert "metric name 'val_f1' is reserved: a run's records use it" in broken["zoo-reserved-metric"], broken
+    run_dir = tmp_path / "run"
+    trained = run_zoo("train", "model=mlp_classifier", "metrics=[my_accuracy]", "trainer.epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env_with(site))
+    assert trained.returncode == 2 and error_lines(trained.stderr) == [
+        "zoo: error: metric 'my_accuracy' is built named 'loss'; it must log under its registered name (zoo check tests it)"
+    ], trained.stderr[-2000:]
+    assert not run_dir.exists()
+
+
 def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
     target = tmp_path / "site"
     install(make_distribution(tmp_path, "zoo-tiny-dense", PLUGIN_MODULE), target)

@@ -138,9 +138,21 @@ class Splits:
 # --------------------------------------------------------------------------------------
 
 
+# Names a run's records already use beside the metrics' own: a metric named so would take the
+# test loss's place in metrics.json (``loss``), add a second ``epoch`` column to history.csv,
+# be read as the validation value of another (``val_*``) or as cross-validation's spread
+# (``*_std``, ``folds``: that one failed the run at its end).
+RESERVED_METRIC_NAMES = frozenset({"auto", "loss", "lr", "learning_rate", "epoch", "folds"})
+
+
 def _check_item(kind: str, name: str, summary: str, config: type, factory: Callable) -> None:
     if kind == "metric" and name == "auto":
         raise ValueError("metric name 'auto' is reserved: metrics=auto picks the model's standard metrics")
+    if kind == "metric" and (name in RESERVED_METRIC_NAMES or name.startswith("val_") or name.endswith("_std")):
+        raise ValueError(
+            f"metric name {name!r} is reserved: a run's records use it (loss, lr, learning_rate, epoch, folds, val_<metric>, "
+            "<metric>_std); choose another"
+        )
     if kind in ("callback", "logger") and name == "none":
         raise ValueError(f"{kind} name 'none' is reserved: {kind}s=none chooses none")
     if not name or not name.replace("_", "a").isalnum() or not name[0].isalpha():

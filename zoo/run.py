@@ -1077,8 +1077,16 @@ def as_tf_dataset(
 
 
 def build_metrics(plan: RunPlan) -> list | None:
+    metrics = []
+    for entry, config in plan.metrics:
+        metric = entry.item.factory(config, plan.spec)
+        if getattr(metric, "name", entry.name) != entry.name:  # records would hold it under another name (`loss`, say)
+            raise ZooError(
+                f"metric {entry.name!r} is built named {metric.name!r}; it must log under its registered name (zoo check tests it)"
+            )
+        metrics.append(metric)
     # None, not []: Keras reports an empty metric list as "not built" after a custom step.
-    return [entry.item.factory(config, plan.spec) for entry, config in plan.metrics] or None
+    return metrics or None
 
 
 def owns_training_step(model) -> bool:
