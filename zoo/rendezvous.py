@@ -20,10 +20,10 @@ different split. Both sides compare the settings and refuse, naming the keys tha
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
-import json
 import threading
 import time
 from contextlib import contextmanager
@@ -53,8 +53,10 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
     announced = started - ANNOUNCE_EVERY_S + 2.0  # first word after 2 s: a quick meeting says nothing
     with _Listener(cluster[me], me, mine) as listener, _signals_noted() as caught:
         while len(reached) < len(peers) or len(listener.heard) < len(peers):
-            for peer, theirs in sorted(listener.disagreeing.items()):
-                raise ZooError(_disagreement(peer, peers.get(peer, "?"), theirs, mine))
+            disagreeing = dict(listener.disagreeing)  # a copy: the listener's thread adds to it
+            if disagreeing:
+                peer = min(disagreeing)
+                raise ZooError(_disagreement(peer, peers.get(peer, "?"), disagreeing[peer], mine))
             missing = _named(peers, reached & listener.heard)
             if caught:
                 name = signal.Signals(caught[0]).name

@@ -332,17 +332,29 @@ def split_problem(where: str, x, y, spec: DataSpec) -> Optional[str]:
         return f"{where} holds non-finite inputs"
     if not np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.bool_):
         return f"{where} has inputs of type {x.dtype}, not numbers"
+    top = spec.num_classes - 1
     if spec.task == CLASSIFICATION:
         if y.ndim > 1 and y.shape[1:] != (1,):
-            return f"{where} has targets of shape {y.shape[1:]} per example: give one class index each (0..{spec.num_classes - 1}), not one-hot rows"
-        stray = set(np.unique(y).tolist()) - set(range(spec.num_classes))
-        if stray:
-            return f"{where} has labels {sorted(stray, key=str)[:5]} outside 0..{spec.num_classes - 1}"
-    else:
-        tokens = set(np.unique(x).tolist()) | set(np.unique(y).tolist())
-        if not tokens <= set(range(spec.num_classes)):
-            return f"{where} has token ids outside 0..{spec.num_classes - 1}"
+            return f"{where} has targets of shape {y.shape[1:]} per example: give one class index each (0..{top}), not one-hot rows"
+        stray = _not_indices(y.reshape(-1), spec.num_classes)
+        if len(stray):
+            return f"{where} has labels {np.unique(stray)[:5].tolist()} outside 0..{top}"
+    elif len(_not_indices(x.reshape(-1), spec.num_classes)) or len(_not_indices(y.reshape(-1), spec.num_classes)):
+        return f"{where} has token ids outside 0..{top}"
     return None
+
+
+def _not_indices(values, count: int):
+    """The values that are not whole numbers from 0 to ``count - 1`` (linear time: a corpus
+    of millions of token ids is checked before every run)."""
+    import numpy as np
+
+    if np.issubdtype(values.dtype, np.bool_):
+        values = values.astype(np.int8)
+    if not np.issubdtype(values.dtype, np.number):
+        return values
+    with np.errstate(invalid="ignore"):
+        return values[~((values >= 0) & (values < count) & (values == np.floor(values)))]
 
 
 def config_round_trip(entry: Registered) -> str:
