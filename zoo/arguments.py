@@ -389,7 +389,7 @@ def refuse_foreign_output_dir(path: Path, key: str) -> None:
     """Before Hydra writes its records (``.hydra/``, ``train.log``) into the folder: a run's
     must be new, empty or a zoo run's; a sweep's new, empty or a sweep's (Hydra's
     ``multirun.yaml``, or a search's study that has not launched a trial yet)."""
-    from zoo.artifacts import refuse_links
+    from zoo.artifacts import refuse_links_and_pipes
     from zoo.run import refuse_folder_inside_a_run, refuse_foreign_folder
 
     if key == "hydra.run.dir":
@@ -397,7 +397,7 @@ def refuse_foreign_output_dir(path: Path, key: str) -> None:
         return
     refuse_folder_inside_a_run(path, key)
     if path.is_dir() and any(path.iterdir()):
-        refuse_links(path, key)  # Hydra's multirun.yaml, a job's records: written where a link would lead
+        refuse_links_and_pipes(path, key)  # Hydra's multirun.yaml, a job's records: written where a link would lead
         if not is_zoo_sweep(path):
             raise ZooError(f"{path} already holds files that are not a zoo sweep's; choose another {key} (a new or empty folder)")
 

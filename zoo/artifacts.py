@@ -81,7 +81,7 @@ def unshare(paths) -> None:
             raise ZooError(f"{path} is shared with other hard links and cannot be copied apart ({exc.strerror}); copy the run with cp -a") from None
 
 
-def refuse_links(run_dir: Path, key: str) -> None:
+def refuse_links_and_pipes(run_dir: Path, key: str) -> None:
     """A run's folder holds no symbolic link below it: the zoo writes there (Hydra's records
     first, before any of the zoo's code runs), and a link in a run folder copied from
     elsewhere would lead those writes into any folder, over any file. Nor a pipe, a socket
@@ -129,12 +129,12 @@ def _read_only(path: Path) -> bool:
 
 def refuse_links_on_the_way(run_dir: Path, output: Path, key: str) -> None:
     """``output`` is written: if it lies in the run's folder (a default such as
-    ``RUN_DIR/export/``), that folder must hold no link (:func:`refuse_links`)."""
+    ``RUN_DIR/export/``), that folder must hold no link or pipe (:func:`refuse_links_and_pipes`)."""
     try:
         Path(os.path.abspath(output)).relative_to(os.path.abspath(run_dir))
     except ValueError:
         return  # a place of the user's choosing, outside the run
-    refuse_links(run_dir, key)
+    refuse_links_and_pipes(run_dir, key)
 
 
 @contextlib.contextmanager

@@ -343,7 +343,7 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     refuse_folder_inside_a_run(run_dir, key)
     if not run_dir.is_dir():
         return
-    artifacts.refuse_links(run_dir, key)  # and pipes: Hydra opens its records before any other check
+    artifacts.refuse_links_and_pipes(run_dir, key)  # first: Hydra opens its records before any other check
     config = run_dir / artifacts.CONFIG
     if config.is_file():
         recorded = artifacts.read_yaml(config)

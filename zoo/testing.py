@@ -328,7 +328,7 @@ def split_problem(where: str, x, y, spec: DataSpec) -> Optional[str]:
 
     if len(x) != len(y):
         return f"{where} has {len(x)} inputs and {len(y)} targets"
-    if np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.integer) and not np.isfinite(x).all():
+    if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
         return f"{where} holds non-finite inputs"
     if not np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.bool_):
         return f"{where} has inputs of type {x.dtype}, not numbers"
@@ -395,10 +395,12 @@ def checks_config(entry: Registered, tiny: dict) -> Any:
     no default must get its value there, since the checks have no command line."""
     import dataclasses
 
+    from omegaconf import MISSING  # "???": OmegaConf's spelling of a required value
+
     from zoo.config import make_config
 
     required = [f.name for f in dataclasses.fields(entry.item.config)
-                if (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING or f.default == "???")
+                if (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING or f.default == MISSING)
                 and f.name not in tiny]  # fmt: skip
     if required:
         kind = {"model": "ModelPlugin", "dataset": "DatasetPlugin"}.get(entry.kind, "the item")
