@@ -454,6 +454,8 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         )
 
     steps = count_steps(epoch_batches(0))
+    if placement.multi_worker:
+        check_workers_hold_the_same_data(tf, placement, worker_data_facts(plan, splits.train, steps))
     if trainer.accumulate_steps > trainer.epochs * steps:  # the weights would never change
         raise ZooError(
             f"trainer.accumulate_steps={trainer.accumulate_steps} is more than the {trainer.epochs * steps} steps the run "
@@ -609,6 +611,65 @@ def worker_settings(tf, keras, resolved: dict) -> dict[str, str]:
     versions = {"keras-zoo": __version__, "tensorflow": tf.__version__, "keras": keras.__version__}
     settings.update({f"version of {name}": version for name, version in versions.items()})
     return settings
+
+
+# What the workers of a multi-worker run compare of the data each loaded: counts, said as
+# such, and digests of what must be alike, said as what differs.
+DATA_COUNTS = ("training examples", "training batches per epoch", "classes")
+DATA_DIGESTS = ("dataset description (class names, input shape, vocabulary)", "training examples' content")
+
+
+def worker_data_facts(plan: RunPlan, train: Any, steps: int) -> list[float]:
+    """The training split's size and batches, the dataset's description and the training
+    arrays' content (a ``tf.data`` split's is not read twice: its size stands for it), in
+    the order of ``DATA_COUNTS + DATA_DIGESTS``, as numbers a collective carries exactly
+    (digests cut to 48 bits)."""
+    import hashlib
+
+    import numpy as np
+
+    def digest(*parts) -> float:
+        hashed = hashlib.blake2b(digest_size=6)
+        for part in parts:
+            if isinstance(part, np.ndarray):
+                hashed.update(repr((part.dtype.str, part.shape)).encode())
+                hashed.update(np.ascontiguousarray(part).view(np.uint8).reshape(-1))
+            else:
+                hashed.update(repr(part).encode())
+        return float(int.from_bytes(hashed.digest(), "big"))
+
+    arrays = isinstance(train, (tuple, list)) and all(isinstance(a, np.ndarray) for a in train)
+    size = len(train[0]) if arrays else int(train.cardinality())
+    counts = [max(size, -1), steps, plan.spec.num_classes]
+    return [float(n) for n in counts] + [digest(dataclasses.asdict(plan.spec)), digest(*train) if arrays else 0.0]
+
+
+def check_workers_hold_the_same_data(tf, placement, facts: list[float]) -> None:
+    """Each worker of a multi-worker run loads the data from its own ``dataset.path``: one
+    reading other files (a folder with fewer images, another text) would fail TensorFlow's
+    collectives minutes in, wait for a peer in a step the peer never takes, or train each
+    worker on other data. The workers gather each other's ``facts`` (so every worker learns
+    them all) and all refuse together, naming what differs."""
+    import numpy as np
+
+    tasks = list(placement.cluster)  # "worker 0", ...: the same order on every worker
+    me = tasks.index(placement.task.replace("-", " "))
+    row = tf.constant([[me, *facts]], dtype=tf.float64)
+    strategy = placement.strategy
+    gathered = np.asarray(strategy.gather(strategy.experimental_distribute_values_from_function(lambda _: row), axis=0))
+    by_task = {int(r[0]): r[1:] for r in gathered}  # a row per replica: a worker's replicas all alike
+    here = by_task[me]
+    for task, theirs in sorted(by_task.items()):
+        said = [
+            f"{name}: {theirs[i]:,.0f} there, {here[i]:,.0f} here" if name in DATA_COUNTS else f"other {name}"
+            for i, name in enumerate(DATA_COUNTS + DATA_DIGESTS)
+            if theirs[i] != here[i]
+        ]
+        if said:
+            raise ZooError(
+                f"{tasks[task]} loaded other data than {tasks[me]} ({'; '.join(said)}); each worker reads the dataset "
+                "from its own dataset.path, which may name another place on each machine but must hold the same files"
+            )
 
 
 def _start(plan: RunPlan, resolved: Optional[dict] = None):
