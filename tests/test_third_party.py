@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -626,3 +628,109 @@ def test_sys_exit_in_a_plugins_factory_fails_the_command_instead_of_ending_it_we
     assert evaluated.returncode == 2 and error_lines(evaluated.stderr) == [
         "zoo: error: zoo_exits_later failed: it called sys.exit(0); ZOO_TRACEBACK=1 shows where"
     ], evaluated.stderr
+
+
+CALLBACK_AND_LOGGER = '''
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Options:
+    pass
+
+
+def build_callback(config, run):
+    import keras
+    import numpy as np
+
+    class Sometimes(keras.callbacks.Callback):
+        """Logs a value in the second epoch only, keeps NumPy scalars as state; with
+        PLUGIN_MODE set, does what a careless plugin does."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            mode = os.environ.get("PLUGIN_MODE")
+            if epoch == 1:
+                logs["sometimes"] = np.float32(0.25)
+            if mode == "string":
+                logs["note"] = "fine"
+            if mode == "replace":
+                logs["val_loss"] = 0.0
+            if mode == "thread" and epoch == 0:
+                threading.Thread(target=time.sleep, args=(3600,), name="uploader").start()
+
+        def get_state(self):
+            return {"best": np.float64(0.5), "seen": [1, 2]} if os.environ.get("PLUGIN_MODE") != "set" else {"seen": {1, 2}}
+
+        def set_state(self, state):
+            pass
+
+    return Sometimes()
+
+
+class Tracker(zoo.Logger):
+    def log_epoch(self, epoch, logs):
+        raise SystemExit(0)
+
+
+def build_logger(config, run):
+    if os.environ.get("PLUGIN_MODE") == "no_logger":
+        return None
+    return Tracker()
+
+
+@zoo.hookimpl
+def register_callbacks():
+    return [zoo.CallbackPlugin("sometimes", "Logs in some epochs.", Options, build_callback)]
+
+
+@zoo.hookimpl
+def register_loggers():
+    return [zoo.LoggerPlugin("exits", "A tracker that calls sys.exit.", Options, build_logger)]
+'''
+
+
+@pytest.mark.slow  # six short trainings, one waiting for a stray thread
+def test_a_plugins_callback_and_logger_cannot_corrupt_the_records_or_keep_the_zoo_from_exiting(tmp_path):
+    """A value a callback logged in some epochs only failed the run at its end (IndexError);
+    a string, None or an array failed it in the zoo's name; a value it replaced (val_loss)
+    went into the records as if measured; a set in its state failed as "json failed"; a
+    logger calling sys.exit died silently (KeyboardInterrupt: a traceback); a logger factory
+    returning None failed on an AttributeError; a non-daemon thread it started kept `zoo`
+    from ever exiting."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-careless", CALLBACK_AND_LOGGER), site)
+
+    def train(name, mode="", *extra):
+        return run_zoo(
+            "train", "model=mlp_classifier", "dataset=breast_cancer", "trainer.epochs=2", "callbacks=[sometimes]", *extra,
+            f"hydra.run.dir={tmp_path / name}", cwd=tmp_path, env=env_with(site, PLUGIN_MODE=mode), timeout=300,
+        )  # fmt: skip
+
+    good = train("good", "", "loggers=[exits]")
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert "zoo: warning: logger 'exits' failed (SystemExit: 0); it logs nothing more for this run, which goes on" in good.stderr
+    with (tmp_path / "good" / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["sometimes"] for row in rows] == ["nan", "0.25"]
+
+    expected = {
+        "string": "callback 'sometimes' logged 'note' = 'fine' (str), not a number",
+        "replace": "callback 'sometimes' replaced 'val_loss' in the epoch's logs",
+        "set": "callback 'sometimes': get_state() gave 'seen' = {1, 2} (set), which a checkpoint cannot hold",
+        "no_logger": "logger 'exits': its factory returned NoneType, not a zoo.Logger",
+    }
+    for mode, start in expected.items():
+        failed = train(mode, mode, *(["loggers=[exits]"] if mode == "no_logger" else []))
+        lines = error_lines(failed.stderr)
+        assert failed.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"zoo: error: {start}"), failed.stderr[-2000:]
+
+    started = time.monotonic()
+    stray = train("thread", "thread")
+    assert stray.returncode == 0 and (tmp_path / "thread" / "metrics.json").is_file(), stray.stderr[-2000:]
+    assert "zoo: warning: thread(s) 'uploader' still running 30 s after the command ended (started by a plugin?); exiting without them" in stray.stderr
+    assert time.monotonic() - started < 200

@@ -187,7 +187,7 @@ class Loggers(keras.callbacks.Callback):
                 continue
             try:
                 method(*args)
-            except Exception as exc:  # a tracker can raise anything; the run goes on
+            except BaseException as exc:  # noqa: BLE001 - a tracker can raise anything (sys.exit too); the run goes on
                 self.failed.add(name)
                 warnings.warn(
                     f"logger {name!r} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
@@ -322,12 +322,32 @@ def build_callbacks(plan, run, optimizer, steps_per_epoch: int, finishing: bool)
         callback = entry.item.factory(config, run)
         if not isinstance(callback, keras.callbacks.Callback):
             raise ZooError(f"callback {entry.name!r}: its factory returned {type(callback).__name__}, not a keras.callbacks.Callback")
+        callback.zoo_plugin_name = entry.name  # how the training loop names it
         callbacks.append(callback)
     if finishing and plan.loggers:
-        callbacks.append(Loggers([(entry.name, entry.item.factory(config, run)) for entry, config in plan.loggers]))
+        callbacks.append(Loggers([(entry.name, build_logger(entry, config, run)) for entry, config in plan.loggers]))
     if finishing:
         callbacks.append(Preload(PLOTTING))
     return callbacks
+
+
+def build_logger(entry, config, run):
+    """A logger from its plugin's factory: one that cannot be made fails the run before
+    training, in one line naming it (its tracker's own calls only warn, from their thread)."""
+    from zoo.hookspecs import Logger
+
+    try:
+        logger = entry.item.factory(config, run)
+    except ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the plugin raises
+        raise ZooError(
+            f"logger {entry.name!r} could not be made ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+            f"fix its settings (loggers.{entry.name}.*), or leave it out (loggers=none)"
+        ) from None
+    if not all(callable(getattr(logger, method, None)) for method in vars(Logger) if not method.startswith("_")):
+        raise ZooError(f"logger {entry.name!r}: its factory returned {type(logger).__name__}, not a zoo.Logger")
+    return logger
 
 
 def close_threads(callbacks: list) -> None:

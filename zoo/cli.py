@@ -123,6 +123,40 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if isinstance(exc, ZooExit) or raised_in(exc, ("zoo", "argparse", "hydra")) or traceback_requested():
             raise
         fail(describe_failure(exc))
+    finally:
+        exit_despite_stray_threads()
+
+
+STRAY_THREAD_SECONDS = 30.0
+
+
+def exit_despite_stray_threads() -> None:
+    """Python waits at exit for every thread not marked daemon: one that plugin code left
+    running (a callback's uploader, a helper that sleeps) kept `zoo` from ever exiting once
+    its work was done. Such threads get ``STRAY_THREAD_SECONDS`` to end; then the process
+    exits with the command's status, saying which threads it left."""
+    import threading
+    import time
+
+    if not any(not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        return
+    ending = sys.exc_info()[1]
+    code = 0 if ending is None else ending.code if isinstance(ending, SystemExit) else 1
+    code = code if isinstance(code, int) else 0 if code is None else 1
+
+    def leave() -> None:
+        time.sleep(STRAY_THREAD_SECONDS)
+        names = ", ".join(repr(t.name) for t in threading.enumerate() if not t.daemon and t is not threading.main_thread())
+        print(
+            f"zoo: warning: thread(s) {names} still running {STRAY_THREAD_SECONDS:.0f} s after the command ended "
+            "(started by a plugin?); exiting without them",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(code)
+
+    threading.Thread(target=leave, name="zoo-exit", daemon=True).start()
 
 
 def parse_command(argv: list[str]) -> argparse.Namespace:

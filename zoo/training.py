@@ -109,6 +109,7 @@ def fit(
         callbacks.on_train_begin()
     if found:
         restore_callback_states(stateful, found[2], position)
+    callback_states(stateful)  # a state no checkpoint can hold fails now, not at the first checkpoint
     logs: dict[str, float] = {}
     last_save = time.monotonic()
     # Ctrl-C and a scheduler's SIGTERM stop at the next step, after a checkpoint of it.
@@ -172,9 +173,10 @@ def fit(
             for callback in callbacks.callbacks if callbacks is not None else ():
                 # One by one with this dict (CallbackList would pass a copy): what a callback
                 # adds (the learning rate) goes into the history.
+                before = dict(logs)
                 callback.on_epoch_end(epoch, logs)
-            history = {name: [*position.history.get(name, []), value] for name, value in logs.items()}
-            position = Position(epoch + 1, 0, steps, history)
+                check_added_logs(callback, before, logs)
+            position = Position(epoch + 1, 0, steps, extended_history(position.history, logs))
             if record is not None:
                 record(position)
             if checkpoints is not None:
@@ -244,8 +246,98 @@ def stateful_callbacks(callbacks) -> dict[str, Any]:
     return found
 
 
+def callback_name(callback) -> str:
+    """A callback as its plugin is known (``callbacks=[name]``), else by its class."""
+    name = getattr(callback, "zoo_plugin_name", None)
+    return f"callback {name!r}" if name else f"callback {type(callback).__name__}"
+
+
+# What a history holds beside the logs: a callback logging under it would make a second column.
+HISTORY_COLUMNS = ("epoch",)
+
+
+def check_added_logs(callback, before: dict, logs: dict) -> None:
+    """What a callback did to an epoch's logs: it may add values, each a number (a scalar
+    tensor or array too; made a float here), under a new name; the values already there
+    (the training and validation values, earlier callbacks' additions) are not its to
+    change or remove. Anything else would fail the run after the epoch, writing the
+    history or in a tracker, in the zoo's name, or quietly replace what the zoo measured."""
+    import numbers
+
+    import numpy as np
+
+    def problem() -> Optional[str]:
+        for name, value in before.items():
+            if name not in logs:
+                return f"removed {name!r} from the epoch's logs"
+            if logs[name] is not value:
+                return f"replaced {name!r} in the epoch's logs"
+        for name in logs.keys() - before.keys():
+            value = logs[name]
+            if not isinstance(name, str) or name in HISTORY_COLUMNS:
+                return f"logged a value under {name!r}, which the history cannot hold as a column of its own"
+            if isinstance(value, (str, bytes)) or not (isinstance(value, numbers.Real) or np.ndim(value) == 0):
+                return f"logged {name!r} = {shorten_value(value)}, not a number"
+            try:
+                logs[name] = float(value)
+            except (TypeError, ValueError):
+                return f"logged {name!r} = {shorten_value(value)}, not a number"
+        return None
+
+    found = problem()
+    if found:
+        raise ZooError(
+            f"{callback_name(callback)} {found}; a callback may add numbers to an epoch's logs under new names "
+            "(they go into history.csv), not change the values there"
+        )
+
+
+def shorten_value(value) -> str:
+    text = " ".join(repr(value).split())
+    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
+def extended_history(history: dict, logs: dict) -> dict:
+    """``history`` with an epoch's ``logs`` as its next row; a value that a callback logs in
+    some epochs only is NaN in the others, so every column keeps one value per epoch."""
+    rows = len(next(iter(history.values()), []))
+    names = [*history, *(name for name in logs if name not in history)]
+    return {name: [*history.get(name, [float("nan")] * rows), logs.get(name, float("nan"))] for name in names}
+
+
 def callback_states(stateful: dict[str, Any]) -> dict[str, dict]:
-    return {key: callback.get_state() for key, callback in stateful.items()}
+    """Each stateful callback's ``get_state()``, checked to be what a checkpoint holds: a
+    dict of JSON values (NumPy scalars become numbers) or lists of NumPy arrays."""
+    import json
+
+    import numpy as np
+
+    def plain(value):
+        if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+            return value.item()
+        raise TypeError(type(value).__name__)
+
+    states = {}
+    for key, callback in stateful.items():
+        state = callback.get_state()
+        if not isinstance(state, dict) or not all(isinstance(name, str) for name in state):
+            raise ZooError(
+                f"{callback_name(callback)}: get_state() returned {shorten_value(state)}, not a dict of names to values"
+            )
+        kept = {}
+        for name, value in state.items():
+            if isinstance(value, (list, tuple)) and value and all(isinstance(a, np.ndarray) for a in value):
+                kept[name] = list(value)
+                continue
+            try:
+                kept[name] = json.loads(json.dumps(value, default=plain))
+            except (TypeError, ValueError):  # ValueError: a list that holds itself
+                raise ZooError(
+                    f"{callback_name(callback)}: get_state() gave {name!r} = {shorten_value(value)}, which a checkpoint "
+                    "cannot hold; give JSON values (numbers, strings, lists, dicts) or lists of NumPy arrays"
+                ) from None
+        states[key] = kept
+    return states
 
 
 def restore_callback_states(stateful: dict[str, Any], arrays: dict, position: Position) -> None:
