@@ -134,6 +134,24 @@ def test_train_runs_the_third_party_model_with_its_config(site, tmp_path):
     # Ten classes: chance is 0.1; a trained model is well above it.
     assert json.loads((run_dir / "metrics.json").read_text())["accuracy"] > 0.3
 
+    # Used where the plugin is not installed, or is another version: the run's env.json says which.
+    evaluated = run_zoo("evaluate", str(run_dir), cwd=tmp_path)
+    assert evaluated.returncode == 2 and error_lines(evaluated.stderr) == [
+        f"zoo: error: the run in {run_dir}: unknown model 'tiny_dense'; known: autoencoder, cnn_cat_classifier, "
+        "cnn_classifier, conv_autoencoder, gan, gru_text_generator, mlp_classifier, pretrained_classifier, vae "
+        "(see 'zoo list model'); it was trained with zoo-tiny-dense 1.2.3, not installed here: install it"
+    ], evaluated.stderr[-2000:]
+    environment = json.loads((run_dir / "env.json").read_text())
+    environment["plugins"]["zoo-tiny-dense"] = "1.0.0"
+    (run_dir / "env.json").write_text(json.dumps(environment))
+    config = (run_dir / "config.yaml").read_text()
+    (run_dir / "config.yaml").write_text(config.replace("units: 8", "units: 4"))  # as a version that builds otherwise would
+    evaluated = run_zoo("evaluate", str(run_dir), cwd=tmp_path, env=env_with(site))
+    lines = error_lines(evaluated.stderr)
+    assert evaluated.returncode == 2 and len(lines) == 1 and lines[0].endswith(
+        "; it was trained with zoo-tiny-dense 1.0.0 (now 1.2.3): its model may be built otherwise now"
+    ), evaluated.stderr[-2000:]
+
 
 def test_third_party_config_is_checked(site, tmp_path):
     result = run_zoo("train", "model=tiny_dense", "model.unit=8", cwd=tmp_path, env=env_with(site))

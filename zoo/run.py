@@ -882,8 +882,9 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """Evaluate a finished run's saved model on the test split of its (possibly overridden)
     config. Another seed or split (``seed=3``, ``dataset.test_fraction=0.5``) can put
     examples the model trained on into the test split: that is said, with how many."""
+    trained_spec = finished_run_plan(run_dir).spec  # first: what fails in the run's own config is said as such
     plan = plan_run(load_run_config(run_dir, overrides))
-    check_data_fits_the_model(plan.spec, finished_run_plan(run_dir).spec, overrides)
+    check_data_fits_the_model(plan.spec, trained_spec, overrides)
     tf, keras, placement = _start(plan)
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
@@ -977,15 +978,38 @@ def finished_run_plan(run_dir: Path) -> RunPlan:
     rather than the dataset described again: its files may have moved since. No TF."""
     cfg = load_run_config(run_dir, [])
     spec_path = Path(run_dir) / artifacts.SPEC
-    if not spec_path.is_file():
-        return plan_run(cfg)
-    recorded = artifacts.read_json(spec_path)
+    spec = None
+    if spec_path.is_file():
+        recorded = artifacts.read_json(spec_path)
+        try:
+            spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+            consistent_spec(spec)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ZooError(f"{spec_path} is damaged ({' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     try:
-        spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
-        consistent_spec(spec)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ZooError(f"{spec_path} is damaged ({' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
-    return plan_run(cfg, spec=spec)
+        return plan_run(cfg, spec=spec)
+    except ZooError as exc:  # a plugin since uninstalled, a key from another version: the run's, not the user's
+        since = plugins_since(run_dir)
+        raise ZooError(f"the run in {run_dir}: {exc}{f'; {since}' if since else ''}") from None
+
+
+def plugins_since(run_dir: Path) -> str:
+    """How the plugin distributions a finished run trained with (its ``env.json``) differ
+    from those installed now, as a clause; "" where they do not, or nothing says."""
+    from zoo.registry import get_registry
+
+    trained = artifacts.read_record(Path(run_dir) / artifacts.ENVIRONMENT).get("plugins")
+    if not isinstance(trained, dict):
+        return ""
+    now = {source.distribution: source.version for source in get_registry().sources if source.error is None}
+    missing = [f"{shorten(str(d), 60)} {shorten(str(v), 30)}" for d, v in trained.items() if d not in now]
+    other = [f"{shorten(str(d), 60)} {shorten(str(v), 30)} (now {now[d]})" for d, v in trained.items() if d in now and now[d] != v]
+    said = []
+    if missing:
+        said.append(f"it was trained with {', '.join(missing[:5])}, not installed here: install {'it' if len(missing) == 1 else 'them'}")
+    if other:
+        said.append(f"it was trained with {', '.join(other[:5])}")
+    return "; ".join(said)
 
 
 def consistent_spec(spec: DataSpec) -> None:
@@ -1034,9 +1058,11 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     except ValueError as exc:
+        since = plugins_since(run_dir)
         raise ZooError(
             f"the weights in {Path(run_dir) / artifacts.MODEL} do not fit model {plan.model.name!r} as configured "
-            f"({' '.join(str(exc).split())[:200]}); was the run's config.yaml or spec.json edited?"
+            f"({' '.join(str(exc).split())[:200]}); "
+            + (f"{since}: its model may be built otherwise now" if since else "was the run's config.yaml or spec.json edited?")
         ) from None
     return model
 
