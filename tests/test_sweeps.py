@@ -62,6 +62,22 @@ def test_joblib_sweep_runs_two_jobs_in_parallel_processes_and_summarises_them(jo
     assert "model.filters" in result.stdout and "sweep directory:" in result.stdout
 
 
+def test_a_sweep_run_again_with_other_settings_is_refused_naming_the_sweeps_folder(joblib_sweep):
+    """Its jobs' folders hold the first sweep's runs: refused before a job starts, pointing
+    at hydra.sweep.dir (the option a sweep's user changes), not hydra.run.dir."""
+    sweep_dir, _ = joblib_sweep
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    again = run_zoo(
+        "train", "-m", "hydra/launcher=local", "model.filters=16,32", "trainer.epochs=3", "metrics=[accuracy]",
+        "loggers=[mlflow]", f"hydra.sweep.dir={sweep_dir}", cwd=sweep_dir.parent, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2 and error_lines(again.stderr) == [
+        f"zoo: error: {sweep_dir / '0_cnn_classifier'} holds a run with model.filters=4, not 16; to continue it, use its "
+        "config; for a new run, choose another hydra.sweep.dir"
+    ], again.stderr[-2000:]
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before
+
+
 def test_parallel_jobs_share_one_mlflow_store_and_each_is_tracked(joblib_sweep):
     """Both jobs start at once on the sweep's new mlflow.db: each MLflow created its tables,
     and one failed on "duplicate column" and tracked nothing (its run was missing)."""

@@ -506,8 +506,17 @@ def check_overrides(args: list[str]) -> None:
         check_run_references(plan)
         if run_dir is not None and run_dir.exists():
             # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
-            claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
+            try:
+                claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
+            except ZooError as exc:
+                raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None
             unshare(run_dir / name for name in OPENED_FIRST)
+
+
+def in_sweep_terms(message: str) -> str:
+    """A message about a run's folder, said to a sweep's user: a job's folder comes from
+    ``hydra.sweep.dir`` (and the job's subdir), the option to change there."""
+    return message.replace("hydra.run.dir", "hydra.sweep.dir")
 
 
 # A grid sweep beyond this many jobs is refused: Hydra lists them all before the first starts.

@@ -988,11 +988,16 @@ def train_task(cfg) -> Any:
     except ZooError as exc:
         if traceback_requested():
             raise
+        from hydra.types import RunMode
+
+        from zoo.arguments import in_sweep_terms
+
+        message = in_sweep_terms(str(exc)) if HydraConfig.get().mode == RunMode.MULTIRUN else str(exc)
         if trial is not None:  # a search's trial: the sweeper marks it failed and decides whether to go on
-            print(f"trial {trial['number']} failed: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+            print(f"trial {trial['number']} failed: {' '.join(message.split())}", file=sys.stderr, flush=True)
             raise
         remove_unused_run_dir(run_dir)
-        fail(str(exc))
+        fail(message)
     except (Exception, SystemExit) as exc:  # a plugin's or a library's failure: one line here too (Hydra would add its own)
         # sys.exit() in a plugin's factory is a failure too, not a run that ended well with nothing in it
         if isinstance(exc, SystemExit) and trial is not None:
