@@ -697,3 +697,23 @@ def test_output_that_cannot_be_written_ends_zoo_train_in_one_line(tmp_path):
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("zoo: error: could not write") and "No space left on device" in line, line
     assert not (tmp_path / "run").exists()  # nothing of the run was written: no folder left
+
+
+def test_a_memory_limit_too_low_for_tensorflow_is_said_as_such_not_as_tensorflow_missing(tmp_path):
+    """Under `ulimit -v` (a batch system's vmem limit) TensorFlow's libraries cannot be mapped:
+    the zoo had said "TensorFlow is not installed" and advised installing it."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (600 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, preexec_fn=limited,
+    )  # fmt: skip
+    lines = error_lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith("zoo: error: TensorFlow is installed but could not be loaded (") and lines[0].endswith(
+        "; this process may use at most 600.0 MB of address space (ulimit -v), too little for TensorFlow: raise it"
+    ), lines[0]
+    assert not (tmp_path / "run").exists()

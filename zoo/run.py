@@ -61,9 +61,15 @@ def import_tensorflow():
     try:
         with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
             import tensorflow as tf
-    except ImportError:
+    except (ImportError, MemoryError) as exc:
+        import importlib.util
+
+        if isinstance(exc, ImportError) and importlib.util.find_spec("tensorflow") is None:
+            raise ZooError("TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])") from None
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ZooError(
-            "TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])"
+            f"TensorFlow is installed but could not be loaded ({reason})"
+            + (f"; {memory_limit()}, too little for TensorFlow: raise it" if memory_limit() else "; reinstall it (pip install --force-reinstall tensorflow)")
         ) from None
     logging.getLogger("tensorflow").addFilter(demote_advice)
     keras = sys.modules.get("keras")
@@ -210,6 +216,22 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
+def memory_limit() -> str:
+    """The process's address-space limit (``ulimit -v``, a batch system's vmem limit) in
+    words, or "" where there is none: TensorFlow reserves far more address space than it uses."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return ""
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    from zoo.config import human_bytes
+
+    return f"this process may use at most {human_bytes(limit)} of address space (ulimit -v)"
+
+
 def out_of_memory_line(exc: BaseException) -> Optional[str]:
     """The one line for running out of memory, or None for other errors."""
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
@@ -217,9 +239,11 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
     if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
         return None
     shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
+    limit = memory_limit()
     return (
         f"out of memory{f' (a tensor of {shape.group(1)})' if shape else ''}: make the model, the batch or the images "
         f"smaller (model.*, trainer.batch_size, dataset.*), or use a device with more memory"
+        + (f"; {limit}: raise it" if limit else "")
     )
 
 
