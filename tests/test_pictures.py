@@ -49,6 +49,22 @@ def test_a_ten_class_roc_shows_the_corner_magnified_and_the_averages():
     assert aucs["macro-average"] == pytest.approx(roc_auc_score(onehot, p, average="macro"), abs=2e-3)
 
 
+def test_a_poor_classifiers_roc_has_no_inset_over_its_curves():
+    """A poor model's curves run through the lower right, where the inset of the corner was
+    drawn over them: none is drawn where a curve passes under it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from zoo.artifacts import INSET_PLACE
+
+    y, p = predictions(10, 0.6)
+    fig = roc_figure(y, p, [str(c) for c in range(10)], "a poor classifier")
+    FigureCanvasAgg(fig).draw()
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() != "chance"]
+    left, bottom, _, height = INSET_PLACE
+    assert min(np.interp(left, *line.get_data()) for line in lines) < bottom + height  # a curve under the inset's place
+    assert not fig.axes[0].child_axes
+
+
 def test_a_binary_roc_is_one_curve_without_an_inset():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -161,3 +177,21 @@ def test_thousands_of_generated_samples_draw_a_bounded_grid_of_the_first_few_hun
         rows = np.flatnonzero(np.diff((grid < 250).any(axis=1).astype(int)) == 1)
         assert len(rows) == side + 1, len(rows)  # and the title's line
         assert side == int(np.ceil(np.sqrt(min(count, SAMPLES_SHOWN))))
+
+
+def test_a_comparisons_legend_tells_keys_ending_alike_apart_and_leaves_out_absent_ones():
+    """Runs of two models on two datasets were labelled "name=cnn_classifier, filters=64, ...,
+    name=digits, hidden_units=None": two `name`s, and the other model's options as None."""
+    from pathlib import Path
+
+    from zoo.compare import RunRecord, differing_keys, label
+
+    runs = [
+        RunRecord(Path("a"), {"model.name": "cnn_classifier", "model.filters": 64, "dataset.name": "digits", "seed": 0}, {"loss": 1.0}),
+        RunRecord(Path("b"), {"model.name": "mlp_classifier", "model.units": [8], "dataset.name": "cancer", "seed": 0}, {"loss": 1.0}),
+    ]
+    keys = differing_keys(runs)
+    assert [label(run, keys) for run in runs] == [
+        "model.name=cnn_classifier, filters=64, dataset.name=digits",
+        "model.name=mlp_classifier, dataset.name=cancer, units=[8]",
+    ]

@@ -519,11 +519,15 @@ def plot_roc_curves(path: Path, y_true, y_prob, class_names: Sequence[str], titl
     save_figure(roc_figure(y_true, y_prob, class_names, title), path)
 
 
+INSET_PLACE = (0.38, 0.08, 0.58, 0.5)  # left, bottom, width, height, as fractions of the axes
+
+
 @drawn_as_written
 def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     """ROC curve on the test split: one for a binary task; otherwise one per class
     (one-vs-rest) with their micro and macro averages, and an inset magnifying the top-left
-    corner, where a good model's curves all lie."""
+    corner, where a good model's curves all lie (a poor model's pass where the inset would
+    be drawn, and it is not: it would hide them)."""
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -574,13 +578,17 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
         ax.legend(loc="lower right", fontsize="small")
     else:
         fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small", title=legend_title, title_fontsize="small")
+    # The inset's place, in the axes' coordinates: clear only where every curve (each rises
+    # monotonically) is above it from its left edge on.
+    left, low, _, height = INSET_PLACE
+    if not binary and all(np.interp(left, f, t) >= low + height + 0.02 for _, f, t, _ in drawn):
         # The corner magnified: up to the false positive rate where every class reaches 95%
         # of its positives (at most 0.25), from the lowest true positive rate seen there.
         reach = [f[np.argmax(t >= 0.95)] if (t >= 0.95).any() else 1.0 for _, f, t, _ in drawn]
         right = float(np.clip(max(reach) * 1.2, 0.02, 0.25))
         bottom = min(float(np.interp(0.0, f, t)) for _, f, t, _ in drawn)
         bottom = max(0.0, np.floor(min(bottom, 0.9) * 20) / 20)
-        inset = ax.inset_axes([0.38, 0.08, 0.58, 0.5], xlim=(0, right), ylim=(bottom, 1.005))
+        inset = ax.inset_axes(list(INSET_PLACE), xlim=(0, right), ylim=(bottom, 1.005))
         for _, fpr, tpr, style in drawn:
             inset.plot(fpr, tpr, **style)
         inset.grid(alpha=0.3)

@@ -7,6 +7,7 @@ TensorFlow.
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
@@ -177,8 +178,17 @@ def _cell(value: Any) -> str:
 
 
 def label(run: RunRecord, keys: Sequence[str]) -> str:
-    """A short name for a run in a plot: its differing values."""
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_cell(run.config.get(k))}" for k in keys) or run.path.name
+    """A short name for a run in a plot: its differing values, each key by its last part
+    where no other differing key ends alike (``model.name`` and ``dataset.name`` stay whole),
+    leaving out the keys the run does not have (another model's options)."""
+    ends = collections.Counter(key.rsplit(".", 1)[-1] for key in keys)
+
+    def short(key: str) -> str:
+        end = key.rsplit(".", 1)[-1]
+        return end if ends[end] == 1 else key
+
+    said = [f"{short(key)}={_cell(value)}" for key in keys if (value := run.config.get(key)) is not None]
+    return ", ".join(said) or run.path.name
 
 
 COMPARE_NAMED_RUNS = 20  # runs named in the comparison's legend, each point labelled with its value
@@ -225,6 +235,8 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
                 low, high = min(known), max(known)
                 pad = max(0.15 * (high - low), 0.02 * max(abs(high), 1e-3))
                 ax.set_ylim(low - pad, high + 2 * pad)
+                if 0 <= low and high <= 1 < high + 2 * pad:  # a share (accuracy, AUC): no tick past 1, which none can reach
+                    ax.set_yticks([t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(low - pad, 1) if low - pad <= t <= 1])
             if named:
                 ax.set_xticks(numbers, [str(n) for n in numbers])
             else:
