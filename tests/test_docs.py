@@ -105,12 +105,13 @@ def test_every_readme_train_command_composes_as_written(command):
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from zoo.arguments import config_dir_of, overrides_only, quote_home_paths
+    from zoo.arguments import overrides_only, quote_home_paths, user_configs
     from zoo.config import check_run_references, compose, plan_run
     from zoo.errors import ZooError
 
     args = quote_home_paths(shlex.split(command)[2:])
-    if config_dir_of(args) is not None and not config_dir_of(args).is_dir():
+    configs = user_configs(args)
+    if configs.folder is not None and not configs.folder.is_dir():
         return  # the reader's own configs (zoo train --config-dir my_conf ...)
     overrides = overrides_only(args)
     parsed = OverridesParser.create().parse_overrides(overrides)  # Hydra's grammar, as the shell passes them
@@ -125,7 +126,7 @@ def test_every_readme_train_command_composes_as_written(command):
         jobs = [overrides]
     for job in jobs:
         try:
-            check_run_references(plan_run(compose(job)))
+            check_run_references(plan_run(compose(job, configs)))
         except ZooError as exc:
             assert any(reason in str(exc) for reason in MISSING_HERE), f"{command}: {exc}"
     assert len(readme_train_commands()) >= 30

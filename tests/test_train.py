@@ -717,3 +717,22 @@ def test_a_memory_limit_too_low_for_tensorflow_is_said_as_such_not_as_tensorflow
         "; this process may use at most 600.0 MB of address space (ulimit -v), too little for TensorFlow: raise it"
     ), lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_your_own_primary_config_names_is_checked_before_hydra_writes_into_it(tmp_path):
+    """With --config-name, the checks composed the zoo's `train` instead: a folder of yours
+    that your primary config named as hydra.run.dir had its .hydra/config.yaml overwritten."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "myexp.yaml").write_text(
+        "defaults:\n  - train\n  - _self_\ntrainer:\n  epochs: 1\nhydra:\n  run:\n    dir: precious\n"
+    )
+    (tmp_path / "precious" / ".hydra").mkdir(parents=True)
+    (tmp_path / "precious" / "notes.txt").write_text("mine")
+    (tmp_path / "precious" / ".hydra" / "config.yaml").write_text("my own hydra config\n")
+    result = run_zoo("train", "--config-dir", "mine", "--config-name", "myexp", cwd=tmp_path)
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        "zoo: error: precious already holds files the zoo did not write (notes.txt); a run writes only into a new or "
+        "empty folder or its own run's: choose another hydra.run.dir"
+    ], result.stderr[-2000:]
+    assert (tmp_path / "precious" / ".hydra" / "config.yaml").read_text() == "my own hydra config\n"
+    assert sorted(p.name for p in (tmp_path / "precious").rglob("*")) == [".hydra", "config.yaml", "notes.txt"]

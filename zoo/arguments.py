@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, Optional
 
-from zoo.config import leads_outside
+from zoo.config import PRIMARY_CONFIG, UserConfigs, leads_outside
 from zoo.errors import ZooError
 from zoo.tables import shorten
 
@@ -78,14 +78,14 @@ def _configured_output(args: tuple[str, ...]) -> ConfiguredOutput:
     given = parse_hydra_args(list(args))
     parsed = parsed_overrides(list(args))
     roots = {o.key_or_group.split(".", 1)[0].split("/", 1)[0] for o in parsed}
-    if not (given.config_dir or given.config_path or roots - set(RUN_CONFIG_ROOTS)):
+    if not (given.config_dir or given.config_path or given.config_name or roots - set(RUN_CONFIG_ROOTS)):
         return ConfiguredOutput()
     from hydra.types import RunMode
 
     from zoo.config import compose
 
     try:
-        cfg = compose([o.input_line for o in parsed if not o.is_sweep_override()], config_dir_of(list(args)), with_hydra=True)
+        cfg = compose([o.input_line for o in parsed if not o.is_sweep_override()], user_configs(list(args)), with_hydra=True)
     except Exception:  # Hydra's and OmegaConf's errors: reported by check_overrides
         return ConfiguredOutput()
 
@@ -133,9 +133,13 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
     return parsed
 
 
-def config_dir_of(args: list[str]) -> Optional[Path]:
-    folder = parse_hydra_args(args).config_dir
-    return Path(folder).expanduser() if folder else None
+def user_configs(args: list[str]) -> UserConfigs:
+    """The configs the arguments name (``--config-dir``, ``--config-name``): what the checks
+    before Hydra starts compose, as Hydra will (the zoo's `train` had been composed in their
+    place, so a folder your own primary config sets went unchecked)."""
+    given = parse_hydra_args(args)
+    folder = given.config_dir or given.config_path
+    return UserConfigs(Path(folder).expanduser() if folder else None, given.config_name or PRIMARY_CONFIG)
 
 
 def check_config_flags(args: list[str]) -> None:
@@ -434,7 +438,7 @@ def check_overrides(args: list[str]) -> None:
     # Where each setting is spelled out: hydra.run.dir=D, but also hydra.run={dir: D}.
     given = {path: leaf for o in parsed if not o.is_sweep_override() for path, leaf in _paths(o.key_or_group, o.value())}
     multirun = is_multirun(args)
-    config_dir = config_dir_of(args)
+    configs = user_configs(args)
     run_dir = sweep_dir = None  # a single run's folder, or a sweep's, named
     configured = configured_output(args)
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
@@ -444,7 +448,7 @@ def check_overrides(args: list[str]) -> None:
             # interpolation (${now:...} differs by a moment: a new folder either way), the zoo's default.
             composed = configured.run_dir if key == "hydra.run.dir" else configured.sweep_dir
             if composed is None and path is not None:  # it cannot be resolved before the run: that says why
-                composed = resolved_output_dir(key, path, [o.input_line for o in parsed if not o.is_sweep_override()], config_dir)
+                composed = resolved_output_dir(key, path, [o.input_line for o in parsed if not o.is_sweep_override()], configs)
             path = composed
         found = check_output_dir(path or "runs", key)
         if key == "hydra.run.dir":
@@ -458,7 +462,7 @@ def check_overrides(args: list[str]) -> None:
     sweep_settings = None  # Hydra's settings of the sweep: its launcher, its jobs' folders
     if multirun:
         try:
-            sweep_settings = compose([o.input_line for o in parsed if not o.is_sweep_override()], config_dir, with_hydra=True).hydra
+            sweep_settings = compose([o.input_line for o in parsed if not o.is_sweep_override()], configs, with_hydra=True).hydra
         except (HydraException, OmegaConfBaseException):
             pass  # the jobs' composition below names the mistake
         check_launcher(sweep_settings.launcher if sweep_settings is not None else None)
@@ -469,7 +473,7 @@ def check_overrides(args: list[str]) -> None:
 
         sizes = {o.input_line: sweep_size(o) for o in parsed if o.is_discrete_sweep()}
         if math.prod(sizes.values()) > MAX_SWEEP_JOBS:  # Hydra's grid sweeper would list every job first
-            if not grid_sweep(parsed, config_dir):
+            if not grid_sweep(parsed, configs):
                 return  # a search samples its ranges; the sweeper checks them
             swept = ", ".join(
                 f"{shorten(line, 40)}: {'over ' if n > MAX_SWEEP_JOBS else ''}{min(n, MAX_SWEEP_JOBS):,}" for line, n in sizes.items()
@@ -485,20 +489,20 @@ def check_overrides(args: list[str]) -> None:
         if sweep_settings is not None:
             from omegaconf import OmegaConf
 
-            check_job_folders(jobs, str(OmegaConf.to_container(sweep_settings.sweep)["subdir"]), config_dir)
-    if sweep_dir is not None and sweep_dir.is_dir() and not grid_sweep(parsed, config_dir):
+            check_job_folders(jobs, str(OmegaConf.to_container(sweep_settings.sweep)["subdir"]), configs)
+    if sweep_dir is not None and sweep_dir.is_dir() and not grid_sweep(parsed, configs):
         sweep_dir = None  # a search's trials get their configs, and folders, from the study
     checked = covering(jobs)
     for number, job in enumerate(jobs):
         if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
-            run_dir = sweep_dir / job_subdir(list(job), number, config_dir)
+            run_dir = sweep_dir / job_subdir(list(job), number, configs)
         if number not in checked and not (run_dir is not None and run_dir.exists()):
             continue
         try:
-            cfg = compose(list(job), config_dir)
+            cfg = compose(list(job), configs)
         except (HydraException, OmegaConfBaseException) as exc:
             try:
-                known = flat_keys(compose([], config_dir))
+                known = flat_keys(compose([], configs))
             except Exception:
                 known = []
             raise ZooError(describe_composition_error(exc, known)) from None
@@ -588,15 +592,15 @@ def covering(jobs: list, whole: int = 64) -> set[int]:
     return chosen
 
 
-def grid_sweep(parsed: list, config_dir: Optional[Path]) -> bool:
+def grid_sweep(parsed: list, configs: UserConfigs) -> bool:
     """Whether Hydra's own grid sweeper runs the sweep (not a search's)."""
     from zoo.config import compose
 
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    return compose(fixed, config_dir, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper")
+    return compose(fixed, configs, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper")
 
 
-def check_job_folders(jobs: list, subdir: str, config_dir: Optional[Path]) -> None:
+def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
     """Each job of a sweep gets the folder ``hydra.sweep.subdir`` names: two jobs given one
     folder (``hydra.sweep.subdir=x``) would have the second job's Hydra records written over
     the first job's run. ``subdir`` is the setting as written (not resolved)."""
@@ -604,7 +608,7 @@ def check_job_folders(jobs: list, subdir: str, config_dir: Optional[Path]) -> No
         return
     seen: dict[str, int] = {}
     for number, job in enumerate(jobs):
-        folder = job_subdir(list(job), number, config_dir) if "${" in subdir else subdir
+        folder = job_subdir(list(job), number, configs) if "${" in subdir else subdir
         if folder in seen:
             raise ZooError(
                 f"jobs {seen[folder]} and {number} of the sweep would share the folder {folder!r}, each writing its "
@@ -614,13 +618,13 @@ def check_job_folders(jobs: list, subdir: str, config_dir: Optional[Path]) -> No
         seen[folder] = number
 
 
-def job_subdir(overrides: list[str], number: int, config_dir: Optional[Path]) -> str:
+def job_subdir(overrides: list[str], number: int, configs: UserConfigs) -> str:
     """The sub-folder of the sweep's folder that Hydra gives the sweep's job ``number``."""
     from omegaconf import OmegaConf, open_dict, read_write
 
     from zoo.config import compose
 
-    cfg = compose(overrides, config_dir, with_hydra=True)
+    cfg = compose(overrides, configs, with_hydra=True)
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.job.num = number
     return str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
@@ -667,12 +671,12 @@ def check_composes(args: list[str]) -> None:
     from zoo.config import compose, describe_composition_error
 
     try:
-        compose(overrides_only(args), config_dir_of(args))
+        compose(overrides_only(args), user_configs(args))
     except Exception as exc:  # Hydra's and OmegaConf's errors, as check_overrides reports them
         raise ZooError(describe_composition_error(exc)) from None
 
 
-def resolved_output_dir(key: str, typed: str, overrides: list[str], config_dir: Optional[Path]) -> str:
+def resolved_output_dir(key: str, typed: str, overrides: list[str], configs: UserConfigs) -> str:
     """Where an interpolated ``hydra.run.dir`` or ``hydra.sweep.dir`` leads, composed as
     Hydra will compose it."""
     from omegaconf import OmegaConf
@@ -680,7 +684,7 @@ def resolved_output_dir(key: str, typed: str, overrides: list[str], config_dir: 
     from zoo.config import compose, describe_composition_error
 
     try:
-        cfg = compose(overrides, config_dir, with_hydra=True)
+        cfg = compose(overrides, configs, with_hydra=True)
     except Exception as exc:  # Hydra's and OmegaConf's errors: the composition is reported as such
         raise ZooError(describe_composition_error(exc)) from None
     try:

@@ -859,11 +859,11 @@ def print_job_config(args: list[str]) -> None:
     will use (Hydra composes it to an empty group: the choice depends on the model). No TF."""
     from omegaconf import OmegaConf
 
-    from zoo.arguments import config_dir_of, overrides_only
+    from zoo.arguments import overrides_only, user_configs
     from zoo.config import compose, describe_composition_error, plan_run
 
     try:
-        cfg = compose(overrides_only(args), config_dir_of(args))
+        cfg = compose(overrides_only(args), user_configs(args))
     except Exception as exc:  # Hydra's and OmegaConf's errors, as check_overrides reports them
         raise ZooError(describe_composition_error(exc)) from None
     if not cfg.get("metrics"):

@@ -530,9 +530,18 @@ def register_configs(registry: Optional[Registry] = None) -> None:
                 store.store(group=kind, name=name, node=_node(entry, with_name=True))
 
 
-def compose(overrides: list[str], config_dir: Optional[Path] = None, with_hydra: bool = False) -> DictConfig:
+@dataclass(frozen=True)
+class UserConfigs:
+    """Where ``zoo train`` takes its configs from, as its Hydra flags say: the user's
+    ``--config-dir`` (searched first) and the primary config's ``--config-name``."""
+
+    folder: Optional[Path] = None
+    name: str = PRIMARY_CONFIG
+
+
+def compose(overrides: list[str], configs: Optional[UserConfigs] = None, with_hydra: bool = False) -> DictConfig:
     """Compose the primary config with ``overrides`` (no sweeps) as ``zoo train`` would,
-    with the user's ``--config-dir`` searched first as Hydra does; ``with_hydra``: keep the
+    with the user's configs searched first as Hydra does; ``with_hydra``: keep the
     ``hydra`` node too, and make ``${hydra:...}`` resolvable in it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
@@ -543,12 +552,13 @@ def compose(overrides: list[str], config_dir: Optional[Path] = None, with_hydra:
 
     register_configs()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        if config_dir is not None:  # as Hydra's own --config-dir: before the structured configs
+        configs = configs or UserConfigs()
+        if configs.folder is not None:  # as Hydra's own --config-dir: before the structured configs
             search_path = GlobalHydra.instance().hydra.config_loader.config_search_path  # type: ignore[union-attr]
-            search_path.prepend("command-line", f"file://{Path(config_dir).expanduser().absolute()}", SearchPathQuery("schema"))
+            search_path.prepend("command-line", f"file://{Path(configs.folder).expanduser().absolute()}", SearchPathQuery("schema"))
             GlobalHydra.instance().clear()
             Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
-        cfg = hydra_compose(config_name=PRIMARY_CONFIG, overrides=overrides, return_hydra_config=with_hydra)
+        cfg = hydra_compose(config_name=configs.name, overrides=overrides, return_hydra_config=with_hydra)
     if with_hydra:
         HydraConfig.instance().set_config(cfg)
     return cfg
