@@ -116,6 +116,20 @@ def test_image_folder_uses_given_split_folders_and_a_seeded_split_for_the_missin
         np.testing.assert_allclose(image, (30 if label == 0 else 220) / 255, atol=1 / 255)
 
 
+def test_a_validation_folder_without_a_class_is_warned_about(tmp_path):
+    """Its val_ recall, F1 and AUC quietly counted the class as undefined."""
+    from zoo.errors import InputWarning
+
+    for name, value in (("cat", 30), ("dog", 220)):
+        write_pngs(tmp_path / "train" / name, 6, value)
+    write_pngs(tmp_path / "validation" / "cat", 2, 30)
+    (tmp_path / "validation" / "dog").mkdir()
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off")
+    with pytest.warns(InputWarning, match=r"the validation folder .*validation holds no image of class 'dog': the val_ recall"):
+        splits = data.load(seed=0)
+    assert splits.report["images"]["validation"] == 2
+
+
 def test_large_images_get_a_shuffle_buffer_bounded_in_memory_over_a_mixed_order(tmp_path):
     import tensorflow as tf
 

@@ -977,7 +977,7 @@ def train_task(cfg) -> Any:
             fail(os_error_line(exc))
         from zoo.checkpoints import Checkpoints
 
-        where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}"
+        where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}, or the standard output"
         fail(f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
     except Interrupted as exc:
         remove_unused_run_dir(run_dir)  # stopped before anything was written (waiting for workers)

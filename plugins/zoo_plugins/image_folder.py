@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
+from zoo.errors import InputWarning
 from zoo.inference import user_files
-from zoo.tables import printable
+from zoo.tables import printable, shorten
 from zoo_plugins.datasets import check_fractions
 
 # The formats tf.io.decode_image reads.
@@ -167,10 +169,19 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         paths, labels, bad = list_images(root, names)
         if not paths:
             raise zoo.ZooError(f"{root} has no readable images in its class folders; add .jpg or .png files")
-        empty = [name for label, name in enumerate(names) if split == "train" and label not in labels]
-        if empty:
+        empty = [name for label, name in enumerate(names) if label not in labels]
+        if empty and split == "train":
             raise zoo.ZooError(
                 f"class folder {root / empty[0]} has no readable images; add some, or remove the folder to drop the class"
+            )
+        if empty and split == "validation":  # the test split's are said by the run, after testing
+            warnings.warn(
+                InputWarning(
+                    f"the validation folder {root} holds no image of class{'es' if len(empty) > 1 else ''} "
+                    f"{shorten(', '.join(map(repr, empty)), 80)}: the val_ recall, F1 and AUC count "
+                    f"{'them' if len(empty) > 1 else 'it'} as undefined (0, or left out of an average); add some"
+                ),
+                stacklevel=1,
             )
         found[split] = (np.array(paths), np.array(labels, dtype=np.int32))
         skipped += bad
