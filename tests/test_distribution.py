@@ -426,6 +426,58 @@ def test_zoo_train_workers_that_loaded_other_data_stop_before_training_naming_wh
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing left
 
 
+LOADS_ITS_OWN_WEIGHTS = """
+import os
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Options:
+    pass
+
+
+def build(config, spec):
+    import keras
+    import numpy as np
+
+    inputs = keras.Input(spec.input_shape)
+    outputs = keras.layers.Dense(spec.num_classes, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, outputs)
+    # As a plugin loading weights from a file on each machine does: after the variables exist.
+    model.set_weights([np.full(w.shape, float(os.environ["START_VALUE"]), w.dtype) for w in model.get_weights()])
+    return model
+
+
+@zoo.hookimpl
+def register_models():
+    return [zoo.ModelPlugin("own_start", "Starts from weights of its own.", Options, build)]
+"""
+
+
+@pytest.mark.slow  # a plugin installed, two TensorFlow processes
+def test_zoo_train_workers_whose_models_start_from_other_weights_stop_before_training(tmp_path):
+    """A model warm-started on each machine from what is there (trainer.init_from naming a
+    run that differs between machines, a plugin loading its weights): each worker trained
+    a model of its own, the chief's saved as the run's, all quietly."""
+    from conftest import install, make_distribution
+
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-own-start", LOADS_ITS_OWN_WEIGHTS), site)
+    ports = free_ports(2)
+    workers = f"device.workers=[127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}]"
+    commands = [["model=own_start", "trainer.epochs=1", "device=multi_worker", workers, f"device.rank={rank}"] for rank in (0, 1)]
+    results = run_workers(commands, [{"PYTHONPATH": str(site), "START_VALUE": value} for value in ("0.01", "0.02")], tmp_path, timeout=120)
+    for rank, (code, out, err) in enumerate(results):
+        assert code == 2 and error_lines(err) == [
+            f"zoo: error: worker {1 - rank} built another model than worker {rank} (other initial weights); every worker "
+            "must start from the same weights: trainer.init_from and a distillation teacher must name the same run on "
+            "every machine, and each machine have the same plugins' versions"
+        ], err[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow  # two workers training
 def test_a_worker_killed_mid_training_ends_its_peer_in_one_line_that_says_how_to_continue(tmp_path):
     ports = free_ports(2)

@@ -479,7 +479,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
 
     steps = count_steps(epoch_batches(0))
     if placement.multi_worker:
-        check_workers_hold_the_same_data(tf, placement, worker_data_facts(plan, splits.train, steps))
+        check_workers_agree(tf, placement, worker_data_facts(plan, splits.train, steps), "loaded other data", DATA_FIX)
     if trainer.accumulate_steps > trainer.epochs * steps:  # the weights would never change
         raise ZooError(
             f"trainer.accumulate_steps={trainer.accumulate_steps} is more than the {trainer.epochs * steps} steps the run "
@@ -521,6 +521,11 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             teacher = rebuild_model(finished_run_plan(teacher_dir), teacher_dir)
             compression.distill(model, teacher, distillation.alpha, distillation.temperature)
             record["distillation"] = compression.teacher_record(distillation)
+    if placement.multi_worker:
+        starts = {"initial weights": digest_number(*model.get_weights())}
+        if trainer.distillation.teacher:
+            starts["teacher's weights"] = digest_number(*teacher.get_weights())
+        check_workers_agree(tf, placement, starts, "built another model", MODEL_FIX)
     if chief and finished is None:  # the run's records, once nothing before training can fail
         write_run_records(run_dir, resolved, plan, placement)
         if splits.report:
@@ -621,9 +626,11 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
 PER_WORKER_KEYS = ("device.rank", "device.timeout", "dataset.path", "dataset.cache", "loggers")
 
 
-def worker_settings(tf, keras, resolved: dict) -> dict[str, str]:
+def worker_settings(tf, keras, plan: RunPlan, resolved: dict) -> dict[str, str]:
     """The run's settings that every worker of a multi-worker run must share, as text, with
-    the versions that compute it."""
+    the versions that compute it: the zoo's, TensorFlow's, Keras' and those of the plugins
+    providing the run's model, dataset, metrics and callbacks (another version may build
+    another model: TensorFlow failed on a "Shape mismatch in the collective instance")."""
     from zoo import __version__
     from zoo.compare import flatten
 
@@ -632,68 +639,83 @@ def worker_settings(tf, keras, resolved: dict) -> dict[str, str]:
         for key, value in flatten(resolved).items()
         if not any(key == own or key.startswith(own + ".") for own in PER_WORKER_KEYS)
     }
-    versions = {"keras-zoo": __version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+    used = [plan.model, plan.dataset, *(entry for entry, _ in plan.metrics), *(entry for entry, _ in plan.callbacks)]
+    versions = {entry.distribution: entry.source.version for entry in used}
+    versions.update({"keras-zoo": __version__, "tensorflow": tf.__version__, "keras": keras.__version__})
     settings.update({f"version of {name}": version for name, version in versions.items()})
     return settings
 
 
-# What the workers of a multi-worker run compare of the data each loaded: counts, said as
-# such, and digests of what must be alike, said as what differs.
-DATA_COUNTS = ("training examples", "training batches per epoch", "classes")
-DATA_DIGESTS = ("dataset description (class names, input shape, vocabulary)", "training examples' content")
+# What the workers of a multi-worker run compare once each has loaded its data and built
+# its model: counts, said as such; the rest digests, said as what differs.
+COUNTED_FACTS = ("training examples", "training batches per epoch", "classes")
+DATA_FIX = (
+    "each worker reads the dataset from its own dataset.path, which may name another place on each machine but must "
+    "hold the same files"
+)
+MODEL_FIX = (
+    "every worker must start from the same weights: trainer.init_from and a distillation teacher must name the same "
+    "run on every machine, and each machine have the same plugins' versions"
+)
 
 
-def worker_data_facts(plan: RunPlan, train: Any, steps: int) -> list[float]:
-    """The training split's size and batches, the dataset's description and the training
-    arrays' content (a ``tf.data`` split's is not read twice: its size stands for it), in
-    the order of ``DATA_COUNTS + DATA_DIGESTS``, as numbers a collective carries exactly
-    (digests cut to 48 bits)."""
+def digest_number(*parts) -> float:
+    """A digest of arrays (their bytes, shapes and types) and other values (their repr), cut
+    to 48 bits: a number a float64 collective carries exactly."""
     import hashlib
 
     import numpy as np
 
-    def digest(*parts) -> float:
-        hashed = hashlib.blake2b(digest_size=6)
-        for part in parts:
-            if isinstance(part, np.ndarray):
-                hashed.update(repr((part.dtype.str, part.shape)).encode())
-                hashed.update(np.ascontiguousarray(part).view(np.uint8).reshape(-1))
-            else:
-                hashed.update(repr(part).encode())
-        return float(int.from_bytes(hashed.digest(), "big"))
+    hashed = hashlib.blake2b(digest_size=6)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            hashed.update(repr((part.dtype.str, part.shape)).encode())
+            hashed.update(np.ascontiguousarray(part).view(np.uint8).reshape(-1))
+        else:
+            hashed.update(repr(part).encode())
+    return float(int.from_bytes(hashed.digest(), "big"))
+
+
+def worker_data_facts(plan: RunPlan, train: Any, steps: int) -> dict[str, float]:
+    """The training split's size and batches, the dataset's description and the training
+    arrays' content (a ``tf.data`` split's is not read twice: its size stands for it)."""
+    import numpy as np
 
     arrays = isinstance(train, (tuple, list)) and all(isinstance(a, np.ndarray) for a in train)
     size = len(train[0]) if arrays else int(train.cardinality())
-    counts = [max(size, -1), steps, plan.spec.num_classes]
-    return [float(n) for n in counts] + [digest(dataclasses.asdict(plan.spec)), digest(*train) if arrays else 0.0]
+    return {
+        "training examples": float(max(size, -1)),
+        "training batches per epoch": float(steps),
+        "classes": float(plan.spec.num_classes),
+        "dataset description (class names, input shape, vocabulary)": digest_number(dataclasses.asdict(plan.spec)),
+        "training examples' content": digest_number(*train) if arrays else 0.0,
+    }
 
 
-def check_workers_hold_the_same_data(tf, placement, facts: list[float]) -> None:
-    """Each worker of a multi-worker run loads the data from its own ``dataset.path``: one
-    reading other files (a folder with fewer images, another text) would fail TensorFlow's
-    collectives minutes in, wait for a peer in a step the peer never takes, or train each
-    worker on other data. The workers gather each other's ``facts`` (so every worker learns
-    them all) and all refuse together, naming what differs."""
+def check_workers_agree(tf, placement, facts: dict[str, float], what: str, fix: str) -> None:
+    """The workers of a multi-worker run gather each other's ``facts`` (a collective: every
+    worker learns them all) and all refuse together, naming the worker that ``what`` (e.g.
+    "loaded other data") and what differs. Each loads its data and builds its model on its
+    own: one reading other files, or warm-started from another run, would fail TensorFlow's
+    collectives minutes in, wait for a peer in a step the peer never takes, or train on
+    quietly, each worker's model its own."""
     import numpy as np
 
     tasks = list(placement.cluster)  # "worker 0", ...: the same order on every worker
     me = tasks.index(placement.task.replace("-", " "))
-    row = tf.constant([[me, *facts]], dtype=tf.float64)
+    row = tf.constant([[me, *facts.values()]], dtype=tf.float64)
     strategy = placement.strategy
     gathered = np.asarray(strategy.gather(strategy.experimental_distribute_values_from_function(lambda _: row), axis=0))
     by_task = {int(r[0]): r[1:] for r in gathered}  # a row per replica: a worker's replicas all alike
     here = by_task[me]
     for task, theirs in sorted(by_task.items()):
         said = [
-            f"{name}: {theirs[i]:,.0f} there, {here[i]:,.0f} here" if name in DATA_COUNTS else f"other {name}"
-            for i, name in enumerate(DATA_COUNTS + DATA_DIGESTS)
+            f"{name}: {theirs[i]:,.0f} there, {here[i]:,.0f} here" if name in COUNTED_FACTS else f"other {name}"
+            for i, name in enumerate(facts)
             if theirs[i] != here[i]
         ]
         if said:
-            raise ZooError(
-                f"{tasks[task]} loaded other data than {tasks[me]} ({'; '.join(said)}); each worker reads the dataset "
-                "from its own dataset.path, which may name another place on each machine but must hold the same files"
-            )
+            raise ZooError(f"{tasks[task]} {what} than {tasks[me]} ({'; '.join(said)}); {fix}")
 
 
 def _start(plan: RunPlan, resolved: Optional[dict] = None):
@@ -704,7 +726,7 @@ def _start(plan: RunPlan, resolved: Optional[dict] = None):
 
     from zoo.devices import place
 
-    shared = worker_settings(tf, keras, resolved) if resolved is not None and plan.device.kind == "multi_worker" else None
+    shared = worker_settings(tf, keras, plan, resolved) if resolved is not None and plan.device.kind == "multi_worker" else None
     placement = place(plan.device, shared)  # first: devices are fixed once TensorFlow starts
     if plan.trainer.deterministic:  # for the rest of the process: TF has no public switch back
         tf.config.experimental.enable_op_determinism()
