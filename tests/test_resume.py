@@ -256,6 +256,16 @@ def test_a_run_continued_on_other_data_says_so(tmp_path):
     unchanged = run_zoo("train", *args, "trainer.epochs=3", cwd=tmp_path)  # the same data as the last attempt: no word
     assert unchanged.returncode == 0 and "the data is not what" not in unchanged.stderr, unchanged.stderr[-2000:]
     assert resumed_from(run_dir) > 0  # it did go on from a checkpoint
+    # Evaluated on its data as it was: no word; on data changed since, its test split is drawn
+    # anew, and may hold examples it trained on (the metrics had been printed quietly).
+    evaluated = run_zoo("evaluate", str(run_dir), cwd=tmp_path)
+    assert evaluated.returncode == 0 and "the data is not what" not in evaluated.stderr, evaluated.stderr[-2000:]
+    for image in sorted(folder.rglob("*.png"))[-3:]:
+        shutil.copy(image, image.with_name(f"more-{image.name}"))
+    evaluated = run_zoo("evaluate", str(run_dir), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    [warning] = [line for line in evaluated.stderr.splitlines() if "the data is not what this run trained on" in line]
+    assert "its test split is drawn anew from the data as it is now and may hold examples it trained on" in warning
 
 
 def limit_file_size(limit: int):

@@ -933,6 +933,8 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     check_data_fits_the_model(plan.spec, trained_spec, overrides)
     tf, keras, placement = _start(plan)
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    if splits.report and not any(o.startswith("dataset.") for o in overrides):  # the data it trained on, it should be
+        warn_of_changed_data(artifacts.read_record(Path(run_dir) / artifacts.DATA_REPORT), dict(splits.report), Path(run_dir), finished=True)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
         trained = plan_run(load_run_config(run_dir, []))
         warn_of_trained_examples(
@@ -963,20 +965,26 @@ def check_data_fits_the_model(spec: DataSpec, trained: DataSpec, overrides: list
         )
 
 
-def warn_of_changed_data(before: dict, now: dict, run_dir: Path) -> None:
-    """A run continued (or started again) on data that is not what its first attempt read
-    (images added to a folder, a text file edited): the report the dataset gave then and
-    now differ, and the run would go on quietly on other examples than it began with."""
+def warn_of_changed_data(before: dict, now: dict, run_dir: Path, finished: bool = False) -> None:
+    """Data that is not what the run read (images added to a folder, a text file edited): the
+    report the dataset gave then and now differ. A run continued would go on quietly on
+    other examples than it began with; a ``finished`` run evaluated would be tested on a
+    split drawn anew, which may hold examples it trained on."""
     import json
 
     now = json.loads(json.dumps(now))  # as data.json holds it (tuples as lists)
     changed = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
     if before and changed:
         shown = "; ".join(f"{key}: {shorten(str(before.get(key)), 60)} then, {shorten(str(now.get(key)), 60)} now" for key in changed[:2])
+        what, goes_on, wanted = (
+            ("trained on", "its test split is drawn anew from the data as it is now and may hold examples it trained on", "trained on")
+            if finished
+            else ("read when it started", "it goes on with the data as it is now", "began with")
+        )
         warnings.warn(
             InputWarning(
-                f"the data is not what this run read when it started ({shown}); it goes on with the data as it is now "
-                f"(for the data it began with, restore it; {run_dir / artifacts.DATA_REPORT} holds what it read)"
+                f"the data is not what this run {what} ({shown}); {goes_on} (for the data it {wanted}, restore it; "
+                f"{run_dir / artifacts.DATA_REPORT} holds what it read)"
             ),
             stacklevel=1,
         )
