@@ -82,6 +82,12 @@ def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quanti
     assert report["bytes"] == (output.stat().st_size if output.is_file() else sum(p.stat().st_size for p in output.rglob("*") if p.is_file()))
     assert 0 < report["gzip_bytes"] <= 1.05 * report["bytes"]
     assert report["quantize"] == quantize and report["format"] == fmt
+    # The model takes what the dataset yields; digits prepares raw pictures first (zoo predict does).
+    assert report["inputs"] == {"shape": [8, 8, 1], "value_range": [0.0, 1.0], "prepared_by": "dataset 'digits'"}
+    assert result.stdout.splitlines()[1] == (
+        "it takes inputs of shape (8, 8, 1) as dataset 'digits' prepares them from raw data (zoo predict does): "
+        "raw inputs give other predictions"
+    )
     if fmt == "tflite":  # the command's own check, against this test's
         assert report["agreement"] == pytest.approx(agreement, abs=0.01) and report["test_examples"] == len(x_test)
     assert not (tmp_path / "report.json").exists()

@@ -794,6 +794,12 @@ def export_command(args: argparse.Namespace) -> None:
         facts.append(f"outputs within {report['max_abs_difference']:.3g} of the Keras model's on {report['test_examples']} test examples")
     recorded = f"; recorded in {report['recorded_in']}" if "recorded_in" in report else ""
     print(f"exported {args.format}{kind} to {path} ({', '.join(facts)}{recorded})")
+    inputs = report["inputs"]
+    if inputs["prepared_by"]:
+        print(
+            f"it takes inputs of shape {tuple(inputs['shape'])} as {inputs['prepared_by']} prepares them from raw data "
+            "(zoo predict does): raw inputs give other predictions"
+        )
 
 
 def compare_command(args: argparse.Namespace) -> None:

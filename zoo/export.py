@@ -140,7 +140,7 @@ def export_and_measure(
     # Rebuilt by its plugin with the run's weights, never copied: the file in the run
     # directory may have been replaced by one carrying code.
     _, model = load_trained_model(run_dir, plan)
-    report: dict[str, Any] = {"format": fmt, "quantize": quantize}
+    report: dict[str, Any] = {"format": fmt, "quantize": quantize, "inputs": expected_inputs(plan)}
     # Loaded at most once: int8 calibrates on the training split, the check reads the test split.
     splits = functools.cache(lambda: plan.dataset.item.factory(plan.dataset_config, plan.seed))
     if fmt == "keras":
@@ -296,6 +296,19 @@ def zero_weight_share(model) -> float:
     kernels = [np.asarray(v) for v in model.weights if v.name.endswith("kernel")]
     total = sum(k.size for k in kernels)
     return float(sum(int((k == 0).sum()) for k in kernels) / total) if total else 0.0
+
+
+def expected_inputs(plan) -> dict[str, Any]:
+    """What the exported model takes, as the run trained it: examples as its dataset yields
+    them. A dataset with a ``prepare`` (breast_cancer standardises raw rows) trained the
+    model on prepared inputs: given raw ones it predicts otherwise, quietly (all 569
+    tumours malignant, 37% right), so the report says so, as ``zoo export`` does."""
+    spec = plan.spec
+    return {
+        "shape": list(spec.input_shape),
+        "value_range": list(spec.value_range) if spec.value_range else None,
+        "prepared_by": f"dataset {plan.dataset.name!r}" if plan.dataset.item.prepare is not None else None,
+    }
 
 
 def record_export(run_dir: Path, output: Path, report: dict[str, Any], model) -> tuple[Path, dict[str, Any]]:
