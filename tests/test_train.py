@@ -736,3 +736,22 @@ def test_a_folder_your_own_primary_config_names_is_checked_before_hydra_writes_i
     ], result.stderr[-2000:]
     assert (tmp_path / "precious" / ".hydra" / "config.yaml").read_text() == "my own hydra config\n"
     assert sorted(p.name for p in (tmp_path / "precious").rglob("*")) == [".hydra", "config.yaml", "notes.txt"]
+
+
+def test_a_terminal_whose_encoding_lacks_a_character_never_fails_a_run(tmp_path):
+    """On a Latin-1 terminal the progress bar's box-drawing characters failed the run at its
+    first refresh ("UnicodeEncodeError"); the bar is drawn in ASCII there, and any other
+    character the encoding lacks is written as its escape (a name's undecodable bytes as
+    those bytes, as before)."""
+    import codecs
+
+    from zoo.cli import TERMINAL_ERRORS, terminal_errors
+
+    codecs.register_error(TERMINAL_ERRORS, terminal_errors)
+    assert "猫 \udcff".encode("latin-1", TERMINAL_ERRORS) == b"\\u732b \xff"
+    result = run_zoo(
+        "train", "model=mlp_classifier", "dataset=breast_cancer", "trainer.epochs=1", "trainer.progress=bar",
+        f"hydra.run.dir={tmp_path / 'run'}", env={"PYTHONIOENCODING": "latin-1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"epoch 1/1  #+-*", result.stdout.replace("\r", "\n")), result.stdout[:500]

@@ -272,8 +272,9 @@ class Progress(keras.callbacks.Callback):
         self.shown = now
         steps, done = self.params.get("steps") or 0, batch + 1
         filled = round(self.BAR * done / steps) if steps else 0
+        full, empty = self.bar_characters()
         left = (now - self.started) / done * (steps - done) if steps else 0
-        parts = [f"{'━' * filled}{'─' * (self.BAR - filled)} {done}/{steps}", f"ETA {left:.0f}s", *self.values(logs or {})]
+        parts = [f"{full * filled}{empty * (self.BAR - filled)} {done}/{steps}", f"ETA {left:.0f}s", *self.values(logs or {})]
         self.write("\r" + self.fit(parts) + "\x1b[K")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -282,6 +283,14 @@ class Progress(keras.callbacks.Callback):
         parts = [f"{steps}/{steps}", f"{seconds:.1f}s {1000 * seconds / steps:.0f}ms/step", *self.values(logs or {}, final=True)]
         line = self.fit(parts)
         self.write(("\r" + line + "\x1b[K" if self.mode == "bar" else line) + "\n")
+
+    def bar_characters(self) -> tuple[str, str]:
+        """Box-drawing characters where the terminal's encoding has them, else ASCII."""
+        try:
+            "━─".encode(getattr(self.stream, "encoding", None) or "ascii")
+        except (UnicodeEncodeError, LookupError):
+            return "#", "-"
+        return "━", "─"
 
     def values(self, logs: Mapping[str, float], final: bool = False) -> list[str]:
         """The loss(es) and the first metric, then their validation values."""

@@ -8,6 +8,7 @@ after checking the composed config, so that mistakes cost one line, not a traceb
 from __future__ import annotations
 
 import argparse
+import codecs
 import collections
 import contextlib
 import dataclasses
@@ -54,6 +55,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
+TERMINAL_ERRORS = "zoo-terminal"
+
+
+def terminal_errors(exc: UnicodeError) -> tuple[Any, int]:
+    """The codec error handler of the zoo's output streams: a name's undecodable bytes
+    (lone surrogates U+DC80..U+DCFF) written back as those bytes, what the encoding cannot
+    hold as a backslash escape."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start : exc.end]
+    if all("\udc80" <= c <= "\udcff" for c in text):
+        return bytes(ord(c) - 0xDC00 for c in text), exc.end
+    return codecs.backslashreplace_errors(exc)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
@@ -64,9 +80,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))
     # A file name that is not UTF-8 (Python keeps its bytes as lone surrogates) is printed
-    # as the bytes it is, as ls does, rather than failing the command in a UTF-8 locale.
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(errors="surrogateescape")
+    # as the bytes it is, as ls does, rather than failing the command in a UTF-8 locale; a
+    # character the terminal's encoding lacks (a class named 猫 on a Latin-1 terminal) as
+    # its escape, rather than failing the command (a run, at its first progress bar).
+    codecs.register_error(TERMINAL_ERRORS, terminal_errors)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=TERMINAL_ERRORS)
     # The zoo's models, data pipelines and exports are TensorFlow's: a KERAS_BACKEND=jax exported
     # for other work (or keras.json's choice) would make every command fail; launchers' jobs inherit it.
     os.environ["KERAS_BACKEND"] = "tensorflow"
