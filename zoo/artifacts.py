@@ -581,7 +581,7 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     # The inset's place, in the axes' coordinates: clear only where every curve (each rises
     # monotonically) is above it from its left edge on.
     left, low, _, height = INSET_PLACE
-    if not binary and all(np.interp(left, f, t) >= low + height + 0.02 for _, f, t, _ in drawn):
+    if not binary and drawn and all(np.interp(left, f, t) >= low + height + 0.02 for _, f, t, _ in drawn):
         # The corner magnified: up to the false positive rate where every class reaches 95%
         # of its positives (at most 0.25), from the lowest true positive rate seen there.
         reach = [f[np.argmax(t >= 0.95)] if (t >= 0.95).any() else 1.0 for _, f, t, _ in drawn]
