@@ -195,3 +195,16 @@ def test_a_comparisons_legend_tells_keys_ending_alike_apart_and_leaves_out_absen
         "model.name=cnn_classifier, filters=64, dataset.name=digits",
         "model.name=mlp_classifier, dataset.name=cancer, units=[8]",
     ]
+
+
+def test_a_test_split_of_one_class_draws_a_roc_without_curves_rather_than_failing():
+    """A test/ folder holding one class's images: no class has both positives and
+    negatives, and drawing the inset failed the run at its end ("max() arg is an empty
+    sequence")."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    y, p = predictions(3, 2.0, n=30)
+    fig = roc_figure(np.zeros_like(y), p, ["a", "b", "c"], "a one-class test split")
+    FigureCanvasAgg(fig).draw()
+    assert not fig.axes[0].child_axes
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["chance"]
