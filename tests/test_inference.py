@@ -420,6 +420,53 @@ def test_a_model_file_carrying_code_runs_none_of_it(default_run, tmp_path):
     assert not sentinel.exists()
 
 
+@pytest.mark.slow  # three evaluations
+def test_a_model_file_whose_weights_point_to_other_files_is_refused_without_reading_them(default_run, tmp_path):
+    """A crafted model.keras whose weights file holds an HDF5 external link, or a dataset
+    stored in another file (a pipe here: reading it would wait for ever), or a virtual one:
+    Keras refuses to follow them; the zoo says the file is not one it wrote."""
+    import io
+    import zipfile
+
+    import h5py
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    original = zipfile.ZipFile(default_run[0] / "model.keras")
+    source = h5py.File(io.BytesIO(original.read("model.weights.h5")), "r")
+    datasets = []
+    source.visititems(lambda name, item: datasets.append(name) if isinstance(item, h5py.Dataset) else None)
+    for kind in ("link", "external", "virtual"):
+        run_dir = tmp_path / kind
+        shutil.copytree(default_run[0], run_dir, ignore=shutil.ignore_patterns("model.keras"))
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as crafted:
+            source.visititems(lambda name, item: [crafted.attrs.update(source.attrs), crafted.require_group(name).attrs.update(item.attrs)]
+                              if isinstance(item, h5py.Group) else None)  # fmt: skip
+            first, *rest = datasets
+            shape, dtype = source[first].shape, source[first].dtype
+            if kind == "link":
+                parent, _, leaf = first.rpartition("/")
+                crafted.require_group(parent)[leaf] = h5py.ExternalLink(str(fifo), "/x")
+            elif kind == "external":
+                crafted.create_dataset(first, shape=shape, dtype=dtype, external=[(str(fifo), 0, h5py.h5f.UNLIMITED)])
+            else:
+                layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+                layout[...] = h5py.VirtualSource(str(fifo), "x", shape=shape)
+                crafted.create_virtual_dataset(first, layout)
+            for name in rest:
+                crafted.create_dataset(name, data=source[name][()])
+        with zipfile.ZipFile(run_dir / "model.keras", "w") as archive:
+            for name in original.namelist():
+                archive.writestr(name, buffer.getvalue() if name == "model.weights.h5" else original.read(name))
+        result = run_zoo("evaluate", str(run_dir), cwd=tmp_path, timeout=120)
+        assert result.returncode == 2 and error_lines(result.stderr) == [
+            f"zoo: error: {run_dir / 'model.keras'} is not a file the zoo wrote: its weights point to other files (an HDF5 "
+            "external link, external or virtual dataset), which Keras refuses to follow; restore it from a backup, or "
+            "train the run again in a new hydra.run.dir"
+        ], result.stderr[-2000:]
+
+
 def decompression_bomb(path: Path) -> None:
     """A PNG of a few bytes that declares 30,000 x 30,000 pixels."""
     import struct

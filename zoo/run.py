@@ -1112,6 +1112,11 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     except ValueError as exc:
+        if "Not allowed: H5 file with" in str(exc):  # Keras' refusal to follow a crafted file elsewhere
+            raise ZooError(
+                f"{path} is not a file the zoo wrote: its weights point to other files (an HDF5 external link, external "
+                f"or virtual dataset), which Keras refuses to follow; {artifacts.DAMAGED_FIX}"
+            ) from None
         since = plugins_since(run_dir)
         raise ZooError(
             f"the weights in {Path(run_dir) / artifacts.MODEL} do not fit model {plan.model.name!r} as configured "
