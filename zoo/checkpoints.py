@@ -84,15 +84,20 @@ def training_state(model) -> TrainingState:
     return unique
 
 
-def encode_states(states: dict[str, dict]) -> tuple[dict, dict]:
-    """Callback states as JSON, with their lists of arrays (weights) moved into ``arrays``."""
+def array_list(value: Any) -> bool:
+    """Whether a callback state's value is a list of arrays (weights), kept as arrays."""
     import numpy as np
 
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(a, np.ndarray) for a in value)
+
+
+def encode_states(states: dict[str, dict]) -> tuple[dict, dict]:
+    """Callback states as JSON, with their lists of arrays (weights) moved into ``arrays``."""
     arrays, encoded = {}, {}
     for key, state in states.items():
         encoded[key] = {}
         for name, value in state.items():
-            if isinstance(value, (list, tuple)) and value and all(isinstance(a, np.ndarray) for a in value):
+            if array_list(value):
                 for i, array in enumerate(value):
                     arrays[f"state:{key}:{name}:{i}"] = array
                 value = {"arrays": len(value)}

@@ -67,9 +67,10 @@ def import_tensorflow():
         if isinstance(exc, ImportError) and importlib.util.find_spec("tensorflow") is None:
             raise ZooError("TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])") from None
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        limit = memory_limit()
         raise ZooError(
             f"TensorFlow is installed but could not be loaded ({reason})"
-            + (f"; {memory_limit()}, too little for TensorFlow: raise it" if memory_limit() else "; reinstall it (pip install --force-reinstall tensorflow)")
+            + (f"; {limit}, too little for TensorFlow: raise it" if limit else "; reinstall it (pip install --force-reinstall tensorflow)")
         ) from None
     logging.getLogger("tensorflow").addFilter(demote_advice)
     keras = sys.modules.get("keras")
@@ -928,15 +929,14 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """Evaluate a finished run's saved model on the test split of its (possibly overridden)
     config. Another seed or split (``seed=3``, ``dataset.test_fraction=0.5``) can put
     examples the model trained on into the test split: that is said, with how many."""
-    trained_spec = finished_run_plan(run_dir).spec  # first: what fails in the run's own config is said as such
+    trained = finished_run_plan(run_dir)  # first: what fails in the run's own config is said as such
     plan = plan_run(load_run_config(run_dir, overrides))
-    check_data_fits_the_model(plan.spec, trained_spec, overrides)
+    check_data_fits_the_model(plan.spec, trained.spec, overrides)
     tf, keras, placement = _start(plan)
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     if splits.report and not any(o.startswith("dataset.") for o in overrides):  # the data it trained on, it should be
         warn_of_changed_data(artifacts.read_record(Path(run_dir) / artifacts.DATA_REPORT), dict(splits.report), Path(run_dir), finished=True)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
-        trained = plan_run(load_run_config(run_dir, []))
         warn_of_trained_examples(
             splits, trained.dataset.item.factory(trained.dataset_config, trained.seed).train, "the run",
             "evaluate with the run's seed and split",

@@ -27,8 +27,9 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from zoo.checkpoints import KEEP, Checkpoints, Position, decode_state, restore, training_state
+from zoo.checkpoints import KEEP, Checkpoints, Position, array_list, decode_state, restore, training_state
 from zoo.errors import Interrupted, ZooError
+from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +263,6 @@ def check_added_logs(callback, before: dict, logs: dict) -> None:
     (the training and validation values, earlier callbacks' additions) are not its to
     change or remove. Anything else would fail the run after the epoch, writing the
     history or in a tracker, in the zoo's name, or quietly replace what the zoo measured."""
-    import numbers
-
     import numpy as np
 
     def problem() -> Optional[str]:
@@ -276,7 +275,7 @@ def check_added_logs(callback, before: dict, logs: dict) -> None:
             value = logs[name]
             if not isinstance(name, str) or name in HISTORY_COLUMNS:
                 return f"logged a value under {name!r}, which the history cannot hold as a column of its own"
-            if isinstance(value, (str, bytes)) or not (isinstance(value, numbers.Real) or np.ndim(value) == 0):
+            if isinstance(value, (str, bytes)) or np.ndim(value) != 0:  # float("1.5") would take a string
                 return f"logged {name!r} = {shorten_value(value)}, not a number"
             try:
                 logs[name] = float(value)
@@ -293,8 +292,8 @@ def check_added_logs(callback, before: dict, logs: dict) -> None:
 
 
 def shorten_value(value) -> str:
-    text = " ".join(repr(value).split())
-    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+    """A value in an error line: its repr, cut short, and its type."""
+    return f"{shorten(' '.join(repr(value).split()), 60)} ({type(value).__name__})"
 
 
 def extended_history(history: dict, logs: dict) -> dict:
@@ -326,7 +325,7 @@ def callback_states(stateful: dict[str, Any]) -> dict[str, dict]:
             )
         kept = {}
         for name, value in state.items():
-            if isinstance(value, (list, tuple)) and value and all(isinstance(a, np.ndarray) for a in value):
+            if array_list(value):
                 kept[name] = list(value)
                 continue
             try:
