@@ -135,6 +135,11 @@ def test_experiment_presets_compose():
         (["loggers=[tensorboard]", "loggers.tensorboard.folder=/tmp"], "it names a folder inside the run directory"),
         (["model=gan", "model.adam_beta_1=2"], "adam_beta_1 must be in [0, 1) (or null), got 2.0"),  # trained, exit 0
         (["model=gan", "model.generator_learning_rate=-1"], "generator_learning_rate must be a positive number"),
+        # Trained quietly wrong: a cosine "down" to 1 diverged, a plateau "lowered" the rate to 0.1, nothing learnt.
+        (["trainer.lr_schedule=cosine", "trainer.min_learning_rate=1"], "min_learning_rate=1.0 must be below learning_rate=0.001"),
+        (["trainer.lr_schedule=plateau", "trainer.plateau.min_learning_rate=0.1"], "a plateau would raise the rate to it"),
+        (["dataset=breast_cancer", "model=mlp_classifier", "trainer.class_weight=[0,0]"], "weighs every class 0: nothing would train"),
+        (["trainer.plateau.min_delta=-1"], "plateau.min_delta and plateau.min_learning_rate cannot be negative"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
@@ -393,3 +398,28 @@ def test_numbers_with_an_exponent_read_as_numbers_as_hydra_reads_them(tmp_path):
         assert command_line_value(f"x={text}", text) == text
     (tmp_path / "config.yaml").write_text("trainer:\n  learning_rate: 1.0e-05\n")
     assert read_yaml(tmp_path / "config.yaml") == {"trainer": {"learning_rate": 1e-05}}
+
+
+@pytest.mark.parametrize("folder", ["/runs/a,b", "/runs/it's", "/runs/x${y}", "/runs/s p ", "/runs/b\\", "/runs/é", "/runs/[1]", "/runs/a=b", "runs/x"])
+def test_a_folder_is_spelt_so_that_hydra_reads_it_back(folder):
+    """The command the zoo prints to continue a run names its folder: ``a,b`` had been read as
+    a list, ``it's`` failed to parse, ``${y}`` was an interpolation."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from zoo.arguments import hydra_quoted
+    from zoo.cli import shell_quoted
+
+    [typed] = shlex.split(shell_quoted(f"hydra.run.dir={hydra_quoted(folder)}"))
+    value = OverridesParser.create().parse_override(typed).value()
+    assert OmegaConf.create({"dir": value}).dir == folder
+
+
+def test_a_folder_named_with_an_interpolation_is_refused(tmp_path):
+    """An escaped ``\\${`` leaves ``${`` in the folder's name, which Hydra resolves again in
+    the log file's name: the run failed on "Interpolation key 'y' not found", a folder made."""
+    with pytest.raises(zoo.ZooError, match=r"Hydra would read the '\$\{' in this folder's name as an interpolation"):
+        check_overrides([f"hydra.run.dir='{tmp_path}/x\\${{y}}'"])
+    assert list(tmp_path.iterdir()) == []

@@ -182,12 +182,16 @@ def read_history(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("signal_name", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "signal_name", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow), pytest.param("SIGHUP", marks=pytest.mark.slow)]
+)  # SIGHUP: the terminal hung up (an ssh connection lost); it had killed the run with nothing said, in train.log either
 def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_name, tmp_path):
     import shlex
 
-    run_dir = tmp_path / "stopped"
-    args = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", f"hydra.run.dir={run_dir}"]
+    from zoo.arguments import hydra_quoted
+
+    run_dir = tmp_path / "it's, mine"  # a folder Hydra's grammar reads only quoted: the printed command quotes it
+    args = ["model=cnn_classifier", "model.filters=8", "trainer.epochs=3", f"hydra.run.dir={hydra_quoted(str(run_dir))}"]
     process = subprocess.Popen(
         [sys.executable, "-m", "zoo", "train", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
@@ -202,15 +206,61 @@ def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_nam
     assert process.returncode == 128 + getattr(signal, signal_name)
     assert out.splitlines()[0] == f"run directory: {run_dir}"
     [line] = error_lines(err)
-    assert f"stopped by {signal_name} at " in line and "saved in a checkpoint" in line
+    assert f"stopped by {signal_name}" in line and "saved in a checkpoint" in line
+    assert line.removeprefix("zoo: error: ") in (run_dir / "train.log").read_text()
     stopped_at = checkpoint_steps(run_dir)[-1]
     assert 0 < stopped_at < 3 * STEPS_PER_EPOCH and not (run_dir / "metrics.json").exists()
 
     command = shlex.split(line.split("to continue: ")[1])
-    assert command[:2] == ["zoo", "train"] and f"hydra.run.dir={run_dir}" in command
+    assert command[:2] == ["zoo", "train"] and f"hydra.run.dir={hydra_quoted(str(run_dir))}" in command
     again = run_zoo(*command[1:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert resumed_from(run_dir) == stopped_at and (run_dir / "metrics.json").is_file()
+
+
+def test_a_closed_output_stops_the_run_with_a_checkpoint(tmp_path):
+    """``zoo train | head -1``: once the pipe's reader has left, the next progress line had
+    failed the run ("zoo: error: [Errno 32] Broken pipe", exit 2) with no checkpoint of the
+    step it was at. Now it stops as on SIGPIPE, saved, and says how to continue."""
+    import shlex
+
+    run_dir = tmp_path / "piped"
+    args = ["model=cnn_classifier", "model.filters=4", "metrics=[accuracy]", "trainer.epochs=20", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+    )  # fmt: skip
+    assert process.stdout.readline() == f"run directory: {run_dir}\n"
+    process.stdout.close()  # as head does after its line
+    err = process.stderr.read()
+    assert process.wait(timeout=300) == 128 + signal.SIGPIPE, err[-3000:]
+    [line] = error_lines(err)
+    assert "stopped by SIGPIPE (the standard output's reader left) at " in line and "saved in a checkpoint" in line
+    assert "Traceback" not in err and line.removeprefix("zoo: error: ") in (run_dir / "train.log").read_text()
+    stopped_at = checkpoint_steps(run_dir)[-1]
+    assert 0 < stopped_at < 20 * STEPS_PER_EPOCH and not (run_dir / "metrics.json").exists()
+    command = shlex.split(line.split("to continue: ")[1])
+    again = run_zoo(*command[1:-1], "trainer.epochs=2", command[-1], cwd=tmp_path)  # two epochs: a short test
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert resumed_from(run_dir) == stopped_at and (run_dir / "metrics.json").is_file()
+
+
+@pytest.mark.slow  # a run trained to its end
+def test_a_run_started_with_nohup_ignores_sighup(tmp_path):
+    run_dir = tmp_path / "nohup"
+    args = ["model=cnn_classifier", "model.filters=4", "metrics=[accuracy]", "trainer.epochs=3", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not checkpoint_steps(run_dir):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGHUP)
+    err = process.communicate(timeout=300)[1]
+    assert process.returncode == 0, err[-3000:]
+    assert (run_dir / "metrics.json").is_file()
 
 
 def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(tmp_path):

@@ -12,6 +12,7 @@ import functools
 import itertools
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, Optional
 
@@ -182,6 +183,17 @@ def quote_home_paths(args: list[str]) -> list[str]:
         quoted.append(arg)
     return quoted
 
+
+
+def hydra_quoted(value: str) -> str:
+    """A path as an override's value that Hydra reads back as this very text: quoted when it
+    holds what the grammar or OmegaConf would read otherwise (``a,b`` a list, ``it's`` an
+    error, ``${x}`` an interpolation, a space at an end trimmed), as the zoo prints commands."""
+    if re.fullmatch(r"/[\w/.+@:%-]*", value, re.ASCII):
+        return value
+    # Inside quotes a backslash is kept as it is, save before a quote, an interpolation or the end.
+    escaped = re.sub(r"(\\+)(?='|\$\{|$)", lambda m: m.group(1) * 2, value)
+    return "'" + escaped.replace("'", "\\'").replace("${", "\\${") + "'"
 
 
 # Config keys through which Hydra or logging would import a module named on the command line.
@@ -450,6 +462,8 @@ def check_overrides(args: list[str]) -> None:
             if composed is None and path is not None:  # it cannot be resolved before the run: that says why
                 composed = resolved_output_dir(key, path, [o.input_line for o in parsed if not o.is_sweep_override()], configs)
             path = composed
+        if path is not None and "${" in path:  # an escaped \${ leaves one: Hydra resolves the log's name within the folder's
+            raise ZooError(f"{key}={shorten(path)}: Hydra would read the '${{' in this folder's name as an interpolation; choose a name without it")
         found = check_output_dir(path or "runs", key)
         if key == "hydra.run.dir":
             FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found

@@ -70,6 +70,47 @@ def terminal_errors(exc: UnicodeError) -> tuple[Any, int]:
     return codecs.backslashreplace_errors(exc)
 
 
+class ReaderlessStream:
+    """The terminal's stdout or stderr while ``zoo train`` runs. Once nobody reads it (a
+    pipe's reader left: ``zoo train | head``; a terminal hung up) what is written there is
+    dropped, where the next progress line had failed the run with "Broken pipe", and the
+    training under way stops at its next step with a checkpoint, as on SIGPIPE (or SIGHUP);
+    train.log has the rest."""
+
+    GONE = {errno.EPIPE: "SIGPIPE", errno.EIO: "SIGHUP"}
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            self._gone(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            self._gone(exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def _gone(self, exc: OSError) -> None:
+        if exc.errno not in self.GONE:
+            raise exc
+        import signal
+
+        # Later writes, C code's included, and what is still buffered go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        self.stream.flush()
+        from zoo.training import terminal_lost
+
+        terminal_lost(getattr(signal, self.GONE[exc.errno]))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
@@ -105,6 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 os.getcwd()
             except FileNotFoundError:  # deleted under the shell: Hydra fails on it with a traceback
                 raise ZooError("the working directory no longer exists (deleted or moved); cd into a folder that does") from None
+            sys.stdout, sys.stderr = ReaderlessStream(sys.stdout), ReaderlessStream(sys.stderr)
             train_command(argv[1:])
             return
         if not argv:  # `zoo` alone: what it can do, not a usage error
@@ -1006,8 +1048,10 @@ def train_task(cfg) -> Any:
         where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}, or the standard output"
         fail(f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
     except Interrupted as exc:
+        line = f"{exc}; to continue: {continue_command(run_dir)}"
+        logging.getLogger("zoo").info(line)  # for a user whose terminal is gone, in train.log
         remove_unused_run_dir(run_dir)  # stopped before anything was written (waiting for workers)
-        fail(f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
+        fail(line, code=128 + exc.signal_number)
     except KeyboardInterrupt:  # Ctrl-C while the job starts up (loading TensorFlow); training saves a checkpoint itself
         remove_unused_run_dir(run_dir)
         raise  # main says "interrupted"
@@ -1063,10 +1107,20 @@ def remove_unused_run_dir(run_dir: Path) -> None:
 
 def continue_command(run_dir: Path) -> str:
     """The command that continues this run: the same arguments, its directory named."""
-    import shlex
+    from zoo.arguments import hydra_quoted
 
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=") and a not in ("-m", "--multirun")]
-    return shlex.join(["zoo", "train", *args, f"hydra.run.dir={run_dir}"])
+    return " ".join(shell_quoted(arg) for arg in ["zoo", "train", *args, f"hydra.run.dir={hydra_quoted(str(run_dir))}"])
+
+
+def shell_quoted(arg: str) -> str:
+    """``arg`` for a POSIX shell, in double quotes where it holds single ones (a value
+    quoted for Hydra reads better so than in shlex's ``'"'"'``)."""
+    import shlex
+
+    if "'" in arg and not set(arg) & set('"$`\\!'):
+        return f'"{arg}"'
+    return shlex.quote(arg)
 
 
 def print_summary(metrics: dict[str, float], run_dir: Path) -> None:

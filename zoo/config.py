@@ -95,6 +95,8 @@ class PlateauConfig:
             raise ValueError(f"plateau.factor must be between 0 and 1, got {self.factor}")
         if self.patience < 1:
             raise ValueError(f"plateau.patience must be at least 1, got {self.patience}")
+        if self.min_delta < 0 or self.min_learning_rate < 0:
+            raise ValueError("plateau.min_delta and plateau.min_learning_rate cannot be negative")
 
 
 @dataclass
@@ -298,6 +300,19 @@ class TrainerConfig:
             and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in self.class_weight)
         ):
             raise ValueError(f"class_weight must be none, balanced or a list of weights like [1,3], got {self.class_weight!r}")
+        if isinstance(self.class_weight, (list, tuple)) and not any(self.class_weight):  # every loss term times 0
+            raise ValueError(f"class_weight={list(self.class_weight)} weighs every class 0: nothing would train; give a class a positive weight")
+        # A floor above the start would make the rate climb (to it, cosine; a plateau "lowering" it to it).
+        if self.lr_schedule == "cosine" and self.min_learning_rate >= self.learning_rate:
+            raise ValueError(
+                f"min_learning_rate={self.min_learning_rate} must be below learning_rate={self.learning_rate} "
+                "(cosine goes down from learning_rate to it)"
+            )
+        if self.lr_schedule == "plateau" and self.plateau.min_learning_rate > self.learning_rate:
+            raise ValueError(
+                f"plateau.min_learning_rate={self.plateau.min_learning_rate} is above learning_rate={self.learning_rate}: "
+                "a plateau would raise the rate to it; give a floor below learning_rate"
+            )
 
 
 MAX_CPU_REPLICAS = 64

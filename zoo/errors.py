@@ -25,7 +25,8 @@ class InputWarning(UserWarning):
 
 
 class Interrupted(ZooError):
-    """Training stopped on SIGINT or SIGTERM after saving a checkpoint at the current step."""
+    """Training stopped on a signal (SIGINT, SIGTERM, SIGHUP, a closed output) after saving a
+    checkpoint at the current step."""
 
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)

@@ -415,9 +415,11 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
         )
     if (run_dir / artifacts.METRICS).is_file():
         if before.get("trainer.epochs") != now.get("trainer.epochs"):  # a change that continues only an unfinished run
+            from zoo.arguments import hydra_quoted
+
             raise ZooError(
                 f"{run_dir} holds a finished run of trainer.epochs={before.get('trainer.epochs')}: a finished run trains no "
-                f"further; train on from its weights in a new run (trainer.init_from={run_dir} and another hydra.run.dir)"
+                f"further; train on from its weights in a new run (trainer.init_from={hydra_quoted(str(run_dir))} and another hydra.run.dir)"
             )
         return artifacts.read_json(run_dir / artifacts.METRICS)
     from zoo.checkpoints import Checkpoints

@@ -199,11 +199,17 @@ def fit(
 
 
 class SignalCatcher:
-    """While training, SIGINT (Ctrl-C) and SIGTERM (a scheduler's preemption notice) are
-    noted instead of ending the process: the loop saves a checkpoint at the step it is at
-    and stops with :class:`~zoo.errors.Interrupted`. A second signal ends it at once."""
+    """While training, SIGINT (Ctrl-C), SIGTERM (a scheduler's preemption notice) and SIGHUP
+    (the terminal hung up: an ssh connection lost) are noted instead of ending the process:
+    the loop saves a checkpoint at the step it is at and stops with
+    :class:`~zoo.errors.Interrupted`. A second signal ends it at once. A SIGHUP ignored when
+    the zoo started (``nohup``) stays ignored. The terminal's streams report a reader that
+    left (``zoo train | head``) through :func:`terminal_lost`, noted as SIGPIPE."""
 
-    SIGNALS = ("SIGINT", "SIGTERM")
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+    REASONS = {"SIGHUP": "SIGHUP (the terminal hung up)", "SIGPIPE": "SIGPIPE (the standard output's reader left)"}
+    active: Optional["SignalCatcher"] = None  # the catcher of the training under way
+    lost: Optional[int] = None  # the terminal went before training started
 
     def __init__(self):
         import signal
@@ -215,20 +221,29 @@ class SignalCatcher:
             return  # Python delivers signals to the main thread only
         for name in self.SIGNALS:
             number = getattr(signal, name)
+            if name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN:
+                continue
             self.previous[number] = signal.signal(number, self._note)
+        SignalCatcher.active = self
+        if SignalCatcher.lost is not None:
+            self._note(SignalCatcher.lost, None)
 
     def _note(self, number, frame) -> None:
         if self.caught is not None:  # asked twice: stop now, as without the catcher
             self.release()
             raise KeyboardInterrupt
         self.caught = number
-        log.warning("signal %d: saving a checkpoint at the current step, then stopping", number)
+        log.warning("%s: saving a checkpoint at the current step, then stopping", self._reason(number))
 
-    def interrupted(self, position: Position) -> Interrupted:
+    @classmethod
+    def _reason(cls, number: int) -> str:
         import signal
 
-        name = signal.Signals(self.caught).name
-        return Interrupted(f"stopped by {name} at {position}, saved in a checkpoint", self.caught)
+        name = signal.Signals(number).name
+        return cls.REASONS.get(name, name)
+
+    def interrupted(self, position: Position) -> Interrupted:
+        return Interrupted(f"stopped by {self._reason(self.caught)} at {position}, saved in a checkpoint", self.caught)
 
     def release(self) -> None:
         import signal
@@ -236,6 +251,17 @@ class SignalCatcher:
         for number, handler in self.previous.items():
             signal.signal(number, handler)
         self.previous = {}
+        SignalCatcher.active = None
+
+
+def terminal_lost(number: int) -> None:
+    """Nobody reads the terminal's output any more (a closed pipe, a hung-up terminal): the
+    training under way, or about to start, stops at its next step as on that signal."""
+    catcher = SignalCatcher.active
+    if catcher is None:
+        SignalCatcher.lost = number
+    elif catcher.caught is None:
+        catcher._note(number, None)
 
 
 def stateful_callbacks(callbacks) -> dict[str, Any]:
