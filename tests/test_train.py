@@ -529,6 +529,19 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("config.yaml:huge", "evaluate", "out of memory (a tensor of shape["),  # TensorFlow's OOM line, as it was
         ("history.csv:long", "compare", "MB: far more rows than epochs a run trains)"),  # minutes of reading and plotting
         ("config.yaml:long", "evaluate", "MB, far more than the zoo writes there: at most 1 MB)"),  # read for hours
+        # JSON of other types than the zoo writes: "zoo failed: AttributeError: 'list' object has no attribute 'get'"
+        ("metrics.json:typed=[1, 2]", "train", "metrics.json is damaged (not a mapping of metric names to numbers)"),
+        ('metrics.json:typed={"accuracy": "high"}', "train", "metrics.json is damaged (not a mapping of metric names to numbers)"),
+        ("metrics.json:typed={}", "train", "metrics.json is damaged"),  # was "this worker's share of training is done"
+        ('metrics.json:typed={"accuracy": null}', "compare", "metrics.json is damaged (not a mapping of metric names to numbers)"),
+        ("spec.json:typed=[]", "evaluate", "spec.json is damaged (not a mapping of the data's facts)"),
+        ('spec.json:typed={"shape": [8, 8]}', "predict", "spec.json is damaged (its keys are class_names, feature_names, input_shape"),
+        ('spec.json:typed={"task": "teleport"}', "predict", "spec.json is damaged (task 'teleport' is none of"),
+        ('spec.json:typed={"class_names": 5}', "predict", "spec.json is damaged (class_names is not a list of names)"),
+        ('spec.json:typed={"value_range": "wide"}', "evaluate", "spec.json is damaged (value_range wide is not null or [low, high])"),
+        ('env.json:typed={"plugins": 5, "libraries": ["x"]}', "compare", ""),  # an optional record's damaged parts left out
+        ('training.json:typed={"search_trial": "x", "init_from": {"run": 5}}', "compare", ""),
+        ('training.json:typed={"early_stopping": {"stopped_epoch": 2}}', "train", ""),
     ],
 )
 def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, problem, tmp_path):
@@ -537,8 +550,13 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
     run_dir = tmp_path / "run"
     shutil.copytree(default_run[0], run_dir, ignore=shutil.ignore_patterns("tensorboard", "checkpoints"))
     name, _, how = damage.partition(":")
+    how, _, typed = how.partition("=")
     target = run_dir / name
-    if how == "folder":
+    if how == "typed" and name == "spec.json" and typed.startswith("{"):  # one field of the spec the run wrote
+        target.write_text(json.dumps({**json.loads(target.read_text()), **json.loads(typed)}))
+    elif how == "typed":
+        target.write_text(typed)
+    elif how == "folder":
         target.unlink()
         target.mkdir()
     elif how == "other":
@@ -579,7 +597,8 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
         target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2] if name == "model.keras" else b"{not: [valid")
     picture = tmp_path / "x.png"
     shutil.copy(run_dir / "plots" / "confusion_matrix.png", picture)
-    args = {"compare": [str(run_dir)], "evaluate": [str(run_dir)], "predict": [str(run_dir), str(picture)]}[command]
+    args = {"compare": [str(run_dir)], "evaluate": [str(run_dir)], "predict": [str(run_dir), str(picture)],
+            "train": [f"hydra.run.dir={run_dir}"]}[command]  # fmt: skip
     result = run_zoo(command, *args, timeout=120)
     if not problem:
         assert result.returncode == 0 and ("accuracy" in result.stdout or "probability" in result.stdout), result.stderr[-500:]

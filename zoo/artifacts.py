@@ -281,6 +281,33 @@ def sqlite_tables(path: Path) -> set[str]:
     return set()
 
 
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's ``metrics.json``: metric names and numbers (a cross-validated run's also its
+    folds', under ``folds``); anything else is a one-line error naming the file, as damaged."""
+    found = read_json(path)
+    folds = found.get("folds", {}) if isinstance(found, dict) else None
+    if not (
+        isinstance(found, dict)
+        and found  # every finished run has its test loss at least
+        and all(is_number(v) for k, v in found.items() if k != "folds")
+        and isinstance(folds, dict)
+        and all(isinstance(fold, dict) and all(is_number(v) for v in fold.values()) for fold in folds.values())
+    ):
+        raise ZooError(f"{path} is damaged (not a mapping of metric names to numbers); {DAMAGED_FIX}")
+    return found
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_part(record: dict, key: str) -> dict:
+    """A part of an optional record that should be a mapping (``env.json``'s ``plugins``):
+    ``{}`` where it is something else, as a damaged record is left out."""
+    part = record.get(key)
+    return part if isinstance(part, dict) else {}
+
+
 def read_record(path: Path) -> dict:
     """An optional run record (``training.json``, ``env.json``): ``{}`` where it is missing,
     damaged or not a regular file (a pipe would be waited on for ever)."""

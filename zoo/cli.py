@@ -1128,19 +1128,16 @@ def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
         print("\nthis worker's share of training is done; the chief (worker 0) writes the run directory")
         return
     print()
-    stopping = training_record(run_dir).get("early_stopping")
-    if stopping and stopping["stopped_epoch"]:
-        print(f"stopped early after epoch {stopping['stopped_epoch']}: {stopping['monitor']} had not improved since epoch {stopping['best_epoch']}")
-    if stopping and stopping["weights_from_epoch"]:
-        print(f"the model keeps the weights of epoch {stopping['weights_from_epoch']} ({stopping['monitor']} {stopping['best']:.4g})\n")
-    print_metrics(metrics)
-    print(f"\nrun directory: {run_dir}")
-
-
-def training_record(run_dir: Path) -> dict:
     from zoo import artifacts
 
-    return artifacts.read_record(run_dir / artifacts.TRAINING)
+    stopping = artifacts.record_part(artifacts.read_record(run_dir / artifacts.TRAINING), "early_stopping")
+    with contextlib.suppress(KeyError, TypeError, ValueError):  # a damaged record (a run's from elsewhere) is left out
+        if stopping.get("stopped_epoch"):
+            print(f"stopped early after epoch {stopping['stopped_epoch']}: {stopping['monitor']} had not improved since epoch {stopping['best_epoch']}")
+        if stopping.get("weights_from_epoch"):
+            print(f"the model keeps the weights of epoch {stopping['weights_from_epoch']} ({stopping['monitor']} {stopping['best']:.4g})\n")
+    print_metrics(metrics)
+    print(f"\nrun directory: {run_dir}")
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:

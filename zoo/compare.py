@@ -71,12 +71,10 @@ def read_run(path: Path) -> RunRecord:
         raise ZooError(f"{path / artifacts.CONFIG} is not a zoo run's config (not a mapping of keys); {artifacts.DAMAGED_FIX}")
     config = flatten(recorded)
     metrics_path = path / artifacts.METRICS
-    metrics = artifacts.read_json(metrics_path) if metrics_path.is_file() else {}
-    if not isinstance(metrics, dict):
-        raise ZooError(f"{metrics_path} is damaged (not a mapping of metric names to values); {artifacts.DAMAGED_FIX}")
+    metrics = artifacts.read_metrics(metrics_path) if metrics_path.is_file() else {}
     from zoo.crossval import numeric
 
-    trial = artifacts.read_record(path / artifacts.TRAINING).get("search_trial") or {}
+    trial = artifacts.record_part(artifacts.read_record(path / artifacts.TRAINING), "search_trial")
     pruned_at = f"{trial.get('step', 'epoch')} {trial['pruned_at']}" if trial.get("pruned_at") else None
     # A cross-validated run's metrics are its folds' means (and spreads); the folds' own stay in the file.
     return RunRecord(path, {**config, **run_records(path)}, numeric(metrics), read_history(path / artifacts.HISTORY), pruned_at)
@@ -88,14 +86,14 @@ def run_records(path: Path) -> dict[str, Any]:
     (``env.<library>``, ``env.plugin.<distribution>``)."""
     found: dict[str, Any] = {}
     environment = artifacts.read_record(path / artifacts.ENVIRONMENT)
-    for name, version in {"python": environment.get("python"), "zoo": environment.get("zoo"),
-                          **environment.get("libraries", {})}.items():  # fmt: skip
+    libraries = artifacts.record_part(environment, "libraries")
+    for name, version in {"python": environment.get("python"), "zoo": environment.get("zoo"), **libraries}.items():
         if version:
             found[f"env.{name}"] = version
-    for name, version in environment.get("plugins", {}).items():
+    for name, version in artifacts.record_part(environment, "plugins").items():
         found[f"env.plugin.{name}"] = version
-    parent = artifacts.read_record(path / artifacts.TRAINING).get("init_from")
-    if parent:
+    parent = artifacts.record_part(artifacts.read_record(path / artifacts.TRAINING), "init_from")
+    if isinstance(parent.get("run"), str) and isinstance(parent.get("weights_sha256"), str):
         found["parent"] = f"{Path(parent['run']).name} ({parent['weights_sha256'][:12]})"
     return found
 

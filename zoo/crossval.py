@@ -119,7 +119,9 @@ def summarise(scores: Sequence[dict[str, float]]) -> dict[str, Any]:
 
 def numeric(metrics: dict[str, Any]) -> dict[str, float]:
     """The metrics that are numbers (a cross-validated run's also holds its folds')."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    from zoo.artifacts import is_number
+
+    return {k: v for k, v in metrics.items() if is_number(v)}
 
 
 def write_assignment(run_dir: Path, splits, plan) -> Optional[dict]:

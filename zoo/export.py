@@ -338,7 +338,7 @@ def report_key(run_dir: Path, output: Path) -> str:
 def read_report(run_dir: Path, output: Path) -> dict[str, Any]:
     """What ``report.json`` says of the export at ``output``."""
     path = Path(run_dir) / "export" / REPORT
-    return artifacts.read_record(path).get(report_key(run_dir, output), {})
+    return artifacts.record_part(artifacts.read_record(path), report_key(run_dir, output))
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -421,7 +421,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
                 f"{run_dir} holds a finished run of trainer.epochs={before.get('trainer.epochs')}: a finished run trains no "
                 f"further; train on from its weights in a new run (trainer.init_from={hydra_quoted(str(run_dir))} and another hydra.run.dir)"
             )
-        return artifacts.read_json(run_dir / artifacts.METRICS)
+        return artifacts.read_metrics(run_dir / artifacts.METRICS)
     from zoo.checkpoints import Checkpoints
 
     if (run_dir / artifacts.MODEL).is_file() and not Checkpoints(run_dir).steps():
@@ -1038,6 +1038,11 @@ def finished_run_plan(run_dir: Path) -> RunPlan:
     if spec_path.is_file():
         recorded = artifacts.read_json(spec_path)
         try:
+            if not isinstance(recorded, dict):
+                raise ValueError("not a mapping of the data's facts")
+            fields = {f.name for f in dataclasses.fields(DataSpec)}
+            if set(recorded) ^ fields:
+                raise ValueError(f"its keys are {', '.join(sorted(map(str, recorded)))[:60]}, not {', '.join(sorted(fields))}")
             spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
             consistent_spec(spec)
         except (TypeError, ValueError, AttributeError) as exc:
@@ -1070,6 +1075,18 @@ def plugins_since(run_dir: Path) -> str:
 
 def consistent_spec(spec: DataSpec) -> None:
     """A recorded spec whose parts agree (an edited one would fail later on an index)."""
+    from zoo.hookspecs import TASKS
+
+    if spec.task not in TASKS:
+        raise ValueError(f"task {shorten(str(spec.task), 40)!r} is none of {', '.join(TASKS)}")
+    if not isinstance(spec.input_shape, tuple):
+        raise ValueError(f"input_shape {shorten(str(spec.input_shape), 40)} is not a list of sizes")
+    for key in ("class_names", "feature_names"):
+        if not (isinstance(getattr(spec, key), tuple) and all(isinstance(name, str) for name in getattr(spec, key))):
+            raise ValueError(f"{key} is not a list of names")
+    low_high = spec.value_range
+    if low_high is not None and not (isinstance(low_high, tuple) and len(low_high) == 2 and all(map(artifacts.is_number, low_high))):
+        raise ValueError(f"value_range {shorten(str(low_high), 40)} is not null or [low, high]")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in spec.input_shape):
         raise ValueError(f"input_shape {list(spec.input_shape)} is not a list of positive sizes")
     if not isinstance(spec.num_classes, int) or spec.num_classes < 0:
