@@ -187,6 +187,9 @@ def test_new_plugin_refuses_a_bad_name_or_an_existing_folder_and_writes_nothing(
     assert taken.returncode == 0, taken.stderr
     again = run_zoo("new", "plugin", "cnn", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in error_lines(again.stderr)[0]
+    for name in ("plugins", "zoo_plugins"):  # its package would be zoo_plugins, the zoo's own plugins' (shadowing them once installed)
+        shadowing = run_zoo("new", "plugin", name, cwd=tmp_path)
+        assert shadowing.returncode == 2 and "a package named zoo_plugins is installed already" in error_lines(shadowing.stderr)[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zoo-cnn"], "no staging folder is left behind"
 
 

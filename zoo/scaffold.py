@@ -7,6 +7,7 @@ The files come from ``zoo/templates/plugin/`` with ``$name``-style placeholders 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -80,7 +81,7 @@ def new_plugin(name: str, directory: Path) -> NewPlugin:
         raise ZooError(f"{plugin.path} already exists; choose another name or remove it")
     if not Path(directory).is_dir():
         raise ZooError(f"{directory} is not a directory; create it first or pass another --directory")
-    _refuse_taken_names(prefix)
+    _refuse_taken_names(prefix, plugin.package, plugin.dist)
     values = {
         "name": name, "dist": plugin.dist, "package": plugin.package, "prefix": prefix,
         "zoo_range": supported_range(__version__),
@@ -100,8 +101,18 @@ def new_plugin(name: str, directory: Path) -> NewPlugin:
     return plugin
 
 
-def _refuse_taken_names(prefix: str) -> None:
+def _refuse_taken_names(prefix: str, package: str, dist: str) -> None:
+    import importlib.metadata
+    import importlib.util
+
     from zoo.registry import get_registry
+
+    # `zoo new plugin plugins` made a package zoo_plugins: installed, it shadowed the zoo's own (or was shadowed).
+    if importlib.util.find_spec(package) is not None:
+        raise ZooError(f"a package named {package} is installed already; the new plugin's would shadow it or be shadowed by it: choose another plugin name")
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution(dist)
+        raise ZooError(f"a distribution named {dist} is installed already; choose another plugin name")
 
     registry = get_registry()
     for kind, name in (("model", f"{prefix}_mlp"), ("dataset", f"{prefix}_blobs"), ("metric", f"{prefix}_error_rate")):
