@@ -56,7 +56,13 @@ def test_predict_reads_digit_pictures_drawn_dark_on_light(default_run, tmp_path)
     mine = tmp_path / "mine.csv"
     mine.write_text("my notes")
     (tmp_path / "plots_link").symlink_to(run_dir / "plots")
+    # --force had replaced what is not a file with one: /dev/null (as root), /dev/stdout, a link, a pipe
+    (tmp_path / "null_link.csv").symlink_to(os.devnull)
+    os.mkfifo(tmp_path / "pipe.csv")
     for command, problem in (
+        (["predict", str(run_dir), image, "-o", str(tmp_path / "null_link.csv"), "--force"], "is a symbolic link, not a file the zoo may replace"),
+        (["predict", str(run_dir), image, "-o", str(tmp_path / "pipe.csv"), "--force"], "is a named pipe, not a file the zoo may replace"),
+        (["predict", str(run_dir), image, "-o", "-"], "--output -: give a file name"),  # it wrote a file named "-"
         (["predict", str(run_dir), image, "-o", str(mine)], f"--output {mine} exists; choose another name, or add --force"),
         (["predict", str(run_dir), image, "-o", str(folder)], f"--output {folder} is a folder; give a file name"),
         (["predict", str(run_dir), image, "-o", str(tmp_path / "nope" / "p.csv")], "the folder"),

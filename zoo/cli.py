@@ -759,14 +759,22 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
     """A file the user named for a command's output: not a folder, in a folder that exists,
     not written over unless ``--force`` says so (the zoo cannot tell whose it is), and never
     one of a run's records."""
+    import stat
+
     from zoo.artifacts import run_record_owner
     if path is None:
         return
+    if str(path) == "-":  # it had been written to a file named "-"
+        raise ZooError(f"{option} -: give a file name (this output is written to a file; zoo predict --csv prints CSV on the standard output)")
     if path.is_dir():
         raise ZooError(f"{option} {path} is a folder; give a file name, e.g. {option} {path / example}")
     if not path.parent.is_dir():
         raise ZooError(f"{option} {path}: the folder {path.parent} does not exist")
-    if path.exists() and not force:
+    kind = os.lstat(path).st_mode if os.path.lexists(path) else None
+    if kind is not None and not stat.S_ISREG(kind):  # --force had replaced /dev/null, /dev/stdout or a link with a file
+        what = "a symbolic link" if stat.S_ISLNK(kind) else "a named pipe" if stat.S_ISFIFO(kind) else "a device or socket"
+        raise ZooError(f"{option} {path} is {what}, not a file the zoo may replace; give the name of a new file")
+    if kind is not None and not force:
         raise ZooError(f"{option} {path} exists; choose another name, or add --force to replace it")
     owner = run_record_owner(path)
     if owner is not None:

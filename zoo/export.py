@@ -56,7 +56,7 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
     if not output.exists() and not output.is_symlink():
         return
     ours = (output / MARKER).is_file() if output.is_dir() and not output.is_symlink() else (
-        output.parent.resolve() == (run_dir / "export").resolve() and not output.is_symlink()
+        output.parent.resolve() == (run_dir / "export").resolve() and output.is_file() and not output.is_symlink()
     )  # fmt: skip
     if not force:
         hint = "or --force to replace the zoo's earlier export" if ours else "it was not written by the zoo"
