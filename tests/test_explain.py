@@ -178,7 +178,9 @@ def test_zoo_explain_draws_a_picture_per_input_and_writes_the_csv(runs, tmp_path
         (["digits", "x.png", "--target", "10"], "--target 10 is out of range: this run has 10 classes"),
         (["cancer", "rows.csv", "--target", "tumour"], "is not a class of this run; its classes: benign, malignant"),
         (["nowhere", "x.png"], "is not a run directory"),
-        (["digits", "x.png", "--baseline", "nan"], "--baseline nan must be a finite number"),  # NaN attributions, exit 0
+        (["digits", "x.png", "--baseline", "nan"], "--baseline nan must be a finite float32 number"),  # NaN attributions, exit 0
+        (["digits", "x.png", "--baseline", "1e308"], "--baseline 1e+308 must be a finite float32 number"),  # overflowed: NaN too
+        (["digits", "x.png", "--steps", "100000000"], "--steps must be from 2 to 4,096, got 100000000"),  # computed for hours
         (["digits", "x.png", "--method", "occlusion", "--window", "-3"], "--window must be a patch side of at least 1 pixel"),  # exit 0
         (["digits", "x.png", "--method", "gradcam", "--layer", "hidden"], "--layer 'hidden' has no spatial feature maps for gradcam"),
     ],

@@ -22,7 +22,6 @@ or a bar chart of the top features per tabular row, and writes the attributions 
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,8 @@ log = logging.getLogger(__name__)
 METHODS = ("integrated_gradients", "saliency", "gradcam", "occlusion", "lime", "shap")
 EXTRA = {"lime": "lime", "shap": "shap"}  # method: the module it needs (keras-zoo[explain])
 FOLDER = "explanations"  # in the run directory: the zoo's own, replaced on each explain
+MAX_STEPS = 4096  # integrated gradients' points on the path: beyond, no attribution changes visibly
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass
@@ -132,12 +133,12 @@ def explain(
         per_input = np.asarray([check_request(plan, method, t) for t in target], dtype=np.int64)
         target = None
     class_index = check_request(plan, method, target)
-    if steps < 2:
-        raise ZooError(f"--steps must be at least 2, got {steps}")
+    if not 2 <= steps <= MAX_STEPS:  # 10^8 points computed for hours
+        raise ZooError(f"--steps must be from 2 to {MAX_STEPS:,}, got {steps}")
     if window < 0:
         raise ZooError(f"--window must be a patch side of at least 1 pixel (or 0: an eighth of the image), got {window}")
-    if not math.isfinite(baseline):
-        raise ZooError(f"--baseline {baseline} must be a finite number (0: black; the mean of standardised features)")
+    if not abs(baseline) <= FLOAT32_MAX:  # NaN, Inf, or overflowing the model's float32 (attributions of NaN)
+        raise ZooError(f"--baseline {baseline} must be a finite float32 number (0: black; the mean of standardised features)")
     if isinstance(inputs, (list, tuple)) and all(isinstance(item, (str, Path)) for item in inputs):
         names, x = read_inputs(plan, [str(item) for item in inputs])
     else:
