@@ -105,7 +105,8 @@ class ReaderlessStream:
 
         # Later writes, C code's included, and what is still buffered go nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
-        self.stream.flush()
+        with contextlib.suppress(OSError):
+            self.stream.flush()
         from zoo.training import terminal_lost
 
         terminal_lost(getattr(signal, self.GONE[exc.errno]))
