@@ -195,6 +195,8 @@ def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_nam
     process = subprocess.Popen(
         [sys.executable, "-m", "zoo", "train", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+        # as from a terminal: a suite started under nohup passes SIGHUP on ignored, which the zoo respects
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while not checkpoint_steps(run_dir):  # the first epoch's end: training is under way
