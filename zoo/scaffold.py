@@ -7,7 +7,6 @@ The files come from ``zoo/templates/plugin/`` with ``$name``-style placeholders 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -110,8 +109,11 @@ def _refuse_taken_names(prefix: str, package: str, dist: str) -> None:
     # `zoo new plugin plugins` made a package zoo_plugins: installed, it shadowed the zoo's own (or was shadowed).
     if importlib.util.find_spec(package) is not None:
         raise ZooError(f"a package named {package} is installed already; the new plugin's would shadow it or be shadowed by it: choose another plugin name")
-    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+    try:
         importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    else:
         raise ZooError(f"a distribution named {dist} is installed already; choose another plugin name")
 
     registry = get_registry()
