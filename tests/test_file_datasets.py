@@ -77,6 +77,35 @@ def test_cifar10_refuses_huge_and_sparse_members_without_reading_them(tmp_path):
         zoo.create_dataset("cifar10", path=str(sparse)).load(seed=0)
 
 
+def write_members(path, members):
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(f"{cifar10.FOLDER}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_cifar10_refuses_small_archives_that_would_expand_to_gigabytes(tmp_path):
+    """A batch whose rows are one shared list (pickle memoises it: 800 KB for 200,000
+    images) trained for minutes on 2.4 GB; millions of empty members kept every header in
+    memory. Both are refused before anything grows."""
+    row = [7] * 3072
+    shared = pickle.dumps({b"data": [row] * 200_000, b"labels": [1] * 200_000}, protocol=2)
+    assert len(shared) < 1_000_000
+    write_members(tmp_path / "shared.tar.gz", [("data_batch_1", shared), ("test_batch", shared)])
+    with pytest.raises(zoo.ZooError, match=r"data_batch_1 is not a CIFAR-10 python batch \(its data is not an array of 3,072 bytes"):
+        zoo.create_dataset("cifar10", path=str(tmp_path / "shared.tar.gz")).load(seed=0)
+
+    write_members(tmp_path / "many.tar.gz", [(f"{i}", b"") for i in range(cifar10.MAX_MEMBERS + 1)])
+    with pytest.raises(zoo.ZooError, match=rf"many.tar.gz holds more than {cifar10.MAX_MEMBERS} files, which no CIFAR-10 archive does"):
+        zoo.create_dataset("cifar10", path=str(tmp_path / "many.tar.gz")).load(seed=0)
+
+    labels = cifar10.write_batch(np.zeros((4, 32, 32, 3)), [0, 1, 2, 42])
+    write_members(tmp_path / "labels.tar.gz", [("data_batch_1", labels), ("test_batch", labels)])
+    with pytest.raises(zoo.ZooError, match=r"data_batch_1 is not a CIFAR-10 python batch \(its labels are not a list of class numbers 0 to 9\)"):
+        zoo.create_dataset("cifar10", path=str(tmp_path / "labels.tar.gz")).load(seed=0)
+
+
 def test_cifar10_says_how_to_provide_the_archive(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "data"))

@@ -101,19 +101,28 @@ def read_batch(data: bytes, where: str):
 
     try:
         batch = BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
-        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = np.asarray(batch[b"labels"], dtype=np.int32)
+        images, labels = batch[b"data"], batch[b"labels"]
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
         raise zoo.ZooError(f"{where} is not a CIFAR-10 python batch ({exc}); re-download {URL}") from None
+    # Only the archive's own types: a pickle can share one row among millions of list entries
+    # (a few MB that NumPy would spend minutes and gigabytes spelling out), and an array's
+    # bytes are in the file, so its size is bounded by the file's.
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 2 and images.shape[1] == 3072):
+        raise zoo.ZooError(f"{where} is not a CIFAR-10 python batch (its data is not an array of 3,072 bytes per image); re-download {URL}")
+    if not (isinstance(labels, list) and all(type(label) is int and 0 <= label < len(CLASSES) for label in labels)):
+        raise zoo.ZooError(f"{where} is not a CIFAR-10 python batch (its labels are not a list of class numbers 0 to 9); re-download {URL}")
     if len(images) != len(labels):
         raise zoo.ZooError(f"{where} has {len(images)} images but {len(labels)} labels; re-download {URL}")
-    return images, labels
+    return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(labels, dtype=np.int32)
 
 
 # A batch of the real archive is 31,035,xxx bytes (10,000 images of 3,072 bytes, labels and
 # names). A member far beyond that is not CIFAR-10, and reading it whole could take all the
 # memory there is (a 3.6 GB member, or a sparse one claiming terabytes): refused unread.
 MAX_BATCH_BYTES = 40_000_000
+# The archive holds nine files; reading the headers of millions (a few MB compressed) would
+# take minutes and gigabytes, as tarfile keeps each one.
+MAX_MEMBERS = 100
 
 
 def read_batches(path: Path) -> dict[str, tuple]:
@@ -127,7 +136,9 @@ def read_batches(path: Path) -> dict[str, tuple]:
     else:
         try:
             with tarfile.open(path, "r:*") as archive:
-                for member in archive.getmembers():
+                for count, member in enumerate(archive, 1):  # one header at a time, not getmembers()
+                    if count > MAX_MEMBERS:
+                        raise zoo.ZooError(f"{path} holds more than {MAX_MEMBERS} files, which no CIFAR-10 archive does; re-download {URL}")
                     name = Path(member.name).name
                     if name not in wanted or not (member.isfile() or member.issparse()):
                         continue
