@@ -108,3 +108,13 @@ def test_explain_benchmark_measures_every_method(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "explained_breast_cancer.integrated_gradients.png", "explained_cat.occlusion.png"
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_metrics_benchmark_times_the_zoo_metrics_against_keras_own():
+    rows = run_benchmark("metrics.py", "--classes", "2", "12")
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    assert [(c[0], c[1]) for c in cells] == [
+        (classes, name) for classes in ("2", "12")
+        for name in ("zoo f1", "zoo auc", "Keras F1Score(average='macro')", "Keras AUC(multi_label=True)")
+    ]  # fmt: skip

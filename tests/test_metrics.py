@@ -109,3 +109,43 @@ def test_a_test_split_without_a_class_is_warned_about_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_of_absent_classes(np.array([[0], [1]]), ("benign", "malignant"))  # binary labels as a column
+
+
+@pytest.mark.parametrize("entry", metric_cases())
+def test_totals_kept_per_replica_give_what_one_device_gives(entry):
+    """Under a mirrored strategy the totals are replica variables, which TensorFlow cannot
+    update in place (a dense update is summed instead): both ways must agree."""
+    import tensorflow as tf
+
+    spec = SPECS["10-class"]
+    y_true, y_prob = random_predictions(spec, n=300, seed=5)
+    one_device = streamed(zoo.create_metric(entry.name, spec), y_true, y_prob)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        replicated = zoo.create_metric(entry.name, spec)
+    assert isinstance(replicated.variables[0].value, tf.distribute.DistributedValues)
+    for part in np.array_split(np.arange(len(y_true)), 3):
+        strategy.run(tf.function(replicated.update_state), args=(y_true[part], y_prob[part]))
+    assert float(replicated.result()) == pytest.approx(one_device, abs=1e-9)
+
+
+def test_a_thousand_classes_keep_small_totals_that_still_match_scikit_learn():
+    """Per class, precision and recall need three counts, not a row of a confusion matrix
+    (200 MB of them at 5,000 classes), and the ROC AUC's histograms share a bounded number
+    of bins (its per-step update had written all 16,384 x classes of them: 0.8 s a step
+    at 2,000 classes)."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from zoo_plugins.keras_metrics import HistogramCurveArea
+
+    classes = 1000
+    spec = zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=classes)
+    y_true, y_prob = random_predictions(spec, n=4000, seed=2)
+    f1, auc = zoo.create_metric("f1", spec), zoo.create_metric("auc", spec)
+    assert sum(int(np.prod(v.shape)) for v in f1.variables) == 3 * classes
+    assert auc.num_bins == HistogramCurveArea.MAX_BINS // classes < 16384
+    assert sum(int(np.prod(v.shape)) for v in auc.variables) == 2 * auc.num_bins * classes
+    assert streamed(f1, y_true, y_prob) == pytest.approx(f1_score(y_true, y_prob.argmax(1), average="macro"), abs=1e-9)
+    present = np.unique(y_true)  # the classes with positives; every class has negatives
+    expected = np.mean([roc_auc_score(y_true == c, y_prob[:, c]) for c in present])
+    assert streamed(auc, y_true, y_prob) == pytest.approx(expected, abs=2e-4)

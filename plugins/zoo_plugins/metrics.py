@@ -35,7 +35,9 @@ class AveragedConfig:
 
 @dataclass
 class AUCConfig:
-    num_bins: int = field(default=16384, metadata={"help": "Score histogram bins (logit scale); more is closer to exact."})
+    num_bins: int = field(
+        default=16384, metadata={"help": "Score histogram bins per class (logit scale; 2^20 at most in all); more is closer to exact."}
+    )
 
     def __post_init__(self) -> None:
         if self.num_bins < 2:
