@@ -38,13 +38,12 @@ def per_step(metric, labels, scores, rounds: int = 5, steps: int = 20) -> float:
 
     step = tf.function(step, autograph=False)
     labels, scores = tf.constant(labels), tf.constant(scores)  # arguments: nothing folded at tracing
-    update = lambda: step(labels, scores)  # noqa: E731
-    update()  # traces, and creates nothing more: the variables exist
+    step(labels, scores)  # traces, and creates nothing more: the variables exist
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(steps):
-            update()
+            step(labels, scores)
         times.append((time.perf_counter() - started) / steps * 1000)
     return statistics.median(times)
 
@@ -76,13 +75,14 @@ def main() -> None:
         if classes == 2:
             scores = scores[:, 1]
         spec = zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=classes)
+        # Keras' metrics take one-hot labels and a column per class, for two classes too.
         one_hot = np.eye(classes, dtype="float32")[labels]
+        columns = scores if classes > 2 else np.stack([1 - scores, scores], axis=1)
         sides = [(f"zoo {name}", zoo.create_metric(name, spec), labels, scores) for name in ("f1", "auc")]
-        keras_scores = scores if classes > 2 else np.stack([1 - scores, scores], axis=1)
         sides += [
-            ("Keras F1Score(average='macro')", keras.metrics.F1Score(average="macro"), one_hot if classes > 2 else np.eye(2, dtype="float32")[labels], keras_scores),
-            ("Keras AUC(multi_label=True)", keras.metrics.AUC(multi_label=True, num_labels=max(classes, 2)), one_hot if classes > 2 else np.eye(2, dtype="float32")[labels], keras_scores),
-        ]  # fmt: skip
+            ("Keras F1Score(average='macro')", keras.metrics.F1Score(average="macro"), one_hot, columns),
+            ("Keras AUC(multi_label=True)", keras.metrics.AUC(multi_label=True, num_labels=classes), one_hot, columns),
+        ]
         for name, metric, y, p in sides:
             ms = per_step(metric, y, p)
             print(f"| {classes:,} | {name} | {ms:.2f} | {state_bytes(metric) / 2**20:,.1f} MB |", flush=True)
