@@ -409,3 +409,48 @@ def test_a_checkpoint_declaring_more_than_it_holds_is_refused_before_numpy_alloc
     with caplog.at_level("WARNING"):
         assert checkpoints.latest() is None
     assert "reads back whole: the run starts again from its first epoch" in caplog.text
+
+
+def test_a_checkpoint_whose_metric_totals_have_another_form_resumes_the_training(tmp_path, caplog):
+    """A run interrupted mid-epoch under a version whose metrics kept other totals (a
+    confusion matrix of n x n where n x 3 counts are kept now) had been refused as "another
+    model", its training lost: the weights and the optimizer carry on, the totals start
+    afresh, and the log says so. A model of other shapes is still refused."""
+    import keras
+
+    import zoo
+    from zoo.checkpoints import Checkpoints, Position, restore, training_state
+    from zoo.errors import ZooError
+
+    spec = zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=3)
+    x, y = np.random.default_rng(0).normal(size=(8, 4)).astype("float32"), np.arange(8) % 3
+
+    def trained(seed: int, inputs: int = 4):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[zoo.create_metric("f1", spec)])
+        model.train_on_batch(np.resize(x, (8, inputs)), y)
+        return model, training_state(model)
+
+    saved, state = trained(0)
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(state, Position(0, 1, 4), metrics=True)
+    checkpoints.wait()
+    path, _, arrays = checkpoints.load(1)
+    totals = range(state.metrics_from, len(state))
+    assert totals and all(arrays[f"v{i}"].any() for i in totals)
+    for i in totals:
+        arrays[f"v{i}"] = np.ones((3, 3))  # the earlier form
+
+    model, fresh = trained(1)
+    with caplog.at_level("WARNING"):
+        restore(fresh, arrays, path)
+    assert "its metric totals are of another form" in caplog.text
+    for a, b in zip(saved.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(model.optimizer.iterations) == int(saved.optimizer.iterations)
+    assert not any(np.asarray(fresh[i]).any() for i in totals)
+
+    _, wider = trained(1, inputs=5)
+    with pytest.raises(ZooError, match="start a new run"):
+        restore(wider, arrays, path)

@@ -276,8 +276,26 @@ def restore(variables: list, arrays: dict, source: Path) -> None:
     """Assign a checkpoint's arrays to ``variables`` after checking that they fit (an
     epoch's end holds no metric totals: the next epoch starts them afresh)."""
     paths = [str(p) for p in arrays["paths"]]
-    if len(paths) == getattr(variables, "metrics_from", -1):
-        variables = variables[: len(paths)]
+    metrics_from = getattr(variables, "metrics_from", len(variables))  # a plain list: no totals apart
+
+    def fit(first: int, last: int) -> bool:
+        return last <= len(paths) and all(tuple(arrays[f"v{i}"].shape) == tuple(variables[i].shape) for i in range(first, last))
+
+    if len(paths) == metrics_from:
+        variables = variables[:metrics_from]
+    elif metrics_from < len(variables) and fit(0, metrics_from) and not (len(paths) == len(variables) and fit(metrics_from, len(variables))):
+        # Totals another version's metrics kept (a confusion matrix where counts are kept now):
+        # the weights and the optimizer carry on; the interrupted epoch's totals start afresh.
+        log.warning(
+            "checkpoint %s: its metric totals are of another form (another keras-zoo's metrics); training continues "
+            "from it, this epoch's training metrics counted from here",
+            source,
+        )
+        import numpy as np
+
+        for variable in variables[metrics_from:]:
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+        variables, paths = variables[:metrics_from], paths[:metrics_from]
     if len(paths) != len(variables):
         raise ZooError(
             f"checkpoint {source} holds {len(paths)} variables, the model has {len(variables)}; "
