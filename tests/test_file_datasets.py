@@ -180,6 +180,27 @@ def test_large_images_get_a_shuffle_buffer_bounded_in_memory_over_a_mixed_order(
     assert shuffle_buffer_size(tf, arrays, TrainerConfig(shuffle_memory_mb=4)) == 10_000  # 264 bytes each: all fit
 
 
+def test_a_shuffle_buffer_beyond_memory_is_refused_and_one_beyond_the_split_is_not(tmp_path, monkeypatch):
+    """trainer.shuffle_memory_mb raised past the machine's memory had the kernel kill the run
+    as the buffer filled; a buffer larger than the split holds only the split."""
+    import tensorflow as tf
+
+    import zoo.config
+    from zoo.config import TrainerConfig
+    from zoo.run import shuffle_buffer_size
+
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / name, 10, value)
+    train = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[128, 128], cache="off").load(seed=0).train
+    example_bytes = 128 * 128 * 3 * 4 + 4
+    count = int(train.cardinality())
+    monkeypatch.setattr(zoo.config, "physical_memory", lambda: 2 * example_bytes * (count - 1))  # all but one fit
+    generous = TrainerConfig(shuffle_memory_mb=1024)
+    with pytest.raises(zoo.ZooError, match=rf"^a shuffle buffer of {count} examples of {example_bytes:,} bytes .*; lower trainer.shuffle_memory_mb"):
+        shuffle_buffer_size(tf, train, generous)
+    assert shuffle_buffer_size(tf, train.take(count - 1), generous) == 1024 * 2**20 // example_bytes  # it holds what the split has
+
+
 def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
     """Corrupt, truncated, zero-byte and non-image files are skipped, each listed with its
     reason; the good images are all used."""
@@ -351,8 +372,8 @@ def test_many_unreadable_files_are_summarised_on_the_terminal_and_all_listed_in_
 
 def test_a_finished_runs_cache_file_is_not_written_where_its_config_says(tmp_path):
     """`zoo evaluate` of a run from elsewhere wrote TensorFlow cache files wherever its
-    config.yaml's dataset.cache pointed: commands over a finished run cache in memory, unless
-    given dataset.cache themselves."""
+    config.yaml's dataset.cache pointed: commands over a finished run cache nothing (a run
+    cached in files had data larger than memory), unless given dataset.cache themselves."""
     for name, value in (("a", 30), ("b", 220)):
         write_pngs(tmp_path / "data" / name, 8, value)
     run_dir, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
@@ -368,6 +389,38 @@ def test_a_finished_runs_cache_file_is_not_written_where_its_config_says(tmp_pat
     assert not any(elsewhere.iterdir())
     asked = run_zoo("evaluate", str(run_dir), f"dataset.cache={tmp_path / 'mine' / 'c'}", cwd=tmp_path)
     assert asked.returncode == 0 and any((tmp_path / "mine").iterdir()), asked.stderr[-2000:]
+
+
+def test_data_that_would_outgrow_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """Settings that multiply a small input (overlapping text windows, decoded images kept in
+    memory) had the kernel kill the run with nothing said, minutes in. The machine's memory
+    is made small here; the data, the loading and the refusal are real."""
+    import zoo.config
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 120, encoding="utf-8")  # 5,400 characters
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "images" / name, 10, value)
+    monkeypatch.setattr(zoo.config, "physical_memory", lambda: 4_000_000)
+    # A window every character copies each one 64 times: about 5 MB of windows.
+    with pytest.raises(zoo.ZooError, match=r"^4,8\d\d windows of dataset.sequence_length=64 characters, one every dataset.step=1: .* MB, "
+                       r"more than half of this machine's 3.8 MB of memory; raise dataset.step"):  # fmt: skip
+        zoo.create_dataset("text", path=str(corpus), step=1).load(seed=0)
+    x, _ = zoo.create_dataset("text", path=str(corpus), step=32).load(seed=0).train
+    assert x.shape[1] == 64
+    # max_characters far beyond the file ("no limit") reads the file, where Python had
+    # failed allocating for that many characters.
+    limitless = zoo.create_dataset("text", path=str(corpus), max_characters=10**12).load(seed=0)
+    assert limitless.report["characters"] == 5_400
+
+    # 20 images of 100 x 100 x 3 bytes: 600 KB, past half of 1 MB.
+    monkeypatch.setattr(zoo.config, "physical_memory", lambda: 1_000_000)
+    folder = {"path": str(tmp_path / "images"), "image_size": [100, 100]}
+    with pytest.raises(zoo.ZooError, match=r"^dataset.cache=memory keeping 20 images of 100x100x3 bytes: 585.9 KB, .*; give dataset.cache=PREFIX"):
+        zoo.create_dataset("image_folder", **folder).load(seed=0)
+    for cache in ("off", str(tmp_path / "cache" / "c")):
+        splits = zoo.create_dataset("image_folder", **folder, cache=cache).load(seed=0)
+        assert sum(1 for _ in splits.train) == splits.report["images"]["train"]
 
 
 def test_a_pipe_or_a_folder_where_a_data_file_belongs_is_refused_without_waiting(tmp_path):

@@ -738,16 +738,24 @@ def human_bytes(count: float) -> str:
     return f"{count:.1f} GB"
 
 
+def refuse_beyond_memory(needed: int, what: str, fix: str) -> None:
+    """One line, before anything is allocated, where ``what`` would take more than half of
+    this machine's memory: past that the kernel kills the process with nothing said (or
+    TensorFlow aborts it), often minutes in. Plugins whose data or model grows with their
+    settings call it too."""
+    memory = physical_memory()
+    if memory and needed > memory / 2:  # training needs room beside it: activations, gradients, copies
+        raise ZooError(f"{what}: {human_bytes(needed)}, more than half of this machine's {human_bytes(memory)} of memory; {fix}")
+
+
 def check_batch_fits_in_memory(spec: DataSpec, batch_size: int) -> None:
     """A batch too large for this machine's memory (a huge image size) is one line before
-    TensorFlow starts; else the kernel kills the run, or TensorFlow aborts it."""
-    batch_bytes = math.prod(spec.input_shape) * 4 * batch_size  # float32, as models take it
-    memory = physical_memory()
-    if memory and batch_bytes > memory / 2:  # activations and gradients take several times the input
-        raise ZooError(
-            f"one batch of {batch_size} examples of shape {tuple(spec.input_shape)} takes {human_bytes(batch_bytes)}, more than "
-            f"half of this machine's {human_bytes(memory)} of memory; make the examples (dataset.*) or trainer.batch_size smaller"
-        )
+    TensorFlow starts."""
+    refuse_beyond_memory(
+        math.prod(spec.input_shape) * 4 * batch_size,  # float32, as models take it
+        f"one batch of {batch_size} examples of shape {tuple(spec.input_shape)}",
+        "make the examples (dataset.*) or trainer.batch_size smaller",
+    )
 
 
 def list_choices(registry: Registry, group: str, chosen: Optional[Mapping[str, Any]]) -> list[tuple[Registered, Any]]:

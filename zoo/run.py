@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, check_run_references, plan_run, run_references
+from zoo.config import RunPlan, check_run_references, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 from zoo.tables import shorten
@@ -867,7 +867,17 @@ def shuffle_buffer_size(tf, split: Any, trainer) -> int:
             "shuffle buffer: %d examples of %d bytes (trainer.shuffle_memory_mb=%d holds no more)",
             fits, example_bytes, trainer.shuffle_memory_mb,
         )  # fmt: skip
-    return min(trainer.shuffle_buffer, fits)
+    size = min(trainer.shuffle_buffer, fits)
+    # The buffer fills as the first epoch starts, with no more than the split holds; raised
+    # past the machine's memory, the kernel killed the run there with nothing said.
+    count = int(split.cardinality()) if isinstance(split, tf.data.Dataset) else len(split[0])
+    held = size if count < 0 else min(size, count)  # negative: unknown, or infinite
+    refuse_beyond_memory(
+        held * example_bytes,
+        f"a shuffle buffer of {held:,} examples of {example_bytes:,} bytes (trainer.shuffle_buffer, trainer.shuffle_memory_mb)",
+        "lower trainer.shuffle_memory_mb",
+    )
+    return size
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -906,8 +916,9 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     cfg.device = {"kind": "auto"}
     if str(OmegaConf.select(cfg, "dataset.cache", default="memory")) not in ("memory", "off"):
         # A cache file is written where the run's config says, by whatever reads its data: for
-        # a run from elsewhere, anywhere on this machine. In memory, unless asked for here.
-        cfg.dataset.cache = "memory"
+        # a run from elsewhere, anywhere on this machine. Nor in memory: a run cached in files
+        # for data larger than memory. None, unless asked for here.
+        cfg.dataset.cache = "off"
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:

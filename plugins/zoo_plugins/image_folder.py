@@ -162,6 +162,8 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
     import numpy as np
     import tensorflow as tf
 
+    from zoo.config import refuse_beyond_memory
+
     names = class_names(config)
     roots = split_roots(config)
     found, skipped = {}, []
@@ -192,6 +194,13 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
     found["train"] = tuple(array[order] for array in found["train"])
 
     height, width = config.image_size
+    if config.cache == "memory":  # filled as the first epoch reads: it had the kernel kill the run there, unsaid
+        count = sum(len(paths) for paths, _ in found.values())
+        refuse_beyond_memory(
+            count * height * width * config.channels,
+            f"dataset.cache=memory keeping {count:,} images of {height}x{width}x{config.channels} bytes",
+            "give dataset.cache=PREFIX (files on a disk with room) or dataset.cache=off (decoded anew each epoch)",
+        )
     prefix = None if config.cache in ("memory", "off") else os.path.expanduser(config.cache)
     if prefix is not None:
         try:  # TensorFlow fails on the first batch, naming a lock file, where the folder is missing

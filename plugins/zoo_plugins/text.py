@@ -9,6 +9,7 @@ and generation samples one character at a time from ``p ** (1 / temperature)``.
 from __future__ import annotations
 
 import math
+import os
 import string
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,7 +88,9 @@ def read_corpus(config: TextConfig) -> str:
         raise zoo.ZooError(f"dataset.path={config.path}: {problem}; give a UTF-8 text file")
     try:
         with open(path, encoding="utf-8") as file:
-            text = file.read(config.max_characters)
+            # A character is at least a byte: no more is read than the file holds, where a
+            # max_characters of 10**10 ("no limit") had Python allocate for that many.
+            text = file.read(min(config.max_characters, os.fstat(file.fileno()).st_size))
     except UnicodeDecodeError as exc:
         raise zoo.ZooError(f"dataset.path={config.path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8") from None
     except OSError as exc:
@@ -135,6 +138,8 @@ def windows(ids, length: int, step: int):
 def load_text(config: TextConfig, seed: int) -> zoo.Splits:
     """Contiguous blocks, not random windows: train on the start, validate and test on
     the end, so no held-out character was seen in a training window."""
+    from zoo.config import refuse_beyond_memory
+
     text = read_corpus(config)
     chars = vocabulary(config, text)  # one read of the file, not one per use
     ids = encode(text, chars)
@@ -143,6 +148,18 @@ def load_text(config: TextConfig, seed: int) -> zoo.Splits:
     length, step = config.sequence_length, config.step
     # The seed picks where the first training window starts, so another seed sees other windows.
     offset = seed % step
+    # Windows overlap: each character is copied length / step times, and training copies the
+    # arrays once more into tensors. A small step with a long window (step=1,
+    # sequence_length=4096: 11 GB from 350,000 characters) had the kernel kill the run unsaid.
+    count = sum(
+        len(range(0, max(0, end - start - length), every))
+        for start, end, every in ((offset, validation_start, step), (validation_start, test_start, length), (test_start, len(ids), length))
+    )
+    refuse_beyond_memory(
+        count * length * 4 * 2 * 2,  # int32, inputs and targets, NumPy's and TensorFlow's copies
+        f"{count:,} windows of dataset.sequence_length={length} characters, one every dataset.step={step}",
+        "raise dataset.step, or lower dataset.sequence_length or dataset.max_characters",
+    )
     return zoo.Splits(
         train=windows(ids[offset:validation_start], length, step),
         validation=windows(ids[validation_start:test_start], length, length),
