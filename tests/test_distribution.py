@@ -349,6 +349,77 @@ def test_a_worker_whose_port_is_taken_or_held_by_a_stranger_says_so_in_time():
             rendezvous.meet(cluster, "worker 0", timeout=2)
 
 
+def test_strangers_on_the_ports_neither_hold_a_worker_nor_stop_the_run():
+    """A port scanner, a health check or anyone on the network may connect. One sending a
+    byte every 3 s had held a worker's greeting past device.timeout and its signals (302 s
+    for a 5 s timeout), and three such connections to a worker's listener kept its peer from
+    being heard at all; a stranger greeting under a name not in the cluster stopped the run
+    with "other settings"."""
+    import threading
+    import time
+
+    from zoo import rendezvous
+    from zoo.errors import ZooError
+
+    def trickle(connection: socket.socket) -> None:
+        try:
+            for _ in range(40):
+                connection.sendall(b"k")
+                time.sleep(3)
+        except OSError:  # the worker hung up: what it should do
+            pass
+
+    ports = free_ports(2)
+    cluster = {"worker 0": f"127.0.0.1:{ports[0]}", "worker 1": f"127.0.0.1:{ports[1]}"}
+    with socket.socket() as stranger:  # answers on worker 1's port, slowly
+        stranger.bind(("127.0.0.1", ports[1]))
+        stranger.listen()
+
+        def answer_slowly() -> None:
+            while True:
+                try:
+                    connection, _ = stranger.accept()
+                except OSError:
+                    return
+                threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+
+        threading.Thread(target=answer_slowly, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(ZooError, match=re.escape("gave up after device.timeout=2 s waiting for worker 1")):
+            rendezvous.meet(cluster, "worker 0", timeout=2)
+        assert time.monotonic() - started < 2 + rendezvous.HANDSHAKE_S + 3
+
+    ports = free_ports(2)
+    cluster = {"worker 0": f"127.0.0.1:{ports[0]}", "worker 1": f"127.0.0.1:{ports[1]}"}
+    met, errors = {}, []
+
+    def worker(name: str, delay: float) -> None:
+        time.sleep(delay)
+        try:
+            rendezvous.meet(cluster, name, timeout=30, settings={"seed": "0"})
+            met[name] = time.monotonic()
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    def strangers() -> None:
+        time.sleep(0.5)  # worker 0 listens; worker 1 is not started yet
+        for _ in range(3):
+            threading.Thread(target=trickle, args=(socket.create_connection(("127.0.0.1", ports[0])),), daemon=True).start()
+        with socket.create_connection(("127.0.0.1", ports[0])) as impostor:
+            impostor.sendall(rendezvous.GREETING + b"worker 7\n" + b'{"seed": "1"}\n' + b"ok\n")
+            impostor.recv(1000)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=("worker 0", 0.0)), threading.Thread(target=worker, args=("worker 1", 2.0))]
+    threads.append(threading.Thread(target=strangers, daemon=True))
+    for thread in threads:
+        thread.start()
+    for thread in threads[:2]:
+        thread.join(60)
+    assert not errors and set(met) == set(cluster), errors
+    assert all(t - started < 8 for t in met.values()), {n: t - started for n, t in met.items()}
+
+
 @pytest.mark.slow
 def test_a_worker_alone_says_what_it_waits_for_gives_up_in_time_and_stops_on_a_signal(tmp_path):
     import signal

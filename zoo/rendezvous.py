@@ -16,6 +16,13 @@ both know the greeting went through. Workers started with other settings (anothe
 size, seed, number of epochs, version of TensorFlow) do not train together: TensorFlow would
 fail several minutes in, blaming a peer that "stopped answering", or train each worker on a
 different split. Both sides compare the settings and refuse, naming the keys that differ.
+
+The ports take connections from anyone who can reach them (TensorFlow's servers that take
+them over next run whatever graph they are sent: the cluster's network must be private).
+Here a stranger, a port scanner or a health check may connect: each exchange has
+``HANDSHAKE_S`` in all, however slowly the other side sends, each is answered in a thread of
+its own, and only the cluster's names are counted, so none of them can hold a worker past
+``device.timeout``, deafen its listener, or stop the run by claiming a name not in it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ log = logging.getLogger(__name__)
 GREETING = b"keras-zoo rendezvous "
 ANNOUNCE_EVERY_S = 30.0  # how often the terminal hears that the wait goes on
 SETTINGS_BYTES = 1_000_000  # a run's settings are a few kB: a longer line is not a zoo worker's
+HANDSHAKE_S = 5.0  # one whole exchange, not one read: a byte every few seconds had kept it open for ever
+MAX_ANSWERING = 32  # connections answered at once; more are closed (a flood, not a cluster)
 
 
 def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Mapping[str, str]] = None) -> None:
@@ -51,7 +60,7 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
     reached: set[str] = set()  # peers this worker connected to
     started = time.monotonic()
     announced = started - ANNOUNCE_EVERY_S + 2.0  # first word after 2 s: a quick meeting says nothing
-    with _Listener(cluster[me], me, mine) as listener, _signals_noted() as caught:
+    with _Listener(cluster[me], me, set(peers), mine) as listener, _signals_noted() as caught:
         while len(reached) < len(peers) or len(listener.heard) < len(peers):
             disagreeing = dict(listener.disagreeing)  # a copy: the listener's thread adds to it
             if disagreeing:
@@ -131,8 +140,8 @@ def _greet(address: str, me: str, peer: str, settings: dict) -> Optional[dict]:
     settings, or None when it is not there yet."""
     host, port = address.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=1.0) as connection, connection.makefile("rb") as lines:
-            connection.settimeout(5.0)
+        with socket.create_connection((host, int(port)), timeout=1.0) as connection, _bounded(connection), connection.makefile("rb") as lines:
+            connection.settimeout(HANDSHAKE_S)
             connection.sendall(GREETING + me.encode() + b"\n" + _encoded(settings))
             if _read_line(lines) != GREETING + peer.encode():
                 return None  # something else holds the peer's port
@@ -160,13 +169,36 @@ def _decoded(line: bytes) -> Optional[dict]:
     return settings
 
 
-class _Listener(threading.Thread):
-    """Greets back, on this worker's port, each peer that connects; ``heard`` holds their names."""
+@contextmanager
+def _bounded(connection: socket.socket) -> Iterator[None]:
+    """Shut ``connection`` down after ``HANDSHAKE_S`` whatever it is waiting for: a blocked
+    read then ends as if the other side had closed."""
 
-    def __init__(self, address: str, me: str, settings: dict):
+    def shut() -> None:
+        try:
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already
+            pass
+
+    timer = threading.Timer(HANDSHAKE_S, shut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+class _Listener(threading.Thread):
+    """Greets back, on this worker's port, each of ``peers`` that connects; ``heard`` holds
+    their names."""
+
+    def __init__(self, address: str, me: str, peers: set[str], settings: dict):
         super().__init__(daemon=True, name="zoo-rendezvous")
         self.me = me
+        self.peers = peers
         self.settings = settings
+        self.answering = threading.BoundedSemaphore(MAX_ANSWERING)
         self.heard: set[str] = set()
         self.disagreeing: dict[str, dict] = {}  # peers that came with other settings: theirs
         self.stopping = threading.Event()
@@ -199,25 +231,33 @@ class _Listener(threading.Thread):
                 connection, _ = self.socket.accept()
             except (socket.timeout, OSError):
                 continue
-            with connection, connection.makefile("rb") as lines:
-                connection.settimeout(5.0)
-                try:
-                    line = _read_line(lines)
-                    if not line.startswith(GREETING):
-                        continue
-                    peer = line[len(GREETING) :].decode(errors="replace")
-                    theirs = _decoded(_read_line(lines, SETTINGS_BYTES))
-                    if theirs is None:
-                        continue
-                    connection.sendall(GREETING + self.me.encode() + b"\n" + _encoded(self.settings))
-                    if _read_line(lines) != b"ok":
-                        continue
-                    if theirs != self.settings:
-                        self.disagreeing[peer] = theirs
-                    else:
-                        self.heard.add(peer)
-                except OSError:
-                    continue
+            if not self.answering.acquire(blocking=False):
+                connection.close()
+                continue
+            threading.Thread(target=self._answer, args=(connection,), daemon=True, name="zoo-rendezvous-answer").start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        try:
+            with connection, _bounded(connection), connection.makefile("rb") as lines:
+                connection.settimeout(HANDSHAKE_S)
+                line = _read_line(lines)
+                peer = line[len(GREETING) :].decode(errors="replace")
+                if not line.startswith(GREETING) or peer not in self.peers:
+                    return
+                theirs = _decoded(_read_line(lines, SETTINGS_BYTES))
+                if theirs is None:
+                    return
+                connection.sendall(GREETING + self.me.encode() + b"\n" + _encoded(self.settings))
+                if _read_line(lines) != b"ok":
+                    return
+                if theirs != self.settings:
+                    self.disagreeing[peer] = theirs
+                else:
+                    self.heard.add(peer)
+        except OSError:
+            pass
+        finally:
+            self.answering.release()
 
 
 def _read_line(lines, limit: int = 200) -> bytes:
