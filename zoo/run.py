@@ -587,7 +587,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
                 checkpoint_every=trainer.checkpoint_every,
                 checkpoint_seconds=trainer.checkpoint_minutes * 60,
                 resume=trainer.resume == "auto",
-                record=(lambda position: artifacts.write_history(run_dir / artifacts.HISTORY, position.history)) if chief else None,
+                record=(lambda position, history=artifacts.HistoryFile(run_dir / artifacts.HISTORY): history.write(position.history))
+                if chief
+                else None,
             )
         log.info("training took %.1f s", time.perf_counter() - started)
         if not chief:
