@@ -110,8 +110,8 @@ def test_names_are_drawn_as_written_cut_to_fit_and_missing_characters_said_once(
 def test_two_hundred_classes_draw_a_readable_matrix_and_roc_of_bounded_size(tmp_path):
     """A bird-species folder of 200 classes: the confusion matrix was a 10,000-pixel square
     (a minute to draw, a PNG Pillow takes for a decompression bomb) and the ROC's legend of
-    200 entries ran off its figure. The matrix keeps its size and labels every other class;
-    the ROC names the five lowest classes, the rest drawn grey."""
+    200 entries ran off its figure. The matrix keeps its size (the classes most confused, see
+    below); the ROC names the five lowest classes, the rest drawn grey."""
     from PIL import Image
 
     from zoo import artifacts
@@ -127,6 +127,37 @@ def test_two_hundred_classes_draw_a_readable_matrix_and_roc_of_bounded_size(tmp_
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert len(labels) == artifacts.ROC_WORST_NAMED + 3 and labels[-3:][0].startswith("micro-average")
     assert fig.legends[0].get_title().get_text() == "the 5 lowest of 200 classes (grey)" and inside(fig, fig.legends[0])
+
+
+def test_many_classes_show_the_most_confused_ones_with_every_error_counted():
+    """2,000 classes: a cell was under a pixel, and a class's errors vanished as the picture
+    was resampled. The 50 classes with the most errors are drawn, numbered, the others
+    gathered in a last row and column, so each row still counts every example of its class."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from zoo import artifacts
+
+    n = 2000
+    names = [f"sku_{i:04d}" for i in range(n)]
+    y_true = np.repeat(np.arange(n), 3)
+    y_pred = y_true.copy()
+    y_pred[y_true == 1234] = 567  # all three of 1234's taken for 567: 3 errors each
+    y_pred[np.flatnonzero(y_true == 7)[:2]] = 1300  # 2 errors each
+    for i in range(100, 160):  # 120 classes of one error each: 46 of them make up the 50
+        y_pred[np.flatnonzero(y_true == i)[0]] = 1700 + i
+    fig = artifacts.confusion_figure(y_true, y_pred, names, "mlp on products")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == sorted(["sku_0007", "sku_0567", "sku_1234", "sku_1300", *(f"sku_{i:04d}" for i in range(100, 146))]) + ["1,950 others"]
+    assert "the 50 of 2,000 classes most often confused" in fig._suptitle.get_text()
+    row = {name: i for i, name in enumerate(labels)}
+    cells = {(labels[round(t.get_position()[1])], labels[round(t.get_position()[0])]): int(t.get_text()) for t in ax.texts}
+    assert cells["sku_1234", "sku_0567"] == 3 and cells["sku_1234", "sku_1234"] == 0
+    assert cells["sku_0007", "sku_1300"] == 2 and cells["sku_0007", "sku_0007"] == 1
+    assert cells["sku_0100", "1,950 others"] == 1 and cells["sku_0100", "sku_0100"] == 2  # 1800 is not drawn: counted last
+    assert all(sum(v for (true, _), v in cells.items() if true == name) == 3 for name in labels[:-1])
+    assert ("1,950 others", "1,950 others") not in cells and len(row) == 51  # the examples among the others: blank
 
 
 def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_path):

@@ -638,32 +638,48 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
 
 
 # A confusion matrix of 200 classes at half an inch a class was a 10,000-pixel square that
-# took a minute to draw: it stays within this many inches, its cells numbered while they
-# are this big, its tick labels no smaller than this (every k-th class labelled instead).
+# took a minute to draw: it stays within this many inches. Beyond this many classes a cell
+# would be too small to number (under a pixel at 2,000 classes, where a class's errors
+# vanished as the picture was resampled): the classes most often confused are drawn, the
+# rest gathered in one row and column.
 MATRIX_INCHES = 16.0
-NUMBERED_CELL_INCHES = 0.3
-MIN_LABEL_POINTS = 5.0
+MATRIX_CLASSES = 50
 
 
 @drawn_as_written
 def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str], title: str) -> None:
-    """Counts of true against predicted class on the test split, each cell numbered (up to
-    about 50 classes; beyond, the colours tell)."""
+    save_figure(confusion_figure(y_true, y_pred, class_names, title), path)
+
+
+def confusion_figure(y_true, y_pred, class_names: Sequence[str], title: str):
+    """Counts of true against predicted class on the test split, each cell numbered: of
+    every class up to ``MATRIX_CLASSES``, beyond of the ``MATRIX_CLASSES`` with the most
+    errors (examples of theirs missed, and others taken for them), the other classes in a
+    last row and column (the examples among them, right or wrong, left blank)."""
     import numpy as np
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     n = len(class_names)
-    pairs = np.asarray(y_true).reshape(-1).astype(int) * n + np.asarray(y_pred).reshape(-1).astype(int)
-    matrix = np.bincount(pairs, minlength=n * n)[: n * n].reshape(n, n)
+    y_true, y_pred = (np.asarray(y).reshape(-1).astype(int) for y in (y_true, y_pred))
+    matrix = np.bincount(y_true * n + y_pred, minlength=n * n)[: n * n].reshape(n, n)
+    heading = "Confusion matrix on the test split"
+    if n > MATRIX_CLASSES:
+        errors = matrix.sum(axis=0) + matrix.sum(axis=1) - 2 * np.diag(matrix)
+        shown = np.sort(np.argsort(-errors, kind="stable")[:MATRIX_CLASSES])
+        place = np.full(n, MATRIX_CLASSES)  # each class's row and column: the last for the others
+        place[shown] = np.arange(MATRIX_CLASSES)
+        matrix = np.zeros((MATRIX_CLASSES + 1, MATRIX_CLASSES + 1), dtype=np.int64)
+        np.add.at(matrix, (place[y_true], place[y_pred]), 1)
+        matrix = np.ma.masked_array(matrix, mask=np.zeros_like(matrix, dtype=bool))
+        matrix.mask[-1, -1] = True  # most of the examples: it would pale every other cell
+        class_names = [class_names[i] for i in shown] + [f"{n - MATRIX_CLASSES:,} others"]
+        heading += f", the {MATRIX_CLASSES} of {n:,} classes most often confused"
+        n = MATRIX_CLASSES + 1
     class_names = [shorten(name, TICK_CHARACTERS) for name in class_names]  # the margin holds this many
     rotate = max(map(len, class_names)) > 3
-    side = min(max(3.0, 0.5 * n + 1.5), MATRIX_INCHES)  # the matrix itself
-    cell = side / n
-    # Tick labels as tall as a cell allows; where that is too small to read, every k-th class.
-    points = min(10.0, 0.8 * 72 * cell)
-    step = 1 if points >= MIN_LABEL_POINTS else math.ceil(MIN_LABEL_POINTS / points)
-    points = max(points, MIN_LABEL_POINTS)
+    side = min(max(3.0, 0.5 * n + 1.5), MATRIX_INCHES)  # the matrix itself; a cell is 0.3 inches or more
+    points = 10.0  # the tick labels'
     label_inches = min(2.0, 0.009 * points * max(map(len, class_names))) if rotate else 0.3  # tick labels below
     width, height = side + 2.4 + label_inches, side + 1.3 + label_inches
     fig = Figure(figsize=(width, height))
@@ -674,19 +690,17 @@ def plot_confusion_matrix(path: Path, y_true, y_pred, class_names: Sequence[str]
     image = ax.imshow(matrix, cmap="Blues")
     bar = fig.add_axes(((0.6 + label_inches + side + 0.25) / width, (0.5 + label_inches) / height, 0.2 / width, side / height))
     fig.colorbar(image, cax=bar, label="examples").ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
-    ticks = range(0, n, step)
-    labels = [class_names[i] for i in ticks]
-    ax.set_xticks(ticks, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=points)
-    ax.set_yticks(ticks, labels, fontsize=points)
+    ax.set_xticks(range(n), class_names, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=points)
+    ax.set_yticks(range(n), class_names, fontsize=points)
     ax.set(xlabel="predicted class", ylabel="true class")
-    fig.suptitle(f"Confusion matrix on the test split:\n{title}", y=1 - 0.15 / height, va="top")
-    if cell >= NUMBERED_CELL_INCHES:  # below, the numbers would not fit: the colours tell
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for i in range(n):
-            for j in range(n):
+    fig.suptitle(f"{heading}:\n{title}", y=1 - 0.15 / height, va="top")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j] is not np.ma.masked:
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
                         color="white" if matrix[i, j] > threshold else "black", fontsize="small")  # fmt: skip
-    save_figure(fig, path)
+    return fig
 
 
 @drawn_as_written
@@ -714,8 +728,6 @@ def plot_reconstructions(path: Path, originals, reconstructions, title: str, cou
 def plot_samples(path: Path, images, title: str) -> None:
     """New images from a generative model, in a square grid drawn as one picture (an axes per
     sample took minutes for a few thousand); the first SAMPLES_SHOWN of them."""
-    import math
-
     import numpy as np
     from matplotlib.figure import Figure
 
