@@ -118,3 +118,10 @@ def test_metrics_benchmark_times_the_zoo_metrics_against_keras_own():
         (classes, name) for classes in ("2", "12")
         for name in ("zoo f1", "zoo auc", "Keras F1Score(average='macro')", "Keras AUC(multi_label=True)")
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_long_runs_benchmark_times_the_first_and_last_epochs():
+    (row,) = run_benchmark("long_runs.py", "--epochs", "400")
+    wall, early, late, ratio = (float(cell) for cell in row.strip("|").split("|"))
+    assert wall > 0 and early > 0 and late > 0 and ratio == pytest.approx(late / early, abs=0.01)
