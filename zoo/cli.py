@@ -11,6 +11,7 @@ import argparse
 import codecs
 import collections
 import contextlib
+import csv
 import dataclasses
 import errno
 import json
@@ -787,14 +788,34 @@ def predict_command(args: argparse.Namespace) -> None:
 
     check_output_file(args.output, "--output", args.force, "predictions.csv")
     header, rows = predict(Path(args.run_dir), args.inputs)
-    if args.output:
-        from zoo.artifacts import write_text
+    # Rows go out as they come (a CSV of millions of rows had been held whole, several
+    # times over); the table alone needs them all, for its column widths.
+    shown, table = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None, []
 
-        write_text(args.output, csv_text(header, rows))
-    if args.csv:
-        sys.stdout.write(csv_text(header, rows))
+    def write(file=None) -> None:
+        written = csv.writer(file, lineterminator="\n") if file is not None else None
+        for writer in (written, shown):
+            if writer is not None:
+                writer.writerow(header)
+        for row in rows:
+            for writer in (written, shown):
+                if writer is not None:
+                    writer.writerow(row)
+            if shown is None:
+                table.append(row)
+
+    if args.output:
+        from zoo.artifacts import write_atomic
+
+        def to_file(tmp: Path) -> None:  # under a temporary name: a row failing half-way leaves no file
+            with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as file:
+                write(file)
+
+        write_atomic(args.output, to_file)
     else:
-        print_table(header, rows)
+        write()
+    if shown is None:
+        print_table(header, table)
 
 
 def explain_command(args: argparse.Namespace) -> None:

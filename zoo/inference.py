@@ -96,14 +96,17 @@ def eight_bits(image):
     return image
 
 
-def read_csv_rows(inputs: list[str], width: int, features: tuple[str, ...] = ()):
-    """Rows of ``width`` numbers from CSV files. A first row that is not numeric is a header;
-    where the dataset names its ``features``, the header's names put the columns in the
-    model's order (a file saved with its columns in another order is read right), and a
-    header naming others is refused."""
+CSV_CHUNK = 4096  # rows read and predicted at a time: a file of millions of rows never sits in memory at once
+
+
+def csv_chunks(inputs: list[str], width: int, features: tuple[str, ...] = ()) -> Iterator[tuple[list[str], Any]]:
+    """Rows of ``width`` numbers from CSV files, ``CSV_CHUNK`` at a time as ``(names,
+    rows)``. A first row that is not numeric is a header; where the dataset names its
+    ``features``, the header's names put the columns in the model's order (a file saved with
+    its columns in another order is read right), and a header naming others is refused."""
     import numpy as np
 
-    names, rows = [], []
+    names, rows, read = [], [], 0
     for item in inputs:
         path = Path(item)
         if path.suffix.lower() != ".csv" or not path.is_file():
@@ -130,13 +133,18 @@ def read_csv_rows(inputs: list[str], width: int, features: tuple[str, ...] = ())
                         raise ZooError(f"{path}:{line_number} has a value that is not a finite number (NaN, Inf or too large); fix or drop the row")
                     names.append(f"{path}:{line_number}")
                     rows.append(values)
+                    if len(rows) == CSV_CHUNK:
+                        read += len(rows)
+                        yield names, np.asarray(rows, dtype=np.float32)
+                        names, rows = [], []
         except UnicodeDecodeError:
             raise ZooError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
         except csv.Error as exc:
             raise ZooError(f"{path}: not a readable CSV ({exc})") from None
-    if not rows:
+    if not rows and not read:
         raise ZooError(f"no rows of numbers in {', '.join(inputs)}")
-    return names, np.asarray(rows, dtype=np.float32)
+    if rows:
+        yield names, np.asarray(rows, dtype=np.float32)
 
 
 def not_a_number(row: list[str]) -> str:
@@ -194,7 +202,7 @@ def input_chunks(plan, inputs: list[str]) -> Iterator[tuple[list[str], Any]]:
         paths = image_paths(inputs)
         chunks = (read_images(paths[start : start + IMAGE_CHUNK], spec.input_shape) for start in range(0, len(paths), IMAGE_CHUNK))
     else:
-        chunks = iter([read_csv_rows(inputs, spec.input_shape[0], tuple(spec.feature_names))])
+        chunks = csv_chunks(inputs, spec.input_shape[0], tuple(spec.feature_names))
     read = 0
     for names, x in chunks:
         if not names:
@@ -215,8 +223,10 @@ def read_inputs(plan, inputs: list[str]):
     return [name for names, _ in chunks for name in names], np.concatenate([x for _, x in chunks])
 
 
-def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]]]:
-    """Predictions of a finished run's model on ``inputs``: a header and one row per example."""
+def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], Iterator[list[str]]]:
+    """Predictions of a finished run's model on ``inputs``: a header, and one row per example
+    as the inputs are read, a chunk at a time (the inputs' first mistakes, and the run's, are
+    found before this returns; a later row's when the rows get there)."""
     import numpy as np
 
     from zoo.run import finished_run_plan, load_trained_model
@@ -230,19 +240,21 @@ def predict(run_dir: Path, inputs: list[str]) -> tuple[list[str], list[list[Any]
     first = next(chunks)  # the inputs' first mistakes are found before TensorFlow loads
     _, model = load_trained_model(run_dir, plan)
     classes = spec.class_names or tuple(str(i) for i in range(spec.num_classes))
-    rows = []
-    for names, x in itertools.chain([first], chunks):
-        output = np.asarray(model.predict(x, verbose=0, batch_size=64), dtype="float32")  # float32 also from a mixed-precision model
-        if objective == RECONSTRUCTION:
-            errors = np.square(output - x).reshape(len(x), -1)
-            rows += [[name, f"{e.sum():.4f}", f"{e.mean():.6f}"] for name, e in zip(names, errors)]
-        elif spec.binary:
-            rows += [[name, classes[int(p >= 0.5)], f"{p:.4f}"] for name, p in zip(names, output.reshape(-1))]
-        else:
-            rows += [[name, classes[k], f"{row[k]:.4f}"] for name, k, row in zip(names, output.argmax(axis=1), output)]
+
+    def rows() -> Iterator[list[str]]:
+        for names, x in itertools.chain([first], chunks):
+            output = np.asarray(model.predict(x, verbose=0, batch_size=64), dtype="float32")  # float32 also from a mixed-precision model
+            if objective == RECONSTRUCTION:
+                errors = np.square(output - x).reshape(len(x), -1)
+                yield from ([name, f"{e.sum():.4f}", f"{e.mean():.6f}"] for name, e in zip(names, errors))
+            elif spec.binary:
+                yield from ([name, classes[int(p >= 0.5)], f"{p:.4f}"] for name, p in zip(names, output.reshape(-1)))
+            else:
+                yield from ([name, classes[k], f"{row[k]:.4f}"] for name, k, row in zip(names, output.argmax(axis=1), output))
+
     if objective == RECONSTRUCTION:
-        return ["input", "reconstruction_error", "mse"], rows
-    return ["input", "predicted", f"p({classes[1]})" if spec.binary else "probability"], rows
+        return ["input", "reconstruction_error", "mse"], rows()
+    return ["input", "predicted", f"p({classes[1]})" if spec.binary else "probability"], rows()
 
 
 def generate_options(generate) -> dict[str, Any]:
