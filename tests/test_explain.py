@@ -237,3 +237,25 @@ def test_a_disk_that_fills_part_way_leaves_no_half_set_of_pictures(tmp_path, mon
     assert list(folder.iterdir()) == []
     monkeypatch.undo()
     assert [p.name for p in write_explanations(explanation, folder)] == ["a.saliency.png", "b.saliency.png", "attributions.saliency.csv"]
+
+
+def test_many_inputs_get_pictures_for_the_first_and_attributions_for_all(tmp_path, monkeypatch):
+    """A CSV of 2,000 rows drew 2,000 bar charts, over five minutes: pictures are drawn for
+    the first MAX_PICTURES inputs, and the CSV holds every input's attributions."""
+    import csv
+
+    from zoo import explain
+    from zoo.explain import Explanation, write_explanations
+
+    monkeypatch.setattr(explain, "MAX_PICTURES", 3)
+    n, rng = 7, np.random.default_rng(0)
+    explanation = Explanation(
+        method="saliency", names=[f"rows.csv:{i}" for i in range(2, n + 2)], inputs=rng.random((n, 4)),
+        attributions=rng.random((n, 4)), heat=None, target=np.zeros(n, int), probability=rng.random(n),
+        predicted=np.zeros(n, int), class_names=["no", "yes"], feature_names=["a", "b", "c", "d"],
+    )  # fmt: skip
+    written = write_explanations(explanation, tmp_path)
+    assert [p.name for p in written] == ["rows_row2.saliency.png", "rows_row3.saliency.png", "rows_row4.saliency.png", "attributions.saliency.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    with open(written[-1], newline="") as file:
+        assert [row["input"] for row in csv.DictReader(file)] == explanation.names

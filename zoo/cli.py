@@ -847,14 +847,17 @@ def explain_command(args: argparse.Namespace) -> None:
                 folder.rmdir()
         raise
     classes = explanation.class_names
+    *pictures, attributions = written
     rows = [
-        [name, classes[p], classes[t], f"{q:.4f}", str(path)]
-        for name, p, t, q, path in zip(explanation.names, explanation.predicted, explanation.target, explanation.probability, written)
+        [name, classes[p], classes[t], f"{q:.4f}", str(pictures[n]) if n < len(pictures) else "-"]
+        for n, (name, p, t, q) in enumerate(zip(explanation.names, explanation.predicted, explanation.target, explanation.probability))
     ]
     print_table(["input", "predicted", "explained", "probability", "picture"], rows)
     if explanation.completeness_error is not None:
         print(f"integrated gradients: attributions sum to f(x) - f(baseline) within {100 * float(max(explanation.completeness_error)):.2f}%")
-    print(f"attributions: {written[-1]}")
+    if len(pictures) < len(rows):
+        print(f"pictures of the first {len(pictures)} of {len(rows):,} inputs; the attributions of every one are in the CSV")
+    print(f"attributions: {attributions}")
 
 
 def generate_command(args: argparse.Namespace) -> None:
