@@ -8,6 +8,9 @@ import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -631,3 +634,32 @@ def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert other.returncode == 1
     assert "zoo.errors.ZooError: Keras runs on jax here; the zoo needs its TensorFlow backend: set KERAS_BACKEND=tensorflow" in other.stderr
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_command_stopped_by_sigterm_or_sighup_takes_back_what_it_was_writing(default_run, tmp_path, number):
+    """A scheduler's SIGTERM or a closed terminal's SIGHUP killed `zoo explain` with nothing
+    said, half its pictures left in a folder it had made (and `zoo predict -o` its temporary
+    file): it stops as on Ctrl-C, in one line, and the folder goes."""
+    import time
+
+    from PIL import Image
+
+    folder, out = tmp_path / "digits", tmp_path / "why"
+    folder.mkdir()
+    for i in range(150):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "explain", str(default_run[0]), str(folder), "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out.is_dir() and len(list(out.iterdir())) >= 3) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "it finished before a signal could be sent"
+    process.send_signal(number)
+    stderr = process.communicate(timeout=120)[1]
+    said = [line for line in stderr.splitlines() if line.startswith("zoo:")]
+    assert process.returncode == 128 + number and said == [f"zoo: stopped by {signal.Signals(number).name}"], stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert not out.exists()

@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -155,7 +156,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             build_parser().print_help()
             return
         args = parse_command(argv)
+        stop_cleanly_on_termination()
         args.handler(args)
+        if TERMINATED:  # raised where Python drops it (a finalizer), the command went on to its end
+            raise Terminated(TERMINATED[0])
     except ZooError as exc:
         if traceback_requested():
             raise
@@ -174,6 +178,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if traceback_requested():
             raise
         fail("an input is nested too deeply to read (a damaged file or argument); ZOO_TRACEBACK=1 shows which")
+    except Terminated as exc:
+        if traceback_requested():
+            raise
+        print(f"zoo: stopped by {signal.Signals(exc.signal).name}", file=sys.stderr)
+        raise ZooExit(128 + exc.signal)
     except KeyboardInterrupt:  # Ctrl-C outside training (which saves a checkpoint and says so itself)
         if traceback_requested():
             raise
@@ -189,6 +198,32 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         fail(describe_failure(exc))
     finally:
         exit_despite_stray_threads()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the command is, as Ctrl-C is."""
+
+    def __init__(self, number: int):
+        super().__init__(number)
+        self.signal = number
+
+
+TERMINATED: list[int] = []  # the signal that stopped the command
+
+
+def stop_cleanly_on_termination() -> None:
+    """A command other than `zoo train` (whose training saves a checkpoint on a signal) stops
+    on SIGTERM (a scheduler, `timeout`) or SIGHUP (its terminal closed) as on Ctrl-C, so that
+    what it was writing is taken back: killed by either, `zoo explain` had left a half set of
+    pictures, and `zoo predict -o` its temporary file. SIGHUP ignored (`nohup`) stays so."""
+
+    def stop(number, frame) -> None:
+        TERMINATED.append(number)
+        raise Terminated(number)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, stop)
 
 
 STRAY_THREAD_SECONDS = 30.0
