@@ -652,6 +652,7 @@ def test_a_command_stopped_by_sigterm_or_sighup_takes_back_what_it_was_writing(d
     process = subprocess.Popen(
         [sys.executable, "-m", "zoo", "explain", str(default_run[0]), str(folder), "-o", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),  # as from a terminal, even under a nohup'd suite
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while not (out.is_dir() and len(list(out.iterdir())) >= 3) and process.poll() is None and time.monotonic() < deadline:

@@ -825,18 +825,16 @@ def predict_command(args: argparse.Namespace) -> None:
     header, rows = predict(Path(args.run_dir), args.inputs)
     # Rows go out as they come (a CSV of millions of rows had been held whole, several
     # times over); the table alone needs them all, for its column widths.
-    shown, table = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None, []
+    table: list[list[str]] = []
 
-    def write(file=None) -> None:
-        written = csv.writer(file, lineterminator="\n") if file is not None else None
-        for writer in (written, shown):
-            if writer is not None:
-                writer.writerow(header)
+    def emit(file=None) -> None:
+        sinks = [csv.writer(out, lineterminator="\n") for out in (file, sys.stdout if args.csv else None) if out is not None]
+        for sink in sinks:
+            sink.writerow(header)
         for row in rows:
-            for writer in (written, shown):
-                if writer is not None:
-                    writer.writerow(row)
-            if shown is None:
+            for sink in sinks:
+                sink.writerow(row)
+            if not args.csv:
                 table.append(row)
 
     if args.output:
@@ -844,12 +842,12 @@ def predict_command(args: argparse.Namespace) -> None:
 
         def to_file(tmp: Path) -> None:  # under a temporary name: a row failing half-way leaves no file
             with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as file:
-                write(file)
+                emit(file)
 
         write_atomic(args.output, to_file)
     else:
-        write()
-    if shown is None:
+        emit()
+    if not args.csv:
         print_table(header, table)
 
 
