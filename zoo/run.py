@@ -571,6 +571,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     progress = progress_mode(trainer.progress) if chief else "off"
     if progress != "off":
         callbacks.append(run_callbacks.Progress(progress))
+    history = artifacts.HistoryFile(run_dir / artifacts.HISTORY)
     try:
         started = time.perf_counter()
         with peers_watched(tf, placement, checkpoints):
@@ -587,9 +588,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
                 checkpoint_every=trainer.checkpoint_every,
                 checkpoint_seconds=trainer.checkpoint_minutes * 60,
                 resume=trainer.resume == "auto",
-                record=(lambda position, history=artifacts.HistoryFile(run_dir / artifacts.HISTORY): history.write(position.history))
-                if chief
-                else None,
+                record=(lambda position: history.write(position.history)) if chief else None,
             )
         log.info("training took %.1f s", time.perf_counter() - started)
         if not chief:
