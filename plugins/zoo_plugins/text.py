@@ -124,11 +124,17 @@ def encode(text: str, chars) -> "np.ndarray":  # noqa: F821
     return np.fromiter((index.get(char, 0) for char in text), dtype=np.int32, count=len(text))
 
 
+def window_starts(characters: int, length: int, step: int) -> range:
+    """Where the windows of ``length`` (and their targets, one further) start in a split."""
+    return range(0, characters - length, step)
+
+
 def windows(ids, length: int, step: int):
     """Inputs ``ids[i:i+length]`` and targets shifted by one, for i every ``step``."""
     import numpy as np
 
-    starts = np.arange(0, len(ids) - length, step)
+    where = window_starts(len(ids), length, step)
+    starts = np.arange(where.start, where.stop, where.step)
     if len(starts) == 0:
         raise zoo.ZooError(f"a split of {len(ids)} characters is shorter than dataset.sequence_length={length}; use a longer text")
     offsets = starts[:, None] + np.arange(length)[None, :]
@@ -148,22 +154,22 @@ def load_text(config: TextConfig, seed: int) -> zoo.Splits:
     length, step = config.sequence_length, config.step
     # The seed picks where the first training window starts, so another seed sees other windows.
     offset = seed % step
+    blocks = {  # each split's characters and the step between its windows' starts
+        "train": (ids[offset:validation_start], step),
+        "validation": (ids[validation_start:test_start], length),
+        "test": (ids[test_start:], length),
+    }
     # Windows overlap: each character is copied length / step times, and training copies the
     # arrays once more into tensors. A small step with a long window (step=1,
-    # sequence_length=4096: 11 GB from 350,000 characters) had the kernel kill the run unsaid.
-    count = sum(
-        len(range(0, max(0, end - start - length), every))
-        for start, end, every in ((offset, validation_start, step), (validation_start, test_start, length), (test_start, len(ids), length))
-    )
+    # sequence_length=4096: 21 GB from 350,000 characters) had the kernel kill the run unsaid.
+    count = sum(len(window_starts(len(block), length, every)) for block, every in blocks.values())
     refuse_beyond_memory(
         count * length * 4 * 2 * 2,  # int32, inputs and targets, NumPy's and TensorFlow's copies
         f"{count:,} windows of dataset.sequence_length={length} characters, one every dataset.step={step}",
         "raise dataset.step, or lower dataset.sequence_length or dataset.max_characters",
     )
     return zoo.Splits(
-        train=windows(ids[offset:validation_start], length, step),
-        validation=windows(ids[validation_start:test_start], length, length),
-        test=windows(ids[test_start:], length, length),
+        **{split: windows(block, length, every) for split, (block, every) in blocks.items()},
         report={"characters": len(ids), "vocabulary": len(chars), "unknown": int((ids == 0).sum())},
     )
 
