@@ -133,6 +133,9 @@ def test_experiment_presets_compose():
         (["metrics=[f1]", "metrics.f1.threshold=-inf"], "metrics.f1.threshold=-inf must be a finite number"),
         (["trainer.steps_per_execution=40"], "steps_per_execution must be at most 32"),  # TensorFlow refused it mid-run
         (["loggers=[tensorboard]", "loggers.tensorboard.folder=/tmp"], "it names a folder inside the run directory"),
+        # A folder named model.keras (of snapshots) left no room for the model: the run could never finish.
+        (["callbacks=[snapshots]", "callbacks.snapshots.folder=model.keras"], "the run keeps its own model.keras there"),
+        (["loggers=[tensorboard]", "loggers.tensorboard.folder=checkpoints/tb"], "the run keeps its own checkpoints there"),
         (["model=gan", "model.adam_beta_1=2"], "adam_beta_1 must be in [0, 1) (or null), got 2.0"),  # trained, exit 0
         (["model=gan", "model.generator_learning_rate=-1"], "generator_learning_rate must be a positive number"),
         # Trained quietly wrong: a cosine "down" to 1 diverged, a plateau "lowered" the rate to 0.1, nothing learnt.
@@ -423,3 +426,30 @@ def test_a_folder_named_with_an_interpolation_is_refused(tmp_path):
     with pytest.raises(zoo.ZooError, match=r"Hydra would read the '\$\{' in this folder's name as an interpolation"):
         check_overrides([f"hydra.run.dir='{tmp_path}/x\\${{y}}'"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_text_once_resolved_is_never_resolved_again(default_run, tmp_path):
+    """A value holding ``${`` once Hydra has resolved it (a folder named ``a${b}``, given
+    escaped) had been resolved a second time: "Interpolation key 'b' not found". And a run
+    folder from elsewhere whose config.yaml holds ``${oc.env:...}`` read this machine's
+    environment when evaluated. Both are text."""
+    import shutil
+
+    from zoo.config import make_config
+    from zoo.registry import get_registry
+
+    corpus = tmp_path / "a${b}" / "corpus.txt"
+    corpus.parent.mkdir()
+    corpus.write_text("some text " * 100)
+    for path in (str(corpus), str(tmp_path / "x\\${oc.env:HOME}")):
+        assert make_config(get_registry().get("dataset", "text"), {"path": path}).path == path
+
+    run_dir = tmp_path / "from-elsewhere"
+    shutil.copytree(default_run[0], run_dir, ignore=shutil.ignore_patterns("tensorboard", "checkpoints", "plots"))
+    config = (run_dir / "config.yaml").read_text()
+    filters = yaml.safe_load(config)["model"]["filters"]
+    (run_dir / "config.yaml").write_text(config.replace(f"filters: {filters}", "filters: ${oc.env:ZOO_RECORDED}", 1))
+    result = run_zoo("evaluate", str(run_dir), env={"ZOO_RECORDED": str(filters)})  # resolved, it evaluated
+    assert result.returncode == 2, result.stdout
+    [line] = error_lines(result.stderr)
+    assert "model.filters: Value '${oc.env:ZOO_RECORDED}' of type 'str' could not be converted to Integer" in line, line

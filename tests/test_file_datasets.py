@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import tarfile
 from pathlib import Path
@@ -220,10 +221,16 @@ def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
     }
     for name, content in bad.items():
         (tmp_path / name).write_bytes(content)
+    # Left out unsaid before: a pipe (opening it would wait for ever) and a link whose target is gone.
+    os.mkfifo(tmp_path / "a" / "pipe.png")
+    (tmp_path / "b" / "moved.jpg").symlink_to(tmp_path / "elsewhere.jpg")
+    bad.update({"a/pipe.png": b"", "b/moved.jpg": b""})
     splits = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off").load(seed=0)
     assert sum(splits.report["images"].values()) == 12
     skipped = splits.report["skipped"]
     assert sorted(line.split(": ")[0] for line in skipped) == sorted(str(tmp_path / name) for name in bad)
+    assert f"{tmp_path / 'a' / 'pipe.png'}: not a regular file (a pipe, a socket or a device)" in skipped
+    assert f"{tmp_path / 'b' / 'moved.jpg'}: a link to {tmp_path / 'elsewhere.jpg'}, which does not exist" in skipped
     assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 12
 
 

@@ -554,8 +554,12 @@ def test_a_folder_is_predicted_a_chunk_at_a_time_with_the_same_rows(default_run,
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
     for name in ("7.png", "8.png"):
         (folder / name).write_bytes(b"not a picture")
-    with pytest.warns(Warning, match="skipped"):
+    os.mkfifo(folder / "9.png")  # opened, it had waited for a writer for ever
+    (folder / "10.png").symlink_to(tmp_path / "gone.png")
+    with pytest.warns(Warning, match="skipped") as said:
         whole = list(inference.predict(default_run[0], [str(folder)])[1])
+    assert {f"skipped {folder / '9.png'}: not a regular file (a pipe, a socket or a device)",
+            f"skipped {folder / '10.png'}: a link to {tmp_path / 'gone.png'}, which does not exist"} <= {str(w.message) for w in said}  # fmt: skip
     monkeypatch.setattr(inference, "IMAGE_CHUNK", 2)
     with pytest.warns(Warning, match="skipped"):
         chunked = list(inference.predict(default_run[0], [str(folder)])[1])

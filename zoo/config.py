@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from zoo import artifacts
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
 from zoo.registry import Registered, Registry, get_registry
@@ -460,7 +461,7 @@ def typed_config(
             raise ZooError(f"unknown key '{prefix}{key}' for {owner}; {hint}{see}")
     schema = config_schema(config_cls, owner)
     try:
-        merged = OmegaConf.merge(schema, dict(overrides))
+        merged = OmegaConf.merge(schema, literal(dict(overrides)))  # resolved already
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
             raise ZooError(
@@ -713,7 +714,17 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     for key, _, _, value in _references(plan, RUN_SUBFOLDER):
         if leads_outside(value) or value.startswith("~"):
             raise ZooError(f"{key}={value}: it names a folder inside the run directory; give a relative name without '..'")
+        first = PurePosixPath(value).parts[0] if PurePosixPath(value).parts else "."
+        if first in RUNS_OWN_NAMES:  # snapshots in a folder named model.keras: the model could not be saved
+            raise ZooError(f"{key}={value}: the run keeps its own {first} there; give a folder name of its own")
     return plan
+
+
+# What a plugin's folder in the run (``run_subfolder``) may not be: the run's own records, and
+# the folders the zoo fills itself. TensorBoard's and the snapshots' folders are their own.
+RUNS_OWN_NAMES = frozenset(
+    {"", ".", *artifacts.RUN_FILES, artifacts.CHECKPOINTS, ".hydra", "folds", "export", "plots"}
+)
 
 
 def physical_memory() -> Optional[int]:
@@ -869,6 +880,8 @@ def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
     """OmegaConf's multi-line messages, reduced to the problem and the key."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
+    # A literal `${` (see `literal`) is an escaped interpolation to OmegaConf, which says so first.
+    first = re.sub(r"^While dereferencing interpolation '.*?': (?=Value )", "", first)
     key = getattr(exc, "full_key", None) or _field(text, "full_key")
     return f"{prefix}{key}: {first}" if key else first
 
@@ -924,6 +937,22 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
 def _field(text: str, name: str) -> Optional[str]:
     match = re.search(rf"^\s*{name}: (\S+)", text, re.MULTILINE)
     return match.group(1) if match else None
+
+
+def literal(value: Any) -> Any:
+    """A resolved config (dicts, lists, scalars) as OmegaConf must read it again: its text as
+    text. A string holding ``${`` (a folder named ``a${b}``, given escaped on the command
+    line; a run folder's config.yaml from elsewhere) had been resolved a second time: the
+    folder failed as "Interpolation key 'b' not found", and a recorded ``${oc.env:...}`` read
+    this machine's environment. OmegaConf's escape: ``\\${`` is a literal ``${``, and each
+    backslash before it is doubled."""
+    if isinstance(value, dict):
+        return {key: literal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [literal(item) for item in value]
+    if isinstance(value, str) and "${" in value:
+        return re.sub(r"(\\*)\$\{", lambda match: match.group(1) * 2 + "\\${", value)
+    return value
 
 
 def _leaves(node: Any, prefix: str = ""):

@@ -88,10 +88,12 @@ def cross_validate(cfg, plan, run_dir: Path, train_fold, reporter=None) -> dict[
     the mean of every metric over the folds, ``<metric>_std`` and the folds' own."""
     from omegaconf import OmegaConf, open_dict
 
+    from zoo.config import literal
+
     folds = plan.cv.folds
     scores: list[dict[str, float]] = []
     for fold in range(1, folds + 1):
-        fold_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        fold_cfg = OmegaConf.create(literal(OmegaConf.to_container(cfg, resolve=True)))
         with open_dict(fold_cfg):
             fold_cfg.cv.fold = fold
         print(f"cross-validation: fold {fold} of {folds} ({run_dir / FOLDS / str(fold)})", flush=True)

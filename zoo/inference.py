@@ -13,6 +13,7 @@ import csv
 import inspect
 import itertools
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -26,14 +27,22 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 def user_files(folder: Path) -> list[Path]:
-    """The files below ``folder``, sorted, without hidden ones: what a Mac's zip leaves
-    (``__MACOSX/``, ``._photo.jpg``, ``.DS_Store``) and Jupyter's ``.ipynb_checkpoints/``
-    are not the user's data."""
+    """The entries below ``folder`` that are not folders, sorted, without hidden ones: what a
+    Mac's zip leaves (``__MACOSX/``, ``._photo.jpg``, ``.DS_Store``) and Jupyter's
+    ``.ipynb_checkpoints/`` are not the user's data. A link whose target is gone, a pipe or a
+    device is among them, for its reader to name (``not_a_file``) rather than skip unsaid."""
     return sorted(
         path
         for path in folder.rglob("*")
-        if path.is_file() and not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(folder).parts)
+        if not path.is_dir() and not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(folder).parts)
     )
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (opening a pipe would wait for a writer for ever)."""
+    if path.is_symlink() and not path.exists():
+        return f"a link to {os.readlink(path)}, which does not exist"
+    return None if path.is_file() else "not a regular file (a pipe, a socket or a device)"
 
 
 def image_paths(inputs: list[str]) -> list[tuple[Path, bool]]:
@@ -66,6 +75,10 @@ def read_images(paths: list[tuple[Path, bool]], shape: tuple[int, ...]):
     height, width, channels = shape
     names, images = [], []
     for path, named in paths:
+        problem = not_a_file(path)  # named ones were checked already
+        if problem:
+            warnings.warn(f"skipped {path}: {problem}", InputWarning, stacklevel=2)
+            continue
         try:
             with warnings.catch_warnings():
                 # Pillow only warns below twice its pixel limit, then decodes: a bomb is refused outright.

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, check_run_references, plan_run, refuse_beyond_memory, run_references
+from zoo.config import RunPlan, check_run_references, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 from zoo.tables import shorten
@@ -910,7 +910,7 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     recorded = artifacts.read_yaml(run_dir / artifacts.CONFIG)
     if not is_run_config(recorded):
         raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
-    cfg = OmegaConf.create(recorded)
+    cfg = OmegaConf.create(literal(recorded))  # the values the run had, never resolved again
     # A finished run is used on this machine: the devices it trained on (a GPU, a TPU, other
     # machines to meet) are where it was. `zoo evaluate` of a GPU run failed on a laptop, and
     # of a multi-worker run waited for its workers, on the hosts its config names.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import zoo
 from zoo.errors import InputWarning
-from zoo.inference import user_files
+from zoo.inference import not_a_file, user_files
 from zoo.tables import printable, shorten
 from zoo_plugins.datasets import check_fractions
 
@@ -128,6 +128,8 @@ def check_image(path: Path) -> str | None:
 
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file ({path.suffix or 'no extension'}; reads {', '.join(IMAGE_SUFFIXES)})"
+    if problem := not_a_file(path):
+        return problem
     try:
         with Image.open(path) as image:
             image.load()  # a full decode: catches truncated and corrupt files, not only bad headers
