@@ -474,6 +474,27 @@ def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.keras").exists()
     history = (run_dir / "history.csv").read_text().splitlines() if (run_dir / "history.csv").exists() else []
     assert len(history) <= 2  # it stopped in its first epoch, not after five
+    # Its log says why too: under nohup, a scheduler or a sweep, the terminal's line is elsewhere.
+    assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(f"[zoo][INFO] - stopped: {line.removeprefix('zoo: error: ')}")
+
+
+def test_a_run_past_its_open_file_limit_says_which_limit_and_continues_once_raised(tmp_path):
+    """Saving the model under ``ulimit -n 8`` had failed as "model.keras: Too many open
+    files": neither the limit nor that the run continues from its checkpoint."""
+    import resource
+
+    run_dir = tmp_path / "run"
+    args = ("train", "model=mlp_classifier", "dataset=breast_cancer", "trainer.epochs=1", "loggers=none", f"hydra.run.dir={run_dir}")
+    limited = subprocess.run(
+        [sys.executable, "-m", "zoo", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (8, resource.getrlimit(resource.RLIMIT_NOFILE)[1])),
+    )  # fmt: skip
+    assert limited.returncode == 2, limited.stderr[-2000:]
+    [line] = error_lines(limited.stderr)
+    assert "this process may hold at most 8 open files (ulimit -n); raise it" in line, line
+    assert "the run keeps its checkpoint at the end of epoch 1" in line and "run the same command to continue" in line, line
+    resumed = run_zoo(*args, cwd=tmp_path)
+    assert resumed.returncode == 0 and (run_dir / "metrics.json").is_file(), resumed.stderr[-2000:]
 
 
 @pytest.mark.slow  # TensorFlow starts to find out: 20 s

@@ -216,12 +216,12 @@ class Checkpoints:
             reason = failure.strerror if isinstance(failure, OSError) and failure.strerror else failure
             raise ZooError(f"could not write a checkpoint in {self.folder} ({reason}); {self.resumable()}") from failure
 
-    def resumable(self) -> str:
+    def resumable(self, fix: str = "free space") -> str:
         """What a run stopped by a write failure (a full disk) keeps, and how to go on."""
         newest = self.newest_position()
         if newest is None:
-            return "no checkpoint was written yet: free space, then run the same command to start it again"
-        return f"the run keeps its checkpoint at {newest}: free space, then run the same command to continue from there"
+            return f"no checkpoint was written yet: {fix}, then run the same command to start it again"
+        return f"the run keeps its checkpoint at {newest}: {fix}, then run the same command to continue from there"
 
     def load(self, step: int) -> tuple[Path, Position, dict]:
         """The checkpoint taken after ``step`` optimizer steps: (path, position, arrays)."""

@@ -1073,12 +1073,29 @@ def raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
 def os_error_line(exc: OSError) -> str:
     if exc.errno in DISK_FULL:  # also one a library raised without the file's name (Hydra's records)
         return f"could not write {exc.filename or 'a file'} ({exc.strerror}); make room or choose a writable place, then run the command again"
+    if exc.errno in TOO_MANY_FILES:
+        return f"could not open {exc.filename or 'a file'}: {too_many_files(exc)}, then run the command again"
     return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
 
 
 # Write failures a user fixes by making room (a full disk or quota, a size limit, a disk
 # remounted read-only): the run stays resumable from its last checkpoint.
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+# Open-file limits, the process's (ulimit -n, a batch system's) or the machine's: the run stays
+# resumable too. It had said "model.keras: Too many open files", naming neither limit nor fix.
+TOO_MANY_FILES = {errno.EMFILE, errno.ENFILE}
+
+
+def too_many_files(exc: OSError) -> str:
+    """The limit an EMFILE or ENFILE ran into, and what raises it."""
+    import resource
+
+    if exc.errno == errno.ENFILE:
+        return "the machine has too many files open (fs.file-max); close some programs or raise it"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = f"at most {soft}" if soft != resource.RLIM_INFINITY else "its limit of"
+    raise_to = f" (up to {hard})" if hard != resource.RLIM_INFINITY and hard > soft else ""
+    return f"this process may hold {most} open files (ulimit -n); raise it{raise_to}"
 
 
 def train_task(cfg) -> Any:
@@ -1090,6 +1107,10 @@ def train_task(cfg) -> Any:
     from zoo.artifacts import METRICS
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # A log line that cannot be written (train.log on a full disk) is lost, not printed as a
+    # 30-line "--- Logging error ---" traceback beside the one line that says why. Here: a
+    # launcher's job process runs no main().
+    logging.raiseExceptions = False
     objective = cfg.get("objective")
     finished = (run_dir / METRICS).is_file()
     trial = search.trial_of(HydraConfig.get())
@@ -1106,18 +1127,16 @@ def train_task(cfg) -> Any:
     except OSError as exc:
         if traceback_requested() or (trial is not None and exc.errno not in DISK_FULL):
             raise
-        remove_unused_run_dir(run_dir)  # failed before it wrote anything (its first line to a full disk)
-        if exc.errno not in DISK_FULL:
-            fail(os_error_line(exc))
         from zoo.checkpoints import Checkpoints
 
         where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}, or the standard output"
-        fail(f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
+        if exc.errno in TOO_MANY_FILES:
+            fail_run(run_dir, f"could not open {where}: {Checkpoints(run_dir).resumable(too_many_files(exc))}")
+        if exc.errno not in DISK_FULL:
+            fail_run(run_dir, os_error_line(exc))
+        fail_run(run_dir, f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
     except Interrupted as exc:
-        line = f"{exc}; to continue: {continue_command(run_dir)}"
-        logging.getLogger("zoo").info(line)  # for a user whose terminal is gone, in train.log
-        remove_unused_run_dir(run_dir)  # stopped before anything was written (waiting for workers)
-        fail(line, code=128 + exc.signal_number)
+        fail_run(run_dir, f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except KeyboardInterrupt:  # Ctrl-C while the job starts up (loading TensorFlow); training saves a checkpoint itself
         remove_unused_run_dir(run_dir)
         raise  # main says "interrupted"
@@ -1132,17 +1151,24 @@ def train_task(cfg) -> Any:
         if trial is not None:  # a search's trial: the sweeper marks it failed and decides whether to go on
             print(f"trial {trial['number']} failed: {' '.join(message.split())}", file=sys.stderr, flush=True)
             raise
-        remove_unused_run_dir(run_dir)
-        fail(message)
+        fail_run(run_dir, message)
     except (Exception, SystemExit) as exc:  # a plugin's or a library's failure: one line here too (Hydra would add its own)
         # sys.exit() in a plugin's factory is a failure too, not a run that ended well with nothing in it
         if isinstance(exc, SystemExit) and trial is not None:
             raise RuntimeError(describe_failure(exc)) from exc  # the sweeper records the trial failed, and goes on
         if traceback_requested() or trial is not None:  # a search's trial: the sweeper records the failure
             raise
-        remove_unused_run_dir(run_dir)
-        fail(describe_failure(exc))
+        fail_run(run_dir, describe_failure(exc))
     return metrics
+
+
+def fail_run(run_dir: Path, message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """End a run with ``message``, which its train.log keeps too (a run under nohup or a
+    scheduler, or a sweep's job, had ended there with no word of why), unless the run wrote
+    nothing yet: then its folder goes (its first line to a full disk, say)."""
+    logging.getLogger("zoo").info(f"stopped: {' '.join(message.split())}")
+    remove_unused_run_dir(run_dir)
+    fail(message, code=code)
 
 
 def remove_unused_run_dir(run_dir: Path) -> None:
