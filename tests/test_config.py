@@ -132,6 +132,7 @@ def test_experiment_presets_compose():
         (["trainer.clipnorm=inf"], "trainer.clipnorm=inf must be a finite number"),
         (["metrics=[f1]", "metrics.f1.threshold=-inf"], "metrics.f1.threshold=-inf must be a finite number"),
         (["trainer.steps_per_execution=40"], "steps_per_execution must be at most 32"),  # TensorFlow refused it mid-run
+        (["seed=" + "1" * 5000], "a number of 5000 digits is beyond any setting; give a smaller one"),  # not Python's advice
         (["loggers=[tensorboard]", "loggers.tensorboard.folder=/tmp"], "it names a folder inside the run directory"),
         # A folder named model.keras (of snapshots) left no room for the model: the run could never finish.
         (["callbacks=[snapshots]", "callbacks.snapshots.folder=model.keras"], "the run keeps its own model.keras there"),
@@ -453,3 +454,13 @@ def test_text_once_resolved_is_never_resolved_again(default_run, tmp_path):
     assert result.returncode == 2, result.stdout
     [line] = error_lines(result.stderr)
     assert "model.filters: Value '${oc.env:ZOO_RECORDED}' of type 'str' could not be converted to Integer" in line, line
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_an_output_folder_through_a_link_to_nowhere_is_named_as_such(key, tmp_path):
+    """Hydra's makedirs failed on it as "dl: File exists", which names neither link nor fix."""
+    (tmp_path / "dl").symlink_to(tmp_path / "moved")
+    with pytest.raises(zoo.ZooError) as info:
+        check_overrides([*(["-m", "seed=1,2"] if key == "hydra.sweep.dir" else []), f"{key}={tmp_path / 'dl' / 'run'}"])
+    assert f"{tmp_path / 'dl'} is a link to {tmp_path / 'moved'}, which does not exist; make that folder" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl"]

@@ -129,8 +129,9 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
             raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason}); {hint}") from None
         except RecursionError:  # the grammar's parser recurses once per bracket
             raise ZooError(f"{shorten(override)}: nested too deeply; give a flatter value") from None
-        except ValueError as exc:  # an integer of over 4300 digits
-            raise ZooError(f"{shorten(override)}: {' '.join(str(exc).split())[:120]}") from None
+        except ValueError:  # an integer of over 4300 digits (Python's advice is for its own programs)
+            digits = max(len(run) for run in re.findall(r"\d+", override))
+            raise ZooError(f"{shorten(override)}: a number of {digits} digits is beyond any setting; give a smaller one") from None
     return parsed
 
 
@@ -389,6 +390,11 @@ def check_output_dir(path: str, key: str) -> Path:
     ancestor = target
     try:
         while not ancestor.exists() and ancestor != ancestor.parent:
+            if ancestor.is_symlink():  # Hydra's makedirs failed on it: "File exists"
+                raise ZooError(
+                    f"{key}={shorten(path)}: {ancestor} is a link to {os.readlink(ancestor)}, which does not exist; "
+                    f"make that folder, or choose another {key}"
+                )
             ancestor = ancestor.parent
     except OSError as exc:  # a name too long for the file system, a loop of links
         raise ZooError(f"{key}={shorten(path)}: {exc.strerror}; choose another {key}") from None
