@@ -278,6 +278,8 @@ def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_th
         f"zoo: error: 1 of 1 trials failed (hydra.sweeper.max_failure_rate=0.0); see their train.log in {tmp_path / 'strict'}"
     ]
     assert "trial 0 failed: trainer.learning_rate must be positive" in stopped.stderr
+    [log] = (tmp_path / "strict").glob("*/train.log")  # where the last line sends the user: it says why too
+    assert "[zoo][INFO] - stopped: trainer.learning_rate must be positive" in log.read_text().splitlines()[-1]
     assert "Traceback" not in stopped.stderr and states("strict") == ["FAIL"]
     tolerant = search("tolerant", "hydra.sweeper.max_failure_rate=0.5", "hydra.sweeper.n_jobs=2")
     assert tolerant.returncode == 0, tolerant.stderr[-3000:]

@@ -1149,24 +1149,30 @@ def train_task(cfg) -> Any:
 
         message = in_sweep_terms(str(exc)) if HydraConfig.get().mode == RunMode.MULTIRUN else str(exc)
         if trial is not None:  # a search's trial: the sweeper marks it failed and decides whether to go on
+            log_stop(message)  # the sweep's last line sends the user to the trials' train.log
             print(f"trial {trial['number']} failed: {' '.join(message.split())}", file=sys.stderr, flush=True)
             raise
         fail_run(run_dir, message)
     except (Exception, SystemExit) as exc:  # a plugin's or a library's failure: one line here too (Hydra would add its own)
-        # sys.exit() in a plugin's factory is a failure too, not a run that ended well with nothing in it
-        if isinstance(exc, SystemExit) and trial is not None:
-            raise RuntimeError(describe_failure(exc)) from exc  # the sweeper records the trial failed, and goes on
-        if traceback_requested() or trial is not None:  # a search's trial: the sweeper records the failure
+        if trial is not None:  # a search's trial: the sweeper records the failure, and goes on
+            log_stop(describe_failure(exc))
+            if isinstance(exc, SystemExit):  # sys.exit() in a plugin's factory is a failure too, not a run that ended well
+                raise RuntimeError(describe_failure(exc)) from exc
+        if traceback_requested() or trial is not None:
             raise
         fail_run(run_dir, describe_failure(exc))
     return metrics
+
+
+def log_stop(message: str) -> None:
+    logging.getLogger("zoo").info(f"stopped: {' '.join(message.split())}")
 
 
 def fail_run(run_dir: Path, message: str, code: int = EXIT_USAGE) -> NoReturn:
     """End a run with ``message``, which its train.log keeps too (a run under nohup or a
     scheduler, or a sweep's job, had ended there with no word of why), unless the run wrote
     nothing yet: then its folder goes (its first line to a full disk, say)."""
-    logging.getLogger("zoo").info(f"stopped: {' '.join(message.split())}")
+    log_stop(message)
     remove_unused_run_dir(run_dir)
     fail(message, code=code)
 
