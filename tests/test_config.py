@@ -464,3 +464,17 @@ def test_an_output_folder_through_a_link_to_nowhere_is_named_as_such(key, tmp_pa
         check_overrides([*(["-m", "seed=1,2"] if key == "hydra.sweep.dir" else []), f"{key}={tmp_path / 'dl' / 'run'}"])
     assert f"{tmp_path / 'dl'} is a link to {tmp_path / 'moved'}, which does not exist; make that folder" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dl"]
+
+
+@pytest.mark.parametrize(
+    "override,setting",
+    [("hydra.sweeper.params.model.dropout='interval(0.5,0.1)'", "model.dropout"), ("+hydra.sweeper.params.model.nope='choice(1,2)'", "model.nope")],
+)
+def test_a_search_range_is_given_as_a_swept_override(override, setting, tmp_path):
+    """A search's space is keyed by whole names, which a key path splits: it had failed as
+    "unknown config key", or "no viable alternative at input '{'nope''"."""
+    result = run_zoo("train", "-m", "hparams_search=digits_cnn", override, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert f"a search's space is keyed by whole names ('{setting}')" in line and f"-m '{setting}=interval(0.1,0.5)'" in line, line
+    assert not (tmp_path / "sweep").exists()

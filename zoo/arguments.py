@@ -241,7 +241,10 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             values = sweep_values(override) if override.is_discrete_sweep() else []
         else:
             values = [override.value()]
-        problem = _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values) or _moves_the_job(key, values)
+        problem = (
+            _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values)
+            or _moves_the_job(key, values) or _search_space_path(key)
+        )  # fmt: skip
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
 
@@ -291,6 +294,19 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 f"as code to load); set it in your shell ({parts[3]}=... zoo train ...) or in a config file of your own"
             )
     return None
+
+
+def _search_space_path(key: str) -> Optional[str]:
+    """``hydra.sweeper.params.model.dropout=...``: the space's keys are whole dotted names,
+    which a key path splits (it failed as "unknown config key", or "no viable alternative at
+    input"). Hydra's Optuna sweeper takes a swept override in their place."""
+    if not key.startswith("hydra.sweeper.params."):
+        return None
+    setting = key.removeprefix("hydra.sweeper.params.")
+    return (
+        f"a search's space is keyed by whole names ('{setting}'), which a key path cannot spell; give the range as a "
+        f"swept override instead, e.g. -m '{setting}=interval(0.1,0.5)' or '{setting}=choice(8,16)' (it replaces the config's)"
+    )
 
 
 def _moves_the_job(key: str, values: list) -> Optional[str]:
