@@ -109,6 +109,7 @@ def eight_bits(image):
     return image
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # the model's inputs are float32: a larger value becomes Inf
 CSV_CHUNK = 4096  # rows read and predicted at a time: a file of millions of rows never sits in memory at once
 
 
@@ -142,7 +143,7 @@ def csv_chunks(inputs: list[str], width: int, features: tuple[str, ...] = ()) ->
                     if order is not None:
                         values = [values[i] for i in order]
                     # NaN, Inf, or beyond float32: the model would still name a class, with confidence.
-                    if not np.isfinite(np.asarray(values, dtype=np.float32)).all():
+                    if not all(math.isfinite(value) and abs(value) <= FLOAT32_MAX for value in values):
                         raise ZooError(f"{path}:{line_number} has a value that is not a finite number (NaN, Inf or too large); fix or drop the row")
                     names.append(f"{path}:{line_number}")
                     rows.append(values)
