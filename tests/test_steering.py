@@ -199,6 +199,28 @@ def test_a_parent_or_teacher_trained_on_this_runs_test_examples_is_named(tmp_pat
 
 
 @pytest.mark.slow
+def test_a_run_whose_data_is_not_here_still_warm_starts_and_says_what_it_needs_it_for(tmp_path):
+    """A run from another machine (or whose image folder moved): a warm start from it failed
+    on the folder not being there (read to check it for this run's test examples), and an
+    int8 export said only that, not that its calibration needs the data."""
+    from conftest import tiny_overrides
+
+    here = Path(tiny_overrides("image_folder")["path"])
+    elsewhere = tmp_path / "pets"
+    shutil.copytree(here, elsewhere)
+    data = ["model=mlp_classifier", "model.hidden_units=[8]", "dataset=image_folder", "dataset.image_size=[8,8]", "trainer.epochs=1"]
+    parent = train(tmp_path, "parent", *data, f"dataset.path={elsewhere}")
+    shutil.rmtree(elsewhere)
+    result = run_zoo("train", *data, f"dataset.path={here}", f"trainer.init_from={parent}", f"hydra.run.dir={tmp_path / 'child'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"zoo: warning: trainer.init_from={parent}: whether it trained on this run's test examples is not known" in result.stderr
+    exported = run_zoo("export", str(parent), "--format", "tflite", "--quantize", "int8", "--output", str(tmp_path / "q.tflite"))
+    assert exported.returncode == 2 and not (tmp_path / "q.tflite").exists()
+    [line] = error_lines(exported.stderr)
+    assert "--quantize int8 calibrates on the run's training examples, which cannot be loaded here" in line, line
+
+
+@pytest.mark.slow
 def test_warm_start_with_nothing_in_common_fails_in_one_line(tmp_path):
     parent = train(tmp_path, "parent", "model=mlp_classifier", "model.hidden_units=[7]", "trainer.epochs=1")
     result = run_zoo("train", *SMALL, f"trainer.init_from={parent}", f"hydra.run.dir={tmp_path / 'child'}", cwd=tmp_path)

@@ -196,7 +196,13 @@ def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, spli
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        sample = first_examples(tf, splits().train, CALIBRATION_EXAMPLES)  # the same for the same run
+        try:
+            sample = first_examples(tf, splits().train, CALIBRATION_EXAMPLES)  # the same for the same run
+        except ZooError as exc:  # a run from another machine, its data moved: the dataset's own line alone named no fix
+            raise ZooError(
+                f"--quantize int8 calibrates on the run's training examples, which cannot be loaded here ({exc}); put the "
+                "data where the run's config.yaml says, or export without int8 (--quantize float16 needs no data)"
+            ) from None
         converter.representative_dataset = lambda: ([example[None]] for example in sample)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8

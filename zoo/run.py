@@ -494,10 +494,16 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         reference = finished_run_plan(Path(path))
         same_split = (reference.seed, reference.dataset_config) == (plan.seed, plan.dataset_config)
         if reference.dataset.name == plan.dataset.name and not same_split:
-            warn_of_trained_examples(
-                splits, reference.dataset.item.factory(reference.dataset_config, reference.seed).train, f"{key}={path}",
-                "give a run trained with this run's seed and split",
-            )  # fmt: skip
+            try:
+                trained_split = reference.dataset.item.factory(reference.dataset_config, reference.seed).train
+            except (ZooError, OSError) as exc:  # its data is elsewhere (a run from another machine): the run goes on
+                warnings.warn(
+                    InputWarning(f"{key}={path}: whether it trained on this run's test examples is not known, its data "
+                                 f"cannot be loaded here ({' '.join(str(exc).split())})"),
+                    stacklevel=1,
+                )  # fmt: skip
+                continue
+            warn_of_trained_examples(splits, trained_split, f"{key}={path}", "give a run trained with this run's seed and split")
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
     parent_weights = None
