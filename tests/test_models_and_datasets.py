@@ -72,3 +72,19 @@ def test_model_trains_a_step_on_every_compatible_dataset(model_name, dataset_nam
             low, high = spec.value_range
             assert samples.min() >= low and samples.max() <= high
             np.testing.assert_array_equal(samples, again)
+
+
+@pytest.mark.parametrize(
+    "name,fractions,expected",
+    [
+        ("digits", {"validation_fraction": 0.0001}, "the validation split would hold 1 of the 1797 examples, fewer than their 10 classes"),
+        ("digits", {"test_fraction": 0.0001}, "raise dataset.test_fraction to 0.006 or more"),
+        ("breast_cancer", {"test_fraction": 0.5, "validation_fraction": 0.4999}, "the training split would hold 0 of the 569"),
+        ("synthetic_cats", {"test_fraction": 0.0001}, "raise dataset.test_fraction to"),
+    ],
+)
+def test_splits_too_small_for_every_class_name_the_fraction_to_change(name, fractions, expected):
+    """scikit-learn's refusal had been the line: "sklearn failed: The test_size = 1 should be
+    greater or equal to the number of classes = 10"."""
+    with pytest.raises(zoo.ZooError, match=expected):
+        zoo.create_dataset(name, **fractions).load(seed=0)

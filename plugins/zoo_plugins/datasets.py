@@ -114,8 +114,27 @@ def check_fractions(validation_fraction: float, test_fraction: float) -> None:
 
 def stratified_splits(x, y, validation_fraction: float, test_fraction: float, seed: int) -> zoo.Splits:
     """Split arrays into train/validation/test, stratified by label, reproducibly from ``seed``."""
+    import math
+
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
+    # scikit-learn's sizes, checked first: its refusal named neither key nor fix ("sklearn failed:
+    # The test_size = 1 should be greater or equal to the number of classes = 10").
+    examples, classes = len(y), len(np.unique(y))
+    test = math.ceil(test_fraction * examples)
+    validation = math.ceil(validation_fraction / (1.0 - test_fraction) * (examples - test))
+    for split, count, key in (("test", test, "test_fraction"), ("validation", validation, "validation_fraction"),
+                              ("training", examples - test - validation, None)):  # fmt: skip
+        if count < classes:
+            fix = (
+                f"raise dataset.{key} to {math.ceil(1000 * classes / examples) / 1000} or more" if key
+                else "lower dataset.validation_fraction or dataset.test_fraction"
+            )
+            raise zoo.ZooError(
+                f"the {split} split would hold {count} of the {examples} examples, fewer than their {classes} classes "
+                f"(each split holds every class); {fix}"
+            )
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest,
