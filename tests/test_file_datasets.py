@@ -502,3 +502,24 @@ def test_files_that_change_under_a_run_and_a_full_cache_disk_are_one_line_each(t
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     [line] = [line for line in result.stderr.splitlines() if line.startswith("zoo: error:")]
     assert line.startswith(f"zoo: error: could not write {tmp_path / 'cache' / 'c'}_train_") and "(File too large); " in line, line
+
+
+@pytest.mark.parametrize(
+    "settings,expected",
+    [
+        ({"validation_fraction": 0.0001}, "the validation split holds 1 of the text's 5,400 characters, less than one window of "
+                                           "dataset.sequence_length=64; raise dataset.validation_fraction to 0.013 or more"),
+        ({"test_fraction": 0.0001}, "raise dataset.test_fraction to 0.013 or more"),
+        ({"validation_fraction": 0.5, "test_fraction": 0.49}, "the train split holds 54 of the text's 5,400 characters"),
+        ({"sequence_length": 600}, "the validation split holds 271 of the text's 5,400 characters, less than one window of "
+                                   "dataset.sequence_length=600; raise dataset.validation_fraction to 0.112 or more, or lower"),
+    ],
+)  # fmt: skip
+def test_a_text_split_too_short_for_a_window_names_the_setting_to_change(settings, expected, tmp_path):
+    """It had said "a split of 1 characters is shorter than dataset.sequence_length=64; use a
+    longer text", of a validation fraction set too small."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog. " * 120, encoding="utf-8")  # 5,400 characters
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.create_dataset("text", path=str(corpus), **settings).load(seed=0)
+    assert expected in str(info.value)

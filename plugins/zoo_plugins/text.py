@@ -134,9 +134,7 @@ def windows(ids, length: int, step: int):
     import numpy as np
 
     where = window_starts(len(ids), length, step)
-    starts = np.arange(where.start, where.stop, where.step)
-    if len(starts) == 0:
-        raise zoo.ZooError(f"a split of {len(ids)} characters is shorter than dataset.sequence_length={length}; use a longer text")
+    starts = np.arange(where.start, where.stop, where.step)  # load_text made sure there is one
     offsets = starts[:, None] + np.arange(length)[None, :]
     return ids[offsets], ids[offsets + 1]
 
@@ -159,6 +157,17 @@ def load_text(config: TextConfig, seed: int) -> zoo.Splits:
         "validation": (ids[validation_start:test_start], length),
         "test": (ids[test_start:], length),
     }
+    for split, (block, _) in blocks.items():
+        if len(block) <= length:  # not one window: it had said "use a longer text" of a tiny fraction
+            fraction = f"dataset.{split}_fraction"
+            fix = (
+                f"raise {fraction} to {math.ceil(1000 * (length + 1) / len(ids)) / 1000} or more, " if split != "train"
+                else "lower dataset.validation_fraction or dataset.test_fraction, "
+            )
+            raise zoo.ZooError(
+                f"the {split} split holds {len(block)} of the text's {len(ids):,} characters, less than one window of "
+                f"dataset.sequence_length={length}; {fix}or lower dataset.sequence_length, or use a longer text"
+            )
     # Windows overlap: each character is copied length / step times, and training copies the
     # arrays once more into tensors. A small step with a long window (step=1,
     # sequence_length=4096: 21 GB from 350,000 characters) had the kernel kill the run unsaid.
