@@ -187,6 +187,10 @@ def test_new_plugin_refuses_a_bad_name_or_an_existing_folder_and_writes_nothing(
     assert taken.returncode == 0, taken.stderr
     again = run_zoo("new", "plugin", "cnn", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in error_lines(again.stderr)[0]
+    (tmp_path / "zoo-linked").symlink_to(tmp_path / "moved")  # a link to nowhere: ".zoo-linked-x1y2: Not a directory"
+    linked = run_zoo("new", "plugin", "linked", cwd=tmp_path)
+    assert linked.returncode == 2 and "zoo-linked already exists" in error_lines(linked.stderr)[0], linked.stderr
+    (tmp_path / "zoo-linked").unlink()
     for name in ("plugins", "zoo_plugins"):  # its package would be zoo_plugins, the zoo's own plugins' (shadowing them once installed)
         shadowing = run_zoo("new", "plugin", name, cwd=tmp_path)
         assert shadowing.returncode == 2 and "a package named zoo_plugins is installed already" in error_lines(shadowing.stderr)[0]
