@@ -159,6 +159,14 @@ def test_zoo_explain_draws_a_picture_per_input_and_writes_the_csv(runs, tmp_path
     # A user's folder: nothing in it is written over.
     again = run_zoo("explain", str(runs["digits"]), str(tmp_path / "digit0.png"), "--method", "gradcam", "-o", str(tmp_path / "out"))
     assert again.returncode == 2 and "exists and was not written by this command" in error_lines(again.stderr)[0]
+    # A link to nowhere is the user's too: it had been replaced by the pictures' CSV.
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "attributions.gradcam.csv").symlink_to(tmp_path / "gone.csv")
+    (tmp_path / "nowhere").symlink_to(tmp_path / "gone")  # the folder itself: "nowhere: File exists"
+    for folder, problem in (("linked", "exists and was not written by this command"), ("nowhere", "is a link to")):
+        refused = run_zoo("explain", str(runs["digits"]), str(tmp_path / "digit0.png"), "--method", "gradcam", "-o", str(tmp_path / folder))
+        assert refused.returncode == 2 and problem in error_lines(refused.stderr)[0], refused.stderr
+    assert (tmp_path / "linked" / "attributions.gradcam.csv").is_symlink() and sorted(p.name for p in (tmp_path / "linked").iterdir()) == ["attributions.gradcam.csv"]
 
     rows_csv = tmp_path / "rows.csv"
     rows_csv.write_text("\n".join(",".join(str(v) for v in row) for row in np.random.default_rng(0).normal(10, 3, (2, 30))))

@@ -114,6 +114,8 @@ def check_output_folder(folder: Path, option: str) -> None:
     else one line naming ``option`` (a run on a read-only disk, its default outputs inside)."""
     existing = Path(os.path.abspath(folder))
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # making the folder failed on it: "File exists"
+            raise ZooError(f"{option} {folder}: {existing} is a link to {os.readlink(existing)}, which does not exist; make that folder, or give another {option}")
         existing = existing.parent
     if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
         return

@@ -868,7 +868,7 @@ def explain_command(args: argparse.Namespace) -> None:
     if args.output is not None:  # the user's folder: nothing in it is written over
         from zoo.explain import planned_files
 
-        taken = [path for path in planned_files(explanation, folder) if path.exists()]
+        taken = [path for path in planned_files(explanation, folder) if path.exists() or path.is_symlink()]  # a link to nowhere too
         if taken:
             raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
     made = not folder.exists()
