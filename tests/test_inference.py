@@ -641,6 +641,16 @@ def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run
     assert "zoo.errors.ZooError: Keras runs on jax here; the zoo needs its TensorFlow backend: set KERAS_BACKEND=tensorflow" in other.stderr
 
 
+def test_a_thread_count_tensorflow_aborts_on_is_one_line(default_run):
+    """TF_NUM_INTRAOP_THREADS=-5 left from other work: TensorFlow aborted at its first op
+    (status 134, "Check failed: num_threads >= 1" and a C++ stack)."""
+    result = run_zoo("evaluate", str(default_run[0]), env={"TF_NUM_INTRAOP_THREADS": "-5"})
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "zoo: error: TF_NUM_INTRAOP_THREADS=-5 in the environment is a negative thread count, which TensorFlow aborts on; "
+        "unset it, or give 0 (TensorFlow's choice) or more"
+    ), result.stderr[-2000:]
+
+
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
 def test_a_command_stopped_by_sigterm_or_sighup_takes_back_what_it_was_writing(default_run, tmp_path, number):
     """A scheduler's SIGTERM or a closed terminal's SIGHUP killed `zoo explain` with nothing
