@@ -160,7 +160,7 @@ def test_many_classes_show_the_most_confused_ones_with_every_error_counted():
     assert ("1,950 others", "1,950 others") not in cells and len(row) == 51  # the examples among the others: blank
 
 
-def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_path):
+def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_path, monkeypatch):
     """A search of 200 trials drew 200 value labels a panel and a legend 50 inches tall:
     beyond 20 runs the points are plain, numbered on the axis, and the figure keeps its size."""
     import json
@@ -186,6 +186,14 @@ def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_
     (tmp_path / "sweep" / "0_cnn_classifier" / "metrics.json").write_text('{"loss": Infinity, "accuracy": -Infinity}')
     plot_comparison(tmp_path / "infinite.png", find_runs([tmp_path / "sweep"])[:3])
     assert image.imread(tmp_path / "infinite.png").shape[0] > 300
+    # Runs of one epoch each: as faint lines, their validation loss had drawn nothing at all.
+    for run in (tmp_path / "sweep").iterdir():
+        (run / "history.csv").write_text("\n".join((run / "history.csv").read_text().splitlines()[:2]) + "\n")
+    drawn = []
+    monkeypatch.setattr("zoo.artifacts.save_figure", lambda figure, path: drawn.append(figure))
+    plot_comparison(tmp_path / "one-epoch.png", find_runs([tmp_path / "sweep"]))
+    curves = next(ax for ax in drawn[0].axes if ax.get_title() == "val_loss per epoch").get_lines()
+    assert len(curves) == COMPARE_NAMED_RUNS + 10 and all(line.get_marker() == "o" for line in curves)
 
 
 def test_thousands_of_generated_samples_draw_a_bounded_grid_of_the_first_few_hundred(tmp_path):

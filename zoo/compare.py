@@ -245,7 +245,9 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
         else:
             for run, colour in zip(finished, colours):
                 values = run.history.get(name, [])
-                ax.plot(range(1, len(values) + 1), values, color=colour, **({"marker": "o", "markersize": 3} if named else {"alpha": 0.3, "linewidth": 0.8}))
+                # Many runs are faint lines; a run of one epoch is a point (as a line it had not shown at all).
+                faint = {"alpha": 0.3, "linewidth": 0.8, **({"marker": "o", "markersize": 3} if len(values) == 1 else {})}
+                ax.plot(range(1, len(values) + 1), values, color=colour, **({"marker": "o", "markersize": 3} if named else faint))
             ax.set_title(f"{name} per epoch")
             ax.set_xlabel("epoch")
             epochs = max(1, *(len(r.history.get(name, [])) for r in finished))
