@@ -247,3 +247,16 @@ def test_a_test_split_of_one_class_draws_a_roc_without_curves_rather_than_failin
     FigureCanvasAgg(fig).draw()
     assert not fig.axes[0].child_axes
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["chance"]
+
+
+def test_training_curves_count_whole_epochs(tmp_path, monkeypatch):
+    """A one-epoch run's axis had been ticked 0.96, 0.98, 1.00, 1.02, 1.04."""
+    from zoo.artifacts import plot_training_curves
+
+    drawn = []
+    monkeypatch.setattr("zoo.artifacts.save_figure", lambda figure, path: drawn.append(figure))
+    for epochs in (1, 2, 40):
+        history = {"loss": list(np.linspace(1, 0.5, epochs)), "val_loss": list(np.linspace(1.1, 0.6, epochs))}
+        plot_training_curves(tmp_path / "curves.png", history, "a run")
+        ticks = [t for t in drawn[-1].axes[0].get_xticks() if 0.5 <= t <= epochs + 0.5]
+        assert all(float(t).is_integer() for t in ticks) and 1 <= len(ticks) <= 12, (epochs, ticks)
