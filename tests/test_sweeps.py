@@ -244,8 +244,8 @@ def test_a_pruned_trial_stops_keeps_its_epochs_and_is_marked_pruned_everywhere(t
     assert "trainer.learning_rate=0.01" in best["overrides"] and "trainer.learning_rate=0.01" in best["command"]
     assert "model.filters=4" in best["overrides"]
     assert f"to train it again: {best['command']}" in result.stdout
-    for plot in ("optimization_history.png", "param_importances.png"):
-        assert (tmp_path / "sweep" / plot).stat().st_size > 10_000
+    assert (tmp_path / "sweep" / "optimization_history.png").stat().st_size > 10_000
+    assert not (tmp_path / "sweep" / "param_importances.png").exists()  # one complete trial ranks nothing
 
     # The finished study, run again: its result, exit 0, nothing trained.
     again = run_zoo(*pruning_search(tmp_path / "again", storage), cwd=tmp_path)
@@ -579,3 +579,23 @@ artifacts.plot_training_curves(out / "curves.png", {"loss": [1.0, 0.5], "val_los
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["optimization_history.png", "param_importances.png"]
     assert (out / "curves.png").stat().st_size > 1000 and not (tmp_path / "ran").exists()
+
+
+def test_a_short_study_draws_whole_trials_and_ranks_no_parameters(tmp_path, monkeypatch):
+    """A study of one trial drew its history on an axis ticked -0.045 to 0.045, and every
+    parameter "important" at exactly 1/n: a ranking of nothing, drawn as a finding."""
+    import optuna
+
+    from zoo import search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    drawn = {}
+    monkeypatch.setattr("zoo.artifacts.save_figure", lambda figure, path: drawn.update({path.name: figure}))
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-1, log=True) + trial.suggest_int("filters", 4, 32) / 100, n_trials=1)
+    assert [p.name for p in search.plot_study(study, tmp_path, "accuracy")] == ["optimization_history.png"]
+    axes = drawn["optimization_history.png"].axes[0]
+    low, high = axes.get_xlim()
+    assert [t for t in axes.get_xticks() if low <= t <= high] == [0]
+    study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-1, log=True) + trial.suggest_int("filters", 4, 32) / 100, n_trials=2)
+    assert [p.name for p in search.plot_study(study, tmp_path, "accuracy")] == ["optimization_history.png", "param_importances.png"]

@@ -412,7 +412,14 @@ def plot_study(study, sweep_dir: Path, objective: str) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     written = []
+    complete = [t for t in study.trials if t.state == optuna_module().trial.TrialState.COMPLETE]
+    searched = {name for trial in complete for name in trial.params}
     for name, draw in ((HISTORY_PLOT, plots.plot_optimization_history), (IMPORTANCE_PLOT, plots.plot_param_importances)):
+        if name == IMPORTANCE_PLOT and len(complete) <= len(searched):
+            # Fewer trials than it takes to vary each parameter once: one trial drew every
+            # parameter at exactly 1/n, a ranking of nothing.
+            log.info("no %s: %d complete trials rank no %d parameters", name, len(complete), len(searched))
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "experimental" notes
@@ -421,7 +428,9 @@ def plot_study(study, sweep_dir: Path, objective: str) -> list[Path]:
             log.info("no %s: %s", name, exc)
             continue
         if name == HISTORY_PLOT:
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            low, high = axes.get_xlim()  # a study of one trial had been ticked -0.045 to 0.045
+            axes.set_xlim(min(low, -0.5), max(high, len(study.trials) - 0.5))
             axes.set_title(f"Study {study.study_name}: {objective} per trial")
         else:
             axes.set_title(f"Study {study.study_name}: what {objective} depended on", loc="left")
