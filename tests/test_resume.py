@@ -220,6 +220,46 @@ def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_nam
     assert resumed_from(run_dir) == stopped_at and (run_dir / "metrics.json").is_file()
 
 
+def test_sigterm_outside_the_training_loop_is_one_line_too(tmp_path):
+    """While the run starts up (TensorFlow loading) SIGTERM had killed it with nothing said;
+    it stops in one line, leaving no folder, as Ctrl-C does."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", "trainer.epochs=1", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout.readline() == f"run directory: {run_dir}\n"  # TensorFlow loads next, for seconds
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM and err.strip() == "zoo: stopped by SIGTERM", err[-2000:]
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_between_the_folds_of_a_cross_validation_says_how_to_continue(tmp_path):
+    """Between two folds (the next one's data and model being made) or after a fold's
+    training (its records being written), SIGTERM had ended the run unsaid, in train.log too."""
+    import shlex
+
+    run_dir = tmp_path / "cv"
+    args = ["model.filters=4", "metrics=[accuracy]", "cv.folds=2", "trainer.epochs=1", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "train", *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (run_dir / "folds" / "1" / "metrics.json").exists():  # the first fold is done: the second starts
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    [line] = error_lines(err)
+    assert "stopped by SIGTERM" in line and line.removeprefix("zoo: error: ") in (run_dir / "train.log").read_text()
+    again = run_zoo(*shlex.split(line.split("to continue: ")[1])[1:], cwd=tmp_path)
+    assert again.returncode == 0 and (run_dir / "metrics.json").is_file(), again.stderr[-2000:]
+
+
 def test_a_closed_output_stops_the_run_with_a_checkpoint(tmp_path):
     """``zoo train | head -1``: once the pipe's reader has left, the next progress line had
     failed the run ("zoo: error: [Errno 32] Broken pipe", exit 2) with no checkpoint of the

@@ -151,6 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 raise ZooError("the working directory no longer exists (deleted or moved); cd into a folder that does") from None
             sys.stdout, sys.stderr = ReaderlessStream(sys.stdout), ReaderlessStream(sys.stderr)
             train_command(argv[1:])
+            if TERMINATED:  # raised where Python drops it (a finalizer), the run went on to its end
+                raise Terminated(TERMINATED[0])
             return
         if not argv:  # `zoo` alone: what it can do, not a usage error
             build_parser().print_help()
@@ -211,14 +213,18 @@ class Terminated(KeyboardInterrupt):
 TERMINATED: list[int] = []  # the signal that stopped the command
 
 
-def stop_cleanly_on_termination() -> None:
-    """A command other than `zoo train` (whose training saves a checkpoint on a signal) stops
-    on SIGTERM (a scheduler, `timeout`) or SIGHUP (its terminal closed) as on Ctrl-C, so that
-    what it was writing is taken back: killed by either, `zoo explain` had left a half set of
-    pictures, and `zoo predict -o` its temporary file. SIGHUP ignored (`nohup`) stays so."""
+def stop_cleanly_on_termination(training: bool = False) -> None:
+    """A command stops on SIGTERM (a scheduler, `timeout`) or SIGHUP (its terminal closed) as
+    on Ctrl-C, so that what it was writing is taken back: killed by either, `zoo explain` had
+    left a half set of pictures, and `zoo predict -o` its temporary file. Training catches
+    them itself, to save a checkpoint first. SIGHUP ignored (`nohup`) stays so."""
 
     def stop(number, frame) -> None:
         TERMINATED.append(number)
+        if training:  # should Python drop the exception (raised in a finalizer), the next training step stops
+            from zoo.training import terminal_lost
+
+            terminal_lost(number)
         raise Terminated(number)
 
     for number in (signal.SIGTERM, signal.SIGHUP):
@@ -985,6 +991,8 @@ def train_command(args: list[str]) -> None:
         return
     elif not given.config_path:  # a config of the user's own is Hydra's to compose
         check_composes(args)
+    if not is_multirun(args):  # a sweep's jobs watch their driver instead (zoo.sweeps)
+        stop_cleanly_on_termination(training=True)
     run_hydra(args)
 
 
@@ -1137,9 +1145,14 @@ def train_task(cfg) -> Any:
         fail_run(run_dir, f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
     except Interrupted as exc:
         fail_run(run_dir, f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
-    except KeyboardInterrupt:  # Ctrl-C while the job starts up (loading TensorFlow); training saves a checkpoint itself
-        remove_unused_run_dir(run_dir)
-        raise  # main says "interrupted"
+    except KeyboardInterrupt as exc:  # outside the training loop, which saves a checkpoint and says so itself
+        remove_unused_run_dir(run_dir)  # while the job started up (loading TensorFlow): nothing to continue
+        if not run_dir.is_dir() or traceback_requested():
+            raise  # main says "interrupted"
+        # While it wrote its records after training, or between the folds of a cross-validation:
+        # SIGTERM had ended it there with nothing said, nor in train.log.
+        number = exc.signal if isinstance(exc, Terminated) else signal.SIGINT
+        fail_run(run_dir, f"stopped by {signal.Signals(number).name}; to continue: {continue_command(run_dir)}", code=128 + number)
     except ZooError as exc:
         if traceback_requested():
             raise
@@ -1165,7 +1178,8 @@ def train_task(cfg) -> Any:
 
 
 def log_stop(message: str) -> None:
-    logging.getLogger("zoo").info(f"stopped: {' '.join(message.split())}")
+    message = " ".join(message.split())
+    logging.getLogger("zoo").info(message if message.startswith("stopped") else f"stopped: {message}")
 
 
 def fail_run(run_dir: Path, message: str, code: int = EXIT_USAGE) -> NoReturn:
