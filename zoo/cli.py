@@ -219,11 +219,12 @@ def stop_cleanly_on_termination(training: bool = False) -> None:
     left a half set of pictures, and `zoo predict -o` its temporary file. Training catches
     them itself, to save a checkpoint first. SIGHUP ignored (`nohup`) stays so."""
 
+    if training:  # imported now: an import inside a signal handler can meet one under way
+        from zoo.training import terminal_lost
+
     def stop(number, frame) -> None:
         TERMINATED.append(number)
         if training:  # should Python drop the exception (raised in a finalizer), the next training step stops
-            from zoo.training import terminal_lost
-
             terminal_lost(number)
         raise Terminated(number)
 

@@ -57,11 +57,13 @@ def import_tensorflow():
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "tensorflow"
     limit_malloc_arenas()
-    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):  # TensorFlow's own settings, set for other work
-        value = os.environ.get(name, "").strip()
-        if re.fullmatch(r"-\d+", value) and int(value) < 0 and "tensorflow" not in sys.modules:
-            # TensorFlow aborts at its first op (a C++ check failing, a core dump, 30 lines of stack)
-            raise ZooError(f"{name}={value} in the environment is a negative thread count, which TensorFlow aborts on; unset it, or give 0 (TensorFlow's choice) or more")
+    threads = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()  # TensorFlow's own setting, left from other work
+    if re.fullmatch(r"-0*[1-9]\d*", threads) and "tensorflow" not in sys.modules:
+        # TensorFlow aborts at its first op (a C++ check failing, a core dump, 30 lines of stack)
+        raise ZooError(
+            f"TF_NUM_INTRAOP_THREADS={threads} in the environment is a negative thread count, which TensorFlow aborts "
+            "on; unset it, or give 0 (TensorFlow's choice) or more"
+        )
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
         with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
