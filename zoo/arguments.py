@@ -402,16 +402,10 @@ def check_output_dir(path: str, key: str) -> Path:
     Returns the deepest folder of the way there that exists."""
     import tempfile
 
-    target = Path(path.split("${", 1)[0] or ".").expanduser().absolute()
-    ancestor = target
+    from zoo.artifacts import deepest_existing
+
     try:
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            if ancestor.is_symlink():  # Hydra's makedirs failed on it: "File exists"
-                raise ZooError(
-                    f"{key}={shorten(path)}: {ancestor} is a link to {os.readlink(ancestor)}, which does not exist; "
-                    f"make that folder, or choose another {key}"
-                )
-            ancestor = ancestor.parent
+        ancestor = deepest_existing(Path(path.split("${", 1)[0] or ".").expanduser(), f"{key}={shorten(path)}", key)
     except OSError as exc:  # a name too long for the file system, a loop of links
         raise ZooError(f"{key}={shorten(path)}: {exc.strerror}; choose another {key}") from None
     if not ancestor.is_dir():

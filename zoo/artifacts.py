@@ -109,14 +109,25 @@ FULL_DISK_FAILURES = {"No space left on device": errno.ENOSPC, "File too large":
 WRITE_FAILURES = {**FULL_DISK_FAILURES, "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
 
 
+def deepest_existing(folder: Path, given: str, option: str) -> Path:
+    """The deepest folder on the way to ``folder`` that exists (where it would be made). A
+    link whose target is gone on the way is one line (``given``: how the user named it):
+    making the folder failed on it as "File exists"."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise ZooError(
+                f"{given}: {existing} is a link to {os.readlink(existing)}, which does not exist; make that folder, "
+                f"or choose another {option}"
+            )
+        existing = existing.parent
+    return existing
+
+
 def check_output_folder(folder: Path, option: str) -> None:
     """Before the work that fills it: the folder an output goes into can be written (or made),
     else one line naming ``option`` (a run on a read-only disk, its default outputs inside)."""
-    existing = Path(os.path.abspath(folder))
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():  # making the folder failed on it: "File exists"
-            raise ZooError(f"{option} {folder}: {existing} is a link to {os.readlink(existing)}, which does not exist; make that folder, or give another {option}")
-        existing = existing.parent
+    existing = deepest_existing(folder, f"{option} {folder}", option)
     if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
         return
     problem = os.strerror(errno.ENOTDIR) if not existing.is_dir() else "Read-only file system" if _read_only(existing) else os.strerror(errno.EACCES)

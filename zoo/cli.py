@@ -875,7 +875,7 @@ def explain_command(args: argparse.Namespace) -> None:
     if args.output is not None:  # the user's folder: nothing in it is written over
         from zoo.explain import planned_files
 
-        taken = [path for path in planned_files(explanation, folder) if path.exists() or path.is_symlink()]  # a link to nowhere too
+        taken = [path for path in planned_files(explanation, folder) if os.path.lexists(path)]  # a link to nowhere too
         if taken:
             raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
     made = not folder.exists()
@@ -1102,9 +1102,8 @@ def too_many_files(exc: OSError) -> str:
     if exc.errno == errno.ENFILE:
         return "the machine has too many files open (fs.file-max); close some programs or raise it"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    most = f"at most {soft}" if soft != resource.RLIM_INFINITY else "its limit of"
     raise_to = f" (up to {hard})" if hard != resource.RLIM_INFINITY and hard > soft else ""
-    return f"this process may hold {most} open files (ulimit -n); raise it{raise_to}"
+    return f"this process may hold at most {soft} open files (ulimit -n); raise it{raise_to}"
 
 
 def train_task(cfg) -> Any:

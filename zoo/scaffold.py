@@ -76,7 +76,7 @@ def new_plugin(name: str, directory: Path) -> NewPlugin:
         raise ZooError(f"plugin name {name[:20]}... has {len(name)} characters; give at most {MAX_NAME}")
     prefix = name.replace("-", "_")
     plugin = NewPlugin(Path(os.path.normpath(Path(directory) / f"zoo-{name}")), name, f"zoo-{name}", f"zoo_{prefix}", prefix)
-    if plugin.path.exists() or plugin.path.is_symlink():  # a link to nowhere too: the rename onto it failed
+    if os.path.lexists(plugin.path):  # a link to nowhere too: the rename onto it failed
         raise ZooError(f"{plugin.path} already exists; choose another name or remove it")
     if not Path(directory).is_dir():
         raise ZooError(f"{directory} is not a directory; create it first or pass another --directory")
