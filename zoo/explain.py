@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence, Union
 from zoo import artifacts
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION
+from zoo.inference import FLOAT32_MAX
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ MAX_STEPS = 4096  # integrated gradients' points on the path: beyond, no attribu
 # Pictures are drawn for this many inputs, the first; every input's attributions go in the
 # CSV. A CSV of 2,000 rows had drawn 2,000 bar charts (over five minutes; 300,000 rows: hours).
 MAX_PICTURES = 100
-FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass
