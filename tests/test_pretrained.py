@@ -108,6 +108,34 @@ def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path):
     assert not os.listdir(tmp_path / "keras" / "models") if (tmp_path / "keras" / "models").exists() else True
 
 
+@pytest.mark.slow
+def test_a_finished_run_is_used_without_the_weights_its_training_started_from(tmp_path):
+    """A run trained from a backbone weights file (or ImageNet's download) and then copied
+    to another machine: evaluate, predict, export and a warm start each failed on that file,
+    although the run's own weights replace it at once."""
+    import shutil
+
+    from PIL import Image
+
+    start = tmp_path / "backbone.weights.h5"
+    backbone_of(zoo.create_model("pretrained_classifier", CATS, weights="none", image_size=32)).save_weights(start)
+    run_dir = tmp_path / "run"
+    tiny = [o for o in TINY_CATS if not o.startswith("model.weights=")]
+    trained = run_zoo("train", "model=pretrained_classifier", "dataset=synthetic_cats", f"model.weights={start}", *tiny,
+                      f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    start.unlink()  # elsewhere now; and no network either
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "https_proxy": "http://127.0.0.1:9", "no_proxy": ""}
+    Image.new("RGB", (32, 32), (200, 120, 40)).save(tmp_path / "picture.png")
+    for command in (["evaluate", str(run_dir)], ["predict", str(run_dir), str(tmp_path / "picture.png")],
+                    ["export", str(run_dir), "--format", "keras"]):  # fmt: skip
+        result = run_zoo(*command, cwd=tmp_path, env=offline)
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+    warm = run_zoo("train", "model=pretrained_classifier", "dataset=synthetic_cats", *TINY_CATS, f"trainer.init_from={run_dir}",
+                   f"hydra.run.dir={tmp_path / 'warm'}", cwd=tmp_path, env=offline)  # fmt: skip
+    assert warm.returncode == 0, warm.stderr[-2000:]
+
+
 def test_gradcam_weighs_the_backbones_feature_maps():
     import tensorflow as tf
 

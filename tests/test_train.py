@@ -452,6 +452,8 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
         (run_dir, ["seed=[1"], "seed=[1: not a value the zoo can read (while parsing a flow sequence"),
         (run_dir, ["seed=[&a 1, *a]"], "not a value the zoo can read (an alias (*a)"),
         (run_dir, ["trainer.batch_size=" + "[" * 3000 + "]" * 3000], "not a value the zoo can read (nested too deeply)"),
+        # had blamed an edited config.yaml for what the command line changed
+        (run_dir, ["model.filters=3"], "model.filters=3: the weights in"),
     ):
         refused = run_zoo("evaluate", str(directory), *overrides)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -202,6 +202,12 @@ class ModelPlugin:
         tiny: config overrides that make the model small and quick to build, for the
             conformance checks and tests (a pretrained backbone without its download:
             ``{"weights": "none"}``).
+        without_starting_weights: config overrides that build the model without the
+            weights training starts from (a download, a file), applied whenever the zoo
+            builds a trained model again to read its weights into (``zoo evaluate``,
+            ``predict``, ``export``, ``explain``, ``generate``, a warm start's or a teacher's
+            run): ``{"weights": "none"}``. Those weights are replaced at once, and a run
+            copied to a machine without that file or network would fail on them.
     """
 
     name: str
@@ -216,11 +222,15 @@ class ModelPlugin:
     generate: Optional[Callable[..., Any]] = None
     test_specs: Sequence[DataSpec] = ()
     tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    without_starting_weights: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_item("model", self.name, self.summary, self.config, self.factory)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"model {self.name!r}: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        unknown = set(self.without_starting_weights) - {f.name for f in dataclasses.fields(self.config)}
+        if unknown:
+            raise ValueError(f"model {self.name!r}: without_starting_weights names {', '.join(sorted(map(str, unknown)))}, not fields of its config")
 
 
 @dataclass(frozen=True)

@@ -933,6 +933,16 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         # a run from elsewhere, anywhere on this machine. Nor in memory: a run cached in files
         # for data larger than memory. None, unless asked for here.
         cfg.dataset.cache = "off"
+    # Its model is built again only to take the trained weights: the weights training started
+    # from (ImageNet's download, a file on the machine it trained on) are neither read nor needed.
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    model_name = str(OmegaConf.select(cfg, "model.name", default=""))
+    if model_name in registry.names("model") and isinstance(cfg.model, DictConfig):
+        for key, value in registry.get("model", model_name).item.without_starting_weights.items():
+            if key in cfg.model:
+                cfg.model[key] = value
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:
@@ -970,7 +980,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
         )  # fmt: skip
     test_data = _batches(tf, plan, splits.test)
     with placement.strategy.scope():
-        model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir)))
+        model = compile_model(keras, plan, rebuild_model(plan, Path(run_dir), [o for o in overrides if o.startswith("model.")]))
     return score(tf, model, test_data)
 
 
@@ -1132,11 +1142,13 @@ def load_trained_model(run_dir: Path, plan: RunPlan | None = None):
     return plan, rebuild_model(plan, Path(run_dir))
 
 
-def rebuild_model(plan: RunPlan, run_dir: Path):
+def rebuild_model(plan: RunPlan, run_dir: Path, model_overrides: Sequence[str] = ()):
     """The run's model built by its plugin, with the trained weights from ``model.keras``.
 
     Only weights are read from the file: no code or config from it runs, and models with
-    their own classes (VAE, GAN) need no Keras registration to load.
+    their own classes (VAE, GAN) need no Keras registration to load. ``model_overrides``:
+    the ``model.`` keys the user changed (``zoo evaluate RUN model.filters=8``), named as
+    the cause where the weights do not fit.
     """
     import zipfile
 
@@ -1160,6 +1172,11 @@ def rebuild_model(plan: RunPlan, run_dir: Path):
             raise ZooError(
                 f"{path} is not a file the zoo wrote: its weights point to other files (an HDF5 external link, external "
                 f"or virtual dataset), which Keras refuses to follow; {artifacts.DAMAGED_FIX}"
+            ) from None
+        if model_overrides:
+            raise ZooError(
+                f"{shorten(' '.join(model_overrides), 120)}: the weights in {Path(run_dir) / artifacts.MODEL} were trained "
+                f"for the run's own model keys and do not fit the model these build; leave them out"
             ) from None
         since = plugins_since(run_dir)
         raise ZooError(

@@ -38,6 +38,7 @@ and the reason. The checks, in order (a failed check skips the rest of its item'
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
 import json
@@ -570,8 +571,9 @@ def _model_steps(entry: Registered):
                 before = model.predict(x, verbose=0)
                 reloaded = keras.saving.load_model(path)  # safe mode, as users load
                 same(before, reloaded.predict(x, verbose=0), "loaded with keras.saving.load_model", spec)
-                # As zoo evaluate, predict, export and explain load it: built by the factory, weights from the file.
-                rebuilt = item.factory(state["config"], spec)
+                # As zoo evaluate, predict, export and explain load it: built by the factory (without the
+                # weights training starts from), weights from the file.
+                rebuilt = item.factory(dataclasses.replace(state["config"], **item.without_starting_weights), spec)
                 try:
                     rebuilt.load_weights(path)
                 except Exception as exc:  # noqa: BLE001

@@ -189,5 +189,6 @@ def register_models():
             input_rank=3,
             accepts=accepts,
             tiny={"weights": "none", "image_size": 32},
+            without_starting_weights={"weights": "none"},  # a trained run is used without the download or file
         )
     ]
