@@ -320,6 +320,34 @@ def test_joblib_is_never_asked_for_more_processes_than_the_machine_holds(n_jobs,
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("timeout=0", "give the seconds a job may run, more than 0, or null for no limit"),
+        ("pre_dispatch=0", "give how many jobs to hand out at first, 1 or more"),  # had run no job, status 0
+        ("pre_dispatch='0*n_jobs'", "give how many jobs to hand out at first, 1 or more"),
+        ("batch_size=0", "give how many jobs a worker takes at a time, 1 or more, or auto"),
+    ],
+)
+def test_joblib_settings_that_would_run_no_job_are_refused_before_it_starts(setting, message, tmp_path):
+    result = run_zoo("train", "-m", "hydra/launcher=local", f"hydra.launcher.{setting}", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert f"hydra.launcher.{setting.split('=')[0]}=" in line and message in line
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_jobs_past_joblibs_timeout_are_said_to_be_stopped_and_how_to_continue_them(tmp_path):
+    """joblib kills every worker when one job passes its timeout: the sweep had ended on
+    "joblib failed: TimeoutError: at parallel.py:773: raise self._result"."""
+    result = run_zoo("train", "-m", "hydra/launcher=local", "hydra.launcher.timeout=1", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "a job ran longer than hydra.launcher.timeout allows" in line and "the same command continues them" in line
+
+
 @pytest.mark.parametrize("launcher, minutes", [("submitit_local", "0"), ("slurm", "-5")])
 def test_a_submitit_job_gets_at_least_a_minute(launcher, minutes, tmp_path):
     """timeout_min=0 had each job killed as it started, the sweep failing on submitit's

@@ -8,6 +8,7 @@ config itself first (no TensorFlow) and refuses such arguments in one line each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import math
@@ -584,6 +585,28 @@ def check_launcher(launcher: Any) -> None:
             f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {most} ({JOBLIB_PROCESSES_PER_CPU} "
             "per CPU here: joblib starts each as a process loading TensorFlow, all at once), or -1 for one per CPU"
         )
+    timeout = launcher.get("timeout")  # 0 or less: every job "ran longer", killed as it started
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise ZooError(f"hydra.launcher.timeout={timeout}: give the seconds a job may run, more than 0, or null for no limit")
+    size = launcher.get("batch_size")
+    with contextlib.suppress(TypeError, ValueError):  # Hydra's launcher gives joblib a number written as text as that number
+        size = int(size) if isinstance(size, str) and size != "auto" else size
+    if size != "auto" and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise ZooError(f"hydra.launcher.batch_size={size}: give how many jobs a worker takes at a time, 1 or more, or auto")
+    pre_dispatch = launcher.get("pre_dispatch")  # how many jobs joblib hands out first: with 0 the sweep ran none, status 0
+    if pre_dispatch != "all":
+        from joblib._utils import eval_expr  # joblib's own reading of it: arithmetic on n_jobs, nothing else
+
+        workers = n_jobs if n_jobs > 0 else cpus + 1 + n_jobs
+        try:
+            count = pre_dispatch if isinstance(pre_dispatch, int) else eval_expr(str(pre_dispatch).replace("n_jobs", str(workers)))
+        except (ValueError, TypeError, SyntaxError, ZeroDivisionError):
+            count = None
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or count < 1:
+            raise ZooError(
+                f"hydra.launcher.pre_dispatch={pre_dispatch}: give how many jobs to hand out at first, 1 or more, "
+                "as a number, arithmetic of n_jobs (2*n_jobs, the default) or all"
+            )
 
 
 def check_sweeper(sweeper: Any) -> None:

@@ -1040,6 +1040,14 @@ def run_hydra(args: list[str]) -> None:
         if traceback_requested():
             raise
         raise ZooError(describe_composition_error(exc)) from None
+    except Exception as exc:
+        if traceback_requested() or type(exc).__name__ != "TimeoutError" or not innermost_module(exc).startswith("joblib"):
+            raise
+        # joblib's own (multiprocessing's TimeoutError) said nothing but where it was raised
+        raise ZooError(
+            "a job ran longer than hydra.launcher.timeout allows: joblib stopped every job of the sweep (the unfinished "
+            "runs keep their checkpoints); the same command continues them, with a larger timeout or none"
+        ) from None
     finally:
         hydra_utils.run_and_report = reporting
         sys.argv = saved
