@@ -371,7 +371,10 @@ def count_cost(plan) -> dict[str, int]:
     tf = import_tensorflow()
     from tensorflow.python.profiler import model_analyzer, option_builder
 
-    model = plan.model.item.factory(plan.model_config, plan.spec)
+    import dataclasses
+
+    # Counting needs no starting weights: `zoo info pretrained_classifier` had downloaded ImageNet's.
+    model = plan.model.item.factory(dataclasses.replace(plan.model_config, **plan.model.item.without_starting_weights), plan.spec)
     dtype = "int32" if plan.spec.task == "sequence" else "float32"
     traced = tf.function(lambda x: model(x, training=False)).get_concrete_function(
         tf.TensorSpec([1, *plan.spec.input_shape], dtype)
