@@ -876,6 +876,11 @@ def _plugin_choice(registry: Registry, kind: str, node: Mapping[str, Any]) -> tu
 # --------------------------------------------------------------------------------------
 
 
+# OmegaConf's words for a value of the wrong type, and what they ask for in the zoo's.
+WANTED_TYPES = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false", "bool": "true or false"}
+A_LIST = "a list, in brackets ([a,b])"
+
+
 def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
     """OmegaConf's multi-line messages, reduced to the problem and the key."""
     text = str(exc).strip()
@@ -883,7 +888,24 @@ def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
     # A literal `${` (see `literal`) is an escaped interpolation to OmegaConf, which says so first.
     first = re.sub(r"^While dereferencing interpolation '.*?': (?=Value )", "", first)
     key = getattr(exc, "full_key", None) or _field(text, "full_key")
+    wanted = wanted_type(first)
+    if wanted and key:
+        return f"{prefix}{key} must be {wanted[0]}" + (f", got {wanted[1]!r}" if wanted[1] is not None else "")
     return f"{prefix}{key}: {first}" if key else first
+
+
+def wanted_type(message: str) -> Optional[tuple[str, Optional[str]]]:
+    """What a key takes and the value given, from OmegaConf's words for a value of another
+    type ("Value 'abc' of type 'str' could not be converted to Integer", "AnyNode is not a
+    ListConfig, list or tuple"), which name its classes; None for other messages."""
+    value = re.fullmatch(
+        r"Value '(.*)' (?:of type '\w+' could not be converted to (\w+)|is not a valid (bool) \(type \w+\))\.?", message, re.DOTALL
+    )
+    if value and (value.group(2) or value.group(3)) in WANTED_TYPES:
+        return WANTED_TYPES[value.group(2) or value.group(3)], value.group(1)[:80]
+    if re.fullmatch(r"Invalid value assigned: \w+ is not a ListConfig, list or tuple\.?|Cannot merge DictConfig with ListConfig", message):
+        return A_LIST, None
+    return None
 
 
 # The Hydra plugins behind the launchers and sweepers that zoo's configs use, by extra.
@@ -926,7 +948,9 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
         return f"unknown config key {key!r}{unknown_key_hint(key, cfg_keys or [])} (see 'zoo train --cfg job' for every key)"
     merging = re.search(r"Error merging override (\S+)", text)
     if merging and cause is not None:
-        return f"{merging.group(1)}: {str(cause).strip().splitlines()[0]}"
+        said = str(cause).strip().splitlines()[0]
+        wanted = wanted_type(said)
+        return f"{merging.group(1)}: {'give ' + wanted[0] if wanted else said}"
     from omegaconf.errors import OmegaConfBaseException
 
     if cause is not None and isinstance(cause, OmegaConfBaseException):
