@@ -113,7 +113,6 @@ def test_a_finished_run_is_used_without_the_weights_its_training_started_from(tm
     """A run trained from a backbone weights file (or ImageNet's download) and then copied
     to another machine: evaluate, predict, export and a warm start each failed on that file,
     although the run's own weights replace it at once."""
-
     from PIL import Image
 
     start = tmp_path / "backbone.weights.h5"
