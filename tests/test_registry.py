@@ -66,6 +66,9 @@ def test_create_with_overrides_is_type_checked():
         zoo.create_dataset("digits", test_fraction="lots")
     with pytest.raises(zoo.ZooError, match="must be between 0 and 1"):
         zoo.create_dataset("digits", test_fraction=1.5)
+    for seed in (-1, 2**32, "a", 1.5):  # had failed as scikit-learn's "The 'random_state' parameter of train_test_split..."
+        with pytest.raises(zoo.ZooError, match=r"seed must be a whole number from 0 to 4294967295"):
+            ds.load(seed=seed)
 
 
 def _plugin(name: str, units_help: str = "Units."):

@@ -107,6 +107,9 @@ class Dataset:
 
     def load(self, seed: int = 0) -> Splits:
         """The train/validation/test splits, made reproducibly from ``seed``."""
+        from zoo.config import check_seed
+
+        check_seed(seed)
         return self._entry.item.factory(self.config, seed)
 
     def __repr__(self) -> str:
