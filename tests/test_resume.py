@@ -321,6 +321,29 @@ def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(t
     assert checkpoint_steps(run_dir) == [2 * STEPS_PER_EPOCH]
 
 
+def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):
+    """A second command given the folder of a run that is training (a requeued job, a typo
+    in a loop) had Hydra write its own records over the running run's (.hydra/ saying
+    trainer.epochs=7 of a run of 1000), and its refusal into the run's train.log."""
+    run_dir = tmp_path / "run"
+    args = ["model=cnn_classifier", "model.filters=4", "metrics=[accuracy]", "loggers=none", f"hydra.run.dir={run_dir}"]
+    process = start_zoo([*args, "trainer.epochs=1000"], tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint_steps(run_dir):  # training, its lock held
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+            time.sleep(0.05)
+        records = {p: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
+        second = run_zoo("train", *args, "trainer.epochs=7", cwd=tmp_path)
+        assert second.returncode == 2
+        assert error_lines(second.stderr) == [f"zoo: error: {run_dir} is in use by another zoo process; wait for it to end, or choose another hydra.run.dir"]
+        assert {p: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == records
+        assert "stopped" not in (run_dir / "train.log").read_text()
+    finally:
+        process.kill()
+        process.communicate()
+
+
 @pytest.mark.slow  # two short trainings
 def test_a_run_continued_on_other_data_says_so(tmp_path):
     """Images added to the folder between a run's attempts: the split it goes on with is not

@@ -460,6 +460,7 @@ def check_overrides(args: list[str]) -> None:
 
     from zoo.artifacts import unshare
     from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
+    from zoo.artifacts import refuse_if_in_use
     from zoo.run import OPENED_FIRST, claim_run_dir, recorded_config
 
     overrides = overrides_only(args)
@@ -542,6 +543,8 @@ def check_overrides(args: list[str]) -> None:
         if run_dir is not None and run_dir.exists():
             # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
             try:
+                if plan.device.kind != "multi_worker":  # the other workers of one run share its folder
+                    refuse_if_in_use(run_dir)
                 claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
             except ZooError as exc:
                 raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None

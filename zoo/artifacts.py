@@ -173,13 +173,35 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ZooError(
-                f"{run_dir} is in use by another zoo process; wait for it to end, or choose another hydra.run.dir"
-            ) from None
+            raise ZooError(in_use(run_dir)) from None
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def in_use(run_dir: Path) -> str:
+    return f"{run_dir} is in use by another zoo process; wait for it to end, or choose another hydra.run.dir"
+
+
+def refuse_if_in_use(run_dir: Path) -> None:
+    """The check ``exclusive`` makes, made before Hydra writes this command's records
+    (``.hydra/``, ``train.log``) into the folder: a second command given a run's folder
+    while that run trained had them written over the running run's, then was refused."""
+    import fcntl
+
+    try:
+        descriptor = os.open(run_dir / LOCK, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return  # none, or none to read: `exclusive` says what is wrong with it
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ZooError(in_use(run_dir)) from None
+    except OSError:
+        return
+    finally:
+        os.close(descriptor)  # and with it the lock, if taken
 
 
 def file_digest(path: Path) -> str:
