@@ -315,6 +315,13 @@ def test_hydra_help_lists_the_plugin_groups(tmp_path):
     assert result.returncode == 0
     for word in ("model:", "cnn_classifier", "dataset:", "digits", "metrics:", "auc"):
         assert word in result.stdout
+    # Hydra's own help whatever else is on the line: after an override it had been "zoo failed: IndexError"
+    hydras = run_zoo("train", "trainer.epochs=1", "--hydra-help", cwd=tmp_path)
+    assert hydras.returncode == 0 and "== Flags ==" in hydras.stdout and "hydra/launcher:" in hydras.stdout, hydras.stderr[-2000:]
+    swept = run_zoo("train", "-m", "seed=1,2", "--help", cwd=tmp_path)  # had been Hydra's "add --multirun" to a line with -m
+    assert swept.returncode == 2 and error_lines(swept.stderr) == [
+        "zoo: error: --help shows one run's config; ask without -m (--multirun, hydra.mode=MULTIRUN) to see it"
+    ]
 
 
 def run_in_terminal(args: list[str], cwd, columns: int = 80) -> tuple[int, str]:

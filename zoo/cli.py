@@ -976,9 +976,13 @@ def train_command(args: list[str]) -> None:
     check_config_flags(args)
     check_group_choices(args)
     given = parse_hydra_args(args)
+    if given.hydra_help:  # Hydra's own help, the same whatever else is given (overrides had failed it: "Could not override")
+        run_hydra(["--hydra-help"])
+        return
     shown = given.cfg or given.info or given.shell_completion  # Hydra shows something and runs nothing
-    if shown and is_multirun(args):
-        raise ZooError(f"{'--info' if given.info else '--cfg'} shows one run's config; ask without -m (--multirun, hydra.mode=MULTIRUN) to see it")
+    if (shown or given.help) and is_multirun(args):  # Hydra: "Ambiguous value ... add --multirun"
+        flag = "--info" if given.info else "--cfg" if given.cfg else "--help"
+        raise ZooError(f"{flag} shows one run's config; ask without -m (--multirun, hydra.mode=MULTIRUN) to see it")
     if is_multirun(args):  # jobs in processes of their own stop with this one
         import socket
 
