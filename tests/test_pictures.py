@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import run_zoo
+
 from zoo.artifacts import roc_figure
 
 
@@ -186,6 +188,16 @@ def test_a_comparison_of_a_long_search_stays_one_readable_page(default_run, tmp_
     (tmp_path / "sweep" / "0_cnn_classifier" / "metrics.json").write_text('{"loss": Infinity, "accuracy": -Infinity}')
     plot_comparison(tmp_path / "infinite.png", find_runs([tmp_path / "sweep"])[:3])
     assert image.imread(tmp_path / "infinite.png").shape[0] > 300
+    # Nor beyond float32 (in which runs compute): "arange: cannot compute length"; the table
+    # shows such a value in four digits and an exponent, not 309 digits.
+    huge = tmp_path / "sweep" / "1_cnn_classifier"
+    (huge / "metrics.json").write_text('{"loss": 1e308, "accuracy": 1e308}')
+    columns = (huge / "history.csv").read_text().splitlines()[0].split(",")
+    (huge / "history.csv").write_text((huge / "history.csv").read_text() + ",".join("2" if c == "epoch" else "-1e308" for c in columns) + "\n")
+    plot_comparison(tmp_path / "huge.png", find_runs([tmp_path / "sweep"])[:3])
+    assert image.imread(tmp_path / "huge.png").shape[0] > 300
+    shown = run_zoo("compare", str(tmp_path / "sweep" / "1_cnn_classifier"), str(tmp_path / "sweep" / "2_cnn_classifier"))
+    assert shown.returncode == 0 and "1.0000e+308" in shown.stdout and "0" * 30 not in shown.stdout, shown.stderr[-2000:]
     # Runs of one epoch each: as faint lines, their validation loss had drawn nothing at all.
     for run in (tmp_path / "sweep").iterdir():
         (run / "history.csv").write_text("\n".join((run / "history.csv").read_text().splitlines()[:2]) + "\n")

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError
-from zoo.tables import csv_text, print_table, shorten, visible, visible_text
+from zoo.tables import csv_text, metric_text, print_table, shorten, visible, visible_text
 
 EXIT_USAGE = 2
 # Arguments with which Hydra prints something and runs nothing: no need to pre-check.
@@ -1271,7 +1271,7 @@ def print_metrics(metrics: dict[str, Any]) -> None:
     if folds:  # cross-validated: scored on each held-out fold
         names = sorted((k for k in metrics if f"{k}_std" in metrics), key=lambda name: name != "loss")
         header = ("METRIC (HELD-OUT FOLD)", "MEAN", "STD", *(f"FOLD {fold}" for fold in folds))
-        print_table(header, [(k, f"{metrics[k]:.4f}", f"{metrics[k + '_std']:.4f}", *(f"{folds[f][k]:.4f}" for f in folds)) for k in names])
+        print_table(header, [(k, metric_text(metrics[k]), metric_text(metrics[k + "_std"]), *(metric_text(folds[f][k]) for f in folds)) for k in names])
         return
     ordered = sorted(metrics.items(), key=lambda item: item[0] != "loss")  # loss first, then as given
-    print_table(("TEST METRIC", "VALUE"), [(k, f"{v:.4f}") for k, v in ordered])
+    print_table(("TEST METRIC", "VALUE"), [(k, metric_text(v)) for k, v in ordered])

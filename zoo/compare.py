@@ -18,7 +18,8 @@ from typing import Any, Optional, Sequence
 
 from zoo import artifacts
 from zoo.errors import ZooError
-from zoo.tables import printable, shorten
+from zoo.inference import FLOAT32_MAX
+from zoo.tables import metric_text, printable, shorten
 
 
 @dataclass
@@ -156,7 +157,7 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
     for run in runs:
         name = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) else str(run.path)
         values = [_cell(run.config.get(k)) for k in keys]
-        scores = [f"{run.metrics[m]:.4f}" if m in run.metrics else "" for m in metric_names]
+        scores = [metric_text(run.metrics[m]) if m in run.metrics else "" for m in metric_names]
         if not run.finished:
             scores = ["unfinished"] + [""] * (len(metric_names) - 1) if metric_names else []
         rows.append([name, *([run.status] if statuses else []), *values, *scores])
@@ -222,13 +223,18 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
         if name in metric_names:
             # Points on an axis fitted to the runs, each labelled: bars from 0 made 0.88 and
             # 0.95 look alike.
-            # An infinite value (a perplexity that overflowed) is in the table; a point cannot show it.
-            values = [v if math.isfinite(v := r.metrics.get(name, math.nan)) else math.nan for r in finished]
+            # An infinite value (a perplexity that overflowed) is in the table; a point cannot show it,
+            # nor one beyond float32's range, in which a run computes its metrics (a metrics.json
+            # edited to 1e308 failed the plot: "arange: cannot compute length").
+            values = [v if abs(v := r.metrics.get(name, math.nan)) <= FLOAT32_MAX else math.nan for r in finished]
             ax.scatter(numbers, values, color=colours, s=60 if named else 12, zorder=3)
             for n, value in zip(numbers, values) if named else ():
                 if value == value:
                     ax.annotate(f"{value:.4g}", (n, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
             known = [v for v in values if v == v]
+            if not known:
+                ax.text(0.5, 0.5, "no run's value can be drawn\n(see the table)", transform=ax.transAxes, ha="center", va="center")
+                ax.set_yticks([])
             if known:
                 low, high = min(known), max(known)
                 pad = max(0.15 * (high - low), 0.02 * max(abs(high), 1e-3))
@@ -244,7 +250,7 @@ def plot_comparison(path: Path, runs: Sequence[RunRecord]) -> None:
             ax.set_title(f"test {name}")
         else:
             for run, colour in zip(finished, colours):
-                values = run.history.get(name, [])
+                values = [v if abs(v) <= FLOAT32_MAX else math.nan for v in run.history.get(name, [])]
                 # Many runs are faint lines; a run of one epoch is a point (as a line it had not shown at all).
                 faint = {"alpha": 0.3, "linewidth": 0.8, **({"marker": "o", "markersize": 3} if len(values) == 1 else {})}
                 ax.plot(range(1, len(values) + 1), values, color=colour, **({"marker": "o", "markersize": 3} if named else faint))

@@ -59,6 +59,12 @@ def visible_text(text: str) -> str:
     return text.translate(TEXT_CONTROL)
 
 
+def metric_text(value: float) -> str:
+    """A metric's value as the tables show it: four decimals, or four digits and an exponent
+    where that would be dozens of digits (a run's 1e308 had printed 309 of them)."""
+    return f"{value:.4f}" if abs(value) < 1e9 or value != value else f"{value:.4e}"
+
+
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
