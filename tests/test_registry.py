@@ -142,6 +142,17 @@ def test_item_declarations_are_checked():
     with pytest.raises(ValueError, match="identifier"):
         zoo.ModelPlugin("my model", "A model.", Config, lambda c, s: None)
 
+    @dataclasses.dataclass
+    class Plain:
+        units: int = 4
+
+    # Names Hydra's command line reads as values: listed, they could never be chosen (model=null is no model).
+    for name in ("null", "True", "FALSE", "inf", "NaN"):
+        with pytest.raises(ValueError, match=f"model name '{name}' is a value to Hydra's command line"):
+            zoo.ModelPlugin(name, "A model.", Plain, lambda c, s: None)
+    with pytest.raises(ValueError, match="without_starting_weights names weights, not fields of its config"):
+        zoo.ModelPlugin("m", "A model.", Plain, lambda c, s: None, without_starting_weights={"weights": "none"})
+
 
 NO_TF_SCRIPT = """
 import sys

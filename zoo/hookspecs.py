@@ -145,6 +145,10 @@ class Splits:
 RESERVED_METRIC_NAMES = frozenset({"auto", "loss", "lr", "learning_rate", "epoch", "folds"})
 
 
+# What Hydra's override grammar reads as None, a bool or a float, in any case.
+HYDRA_WORDS = frozenset({"null", "true", "false", "inf", "nan"})
+
+
 def _check_item(kind: str, name: str, summary: str, config: type, factory: Callable) -> None:
     if kind == "metric" and name == "auto":
         raise ValueError("metric name 'auto' is reserved: metrics=auto picks the model's standard metrics")
@@ -157,6 +161,8 @@ def _check_item(kind: str, name: str, summary: str, config: type, factory: Calla
         raise ValueError(f"{kind} name 'none' is reserved: {kind}s=none chooses none")
     if not name or not name.replace("_", "a").isalnum() or not name[0].isalpha():
         raise ValueError(f"{kind} name {name!r} must be an identifier like 'my_{kind}'")
+    if name.lower() in HYDRA_WORDS:  # listed, it could never be chosen: `model=null` is no model
+        raise ValueError(f"{kind} name {name!r} is a value to Hydra's command line (null, true, false, inf, nan in any case); choose another")
     if not summary or "\n" in summary:
         raise ValueError(f"{kind} {name!r} needs a one-line summary")
     if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
