@@ -111,6 +111,9 @@ def test_experiment_presets_compose():
         (["device=multi_worker", "device.workers=['[::1]:2222']", "device.rank=0"], "not IPv6 ones"),
         (["dataset=image_folder", "dataset.path=/data/猫"], "Hydra reads letters beyond ASCII only in a quoted value: \"dataset.path='/data/猫'\""),
         (["trainer.epochs=abc"], "trainer.epochs must be a whole number, got 'abc'"),  # not OmegaConf's class names
+        (["experiment=digits_cnn"], "experiment is a group of presets, added with a plus: +experiment=NAME"),
+        (["+experiment=digits_cnn", "+experiment=digits_vae"], "experiment is chosen more than once; choose it once"),  # not YAML advice
+        (["+experiment="], "experiment= needs a name: breast_cancer_mlp, cats_cnn"),  # not Hydra's search path
         (["trainer.deterministic=maybe"], "trainer.deterministic must be true or false, got 'maybe'"),
         (["trainer.freeze=conv"], "trainer.freeze must be a list, in brackets ([a,b])"),  # had said "AnyNode is not a ListConfig"
         (["dataset=image_folder", "dataset.image_size=16"], "dataset.image_size=16: give a list, in brackets ([a,b])"),

@@ -928,6 +928,13 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
 
     text = str(exc).strip()
     cause = exc.__cause__
+    twice = re.match(r"Multiple values for (\S+)\.", text)
+    if twice:  # Hydra's advice ("use 'override experiment: ...'") is for a defaults list, not a command line
+        return f"{twice.group(1)} is chosen more than once; choose it once (presets combine as a list: +{twice.group(1)}=[a,b])"
+    nameless = re.search(r"Could not find '([^'/]+)/'", text)
+    if nameless:
+        options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
+        return f"{nameless.group(1)}= needs a name: {', '.join(options) or 'see zoo train --help'}"
     group = re.search(r"Could not (?:find|load) '([^']+)/([^/']+)'", text)
     if group:
         options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
@@ -997,6 +1004,8 @@ def unknown_key_hint(key: str, cfg_keys: list[str]) -> str:
     """What to say after "unknown config key": a close key among its neighbours, or in the
     option of its group that has it (``device.replicas`` is device=cpu's), or the neighbours."""
     prefix, _, leaf = key.rpartition(".")
+    if not prefix and group_option_keys(leaf):  # `experiment=digits_cnn`: a group no default chooses
+        return f"; {leaf} is a group of presets, added with a plus: +{leaf}=NAME (zoo train --help lists them)"
     neighbours = [k.rpartition(".")[2] for k in cfg_keys if k.rpartition(".")[0] == prefix]
     close = difflib.get_close_matches(leaf, neighbours, n=1)
     if close:
