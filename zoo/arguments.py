@@ -458,9 +458,8 @@ def check_overrides(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from zoo.artifacts import unshare
+    from zoo.artifacts import refuse_if_in_use, unshare
     from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
-    from zoo.artifacts import refuse_if_in_use
     from zoo.run import OPENED_FIRST, claim_run_dir, recorded_config
 
     overrides = overrides_only(args)

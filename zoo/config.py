@@ -873,16 +873,16 @@ def _plugin_choice(registry: Registry, kind: str, node: Mapping[str, Any]) -> tu
 # --------------------------------------------------------------------------------------
 
 
-# OmegaConf's words for a value of the wrong type, and what they ask for in the zoo's.
-WANTED_TYPES = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false", "bool": "true or false"}
-A_LIST = "a list, in brackets ([a,b])"
-
-
 def check_seed(seed: Any) -> None:
     """NumPy, scikit-learn and TensorFlow take seeds of 0 to 2**32 - 1; anything else fails
     deep inside them (scikit-learn's "The 'random_state' parameter of train_test_split...")."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ZooError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}; e.g. seed=0")
+
+
+# OmegaConf's words for a value of the wrong type, and what they ask for in the zoo's.
+WANTED_TYPES = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false", "bool": "true or false"}
+A_LIST = "a list, in brackets ([a,b])"
 
 
 def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:

@@ -366,12 +366,12 @@ def count_cost(plan) -> dict[str, int]:
     """Parameters of the plan's model and the floating-point operations of one forward pass
     on one example, counted by TensorFlow's profiler on the traced graph (a multiply-add
     counts 2)."""
+    import dataclasses
+
     from zoo.run import import_tensorflow
 
     tf = import_tensorflow()
     from tensorflow.python.profiler import model_analyzer, option_builder
-
-    import dataclasses
 
     # Counting needs no starting weights: `zoo info pretrained_classifier` had downloaded ImageNet's.
     model = plan.model.item.factory(dataclasses.replace(plan.model_config, **plan.model.item.without_starting_weights), plan.spec)
