@@ -246,6 +246,12 @@ def test_zoo_info_unknown_name_is_one_line():
     assert result.returncode == 2
     assert error_lines(result.stderr) == [result.stderr.strip()]
     assert "cnn_classifier" in result.stderr
+    # A kind alone, or a trainer key: had been "unknown plugin or item 'model'; did you mean 'mse' or 'mae'?"
+    for args, said in ((["model"], "which model? zoo info model NAME, one of: autoencoder, cnn_cat_classifier"),
+                       (["trainer.epochs"], "trainer.epochs is a key of trainer: 'zoo info trainer' describes each")):  # fmt: skip
+        result = run_zoo("info", *args)
+        [line] = error_lines(result.stderr)
+        assert result.returncode == 2 and line.startswith(f"zoo: error: {said}"), result.stderr
 
 
 @pytest.mark.parametrize("closed", ["stdout", "stderr"])

@@ -640,6 +640,10 @@ def info_command(args: argparse.Namespace) -> None:
     if not matches and named_plugins:  # an item of the same name wins: `zoo info text` is the dataset
         show_plugins(named_plugins, args.json)
         return
+    if not matches and len(args.names) == 1 and _kind(name) is not None:  # `zoo info model`: which one?
+        raise ZooError(f"which {_kind(name)}? zoo info {_kind(name)} NAME, one of: {', '.join(registry.names(_kind(name))) or 'none installed'}")
+    if not matches and name.partition(".")[0] in config.CONFIG_SECTIONS:  # `zoo info trainer.epochs`
+        raise ZooError(f"{name} is a key of {name.partition('.')[0]}: 'zoo info {name.partition('.')[0]}' describes each")
     if not matches:
         every = sorted({n for k in kinds for n in registry.names(k)})
         if len(args.names) == 1:
