@@ -344,6 +344,29 @@ def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):
         process.communicate()
 
 
+@pytest.mark.slow  # a run, moved, then continued
+def test_a_run_whose_folder_is_moved_while_it_trains_stops_saying_so_and_continues_where_it_went(tmp_path):
+    """Moved (or deleted) mid-run, the run had written a stray folder at the old path (part
+    of history.csv) and stopped on "No such file or directory", blamed on a full disk."""
+    run_dir, moved = tmp_path / "run", tmp_path / "moved"
+    args = ["model=cnn_classifier", "model.filters=4", "metrics=[accuracy]", "loggers=none"]
+    process = start_zoo([*args, "trainer.epochs=1000", f"hydra.run.dir={run_dir}"], tmp_path)
+    deadline = time.monotonic() + 120
+    while not checkpoint_steps(run_dir):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+    run_dir.rename(moved)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 2, err[-3000:]
+    said = f"zoo: error: the run's folder {run_dir} was moved or deleted while it trained"
+    assert error_lines(err)[0].startswith(said), err[-3000:]
+    assert not run_dir.exists() and said.removeprefix("zoo: error: ") in (moved / "train.log").read_text()
+    done = max(checkpoint_steps(moved)) // STEPS_PER_EPOCH
+    continued = run_zoo("train", *args, f"trainer.epochs={done + 1}", f"hydra.run.dir={moved}", cwd=tmp_path)
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert (moved / "metrics.json").is_file()
+
+
 @pytest.mark.slow  # two short trainings
 def test_a_run_continued_on_other_data_says_so(tmp_path):
     """Images added to the folder between a run's attempts: the split it goes on with is not

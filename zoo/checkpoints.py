@@ -125,12 +125,33 @@ def read_position(arrays) -> Position:
     return Position(**record)
 
 
+def folder_identity(folder: Path) -> Optional[tuple[int, int]]:
+    """Which folder a path names (device and inode), None where there is none."""
+    try:
+        status = os.stat(folder)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 class Checkpoints:
     """The checkpoints of one process in a run directory: the chief's in ``checkpoints/``,
     another worker's in ``checkpoints/<task>/`` (so workers need not share storage)."""
 
     def __init__(self, run_dir: Path, task: str = ""):
-        self.folder = Path(run_dir) / artifacts.CHECKPOINTS / task
+        self.run_dir = Path(run_dir)
+        self.folder = self.run_dir / artifacts.CHECKPOINTS / task
+        self._identity = folder_identity(self.run_dir)
+
+    def check_run_dir(self) -> None:
+        """The run's folder is still where the run began. One moved (or deleted) while the run
+        trained had its files written anew at the old path (a stray folder holding a part of
+        history.csv) and the run stopped on "No such file or directory", blamed on a full disk."""
+        if self._identity is not None and folder_identity(self.run_dir) != self._identity:
+            raise ZooError(
+                f"the run's folder {self.run_dir} was moved or deleted while it trained, and its checkpoints with it; "
+                "to continue the run where it is now, run the same command with hydra.run.dir=THAT_FOLDER"
+            )
 
     def steps(self) -> list[int]:
         """The steps of the complete checkpoint files, newest first (temporary files never
@@ -148,6 +169,7 @@ class Checkpoints:
         thread of its own while training goes on (``wait`` for it)."""
         import numpy as np
 
+        self.check_run_dir()
         kept = variables if metrics else variables[: getattr(variables, "metrics_from", len(variables))]
         arrays: dict[str, Any] = {f"v{i}": _numpy(v) for i, v in enumerate(kept)}
         broken = next(

@@ -1219,7 +1219,7 @@ def remove_unused_run_dir(run_dir: Path) -> None:
     from zoo.run import made_before_claim
 
     found = FOUND_BEFORE[0]
-    if found is None or HydraConfig.get().mode.name != "RUN":
+    if found is None or HydraConfig.get().mode.name != "RUN" or not run_dir.is_dir():  # moved away while it ran
         return
     if {p.name for p in run_dir.iterdir()} <= made_before_claim() - {artifacts.CHECKPOINTS}:
         logging.shutdown()  # train.log's handler lets go of the file

@@ -171,6 +171,8 @@ def fit(
                 "epoch %d/%d: %d steps trained in %.3f s, validated in %.3f s",
                 epoch + 1, epochs, steps - skipped, trained, time.perf_counter() - started - trained,
             )  # fmt: skip
+            if checkpoints is not None:  # before anything of the epoch's end is written
+                checkpoints.check_run_dir()
             for callback in callbacks.callbacks if callbacks is not None else ():
                 # One by one with this dict (CallbackList would pass a copy): what a callback
                 # adds (the learning rate) goes into the history.
