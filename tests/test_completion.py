@@ -87,3 +87,5 @@ def test_hydras_completion_flag_gets_the_zoos_completion():
     query = run_zoo("-sc", "query=bash", env={"COMP_LINE": "zoo train model=cnn_c", "COMP_POINT": "21"})
     assert query.stdout.split() == ["model=cnn_cat_classifier", "model=cnn_classifier"]
     assert run_zoo("train", "-sc", "install=fish").returncode == 2
+    after = run_zoo("train", "seed=1", "--shell-completion", "install=bash")  # after overrides: had been Hydra's ValueError
+    assert after.returncode == 0 and after.stdout == installed.stdout, after.stderr

@@ -141,7 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if argv[:1] == ["__complete"]:  # what a TAB press asks (zoo.completion's shell scripts)
             completion_query(argv[1:])
             return
-        if {"-sc", "--shell-completion"} & set(argv[:3]):  # Hydra's spelling: zoo train -sc install=bash
+        # Hydra's spelling: zoo train -sc install=bash (after overrides too), and its script's `zoo -sc query=bash`
+        if {"-sc", "--shell-completion"} & set(argv if argv[:1] == ["train"] else argv[:3]):
             hydra_shell_completion(argv)
             return
         if argv and argv[0] == "train":
