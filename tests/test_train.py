@@ -461,6 +461,9 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
         (run_dir, ["trainer.batch_size=" + "[" * 3000 + "]" * 3000], "not a value the zoo can read (nested too deeply)"),
         # had blamed an edited config.yaml for what the command line changed
         (run_dir, ["model.filters=3"], "model.filters=3: the weights in"),
+        # Training's keys had been taken and ignored: the same metrics, status 0.
+        (run_dir, ["trainer.epochs=100"], "trainer.epochs=100: only training reads this; a finished run is scored with seed"),
+        (run_dir, ["cv.folds=3"], "cv.folds=3: only training reads this"),
     ):
         refused = run_zoo("evaluate", str(directory), *overrides)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr

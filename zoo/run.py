@@ -902,6 +902,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+# The trainer's keys that scoring a finished run reads (the rest of the trainer, callbacks,
+# loggers, cv and objective are training's alone).
+EVALUATE_KEYS = ("trainer.batch_size", "trainer.precision", "trainer.deterministic")
+
+
 def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """A finished run's resolved config with ``key=value`` overrides applied.
 
@@ -947,8 +952,13 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ZooError(f"override {override!r} is not key=value (e.g. dataset.test_fraction=0.3)")
-        if key in ("model", "dataset", "trainer", "callbacks", "loggers", "cv"):
+        if key in ("model", "dataset"):
             raise ZooError(f"{override}: a finished run keeps its {key}; change its keys instead (e.g. dataset.test_fraction=0.3)")
+        if key.partition(".")[0] in ("trainer", "callbacks", "loggers", "cv", "objective") and key not in EVALUATE_KEYS:  # had been ignored, quietly
+            raise ZooError(
+                f"{override}: only training reads this; a finished run is scored with seed, dataset.*, metrics, device, "
+                "trainer.batch_size, trainer.precision or trainer.deterministic changed"
+            )
         if key == "device":  # where to evaluate it, as `zoo train device=cpu` says where to train
             key = "device.kind"
         if "${" in text:
