@@ -143,6 +143,7 @@ def test_experiment_presets_compose():
         # A folder named model.keras (of snapshots) left no room for the model: the run could never finish.
         (["callbacks=[snapshots]", "callbacks.snapshots.folder=model.keras"], "the run keeps its own model.keras there"),
         (["loggers=[tensorboard]", "loggers.tensorboard.folder=checkpoints/tb"], "the run keeps its own checkpoints there"),
+        (["callbacks=[snapshots]", "callbacks.snapshots.folder=."], "that is the run directory itself"),  # "its own . there"
         (["model=gan", "model.adam_beta_1=2"], "adam_beta_1 must be in [0, 1) (or null), got 2.0"),  # trained, exit 0
         (["model=gan", "model.generator_learning_rate=-1"], "generator_learning_rate must be a positive number"),
         # Trained quietly wrong: a cosine "down" to 1 diverged, a plateau "lowered" the rate to 0.1, nothing learnt.

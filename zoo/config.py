@@ -712,6 +712,8 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         if leads_outside(value) or value.startswith("~"):
             raise ZooError(f"{key}={value}: it names a folder inside the run directory; give a relative name without '..'")
         first = PurePosixPath(value).parts[0] if PurePosixPath(value).parts else "."
+        if first == ".":  # the run's folder itself
+            raise ZooError(f"{key}={value}: that is the run directory itself; give the name of a folder inside it")
         if first in RUNS_OWN_NAMES:  # snapshots in a folder named model.keras: the model could not be saved
             raise ZooError(f"{key}={value}: the run keeps its own {first} there; give a folder name of its own")
     return plan
