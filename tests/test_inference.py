@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -128,6 +129,16 @@ def test_a_csv_header_naming_the_features_puts_the_columns_in_the_models_order(t
         with pytest.raises(ZooError) as info:
             list(csv_chunks([str(tmp_path / "rows.csv")], 3, ()))
         assert problem in str(info.value)
+    # A header after blank lines is still one (it had been "column 1 ('radius') is not a number").
+    np.testing.assert_array_equal(read("\n\narea,radius,texture", [2, 0, 1]), rows)
+    # A first row of data with one bad cell is no header: it had been dropped unsaid. Nor are
+    # 1_0 (10 to Python) or digits of other scripts numbers, as to every CSV reader.
+    for text, problem in (("1,x,3\n4,5,6\n", "rows.csv:1: column 2 ('x') is not a number"),
+                          ("1,2,3\n1_0,2,3\n", "rows.csv:2: column 1 ('1_0') is not a number"),
+                          ("1,2,3\n\u0661,2,3\n", "rows.csv:2: column 1 ('\u0661') is not a number")):  # fmt: skip
+        (tmp_path / "rows.csv").write_text(text)
+        with pytest.raises(ZooError, match=re.escape(problem)):
+            list(csv_chunks([str(tmp_path / "rows.csv")], 3, ()))
 
 
 @pytest.mark.slow

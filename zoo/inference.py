@@ -122,6 +122,7 @@ def csv_chunks(inputs: list[str], width: int, features: tuple[str, ...] = ()) ->
 
     names, rows, read = [], [], 0
     for item in inputs:
+        first = True  # the first row with anything in it may be a header
         path = Path(item)
         if path.suffix.lower() != ".csv" or not path.is_file():
             raise ZooError(f"{path}: this model takes rows of {width} numbers; pass CSV files")
@@ -132,12 +133,16 @@ def csv_chunks(inputs: list[str], width: int, features: tuple[str, ...] = ()) ->
                     if not row or all(not cell.strip() for cell in row):
                         continue
                     try:
-                        values = [float(cell) for cell in row]
+                        values = [csv_number(cell) for cell in row]
                     except ValueError:
-                        if line_number == 1:
+                        # A header: the first row with anything in it (after blank lines too), none of it
+                        # numbers (a first row of data with one bad cell had been dropped as a header, unsaid).
+                        if first and not any(_is_number(cell) for cell in row):
+                            first = False
                             order = column_order(path, [cell.strip() for cell in row], features)
                             continue  # a header
                         raise ZooError(f"{path}:{line_number}: {not_a_number(row)}; each row needs {width} numbers") from None
+                    first = False
                     if len(values) != width:
                         raise ZooError(f"{path}:{line_number} has {len(values)} values; the model takes {width} per row")
                     if order is not None:
@@ -174,9 +179,17 @@ def not_a_number(row: list[str]) -> str:
     return said
 
 
+def csv_number(cell: str) -> float:
+    """A CSV cell's number as spreadsheets and CSV readers write and read it: Python's own
+    ``float`` would also take ``1_000`` (1000) and digits of other scripts, quietly."""
+    if "_" in cell or not cell.isascii():
+        raise ValueError(cell)
+    return float(cell)
+
+
 def _is_number(cell: str) -> bool:
     try:
-        float(cell)
+        csv_number(cell)
     except ValueError:
         return False
     return True
