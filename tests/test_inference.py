@@ -614,7 +614,6 @@ def test_a_finished_run_is_evaluated_on_this_machines_devices_not_the_ones_it_tr
     assert mirrored.returncode == 0 and json.loads(mirrored.stdout)["accuracy"] == pytest.approx(expected["accuracy"]), mirrored.stderr[-2000:]
 
 
-@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_keras_settings_chosen_for_other_work_change_nothing_the_zoo_computes(default_run, tmp_path):
     """~/.keras/keras.json with channels_first failed every CNN ("output size would be zero or
     negative"); with floatx float16 training diverged. The zoo's models run as written,

@@ -321,7 +321,6 @@ def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(t
     assert checkpoint_steps(run_dir) == [2 * STEPS_PER_EPOCH]
 
 
-@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):
     """A second command given the folder of a run that is training (a requeued job, a typo
     in a loop) had Hydra write its own records over the running run's (.hydra/ saying

@@ -251,7 +251,6 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
     assert again.returncode == 0 and "finished already" in again.stdout, again.stderr[-2000:]
 
 
-@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_names_that_are_not_utf8_are_trained_in_predicted_printed_and_plotted(tmp_path):
     """Linux file names are bytes. A run in a folder whose name is not UTF-8, an image so
     named, in a UTF-8 locale whose terminal refuses what is not UTF-8 (Python keeps such
@@ -491,7 +490,6 @@ def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(f"[zoo][INFO] - stopped: {line.removeprefix('zoo: error: ')}")
 
 
-@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_a_run_past_its_open_file_limit_says_which_limit_and_continues_once_raised(tmp_path):
     """Saving the model under ``ulimit -n 8`` had failed as "model.keras: Too many open
     files": neither the limit nor that the run continues from its checkpoint."""
