@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import error_lines, run_zoo
+from zoo.errors import ZooError
 
 TINY_JOB = ["trainer.epochs=1", "metrics=[accuracy]"]
 
@@ -455,6 +456,54 @@ def test_a_grid_sweep_too_big_to_list_is_refused_at_once(tmp_path):
         [line] = error_lines(result.stderr)
         assert line.startswith("zoo: error: the sweep would run more than 10,000 jobs (") and named in line, line
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [  # each had launched no job with exit 0, or failed on Hydra's or OmegaConf's own words
+        (["trainer.epochs=range(1,1)"], "trainer.epochs=range(1,1) holds no value, so the sweep would launch no job"),
+        (["seed=range(5,1)"], "seed=range(5,1) holds no value"),
+        (["dataset=glob(nothing*)"], "dataset=glob(nothing*) matches none of dataset's options (breast_cancer, cifar10, digits,"),
+        (["seed=glob(*)"], "glob(...) picks among a config group's options (model=glob(cnn*)), and seed is not a group"),
+        (["seed=range(1,3,0)"], "seed=range(1,3,0): Hydra cannot list its values (range() arg 3 must not be zero)"),
+        (["seed=choice(choice(1,2),3)"], "a sweep is the whole value (key=choice(a,b), key=range(1,4)), not inside"),
+        (["model.hidden_units=[choice(4,8)]"], "model.hidden_units=[choice(4,8)]: a sweep is the whole value"),
+        (["trainer.epochs=interval(1,3)"], "interval(...) is a range for a search to sample (hparams_search=NAME"),
+        (["seed=choice()"], "seed=choice(): Hydra cannot read it (ValueError while evaluating 'choice()': empty choice is not legal)"),
+    ],
+)
+def test_sweep_expressions_that_cannot_run_are_one_line_before_any_job(args, message, tmp_path):
+    from zoo.arguments import check_overrides, refuse_code_from_the_command_line
+
+    argv = ["-m", "model=mlp_classifier", "dataset=digits", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    with pytest.raises(ZooError) as refused:
+        refuse_code_from_the_command_line(argv)
+        check_overrides(argv)
+    assert message in str(refused.value) and "\n" not in str(refused.value), refused.value
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_glob_over_a_groups_options_is_listed_as_hydras_sweeper_lists_it():
+    """``model=glob(...)`` had failed every command on "HydraException: ConfigLoader is not
+    set": the zoo's checks read the overrides without the configs a glob lists."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from zoo.arguments import check_overrides, parsed_overrides
+
+    argv = ["-m", "model=mlp_classifier", "dataset=glob(*,exclude=[cifar10,image_folder,text])", "trainer.epochs=1"]
+    check_overrides(argv)
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed_overrides(argv), None) for job in batch]
+    assert sorted(job[1] for job in jobs) == ["dataset=breast_cancer", "dataset=digits", "dataset=synthetic_cats"]
+
+
+@pytest.mark.slow
+def test_a_glob_sweep_trains_one_job_per_matching_option(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_zoo("train", "-m", "model=mlp_classifier", "dataset=glob([*_cancer,digits])", *TINY_JOB, "loggers=none",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    trained = sorted(yaml.safe_load((job / "config.yaml").read_text())["dataset"]["name"] for job in sweep.glob("[0-9]*"))
+    assert trained == ["breast_cancer", "digits"]
 
 
 @pytest.mark.parametrize(

@@ -106,8 +106,19 @@ def overrides_only(args: list[str]) -> list[str]:
 
 
 def parsed_overrides(args: list[str]) -> list:
-    """The overrides as Hydra's grammar reads them; a syntax error is one line."""
-    return _parsed_overrides(tuple(overrides_only(args)))
+    """The overrides as Hydra's grammar reads them; a syntax error is one line. A sweep over
+    ``glob(...)`` lists the group's options as Hydra's sweeper will, from the same configs."""
+    from hydra.core.override_parser.types import ValueType
+
+    parsed = _parsed_overrides(tuple(overrides_only(args)))
+    globs = [override for override in parsed if override.value_type == ValueType.GLOB_CHOICE_SWEEP]
+    if globs and any(override.config_loader is None for override in globs):
+        from zoo.config import config_loader
+
+        loader = config_loader(user_configs(args))
+        for override in globs:
+            override.config_loader = loader
+    return parsed
 
 
 @functools.lru_cache(maxsize=4)
@@ -123,6 +134,8 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
         except HydraException as exc:  # the grammar's reason alone does not say which argument
             reason = " ".join(str(exc).split())
             key, _, value = override.partition("=")
+            if "while evaluating" in reason:  # a function's own complaint (choice(), os(1)): it says what is wrong
+                raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason})") from None
             if not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
                 hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
             else:
@@ -243,11 +256,23 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
         else:
             values = [override.value()]
         problem = (
-            _runs_code(key, values) or _written_outside_the_run(key, values) or _path_as_choice(key, values)
+            _sweep_inside_a_value(key, values) or _runs_code(key, values) or _written_outside_the_run(key, values)
+            or _path_as_choice(key, values)
             or _moves_the_job(key, values) or _search_space_path(key)
         )  # fmt: skip
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
+
+
+def _sweep_inside_a_value(key: str, values: list) -> Optional[str]:
+    """A sweep written inside a list, a dict or another sweep's values (``[choice(1,2)]``,
+    ``choice(choice(1,2),3)``), or None: Hydra's grammar reads it, then neither its sweeper
+    nor OmegaConf knows what to do with it ("Unexpected type annotation: Set[str]")."""
+    from hydra.core.override_parser.types import Glob, Sweep
+
+    if any(isinstance(leaf, (Sweep, Glob)) for value in values for _, leaf in _paths(key, value)):
+        return "a sweep is the whole value (key=choice(a,b), key=range(1,4)), not inside a list, a dict or another sweep"
+    return None
 
 
 def _runs_code(key: str, values: list) -> Optional[str]:
@@ -497,12 +522,13 @@ def check_overrides(args: list[str]) -> None:
         except (HydraException, OmegaConfBaseException):
             pass  # the jobs' composition below names the mistake
         check_launcher(sweep_settings.launcher if sweep_settings is not None else None)
-        check_sweeper(sweep_settings.sweeper if sweep_settings is not None else None)
+        check_sweeper(sweep_settings.sweeper if sweep_settings is not None else None, parsed)
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         sizes = {o.input_line: sweep_size(o) for o in parsed if o.is_discrete_sweep()}
+        refuse_empty_sweeps([o for o in parsed if o.is_discrete_sweep() and not sizes[o.input_line]])
         if math.prod(sizes.values()) > MAX_SWEEP_JOBS:  # Hydra's grid sweeper would list every job first
             if not grid_sweep(parsed, configs):
                 return  # a search samples its ranges; the sweeper checks them
@@ -611,11 +637,20 @@ def check_launcher(launcher: Any) -> None:
             )
 
 
-def check_sweeper(sweeper: Any) -> None:
+def check_sweeper(sweeper: Any, parsed: list) -> None:
     """Hydra's grid sweeper launches ``max_batch_size`` jobs at a time: none or a positive
-    number (0 or less failed on a bare assertion deep in Hydra)."""
+    number (0 or less failed on a bare assertion deep in Hydra); it lists values, so an
+    ``interval(...)`` (a search's range to sample) is not for it."""
+    from hydra.core.override_parser.types import ValueType
+
     if sweeper is None or not str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
         return
+    interval = next((o for o in parsed if o.value_type == ValueType.INTERVAL_SWEEP), None)
+    if interval is not None:
+        raise ZooError(
+            f"{shorten(interval.input_line)}: interval(...) is a range for a search to sample (hparams_search=NAME, "
+            "hydra/sweeper=optuna); a grid sweep takes choice(...), range(...) or glob(...)"
+        )
     size = sweeper.get("max_batch_size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise ZooError(f"hydra.sweeper.max_batch_size={size}: give how many jobs to launch at a time, 1 or more, or null for all")
@@ -624,7 +659,28 @@ def check_sweeper(sweeper: Any) -> None:
 def sweep_values(override) -> list:
     """A sweep override's values, no more than MAX_SWEEP_JOBS + 1 of them: ``range(0,10**8)``
     is not listed (its values are numbers: the first ones show what the rest are)."""
-    return list(itertools.islice(override.sweep_iterator(), MAX_SWEEP_JOBS + 1))
+    try:
+        return list(itertools.islice(override.sweep_iterator(), MAX_SWEEP_JOBS + 1))
+    except (ValueError, TypeError) as exc:  # range(1,3,0): Python's range refuses it
+        raise ZooError(f"{shorten(override.input_line)}: Hydra cannot list its values ({exc})") from None
+
+
+def refuse_empty_sweeps(empty: list) -> None:
+    """A sweep over no value (``range(1,1)``, a ``glob`` matching nothing) had Hydra launch
+    no job and exit 0, as if the sweep had run."""
+    from hydra.core.override_parser.types import ObjectType, ValueType
+
+    for override in empty:
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            group = override.key_or_group
+            options = override.config_loader.get_group_options(group, results_filter=ObjectType.CONFIG)
+            if not options:
+                raise ZooError(
+                    f"{shorten(override.input_line)}: glob(...) picks among a config group's options (model=glob(cnn*)), "
+                    f"and {group} is not a group; sweep its values with choice(...) or range(...)"
+                )
+            raise ZooError(f"{shorten(override.input_line)} matches none of {group}'s options ({', '.join(options) or 'none'})")
+        raise ZooError(f"{shorten(override.input_line)} holds no value, so the sweep would launch no job; give one or more")
 
 
 def sweep_size(override) -> int:

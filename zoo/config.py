@@ -18,6 +18,7 @@ heavy work starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -26,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from zoo import artifacts
 from zoo.errors import ZooError
@@ -555,29 +556,45 @@ class UserConfigs:
     name: str = PRIMARY_CONFIG
 
 
+@contextlib.contextmanager
+def _initialized_hydra(configs: Optional[UserConfigs]) -> Iterator[Any]:
+    """Hydra set up as ``zoo train`` sets it up: the zoo's configs with the user's searched
+    first, as Hydra's own --config-dir does (before the structured configs)."""
+    from hydra import initialize_config_module
+    from hydra._internal.hydra import Hydra
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        if configs is not None and configs.folder is not None:
+            search_path = GlobalHydra.instance().hydra.config_loader.config_search_path  # type: ignore[union-attr]
+            search_path.prepend("command-line", f"file://{Path(configs.folder).expanduser().absolute()}", SearchPathQuery("schema"))
+            GlobalHydra.instance().clear()
+            Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
+        yield GlobalHydra.instance().hydra
+
+
 def compose(overrides: list[str], configs: Optional[UserConfigs] = None, with_hydra: bool = False) -> DictConfig:
     """Compose the primary config with ``overrides`` (no sweeps) as ``zoo train`` would,
     with the user's configs searched first as Hydra does; ``with_hydra``: keep the
     ``hydra`` node too, and make ``${hydra:...}`` resolvable in it."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra._internal.hydra import Hydra
-    from hydra.core.config_search_path import SearchPathQuery
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    register_configs()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        configs = configs or UserConfigs()
-        if configs.folder is not None:  # as Hydra's own --config-dir: before the structured configs
-            search_path = GlobalHydra.instance().hydra.config_loader.config_search_path  # type: ignore[union-attr]
-            search_path.prepend("command-line", f"file://{Path(configs.folder).expanduser().absolute()}", SearchPathQuery("schema"))
-            GlobalHydra.instance().clear()
-            Hydra.create_main_hydra2(task_name="train", config_search_path=search_path)
+    configs = configs or UserConfigs()
+    with _initialized_hydra(configs):
         cfg = hydra_compose(config_name=configs.name, overrides=overrides, return_hydra_config=with_hydra)
     if with_hydra:
         HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def config_loader(configs: Optional[UserConfigs] = None) -> Any:
+    """Hydra's config loader over the same configs: what a sweep's ``glob(...)`` lists a
+    group's options with, as Hydra's sweeper has it."""
+    with _initialized_hydra(configs) as hydra:
+        return hydra.config_loader
 
 
 # --------------------------------------------------------------------------------------
