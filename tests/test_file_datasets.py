@@ -15,7 +15,7 @@ import pytest
 import zoo
 from zoo_plugins import cifar10, image_folder
 
-from conftest import run_zoo
+from conftest import error_lines, run_zoo
 
 
 def test_cifar10_reads_the_archive_and_its_extracted_folder_alike(tmp_path):
@@ -273,6 +273,20 @@ def test_image_folder_takes_file_names_that_are_not_utf8(tmp_path):
     shutil.move(tmp_path / "b", os.fsdecode(bytes(tmp_path) + b"/b\xe9"))
     with pytest.raises(zoo.ZooError, match=r"class folder .*/b\\xe9 has a name that is not UTF-8 text; rename it"):
         zoo.create_dataset("image_folder", path=str(tmp_path))
+
+
+def test_class_names_beyond_ascii_under_an_ascii_locale_name_the_locale_not_the_names(tmp_path):
+    """Under LC_ALL=C with Python's UTF-8 mode off, Python reads every file name as ASCII:
+    folders 猫 and 犬 had been refused as "not UTF-8 text; rename it"."""
+    for name, value in (("猫", 30), ("犬", 220)):
+        write_pngs(tmp_path / "data" / name, 2, value)
+    ascii_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = run_zoo("train", "dataset=image_folder", f"dataset.path={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
+                     cwd=tmp_path, env=ascii_locale, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert line.endswith("Python reads file names as ascii under this locale; run with PYTHONUTF8=1 (or LC_ALL=C.UTF-8)"), line
+    assert not (tmp_path / "run").exists()
 
 
 def test_image_folder_explains_a_folder_without_classes(tmp_path):

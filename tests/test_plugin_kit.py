@@ -180,7 +180,7 @@ def test_plugin_preset_is_offered_by_zoo_train_help(kit):
 
 def test_new_plugin_refuses_a_bad_name_or_an_existing_folder_and_writes_nothing(tmp_path):
     bad = run_zoo("new", "plugin", "9 lives", cwd=tmp_path)
-    assert bad.returncode == 2 and "must be letters and digits" in error_lines(bad.stderr)[0]
+    assert bad.returncode == 2 and "must be ASCII letters and digits" in error_lines(bad.stderr)[0]
     long = run_zoo("new", "plugin", "a" * 300, cwd=tmp_path)  # longer than a file name may be
     assert long.returncode == 2 and "has 300 characters; give at most 64" in error_lines(long.stderr)[0]
     taken = run_zoo("new", "plugin", "cnn", cwd=tmp_path)  # cnn_... names are free: it works

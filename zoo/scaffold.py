@@ -71,7 +71,10 @@ def new_plugin(name: str, directory: Path) -> NewPlugin:
     behind if that fails."""
     name = re.sub(r"^zoo[-_]", "", name.strip().lower())
     if not re.fullmatch(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*", name):
-        raise ZooError(f"plugin name {name!r} must be letters and digits, words joined by - or _, e.g. 'my-models'")
+        raise ZooError(
+            f"plugin name {name!r} must be ASCII letters and digits (it names a distribution and a module), "
+            "words joined by - or _, e.g. 'my-models'"
+        )
     if len(name) > MAX_NAME:  # the project folder, its package and its distribution are named after it
         raise ZooError(f"plugin name {name[:20]}... has {len(name)} characters; give at most {MAX_NAME}")
     prefix = name.replace("-", "_")

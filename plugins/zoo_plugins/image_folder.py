@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,11 @@ def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
     names = class_folders(roots["train"])
     for name in names:  # a class name goes into spec.json, plots and predictions: text
         if printable(name) != name:
+            if sys.getfilesystemencoding().lower().replace("-", "") != "utf8":  # LC_ALL=C with Python's UTF-8 mode off
+                raise zoo.ZooError(
+                    f"class folder {printable(roots['train'] / name)}: Python reads file names as "
+                    f"{sys.getfilesystemencoding()} under this locale; run with PYTHONUTF8=1 (or LC_ALL=C.UTF-8)"
+                )
             raise zoo.ZooError(f"class folder {printable(roots['train'] / name)} has a name that is not UTF-8 text; rename it")
     if len(names) < 2:
         raise zoo.ZooError(
