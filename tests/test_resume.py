@@ -103,7 +103,10 @@ def test_a_run_killed_mid_epoch_continues_exactly_where_it_stopped(tmp_path):
     assert not (attempt / "metrics.json").exists()
     for command in (["evaluate", str(attempt)], ["export", str(attempt)], ["predict", str(attempt), "x.csv"]):
         failed = run_zoo(*command, cwd=tmp_path)
-        assert failed.returncode == 2 and "did not finish" in error_lines(failed.stderr)[0], command
+        [line] = error_lines(failed.stderr)
+        assert failed.returncode == 2 and line.endswith(
+            f"did not finish (no metrics.json); the zoo train command that started it continues it (its overrides are in "
+            f"{attempt / '.hydra' / 'overrides.yaml'})"), command  # fmt: skip
     compared = run_zoo("compare", str(reference), str(attempt), cwd=tmp_path)
     assert compared.returncode == 0 and re.search(r"killed\s.*unfinished", compared.stdout), compared.stdout
 
@@ -339,6 +342,12 @@ def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):
         assert error_lines(second.stderr) == [f"zoo: error: {run_dir} is in use by another zoo process; wait for it to end, or choose another hydra.run.dir"]
         assert {p: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == records
         assert "stopped" not in (run_dir / "train.log").read_text()
+        # The commands that read a finished run say it is still training ("did not finish;
+        # train it to the end first" had sent the user to start it a second time).
+        for command in (["evaluate", str(run_dir)], ["train", *args[:-1], f"trainer.init_from={run_dir}", f"hydra.run.dir={tmp_path / 'warm'}"]):
+            reader = run_zoo(*command, cwd=tmp_path)
+            assert reader.returncode == 2 and error_lines(reader.stderr)[0].endswith(
+                "is still training (no metrics.json yet); wait for it to end"), reader.stderr[-2000:]  # fmt: skip
     finally:
         process.kill()
         process.communicate()

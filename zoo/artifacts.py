@@ -188,20 +188,38 @@ def refuse_if_in_use(run_dir: Path) -> None:
     """The check ``exclusive`` makes, made before Hydra writes this command's records
     (``.hydra/``, ``train.log``) into the folder: a second command given a run's folder
     while that run trained had them written over the running run's, then was refused."""
+    if held_by_another(run_dir):
+        raise ZooError(in_use(run_dir))
+
+
+def held_by_another(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir`` (``exclusive``): a run training now."""
     import fcntl
 
     try:
         descriptor = os.open(run_dir / LOCK, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
-        return  # none, or none to read: `exclusive` says what is wrong with it
+        return False  # none, or none to read: `exclusive` says what is wrong with it
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise ZooError(in_use(run_dir)) from None
+        return True
     except OSError:
-        return
+        return False
     finally:
         os.close(descriptor)  # and with it the lock, if taken
+    return False
+
+
+def unfinished(run_dir: Path, missing: str) -> str:
+    """Why a run's trained model cannot be read yet (``missing`` is the file it lacks), and
+    what to do: wait for a run still training, or continue one that stopped."""
+    if held_by_another(run_dir):
+        return f"is still training (no {missing} yet); wait for it to end"
+    return (
+        f"did not finish (no {missing}); the zoo train command that started it continues it "
+        f"(its overrides are in {Path(run_dir) / '.hydra' / 'overrides.yaml'})"
+    )
 
 
 def file_digest(path: Path) -> str:

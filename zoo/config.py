@@ -835,7 +835,7 @@ def check_run_references(plan: RunPlan) -> None:
         refuse_parent(Path(path), f"{key}=")
         for name in ("metrics.json", "model.keras", "spec.json"):  # written last, or in every run
             if not (Path(path) / name).exists():
-                raise ZooError(f"{key}={path}: that run did not finish (no {name}); train it to the end first")
+                raise ZooError(f"{key}={path}: that run {artifacts.unfinished(Path(path), name)}")
             if not (Path(path) / name).is_file():
                 raise ZooError(f"{key}={path}: its {name} is not a file (a folder, a pipe or a device); give a run the zoo wrote")
     teacher = plan.trainer.distillation.teacher

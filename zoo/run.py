@@ -921,10 +921,9 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     from zoo.crossval import refuse_parent
 
     refuse_parent(run_dir, "")
-    if not (run_dir / artifacts.METRICS).is_file() or not (run_dir / artifacts.MODEL).is_file():
-        raise ZooError(
-            f"the run in {run_dir} did not finish (no {artifacts.METRICS}); train it to the end first"
-        )
+    missing = next((name for name in (artifacts.METRICS, artifacts.MODEL) if not (run_dir / name).is_file()), None)
+    if missing:
+        raise ZooError(f"the run in {run_dir} {artifacts.unfinished(run_dir, missing)}")
     recorded = artifacts.read_yaml(run_dir / artifacts.CONFIG)
     if not is_run_config(recorded):
         raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
