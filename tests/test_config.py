@@ -345,6 +345,48 @@ def test_what_a_launcher_refuses_and_what_hydra_cannot_parse_is_one_line(tmp_pat
     assert line.startswith("zoo: error: hydra.launcher.pre_dispatch=f(x).y: Hydra cannot read it (")
 
 
+BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10) if b else '1'}]\n" for a, b in zip("abcdefg", ["", *"abcdef"]))
+
+
+@pytest.mark.parametrize(
+    "preset, args, expected",
+    [  # a preset of the user's, as people composing experiments write them, slips included
+        ("trainer: 5", [], "trainer must hold its settings (trainer.KEY=VALUE), got 5; a config file (an experiment's"),
+        ("metrics: 5", [], "metrics takes names (metrics=[a,b]), got 5"),  # had been "zoo failed: AttributeError"
+        ("model: null", [], "model must be one chosen by name (model=NAME), got None"),
+        ("objective: 3", [], "objective must be the name of one of the run's values"),  # had failed after training
+        ("trainer: null", ["trainer.epochs=1"], "unknown config key 'trainer.epochs'; a config file chosen with it"),  # "did you mean 'trainer.epochs'?"
+        (None, [], "the experiment preset's keys landed under 'experiment': its file must start with the line '# @package _global_'"),
+        ("defaults:\n  - /model: mlp_classifier", [], "model is chosen by the primary config already: choose another with model=NAME (no +), "
+         "and in a preset's defaults list with 'override /model: NAME'"),  # fmt: skip
+        ("defaults:\n  - /experiment/mine", [], "a config's defaults list leads back to itself"),  # "nested too deeply"
+        ("trainer:\n  epochs: 1\n  epochs: 2", [], "mine.yaml line 4: found duplicate key epochs; correct the YAML there"),
+        ("trainer:\n  epochs: 1\n batch_size: 3", [], "mine.yaml line 4: expected <block end>, but found '<block mapping start>'"),
+        (BOMB, [], "mine.yaml: its aliases (*name) spell out 2,345,686 values, more than a config holds (100,000)"),  # a hang
+        (b"\xff\xfe", [], "mine.yaml is not UTF-8 text (byte 0); save it as UTF-8"),  # UnicodeDecodeError, no file named
+    ],
+)
+def test_mistakes_in_a_preset_of_your_own_are_one_line_naming_it(preset, args, expected, tmp_path, capsys):
+    from zoo.cli import main
+
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    text = preset if isinstance(preset, bytes) else ("trainer:\n  epochs: 1\n" if preset is None else f"# @package _global_\n{preset}\n")
+    (tmp_path / "mine" / "experiment" / "mine.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--config-dir", str(tmp_path / "mine"), "+experiment=mine", *args, f"hydra.run.dir={tmp_path / 'run'}"])
+    [line] = error_lines(capsys.readouterr().err)
+    assert exited.value.code == 2 and expected in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_primary_configs_choice_is_changed_without_a_plus(capsys):
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "+model=mlp_classifier", "--cfg", "job"])  # "presets combine as a list: +model=[a,b]" had been the advice
+    assert "model is chosen by the primary config already: choose another with model=NAME (no +)" in capsys.readouterr().err
+
+
 def test_own_config_folder_experiments_are_checked_and_used(tmp_path):
     """--config-dir adds the user's configs before Hydra starts: the zoo's own check finds
     an experiment there too, and reports a mistake in it in one line."""

@@ -391,6 +391,7 @@ def test_many_unreadable_files_are_summarised_on_the_terminal_and_all_listed_in_
     assert len(json.loads((run_dir / "data.json").read_text())["skipped"]) == 20
 
 
+@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_a_finished_runs_cache_file_is_not_written_where_its_config_says(tmp_path):
     """`zoo evaluate` of a run from elsewhere wrote TensorFlow cache files wherever its
     config.yaml's dataset.cache pointed: commands over a finished run cache nothing (a run

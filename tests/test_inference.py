@@ -614,6 +614,7 @@ def test_a_finished_run_is_evaluated_on_this_machines_devices_not_the_ones_it_tr
     assert mirrored.returncode == 0 and json.loads(mirrored.stdout)["accuracy"] == pytest.approx(expected["accuracy"]), mirrored.stderr[-2000:]
 
 
+@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_keras_settings_chosen_for_other_work_change_nothing_the_zoo_computes(default_run, tmp_path):
     """~/.keras/keras.json with channels_first failed every CNN ("output size would be zero or
     negative"); with floatx float16 training diverged. The zoo's models run as written,
@@ -662,6 +663,7 @@ def test_a_thread_count_tensorflow_aborts_on_is_one_line(default_run):
     ), result.stderr[-2000:]
 
 
+@pytest.mark.slow  # the default suite stays near 15 minutes
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
 def test_a_command_stopped_by_sigterm_or_sighup_takes_back_what_it_was_writing(default_run, tmp_path, number):
     """A scheduler's SIGTERM or a closed terminal's SIGHUP killed `zoo explain` with nothing

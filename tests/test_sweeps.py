@@ -458,6 +458,18 @@ def test_a_grid_sweep_too_big_to_list_is_refused_at_once(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_an_objective_the_run_does_not_log_stops_it_at_its_first_epoch(tmp_path):
+    """objective=acuracy had been found out only once every epoch had trained."""
+    run_dir = tmp_path / "run"
+    result = run_zoo("train", "model=mlp_classifier", "dataset=digits", "trainer.epochs=50", "loggers=none", "objective=acuracy",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert line.startswith("zoo: error: objective='acuracy' is none of the values this run logs (accuracy, auc, f1, loss,"), line
+    assert "TensorFlow" not in result.stderr  # its start-up lines went to train.log, as in every run
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "history.csv").exists()  # stopped in epoch 1
+
+
 @pytest.mark.parametrize(
     "args, message",
     [  # each had launched no job with exit 0, or failed on Hydra's or OmegaConf's own words

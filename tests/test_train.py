@@ -251,6 +251,7 @@ def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_tha
     assert again.returncode == 0 and "finished already" in again.stdout, again.stderr[-2000:]
 
 
+@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_names_that_are_not_utf8_are_trained_in_predicted_printed_and_plotted(tmp_path):
     """Linux file names are bytes. A run in a folder whose name is not UTF-8, an image so
     named, in a UTF-8 locale whose terminal refuses what is not UTF-8 (Python keeps such
@@ -490,6 +491,7 @@ def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(f"[zoo][INFO] - stopped: {line.removeprefix('zoo: error: ')}")
 
 
+@pytest.mark.slow  # the default suite stays near 15 minutes
 def test_a_run_past_its_open_file_limit_says_which_limit_and_continues_once_raised(tmp_path):
     """Saving the model under ``ulimit -n 8`` had failed as "model.keras: Too many open
     files": neither the limit nor that the run continues from its checkpoint."""
@@ -659,6 +661,7 @@ def test_control_characters_from_run_files_and_arguments_are_shown_not_sent_to_t
         assert "\\x1b]0;pwned\\x07\\x1b[2J\\u202e" in shown, (args, shown[-1000:])
 
 
+@pytest.mark.slow  # the default suite stays near 15 minutes
 @pytest.mark.parametrize(
     "logging, logs",
     [(["hydra/job_logging=disabled"], []), (["hydra/job_logging=default", "hydra.job.name=slurmy"], ["slurmy.log"])],

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn, Optional
+from typing import Any, Iterator, NamedTuple, NoReturn, Optional
 
 from zoo.config import PRIMARY_CONFIG, UserConfigs, leads_outside
 from zoo.errors import ZooError
@@ -176,6 +176,7 @@ def check_config_flags(args: list[str]) -> None:
         if not folder.is_dir():
             raise ZooError(f"--config-dir {given.config_dir} is not a folder; give the folder that holds your own configs")
         folders.append(folder)
+        check_config_files(folder)
     if given.config_name and leads_outside(given.config_name):
         raise ZooError(
             f"--config-name {given.config_name}: a config name, not a path; put your own config in a --config-dir "
@@ -185,6 +186,68 @@ def check_config_flags(args: list[str]) -> None:
         name = given.config_name if given.config_name.endswith((".yaml", ".yml")) else f"{given.config_name}.yaml"
         if not any(folder.joinpath(name).is_file() for folder in folders):
             raise ZooError(f"--config-name {given.config_name}: no {name} in the zoo's configs or a --config-dir; the zoo's own is 'train'")
+
+
+# The most values a config file of the user's may spell out, aliases counted as the copies
+# OmegaConf makes of them: ten levels of ten aliases make a small file 10^10 values (a hang).
+CONFIG_VALUES_MAX = 100_000
+CONFIG_FILES_CHECKED = 1_000  # a --config-dir given a home folder by mistake is not read through
+
+
+def check_config_files(folder: Path) -> None:
+    """The YAML files of the user's config folder, before Hydra reads any: one that is not
+    UTF-8 (Hydra's "UnicodeDecodeError" named no file) or whose aliases expand beyond
+    CONFIG_VALUES_MAX values is refused in one line. Syntax errors are Hydra's to name (with
+    the file and line), for the files it reads."""
+    import stat
+
+    import yaml
+
+    for path in itertools.islice(_yaml_files(folder), CONFIG_FILES_CHECKED):
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode) or os.stat(path).st_size > 2**24:
+                continue  # a pipe (Hydra reads only the files it composes), or no config
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ZooError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, or remove it from --config-dir") from None
+        except OSError:
+            continue
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            continue
+        try:
+            values = _expanded_size(node, {})
+        except RecursionError:
+            raise ZooError(f"{path} is nested too deeply to be a config") from None
+        if values > CONFIG_VALUES_MAX:
+            raise ZooError(
+                f"{path}: its aliases (*name) spell out {values:,} values, more than a config holds "
+                f"({CONFIG_VALUES_MAX:,}); write the values out, or fewer aliases of aliases"
+            )
+
+
+def _yaml_files(folder: Path) -> Iterator[Path]:
+    """The YAML files under ``folder``, in order, hidden folders left out (links to folders
+    not followed)."""
+    for root, folders, names in itertools.islice(os.walk(folder), CONFIG_FILES_CHECKED * 10):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        yield from (Path(root) / name for name in sorted(names) if name.endswith((".yaml", ".yml")))
+
+
+def _expanded_size(node: Any, sizes: dict) -> int:
+    """How many values a YAML node graph holds once every alias is copied out, as OmegaConf
+    copies it; each shared node is counted once per use, computed once."""
+    import yaml
+
+    if node is None or id(node) in sizes:
+        return sizes.get(id(node), 1)
+    sizes[id(node)] = 1  # a recursive alias counts once
+    if isinstance(node, yaml.SequenceNode):
+        sizes[id(node)] = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        sizes[id(node)] = 1 + sum(_expanded_size(key, sizes) + _expanded_size(value, sizes) for key, value in node.value)
+    return sizes[id(node)]
 
 
 def quote_home_paths(args: list[str]) -> list[str]:

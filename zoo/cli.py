@@ -177,9 +177,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if traceback_requested():
             raise
         fail(os_error_line(exc))
-    except RecursionError:
+    except RecursionError as exc:
         if traceback_requested():
             raise
+        if in_defaults_list(exc):  # Hydra following a preset's defaults back to itself
+            fail("a config's defaults list leads back to itself (directly or through other configs); remove the loop")
         fail("an input is nested too deeply to read (a damaged file or argument); ZOO_TRACEBACK=1 shows which")
     except Terminated as exc:
         if traceback_requested():
@@ -1074,6 +1076,9 @@ def describe_failure(exc: BaseException) -> str:
     memory = out_of_memory_line(exc)  # building a huge model to evaluate, export or describe it, say
     if memory is not None:
         return memory
+    mark = getattr(exc, "problem_mark", None)  # YAML's reader (in Hydra, OmegaConf): a config file's mistake
+    if mark is not None and getattr(exc, "problem", None):
+        return f"{mark.name} line {mark.line + 1}: {' '.join(str(exc.problem).split())}; correct the YAML there"
     reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
     if not reason:  # a bare `assert` or `raise X()`: the line that raised says what went wrong
         import traceback
@@ -1090,6 +1095,14 @@ def innermost_module(exc: BaseException) -> str:
         module = tb.tb_frame.f_globals.get("__name__", module)
         tb = tb.tb_next
     return module
+
+
+def in_defaults_list(exc: BaseException) -> bool:
+    """Whether ``exc`` rose through Hydra's reading of defaults lists."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") != "hydra._internal.defaults_list":
+        tb = tb.tb_next
+    return tb is not None
 
 
 def raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
@@ -1143,7 +1156,8 @@ def train_task(cfg) -> Any:
         # Where it goes, first: a user who stops it (or whose job is preempted) knows where to look.
         print(f"run directory: {run_dir}" + (" (finished already: nothing to train)" if finished else ""), flush=True)
         with sweeps.stopping_with_the_driver():
-            metrics = run.train(cfg, run_dir, callbacks=[search.trial_callback(trial, objective, run_dir)] if trial else [])
+            checks = [search.trial_callback(trial, objective, run_dir)] if trial else [sweeps.objective_check(objective)] if objective else []
+            metrics = run.train(cfg, run_dir, callbacks=checks)
         print_summary(metrics, run_dir)
         if objective and metrics:  # a hyper-parameter search's trial returns its score
             from zoo.sweeps import objective_value

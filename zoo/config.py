@@ -33,6 +33,7 @@ from zoo import artifacts
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
 from zoo.registry import Registered, Registry, get_registry
+from zoo.tables import shorten
 
 if TYPE_CHECKING:  # OmegaConf is imported where used: `zoo info` needs only the dataclasses
     from omegaconf import DictConfig
@@ -442,6 +443,25 @@ def config_schema(config_cls: type, owner: str) -> DictConfig:
         ) from None
 
 
+def check_section_shapes(container: Mapping[str, Any]) -> None:
+    """Each section of a composed config is of its kind: only a config file can make one
+    otherwise (an experiment's ``trainer: 5``), and that had failed as "zoo failed:
+    TypeError: 'int' object is not iterable", or after training (``objective: 3``)."""
+    source = "a config file (an experiment's, or yours in --config-dir) set it so"
+    for key in ("model", "dataset"):
+        if not isinstance(container.get(key), dict):
+            raise ZooError(f"{key} must be one chosen by name ({key}=NAME), got {shorten(repr(container.get(key)))}; {source}")
+    for key in ("trainer", "device", "cv"):
+        if not isinstance(container.get(key), dict) and not (key == "cv" and container.get(key) is None):
+            raise ZooError(f"{key} must hold its settings ({key}.KEY=VALUE), got {shorten(repr(container.get(key)))}; {source}")
+    for key in LIST_GROUPS:
+        if not isinstance(container.get(key), (dict, type(None))):
+            raise ZooError(f"{key} takes names ({key}=[a,b]), got {shorten(repr(container.get(key)))}; {source}")
+    objective = container.get("objective")
+    if not isinstance(objective, (str, type(None))) or objective == "":
+        raise ZooError(f"objective must be the name of one of the run's values (objective=val_accuracy), got {shorten(repr(objective))}")
+
+
 def typed_config(
     config_cls: type, overrides: Mapping[str, Any], owner: str, prefix: str, info_name: Optional[str] = None
 ) -> Any:
@@ -631,6 +651,8 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
 
     registry = registry or get_registry()
     extra = [k for k in cfg if k not in TOP_LEVEL_KEYS]
+    if extra and unpackaged_preset(str(extra[0])):
+        raise ZooError(unpackaged_preset(str(extra[0])))
     if extra:
         close = difflib.get_close_matches(str(extra[0]), TOP_LEVEL_KEYS, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "top-level keys are: " + ", ".join(TOP_LEVEL_KEYS)
@@ -643,6 +665,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     except OmegaConfBaseException as exc:
         raise ZooError(describe_omegaconf_error(exc)) from None
 
+    check_section_shapes(container)
     # NaN slips through every "must be positive" check (nan <= 0 is false) and infinities
     # reach the optimizer (clipnorm=inf gives NaN gradients): no value of a run may be either.
     for key, value in _leaves(container):
@@ -947,9 +970,16 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
 
     text = str(exc).strip()
     cause = exc.__cause__
-    twice = re.match(r"Multiple values for (\S+)\.", text)
-    if twice:  # Hydra's advice ("use 'override experiment: ...'") is for a defaults list, not a command line
-        return f"{twice.group(1)} is chosen more than once; choose it once (presets combine as a list: +{twice.group(1)}=[a,b])"
+    twice = re.match(r"Multiple values for (\S+)\.|(\S+) appears more than once in the final defaults list", text)
+    group = twice and (twice.group(1) or twice.group(2))
+    if group and group.split("/")[0] in TOP_LEVEL_KEYS + ("hydra",):
+        # +model=NAME, or a preset's defaults list naming a group the primary config chooses already
+        return (
+            f"{group} is chosen by the primary config already: choose another with {group}=NAME (no +), "
+            f"and in a preset's defaults list with 'override /{group}: NAME'"
+        )
+    if group:  # Hydra's advice ("use 'override experiment: ...'") is for a defaults list, not a command line
+        return f"{group} is chosen more than once; choose it once (presets combine as a list: +{group}=[a,b])"
     nameless = re.search(r"Could not find '([^'/]+)/'", text)
     if nameless:
         options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
@@ -973,6 +1003,8 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
             f"{kind} {name!r} is not among those chosen; to set its options, list it as well: "
             f"{chosen_group}=[{name},...] {override.group(1)}=... (see 'zoo list {kind}')"
         )
+    if override and unpackaged_preset(override.group(1)):
+        return unpackaged_preset(override.group(1))
     if override:
         key = override.group(1)
         return f"unknown config key {key!r}{unknown_key_hint(key, cfg_keys or [])} (see 'zoo train --cfg job' for every key)"
@@ -1027,6 +1059,8 @@ def unknown_key_hint(key: str, cfg_keys: list[str]) -> str:
         return f"; {leaf} is a group of presets, added with a plus: +{leaf}=NAME (zoo train --help lists them)"
     neighbours = [k.rpartition(".")[2] for k in cfg_keys if k.rpartition(".")[0] == prefix]
     close = difflib.get_close_matches(leaf, neighbours, n=1)
+    if close and close[0] == leaf and prefix:  # the key is the zoo's: what else is composed replaced its section
+        return f"; a config file chosen with it (an experiment's, or yours) sets {prefix} to a value, not its settings"
     if close:
         return f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?"
     options = group_option_keys(prefix)
@@ -1039,6 +1073,23 @@ def unknown_key_hint(key: str, cfg_keys: list[str]) -> str:
     if neighbours and prefix:
         return f"; {prefix}'s keys are: {', '.join(neighbours)}"
     return ""
+
+
+def unpackaged_preset(key: str) -> Optional[str]:
+    """What to say when a preset's keys landed under its group's name (``experiment.trainer``,
+    ``model@experiment.model``): its file lacks the ``# @package _global_`` line, the most
+    common slip in writing one, or None for any other key."""
+    group = key.rpartition("@")[2].split(".")[0]
+    if group in TOP_LEVEL_KEYS or not (group in PRESET_GROUPS or group_option_keys(group)):
+        return None
+    return (
+        f"the {group} preset's keys landed under '{group}': its file must start with the line '# @package _global_' "
+        f"(then its keys are the run's: trainer.epochs, model, ...)"
+    )
+
+
+# Config groups whose options set keys across the whole config (chosen with +group=NAME).
+PRESET_GROUPS = ("experiment", "hparams_search")
 
 
 def group_option_keys(group: str) -> dict[str, list[str]]:

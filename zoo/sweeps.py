@@ -126,6 +126,26 @@ def objective_value(name: str, test_metrics: dict[str, Any], run_dir: Path) -> f
     raise ZooError(f"objective={name!r} is not among this run's metrics ({known}); choose one of them")
 
 
+def objective_check(name: str) -> Any:
+    """A Keras callback that stops a run at its first epoch's end when ``objective`` names
+    none of the values it logs (``objective=acuracy``): the mistake had been found only
+    once training was over, by the value the run could not report."""
+    from zoo.run import import_tensorflow
+
+    import_tensorflow()  # first, so that its C++ start-up lines go to the log
+    import keras
+
+    class ObjectiveCheck(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and name not in logs:  # a test metric is logged under its name while training
+                raise ZooError(
+                    f"objective={name!r} is none of the values this run logs ({', '.join(sorted(logs))}); choose one: "
+                    "a test metric (accuracy), or the last epoch's validation value (val_accuracy)"
+                )
+
+    return ObjectiveCheck()
+
+
 @contextlib.contextmanager
 def stopping_with_the_driver(poll_seconds: float = 1.0) -> Iterator[None]:
     """A sweep job in a worker process of its own (joblib's) stops when the process that
