@@ -1003,8 +1003,8 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
             f"{kind} {name!r} is not among those chosen; to set its options, list it as well: "
             f"{chosen_group}=[{name},...] {override.group(1)}=... (see 'zoo list {kind}')"
         )
-    if override and unpackaged_preset(override.group(1)):
-        return unpackaged_preset(override.group(1))
+    if override and set("@.") & set(override.group(1)) and unpackaged_preset(override.group(1)):
+        return unpackaged_preset(override.group(1))  # `experiment=NAME` alone is a preset chosen without its +
     if override:
         key = override.group(1)
         return f"unknown config key {key!r}{unknown_key_hint(key, cfg_keys or [])} (see 'zoo train --cfg job' for every key)"
