@@ -495,6 +495,39 @@ def test_sweep_expressions_that_cannot_run_are_one_line_before_any_job(args, mes
     assert not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.parametrize(
+    "params, extra, message",
+    [  # a preset's own grid sweep (hydra.sweeper.params) had gone past every check of the command line's
+        ("seed: range(0,100000000)", "", "the sweep would run more than 10,000 jobs (seed=range(0,100000000): over 10,000)"),  # a hang
+        ("seed: range(1,1)", "", "seed=range(1,1) holds no value"),  # no job, exit 0
+        ("model.filters: 4,-3", "", "model.filters must be at least 1, got -3"),  # after job 0 had trained
+        ("seed: 1,2", "  sweep:\n    subdir: same\n", "jobs 0 and 1 of the sweep would share the folder 'same'"),
+    ],
+)
+def test_a_sweep_a_preset_sets_is_checked_as_the_command_lines_is(params, extra, message, tmp_path):
+    from zoo.arguments import check_overrides, refuse_code_from_the_command_line
+
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    preset = f"# @package _global_\nhydra:\n{extra}  sweeper:\n    params:\n      {params}\n"
+    (tmp_path / "mine" / "experiment" / "mine.yaml").write_text(preset)
+    argv = ["-m", "--config-dir", str(tmp_path / "mine"), "+experiment=mine", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    refuse_code_from_the_command_line(argv)
+    with pytest.raises(ZooError) as refused:
+        check_overrides(argv)
+    assert message in str(refused.value), refused.value
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_the_grid_sweepers_params_are_not_set_from_the_command_line():
+    """``hydra.sweeper.params={seed: ...}`` had failed as OmegaConf's "AttributeError:
+    'NoneType' object has no attribute 'get'"; swept overrides say the same."""
+    from zoo.arguments import refuse_code_from_the_command_line
+
+    for spelling in ("hydra.sweeper.params={seed: 'range(0,3)'}", "hydra.sweeper={params: {seed: '1,2'}}", "hydra.sweeper.params.seed='1,2'"):
+        with pytest.raises(ZooError, match=r"give the range as a swept override instead, e.g. -m 'seed="):
+            refuse_code_from_the_command_line(["-m", spelling])
+
+
 def test_a_glob_over_a_groups_options_is_listed_as_hydras_sweeper_lists_it():
     """``model=glob(...)`` had failed every command on "HydraException: ConfigLoader is not
     set": the zoo's checks read the overrides without the configs a glob lists."""

@@ -106,16 +106,21 @@ def overrides_only(args: list[str]) -> list[str]:
 
 
 def parsed_overrides(args: list[str]) -> list:
-    """The overrides as Hydra's grammar reads them; a syntax error is one line. A sweep over
-    ``glob(...)`` lists the group's options as Hydra's sweeper will, from the same configs."""
+    """The overrides as Hydra's grammar reads them; a syntax error is one line."""
+    return parsed_lines(overrides_only(args), user_configs(args))
+
+
+def parsed_lines(lines: list[str], configs: UserConfigs) -> list:
+    """Override lines as Hydra's grammar reads them. A sweep over ``glob(...)`` lists the
+    group's options as Hydra's sweeper will, from the same configs."""
     from hydra.core.override_parser.types import ValueType
 
-    parsed = _parsed_overrides(tuple(overrides_only(args)))
+    parsed = _parsed_overrides(tuple(lines))
     globs = [override for override in parsed if override.value_type == ValueType.GLOB_CHOICE_SWEEP]
     if globs and any(override.config_loader is None for override in globs):
         from zoo.config import config_loader
 
-        loader = config_loader(user_configs(args))
+        loader = config_loader(configs)
         for override in globs:
             override.config_loader = loader
     return parsed
@@ -321,7 +326,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
         problem = (
             _sweep_inside_a_value(key, values) or _runs_code(key, values) or _written_outside_the_run(key, values)
             or _path_as_choice(key, values)
-            or _moves_the_job(key, values) or _search_space_path(key)
+            or _moves_the_job(key, values) or _search_space_path(key, values)
         )  # fmt: skip
         if problem:
             raise ZooError(f"{override.input_line}: {problem}")
@@ -385,13 +390,15 @@ def _runs_code(key: str, values: list) -> Optional[str]:
     return None
 
 
-def _search_space_path(key: str) -> Optional[str]:
+def _search_space_path(key: str, values: list) -> Optional[str]:
     """``hydra.sweeper.params.model.dropout=...``: the space's keys are whole dotted names,
     which a key path splits (it failed as "unknown config key", or "no viable alternative at
-    input"). Hydra's Optuna sweeper takes a swept override in their place."""
-    if not key.startswith("hydra.sweeper.params."):
+    input"; ``hydra.sweeper.params={...}`` as OmegaConf's AttributeError). Both sweepers
+    take a swept override in their place."""
+    paths = [path for value in values for path, _ in _paths(key, value) if f"{path}.".startswith("hydra.sweeper.params.")]
+    if not paths:
         return None
-    setting = key.removeprefix("hydra.sweeper.params.")
+    setting = paths[0].removeprefix("hydra.sweeper.params").removeprefix(".") or "model.dropout"
     return (
         f"a search's space is keyed by whole names ('{setting}'), which a key path cannot spell; give the range as a "
         f"swept override instead, e.g. -m '{setting}=interval(0.1,0.5)' or '{setting}=choice(8,16)' (it replaces the config's)"
@@ -586,6 +593,9 @@ def check_overrides(args: list[str]) -> None:
             pass  # the jobs' composition below names the mistake
         check_launcher(sweep_settings.launcher if sweep_settings is not None else None)
         check_sweeper(sweep_settings.sweeper if sweep_settings is not None else None, parsed)
+        params = grid_sweep_params(sweep_settings)
+        if params:  # a config's own sweep: Hydra's grid sweeper puts it before the command line's
+            overrides, parsed = params + overrides, parsed_lines(params, configs) + parsed
     jobs = [overrides]
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -698,6 +708,19 @@ def check_launcher(launcher: Any) -> None:
                 f"hydra.launcher.pre_dispatch={pre_dispatch}: give how many jobs to hand out at first, 1 or more, "
                 "as a number, arithmetic of n_jobs (2*n_jobs, the default) or all"
             )
+
+
+def grid_sweep_params(settings: Any) -> list[str]:
+    """The sweep a config sets for Hydra's grid sweeper (``hydra.sweeper.params`` in an
+    experiment), as the override lines the sweeper makes of it: checked as the command
+    line's are (10^8 jobs had been listed for ever, a job that could not run found only
+    after the jobs before it had trained)."""
+    from omegaconf import OmegaConf
+
+    if settings is None or not str(settings.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return []
+    params = OmegaConf.to_container(settings.sweeper, resolve=True).get("params") or {}
+    return [f"{key}={value}" for key, value in params.items()]
 
 
 def check_sweeper(sweeper: Any, parsed: list) -> None:
