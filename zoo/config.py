@@ -651,8 +651,8 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
 
     registry = registry or get_registry()
     extra = [k for k in cfg if k not in TOP_LEVEL_KEYS]
-    if extra and unpackaged_preset(str(extra[0])):
-        raise ZooError(unpackaged_preset(str(extra[0])))
+    if extra and (unpackaged := unpackaged_preset(str(extra[0]))):
+        raise ZooError(unpackaged)
     if extra:
         close = difflib.get_close_matches(str(extra[0]), TOP_LEVEL_KEYS, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "top-level keys are: " + ", ".join(TOP_LEVEL_KEYS)
@@ -1003,8 +1003,8 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
             f"{kind} {name!r} is not among those chosen; to set its options, list it as well: "
             f"{chosen_group}=[{name},...] {override.group(1)}=... (see 'zoo list {kind}')"
         )
-    if override and set("@.") & set(override.group(1)) and unpackaged_preset(override.group(1)):
-        return unpackaged_preset(override.group(1))  # `experiment=NAME` alone is a preset chosen without its +
+    if override and set("@.") & set(override.group(1)) and (unpackaged := unpackaged_preset(override.group(1))):
+        return unpackaged  # `experiment=NAME` alone is a preset chosen without its +
     if override:
         key = override.group(1)
         return f"unknown config key {key!r}{unknown_key_hint(key, cfg_keys or [])} (see 'zoo train --cfg job' for every key)"
