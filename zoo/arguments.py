@@ -710,6 +710,11 @@ def check_launcher(launcher: Any) -> None:
             )
 
 
+def is_grid_sweeper(sweeper: Any) -> bool:
+    """Whether Hydra's settings of a sweeper name its own grid sweeper."""
+    return str(sweeper.get("_target_", "")).endswith(".BasicSweeper")
+
+
 def grid_sweep_params(settings: Any) -> list[str]:
     """The sweep a config sets for Hydra's grid sweeper (``hydra.sweeper.params`` in an
     experiment), as the override lines the sweeper makes of it: checked as the command
@@ -717,7 +722,7 @@ def grid_sweep_params(settings: Any) -> list[str]:
     after the jobs before it had trained)."""
     from omegaconf import OmegaConf
 
-    if settings is None or not str(settings.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+    if settings is None or not is_grid_sweeper(settings.sweeper):
         return []
     params = OmegaConf.to_container(settings.sweeper, resolve=True).get("params") or {}
     return [f"{key}={value}" for key, value in params.items()]
@@ -729,7 +734,7 @@ def check_sweeper(sweeper: Any, parsed: list) -> None:
     ``interval(...)`` (a search's range to sample) is not for it."""
     from hydra.core.override_parser.types import ValueType
 
-    if sweeper is None or not str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+    if sweeper is None or not is_grid_sweeper(sweeper):
         return
     interval = next((o for o in parsed if o.value_type == ValueType.INTERVAL_SWEEP), None)
     if interval is not None:
@@ -794,7 +799,7 @@ def grid_sweep(parsed: list, configs: UserConfigs) -> bool:
     from zoo.config import compose
 
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    return compose(fixed, configs, with_hydra=True).hydra.sweeper._target_.endswith(".BasicSweeper")
+    return is_grid_sweeper(compose(fixed, configs, with_hydra=True).hydra.sweeper)
 
 
 def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
