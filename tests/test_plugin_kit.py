@@ -213,6 +213,17 @@ def test_check_of_one_item_runs_only_its_checks():
     ]
 
 
+def test_check_leaves_no_scratch_folder_behind(tmp_path):
+    # The callback and logger checks train and log into scratch folders: each `zoo check`
+    # (and CI's plugin-kit step) had left one in the temporary folder (1 MB for a callback).
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    for name in ("snapshots", "tensorboard"):  # a callback, a logger
+        result = run_zoo("check", name, env={"TMPDIR": str(scratch)})
+        assert result.returncode == 0 and "0 failed" in result.stdout, result.stdout + result.stderr
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("zoo-check-")] == []
+
+
 def test_scaffold_templates_are_in_the_package():
     templates = Path(zoo.__file__).parent / "templates" / "plugin"
     from zoo.scaffold import FILES

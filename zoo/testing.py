@@ -828,7 +828,8 @@ def _callback_steps(entry: Registered):
         import_tensorflow()
         import keras
 
-        state["folder"] = Path(tempfile.mkdtemp(prefix="zoo-check-"))
+        state["scratch"] = scratch = tempfile.TemporaryDirectory(prefix="zoo-check-")  # removed with the steps' state
+        state["folder"] = Path(scratch.name)
         callback = item.factory(item.config(), check_run_info(state["folder"] / "run", TINY_SPEC))
         expect(isinstance(callback, keras.callbacks.Callback), f"the factory returned {type(callback).__name__}, not a keras.callbacks.Callback")
         state["callback"] = callback
@@ -877,8 +878,9 @@ def _logger_steps(entry: Registered):
         missing = [module for module in item.requires if importlib.util.find_spec(module) is None]
         if missing:
             raise NotApplicable(f"needs {', '.join(missing)}, which is not installed")
-        folder = Path(tempfile.mkdtemp(prefix="zoo-check-")) / "run"
-        folder.mkdir(parents=True)
+        state["scratch"] = scratch = tempfile.TemporaryDirectory(prefix="zoo-check-")  # removed with the steps' state
+        folder = Path(scratch.name) / "run"
+        folder.mkdir()
         state["run"] = check_run_info(folder, TINY_SPEC)
         state["logger"] = item.factory(item.config(), state["run"])
         expect(isinstance(state["logger"], Logger), f"the factory returned {type(state['logger']).__name__}, not a zoo.Logger")
