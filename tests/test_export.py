@@ -142,6 +142,49 @@ def test_export_never_writes_over_what_the_zoo_did_not_write(default_run, tmp_pa
     assert (mine / "notes.txt").read_text() == "my notes" if fmt == "saved_model" else mine.read_text() == "my file"
 
 
+def test_a_folder_made_while_exporting_is_neither_written_over_nor_deleted(default_run, tmp_path):
+    """The output is checked when the command starts and again when the export is placed:
+    a folder of yours made there in between (or a second export given the same name) had
+    been moved aside and deleted."""
+    import time
+
+    output = tmp_path / "served"
+    exporting = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "export", str(default_run[0]), "--format", "saved_model", "--output", str(output)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".served-") for p in tmp_path.iterdir()):  # the export is being written
+        assert exporting.poll() is None and time.monotonic() < deadline, exporting.communicate()
+        time.sleep(0.02)
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    _, stderr = exporting.communicate(timeout=120)
+    assert exporting.returncode == 2
+    [line] = error_lines(stderr)
+    assert f"{output} exists" in line and "not written by the zoo" in line
+    assert [p.name for p in output.iterdir()] == ["notes.txt"] and (output / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["served"], "nothing of the export is left beside it"
+
+
+def test_a_file_made_while_a_command_writes_its_output_is_kept(tmp_path):
+    from zoo import artifacts
+
+    output = tmp_path / "predictions.csv"
+
+    def write(tmp):
+        tmp.write_text("the zoo's")
+        output.write_text("yours")  # another program, as the zoo was writing
+
+    artifacts.output_checked(output, free=True)
+    with pytest.raises(zoo.ZooError, match="made by another program while this command ran; it is kept"):
+        artifacts.write_atomic(output, write)
+    assert output.read_text() == "yours" and [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
+    artifacts.output_checked(output, free=False)  # --force: replacing it is what the user asked
+    artifacts.write_atomic(output, lambda tmp: tmp.write_text("the zoo's"))
+    assert output.read_text() == "the zoo's"
+
+
 def test_commands_that_write_into_a_run_follow_no_link_out_of_it(default_run, tmp_path):
     """A run folder copied from elsewhere with its export/ or explanations/ a link to a
     folder of yours: `zoo export` wrote its report.json over yours there. Refused in one

@@ -50,6 +50,23 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
+# Files the user named for a command's output that were not there when it began: each is
+# placed only if still absent at that instant. Checked at the start alone, a file made in
+# the seconds a model takes to load and export (by a second command given the same name,
+# or by the user) had been written over, or, for an exported folder, deleted.
+NEW_OUTPUTS: set[str] = set()
+
+
+def output_checked(path: Path, free: bool) -> None:
+    """``path`` was checked for a command's output: free (``write_atomic`` then writes it
+    only if nothing is there yet), or a file the command may replace."""
+    (NEW_OUTPUTS.add if free else NEW_OUTPUTS.discard)(os.path.abspath(path))
+
+
+def made_meanwhile(path: Path) -> ZooError:
+    return ZooError(f"{path} was made by another program while this command ran; it is kept as it is, and this output was not written: run the command again with another name")
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,11 +76,30 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
+        if os.path.abspath(path) in NEW_OUTPUTS:
+            place_new(tmp, path)
+            NEW_OUTPUTS.discard(os.path.abspath(path))  # written: the next command checks it anew
+        else:
+            os.replace(tmp, path)
     except OSError as exc:  # named by the file it was for, not the temporary one
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def place_new(tmp: Path, path: Path) -> None:
+    """``tmp`` becomes ``path`` unless something is at ``path``: a hard link is made only
+    where no name is, in one step (a rename would replace what is there)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise made_meanwhile(path) from None
+    except OSError as exc:  # a file system without hard links (some network and FAT ones)
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise made_meanwhile(path) from None
+        os.replace(tmp, path)
 
 
 def unshare(paths) -> None:

@@ -812,7 +812,8 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
     one of a run's records."""
     import stat
 
-    from zoo.artifacts import run_record_owner
+    from zoo.artifacts import output_checked, run_record_owner
+
     if path is None:
         return
     if str(path) == "-":  # it had been written to a file named "-"
@@ -827,6 +828,7 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
         raise ZooError(f"{option} {path} is {what}, not a file the zoo may replace; give the name of a new file")
     if kind is not None and not force:
         raise ZooError(f"{option} {path} exists; choose another name, or add --force to replace it")
+    output_checked(path, free=kind is None)
     owner = run_record_owner(path)
     if owner is not None:
         raise ZooError(f"{option} {path} is one of the records of the run in {owner}, which nothing but training writes; choose another name")

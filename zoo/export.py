@@ -10,6 +10,7 @@ the test split) and recorded in ``RUN_DIR/export/report.json``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import json
@@ -53,7 +54,9 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
     """Never write over what the zoo did not write: an existing output is refused, and
     ``force`` replaces only the zoo's own earlier export (a folder it marked, or a file in
     the run's ``export/``)."""
-    if not output.exists() and not output.is_symlink():
+    free = not output.exists() and not output.is_symlink()
+    artifacts.output_checked(output, free)
+    if free:
         return
     ours = (output / MARKER).is_file() if output.is_dir() and not output.is_symlink() else (
         output.parent.resolve() == (run_dir / "export").resolve() and output.is_file() and not output.is_symlink()
@@ -158,7 +161,7 @@ def export_and_measure(
         if fmt == "saved_model":
             marker = {"exported_from": str(run_dir.resolve()), "files": folder_files(staging / "saved_model")}
             (staging / "saved_model" / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-            _replace_folder(staging / "saved_model", output)
+            _replace_folder(staging / "saved_model", output, run_dir, force)
             return record_export(run_dir, output, report, model)
         with native_output_logged("TFLite's converter"):
             flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, plan, splits)
@@ -347,12 +350,18 @@ def read_report(run_dir: Path, output: Path) -> dict[str, Any]:
     return artifacts.record_part(artifacts.read_record(path), report_key(run_dir, output))
 
 
-def _replace_folder(new: Path, target: Path) -> None:
+def _replace_folder(new: Path, target: Path, run_dir: Path, force: bool) -> None:
     """Move ``new`` to ``target``, replacing an older export (the zoo's: ``check_output``)
     only once the new one is complete."""
-    if not target.exists():
-        os.replace(new, target)
+    if not os.path.lexists(target):
+        try:
+            os.rename(new, target)  # onto nothing (or a folder made empty meanwhile: nothing lost)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise artifacts.made_meanwhile(target) from None
+            raise
         return
+    check_output(target, run_dir, force)  # what is there now: made since the command began, or changed
     old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))  # a new name: nothing of yours
     os.replace(target, old / target.name)
     os.replace(new, target)
