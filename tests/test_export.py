@@ -185,6 +185,38 @@ def test_a_file_made_while_a_command_writes_its_output_is_kept(tmp_path):
     assert output.read_text() == "the zoo's"
 
 
+def test_exports_of_one_run_at_once_each_keep_their_record(tmp_path, monkeypatch):
+    # Each export reads report.json, adds its record and writes it back: two at once had
+    # each written what it read plus its own, and the later one's file lost the other's.
+    import threading
+    import time
+    import types
+
+    from zoo import artifacts
+    from zoo.export import record_export
+
+    read_record = artifacts.read_record
+
+    def slow_read(path):
+        records = read_record(path)
+        time.sleep(0.2)  # the other exports read meanwhile
+        return records
+
+    monkeypatch.setattr(artifacts, "read_record", slow_read)
+    run_dir = tmp_path / "run"
+    outputs = [tmp_path / f"model{n}.tflite" for n in range(4)]
+    for output in outputs:
+        output.write_bytes(b"flat buffer")
+    no_weights = types.SimpleNamespace(weights=[])
+    threads = [threading.Thread(target=record_export, args=(run_dir, output, {"format": "tflite"}, no_weights)) for output in outputs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recorded = json.loads((run_dir / "export" / "report.json").read_text())
+    assert sorted(recorded) == sorted(str(output.resolve()) for output in outputs)
+
+
 def test_commands_that_write_into_a_run_follow_no_link_out_of_it(default_run, tmp_path):
     """A run folder copied from elsewhere with its export/ or explanations/ a link to a
     folder of yours: `zoo export` wrote its report.json over yours there. Refused in one

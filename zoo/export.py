@@ -327,11 +327,12 @@ def record_export(run_dir: Path, output: Path, report: dict[str, Any], model) ->
     report = {**report, **measure(output), "zero_kernel_weights": round(zero_weight_share(model), 6)}
     log.info("exported %s: %s", output, report)
     path = run_dir / "export" / REPORT
-    reports = artifacts.read_record(path)  # a damaged one is written afresh
-    reports[report_key(run_dir, output)] = report
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        artifacts.write_json(path, reports)
+        with artifacts.folder_locked(path.parent):  # exports of one run at once each add their record
+            reports = artifacts.read_record(path)  # a damaged one is written afresh
+            reports[report_key(run_dir, output)] = report
+            artifacts.write_json(path, reports)
         report = {**report, "recorded_in": str(path)}
     except OSError as exc:
         warnings.warn(f"the export is not recorded in {path} ({exc.strerror})", InputWarning, stacklevel=2)
