@@ -247,6 +247,35 @@ def test_a_disk_that_fills_part_way_leaves_no_half_set_of_pictures(tmp_path, mon
     assert [p.name for p in write_explanations(explanation, folder)] == ["a.saliency.png", "b.saliency.png", "attributions.saliency.csv"]
 
 
+def test_a_file_made_in_the_folder_while_pictures_are_drawn_is_kept(tmp_path, monkeypatch):
+    """`zoo explain -o FOLDER` checks its files are new before drawing, and again as each is
+    placed: a file made meanwhile (a second command given the folder) had been written over."""
+    from zoo import artifacts
+    from zoo.explain import Explanation, claim_planned_files, write_explanations
+
+    rng = np.random.default_rng(0)
+    explanation = Explanation(
+        method="saliency", names=["a.png", "b.png"], inputs=rng.random((2, 8, 8, 1)), attributions=rng.random((2, 8, 8, 1)),
+        heat=rng.random((2, 8, 8)), target=np.array([0, 1]), probability=np.array([0.6, 0.7]), predicted=np.array([0, 1]),
+        class_names=["zero", "one"], feature_names=[],
+    )  # fmt: skip
+    folder = tmp_path / "out"
+    folder.mkdir()
+    claim_planned_files(explanation, folder)
+    draw = artifacts.plot_attribution_image
+
+    def draw_while_another_writes(path, *args):
+        (folder / "b.saliency.png").write_text("another's")
+        draw(path, *args)
+
+    monkeypatch.setattr(artifacts, "plot_attribution_image", draw_while_another_writes)
+    with pytest.raises(zoo.ZooError, match="b.saliency.png was made by another program"):
+        write_explanations(explanation, folder)
+    assert [p.name for p in folder.iterdir()] == ["b.saliency.png"] and (folder / "b.saliency.png").read_text() == "another's"
+    with pytest.raises(zoo.ZooError, match="b.saliency.png exists and was not written by this command"):
+        claim_planned_files(explanation, folder)
+
+
 def test_many_inputs_get_pictures_for_the_first_and_attributions_for_all(tmp_path, monkeypatch):
     """A CSV of 2,000 rows drew 2,000 bar charts, over five minutes: pictures are drawn for
     the first MAX_PICTURES inputs, and the CSV holds every input's attributions."""

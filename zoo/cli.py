@@ -882,11 +882,9 @@ def explain_command(args: argparse.Namespace) -> None:
         layer=args.layer, window=args.window,
     )  # fmt: skip
     if args.output is not None:  # the user's folder: nothing in it is written over
-        from zoo.explain import planned_files
+        from zoo.explain import claim_planned_files
 
-        taken = [path for path in planned_files(explanation, folder) if os.path.lexists(path)]  # a link to nowhere too
-        if taken:
-            raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
+        claim_planned_files(explanation, folder)
     made = not folder.exists()
     try:
         written = write_explanations(explanation, folder)

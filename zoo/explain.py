@@ -22,6 +22,7 @@ or a bar chart of the top features per tabular row, and writes the attributions 
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,6 +441,17 @@ def planned_files(explanation: Explanation, folder: Path) -> list[Path]:
         seen.add(stem)
         paths.append(folder / f"{stem}.{explanation.method}.png")
     return [*paths, folder / f"attributions.{explanation.method}.csv"]
+
+
+def claim_planned_files(explanation: Explanation, folder: Path) -> None:
+    """In a folder of the user's, the files ``write_explanations`` will write are new ones:
+    refused if there already, and not written over if made while it draws."""
+    planned = planned_files(explanation, folder)
+    taken = [path for path in planned if os.path.lexists(path)]  # a link to nowhere too
+    if taken:
+        raise ZooError(f"{taken[0]} exists and was not written by this command; choose another --output")
+    for path in planned:
+        artifacts.output_checked(path, free=True)
 
 
 def write_explanations(explanation: Explanation, folder: Path, top: int = 10) -> list[Path]:
