@@ -170,6 +170,12 @@ def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
         ("metrics={a: 1}", "metrics takes a name or a list of names"),
         ("~hydra.run.dir", "Hydra's settings cannot be deleted; set hydra.run.dir=... instead"),  # failed inside Hydra
         ("~hydra/job_logging", "Hydra's choices cannot be deleted; choose another (hydra/job_logging=NAME; 'none'"),
+        # names Hydra looks up as files: "File name too long", naming a file in Hydra's package
+        ("trainer." + "x" * 300 + "=1", "is 308 characters long: no config key or choice has such a name"),
+        ("+experiment=" + "x" * 251, "is 251 characters long"),
+        ("+" + "x" * 300 + "=1", "is 300 characters long"),
+        ("metrics=[accuracy," + "x" * 300 + "]", "is 300 characters long"),
+        ("hydra/launcher=" + "x" * 300, "is 300 characters long"),
     ],
 )
 def test_group_choices_hydra_would_fail_on_are_one_line(override, expected):

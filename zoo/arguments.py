@@ -333,7 +333,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             or _moves_the_job(key, values) or _search_space_path(key, values)
         )  # fmt: skip
         if problem:
-            raise ZooError(f"{override.input_line}: {problem}")
+            raise ZooError(f"{shorten(override.input_line)}: {problem}")
 
 
 def _sweep_inside_a_value(key: str, values: list) -> Optional[str]:
@@ -846,13 +846,26 @@ def check_group_choices(args: list[str]) -> None:
     for override in parsed_overrides(args):
         problem = _group_choice_problem(override)
         if problem:
-            raise ZooError(f"{override.input_line}: {problem}")
+            raise ZooError(f"{shorten(override.input_line)}: {problem}")
+
+
+# Hydra looks up each key as a config group's folder, and each choice as a file, before the
+# zoo reads any: a name longer than a file name may be failed on "File name too long",
+# naming a file inside Hydra's package.
+NAME_MAX_BYTES = 250
 
 
 def _group_choice_problem(override) -> Optional[str]:
-    from zoo.config import LIST_GROUPS
+    from zoo.config import LIST_GROUPS, PRESET_GROUPS
 
     group = override.key_or_group
+    names = group.split("/")
+    if override.is_add() or group in (*REQUIRED_GROUPS, *LIST_GROUPS, *PRESET_GROUPS) or "/" in group:
+        values = sweep_values(override) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
+        names += [part for value in values for item in (value if isinstance(value, list) else [value]) if isinstance(item, str) for part in item.split("/")]
+    long = next((name for name in names if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES), None)
+    if long is not None:
+        return f"{shorten(long, 40)!r} is {len(long):,} characters long: no config key or choice has such a name; check the override"
     if override.is_delete() and group.split(".")[0].split("/")[0] == "hydra":
         # Hydra's own settings and choices have nothing to fall back on: deleting one fails inside Hydra
         if "/" in group:
