@@ -321,6 +321,21 @@ def test_a_config_choice_is_a_name_not_a_path_to_any_yaml_file(args, tmp_path):
     assert not (tmp_path / "imported").exists() and not run_dir.exists()
 
 
+def test_a_value_from_the_environment_sets_a_key_that_is_no_group(tmp_path, monkeypatch):
+    """A job array's task as the seed (``seed=${oc.env:SLURM_ARRAY_TASK_ID}``) had been refused
+    as "a config choice is a name in its group", and its text "3" as no whole number. A
+    group's choice (here a group of the user's own named seed) stays a name."""
+    from zoo.arguments import refuse_code_from_the_command_line
+
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    refuse_code_from_the_command_line(["seed=${oc.env:SLURM_ARRAY_TASK_ID}"])
+    assert plan_run(compose(["seed=${oc.env:SLURM_ARRAY_TASK_ID}"])).seed == 3
+    (tmp_path / "mine" / "seed").mkdir(parents=True)
+    (tmp_path / "mine" / "seed" / "three.yaml").write_text("seed: 3\n")
+    with pytest.raises(zoo.ZooError, match="a config choice is a name in its group"):
+        refuse_code_from_the_command_line(["--config-dir", str(tmp_path / "mine"), "seed=${oc.env:SLURM_ARRAY_TASK_ID}"])
+
+
 @pytest.mark.parametrize(
     "args", [["callbacks=[snapshots]", "callbacks.snapshots.folder={victim}"], ["loggers.tensorboard.folder=../victim"]]
 )

@@ -107,10 +107,9 @@ class Dataset:
 
     def load(self, seed: int = 0) -> Splits:
         """The train/validation/test splits, made reproducibly from ``seed``."""
-        from zoo.config import check_seed
+        from zoo.config import seed_value
 
-        check_seed(seed)
-        return self._entry.item.factory(self.config, seed)
+        return self._entry.item.factory(self.config, seed_value(seed))
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, spec={self.spec})"

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, NoReturn, Optional
+from typing import Any, Callable, Iterator, NamedTuple, NoReturn, Optional
 
 from zoo.config import PRIMARY_CONFIG, UserConfigs, leads_outside
 from zoo.errors import ZooError
@@ -314,6 +314,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
                 f"{override}: zoo train takes no module to import from the command line ({importing_value} "
                 "makes logging import one, or builds config nodes the zoo cannot check); put it in a config file of your own"
             )
+    groups = functools.cache(lambda: top_level_groups(user_configs(args)))
     for override in parsed_overrides(args):
         key = override.key_or_group
         if override.package is not None and (key.startswith("hydra/") or override.package.split(".")[0] in ("hydra", "_global_")):
@@ -329,7 +330,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
             values = [override.value()]
         problem = (
             _sweep_inside_a_value(key, values) or _runs_code(key, values) or _written_outside_the_run(key, values)
-            or _path_as_choice(key, values)
+            or _path_as_choice(key, values, groups)
             or _moves_the_job(key, values) or _search_space_path(key, values)
         )  # fmt: skip
         if problem:
@@ -435,14 +436,25 @@ def _this_machine(address: Any) -> bool:
         return False
 
 
-def _path_as_choice(key: str, values: list) -> Optional[str]:
+def top_level_groups(configs: UserConfigs) -> set[str]:
+    """The config groups at the top of the search path (model, experiment, a group of the
+    user's --config-dir...), as Hydra lists them."""
+    from zoo.config import config_loader
+
+    return set(config_loader(configs).list_groups(""))
+
+
+def _path_as_choice(key: str, values: list, groups: Callable[[], set[str]]) -> Optional[str]:
     """A config group's choice is a name in that group, typed as it is: ``+experiment=../../x``,
     ``/x`` or an interpolation leading there (``${oc.env:X}``) would have Hydra read any YAML
-    file, which may name classes for it to import."""
+    file, which may name classes for it to import. A value of a key that is no group
+    (``seed=${oc.env:SLURM_ARRAY_TASK_ID}``) is Hydra's to resolve."""
     for path, leaf in (pair for value in values for pair in _paths(key, value)):
         if "." in path:  # a config key, not a group (groups are spelt with '/': hydra/launcher)
             continue
-        if isinstance(leaf, str) and (leads_outside(leaf) or "${" in leaf):
+        if not (isinstance(leaf, str) and (leads_outside(leaf) or "${" in leaf)):
+            continue
+        if "/" in path or path in groups():
             return (
                 "a config choice is a name in its group, not a path or an interpolation ('zoo train --help' lists "
                 "them); put config files of your own in a --config-dir"

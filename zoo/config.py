@@ -672,7 +672,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         if isinstance(value, float) and not math.isfinite(value):
             raise ZooError(f"{key}={value} must be a finite number")
 
-    check_seed(container.get("seed"))
+    seed = seed_value(container.get("seed"))
     model, model_config = _plugin_choice(registry, "model", container["model"])
     dataset, dataset_config = _plugin_choice(registry, "dataset", container["dataset"])
     spec = spec or dataset.item.describe(dataset_config)
@@ -733,7 +733,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                 )
     check_batch_fits_in_memory(spec, trainer.batch_size)
     plan = RunPlan(
-        seed=int(container["seed"]),
+        seed=seed,
         model=model,
         model_config=model_config,
         dataset=dataset,
@@ -915,11 +915,16 @@ def _plugin_choice(registry: Registry, kind: str, node: Mapping[str, Any]) -> tu
 # --------------------------------------------------------------------------------------
 
 
-def check_seed(seed: Any) -> None:
+def seed_value(seed: Any) -> int:
     """NumPy, scikit-learn and TensorFlow take seeds of 0 to 2**32 - 1; anything else fails
-    deep inside them (scikit-learn's "The 'random_state' parameter of train_test_split...")."""
+    deep inside them (scikit-learn's "The 'random_state' parameter of train_test_split...").
+    Digits as text are the number they spell: an environment variable's value is text
+    (``seed=${oc.env:SLURM_ARRAY_TASK_ID}``, a job array's task)."""
+    if isinstance(seed, str) and seed.isascii() and seed.isdigit():
+        seed = int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ZooError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}; e.g. seed=0")
+    return seed
 
 
 # OmegaConf's words for a value of the wrong type, and what they ask for in the zoo's.

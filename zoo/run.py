@@ -329,6 +329,7 @@ def recorded_config(cfg: DictConfig, plan: RunPlan) -> dict:
     (``metrics=auto`` composes to none and plan_run picks them) and the runs it refers to
     as the absolute paths they resolved to."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["seed"] = plan.seed  # a number, also where it was given as text (an environment variable)
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
     for key, path in run_references(plan).items():
         *parents, name = key.split(".")
