@@ -321,6 +321,19 @@ def test_a_config_choice_is_a_name_not_a_path_to_any_yaml_file(args, tmp_path):
     assert not (tmp_path / "imported").exists() and not run_dir.exists()
 
 
+def test_hydras_own_values_resolve_in_the_zoos_checks_as_in_the_job():
+    """``${hydra:job.num}`` (a seed per sweep job) had failed the check every job gets before
+    the sweep starts: "HydraConfig was not set", or job.num unset; a Hydra value of the wrong
+    type was "omegaconf failed: InterpolationValidationError"."""
+    from zoo.config import compose_job
+
+    check_overrides(["-m", "seed=${hydra:job.num}", "model.filters=4,8", "trainer.epochs=1"])
+    assert [plan_run(compose_job(["seed=${hydra:job.num}"], number=n)).seed for n in (0, 1)] == [0, 1]
+    with pytest.raises(zoo.ZooError) as info:
+        check_overrides(["trainer.learning_rate=${hydra:job.name}"])
+    assert str(info.value) == "trainer.learning_rate must be a number, got 'train'"
+
+
 def test_a_value_from_the_environment_sets_a_key_that_is_no_group(tmp_path, monkeypatch):
     """A job array's task as the seed (``seed=${oc.env:SLURM_ARRAY_TASK_ID}``) had been refused
     as "a config choice is a name in its group", and its text "3" as no whole number. A

@@ -570,7 +570,7 @@ def check_overrides(args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from zoo.artifacts import refuse_if_in_use, unshare
-    from zoo.config import check_run_references, compose, describe_composition_error, flat_keys, plan_run
+    from zoo.config import check_run_references, compose, compose_job, describe_composition_error, flat_keys, plan_run
     from zoo.run import OPENED_FIRST, claim_run_dir, recorded_config
 
     overrides = overrides_only(args)
@@ -645,7 +645,7 @@ def check_overrides(args: list[str]) -> None:
         if number not in checked and not (run_dir is not None and run_dir.exists()):
             continue
         try:
-            cfg = compose(list(job), configs)
+            cfg = compose_job(list(job), configs, number if multirun else None)
         except (HydraException, OmegaConfBaseException) as exc:
             try:
                 known = flat_keys(compose([], configs))

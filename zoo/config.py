@@ -610,6 +610,23 @@ def compose(overrides: list[str], configs: Optional[UserConfigs] = None, with_hy
     return cfg
 
 
+def compose_job(overrides: list[str], configs: Optional[UserConfigs] = None, number: Optional[int] = None) -> DictConfig:
+    """A job's config as Hydra hands it to the run: ``${hydra:...}`` in it resolvable
+    (``hydra.job.num`` set to ``number`` in a sweep, as Hydra's launchers set it: a seed per
+    job, ``seed=${hydra:job.num}``, had failed the zoo's check), the ``hydra`` node gone."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    cfg = compose(overrides, configs, with_hydra=True)
+    if number is not None:
+        with read_write(cfg.hydra.job):
+            cfg.hydra.job.num = number
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def config_loader(configs: Optional[UserConfigs] = None) -> Any:
     """Hydra's config loader over the same configs: what a sweep's ``glob(...)`` lists a
     group's options with, as Hydra's sweeper has it."""
@@ -657,10 +674,10 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         close = difflib.get_close_matches(str(extra[0]), TOP_LEVEL_KEYS, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "top-level keys are: " + ", ".join(TOP_LEVEL_KEYS)
         raise ZooError(f"unknown config key {extra[0]!r}; {hint}")
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ZooError(f"no value for {missing[0]!r}; set it on the command line, e.g. {missing[0]}=...")
     try:
+        missing = sorted(OmegaConf.missing_keys(cfg))  # resolves interpolations, which may fail too
+        if missing:
+            raise ZooError(f"no value for {missing[0]!r}; set it on the command line, e.g. {missing[0]}=...")
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ZooError(describe_omegaconf_error(exc)) from None
