@@ -351,6 +351,43 @@ def test_image_folder_cache_file_decodes_once(tmp_path):
         zoo.create_dataset("image_folder", **{**overrides, "cache": str(tmp_path / "afile" / "images")}).load(seed=0)
 
 
+def test_a_cache_file_is_shared_by_runs_at_once_and_left_whole_by_a_killed_one(tmp_path):
+    """TensorFlow writes a cache file as the first epoch reads, and fails another reader of
+    it meanwhile: two runs sharing dataset.cache (a sweep's jobs) had failed one of them
+    mid-training, and a run killed while writing left a lock file that failed every attempt
+    to continue it ("There appears to be a concurrent caching iterator running")."""
+    import threading
+
+    overrides = image_folder.write_example_folder(tmp_path / "data")
+    cache = tmp_path / "cache" / "images"
+    data = zoo.create_dataset("image_folder", **{**overrides, "cache": str(cache)})
+    read, failures = [], []
+
+    def train_epoch():
+        try:
+            read.append(np.stack([x.numpy() for x, _ in data.load(seed=0).train]))
+        except Exception as exc:  # noqa: BLE001 - the failure is the finding
+            failures.append(exc)
+
+    runs = [threading.Thread(target=train_epoch) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert failures == [] and len(read) == 2
+    np.testing.assert_array_equal(read[0], read[1])
+    # What a writer killed part way leaves: TensorFlow's lock file and a partial data file.
+    [index] = cache.parent.glob("images_train_*.index")
+    written = index.with_suffix("")
+    for part in cache.parent.glob(f"{written.name}.*"):
+        if part.suffix != ".lock":
+            part.unlink()
+    (cache.parent / f"{written.name}_0.lockfile").write_text("")
+    (cache.parent / f"{written.name}_0.data-00000-of-00001.tempstate123").write_text("part")
+    np.testing.assert_array_equal(np.stack([x.numpy() for x, _ in data.load(seed=0).train]), read[0])
+    assert not list(cache.parent.glob("*lockfile")) and not list(cache.parent.glob("*tempstate*"))
+
+
 def test_cifar10_archive_members_that_escape_the_folder_are_never_written(tmp_path):
     """The archive is read in memory, member by member, and never extracted: a member named
     to land outside any target folder (or a link) cannot write anything."""

@@ -15,6 +15,7 @@ uint8, in memory or in a cache file.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -224,8 +225,10 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
     def pipeline(split):
         paths, labels = found[split]
         data = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-        if config.cache != "off":
-            data = data.cache("" if prefix is None else f"{prefix}_{split}_{cache_key(paths, labels, config)}")
+        if config.cache == "memory":
+            data = data.cache()
+        elif config.cache != "off":
+            data = written_cache(data, f"{prefix}_{split}_{cache_key(paths, labels, config)}")
         return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
     return zoo.Splits(
@@ -234,6 +237,29 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         test=pipeline("test"),
         report={"images": {split: len(found[split][0]) for split in found}, "skipped": skipped},
     )
+
+
+def written_cache(data, filename: str):
+    """``data.cache(filename)``, its files written whole before anything reads them, by one
+    process at a time. TensorFlow writes a cache file while the first epoch reads it, and
+    fails any other reader of the same name meanwhile ("a concurrent caching iterator"):
+    two runs sharing a prefix (a sweep's jobs, the same images) had failed one of them
+    mid-training, and a run killed in its first epoch left a lock file that failed every
+    later attempt to continue it. The other runs wait for the files (their lock: FILE.lock)."""
+    import fcntl
+    import glob
+
+    with open(f"{filename}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger(__name__).warning("waiting for another run writing the same cache, %s (dataset.cache)", filename)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(f"{filename}.index"):  # none yet, or a killed writer's part, whose files go
+            for leftover in glob.glob(f"{glob.escape(filename)}_*.lockfile") + glob.glob(f"{glob.escape(filename)}*.tempstate*"):
+                os.unlink(leftover)
+            data.cache(filename).reduce(0, lambda count, element: count)  # written whole, in TensorFlow
+    return data.cache(filename)
 
 
 def _split_missing(found, config: ImageFolderConfig, seed: int):
