@@ -56,6 +56,21 @@ def test_cosine_schedule_warms_up_then_decays_and_is_logged(tmp_path):
     assert lr[1:] == pytest.approx(expected, rel=1e-4)
 
 
+def test_a_warm_up_as_long_as_the_run_is_said():
+    """A warm-up of 30 steps in a run of 2 epochs of 10 steps kept the learning rate below
+    2/3 of trainer.learning_rate, and the cosine after it never began, quietly."""
+    from zoo.config import TrainerConfig
+    from zoo.optimization import warm_up_past_the_end
+
+    trainer = TrainerConfig(epochs=2, learning_rate=0.001, lr_schedule="cosine", warmup_steps=30)
+    assert warm_up_past_the_end(trainer, steps_per_epoch=10) == (
+        "trainer.warmup_steps=30 is not shorter than the 20 steps the run trains: the learning rate rises to 0.000667 at "
+        "most, never to trainer.learning_rate=0.001, and its cosine schedule never starts"
+    )
+    assert warm_up_past_the_end(trainer, steps_per_epoch=40) is None
+    assert warm_up_past_the_end(TrainerConfig(epochs=1, warmup_steps=0), steps_per_epoch=1) is None
+
+
 @pytest.mark.slow
 def test_plateau_schedule_lowers_the_rate_when_the_monitored_value_stalls(tmp_path):
     # val_accuracy cannot rise by 0.99: every epoch after the first is a plateau epoch; an

@@ -54,6 +54,21 @@ def learning_rate_schedule(trainer, steps_per_epoch: int):
     )
 
 
+def warm_up_past_the_end(trainer, steps_per_epoch: int) -> Optional[str]:
+    """What a warm-up as long as the run or longer leaves of the learning rate (the run
+    trains on, quietly at a fraction of its rate, as a short test of a long run's settings
+    does), or None."""
+    total = trainer.epochs * steps_per_epoch
+    if not trainer.warmup_steps or trainer.warmup_steps < total:
+        return None
+    peak = trainer.learning_rate * total / trainer.warmup_steps
+    after = "" if trainer.lr_schedule == "constant" else f", and its {trainer.lr_schedule} schedule never starts"
+    return (
+        f"trainer.warmup_steps={trainer.warmup_steps} is not shorter than the {total} steps the run trains: the learning "
+        f"rate rises to {peak:.3g} at most, never to trainer.learning_rate={trainer.learning_rate:g}{after}"
+    )
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up over ``warmup_steps``, then ``kind``: ``cosine`` down to

@@ -497,6 +497,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             f"trains ({trainer.epochs} epoch{'s' if trainer.epochs > 1 else ''} of {steps}): no update would be applied; "
             f"accumulate over at most {steps} steps"
         )
+    warm_up = optimization.warm_up_past_the_end(trainer, steps)
+    if warm_up and chief and finished is None:
+        warnings.warn(InputWarning(warm_up), stacklevel=1)
     for key, path in run_references(plan).items() if chief and finished is None and plan.cv.fold is None else ():
         # A warm start's or a teacher's data: did it hold this run's test examples? Not when split alike.
         reference = finished_run_plan(Path(path))
