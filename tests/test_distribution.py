@@ -704,3 +704,26 @@ def test_every_model_trains_under_a_mirrored_strategy(model):
     history = fit(tf, net, strategy, lambda epoch: train_data, epochs=2, steps_per_execution=2).history
     assert history and all(len(values) == 2 and np.all(np.isfinite(values)) for values in history.values()), history
     assert any(not np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
+
+
+def test_a_checkpoint_of_other_steps_per_epoch_is_refused_naming_the_device(tmp_path):
+    """A run stopped on one replica and continued on two takes whole batches only (the
+    epoch's last, partial one dropped): its checkpoint's steps no longer fit. The refusal
+    had blamed only the data or the batch size."""
+    import keras
+    import tensorflow as tf
+
+    from zoo.checkpoints import Checkpoints
+    from zoo.training import fit
+
+    x, y = np.random.default_rng(0).random((30, 4), "float32"), np.zeros(30, "int32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    strategy = tf.distribute.get_strategy()
+    fit(tf, model, strategy, lambda epoch: data.batch(8), 1, checkpoints=Checkpoints(tmp_path))  # 4 steps, the last of 6
+    with pytest.raises(zoo.ZooError) as info:
+        fit(tf, model, strategy, lambda epoch: data.batch(8, drop_remainder=True), 2, checkpoints=Checkpoints(tmp_path))
+    assert "was taken at 4 steps per epoch, this run has 3 (the data, trainer.batch_size, or the device changed" in str(info.value)
+    assert str(info.value).endswith("continue it on the device it began on, or start a new run (another hydra.run.dir)")
+

@@ -75,9 +75,12 @@ def fit(
         found = checkpoints.latest()
     position = found[1] if found else Position(steps_per_epoch=steps)
     if found and position.steps_per_epoch != steps:
+        # Several replicas take whole batches only: the epoch's last, partial one is dropped.
         raise ZooError(
             f"checkpoint {found[0]} was taken at {position.steps_per_epoch} steps per epoch, this run has {steps} "
-            "(the data or trainer.batch_size changed); start a new run (another hydra.run.dir)"
+            f"(the data, trainer.batch_size, or the device changed: on {replicas} replica{'s' if replicas > 1 else ''} an "
+            f"epoch's last partial batch is {'dropped' if replicas > 1 else 'kept'}); continue it on the device it began on, "
+            "or start a new run (another hydra.run.dir)"
         )
     if found and position.epoch > epochs:
         raise ZooError(
