@@ -121,7 +121,7 @@ def test_gradient_maps_of_a_confident_model_are_not_empty(runs, method):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["lime", "shap"])
-def test_lime_and_shap_explain_images_and_rows(runs, method, tmp_path):
+def test_lime_and_shap_explain_images_and_rows(runs, method, tmp_path, capsys):
     from zoo.explain import explain
 
     row = zoo.create_dataset("breast_cancer").load(0).test[0][:1]
@@ -137,8 +137,10 @@ def test_lime_and_shap_explain_images_and_rows(runs, method, tmp_path):
         ends = class_probabilities(tf, model, np.concatenate([np.zeros_like(row), row]))[:, 1]
         assert found.attributions.sum() == pytest.approx(ends[1] - ends[0], abs=1e-3)
     image = zoo.create_dataset("digits").load(0).test[0][:1]
+    capsys.readouterr()
     pictured = explain(runs["digits"], image, method=method)
     assert pictured.heat.shape == (1, 8, 8) and pictured.heat.max() > 0
+    assert "it/s" not in capsys.readouterr().err, "LIME's progress bar, one per image"
 
 
 def test_zoo_explain_draws_a_picture_per_input_and_writes_the_csv(runs, tmp_path):

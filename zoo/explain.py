@@ -401,13 +401,27 @@ def explain_with_package(method: str, tf, model, x, targets, baseline: float):
             batch = np.asarray(batch, dtype=np.float32)
             return predict(batch[..., :1] if gray else batch)
 
-        found = explainer.explain_instance(
-            rgb.astype(np.float64), predict_image, labels=(target,), hide_color=baseline, num_samples=500, batch_size=BATCH
-        )
+        with without_progress_bars(lime.lime_image):
+            found = explainer.explain_instance(
+                rgb.astype(np.float64), predict_image, labels=(target,), hide_color=baseline, num_samples=500, batch_size=BATCH
+            )
         weights = dict(found.local_exp[target])
         per_pixel = np.vectorize(lambda segment: weights.get(segment, 0.0))(found.segments)
         attributions[n] = per_pixel[..., None] / example.shape[-1]
     return attributions
+
+
+@contextmanager
+def without_progress_bars(module):
+    """LIME draws a tqdm progress bar per image on stderr (with no option to stop it, and
+    whether or not stderr is a terminal): 300 inputs left 300 bars among the command's lines."""
+    from unittest import mock
+
+    if not hasattr(module, "tqdm"):
+        yield
+        return
+    with mock.patch.object(module, "tqdm", lambda rows, *args, **kwargs: rows):
+        yield
 
 
 def heat_maps(attributions, method: str, images: bool):
