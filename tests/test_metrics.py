@@ -96,6 +96,20 @@ def test_the_roc_auc_of_labels_of_one_class_is_undefined_not_zero(spec):
             assert np.isnan(roc_auc_score(y_true, y_prob.reshape(-1)))
 
 
+@pytest.mark.parametrize("entry", metric_cases())
+@pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
+def test_nan_predictions_of_a_diverged_model_update_every_metric(entry, spec):
+    """A model that diverges predicts NaN before its loss is seen to be NaN: the curve areas
+    binned a NaN score outside their histograms, and the training step failed in
+    TensorFlow's words ("ResourceScatterAdd ... out of range") where the run stops on the NaN
+    loss and says so."""
+    y_true, y_prob = random_predictions(spec, n=16, seed=0)
+    y_prob = np.array(y_prob, dtype="float32")
+    y_prob[::3] = np.nan
+    result = streamed(zoo.create_metric(entry.name, spec), y_true, y_prob)
+    assert isinstance(result, float)
+
+
 def test_a_test_split_without_a_class_is_warned_about_by_name():
     from zoo.errors import InputWarning
     from zoo.run import warn_of_absent_classes

@@ -190,6 +190,10 @@ class HistogramCurveArea(keras.metrics.Metric):
         scores = ops.reshape(scores, (n, self.curves))
         p = ops.clip(scores, 1e-7, 1.0 - 1e-7)
         logit = ops.clip(ops.log(p) - ops.log1p(-p), -self.LOGIT_RANGE, self.LOGIT_RANGE)
+        # A diverged model's NaN scores still fall in a bin: as an integer, NaN had indexed
+        # outside the histograms, failing the step in TensorFlow's words before the run could
+        # stop on its NaN loss and say so.
+        logit = ops.where(ops.isnan(logit), ops.zeros_like(logit), logit)
         bins = ops.cast((logit + self.LOGIT_RANGE) * ((self.num_bins - 1) / (2 * self.LOGIT_RANGE)), "int32")
         index = bins + ops.arange(self.curves, dtype="int32")[None, :] * self.num_bins  # (n, curves)
         weights = _weights(sample_weight, n)
