@@ -71,6 +71,21 @@ def test_create_with_overrides_is_type_checked():
             ds.load(seed=seed)
 
 
+@pytest.mark.parametrize(
+    "entry", [e for e in get_registry().list("model") if "activation" in {f.name for f in dataclasses.fields(e.item.config)}],
+    ids=lambda e: e.name,
+)  # fmt: skip
+def test_an_activation_keras_does_not_know_is_one_line_listing_those_it_does(entry):
+    """It had been "keras failed: ValueError: Could not interpret activation function identifier"."""
+    spec = zoo.DataSpec(zoo.CLASSIFICATION, (4,), num_classes=2) if zoo.CLASSIFICATION in entry.item.tasks else (
+        zoo.DataSpec(zoo.RECONSTRUCTION, (4,), value_range=(0.0, 1.0))
+    )  # fmt: skip
+    with pytest.raises(zoo.ZooError) as info:
+        zoo.create_model(entry.name, spec, activation="relu7")
+    assert str(info.value).startswith("model.activation='relu7' is not a Keras activation; choose one of: celu, elu")
+    assert "relu6" in str(info.value) and "threshold" not in str(info.value)  # threshold needs more than the layer's input
+
+
 def _plugin(name: str, units_help: str = "Units."):
     @dataclasses.dataclass
     class Config:

@@ -45,6 +45,10 @@ def build_autoencoder(config: AutoencoderConfig, spec: zoo.DataSpec):
     import keras
     from keras import layers
 
+    from zoo_plugins.classifiers import keras_activation
+
+    keras_activation(config.activation, "autoencoder")
+
     inputs = keras.Input(shape=spec.input_shape, name="input")
     x = layers.Flatten(name="flatten")(inputs) if len(spec.input_shape) > 1 else inputs
     for i, units in enumerate(config.hidden_units, start=1):

@@ -16,6 +16,29 @@ def classification_head(spec: zoo.DataSpec):
     return keras.layers.Dense(spec.num_classes, activation="softmax", name="probabilities")
 
 
+def keras_activation(name: str, model: str):
+    """The Keras activation ``model.activation`` names, or one line listing Keras' own (a
+    name Keras does not know had failed as "keras failed: ValueError: Could not interpret
+    activation function identifier"). Keras' names differ between its versions, so they are
+    asked of the Keras installed, once it is loaded."""
+    import inspect
+
+    import keras
+
+    def takes_one_input(function) -> bool:  # threshold, say, needs two more arguments than a layer gives
+        required = [p for p in inspect.signature(function).parameters.values() if p.default is p.empty]
+        return len(required) == 1
+
+    try:
+        return keras.activations.get(name)
+    except ValueError:
+        known = sorted(
+            n for n in dir(keras.activations)
+            if not n.startswith("_") and n not in ("get", "serialize", "deserialize") and takes_one_input(getattr(keras.activations, n))
+        )  # fmt: skip
+        raise zoo.ZooError(f"model.activation={name!r} is not a Keras activation; choose one of: {', '.join(known)} (model {model!r})") from None
+
+
 @dataclass
 class CNNClassifierConfig:
     # Seed 002 uses 32 filters, no padding and no dropout on 28x28 MNIST; on small images
@@ -88,6 +111,7 @@ def build_mlp_classifier(config: MLPClassifierConfig, spec: zoo.DataSpec):
     from keras import layers
 
     regularizer = keras.regularizers.L1L2(l1=config.l1, l2=config.l2) if (config.l1 or config.l2) else None
+    keras_activation(config.activation, "mlp_classifier")
     inputs = keras.Input(shape=spec.input_shape, name="features")
     x = layers.Flatten(name="flatten")(inputs) if len(spec.input_shape) > 1 else inputs
     for i, units in enumerate(config.hidden_units, start=1):
