@@ -8,6 +8,7 @@ import pytest
 
 import zoo
 
+from zoo.errors import InputWarning
 from zoo.testing import split_arrays as arrays
 
 from conftest import compatible_pairs, model_overrides, tiny_dataset, tiny_overrides
@@ -67,6 +68,9 @@ def test_model_trains_a_step_on_every_compatible_dataset(model_name, dataset_nam
         again = item.generate(model, plan.model_config, spec, seed=0, n=3)
         if spec.task == zoo.SEQUENCE:
             assert samples == again and all(set(text) <= set(spec.class_names) for text in samples)
+            outside = next(char for char in "☃\x00~abc" if char not in spec.class_names)
+            with pytest.warns(InputWarning, match="not in the run's vocabulary"):  # had been read as unknown, unsaid
+                item.generate(model, plan.model_config, spec, seed=0, n=1, prompt=f"a{outside}", length=2)
         else:
             assert samples.shape == (3, *spec.input_shape)
             low, high = spec.value_range

@@ -919,7 +919,7 @@ def generate_command(args: argparse.Namespace) -> None:
         # rather than obeying them (set its title, clear it); a pipe or file gets the text as it is.
         print(visible_text(text) if sys.stdout.isatty() else text)
     if path:
-        print(f"wrote {len(samples)} samples to {path}", file=sys.stderr if is_text(samples) else sys.stdout)
+        print(f"wrote {len(samples)} sample{'' if len(samples) == 1 else 's'} to {path}", file=sys.stderr if is_text(samples) else sys.stdout)
 
 
 def export_command(args: argparse.Namespace) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 import os
 import string
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import zoo
+from zoo.errors import InputWarning
+from zoo.tables import shorten
 from zoo_plugins.datasets import check_fractions
 
 # Index 0 of every vocabulary stands for characters outside it.
@@ -235,6 +238,15 @@ def generate_text(
     if len(prompt) > MAX_LENGTH:
         raise zoo.ZooError(f"the prompt has {len(prompt):,} characters; give at most {MAX_LENGTH:,} (its end, say)")
     chars = spec.class_names
+    unknown = sorted(set(prompt) - set(chars))
+    if unknown:  # read as the unknown symbol, as training read them: said, not left for the user to guess
+        warnings.warn(
+            InputWarning(
+                f"the prompt's {shorten(''.join(unknown), 20)!r} {'is' if len(unknown) == 1 else 'are'} not in the run's "
+                f"vocabulary of {len(chars) - 1} characters: read as its unknown symbol"
+            ),
+            stacklevel=2,
+        )
     rng = np.random.default_rng(seed)
     embedding, gru, head = (model.get_layer(name) for name in ("embedding", "gru", "next_token"))
     state = tf.zeros((n, gru.cell.units))
