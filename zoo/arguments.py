@@ -872,7 +872,7 @@ def _group_choice_problem(override) -> Optional[str]:
 
     group = override.key_or_group
     names = group.split("/")
-    if override.is_add() or group in (*REQUIRED_GROUPS, *LIST_GROUPS, *PRESET_GROUPS) or "/" in group:
+    if group in (*REQUIRED_GROUPS, *LIST_GROUPS, *PRESET_GROUPS) or "/" in group or (override.is_add() and "." not in group):
         values = sweep_values(override) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
         names += [part for value in values for item in (value if isinstance(value, list) else [value]) if isinstance(item, str) for part in item.split("/")]
     long = next((name for name in names if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES), None)
