@@ -221,20 +221,27 @@ def test_gradcam_weighs_the_last_convolution_not_the_pooling_after_it():
     assert last_convolution(model, "pool_1").name == "pool_1"  # --layer names any layer
 
 
+def two_images_explained():
+    """An explanation of two 8x8 images, as zoo explain makes one, without a model."""
+    from zoo.explain import Explanation
+
+    rng = np.random.default_rng(0)
+    return Explanation(
+        method="saliency", names=["a.png", "b.png"], inputs=rng.random((2, 8, 8, 1)), attributions=rng.random((2, 8, 8, 1)),
+        heat=rng.random((2, 8, 8)), target=np.array([0, 1]), probability=np.array([0.6, 0.7]), predicted=np.array([0, 1]),
+        class_names=["zero", "one"], feature_names=[],
+    )  # fmt: skip
+
+
 def test_a_disk_that_fills_part_way_leaves_no_half_set_of_pictures(tmp_path, monkeypatch):
     """The pictures are written one by one, then the CSV: a full disk at the CSV had left the
     pictures without it (and, in a new --output, a folder the command made)."""
     import errno
 
     from zoo import artifacts
-    from zoo.explain import Explanation, write_explanations
+    from zoo.explain import write_explanations
 
-    rng = np.random.default_rng(0)
-    explanation = Explanation(
-        method="saliency", names=["a.png", "b.png"], inputs=rng.random((2, 8, 8, 1)), attributions=rng.random((2, 8, 8, 1)),
-        heat=rng.random((2, 8, 8)), target=np.array([0, 1]), probability=np.array([0.6, 0.7]), predicted=np.array([0, 1]),
-        class_names=["zero", "one"], feature_names=[],
-    )  # fmt: skip
+    explanation = two_images_explained()
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -253,14 +260,9 @@ def test_a_file_made_in_the_folder_while_pictures_are_drawn_is_kept(tmp_path, mo
     """`zoo explain -o FOLDER` checks its files are new before drawing, and again as each is
     placed: a file made meanwhile (a second command given the folder) had been written over."""
     from zoo import artifacts
-    from zoo.explain import Explanation, claim_planned_files, write_explanations
+    from zoo.explain import claim_planned_files, write_explanations
 
-    rng = np.random.default_rng(0)
-    explanation = Explanation(
-        method="saliency", names=["a.png", "b.png"], inputs=rng.random((2, 8, 8, 1)), attributions=rng.random((2, 8, 8, 1)),
-        heat=rng.random((2, 8, 8)), target=np.array([0, 1]), probability=np.array([0.6, 0.7]), predicted=np.array([0, 1]),
-        class_names=["zero", "one"], feature_names=[],
-    )  # fmt: skip
+    explanation = two_images_explained()
     folder = tmp_path / "out"
     folder.mkdir()
     claim_planned_files(explanation, folder)
