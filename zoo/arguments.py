@@ -324,10 +324,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
                 "Hydra's settings (@...: there it could become a callback or a logging handler Hydra instantiates); "
                 "put it in a config file of your own"
             )
-        if override.is_sweep_override():
-            values = sweep_values(override) if override.is_discrete_sweep() else []
-        else:
-            values = [override.value()]
+        values = given_values(override)
         problem = (
             _sweep_inside_a_value(key, values) or _runs_code(key, values) or _written_outside_the_run(key, values)
             or _path_as_choice(key, values, groups)
@@ -763,6 +760,14 @@ def check_sweeper(sweeper: Any, parsed: list) -> None:
         raise ZooError(f"hydra.sweeper.max_batch_size={size}: give how many jobs to launch at a time, 1 or more, or null for all")
 
 
+def given_values(override) -> list:
+    """The values an override gives: a sweep's (listed), none for a search's range to
+    sample, else its one value."""
+    if override.is_sweep_override():
+        return sweep_values(override) if override.is_discrete_sweep() else []
+    return [override.value()]
+
+
 def sweep_values(override) -> list:
     """A sweep override's values, no more than MAX_SWEEP_JOBS + 1 of them: ``range(0,10**8)``
     is not listed (its values are numbers: the first ones show what the rest are)."""
@@ -871,9 +876,9 @@ def _group_choice_problem(override) -> Optional[str]:
     from zoo.config import LIST_GROUPS, PRESET_GROUPS
 
     group = override.key_or_group
+    values = given_values(override)
     names = group.split("/")
     if group in (*REQUIRED_GROUPS, *LIST_GROUPS, *PRESET_GROUPS) or "/" in group or (override.is_add() and "." not in group):
-        values = sweep_values(override) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
         names += [part for value in values for item in (value if isinstance(value, list) else [value]) if isinstance(item, str) for part in item.split("/")]
     long = next((name for name in names if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX_BYTES), None)
     if long is not None:
@@ -887,7 +892,6 @@ def _group_choice_problem(override) -> Optional[str]:
         return None
     if override.is_delete():
         return f"{group} cannot be deleted; choose one instead ({group}=NAME{', or none' if group in LIST_GROUPS else ''}; see 'zoo train --help')"
-    values = sweep_values(override) if override.is_discrete_sweep() else [] if override.is_sweep_override() else [override.value()]
     for value in values:
         if group in REQUIRED_GROUPS and not isinstance(value, str):
             return f"{group} takes one name ({group}=NAME, see 'zoo train --help'), not {value!r}"

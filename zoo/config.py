@@ -617,11 +617,11 @@ def compose_job(overrides: list[str], configs: Optional[UserConfigs] = None, num
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
-    cfg = compose(overrides, configs, with_hydra=True)
+    cfg = compose(overrides, configs, with_hydra=True)  # HydraConfig set from it
     if number is not None:
         with read_write(cfg.hydra.job):
             cfg.hydra.job.num = number
-    HydraConfig.instance().set_config(cfg)
+        HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
