@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 import zoo
 from zoo.arguments import check_overrides
 from zoo.config import OPTIMIZERS, compose, plan_run
+from zoo.registry import get_registry
 
-from conftest import error_lines, run_zoo
+from conftest import entries, error_lines, run_zoo, tiny_overrides
 
 
 def test_default_config_composes_to_a_plan():
@@ -581,3 +584,39 @@ def test_a_search_range_is_given_as_a_swept_override(override, setting, tmp_path
     [line] = error_lines(result.stderr)
     assert f"a search's space is keyed by whole names ('{setting}')" in line and f"-m '{setting}=interval(0.1,0.5)'" in line, line
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("dataset", [entry.name for entry in entries("dataset")])
+def test_a_run_records_its_data_as_absolute_paths(dataset, tmp_path, monkeypatch):
+    """A relative data path was read again from wherever a later command started: `zoo
+    evaluate RUN` one folder over evaluated other data of the same name, quietly. Every
+    dataset field declared with zoo.data_path is recorded absolute; as given, a relative one
+    resolves from the folder the run starts in."""
+    import dataclasses
+
+    from zoo.hookspecs import DATA_PATH
+    from zoo.run import claim_run_dir, recorded_config
+
+    config_type = get_registry().get("dataset", dataset).item.config
+    fields = [f.name for f in dataclasses.fields(config_type) if f.metadata.get(DATA_PATH)]
+    overrides = dict(tiny_overrides(dataset))
+    for name in fields:
+        if overrides.get(name) is None:  # read from a file of its own: the tiny example's, made relative
+            continue
+        absolute = Path(overrides[name])
+        monkeypatch.chdir(absolute.parent)
+        overrides[name] = absolute.name
+        plan_args = [f"dataset={dataset}", *(f"dataset.{k}={v}" for k, v in overrides.items())]
+        cfg = compose(plan_args)
+        recorded = recorded_config(cfg, plan_run(cfg))
+        assert recorded["dataset"][name] == str(absolute.resolve())
+        # A run recorded before, with the path as given, is the same run from where it was given.
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({**recorded, "dataset": {**recorded["dataset"], name: absolute.name}}))
+        assert claim_run_dir(run_dir, recorded, "auto") is None
+        monkeypatch.chdir(tmp_path)  # from elsewhere, the same words name other data
+        with pytest.raises(zoo.ZooError, match=f"holds a run with dataset.{name}='{absolute.name}'"):
+            claim_run_dir(run_dir, recorded, "auto")
+    if dataset in ("image_folder", "text", "cifar10"):  # the first-party datasets that read the user's files
+        assert fields == ["path"]

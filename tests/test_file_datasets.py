@@ -289,6 +289,30 @@ def test_class_names_beyond_ascii_under_an_ascii_locale_name_the_locale_not_the_
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
+def test_a_run_given_a_relative_data_folder_is_evaluated_on_that_folder_from_anywhere(tmp_path):
+    """`zoo evaluate RUN` started one folder over read `dataset.path=images` from there:
+    other images under the same name (their classes swapped here) scored 0.0 with exit 0."""
+    for name, value in (("dark", 30), ("light", 220)):
+        write_pngs(tmp_path / "project" / "images" / name, 12, value)
+        write_pngs(tmp_path / "elsewhere" / "images" / ("light" if name == "dark" else "dark"), 12, value)
+    run_dir = tmp_path / "run"
+    trained = run_zoo("train", "model=cnn_classifier", "dataset=image_folder", "dataset.path=images", "dataset.image_size=[16,16]",
+                      "trainer.epochs=8", "trainer.batch_size=4", f"hydra.run.dir={run_dir}", cwd=tmp_path / "project", timeout=300)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    recorded = json.loads((run_dir / "metrics.json").read_text())
+    assert recorded["accuracy"] == 1.0
+    evaluated = run_zoo("evaluate", str(run_dir), cwd=tmp_path / "elsewhere", timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "accuracy     1.0000" in evaluated.stdout, evaluated.stdout
+    # Continued from there, the same words name other data: refused, not trained on.
+    again = run_zoo("train", "model=cnn_classifier", "dataset=image_folder", "dataset.path=images", "dataset.image_size=[16,16]",
+                    "trainer.epochs=9", "trainer.batch_size=4", f"hydra.run.dir={run_dir}", cwd=tmp_path / "elsewhere", timeout=120)  # fmt: skip
+    assert again.returncode == 2
+    [line] = error_lines(again.stderr)
+    assert f"holds a run with dataset.path='{tmp_path / 'project' / 'images'}', not '{tmp_path / 'elsewhere' / 'images'}'" in line
+
+
 def test_image_folder_explains_a_folder_without_classes(tmp_path):
     write_pngs(tmp_path / "only", 2, 0)
     with pytest.raises(zoo.ZooError, match="1 class folder.*needs one sub-folder per class"):

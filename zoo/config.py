@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from zoo import artifacts
 from zoo.errors import ZooError
-from zoo.hookspecs import CLASSIFICATION, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
+from zoo.hookspecs import CLASSIFICATION, DATA_PATH, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
 from zoo.registry import Registered, Registry, get_registry
 from zoo.tables import shorten
 
@@ -763,7 +763,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         callbacks=chosen_items["callbacks"],
         loggers=chosen_items["loggers"],
     )
-    for _, owner, name, value in _references(plan):  # absolute from here on: the run may start elsewhere
+    for _, owner, name, value in _read_paths(plan):  # absolute from here on: the run may start elsewhere
         setattr(owner, name, str(Path(value).expanduser().resolve()))
     for key, _, _, value in _references(plan, RUN_SUBFOLDER):
         if leads_outside(value) or value.startswith("~"):
@@ -857,6 +857,15 @@ def _references(plan: RunPlan, marker: str = RUN_REFERENCE) -> list[tuple[str, A
 def run_references(plan: RunPlan) -> dict[str, str]:
     """Every run a plan builds on, by its command-line key (``trainer.init_from``, ``model.teacher``)."""
     return {key: path for key, _, _, path in _references(plan)}
+
+
+def _read_paths(plan: RunPlan) -> list[tuple[str, Any, str, str]]:
+    return [*_references(plan), *_references(plan, DATA_PATH)]
+
+
+def absolute_paths(plan: RunPlan) -> dict[str, str]:
+    """The runs and the data a plan reads, by key, as the absolute paths the run records."""
+    return {key: path for key, _, _, path in _read_paths(plan)}
 
 
 def check_run_references(plan: RunPlan) -> None:

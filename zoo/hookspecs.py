@@ -106,6 +106,18 @@ def run_reference(help: str) -> Any:
     return dataclasses.field(default=None, metadata={"help": help, RUN_REFERENCE: True})
 
 
+DATA_PATH = "zoo_data_path"  # field metadata: the field names a file or folder of the user's data
+
+
+def data_path(help: str, default: Optional[str] = None) -> Any:
+    """A config field (``str`` or ``Optional[str]``) naming a file or folder the dataset
+    reads. The zoo makes it absolute (``~`` expanded) when the config is composed and records
+    it so in the run's ``config.yaml``: a relative path would otherwise be read again from
+    whatever folder a later ``zoo evaluate``, ``export`` or continued run starts in, and
+    could silently name other data there."""
+    return dataclasses.field(default=default, metadata={"help": help, DATA_PATH: True})
+
+
 RUN_SUBFOLDER = "zoo_run_subfolder"  # field metadata: the field names a folder inside the run
 
 

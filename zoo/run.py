@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, check_run_references, literal, plan_run, refuse_beyond_memory, run_references
+from zoo.config import RunPlan, absolute_paths, check_run_references, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
 from zoo.tables import shorten
@@ -326,12 +326,12 @@ OPENED_FIRST = (".lock", "train.log", ".hydra/config.yaml", ".hydra/hydra.yaml",
 
 def recorded_config(cfg: DictConfig, plan: RunPlan) -> dict:
     """The run's ``config.yaml``: its config resolved, with the metrics that run
-    (``metrics=auto`` composes to none and plan_run picks them) and the runs it refers to
-    as the absolute paths they resolved to."""
+    (``metrics=auto`` composes to none and plan_run picks them) and the runs and data it
+    reads as the absolute paths they resolved to."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved["seed"] = plan.seed  # a number, also where it was given as text (an environment variable)
     resolved["metrics"] = {entry.name: dataclasses.asdict(config) for entry, config in plan.metrics}
-    for key, path in run_references(plan).items():
+    for key, path in absolute_paths(plan).items():
         *parents, name = key.split(".")
         node = resolved
         for part in parents:
@@ -413,7 +413,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
     now = flatten(json.loads(json.dumps(resolved)))
     changed = [
         key for key in dict.fromkeys([*before, *now])
-        if before.get(key) != now.get(key) and not key.startswith(RESUMABLE_CHANGES)
+        if not same_setting(before.get(key), now.get(key)) and not key.startswith(RESUMABLE_CHANGES)
     ]  # fmt: skip
     if changed:
         key = changed[0]
@@ -439,6 +439,14 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
             f"training would start the run again over its model; restore {artifacts.METRICS}, or choose another hydra.run.dir"
         )
     return None
+
+
+def same_setting(before: Any, now: Any) -> bool:
+    """Whether a recorded setting is the one given now. Older runs recorded the
+    paths of their data as given: a relative one named what it names from here."""
+    if isinstance(before, str) and isinstance(now, str) and before and not os.path.isabs(before) and os.path.isabs(now):
+        return str(Path(before).expanduser().resolve()) == now
+    return before == now
 
 
 # Keys that may differ between the attempts of one run: where it runs, how it reports,

@@ -29,10 +29,7 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 @dataclass
 class Cifar10Config:
-    path: Optional[str] = field(
-        default=None,
-        metadata={"help": f"{ARCHIVE} or its extracted {FOLDER}/ (null: look in $ZOO_DATA_DIR, then ~/.keras/datasets)."},
-    )
+    path: Optional[str] = zoo.data_path(f"{ARCHIVE} or its extracted {FOLDER}/ (null: look in $ZOO_DATA_DIR, then ~/.keras/datasets).")
     cat_vs_rest: bool = field(default=False, metadata={"help": "Binary task: cat (1) against the nine other classes (0)."})
     download: bool = field(default=False, metadata={"help": f"Fetch the archive from {URL} when it is not found."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of the 50,000 training images held out for validation."})

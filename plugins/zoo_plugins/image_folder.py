@@ -36,7 +36,7 @@ SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test
 
 @dataclass
 class ImageFolderConfig:
-    path: str = field(default="???", metadata={"help": "Folder of class sub-folders (or of train/, validation/, test/ folders of them)."})
+    path: str = zoo.data_path("Folder of class sub-folders (or of train/, validation/, test/ folders of them).", default="???")
     image_size: list[int] = field(default_factory=lambda: [150, 150], metadata={"help": "Height and width images are resized to."})
     channels: int = field(default=3, metadata={"help": "3 for RGB, 1 for grayscale."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for validation when there is no validation/ folder."})

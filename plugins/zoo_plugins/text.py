@@ -42,9 +42,7 @@ DOCSTRING_MODULES = (
 
 @dataclass
 class TextConfig:
-    path: Optional[str] = field(
-        default=None, metadata={"help": "A UTF-8 text file to learn from (null: docstrings of Python's standard library)."}
-    )
+    path: Optional[str] = zoo.data_path("A UTF-8 text file to learn from (null: docstrings of Python's standard library).")
     sequence_length: int = field(default=64, metadata={"help": "Characters per training window."})
     step: int = field(default=32, metadata={"help": "Characters between the starts of consecutive windows."})
     max_vocabulary: int = field(
