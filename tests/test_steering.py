@@ -168,6 +168,40 @@ def test_bad_trainer_controls_fail_in_one_line(tmp_path, override, message):
     assert message in error_lines(result.stderr)[0], result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("key", ["trainer.init_from", "trainer.distillation.teacher"])
+def test_a_run_built_on_a_run_of_a_plugin_not_installed_fails_before_tensorflow(tmp_path, key):
+    """It had loaded TensorFlow, printed the new run's directory, then failed on the model
+    the other run names: the check is the one `zoo evaluate` makes of that run."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    import yaml
+
+    from zoo.config import compose, plan_run
+    from zoo.run import recorded_config
+    from test_registry import NO_TF_SCRIPT
+
+    cfg = compose(["model=mlp_classifier"])
+    plan = plan_run(cfg)
+    recorded = recorded_config(cfg, plan)
+    recorded["model"] = {"name": "retired_model", "width": 3}  # of a plugin since uninstalled
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.yaml").write_text(yaml.safe_dump(recorded))
+    (other / "spec.json").write_text(json.dumps(dataclasses.asdict(plan.spec)))
+    for name in ("metrics.json", "model.keras"):
+        (other / name).write_text("{}")
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TF_SCRIPT, "train", "model=mlp_classifier", f"{key}={other}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    [line] = error_lines(result.stderr)
+    assert line.startswith(f"zoo: error: the run in {other}: unknown model 'retired_model'"), line
+    assert "HEAVY=\n" in result.stderr and "run directory" not in result.stdout + result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_warm_start_begins_from_the_parents_weights_and_records_it(tmp_path):
     parent = train(tmp_path, "parent", *SMALL, "trainer.epochs=6")

@@ -875,6 +875,7 @@ def check_run_references(plan: RunPlan) -> None:
 
     from zoo.artifacts import read_json, read_yaml
     from zoo.crossval import refuse_parent
+    from zoo.run import finished_run_plan  # here: zoo.run imports this module
 
     for key, path in run_references(plan).items():
         if not Path(path).exists():
@@ -887,6 +888,7 @@ def check_run_references(plan: RunPlan) -> None:
                 raise ZooError(f"{key}={path}: that run {artifacts.unfinished(Path(path), name)}")
             if not (Path(path) / name).is_file():
                 raise ZooError(f"{key}={path}: its {name} is not a file (a folder, a pipe or a device); give a run the zoo wrote")
+        finished_run_plan(Path(path))  # its plugins installed, its records whole: here, not after TensorFlow's start
     teacher = plan.trainer.distillation.teacher
     if teacher:
         recorded = read_json(Path(teacher) / "spec.json")
