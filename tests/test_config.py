@@ -608,15 +608,16 @@ def test_a_run_records_its_data_as_absolute_paths(dataset, tmp_path, monkeypatch
         overrides[name] = absolute.name
         plan_args = [f"dataset={dataset}", *(f"dataset.{k}={v}" for k, v in overrides.items())]
         cfg = compose(plan_args)
-        recorded = recorded_config(cfg, plan_run(cfg))
+        plan = plan_run(cfg)
+        recorded = recorded_config(cfg, plan)
         assert recorded["dataset"][name] == str(absolute.resolve())
         # A run recorded before, with the path as given, is the same run from where it was given.
         run_dir = tmp_path / name
         run_dir.mkdir()
         (run_dir / "config.yaml").write_text(yaml.safe_dump({**recorded, "dataset": {**recorded["dataset"], name: absolute.name}}))
-        assert claim_run_dir(run_dir, recorded, "auto") is None
+        assert claim_run_dir(run_dir, recorded, plan) is None
         monkeypatch.chdir(tmp_path)  # from elsewhere, the same words name other data
         with pytest.raises(zoo.ZooError, match=f"holds a run with dataset.{name}='{absolute.name}'"):
-            claim_run_dir(run_dir, recorded, "auto")
+            claim_run_dir(run_dir, recorded, plan)
     if dataset in ("image_folder", "text", "cifar10"):  # the first-party datasets that read the user's files
         assert fields == ["path"]

@@ -549,3 +549,43 @@ def test_a_checkpoint_whose_metric_totals_have_another_form_resumes_the_training
     _, wider = trained(1, inputs=5)
     with pytest.raises(ZooError, match="start a new run"):
         restore(wider, arrays, path)
+
+
+def test_a_stopped_run_continues_after_an_upgrade_added_settings_at_their_defaults(tmp_path, caplog):
+    """A requeued job that installs the newest keras-zoo (or plugin) composes settings its
+    stopped run never recorded: it had been refused as another run ("holds a run with
+    trainer.x=None, not 0.0"), and could never continue. A new setting at its default goes
+    on (and is logged); given another value, or a setting the code no longer has, or an item
+    the run did not have, it is refused naming the setting."""
+    import logging
+
+    import yaml
+
+    from zoo.config import compose, plan_run
+    from zoo.errors import ZooError
+    from zoo.run import claim_run_dir, recorded_config
+
+    def claim(recorded: dict, *overrides: str):
+        run_dir = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        run_dir.mkdir()
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded))
+        cfg = compose(["model=mlp_classifier", *overrides])
+        plan = plan_run(cfg)
+        return claim_run_dir(run_dir, recorded_config(cfg, plan), plan)
+
+    cfg = compose(["model=mlp_classifier"])
+    current = recorded_config(cfg, plan_run(cfg))
+    older = yaml.safe_load(yaml.safe_dump(current))
+    del older["trainer"]["label_smoothing"], older["model"]["batch_norm"]  # as a version without them recorded it
+    with caplog.at_level(logging.INFO, logger="zoo.run"):
+        assert claim(older) is None
+    assert "at their defaults: model.batch_norm=False, trainer.label_smoothing=0.0" in caplog.text
+
+    with pytest.raises(ZooError, match=r"holds a run with no trainer.label_smoothing \(given 0.1; its default 0.0 would continue it\)"):
+        claim(older, "trainer.label_smoothing=0.1")
+    removed = {**current, "model": {**current["model"], "units": 32}}  # a setting the plugin has since dropped
+    with pytest.raises(ZooError, match=r"holds a run with model.units=32, a setting this config does not have"):
+        claim(removed)
+    fewer_metrics = {**current, "metrics": {"accuracy": current["metrics"]["accuracy"]}}
+    with pytest.raises(ZooError, match=r"holds a run with no metrics.auc"):
+        claim(fewer_metrics)

@@ -128,6 +128,7 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
     """A run would replace a model.keras of the same name and append to a train.log: the
     folder must be new, empty or a zoo run's; a sweep's new, empty or a sweep's. Refused
     before Hydra writes anything, and every job checks its own folder once more."""
+    from zoo.config import compose, plan_run
     from zoo.errors import ZooError
     from zoo.run import claim_run_dir
 
@@ -194,10 +195,10 @@ def test_a_run_never_writes_into_a_folder_holding_files_it_did_not_write(tmp_pat
     job = sweep / "0"  # a sweep's job folder, after Hydra made its records in it
     (job / ".hydra").mkdir(parents=True)
     (job / "train.log").write_text("")
-    assert claim_run_dir(job, {}, "auto") is None
+    assert claim_run_dir(job, {}, plan_run(compose([]))) is None
     (job / "predictions.csv").write_text("mine")
     with pytest.raises(ZooError, match=r"already holds files the zoo did not write \(predictions.csv\)"):
-        claim_run_dir(job, {}, "auto")
+        claim_run_dir(job, {}, plan_run(compose([])))
 
 
 def test_another_runs_folder_is_refused_before_hydra_writes_its_records_over_that_runs(default_run, tmp_path):

@@ -656,7 +656,7 @@ def check_overrides(args: list[str]) -> None:
             try:
                 if plan.device.kind != "multi_worker":  # the other workers of one run share its folder
                     refuse_if_in_use(run_dir)
-                claim_run_dir(run_dir, recorded_config(cfg, plan), plan.trainer.resume)
+                claim_run_dir(run_dir, recorded_config(cfg, plan), plan)
             except ZooError as exc:
                 raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None
             unshare(run_dir / name for name in OPENED_FIRST)

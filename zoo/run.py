@@ -172,7 +172,7 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
     resolved = recorded_config(cfg, plan)
     tf, keras, placement = _start(plan, resolved)
     with artifacts.exclusive(run_dir) if placement.chief else contextlib.nullcontext():
-        finished = claim_run_dir(run_dir, resolved, plan.trainer.resume) if placement.chief else None
+        finished = claim_run_dir(run_dir, resolved, plan) if placement.chief else None
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
             log.info("the run in %s finished already", run_dir)
             return finished
@@ -392,10 +392,11 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
         )
 
 
-def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[str, float]]:
+def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan) -> Optional[dict[str, float]]:
     """Check that ``run_dir`` is free for this run, or holds this run: with
-    ``resume=auto`` the same config (apart from the keys that may change between attempts);
-    with ``never``, no run at all. Returns a finished run's test metrics. No TF."""
+    ``resume=auto`` the same config (apart from the keys that may change between attempts,
+    and settings added since the run was recorded, at their defaults); with ``never``, no
+    run at all. Returns a finished run's test metrics. No TF."""
     import json
 
     from zoo.compare import flatten
@@ -404,7 +405,7 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
     recorded = run_dir / artifacts.CONFIG
     if not recorded.is_file():
         return None
-    if resume == "never":
+    if plan.trainer.resume == "never":
         raise ZooError(
             f"{run_dir} already holds a run and trainer.resume=never; choose another hydra.run.dir "
             "(or trainer.resume=auto to continue that run)"
@@ -415,10 +416,25 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
         key for key in dict.fromkeys([*before, *now])
         if not same_setting(before.get(key), now.get(key)) and not key.startswith(RESUMABLE_CHANGES)
     ]  # fmt: skip
+    added = [key for key in changed if key not in before and now[key] == added_setting_default(plan, key, before)]
+    if added:
+        # An upgraded zoo or plugin (a requeued job that installed the newest) added them: a new
+        # setting's default keeps what the code did before it, so the run goes on.
+        log.info("%s: settings the run's record lacks (added since by an upgrade), at their defaults: %s",
+                 run_dir, ", ".join(f"{key}={now[key]!r}" for key in added))  # fmt: skip
+    changed = [key for key in changed if key not in added]
     if changed:
         key = changed[0]
+        if key not in now:
+            was = f"{key}={before[key]!r}, a setting this config does not have"
+        elif key not in before:
+            default = added_setting_default(plan, key, before)
+            was = f"no {key} (given {now[key]!r}{'' if default is NO_DEFAULT else f'; its default {default!r} would continue it'})"
+        else:
+            was = f"{key}={before.get(key)!r}, not {now.get(key)!r}"
+        since = plugins_since(run_dir)
         raise ZooError(
-            f"{run_dir} holds a run with {key}={before.get(key)!r}, not {now.get(key)!r}; "
+            f"{run_dir} holds a run with {was}{f' ({since})' if since else ''}; "
             "to continue it, use its config; for a new run, choose another hydra.run.dir"
         )
     if (run_dir / artifacts.METRICS).is_file():
@@ -439,6 +455,34 @@ def claim_run_dir(run_dir: Path, resolved: dict, resume: str) -> Optional[dict[s
             f"training would start the run again over its model; restore {artifacts.METRICS}, or choose another hydra.run.dir"
         )
     return None
+
+
+NO_DEFAULT = object()  # equal to no setting's value
+
+
+def added_setting_default(plan: RunPlan, key: str, before: dict) -> Any:
+    """The default of the config field that flat ``key`` names, where the run recorded in
+    ``before`` had its section (the same model, dataset, metric, callback or logger);
+    ``NO_DEFAULT`` otherwise."""
+    import json
+
+    section, _, rest = key.partition(".")
+    configs = {"model": plan.model_config, "dataset": plan.dataset_config, "trainer": plan.trainer, "device": plan.device, "cv": plan.cv}
+    config = configs.get(section)
+    if section in ("metrics", "callbacks", "loggers"):
+        name, _, rest = rest.partition(".")
+        config = next((c for entry, c in getattr(plan, section) if entry.name == name), None)
+        section = f"{section}.{name}"
+    if config is None or not rest or not any(k.startswith(f"{section}.") for k in before):
+        return NO_DEFAULT
+    *parents, name = rest.split(".")
+    for part in parents:
+        config = getattr(config, part, None)
+    field = next((f for f in dataclasses.fields(config) if f.name == name), None) if dataclasses.is_dataclass(config) else None
+    if field is None or (field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING):
+        return NO_DEFAULT
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return json.loads(json.dumps(dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default))
 
 
 def same_setting(before: Any, now: Any) -> bool:
