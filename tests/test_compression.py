@@ -163,6 +163,17 @@ def test_a_pruned_student_of_a_teacher_outlives_it(tmp_path):
     assert report["agreement"] >= 0.98
 
 
+def recorded_config_text(*overrides: str) -> str:
+    """A run's config.yaml as `zoo train` records it."""
+    import yaml
+
+    from zoo.config import compose, plan_run
+    from zoo.run import recorded_config
+
+    cfg = compose(["dataset=digits", *overrides])
+    return yaml.safe_dump(recorded_config(cfg, plan_run(cfg)))
+
+
 @pytest.mark.parametrize(
     "overrides,problem",
     [
@@ -182,12 +193,13 @@ def test_compression_mistakes_are_one_line_before_any_work(tmp_path, overrides, 
     (tmp_path / "half" / "config.yaml").write_text("seed: 0\n")
     done = tmp_path / "done"
     done.mkdir()
-    for name, text in (("config.yaml", "seed: 0\nmodel: {name: mlp_classifier}\n"), ("metrics.json", "{}"), ("model.keras", "")):
+    for name, text in (("config.yaml", recorded_config_text("model=mlp_classifier")), ("metrics.json", "{}"), ("model.keras", "")):
         (done / name).write_text(text)
-    digits = {"task": "classification", "input_shape": [8, 8, 1], "num_classes": 10, "class_names": [str(i) for i in range(10)]}
+    digits = {"task": "classification", "input_shape": [8, 8, 1], "num_classes": 10, "class_names": [str(i) for i in range(10)],
+              "value_range": [0.0, 1.0], "feature_names": []}  # fmt: skip
     (done / "spec.json").write_text(json.dumps(digits))
     shutil.copytree(done, tmp_path / "vae")  # the same data, learnt by a model whose outputs are images
-    (tmp_path / "vae" / "config.yaml").write_text("seed: 0\nmodel: {name: vae}\n")
+    (tmp_path / "vae" / "config.yaml").write_text(recorded_config_text("model=vae", "metrics=[]"))
     shutil.copytree(done, tmp_path / "piped")
     (tmp_path / "piped" / "spec.json").unlink()
     os.mkfifo(tmp_path / "piped" / "spec.json")  # read, it would wait for ever

@@ -209,7 +209,7 @@ def test_check_of_one_item_runs_only_its_checks():
 
     results = run_checks("accuracy")
     assert [(r.kind, r.name, r.check, r.outcome) for r in results] == [
-        ("metric", "accuracy", check, "pass") for check in ("config", "build", "reference", "reset")
+        ("metric", "accuracy", check, "pass") for check in ("config", "build", "reference", "reset", "direction")
     ]
 
 
@@ -378,3 +378,89 @@ def test_a_mixed_precision_softmax_passes_the_output_check_a_float32_one_that_fa
     assert output_problem(CLASSIFICATION, spec, x, rows) is None
     off = np.full((2, 10), 0.1, dtype=np.float32) + np.eye(2, 10, dtype=np.float32) * 0.01
     assert output_problem(CLASSIFICATION, spec, x, off) == "its class probabilities must sum to 1 (a softmax)"
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+def build_error_rate(config, spec):
+    import keras
+
+    class ErrorRate(keras.metrics.Mean):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            if spec.binary:
+                predicted = keras.ops.cast(keras.ops.reshape(y_pred, (-1,)) >= 0.5, "int32")
+            else:
+                predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
+            return super().update_state(keras.ops.not_equal(predicted, keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")))
+
+    return ErrorRate(name=config.__class__.__name__.lower())
+
+
+def error_rate_reference(y_true, y_pred, spec, config):
+    y_pred = np.asarray(y_pred)
+    predicted = (y_pred.reshape(-1) >= 0.5) if spec.binary else y_pred.argmax(axis=-1)
+    return float(np.mean(predicted != np.asarray(y_true).reshape(-1)))
+
+
+@dataclass
+class Undeclared:
+    pass
+
+
+@dataclass
+class Misdeclared:
+    pass
+
+
+def test_a_metric_says_which_way_it_improves_and_mode_auto_never_guesses(monkeypatch):
+    """Early stopping and the plateau schedule with mode=auto took any name outside a fixed
+    list of accuracy-like ones as better lower (a plugin's IoU: the worst epoch kept), and an
+    Optuna search maximised whatever its objective was (objective=val_loss: the worst runs
+    found). A metric declares greater_is_better, `zoo check` holds the declaration against
+    its reference, and where nothing declares a direction, mode=auto asks the user."""
+    from zoo.config import compose, plan_run
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.search import search_direction
+    from zoo.testing import run_checks
+
+    class ErrorRates:
+        @zoo.hookimpl
+        def register_metrics(self):
+            return [zoo.MetricPlugin("undeclared", "An error rate.", Undeclared, build_error_rate, reference=error_rate_reference),
+                    zoo.MetricPlugin("misdeclared", "An error rate said to be better higher.", Misdeclared, build_error_rate,
+                                     reference=error_rate_reference, greater_is_better=True)]  # fmt: skip
+
+    reset_registry()
+    try:
+        register_plugin(ErrorRates(), "error_rates")
+        direction = {name: {r.check: r for r in run_checks(name)}["direction"] for name in ("undeclared", "misdeclared")}
+        assert direction["undeclared"].outcome == "fail" and "it declares no direction" in direction["undeclared"].detail
+        assert direction["misdeclared"].outcome == "fail"
+        assert "it declares greater_is_better=True, but on classification 2-class" in direction["misdeclared"].detail
+        for owner, used in (("trainer.early_stopping", "trainer.early_stopping.patience=2"), ("trainer.plateau", "trainer.lr_schedule=plateau")):
+            watching = ["model=mlp_classifier", "dataset=breast_cancer", "metrics=[undeclared]", used, f"{owner}.monitor=val_undeclared"]
+            with pytest.raises(zoo.ZooError, match=f"{owner}.mode=auto cannot tell whether val_undeclared improves up or down"):
+                plan_run(compose(watching))
+            plan_run(compose([*watching, f"{owner}.mode=min"]))  # said: taken
+        with pytest.raises(zoo.ZooError, match="hydra.sweeper.direction=auto cannot tell whether objective=val_undeclared"):
+            search_direction("val_undeclared", "auto")
+    finally:
+        reset_registry()
+    assert search_direction("val_loss", "auto") == "minimize" and search_direction("d_loss", "auto") == "minimize"
+    for entry in zoo.list_plugins("metric"):  # every installed metric, by its declaration
+        expected = "maximize" if entry.item.greater_is_better else "minimize"
+        assert search_direction(f"val_{entry.name}", "auto") == search_direction(entry.name, "auto") == expected
+
+
+def test_a_search_against_its_objectives_direction_is_warned_of(caplog):
+    from zoo.search import search_direction
+
+    with caplog.at_level("WARNING", logger="zoo.search"):
+        assert search_direction("val_loss", "maximize") == "maximize"
+        assert search_direction("val_accuracy", "maximize") == "maximize"
+    assert caplog.messages == [
+        "hydra.sweeper.direction=maximize for objective=val_loss, which is better lower: the search looks for the worst runs"
+    ]

@@ -159,6 +159,19 @@ def test_two_searches_started_together_share_one_new_study_and_its_trial_count(t
 
 
 @pytest.mark.slow
+def test_a_search_of_a_loss_minimises_it(tmp_path):
+    """The sweeper maximised whatever the objective was: objective=val_loss looked for the
+    worst runs. direction=auto (the default) goes by the objective."""
+    storage = tmp_path / "study.db"
+    result = subprocess.run([*optuna_command(storage, tmp_path / "sweep", trials=1), "objective=val_loss", "model.filters=4"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    import optuna
+
+    assert optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{storage}").direction == optuna.study.StudyDirection.MINIMIZE
+
+
+@pytest.mark.slow
 def test_optuna_study_resumes_after_being_killed(tmp_path):
     import optuna
 
@@ -295,7 +308,7 @@ def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_th
         ("+hydra.sweeper.pruner.warmup=3", "hydra.sweeper.pruner.warmup is not an option of median (MedianPruner); its options: n_startup_trials"),
         ("hydra/sweeper/pruner=hyperbnd", "unknown hydra/sweeper/pruner 'hyperbnd'; did you mean 'hyperband'?"),
         ("hydra/sweeper/sampler=grid", "trainer.learning_rate: the grid sampler needs choice() or range() values, not an interval"),
-        ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'; choose maximize or minimize"),
+        ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'; choose auto, maximize or minimize"),
         ("objective=null", "an Optuna search optimises the run's objective, and none is set"),
         ("hydra.sweeper.storage=nope://x", "hydra.sweeper.storage=nope://x cannot be opened (Can't load plugin: sqlalchemy.dialects:nope)"),
     ],

@@ -22,12 +22,11 @@ from typing import Any, Mapping, Optional
 import keras
 
 from zoo.compression import Pruning
+from zoo.config import improving_direction
 from zoo.errors import PluginWarning, ZooError
 
 log = logging.getLogger(__name__)
 
-# monitor names (without val_) for which mode=auto means higher is better
-HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "pr_auc", "f1", "precision", "recall", "balanced_accuracy")
 LOGGER_CLOSE_SECONDS = 30.0
 
 
@@ -39,7 +38,7 @@ def as_float(value) -> float:
 def monitor_mode(monitor: str, mode: str) -> str:
     if mode != "auto":
         return mode
-    return "max" if monitor.removeprefix("val_") in HIGHER_IS_BETTER else "min"
+    return improving_direction(monitor) or "min"  # plan_run refused an unknown direction
 
 
 def monitored(logs: Mapping[str, float], monitor: str, owner: str) -> float:

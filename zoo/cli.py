@@ -671,7 +671,7 @@ def info_command(args: argparse.Namespace) -> None:
         if entry.kind == "model":
             out.update(objective=entry.item.objective, tasks=list(entry.item.tasks), input_rank=entry.item.input_rank)
         if entry.kind == "metric":
-            out.update(objectives=list(entry.item.objectives), default=entry.item.default)
+            out.update(objectives=list(entry.item.objectives), default=entry.item.default, greater_is_better=entry.item.greater_is_better)
         out["config"] = [{"name": n, "type": t, "default": d, "help": h} for n, t, d, h in fields]
         if cost is not None or cost_error is not None:
             out["cost"] = cost
@@ -687,7 +687,8 @@ def info_command(args: argparse.Namespace) -> None:
         if entry.item.input_rank:
             print(f"input rank: {entry.item.input_rank}")
     if entry.kind == "metric":
-        print(f"scores: {', '.join(entry.item.objectives)}" + ("; in metrics=auto" if entry.item.default else ""))
+        better = {True: "higher is better", False: "lower is better", None: "better higher or lower: not declared"}
+        print(f"scores: {', '.join(entry.item.objectives)}; {better[entry.item.greater_is_better]}" + ("; in metrics=auto" if entry.item.default else ""))
     if fields:
         print(f"\nconfig (override on the command line as {prefix}<field>=<value>):")
         print_table(("FIELD", "TYPE", "DEFAULT", "HELP"), fields, indent="  ")

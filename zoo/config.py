@@ -68,7 +68,7 @@ class EarlyStoppingConfig:
     monitor: str = field(default="val_loss", metadata={"help": "The logged value watched (a history.csv column)."})
     mode: str = field(
         default="auto",
-        metadata={"choices": MONITOR_MODES, "help": "min, max, or auto (max for accuracy-like names, else min)."},
+        metadata={"choices": MONITOR_MODES, "help": "min, max, or auto (losses: min; a metric: as its plugin declares)."},
     )
     min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
     restore_best: bool = field(
@@ -88,7 +88,7 @@ class PlateauConfig:
     factor: float = field(default=0.5, metadata={"help": "Multiply the learning rate by this on a plateau."})
     patience: int = field(default=3, metadata={"help": "Epochs without improvement that make a plateau."})
     monitor: str = field(default="val_loss", metadata={"help": "The logged value watched."})
-    mode: str = field(default="auto", metadata={"choices": MONITOR_MODES, "help": "min, max, or auto."})
+    mode: str = field(default="auto", metadata={"choices": MONITOR_MODES, "help": "min, max, or auto (losses: min; a metric: as its plugin declares)."})
     min_delta: float = field(default=0.0, metadata={"help": "The least change that counts as an improvement."})
     min_learning_rate: float = field(default=0.0, metadata={"help": "Never reduce below this."})
 
@@ -739,15 +739,20 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                        ("distillation.teacher", trainer.distillation.teacher)):  # fmt: skip
         if value and objective != CLASSIFICATION:
             raise ZooError(f"trainer.{key} applies to classifiers; model {model.name!r} learns {objective}")
-    if device.kind == "multi_worker":
-        watched = [("trainer.early_stopping", trainer.early_stopping.monitor, trainer.early_stopping.patience),
-                   ("trainer.plateau", trainer.plateau.monitor, trainer.lr_schedule == "plateau")]  # fmt: skip
-        for owner, monitor, used in watched:
-            if used and monitor.startswith("val_"):  # only the chief validates; all workers must decide alike
-                raise ZooError(
-                    f"{owner}.monitor={monitor} is not available with device=multi_worker (only the chief validates); "
-                    f"monitor a training value such as {owner}.monitor=loss"
-                )
+    watched = [("trainer.early_stopping", trainer.early_stopping, trainer.early_stopping.patience),
+               ("trainer.plateau", trainer.plateau, trainer.lr_schedule == "plateau")]  # fmt: skip
+    for owner, watching, used in watched:
+        if used and device.kind == "multi_worker" and watching.monitor.startswith("val_"):
+            # Only the chief validates; all workers must decide alike.
+            raise ZooError(
+                f"{owner}.monitor={watching.monitor} is not available with device=multi_worker (only the chief validates); "
+                f"monitor a training value such as {owner}.monitor=loss"
+            )
+        if used and watching.mode == "auto" and improving_direction(watching.monitor, registry) is None:
+            raise ZooError(
+                f"{owner}.mode=auto cannot tell whether {watching.monitor} improves up or down (its metric plugin declares "
+                f"no greater_is_better); set {owner}.mode=max or {owner}.mode=min"
+            )
     check_batch_fits_in_memory(spec, trainer.batch_size)
     plan = RunPlan(
         seed=seed,
@@ -857,6 +862,20 @@ def _references(plan: RunPlan, marker: str = RUN_REFERENCE) -> list[tuple[str, A
 def run_references(plan: RunPlan) -> dict[str, str]:
     """Every run a plan builds on, by its command-line key (``trainer.init_from``, ``model.teacher``)."""
     return {key: path for key, _, _, path in _references(plan)}
+
+
+def improving_direction(logged: str, registry: Optional[Registry] = None) -> Optional[str]:
+    """``"max"`` or ``"min"``: which way a logged value (``val_f1``, ``loss``, a GAN's
+    ``d_loss``) goes as the model improves, as its metric plugin declares it; None where
+    nothing says. No TF."""
+    name = logged.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    try:
+        better = (registry or get_registry()).get("metric", name).item.greater_is_better
+    except ZooError:  # not a metric's name
+        return None
+    return None if better is None else "max" if better else "min"
 
 
 def _read_paths(plan: RunPlan) -> list[tuple[str, Any, str, str]]:

@@ -300,6 +300,10 @@ class MetricPlugin:
         default: whether ``metrics=auto`` (the default) includes it for its objectives.
         tolerance: how far from ``reference`` the streamed Keras result may be (float32
             sums, histogram-binned curves).
+        greater_is_better: whether a larger value is a better model (accuracy: True; an
+            error: False). Early stopping and the plateau schedule with ``mode=auto``, and
+            an Optuna search with ``direction=auto``, go by it; undeclared (None), they ask
+            the user to say, and ``zoo check`` fails.
     """
 
     name: str
@@ -310,6 +314,7 @@ class MetricPlugin:
     reference: Optional[Callable[..., float]] = None
     default: bool = False
     tolerance: float = 1e-6
+    greater_is_better: Optional[bool] = None
 
     def __post_init__(self) -> None:
         _check_item("metric", self.name, self.summary, self.config, self.factory)

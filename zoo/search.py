@@ -212,15 +212,35 @@ def hydra_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def search_direction(objective: str, direction: str) -> str:
+    """``maximize`` or ``minimize``: ``auto`` as the objective's metric declares (a loss,
+    perplexity: minimize). A direction against the declaration is the user's, but it had
+    quietly found the worst runs (``objective=val_loss`` maximised): a warning says so."""
+    from zoo.config import improving_direction
+
+    if direction not in ("auto", "maximize", "minimize"):
+        raise ZooError(f"hydra.sweeper.direction={direction!r}; choose auto, maximize or minimize")
+    improves = {"max": "maximize", "min": "minimize"}.get(improving_direction(objective) or "")
+    if direction == "auto":
+        if improves is None:
+            raise ZooError(
+                f"hydra.sweeper.direction=auto cannot tell whether objective={objective} improves up or down (its metric "
+                "plugin declares no greater_is_better); set hydra.sweeper.direction=maximize or minimize"
+            )
+        return improves
+    if improves and improves != direction:
+        log.warning("hydra.sweeper.direction=%s for objective=%s, which is better %s: the search looks for the worst runs",
+                    direction, objective, "higher" if improves == "maximize" else "lower")  # fmt: skip
+    return direction
+
+
 def run_study(config, settings: Mapping[str, Any], arguments: list[str], launcher) -> Any:
     """Run the trials the study still lacks, then record and print its best trial."""
     optuna = optuna_module()
     objective = config.get("objective")
     if not objective:
         raise ZooError("an Optuna search optimises the run's objective, and none is set; add objective=<metric> (val_accuracy, ...)")
-    direction = str(settings.get("direction") or "maximize")
-    if direction not in ("maximize", "minimize"):
-        raise ZooError(f"hydra.sweeper.direction={direction!r}; choose maximize or minimize")
+    direction = search_direction(str(objective), str(settings.get("direction") or "auto"))
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     name = settings.get("study_name") or config.hydra.runtime.choices.get("hparams_search") or "zoo"

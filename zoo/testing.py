@@ -800,8 +800,32 @@ def _metric_steps(entry: Registered):
             values.append(f"{got:.4g}")
         return "matches the reference: " + ", ".join(values)
 
+    def direction() -> str:
+        """The declared direction, held against the reference: informative predictions must
+        score better than the same predictions given to other examples."""
+        import numpy as np
+
+        expect(
+            item.greater_is_better is not None,
+            "it declares no direction; add MetricPlugin(greater_is_better=True) (or False for an error or a loss): "
+            "early stopping, the plateau schedule and searches with mode=auto go by it",
+        )
+        expect(item.reference is not None, "it declares no reference computation; add MetricPlugin(reference=...)")
+        for objective, spec, _ in state["metrics"]:
+            y_true, y_pred = synthetic_predictions(spec, n=997, seed=2, objective=objective)
+            informed = float(item.reference(y_true, y_pred, spec, item.config()))
+            shuffled = float(item.reference(y_true, y_pred[np.random.default_rng(2).permutation(len(y_pred))], spec, item.config()))
+            better = informed > shuffled if item.greater_is_better else informed < shuffled
+            expect(
+                better,
+                f"it declares greater_is_better={item.greater_is_better}, but on {objective} {describe_spec(spec)} its reference "
+                f"gives {informed:.4g} for informative predictions and {shuffled:.4g} for shuffled ones",
+            )
+        return f"{'higher' if item.greater_is_better else 'lower'} is better, as its reference agrees"
+
     return [("config", lambda: config_round_trip(entry)), ("build", build),
-            ("reference", lambda: agrees(seed=0, n=997)), ("reset", lambda: agrees(seed=1, n=300))]  # fmt: skip
+            ("reference", lambda: agrees(seed=0, n=997)), ("reset", lambda: agrees(seed=1, n=300)),
+            ("direction", direction)]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------

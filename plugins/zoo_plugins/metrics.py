@@ -180,6 +180,7 @@ def register_metrics():
             factory=_confusion_metric("accuracy"),
             reference=_sklearn_reference("accuracy"),
             default=True,
+            greater_is_better=True,
         ),
         zoo.MetricPlugin(
             name="precision",
@@ -188,6 +189,7 @@ def register_metrics():
             factory=_confusion_metric("precision"),
             reference=_sklearn_reference("precision"),
             default=True,
+            greater_is_better=True,
         ),
         zoo.MetricPlugin(
             name="recall",
@@ -196,6 +198,7 @@ def register_metrics():
             factory=_confusion_metric("recall"),
             reference=_sklearn_reference("recall"),
             default=True,
+            greater_is_better=True,
         ),
         zoo.MetricPlugin(
             name="f1",
@@ -204,6 +207,7 @@ def register_metrics():
             factory=_confusion_metric("f1"),
             reference=_sklearn_reference("f1"),
             default=True,
+            greater_is_better=True,
         ),
         zoo.MetricPlugin(
             name="auc",
@@ -213,6 +217,7 @@ def register_metrics():
             reference=auc_reference,
             tolerance=2e-4,  # scores tied within one histogram bin
             default=True,
+            greater_is_better=True,
         ),
         zoo.MetricPlugin(
             name="pr_auc",
@@ -221,6 +226,7 @@ def register_metrics():
             factory=_curve_metric("pr", "pr_auc"),
             reference=pr_auc_reference,
             tolerance=1e-3,  # one bin moves average precision more than ROC AUC
+            greater_is_better=True,
         ),
         zoo.MetricPlugin(
             name="mse",
@@ -230,6 +236,7 @@ def register_metrics():
             objectives=(zoo.RECONSTRUCTION,),
             reference=mse_reference,
             default=True,
+            greater_is_better=False,
         ),
         zoo.MetricPlugin(
             name="mae",
@@ -239,6 +246,7 @@ def register_metrics():
             objectives=(zoo.RECONSTRUCTION,),
             reference=mae_reference,
             default=True,
+            greater_is_better=False,
         ),
         zoo.MetricPlugin(
             name="reconstruction_error",
@@ -249,6 +257,7 @@ def register_metrics():
             reference=reconstruction_error_reference,
             tolerance=1e-5,  # float32 sums
             default=True,
+            greater_is_better=False,
         ),
         zoo.MetricPlugin(
             name="perplexity",
@@ -259,5 +268,6 @@ def register_metrics():
             reference=perplexity_reference,
             tolerance=1e-5,  # float32 sums
             default=True,
+            greater_is_better=False,
         ),
     ]

@@ -173,6 +173,7 @@ def register_metrics():
             factory=build_balanced_accuracy,
             objectives=(zoo.CLASSIFICATION,),
             reference=balanced_accuracy_reference,
+            greater_is_better=True,
         )
     ]
 
