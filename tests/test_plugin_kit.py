@@ -464,3 +464,39 @@ def test_a_search_against_its_objectives_direction_is_warned_of(caplog):
     assert caplog.messages == [
         "hydra.sweeper.direction=maximize for objective=val_loss, which is better lower: the search looks for the worst runs"
     ]
+
+
+@dataclass
+class RowsConfig:
+    rows: int = 60
+
+
+def describe_rows(config):
+    return zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(3,), num_classes=2, class_names=("a", "b"))
+
+
+def load_rows_named_wrong(config, seed):
+    x = np.random.default_rng(0).normal(size=(config.rows, 3)).astype("float32")
+    y = (np.arange(config.rows) % 2).astype("int32")
+    parts = {"train": slice(0, 40), "validation": slice(40, 50), "test": slice(50, 60)}
+    ids = {name: list(range(part.start, part.stop)) for name, part in parts.items()}
+    ids["test"] = ids["test"][:-1]  # one name short
+    return zoo.Splits(**{name: (x[part], y[part]) for name, part in parts.items()}, ids=ids)
+
+
+def test_check_holds_a_datasets_example_names_to_its_splits():
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.testing import run_checks
+
+    class Rows:
+        @zoo.hookimpl
+        def register_datasets(self):
+            return [zoo.DatasetPlugin("named_rows", "Rows with names.", RowsConfig, describe_rows, load_rows_named_wrong)]
+
+    reset_registry()
+    try:
+        register_plugin(Rows(), "rows")
+        load = {r.check: r for r in run_checks("named_rows")}["load"]
+    finally:
+        reset_registry()
+    assert load.outcome == "fail" and load.detail == "Splits.ids names 9 examples of the test split, which has 10"

@@ -137,12 +137,20 @@ class Splits:
     of ``(x, y)`` pairs; the core shuffles, batches and prefetches. ``report`` says what a
     user should know about the loading (counts, skipped files with the reason); the run
     writes it to ``data.json`` and warns about any ``skipped`` entries.
+
+    ``ids`` may name each split's examples, in order (``{"train": [...], "validation": [...],
+    "test": [...]}``: row numbers of a fixed source, file names), where the same name is the
+    same example under every seed and split. The zoo then tells by them whether a model
+    trained on another seed's split (``zoo evaluate RUN seed=3``, a teacher) has seen a test
+    example; without them it compares the examples' values, which a split's own
+    standardisation changes (every example then looks new).
     """
 
     train: Any
     validation: Any
     test: Any
     report: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    ids: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------

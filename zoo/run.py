@@ -558,7 +558,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         same_split = (reference.seed, reference.dataset_config) == (plan.seed, plan.dataset_config)
         if reference.dataset.name == plan.dataset.name and not same_split:
             try:
-                trained_split = reference.dataset.item.factory(reference.dataset_config, reference.seed).train
+                trained_splits = reference.dataset.item.factory(reference.dataset_config, reference.seed)
             except (ZooError, OSError) as exc:  # its data is elsewhere (a run from another machine): the run goes on
                 warnings.warn(
                     InputWarning(f"{key}={path}: whether it trained on this run's test examples is not known, its data "
@@ -566,7 +566,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
                     stacklevel=1,
                 )  # fmt: skip
                 continue
-            warn_of_trained_examples(splits, trained_split, f"{key}={path}", "give a run trained with this run's seed and split")
+            warn_of_trained_examples(splits, trained_splits, f"{key}={path}", "give a run trained with this run's seed and split")
     validation_data = _batches(tf, plan, splits.validation)
     test_data = _batches(tf, plan, splits.test)
     parent_weights = None
@@ -1040,7 +1040,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
         warn_of_changed_data(artifacts.read_record(Path(run_dir) / artifacts.DATA_REPORT), dict(splits.report), Path(run_dir), finished=True)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
         warn_of_trained_examples(
-            splits, trained.dataset.item.factory(trained.dataset_config, trained.seed).train, "the run",
+            splits, trained.dataset.item.factory(trained.dataset_config, trained.seed), "the run",
             "evaluate with the run's seed and split",
         )  # fmt: skip
     test_data = _batches(tf, plan, splits.test)
@@ -1102,12 +1102,17 @@ def example_digests(split) -> list[bytes]:
     return [hashlib.blake2b(np.ascontiguousarray(x).tobytes(), digest_size=16).digest() for x in examples]
 
 
-def warn_of_trained_examples(splits, trained_split, who: str, fix: str) -> None:
-    """Warn when ``trained_split`` (what a model was trained on) holds more of the test
-    examples of ``splits`` than their own training split does (a dataset with duplicates
-    has some there too): the test metrics would overstate how the model does on new data."""
-    test = example_digests(splits.test)
-    own, trained = set(example_digests(splits.train)), set(example_digests(trained_split))
+def warn_of_trained_examples(splits, trained_splits, who: str, fix: str) -> None:
+    """Warn when the training split of ``trained_splits`` (what a model was trained on) holds
+    more of the test examples of ``splits`` than their own training split does (a dataset
+    with duplicates has some there too): the test metrics would overstate how the model does
+    on new data. Examples are told apart by the dataset's ``ids`` where both give them."""
+    named = all(split in (s.ids or {}) for s in (splits, trained_splits) for split in ("train", "test"))
+    if named:
+        test, own, trained = splits.ids["test"], set(splits.ids["train"]), set(trained_splits.ids["train"])
+    else:
+        test = example_digests(splits.test)
+        own, trained = set(example_digests(splits.train)), set(example_digests(trained_splits.train))
     before, count = sum(d in own for d in test), sum(d in trained for d in test)
     if count > before:
         warnings.warn(

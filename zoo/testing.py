@@ -696,6 +696,13 @@ def _dataset_steps(entry: Registered):
                 low, high = spec.value_range
                 expect(x.min() >= low and x.max() <= high, f"{where} has values {x.min():.3g} to {x.max():.3g}, outside the declared value_range {spec.value_range}")
             sizes.append(len(x))
+            if splits.ids:
+                ids = list(splits.ids.get(split_name, ()))
+                expect(len(ids) == len(x), f"Splits.ids names {len(ids)} examples of {where}, which has {len(x)}")
+                expect(len(set(ids)) == len(ids), f"Splits.ids names some examples of {where} twice; each example needs a name of its own")
+        if splits.ids:
+            shared = set(splits.ids.get("train", ())) & set(splits.ids.get("test", ()))
+            expect(not shared, f"Splits.ids gives {len(shared)} names to examples of both the train and test splits")
         if spec.task == CLASSIFICATION:
             seen = len(np.unique(split_arrays(splits.train)[1]))
             expect(seen == spec.num_classes, f"the train split has {seen} of the {spec.num_classes} classes")

@@ -34,7 +34,7 @@ def load_digits(config: DigitsConfig, seed: int) -> zoo.Splits:
     # Pixel intensities are 0..16; scale to [0, 1] and add the channel axis.
     x = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]
     y = digits.target.astype(np.int32)
-    return stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed)
+    return stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed, ids=range(len(y)))
 
 
 def prepare_digits(config: DigitsConfig, seed: int, images):
@@ -84,12 +84,12 @@ def load_breast_cancer(config: BreastCancerConfig, seed: int) -> zoo.Splits:
     data = sklearn_breast_cancer()
     x = data.data.astype(np.float32)
     y = (data.target == 0).astype(np.int32)  # scikit-learn codes malignant as 0
-    splits = stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed)
+    splits = stratified_splits(x, y, config.validation_fraction, config.test_fraction, seed, ids=range(len(y)))
     if config.standardize:
         # Statistics of the training split only: nothing of validation or test leaks in.
         mean = splits.train[0].mean(axis=0)
         std = splits.train[0].std(axis=0) + 1e-7
-        splits = zoo.Splits(*(((x - mean) / std, y) for x, y in (splits.train, splits.validation, splits.test)))
+        splits = zoo.Splits(*(((x - mean) / std, y) for x, y in (splits.train, splits.validation, splits.test)), ids=splits.ids)
     return splits
 
 
@@ -112,8 +112,9 @@ def check_fractions(validation_fraction: float, test_fraction: float) -> None:
         )
 
 
-def stratified_splits(x, y, validation_fraction: float, test_fraction: float, seed: int) -> zoo.Splits:
-    """Split arrays into train/validation/test, stratified by label, reproducibly from ``seed``."""
+def stratified_splits(x, y, validation_fraction: float, test_fraction: float, seed: int, ids=None) -> zoo.Splits:
+    """Split arrays into train/validation/test, stratified by label, reproducibly from
+    ``seed``; ``ids`` (the examples' names in a fixed source) are split alongside."""
     import math
 
     import numpy as np
@@ -135,15 +136,16 @@ def stratified_splits(x, y, validation_fraction: float, test_fraction: float, se
                 f"the {split} split would hold {count} of the {examples} examples, fewer than their {classes} classes "
                 f"(each split holds every class); {fix}"
             )
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest,
-        y_rest,
-        test_size=validation_fraction / (1.0 - test_fraction),
-        stratify=y_rest,
-        random_state=seed,
+    rows = np.arange(examples)  # split once, as positions: the arrays and the ids follow them
+    rest, test_rows = train_test_split(rows, test_size=test_fraction, stratify=y, random_state=seed)
+    train_rows, validation_rows = train_test_split(
+        rest, test_size=validation_fraction / (1.0 - test_fraction), stratify=y[rest], random_state=seed
     )
-    return zoo.Splits(train=(x_train, y_train), validation=(x_val, y_val), test=(x_test, y_test))
+    parts = {"train": train_rows, "validation": validation_rows, "test": test_rows}
+    return zoo.Splits(
+        **{split: (x[part], y[part]) for split, part in parts.items()},
+        ids={split: [ids[i] for i in part] for split, part in parts.items()} if ids is not None else {},
+    )
 
 
 @zoo.hookimpl

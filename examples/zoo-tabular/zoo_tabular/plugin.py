@@ -36,15 +36,18 @@ def describe_wine(config: WineConfig) -> zoo.DataSpec:
 
 
 def _split(config: WineConfig, seed: int):
-    """Stratified train/validation/test arrays of the raw measurements."""
+    """Stratified train/validation/test arrays of the raw measurements, with each wine's row
+    number in scikit-learn's table (its name under every seed)."""
+    import numpy as np
     from sklearn.datasets import load_wine
     from sklearn.model_selection import train_test_split
 
     x, y = load_wine(return_X_y=True)
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=config.test_fraction, stratify=y, random_state=seed)
+    rows = np.arange(len(y))
+    rest, test = train_test_split(rows, test_size=config.test_fraction, stratify=y, random_state=seed)
     share = config.validation_fraction / (1 - config.test_fraction)
-    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=share, stratify=y_rest, random_state=seed)
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+    train, validation = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed)
+    return {name: (x[part], y[part].astype("int32"), part) for name, part in (("train", train), ("validation", validation), ("test", test))}
 
 
 def _standardiser(x_train):
@@ -54,20 +57,18 @@ def _standardiser(x_train):
 
 
 def load_wine(config: WineConfig, seed: int) -> zoo.Splits:
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = _split(config, seed)
-    scale = _standardiser(x_train)
+    splits = _split(config, seed)
+    scale = _standardiser(splits["train"][0])
     return zoo.Splits(
-        train=(scale(x_train), y_train.astype("int32")),
-        validation=(scale(x_val), y_val.astype("int32")),
-        test=(scale(x_test), y_test.astype("int32")),
-        report={"train": len(y_train), "validation": len(y_val), "test": len(y_test)},
+        **{name: (scale(x), y) for name, (x, y, _) in splits.items()},
+        report={name: len(y) for name, (_, y, _) in splits.items()},
+        ids={name: rows.tolist() for name, (_, _, rows) in splits.items()},  # standardised values differ by seed; rows do not
     )
 
 
 def prepare_wine(config: WineConfig, seed: int, x):
     """`zoo predict RUN_DIR wines.csv`: raw measurements, standardised as in training."""
-    (x_train, _), _, _ = _split(config, seed)
-    return _standardiser(x_train)(x)
+    return _standardiser(_split(config, seed)["train"][0])(x)
 
 
 # --------------------------------------------------------------------------------------
