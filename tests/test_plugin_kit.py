@@ -500,3 +500,59 @@ def test_check_holds_a_datasets_example_names_to_its_splits():
     finally:
         reset_registry()
     assert load.outcome == "fail" and load.detail == "Splits.ids names 9 examples of the test split, which has 10"
+
+
+def load_rows_repeating(config, seed):
+    import tensorflow as tf
+
+    splits = load_rows_named_wrong(config, seed)
+    return zoo.Splits(tf.data.Dataset.from_tensor_slices(splits.train).repeat(), splits.validation, splits.test)
+
+
+def test_a_dataset_that_never_ends_is_refused_not_counted_for_ever():
+    """A tf.data train split with .repeat() (the Keras idiom beside steps_per_epoch): the run
+    counted its batches in TensorFlow's own loop for ever, ignoring SIGTERM (a `timeout 120`
+    left it running ten minutes on), and `zoo check` iterated it for ever."""
+    from zoo.config import compose, plan_run
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.run import load_splits
+    from zoo.testing import run_checks
+
+    class Repeating:
+        @zoo.hookimpl
+        def register_datasets(self):
+            return [zoo.DatasetPlugin("repeating_rows", "Rows, repeated.", RowsConfig, describe_rows, load_rows_repeating)]
+
+    reset_registry()
+    try:
+        register_plugin(Repeating(), "repeating")
+        with pytest.raises(zoo.ZooError, match=r"dataset 'repeating_rows': its train split never ends \(a tf.data pipeline with .repeat\(\)\)"):
+            load_splits(plan_run(compose(["model=mlp_classifier", "dataset=repeating_rows"])))
+        load = {r.check: r for r in run_checks("repeating_rows")}["load"]
+    finally:
+        reset_registry()
+    assert load.outcome == "fail" and load.detail.startswith("the train split never ends"), load.detail
+
+
+def test_counting_a_pipeline_of_unknown_length_stops_on_a_signal():
+    """A pipeline whose length TensorFlow cannot tell (filtered) and that repeats: it was
+    counted in one TensorFlow op, which no signal interrupts."""
+    import signal
+    import time
+
+    script = (
+        "import tensorflow as tf\n"
+        "from zoo.training import count_steps\n"
+        "data = tf.data.Dataset.range(10).repeat().filter(lambda x: True).batch(2)\n"
+        "print('counting', flush=True)\n"
+        "count_steps(data)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "counting\n"
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert "KeyboardInterrupt" in stderr and process.returncode != 0

@@ -120,7 +120,7 @@ def export_and_measure(
     run_dir: Path, fmt: str, output: Optional[Path] = None, quantize: Union[str, bool, None] = None, force: bool = False
 ) -> tuple[Path, dict[str, Any]]:
     """:func:`export`, returning the path written and what was measured of it."""
-    from zoo.run import finished_run_plan, import_tensorflow, load_trained_model, native_output_logged
+    from zoo.run import finished_run_plan, import_tensorflow, load_splits, load_trained_model, native_output_logged
 
     quantize = "dynamic" if quantize is True else (quantize or None)
     if fmt not in FORMATS:
@@ -145,7 +145,7 @@ def export_and_measure(
     _, model = load_trained_model(run_dir, plan)
     report: dict[str, Any] = {"format": fmt, "quantize": quantize, "inputs": expected_inputs(plan)}
     # Loaded at most once: int8 calibrates on the training split, the check reads the test split.
-    splits = functools.cache(lambda: plan.dataset.item.factory(plan.dataset_config, plan.seed))
+    splits = functools.cache(lambda: load_splits(plan))
     if fmt == "keras":
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
         return record_export(run_dir, output, report, model)

@@ -129,6 +129,9 @@ def run_subfolder(default: str, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, RUN_SUBFOLDER: True})
 
 
+INFINITE_CARDINALITY = -1  # tf.data.INFINITE_CARDINALITY (without TensorFlow): a split that never ends is refused
+
+
 @dataclass
 class Splits:
     """Train/validation/test data as returned by a dataset factory.

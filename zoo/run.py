@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from zoo import artifacts, records
 from zoo.config import RunPlan, absolute_paths, check_run_references, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError
-from zoo.hookspecs import CLASSIFICATION, RECONSTRUCTION, DataSpec, RunInfo
+from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
 from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def _cross_validate(cfg: DictConfig, plan: RunPlan, placement, run_dir: Path, re
 
     reporter = next((c for c in callbacks if hasattr(c, "report_fold")), None)  # a search trial's
     write_run_records(run_dir, resolved, plan, placement)
-    crossval.write_assignment(run_dir, plan.dataset.item.factory(plan.dataset_config, plan.seed), plan)
+    crossval.write_assignment(run_dir, load_splits(plan), plan)
     metrics = crossval.cross_validate(cfg, plan, run_dir, train, reporter)
     record = {"folds_trained": len(metrics.get(crossval.FOLDS, {}))}
     if reporter is not None:
@@ -519,8 +519,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             f"continue it with trainer.epochs={needed} or more, or start a new run in another hydra.run.dir"
         )
 
-    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
-    check_splits(plan, splits)
+    splits = load_splits(plan)
     if plan.cv.fold is not None:  # one fold of a cross-validation
         from zoo.crossval import fold_splits
 
@@ -558,7 +557,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         same_split = (reference.seed, reference.dataset_config) == (plan.seed, plan.dataset_config)
         if reference.dataset.name == plan.dataset.name and not same_split:
             try:
-                trained_splits = reference.dataset.item.factory(reference.dataset_config, reference.seed)
+                trained_splits = load_splits(reference)
             except (ZooError, OSError) as exc:  # its data is elsewhere (a run from another machine): the run goes on
                 warnings.warn(
                     InputWarning(f"{key}={path}: whether it trained on this run's test examples is not known, its data "
@@ -808,18 +807,34 @@ def _start(plan: RunPlan, resolved: Optional[dict] = None):
     return tf, keras, placement
 
 
+def load_splits(plan: RunPlan) -> Splits:
+    """The plan's dataset, loaded by its plugin and checked (``check_splits``): every command
+    that reads a run's data loads it here."""
+    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    check_splits(plan, splits)
+    return splits
+
+
 def check_splits(plan: RunPlan, splits) -> None:
     """A plugin's arrays that disagree with its ``describe()`` (labels beyond its classes or
     one-hot, inputs that are not finite numbers, fewer targets than inputs) fail before
     training, in one line, rather than as TensorFlow's graph error, or at the run's very end
-    (labels 0.5, 1.5 trained, then failed drawing the ROC curves). Datasets of ``tf.data``
-    are the plugin's own to check (``zoo check`` does)."""
+    (labels 0.5, 1.5 trained, then failed drawing the ROC curves). Of a ``tf.data`` split,
+    only that it ends: the rest is the plugin's own to check (``zoo check`` does)."""
     import numpy as np
 
     from zoo.testing import split_problem
 
+    if not isinstance(splits, Splits):
+        raise ZooError(f"dataset {plan.dataset.name!r}: its factory returned {type(splits).__name__}, not zoo.Splits (zoo check tests it)")
     for name in ("train", "validation", "test"):
         split = getattr(splits, name)
+        if hasattr(split, "cardinality") and int(split.cardinality()) == INFINITE_CARDINALITY:
+            # Counting its batches never ends, in TensorFlow's own loop: no signal stopped it.
+            raise ZooError(
+                f"dataset {plan.dataset.name!r}: its {name} split never ends (a tf.data pipeline with .repeat()); "
+                "yield each example once: the zoo goes over the data once an epoch (zoo check tests it)"
+            )
         if not (isinstance(split, (tuple, list)) and len(split) == 2 and all(isinstance(a, np.ndarray) for a in split)):
             continue
         problem = split_problem(f"its {name} split", *split, plan.spec)
@@ -1035,12 +1050,12 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     plan = plan_run(load_run_config(run_dir, overrides))
     check_data_fits_the_model(plan.spec, trained.spec, overrides)
     tf, keras, placement = _start(plan)
-    splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
+    splits = load_splits(plan)
     if splits.report and not any(o.startswith("dataset.") for o in overrides):  # the data it trained on, it should be
         warn_of_changed_data(artifacts.read_record(Path(run_dir) / artifacts.DATA_REPORT), dict(splits.report), Path(run_dir), finished=True)
     if any(o.partition("=")[0] == "seed" or o.startswith("dataset.") for o in overrides):
         warn_of_trained_examples(
-            splits, trained.dataset.item.factory(trained.dataset_config, trained.seed), "the run",
+            splits, load_splits(trained), "the run",
             "evaluate with the run's seed and split",
         )  # fmt: skip
     test_data = _batches(tf, plan, splits.test)

@@ -57,6 +57,7 @@ from zoo.errors import UnknownNameError, ZooError
 from zoo.hookspecs import (
     CLASSIFICATION,
     GENERATION,
+    INFINITE_CARDINALITY,
     LANGUAGE_MODELING,
     RECONSTRUCTION,
     SEQUENCE,
@@ -684,8 +685,13 @@ def _dataset_steps(entry: Registered):
         expect(isinstance(splits, Splits), f"factory() returned {type(splits).__name__}, not zoo.Splits")
         sizes = []
         for split_name in ("train", "validation", "test"):
-            x, y = split_arrays(getattr(splits, split_name))
             where = f"the {split_name} split"
+            split = getattr(splits, split_name)
+            expect(
+                not (hasattr(split, "cardinality") and int(split.cardinality()) == INFINITE_CARDINALITY),
+                f"{where} never ends (a tf.data pipeline with .repeat()); yield each example once: the zoo goes over the data once an epoch",
+            )
+            x, y = split_arrays(split)
             expect(x.shape[1:] == tuple(spec.input_shape), f"{where} has examples of shape {x.shape[1:]}, the spec says {tuple(spec.input_shape)}")
             expect(len(x) > 0, f"{where} has 0 inputs and {len(y)} targets")
             problem = split_problem(where, x, y, spec)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 from zoo.checkpoints import KEEP, Checkpoints, Position, array_list, decode_state, restore, training_state
 from zoo.errors import Interrupted, ZooError
+from zoo.hookspecs import INFINITE_CARDINALITY
 from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
@@ -444,10 +445,25 @@ def _distribute(tf, strategy, batches):
 
 def count_steps(batches) -> int:
     steps = int(batches.cardinality())
+    if steps == INFINITE_CARDINALITY:  # check_splits refuses a split that repeats; a pipeline may still
+        raise ZooError("the data's batches never end (a tf.data pipeline with .repeat()); the zoo goes over the data once an epoch")
     if steps < 0:  # unknown (a filtered pipeline): count once, identically on every worker
-        steps = int(batches.reduce(0, lambda count, *_: count + 1))
+        steps = count_unknown(batches)
     if steps == 0:
         raise ZooError("the training split is smaller than one global batch; lower trainer.batch_size")
+    return steps
+
+
+def count_unknown(batches, chunk: int = 4096) -> int:
+    """The batches of a pipeline of unknown length, counted a chunk at a time: between two
+    chunks Python runs, so Ctrl-C or a scheduler's SIGTERM stops the count (TensorFlow's own
+    ``reduce`` had run to the end in C, and a pipeline that never ended ignored every signal)."""
+    steps, started, said = 0, time.monotonic(), False
+    for counted in batches.map(lambda *_: 0).batch(chunk).as_numpy_iterator():
+        steps += len(counted)
+        if not said and time.monotonic() - started > 30:
+            said = True
+            log.info("counting the batches of a dataset of unknown length: %d so far (a pipeline that repeats never ends; Ctrl-C stops)", steps)
     return steps
 
 
