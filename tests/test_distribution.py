@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -727,3 +728,38 @@ def test_a_checkpoint_of_other_steps_per_epoch_is_refused_naming_the_device(tmp_
     assert "was taken at 4 steps per epoch, this run has 3 (the data, trainer.batch_size, or the device changed" in str(info.value)
     assert str(info.value).endswith("continue it on the device it began on, or start a new run (another hydra.run.dir)")
 
+
+
+@dataclass
+class CorpusConfig:
+    corpus: str = zoo.data_path("A text file.", default="???")
+
+
+def test_workers_may_keep_any_declared_data_path_where_their_machine_has_it(tmp_path):
+    """Each machine of a multi-worker run keeps the data where it has it: allowed for
+    `dataset.path` only, so a plugin's `dataset.corpus` at /mnt/a on one worker and /data/a
+    on another was refused as settings that differ. Any zoo.data_path field may differ."""
+    from types import SimpleNamespace
+
+    from zoo.config import compose, plan_run
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.run import recorded_config, worker_settings
+
+    class Corpus:
+        @zoo.hookimpl
+        def register_datasets(self):
+            spec = zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(3,), num_classes=2, class_names=("a", "b"))
+            return [zoo.DatasetPlugin("corpus_rows", "Rows of a file.", CorpusConfig, lambda config: spec, lambda config, seed: None)]
+
+    versions = SimpleNamespace(__version__="0")
+    reset_registry()
+    try:
+        register_plugin(Corpus(), "corpus")
+        settings = []
+        for place in ("mnt", "data"):
+            cfg = compose(["model=mlp_classifier", "dataset=corpus_rows", f"dataset.corpus={tmp_path / place / 'a.txt'}", "seed=3"])
+            plan = plan_run(cfg)
+            settings.append(worker_settings(versions, versions, plan, recorded_config(cfg, plan)))
+    finally:
+        reset_registry()
+    assert settings[0] == settings[1] and settings[0]["seed"] == "3"

@@ -882,9 +882,14 @@ def _read_paths(plan: RunPlan) -> list[tuple[str, Any, str, str]]:
     return [*_references(plan), *_references(plan, DATA_PATH)]
 
 
+def data_paths(plan: RunPlan) -> dict[str, str]:
+    """Every file or folder of data a plan reads (``zoo.data_path`` fields), by key."""
+    return {key: path for key, _, _, path in _references(plan, DATA_PATH)}
+
+
 def absolute_paths(plan: RunPlan) -> dict[str, str]:
     """The runs and the data a plan reads, by key, as the absolute paths the run records."""
-    return {key: path for key, _, _, path in _read_paths(plan)}
+    return {**run_references(plan), **data_paths(plan)}
 
 
 def check_run_references(plan: RunPlan) -> None:

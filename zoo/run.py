@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, absolute_paths, check_run_references, literal, plan_run, refuse_beyond_memory, run_references
+from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
 from zoo.tables import shorten
@@ -693,8 +693,8 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
 
 
 # What the workers of a multi-worker run may set each their own way: the rank, how long to
-# wait for the others, where each machine keeps the data, and the loggers (only the chief
-# logs). The rest must agree.
+# wait for the others, where each machine keeps the data (and any dataset field declared
+# with zoo.data_path), and the loggers (only the chief logs). The rest must agree.
 PER_WORKER_KEYS = ("device.rank", "device.timeout", "dataset.path", "dataset.cache", "loggers")
 
 
@@ -706,10 +706,11 @@ def worker_settings(tf, keras, plan: RunPlan, resolved: dict) -> dict[str, str]:
     from zoo import __version__
     from zoo.compare import flatten
 
+    per_worker = (*PER_WORKER_KEYS, *data_paths(plan))
     settings = {
         key: repr(value)
         for key, value in flatten(resolved).items()
-        if not any(key == own or key.startswith(own + ".") for own in PER_WORKER_KEYS)
+        if not any(key == own or key.startswith(own + ".") for own in per_worker)
     }
     used = [plan.model, plan.dataset, *(entry for entry, _ in plan.metrics), *(entry for entry, _ in plan.callbacks)]
     versions = {entry.distribution: entry.source.version for entry in used}
