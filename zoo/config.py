@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 from zoo import artifacts
 from zoo.errors import ZooError
-from zoo.hookspecs import CLASSIFICATION, DATA_PATH, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
+from zoo.hookspecs import CLASSIFICATION, DATA_PATH, PATH_KEYWORDS, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
 from zoo.registry import Registered, Registry, get_registry
 from zoo.tables import shorten
 
@@ -852,7 +852,7 @@ def _references(plan: RunPlan, marker: str = RUN_REFERENCE) -> list[tuple[str, A
             continue
         for f in dataclasses.fields(config):
             value = getattr(config, f.name)
-            if f.metadata.get(marker) and value is not None:
+            if f.metadata.get(marker) and value is not None and value not in f.metadata.get(PATH_KEYWORDS, ()):
                 found.append((prefix + f.name, config, f.name, str(value)))
             elif dataclasses.is_dataclass(value):
                 configs.append((f"{prefix}{f.name}.", value))

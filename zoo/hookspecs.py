@@ -107,15 +107,17 @@ def run_reference(help: str) -> Any:
 
 
 DATA_PATH = "zoo_data_path"  # field metadata: the field names a file or folder of the user's data
+PATH_KEYWORDS = "zoo_path_keywords"  # field metadata: the values of a path field that are no path
 
 
-def data_path(help: str, default: Optional[str] = None) -> Any:
-    """A config field (``str`` or ``Optional[str]``) naming a file or folder the dataset
-    reads. The zoo makes it absolute (``~`` expanded) when the config is composed and records
-    it so in the run's ``config.yaml``: a relative path would otherwise be read again from
-    whatever folder a later ``zoo evaluate``, ``export`` or continued run starts in, and
-    could silently name other data there."""
-    return dataclasses.field(default=default, metadata={"help": help, DATA_PATH: True})
+def data_path(help: str, default: Optional[str] = None, keywords: Sequence[str] = ()) -> Any:
+    """A config field (``str`` or ``Optional[str]``) naming a file or folder a plugin reads
+    (a corpus, a folder of images, a weights file), or one of ``keywords`` (``imagenet``,
+    ``none``: values that are no path). The zoo makes a path absolute (``~`` expanded) when
+    the config is composed and records it so in the run's ``config.yaml``: a relative path
+    would otherwise be read again from whatever folder a later ``zoo evaluate``, ``export``
+    or continued run starts in, and could silently name other data there."""
+    return dataclasses.field(default=default, metadata={"help": help, DATA_PATH: True, PATH_KEYWORDS: tuple(keywords)})
 
 
 RUN_SUBFOLDER = "zoo_run_subfolder"  # field metadata: the field names a folder inside the run

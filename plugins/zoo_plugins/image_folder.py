@@ -41,8 +41,9 @@ class ImageFolderConfig:
     channels: int = field(default=3, metadata={"help": "3 for RGB, 1 for grayscale."})
     validation_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for validation when there is no validation/ folder."})
     test_fraction: float = field(default=0.15, metadata={"help": "Share of train/ split off for testing when there is no test/ folder."})
-    cache: str = field(
-        default="memory", metadata={"help": "Keep decoded images: memory, off, or a file path prefix (for data larger than memory; the files are named after what they hold)."}
+    cache: str = zoo.data_path(
+        "Keep decoded images: memory, off, or a file path prefix (for data larger than memory; the files are named after what they hold).",
+        default="memory", keywords=("memory", "off"),
     )
 
     def __post_init__(self) -> None:

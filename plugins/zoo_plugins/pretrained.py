@@ -42,9 +42,8 @@ class PretrainedClassifierConfig:
     backbone: str = field(
         default="mobilenet_v3_small", metadata={"help": "keras.applications backbone: " + ", ".join(BACKBONES) + "."}
     )
-    weights: str = field(
-        default="imagenet",
-        metadata={"help": "imagenet (Keras' cache, downloaded once), none (random), or the path of a weights file."},
+    weights: str = zoo.data_path(
+        "imagenet (Keras' cache, downloaded once), none (random), or the path of a weights file.", default="imagenet", keywords=WEIGHTS
     )
     freeze_backbone: bool = field(default=True, metadata={"help": "Train the head only (phase 1 of fine-tuning)."})
     fine_tune_layers: int = field(
