@@ -768,7 +768,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         callbacks=chosen_items["callbacks"],
         loggers=chosen_items["loggers"],
     )
-    for _, owner, name, value in _read_paths(plan):  # absolute from here on: the run may start elsewhere
+    for _, owner, name, value in [*_references(plan), *_references(plan, DATA_PATH)]:  # absolute: the run may start elsewhere
         setattr(owner, name, str(Path(value).expanduser().resolve()))
     for key, _, _, value in _references(plan, RUN_SUBFOLDER):
         if leads_outside(value) or value.startswith("~"):
@@ -876,10 +876,6 @@ def improving_direction(logged: str, registry: Optional[Registry] = None) -> Opt
     except ZooError:  # not a metric's name
         return None
     return None if better is None else "max" if better else "min"
-
-
-def _read_paths(plan: RunPlan) -> list[tuple[str, Any, str, str]]:
-    return [*_references(plan), *_references(plan, DATA_PATH)]
 
 
 def data_paths(plan: RunPlan) -> dict[str, str]:
