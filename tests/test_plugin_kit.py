@@ -558,3 +558,60 @@ def test_counting_a_pipeline_of_unknown_length_stops_on_a_signal():
     finally:
         process.kill()
     assert "KeyboardInterrupt" in stderr and process.returncode != 0
+
+
+def load_rows_reporting(config, seed):
+    import datetime
+
+    splits = load_rows_named_wrong(config, seed)
+    report = {"rows": np.int64(config.rows), "source": Path("/data/rows.csv"), "name": b"caf\xe9", "classes": {1, 0},
+              "spread": np.float32("nan"), "made": datetime.date(2026, 12, 6), "shape": np.array([3, 1])}  # fmt: skip
+    return zoo.Splits(splits.train, splits.validation, splits.test, report=report)
+
+
+def test_a_datasets_report_of_numpy_numbers_and_paths_is_recorded_as_json():
+    """A report holding a count as np.int64 (the usual case) failed the run after loading
+    its data, on "json failed: TypeError: Object of type int64 is not JSON serializable";
+    a NaN was written as JSON no parser reads. What JSON can say is converted; the rest is
+    one line naming the entry, and `zoo check` says it first."""
+    import json
+
+    from zoo.config import compose, plan_run
+    from zoo.registry import register_plugin, reset_registry
+    from zoo.run import load_splits, plain_report
+    from zoo.testing import run_checks
+
+    class Reporting:
+        @zoo.hookimpl
+        def register_datasets(self):
+            return [zoo.DatasetPlugin("reporting_rows", "Rows with a report.", RowsConfig, describe_rows, load_rows_reporting)]
+
+    reset_registry()
+    try:
+        register_plugin(Reporting(), "reporting")
+        report = load_splits(plan_run(compose(["model=mlp_classifier", "dataset=reporting_rows"]))).report
+    finally:
+        reset_registry()
+    assert json.loads(json.dumps(report, allow_nan=False)) == {
+        "rows": 60, "source": "/data/rows.csv", "name": "caf\\xe9", "classes": [0, 1], "spread": "nan", "made": "2026-12-06",
+        "shape": [3, 1],
+    }  # fmt: skip
+    with pytest.raises(zoo.ZooError, match=r"dataset 'd': its report's 'counts.x' is of type object, which data.json cannot hold"):
+        plain_report("d", {"counts": {"x": object()}})
+
+    class Unwritable:
+        @zoo.hookimpl
+        def register_datasets(self):
+            def load(config, seed):
+                splits = load_rows_named_wrong(config, seed)
+                return zoo.Splits(splits.train, splits.validation, splits.test, report={"loader": object()})
+
+            return [zoo.DatasetPlugin("unwritable_rows", "Rows with an object in the report.", RowsConfig, describe_rows, load)]
+
+    reset_registry()
+    try:
+        register_plugin(Unwritable(), "unwritable")
+        load = {r.check: r for r in run_checks("unwritable_rows")}["load"]
+    finally:
+        reset_registry()
+    assert load.outcome == "fail" and load.detail.startswith("its report's 'loader' is of type object"), load.detail

@@ -809,11 +809,49 @@ def _start(plan: RunPlan, resolved: Optional[dict] = None):
 
 
 def load_splits(plan: RunPlan) -> Splits:
-    """The plan's dataset, loaded by its plugin and checked (``check_splits``): every command
-    that reads a run's data loads it here."""
+    """The plan's dataset, loaded by its plugin and checked (``check_splits``), its report
+    made JSON's (``plain_report``): every command that reads a run's data loads it here."""
     splits = plan.dataset.item.factory(plan.dataset_config, plan.seed)
     check_splits(plan, splits)
+    splits.report = plain_report(plan.dataset.name, splits.report)
     return splits
+
+
+def plain_report(dataset: str, report: Any) -> dict[str, Any]:
+    """A dataset's report as ``data.json`` holds it: NumPy's numbers and arrays, paths, bytes,
+    dates, tuples and sets become JSON's own (a count as ``np.int64``, the usual case, had
+    failed the run on "json failed: TypeError"), a NaN its text; anything else is the
+    plugin's mistake, said in one line naming the entry."""
+    import datetime
+    import math
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    def plain(value: Any, key: str) -> Any:
+        if isinstance(value, np.generic | np.ndarray):
+            value = value.tolist()
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)  # JSON has no NaN
+        if isinstance(value, os.PathLike | bytes):
+            return os.fsencode(value).decode("utf-8", "backslashreplace")  # a name that is not UTF-8 as the image folder's
+        if isinstance(value, datetime.date | datetime.time):
+            return value.isoformat()
+        if isinstance(value, Mapping):
+            return {str(k): plain(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            items = [plain(v, key) for v in value]
+            return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+        raise ZooError(
+            f"dataset {dataset!r}: its report's {key!r} is of type {type(value).__name__}, which data.json cannot hold; "
+            "report numbers, text, lists and mappings (zoo check tests it)"
+        )
+
+    if not isinstance(report, Mapping):
+        raise ZooError(f"dataset {dataset!r}: its report is a {type(report).__name__}, not a mapping (zoo check tests it)")
+    return plain(report, "")
 
 
 def check_splits(plan: RunPlan, splits) -> None:

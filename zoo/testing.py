@@ -677,12 +677,16 @@ def _dataset_steps(entry: Registered):
         import numpy as np
 
         from zoo.hookspecs import Splits
-        from zoo.run import import_tensorflow
+        from zoo.run import import_tensorflow, plain_report
 
         import_tensorflow()
         spec = state["spec"]
         splits = item.factory(state["config"], 0)
         expect(isinstance(splits, Splits), f"factory() returned {type(splits).__name__}, not zoo.Splits")
+        try:
+            plain_report(entry.name, splits.report)
+        except ZooError as exc:
+            raise CheckFailed(str(exc).split(": ", 1)[1]) from None  # "its report's 'x' ...": the check names the dataset
         sizes = []
         for split_name in ("train", "validation", "test"):
             where = f"the {split_name} split"
