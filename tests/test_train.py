@@ -448,8 +448,10 @@ def test_examples_a_model_trained_on_are_found_also_where_a_split_standardises_t
 
     from zoo.run import example_digests, warn_of_trained_examples
 
+    from conftest import tiny_overrides
+
     def seen(name: str, seed: int, trained_seed: int, named: bool = True) -> list[str]:
-        data = zoo.create_dataset(name)
+        data = zoo.create_dataset(name, **(tiny_overrides(name) if name == "image_folder" else {}))
         splits, trained = data.load(seed=seed), data.load(seed=trained_seed)
         if not named:
             splits, trained = (zoo.Splits(s.train, s.validation, s.test) for s in (splits, trained))
@@ -463,7 +465,8 @@ def test_examples_a_model_trained_on_are_found_also_where_a_split_standardises_t
     splits = zoo.create_dataset("breast_cancer").load(seed=7)
     assert len(set(splits.ids["test"])) == 114 and count == len(set(splits.ids["test"]) & set(zoo.create_dataset("breast_cancer").load(seed=0).ids["train"]))
     assert count > 50 and seen("breast_cancer", 0, 0) == []
-    assert seen("digits", 3, 0) == seen("digits", 3, 0, named=False) != []
+    for name in ("digits", "image_folder"):  # named by rows, by files
+        assert seen(name, 3, 0) == seen(name, 3, 0, named=False) != []
     assert example_digests(splits.test) != example_digests(zoo.create_dataset("breast_cancer").load(seed=0).test)
 
 

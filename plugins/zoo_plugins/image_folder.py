@@ -237,6 +237,7 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         validation=pipeline("validation"),
         test=pipeline("test"),
         report={"images": {split: len(found[split][0]) for split in found}, "skipped": skipped},
+        ids={split: [os.fsdecode(path) for path in paths] for split, (paths, _) in found.items()},  # a file is itself under every seed
     )
 
 
