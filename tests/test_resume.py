@@ -589,3 +589,39 @@ def test_a_stopped_run_continues_after_an_upgrade_added_settings_at_their_defaul
     fewer_metrics = {**current, "metrics": {"accuracy": current["metrics"]["accuracy"]}}
     with pytest.raises(ZooError, match=r"holds a run with no metrics.auc"):
         claim(fewer_metrics)
+
+
+def test_a_stopped_run_is_not_continued_on_data_whose_classes_moved(tmp_path):
+    """A class folder renamed between two attempts (dog -> a_dog: now first) kept the
+    same config and image counts: the run went on from its checkpoint with every label
+    meaning the other class, and spec.json was written over with the new names."""
+    import dataclasses
+    import shutil
+
+    import yaml
+
+    from zoo.config import compose, plan_run
+    from zoo.errors import ZooError
+    from zoo.run import claim_run_dir, recorded_config
+
+    from conftest import tiny_overrides
+
+    data = tmp_path / "pets"
+    shutil.copytree(tiny_overrides("image_folder")["path"], data)
+    overrides = ["model=mlp_classifier", "dataset=image_folder", f"dataset.path={data}"]
+    cfg = compose(overrides)
+    plan = plan_run(cfg)
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "step-000000039.npz").write_bytes(b"")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded_config(cfg, plan)))
+    (run_dir / "spec.json").write_text(json.dumps(dataclasses.asdict(plan.spec)))
+    assert claim_run_dir(run_dir, recorded_config(cfg, plan), plan) is None  # the data as it began: goes on
+
+    first, second = plan.spec.class_names
+    (data / second).rename(data / f"0_{second}")  # now sorted first
+    cfg = compose(overrides)
+    moved = plan_run(cfg)
+    with pytest.raises(ZooError, match=rf"began on data whose class_names was \['{first}', '{second}'\], and the data now gives "
+                                       rf"\['0_{second}', '{first}'\]: its checkpoint's outputs \(one per class, in order\)"):  # fmt: skip
+        claim_run_dir(run_dir, recorded_config(cfg, moved), moved)

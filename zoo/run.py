@@ -448,13 +448,31 @@ def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan) -> Optional[dict
         return artifacts.read_metrics(run_dir / artifacts.METRICS)
     from zoo.checkpoints import Checkpoints
 
-    if (run_dir / artifacts.MODEL).is_file() and not Checkpoints(run_dir).steps():
-        # Its model is saved before metrics.json, its checkpoints removed after: a finished run that lost it.
+    if not Checkpoints(run_dir).steps():
+        if (run_dir / artifacts.MODEL).is_file():
+            # Its model is saved before metrics.json, its checkpoints removed after: a finished run that lost it.
+            raise ZooError(
+                f"{run_dir} holds a finished run's {artifacts.MODEL} but no {artifacts.METRICS} (deleted?) and no checkpoint: "
+                f"training would start the run again over its model; restore {artifacts.METRICS}, or choose another hydra.run.dir"
+            )
+        return None
+    # Training goes on from the checkpoint: its outputs mean what the data meant when it began.
+    began = artifacts.read_record(run_dir / artifacts.SPEC)
+    given = json.loads(json.dumps(dataclasses.asdict(plan.spec)))
+    differing = next((key for key in given if key in began and began[key] != given[key]), None)
+    if differing:
         raise ZooError(
-            f"{run_dir} holds a finished run's {artifacts.MODEL} but no {artifacts.METRICS} (deleted?) and no checkpoint: "
-            f"training would start the run again over its model; restore {artifacts.METRICS}, or choose another hydra.run.dir"
+            f"{run_dir} holds a run that began on data whose {differing} was {shorten(repr(began[differing]), 80)}, and the data "
+            f"now gives {shorten(repr(given[differing]), 80)}: its checkpoint's {SPEC_MEANING.get(differing, 'outputs')} would mean "
+            "others (a class folder renamed, added or removed; a corpus edited); restore the data as it was, or start a new run "
+            "in another hydra.run.dir"
         )
     return None
+
+
+# What a checkpoint's numbers mean in each part of a data spec that changed under it.
+SPEC_MEANING = {"class_names": "outputs (one per class, in order)", "num_classes": "outputs (one per class)",
+                "input_shape": "weights (made for inputs of that shape)", "feature_names": "weights (one per feature, in order)"}  # fmt: skip
 
 
 NO_DEFAULT = object()  # equal to no setting's value
