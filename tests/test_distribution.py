@@ -763,3 +763,10 @@ def test_workers_may_keep_any_declared_data_path_where_their_machine_has_it(tmp_
     finally:
         reset_registry()
     assert settings[0] == settings[1] and settings[0]["seed"] == "3"
+    reset_registry()
+    try:  # a URL is no file name: taken as given, wherever the run starts
+        register_plugin(Corpus(), "corpus")
+        cfg = compose(["model=mlp_classifier", "dataset=corpus_rows", "dataset.corpus=gs://bucket/a.txt"])
+        assert recorded_config(cfg, plan_run(cfg))["dataset"]["corpus"] == "gs://bucket/a.txt"
+    finally:
+        reset_registry()

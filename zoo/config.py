@@ -769,7 +769,8 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         loggers=chosen_items["loggers"],
     )
     for _, owner, name, value in [*_references(plan), *_references(plan, DATA_PATH)]:  # absolute: the run may start elsewhere
-        setattr(owner, name, str(Path(value).expanduser().resolve()))
+        if "://" not in value:  # a URL (gs://bucket/data) names one place from anywhere
+            setattr(owner, name, str(Path(value).expanduser().resolve()))
     for key, _, _, value in _references(plan, RUN_SUBFOLDER):
         if leads_outside(value) or value.startswith("~"):
             raise ZooError(f"{key}={value}: it names a folder inside the run directory; give a relative name without '..'")

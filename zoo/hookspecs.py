@@ -113,10 +113,11 @@ PATH_KEYWORDS = "zoo_path_keywords"  # field metadata: the values of a path fiel
 def data_path(help: str, default: Optional[str] = None, keywords: Sequence[str] = ()) -> Any:
     """A config field (``str`` or ``Optional[str]``) naming a file or folder a plugin reads
     (a corpus, a folder of images, a weights file), or one of ``keywords`` (``imagenet``,
-    ``none``: values that are no path). The zoo makes a path absolute (``~`` expanded) when
-    the config is composed and records it so in the run's ``config.yaml``: a relative path
-    would otherwise be read again from whatever folder a later ``zoo evaluate``, ``export``
-    or continued run starts in, and could silently name other data there."""
+    ``none``: values that are no path). The zoo makes a path absolute (``~`` expanded; a URL
+    such as ``gs://bucket/data`` stays as given) when the config is composed and records it
+    so in the run's ``config.yaml``: a relative path would otherwise be read again from
+    whatever folder a later ``zoo evaluate``, ``export`` or continued run starts in, and
+    could silently name other data there."""
     return dataclasses.field(default=default, metadata={"help": help, DATA_PATH: True, PATH_KEYWORDS: tuple(keywords)})
 
 
