@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -484,21 +485,29 @@ def load_rows_named_wrong(config, seed):
     return zoo.Splits(**{name: (x[part], y[part]) for name, part in parts.items()}, ids=ids)
 
 
-def test_check_holds_a_datasets_example_names_to_its_splits():
+@contextlib.contextmanager
+def rows_dataset(name: str, load):
+    """A dataset plugin ``name`` of 60 rows whose factory is ``load``, registered for the block."""
     from zoo.registry import register_plugin, reset_registry
-    from zoo.testing import run_checks
 
     class Rows:
         @zoo.hookimpl
         def register_datasets(self):
-            return [zoo.DatasetPlugin("named_rows", "Rows with names.", RowsConfig, describe_rows, load_rows_named_wrong)]
+            return [zoo.DatasetPlugin(name, "Rows.", RowsConfig, describe_rows, load)]
 
     reset_registry()
     try:
-        register_plugin(Rows(), "rows")
-        load = {r.check: r for r in run_checks("named_rows")}["load"]
+        register_plugin(Rows(), name)
+        yield
     finally:
         reset_registry()
+
+
+def test_check_holds_a_datasets_example_names_to_its_splits():
+    from zoo.testing import run_checks
+
+    with rows_dataset("named_rows", load_rows_named_wrong):
+        load = {r.check: r for r in run_checks("named_rows")}["load"]
     assert load.outcome == "fail" and load.detail == "Splits.ids names 9 examples of the test split, which has 10"
 
 
@@ -514,23 +523,13 @@ def test_a_dataset_that_never_ends_is_refused_not_counted_for_ever():
     counted its batches in TensorFlow's own loop for ever, ignoring SIGTERM (a `timeout 120`
     left it running ten minutes on), and `zoo check` iterated it for ever."""
     from zoo.config import compose, plan_run
-    from zoo.registry import register_plugin, reset_registry
     from zoo.run import load_splits
     from zoo.testing import run_checks
 
-    class Repeating:
-        @zoo.hookimpl
-        def register_datasets(self):
-            return [zoo.DatasetPlugin("repeating_rows", "Rows, repeated.", RowsConfig, describe_rows, load_rows_repeating)]
-
-    reset_registry()
-    try:
-        register_plugin(Repeating(), "repeating")
+    with rows_dataset("repeating_rows", load_rows_repeating):
         with pytest.raises(zoo.ZooError, match=r"dataset 'repeating_rows': its train split never ends \(a tf.data pipeline with .repeat\(\)\)"):
             load_splits(plan_run(compose(["model=mlp_classifier", "dataset=repeating_rows"])))
         load = {r.check: r for r in run_checks("repeating_rows")}["load"]
-    finally:
-        reset_registry()
     assert load.outcome == "fail" and load.detail.startswith("the train split never ends"), load.detail
 
 
@@ -577,21 +576,11 @@ def test_a_datasets_report_of_numpy_numbers_and_paths_is_recorded_as_json():
     import json
 
     from zoo.config import compose, plan_run
-    from zoo.registry import register_plugin, reset_registry
     from zoo.run import load_splits, plain_report
     from zoo.testing import run_checks
 
-    class Reporting:
-        @zoo.hookimpl
-        def register_datasets(self):
-            return [zoo.DatasetPlugin("reporting_rows", "Rows with a report.", RowsConfig, describe_rows, load_rows_reporting)]
-
-    reset_registry()
-    try:
-        register_plugin(Reporting(), "reporting")
+    with rows_dataset("reporting_rows", load_rows_reporting):
         report = load_splits(plan_run(compose(["model=mlp_classifier", "dataset=reporting_rows"]))).report
-    finally:
-        reset_registry()
     assert json.loads(json.dumps(report, allow_nan=False)) == {
         "rows": 60, "source": "/data/rows.csv", "name": "caf\\xe9", "classes": [0, 1], "spread": "nan", "made": "2026-12-06",
         "shape": [3, 1],
@@ -599,19 +588,10 @@ def test_a_datasets_report_of_numpy_numbers_and_paths_is_recorded_as_json():
     with pytest.raises(zoo.ZooError, match=r"dataset 'd': its report's 'counts.x' is of type object, which data.json cannot hold"):
         plain_report("d", {"counts": {"x": object()}})
 
-    class Unwritable:
-        @zoo.hookimpl
-        def register_datasets(self):
-            def load(config, seed):
-                splits = load_rows_named_wrong(config, seed)
-                return zoo.Splits(splits.train, splits.validation, splits.test, report={"loader": object()})
+    def load_unwritable(config, seed):
+        splits = load_rows_named_wrong(config, seed)
+        return zoo.Splits(splits.train, splits.validation, splits.test, report={"loader": object()})
 
-            return [zoo.DatasetPlugin("unwritable_rows", "Rows with an object in the report.", RowsConfig, describe_rows, load)]
-
-    reset_registry()
-    try:
-        register_plugin(Unwritable(), "unwritable")
+    with rows_dataset("unwritable_rows", load_unwritable):
         load = {r.check: r for r in run_checks("unwritable_rows")}["load"]
-    finally:
-        reset_registry()
     assert load.outcome == "fail" and load.detail.startswith("its report's 'loader' is of type object"), load.detail
