@@ -870,12 +870,10 @@ def improving_direction(logged: str, registry: Optional[Registry] = None) -> Opt
     ``d_loss``) goes as the model improves, as its metric plugin declares it; None where
     nothing says. No TF."""
     name = logged.removeprefix("val_")
-    if name == "loss" or name.endswith("_loss"):
-        return "min"
     try:
         better = (registry or get_registry()).get("metric", name).item.greater_is_better
-    except ZooError:  # not a metric's name
-        return None
+    except ZooError:  # not a metric's name: a loss (a GAN's d_loss too) goes down
+        return "min" if name == "loss" or name.endswith("_loss") else None
     return None if better is None else "max" if better else "min"
 
 
