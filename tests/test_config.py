@@ -621,3 +621,23 @@ def test_a_run_records_its_data_as_absolute_paths(dataset, tmp_path, monkeypatch
             claim_run_dir(run_dir, recorded, plan)
     first_party = {"image_folder": ["path", "cache"], "text": ["path"], "cifar10": ["path"]}  # those that read the user's files
     assert list(fields) == first_party.get(dataset, list(fields))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dataset=image_folder", "dataset.path=''"], "dataset.path is empty; give a path"),
+        (["dataset=image_folder", "dataset.path=/x", "dataset.cache=''"], "dataset.cache is empty; give a path (or memory, off)"),
+        (["model=gru_text_generator", "dataset=text", "dataset.path=' '"], "dataset.path is empty; give a path (or null)"),
+        (["dataset=cifar10", "dataset.path=''"], "dataset.path is empty; give a path (or null)"),
+        (["model=pretrained_classifier", "dataset=synthetic_cats", "model.weights=''"], "model.weights is empty; give a path (or imagenet, none)"),
+        (["trainer.init_from=''"], "trainer.init_from is empty; give a path (or null)"),
+        (["trainer.distillation.teacher=''"], "trainer.distillation.teacher is empty; give a path (or null)"),
+    ],
+)
+def test_an_empty_path_is_refused_not_read_as_the_working_folder(overrides, message):
+    """`dataset.path=''` was read as '.': the image folder took the project's sub-folders
+    (src/, tests/) for its classes, the CIFAR loader looked for batches there."""
+    with pytest.raises(zoo.ZooError) as raised:
+        plan_run(compose(overrides))
+    assert str(raised.value) == message
