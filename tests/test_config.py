@@ -641,3 +641,24 @@ def test_an_empty_path_is_refused_not_read_as_the_working_folder(overrides, mess
     with pytest.raises(zoo.ZooError) as raised:
         plan_run(compose(overrides))
     assert str(raised.value) == message
+
+
+def test_a_home_folder_in_hydras_own_folders_is_the_home_folder(tmp_path, monkeypatch):
+    """`hydra.run.dir=~/runs/x` (bash leaves a ~ after `key.with.dots=` alone) put the run in
+    a folder named "~" in the working folder, while the zoo's checks looked at the home
+    folder; `--config-dir=~/conf` passed the zoo's check and Hydra then found no such folder.
+    A `~user` this machine lacks had been "pathlib failed: RuntimeError"."""
+    from zoo.arguments import quote_home_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert quote_home_paths(["hydra.run.dir=~/runs/x", "-m", "hydra.sweep.dir=~/s", "--config-dir=~/conf", "-cd", "~/more",
+                             "dataset.path=~/pets", "trainer.epochs=3"]) == [  # fmt: skip
+        f"hydra.run.dir={tmp_path}/runs/x", "-m", f"hydra.sweep.dir={tmp_path}/s", f"--config-dir={tmp_path}/conf", "-cd",
+        f"{tmp_path}/more", "dataset.path='~/pets'", "trainer.epochs=3",
+    ]  # fmt: skip
+    for arg in ("hydra.run.dir=~no_such_user_here/x", "dataset.path=~no_such_user_here/x"):
+        result = run_zoo("train", "dataset=image_folder", arg, "trainer.epochs=1", cwd=tmp_path, timeout=60)
+        assert result.returncode == 2
+        assert error_lines(result.stderr) == [
+            f"zoo: error: {arg}: this machine has no user 'no_such_user_here' whose home ~no_such_user_here names; give the path in full"
+        ]

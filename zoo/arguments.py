@@ -259,13 +259,27 @@ def _expanded_size(node: Any, sizes: dict) -> int:
     return sizes[id(node)]
 
 
+# Hydra's own folders, which Hydra takes as typed: a ~ there made a folder named "~" in the
+# working folder (and a --config-dir Hydra could not find), where the zoo's checks had looked
+# in the home folder.
+HOME_EXPANDED = ("hydra.run.dir", "hydra.sweep.dir", "--config-dir", "-cd", "--config-path", "-cp")
+
+
 def quote_home_paths(args: list[str]) -> list[str]:
     """``key=~/pets`` as ``key='~/pets'``: Hydra's grammar takes ``~`` only before a key (to
-    delete it), and the shell leaves a ``~`` after ``=`` alone. Plugins expand it."""
+    delete it), and the shell leaves a ``~`` after ``=`` (or in quotes) alone. The zoo
+    expands it in path settings; in Hydra's own folders (``HOME_EXPANDED``), here."""
+    from zoo.artifacts import user_path
+
     quoted = []
-    for arg in args:
+    for previous, arg in zip(["", *args], args):
         key, sep, value = arg.partition("=")
-        if sep and not arg.startswith("-") and value.startswith("~") and not set(value) & set("'\",[]{}$"):
+        if previous in HOME_EXPANDED and previous.startswith("-") and arg.startswith("~"):  # --config-dir '~/conf'
+            arg = str(user_path(arg, previous))
+        elif sep and key.lstrip("+") in HOME_EXPANDED and value.startswith("~"):
+            expanded = str(user_path(value, key.lstrip("+")))
+            arg = f"{key}={expanded if key.startswith('-') else hydra_quoted(expanded)}"
+        elif sep and not arg.startswith("-") and value.startswith("~") and not set(value) & set("'\",[]{}$"):
             arg = f"{key}='{value}'"
         quoted.append(arg)
     return quoted

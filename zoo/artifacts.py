@@ -145,6 +145,16 @@ FULL_DISK_FAILURES = {"No space left on device": errno.ENOSPC, "File too large":
 WRITE_FAILURES = {**FULL_DISK_FAILURES, "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
 
 
+def user_path(value: str, key: str) -> Path:
+    """``value`` with a leading ``~`` or ``~user`` expanded, as typed for ``key``; a user this
+    machine lacks is one line (pathlib's own expansion raised a bare RuntimeError)."""
+    expanded = os.path.expanduser(value)
+    if value.startswith("~") and expanded == value:
+        user = value[1:].split("/", 1)[0]
+        raise ZooError(f"{key}={value}: this machine has no user {user!r} whose home ~{user} names; give the path in full")
+    return Path(expanded)
+
+
 def deepest_existing(folder: Path, given: str, option: str) -> Path:
     """The deepest folder on the way to ``folder`` that exists (where it would be made). A
     link whose target is gone on the way is one line (``given``: how the user named it):

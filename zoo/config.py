@@ -480,7 +480,7 @@ def typed_config(
             hint = f"did you mean '{prefix}{close[0]}'?" if close else f"its keys are: {', '.join(known) or '(none)'}"
             see = f" (see 'zoo info {info_name}')" if info_name else ""
             raise ZooError(f"unknown key '{prefix}{key}' for {owner}; {hint}{see}")
-    refuse_empty_paths(config_cls, overrides, prefix)
+    check_path_settings(config_cls, overrides, prefix)
     schema = config_schema(config_cls, owner)
     try:
         merged = OmegaConf.merge(schema, literal(dict(overrides)))  # resolved already
@@ -498,18 +498,21 @@ def typed_config(
     raise ZooError(f"{problem} ({owner})" if info_name else problem)
 
 
-def refuse_empty_paths(config_cls: type, overrides: Mapping[str, Any], prefix: str) -> None:
-    """A path field (``data_path``, ``run_reference``) given as empty text: read as the
-    working folder, it had made a project's sub-folders an image folder's classes."""
+def check_path_settings(config_cls: type, overrides: Mapping[str, Any], prefix: str) -> None:
+    """A path field (``data_path``, ``run_reference``) given as empty text (read as the
+    working folder, it had made a project's sub-folders an image folder's classes), or as
+    ``~user/...`` of a user this machine does not have ("pathlib failed: RuntimeError")."""
     for f in dataclasses.fields(config_cls):
         value = overrides.get(f.name)
-        if (f.metadata.get(DATA_PATH) or f.metadata.get(RUN_REFERENCE)) and isinstance(value, str) and not value.strip():
-            others = ["null"] * (f.default is None) + list(f.metadata.get(PATH_KEYWORDS, ()))
-            raise ZooError(f"{prefix}{f.name} is empty; give a path" + (f" (or {', '.join(others)})" if others else ""))
+        if (f.metadata.get(DATA_PATH) or f.metadata.get(RUN_REFERENCE)) and isinstance(value, str):
+            if not value.strip():
+                others = ["null"] * (f.default is None) + list(f.metadata.get(PATH_KEYWORDS, ()))
+                raise ZooError(f"{prefix}{f.name} is empty; give a path" + (f" (or {', '.join(others)})" if others else ""))
+            artifacts.user_path(value, prefix + f.name)
         if isinstance(value, Mapping) and f.default_factory is not dataclasses.MISSING:  # a nested section's own fields
             nested = f.default_factory()
             if dataclasses.is_dataclass(nested):
-                refuse_empty_paths(type(nested), value, f"{prefix}{f.name}.")
+                check_path_settings(type(nested), value, f"{prefix}{f.name}.")
 
 
 # --------------------------------------------------------------------------------------
