@@ -507,7 +507,7 @@ def same_setting(before: Any, now: Any) -> bool:
     """Whether a recorded setting is the one given now. Older runs recorded the
     paths of their data as given: a relative one named what it names from here."""
     if isinstance(before, str) and isinstance(now, str) and before and not os.path.isabs(before) and os.path.isabs(now):
-        return str(Path(before).expanduser().resolve()) == now
+        return str(Path(os.path.expanduser(before)).resolve()) == now  # an unknown ~user stays as written
     return before == now
 
 
@@ -872,6 +872,14 @@ def plain_report(dataset: str, report: Any) -> dict[str, Any]:
     return plain(report, "")
 
 
+NEVER_ENDS = "never ends (a tf.data pipeline with .repeat()); yield each example once: the zoo goes over the data once an epoch"
+
+
+def never_ends(split) -> bool:
+    """Whether a split is a ``tf.data`` pipeline that repeats for ever."""
+    return hasattr(split, "cardinality") and int(split.cardinality()) == INFINITE_CARDINALITY
+
+
 def check_splits(plan: RunPlan, splits) -> None:
     """A plugin's arrays that disagree with its ``describe()`` (labels beyond its classes or
     one-hot, inputs that are not finite numbers, fewer targets than inputs) fail before
@@ -886,12 +894,8 @@ def check_splits(plan: RunPlan, splits) -> None:
         raise ZooError(f"dataset {plan.dataset.name!r}: its factory returned {type(splits).__name__}, not zoo.Splits (zoo check tests it)")
     for name in ("train", "validation", "test"):
         split = getattr(splits, name)
-        if hasattr(split, "cardinality") and int(split.cardinality()) == INFINITE_CARDINALITY:
-            # Counting its batches never ends, in TensorFlow's own loop: no signal stopped it.
-            raise ZooError(
-                f"dataset {plan.dataset.name!r}: its {name} split never ends (a tf.data pipeline with .repeat()); "
-                "yield each example once: the zoo goes over the data once an epoch (zoo check tests it)"
-            )
+        if never_ends(split):  # counting its batches never ended, in TensorFlow's own loop: no signal stopped it
+            raise ZooError(f"dataset {plan.dataset.name!r}: its {name} split {NEVER_ENDS} (zoo check tests it)")
         if not (isinstance(split, (tuple, list)) and len(split) == 2 and all(isinstance(a, np.ndarray) for a in split)):
             continue
         problem = split_problem(f"its {name} split", *split, plan.spec)
