@@ -615,6 +615,8 @@ def test_a_run_records_its_data_as_absolute_paths(dataset, tmp_path, monkeypatch
         run_dir = tmp_path / name
         run_dir.mkdir()
         (run_dir / "config.yaml").write_text(yaml.safe_dump({**recorded, "dataset": {**recorded["dataset"], name: absolute.name}}))
+        (run_dir / "checkpoints").mkdir()  # it trained: a run that kept nothing would start anew
+        (run_dir / "checkpoints" / "step-000000001.npz").write_bytes(b"")
         assert claim_run_dir(run_dir, recorded, plan) is None
         monkeypatch.chdir(tmp_path)  # from elsewhere, the same words name other data
         with pytest.raises(zoo.ZooError, match=f"holds a run with dataset.{name}='{absolute.name}'"):

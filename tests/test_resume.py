@@ -325,6 +325,30 @@ def test_fewer_epochs_than_the_checkpoint_holds_are_refused_and_change_nothing(t
     assert checkpoint_steps(run_dir) == [2 * STEPS_PER_EPOCH]
 
 
+def test_an_attempt_that_kept_no_training_takes_the_fix_its_error_names_in_the_same_folder(tmp_path):
+    """A run that diverges in its first epoch says "lower trainer.learning_rate"; run so in
+    the same folder, it had been refused as another run ("holds a run with
+    trainer.learning_rate=1e9, not 0.001"), its folder kept for nothing. With no checkpoint
+    there is nothing to continue: it starts anew with the settings given, and says so."""
+    run_dir = tmp_path / "run"
+    args = ["metrics=[accuracy]", "loggers=none", "trainer.epochs=1", f"hydra.run.dir={run_dir}"]
+    diverged = run_zoo("train", *args, "trainer.learning_rate=1e9", cwd=tmp_path)
+    assert diverged.returncode == 2 and "lower trainer.learning_rate" in diverged.stderr, diverged.stderr[-2000:]
+    assert not (run_dir / "checkpoints").exists() and (run_dir / "config.yaml").is_file()
+    fixed = run_zoo("train", *args, "trainer.learning_rate=0.001", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert "its earlier attempt saved no training (no checkpoint), so it starts anew with trainer.learning_rate=0.001 (was 1000000000.0)" in fixed.stdout
+    assert "learning_rate: 0.001" in (run_dir / "config.yaml").read_text() and (run_dir / "metrics.json").is_file()
+    # Once an epoch is kept, other settings are another run's, as before.
+    (run_dir / "metrics.json").unlink()
+    refused = run_zoo("train", *args, "trainer.learning_rate=0.01", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert error_lines(refused.stderr) == [
+        f"zoo: error: {run_dir} holds a run with trainer.learning_rate=0.001, not 0.01; to continue it, use its config; "
+        "for a new run, choose another hydra.run.dir"
+    ]
+
+
 def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):
     """A second command given the folder of a run that is training (a requeued job, a typo
     in a loop) had Hydra write its own records over the running run's (.hydra/ saying
@@ -568,7 +592,8 @@ def test_a_stopped_run_continues_after_an_upgrade_added_settings_at_their_defaul
 
     def claim(recorded: dict, *overrides: str):
         run_dir = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
-        run_dir.mkdir()
+        (run_dir / "checkpoints").mkdir(parents=True)  # stopped in training: a run that kept nothing would start anew
+        (run_dir / "checkpoints" / "step-000000001.npz").write_bytes(b"")
         (run_dir / "config.yaml").write_text(yaml.safe_dump(recorded))
         cfg = compose(["model=mlp_classifier", *overrides])
         plan = plan_run(cfg)

@@ -375,6 +375,26 @@ def test_mlflow_never_adds_its_tables_to_a_database_of_yours(tmp_path):
     assert mine.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_folder_tracking_store_that_mlflow_refuses_is_said_before_training(tmp_path):
+    """MLflow 3.13 and later refuse a folder store (`tracking_uri=./mlruns`, `file:...`)
+    unless MLFLOW_ALLOW_FILE_STORE=true: the run had trained to its end untracked, after a
+    warning at its start. Refused before training, naming the database that would do."""
+    from zoo_plugins.loggers import refuses_folder_stores
+
+    if not refuses_folder_stores():
+        pytest.skip("the MLflow installed writes folder stores")
+    for uri, database in ((str(tmp_path / "mlruns"), f"sqlite:///{tmp_path / 'mlruns'}.db"), (f"file://{tmp_path / 'm'}", f"sqlite:///{tmp_path / 'm'}.db")):
+        run_dir = tmp_path / "run"
+        result = run_zoo("train", *SMALL, "loggers=[mlflow]", f"loggers.mlflow.tracking_uri={uri}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        assert result.returncode == 2 and not (run_dir / "history.csv").exists(), result.stderr[-2000:]
+        [line] = error_lines(result.stderr)
+        assert line.startswith(f"zoo: error: loggers.mlflow.tracking_uri={uri} is a folder store, which MLflow ") and line.endswith(
+            f"no longer writes; give {database} (a database file) or a server's http://host:port, or set MLFLOW_ALLOW_FILE_STORE=true "
+            "to keep the folder"
+        ), line
+        assert not (tmp_path / "mlruns").exists()
+
+
 def test_a_tracking_database_whose_writer_was_killed_mid_write_is_still_recognised(tmp_path):
     """A run killed while MLflow (or Optuna) wrote leaves a hot journal, which a read-only
     connection cannot roll back: the zoo then refused the database as not MLflow's, and

@@ -536,6 +536,8 @@ def check_output_dir(path: str, key: str) -> Path:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
     except OSError as exc:
+        if ancestor == Path(os.path.abspath(os.path.expanduser(path))):  # the folder is there: another user's run, say
+            raise ZooError(f"{key}={path}: {ancestor} cannot be written ({exc.strerror}); choose a {key} you can write") from None
         raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
     return ancestor
 
@@ -670,7 +672,7 @@ def check_overrides(args: list[str]) -> None:
             try:
                 if plan.device.kind != "multi_worker":  # the other workers of one run share its folder
                     refuse_if_in_use(run_dir)
-                claim_run_dir(run_dir, recorded_config(cfg, plan), plan)
+                claim_run_dir(run_dir, recorded_config(cfg, plan), plan, say=False)
             except ZooError as exc:
                 raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None
             unshare(run_dir / name for name in OPENED_FIRST)

@@ -294,6 +294,46 @@ def write_text(path: Path, text: str) -> None:
 DAMAGED_FIX = "restore it from a backup, or train the run again in a new hydra.run.dir"
 
 
+def cannot_read(path: Path, exc: OSError) -> ZooError:
+    """One line for a file or folder that is there but could not be read. Refused by its
+    permissions (another user's run or data on a shared machine), it is not damaged: it had
+    been called so ("restore it from a backup", "re-download"), or taken for an empty folder."""
+    fix = "; ask its owner to let you read it (chmod), or use a copy you can read" if refused(exc) else ""
+    return ZooError(f"{path} {why_unreadable(exc)}{fix}")
+
+
+def refused(exc: OSError) -> bool:
+    return exc.errno in (errno.EACCES, errno.EPERM)
+
+
+def why_unreadable(exc: OSError) -> str:
+    return f"cannot be read by {this_user()} (its permissions refuse it)" if refused(exc) else f"cannot be read ({exc.strerror})"
+
+
+def this_user() -> str:
+    """The user this process runs as, in words: ``user bob``, or ``user id 1001`` where the
+    machine's user database has no name for it (a container's)."""
+    import pwd
+
+    try:
+        return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
+    except KeyError:
+        return f"user id {os.geteuid()}"
+
+
+def check_readable(path: Path) -> None:
+    """Before the work that needs it: ``path`` (a regular file or a folder) can be read."""
+    try:
+        if Path(path).is_dir():
+            with os.scandir(path):
+                pass
+        else:
+            with open(path, "rb"):
+                pass
+    except OSError as exc:
+        raise cannot_read(Path(path), exc) from None
+
+
 # The most a run's YAML record may hold: the zoo's are a few kilobytes, and YAML's pure-Python
 # reader takes about 6 s a megabyte of keys (an 800 MB config.yaml kept zoo evaluate busy
 # for hours). JSON reads at hundreds of megabytes a second: bounded for memory only.
@@ -432,7 +472,7 @@ def read_json(path: Path) -> Any:
     except IsADirectoryError:
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None
     except OSError as exc:
-        raise ZooError(f"{path} cannot be read ({exc.strerror})") from None
+        raise cannot_read(path, exc) from None
 
 
 def load_yaml(text: str) -> Any:
@@ -485,7 +525,7 @@ def read_yaml(path: Path) -> Any:
     except IsADirectoryError:
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None
     except OSError as exc:
-        raise ZooError(f"{path} cannot be read ({exc.strerror})") from None
+        raise cannot_read(path, exc) from None
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -813,7 +813,7 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
     one of a run's records."""
     import stat
 
-    from zoo.artifacts import output_checked, run_record_owner
+    from zoo.artifacts import check_output_folder, output_checked, run_record_owner
 
     if path is None:
         return
@@ -823,6 +823,7 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
         raise ZooError(f"{option} {path} is a folder; give a file name, e.g. {option} {path / example}")
     if not path.parent.is_dir():
         raise ZooError(f"{option} {path}: the folder {path.parent} does not exist")
+    check_output_folder(path.parent, option)  # before the work: it had been found after it, named by a temporary file
     kind = os.lstat(path).st_mode if os.path.lexists(path) else None
     if kind is not None and not stat.S_ISREG(kind):  # --force had replaced /dev/null, /dev/stdout or a link with a file
         what = "a symbolic link" if stat.S_ISLNK(kind) else "a named pipe" if stat.S_ISFIFO(kind) else "a device or socket"
@@ -1115,6 +1116,10 @@ def os_error_line(exc: OSError) -> str:
         return f"could not write {exc.filename or 'a file'} ({exc.strerror}); make room or choose a writable place, then run the command again"
     if exc.errno in TOO_MANY_FILES:
         return f"could not open {exc.filename or 'a file'}: {too_many_files(exc)}, then run the command again"
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:  # another user's file or folder
+        from zoo.artifacts import this_user
+
+        return f"{exc.filename}: {exc.strerror} to {this_user()}; ask its owner for access (chmod), or choose a place of your own"
     return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
 
 

@@ -30,12 +30,24 @@ def user_files(folder: Path) -> list[Path]:
     """The entries below ``folder`` that are not folders, sorted, without hidden ones: what a
     Mac's zip leaves (``__MACOSX/``, ``._photo.jpg``, ``.DS_Store``) and Jupyter's
     ``.ipynb_checkpoints/`` are not the user's data. A link whose target is gone, a pipe or a
-    device is among them, for its reader to name (``not_a_file``) rather than skip unsaid."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if not path.is_dir() and not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(folder).parts)
-    )
+    device is among them, for its reader to name (``not_a_file``) rather than skip unsaid.
+
+    A folder below that cannot be listed (another user's, on a shared machine) is one line:
+    pathlib's ``rglob`` passed over it, and its images were left out of training and
+    predictions without a word (the folder itself, unreadable, was called empty)."""
+
+    def refuse(exc: OSError) -> None:
+        raise artifacts.cannot_read(Path(exc.filename or folder), exc)
+
+    found = []
+    for root, folders, names in os.walk(folder, onerror=refuse):  # links to folders are listed, not followed
+        folders[:] = [name for name in folders if not hidden(name)]
+        found += [Path(root, name) for name in names if not hidden(name)]
+    return sorted(found)
+
+
+def hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def not_a_file(path: Path) -> str | None:
@@ -88,6 +100,10 @@ def read_images(paths: list[tuple[Path, bool]], shape: tuple[int, ...]):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
                     images.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels) / 255.0)
                     names.append(str(path))
+        except PermissionError as exc:  # there, and maybe an image, but another user's
+            if named:
+                raise artifacts.cannot_read(path, exc) from None
+            warnings.warn(f"skipped {path}: {artifacts.why_unreadable(exc)}", InputWarning, stacklevel=2)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             if named:
                 raise ZooError(f"{path} is not an image Pillow can read ({exc}); pass image files or folders of them") from None
@@ -158,6 +174,8 @@ def csv_chunks(inputs: list[str], width: int, features: tuple[str, ...] = ()) ->
                         names, rows = [], []
         except UnicodeDecodeError:
             raise ZooError(f"{path} is not UTF-8 text; save it as UTF-8 CSV") from None
+        except PermissionError as exc:
+            raise artifacts.cannot_read(path, exc) from None
         except csv.Error as exc:
             raise ZooError(f"{path}: not a readable CSV ({exc})") from None
     if not rows and not read:

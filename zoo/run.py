@@ -392,11 +392,12 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
         )
 
 
-def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan) -> Optional[dict[str, float]]:
+def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan, say: bool = True) -> Optional[dict[str, float]]:
     """Check that ``run_dir`` is free for this run, or holds this run: with
     ``resume=auto`` the same config (apart from the keys that may change between attempts,
-    and settings added since the run was recorded, at their defaults); with ``never``, no
-    run at all. Returns a finished run's test metrics. No TF."""
+    and settings added since the run was recorded, at their defaults) or an attempt that
+    kept no training; with ``never``, no run at all. Returns a finished run's test metrics.
+    ``say``: log what it lets change (the command's check before Hydra's records does not). No TF."""
     import json
 
     from zoo.compare import flatten
@@ -417,12 +418,19 @@ def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan) -> Optional[dict
         if not same_setting(before.get(key), now.get(key)) and not key.startswith(RESUMABLE_CHANGES)
     ]  # fmt: skip
     added = [key for key in changed if key not in before and now[key] == added_setting_default(plan, key, before)]
-    if added:
+    if added and say:
         # An upgraded zoo or plugin (a requeued job that installed the newest) added them: a new
         # setting's default keeps what the code did before it, so the run goes on.
         log.info("%s: settings the run's record lacks (added since by an upgrade), at their defaults: %s",
                  run_dir, ", ".join(f"{key}={now[key]!r}" for key in added))  # fmt: skip
     changed = [key for key in changed if key not in added]
+    if changed and saved_no_training(run_dir):
+        # An attempt that failed before its first checkpoint (diverged, out of memory, a tracker
+        # refused) keeps nothing to continue: the fix its error named (a lower learning rate), run
+        # in the same folder, had been refused as another run's settings.
+        (log.warning if say else log.debug)("%s: its earlier attempt saved no training (no checkpoint), so it starts anew with %s",
+                    run_dir, ", ".join(f"{key}={now.get(key)!r} (was {before.get(key)!r})" for key in changed[:3]))  # fmt: skip
+        return None
     if changed:
         key = changed[0]
         if key not in now:
@@ -468,6 +476,14 @@ def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan) -> Optional[dict
             "in another hydra.run.dir"
         )
     return None
+
+
+def saved_no_training(run_dir: Path) -> bool:
+    """No epoch of the run in ``run_dir`` was kept: no checkpoint (any worker's), snapshot,
+    model or metrics. A checkpoint is written at the end of every epoch and on a stop."""
+    if (run_dir / artifacts.METRICS).exists() or (run_dir / artifacts.MODEL).exists():
+        return False
+    return not any(files for folder in (artifacts.CHECKPOINTS, "snapshots") for _, _, files in os.walk(run_dir / folder))
 
 
 # What a checkpoint's numbers mean in each part of a data spec that changed under it.
@@ -1056,6 +1072,7 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     missing = next((name for name in (artifacts.METRICS, artifacts.MODEL) if not (run_dir / name).is_file()), None)
     if missing:
         raise ZooError(f"the run in {run_dir} {artifacts.unfinished(run_dir, missing)}")
+    artifacts.check_readable(run_dir / artifacts.MODEL)  # every command that reads a run uses its model: said before TensorFlow
     recorded = artifacts.read_yaml(run_dir / artifacts.CONFIG)
     if not is_run_config(recorded):
         raise ZooError(f"{run_dir / artifacts.CONFIG} is not a zoo run's config (no model, dataset and trainer); {artifacts.DAMAGED_FIX}")
@@ -1311,6 +1328,8 @@ def rebuild_model(plan: RunPlan, run_dir: Path, model_overrides: Sequence[str] =
         with warnings.catch_warnings():  # a load that fails warns of each container first
             warnings.simplefilter("ignore", UserWarning)
             model.load_weights(path)
+    except PermissionError as exc:  # made unreadable since the check: not damaged
+        raise artifacts.cannot_read(path, exc) from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
     except ValueError as exc:

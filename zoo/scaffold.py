@@ -17,6 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from zoo import __version__
+from zoo.artifacts import check_output_folder
 from zoo.errors import ZooError
 
 # Where each template goes in the new project.
@@ -83,6 +84,7 @@ def new_plugin(name: str, directory: Path) -> NewPlugin:
         raise ZooError(f"{plugin.path} already exists; choose another name or remove it")
     if not Path(directory).is_dir():
         raise ZooError(f"{directory} is not a directory; create it first or pass another --directory")
+    check_output_folder(Path(directory), "--directory")
     _refuse_taken_names(prefix, plugin.package, plugin.dist)
     values = {
         "name": name, "dist": plugin.dist, "package": plugin.package, "prefix": prefix,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import zoo
+from zoo.artifacts import cannot_read, check_readable
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -49,6 +50,7 @@ def locate(config: Cifar10Config) -> Path:
     if config.path is not None:
         path = Path(config.path).expanduser()
         if path.is_file() or path.is_dir():
+            check_readable(path)  # before TensorFlow starts
             return path
         if path.exists():  # a pipe (tarfile would wait on it for ever) or a device
             raise zoo.ZooError(f"dataset.path={config.path} is not a regular file or a folder; give the {ARCHIVE} file or the {FOLDER}/ folder")
@@ -129,7 +131,11 @@ def read_batches(path: Path) -> dict[str, tuple]:
         for name in wanted:
             if (path / name).is_file():
                 check_batch_size((path / name).stat().st_size, str(path / name))
-                batches[name] = read_batch((path / name).read_bytes(), str(path / name))
+                try:
+                    data = (path / name).read_bytes()
+                except OSError as exc:
+                    raise cannot_read(path / name, exc) from None
+                batches[name] = read_batch(data, str(path / name))
     else:
         try:
             with tarfile.open(path, "r:*") as archive:
@@ -146,6 +152,8 @@ def read_batches(path: Path) -> dict[str, tuple]:
                     data = archive.extractfile(member).read(MAX_BATCH_BYTES + 1)  # bounded whatever the header says
                     check_batch_size(len(data), where)
                     batches[name] = read_batch(data, where)
+        except PermissionError as exc:  # another user's: not damaged
+            raise cannot_read(path, exc) from None
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:  # damaged, or cut short
             reason = " ".join(str(exc).split())  # tarfile lists each method it tried on its own line
             raise zoo.ZooError(f"{path} is not a readable tar archive ({reason}); re-download {URL}") from None

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
+from zoo.artifacts import cannot_read, check_output_folder, check_readable, why_unreadable
 from zoo.errors import InputWarning
-from zoo.inference import not_a_file, user_files
+from zoo.inference import hidden, not_a_file, user_files
 from zoo.tables import printable, shorten
 from zoo_plugins.datasets import check_fractions
 
@@ -74,6 +75,7 @@ def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
     root = Path(config.path).expanduser()
     if not root.is_dir():
         raise zoo.ZooError(f"dataset.path={config.path} is not a folder; give a folder with one sub-folder per class")
+    check_readable(root)  # its split folders looked for by name in a folder we may not list: "train: Permission denied"
     roots = {}
     for split, names in SPLIT_FOLDERS.items():
         for name in names:
@@ -87,7 +89,10 @@ def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
 def class_folders(root: Path) -> tuple[str, ...]:
     """The names of ``root``'s sub-folders, sorted; hidden ones and a Mac zip's ``__MACOSX``
     are not classes (``user_files`` skips them inside a class too)."""
-    return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"))
+    try:
+        return tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not hidden(p.name)))
+    except OSError as exc:
+        raise cannot_read(root, exc) from None
 
 
 def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
@@ -121,6 +126,8 @@ def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
 
 def describe_image_folder(config: ImageFolderConfig) -> zoo.DataSpec:
     names = class_names(config)
+    if config.cache not in ("memory", "off"):  # found before TensorFlow starts, not when loading
+        check_output_folder(Path(os.path.expanduser(config.cache)).parent, "dataset.cache")
     return zoo.DataSpec(
         task=zoo.CLASSIFICATION,
         input_shape=(*config.image_size, config.channels),
@@ -141,6 +148,8 @@ def check_image(path: Path) -> str | None:
     try:
         with Image.open(path) as image:
             image.load()  # a full decode: catches truncated and corrupt files, not only bad headers
+    except PermissionError as exc:
+        return why_unreadable(exc)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for broken files
         return f"does not decode as an image ({type(exc).__name__}: {exc})"
     return None

@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from urllib.parse import urlparse
 
 import zoo
 
@@ -102,6 +104,18 @@ def check_tracking_store(uri: str) -> None:
         raise ValueError(f"tracking_uri={uri}: {path} is not an MLflow tracking database; give a new file (or leave it empty)")
 
 
+def refuses_folder_stores() -> bool:
+    """Whether the MLflow installed refuses folder stores (3.13 and later, unless told not to).
+    From its version: importing MLflow takes seconds."""
+    import re
+
+    try:
+        installed = tuple(int(part) for part in re.findall(r"\d+", version("mlflow"))[:2])
+    except PackageNotFoundError:
+        return False
+    return installed >= (3, 13) and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1")
+
+
 def tracking_uri(config: MLflowConfig, run: zoo.RunInfo) -> str:
     uri = config.tracking_uri or f"sqlite:///{Path(run.run_dir).parent / 'mlflow.db'}"
     try:
@@ -123,6 +137,13 @@ class MLflowLogger(zoo.Logger):
             raise zoo.ZooError("loggers=[mlflow] needs MLflow: pip install 'keras-zoo[mlflow]'")
         self.config, self.run = config, run
         self.uri = tracking_uri(config, run)
+        folder = urlparse(self.uri)
+        if folder.scheme in ("", "file") and refuses_folder_stores():  # found by MLflow once training ran, untracked
+            raise zoo.ZooError(
+                f"loggers.mlflow.tracking_uri={self.uri} is a folder store, which MLflow {version('mlflow')} no longer "
+                f"writes; give sqlite:///{folder.path.rstrip('/')}.db (a database file) or a server's http://host:port, "
+                f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder"
+            )
         self.client = None
         self.run_id = ""
 
@@ -152,7 +173,7 @@ class MLflowLogger(zoo.Logger):
                 artifacts = (Path(self.run.run_dir).parent / "mlartifacts").resolve().as_uri()
                 experiment_id = self.client.create_experiment(self.config.experiment, artifact_location=artifacts)
         record = Path(self.run.run_dir) / MLFLOW_RECORD
-        if record.is_file():
+        if record.is_file() and self.run.resumed:  # not a failed attempt's tracker run, which holds its settings
             try:
                 previous = json.loads(record.read_text(encoding="utf-8"))
             except (OSError, ValueError, RecursionError):  # damaged: a new tracker run

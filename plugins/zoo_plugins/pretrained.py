@@ -63,6 +63,8 @@ class PretrainedClassifierConfig:
             raise ValueError(f"backbone={self.backbone!r} is not supported; {hint}")
         if self.weights not in WEIGHTS and not Path(os.path.expanduser(self.weights)).is_file():
             raise ValueError(f"weights={self.weights!r} is neither imagenet, none, nor an existing weights file")
+        if self.weights not in WEIGHTS and not os.access(os.path.expanduser(self.weights), os.R_OK):
+            raise ValueError(f"weights={self.weights!r}: this user may not read that file (its permissions refuse it); ask its owner, or use a copy")
         if self.fine_tune_layers < 0:
             raise ValueError(f"fine_tune_layers cannot be negative, got {self.fine_tune_layers}")
         if self.image_size and self.image_size < MIN_SIZE:

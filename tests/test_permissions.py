@@ -1,0 +1,166 @@
+"""Files and folders this user may not read or write: another user's runs, data and folders
+on a shared machine. Each is one line naming the path and what to do, before TensorFlow
+starts; none is taken for damaged, empty or missing, and none is passed over unsaid.
+
+The commands run where file permissions bind them: as they are for a user; as root (CI's),
+in a user namespace of their own (``unshare --user``), which root's override does not reach.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import error_lines
+from test_file_datasets import write_pngs
+from test_registry import NO_TF_SCRIPT
+
+REFUSED = r"cannot be read by user \S+ \(its permissions refuse it\); ask its owner to let you read it \(chmod\), or use a copy you can read"
+
+
+@functools.cache
+def bound_by_permissions() -> tuple[str, ...]:
+    """The prefix under which a command is refused a file of mode 000 (skips where none is)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        locked = Path(folder, "locked")
+        locked.write_text("x")
+        locked.chmod(0)
+        for prefix in ((), ("unshare", "--user")):
+            if prefix and shutil.which(prefix[0]) is None:
+                continue
+            probe = subprocess.run([*prefix, sys.executable, "-c", f"open({str(locked)!r})"], capture_output=True, text=True)
+            if "PermissionError" in probe.stderr:
+                return prefix
+    pytest.skip("no way here to run a command that file permissions bind (root without user namespaces)")
+
+
+def zoo_bound(*args: str, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, bool]:
+    """``zoo ARGS`` under file permissions, and whether it imported TensorFlow."""
+    result = subprocess.run(
+        [*bound_by_permissions(), sys.executable, "-c", NO_TF_SCRIPT + "sys.exit(code)", *args], capture_output=True, text=True,
+        timeout=300, cwd=cwd,
+    )  # fmt: skip
+    return result, "HEAVY=\n" not in result.stderr
+
+
+def assert_refused(args: list[str], pattern: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    result, loaded_tensorflow = zoo_bound(*args, cwd=cwd)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert re.fullmatch(f"zoo: error: {pattern}", line), line
+    assert not loaded_tensorflow, "refused after TensorFlow started"
+    return result
+
+
+def test_image_folders_this_user_may_not_read_are_named_not_passed_over(tmp_path):
+    """pathlib's rglob passes over a folder it may not list: a class's sub-folder of images
+    was left out of training (and of predictions) without a word, and a class folder itself
+    was called empty ("add images")."""
+    data = tmp_path / "images"
+    write_pngs(data / "dark", 8, 30)
+    write_pngs(data / "dark" / "more", 8, 40)
+    write_pngs(data / "light", 8, 220)
+    train = ["train", "model=cnn_classifier", "dataset=image_folder", f"dataset.path={data}", "dataset.image_size=[16,16]",
+             "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    for locked in (data / "dark" / "more", data / "light", data):
+        locked.chmod(0)
+        try:
+            assert_refused(train, re.escape(str(locked)) + " " + REFUSED)
+        finally:
+            locked.chmod(0o755)
+    assert not (tmp_path / "run").exists()
+
+
+def test_predict_names_a_folder_or_file_this_user_may_not_read(default_run, tmp_path):
+    from PIL import Image
+
+    inputs = tmp_path / "digits"
+    for folder in (inputs, inputs / "more"):
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    run_dir = str(default_run[0])
+    (inputs / "more").chmod(0)
+    try:
+        assert_refused(["predict", run_dir, str(inputs)], re.escape(str(inputs / "more")) + " " + REFUSED)
+    finally:
+        (inputs / "more").chmod(0o755)
+    (inputs / "1.png").chmod(0)
+    assert_refused(["predict", run_dir, str(inputs / "1.png")], re.escape(str(inputs / "1.png")) + " " + REFUSED)
+    # Found in a folder, it is skipped like a file that does not decode, and said so.
+    result, _ = zoo_bound("predict", run_dir, str(inputs))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(rf"skipped {re.escape(str(inputs / '1.png'))}: cannot be read by user \S+ \(its permissions refuse it\)", result.stderr)
+    assert len(re.findall(r"\.png ", result.stdout)) == 5
+
+
+def test_a_run_whose_model_this_user_may_not_read_is_not_called_damaged(default_run, tmp_path):
+    """It had been "damaged (not a whole .keras file: Permission denied); restore it from a
+    backup", once TensorFlow had loaded (a new run's folder made first, for init_from)."""
+    run_dir = tmp_path / "colleagues_run"
+    shutil.copytree(default_run[0], run_dir)
+    (run_dir / "model.keras").chmod(0)
+    refused = re.escape(str(run_dir / "model.keras")) + " " + REFUSED
+    for args in (
+        ["evaluate", str(run_dir)],
+        ["export", str(run_dir), "--output", str(tmp_path / "out.keras")],
+        ["train", f"trainer.init_from={run_dir}", f"hydra.run.dir={tmp_path / 'new'}"],
+        ["train", "model=mlp_classifier", f"trainer.distillation.teacher={run_dir}", f"hydra.run.dir={tmp_path / 'new'}"],
+    ):
+        assert_refused(args, refused)
+    assert not (tmp_path / "new").exists() and not (tmp_path / "out.keras").exists()
+    # Continuing it in a folder this user may not write: said as such, not "no folder can be made".
+    (run_dir / "model.keras").chmod(0o644)
+    run_dir.chmod(0o555)
+    try:
+        assert_refused(["train", f"hydra.run.dir={run_dir}"], re.escape(f"hydra.run.dir={run_dir}: {run_dir} cannot be written (Permission denied); choose a hydra.run.dir you can write"))
+    finally:
+        run_dir.chmod(0o755)
+
+
+def test_outputs_in_a_folder_this_user_may_not_write_are_refused_before_the_work(default_run, tmp_path):
+    """`predict -o`, `generate -o` and `compare --plot` found it after the work (TensorFlow
+    loaded, a table printed), naming the temporary file: "locked/.p-8x1k.csv: Permission
+    denied"; `zoo new plugin` named its staging folder."""
+    from PIL import Image
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    Image.new("L", (8, 8)).save(tmp_path / "digit.png")
+    run_dir = str(default_run[0])
+    for args, option in (
+        (["predict", run_dir, str(tmp_path / "digit.png"), "--output", str(locked / "p.csv")], "--output"),
+        (["compare", run_dir, "--plot", str(locked / "c.png")], "--plot"),
+        (["new", "plugin", "demo", "--directory", str(locked)], "--directory"),
+    ):
+        result = assert_refused(args, re.escape(f"cannot write in {locked} (Permission denied); give {option} a folder you can write"))
+        assert result.stdout == ""
+    assert list(locked.iterdir()) == []
+
+
+def test_data_files_this_user_may_not_read_are_not_called_damaged(tmp_path):
+    """A CIFAR archive was "not a readable tar archive (Permission denied); re-download",
+    after TensorFlow started; a weights file failed inside Keras' HDF5 reader."""
+    from zoo_plugins.cifar10 import write_example_archive
+
+    archive = Path(write_example_archive(tmp_path)["path"])
+    archive.chmod(0)
+    assert_refused(["train", "dataset=cifar10", f"dataset.path={archive}", f"hydra.run.dir={tmp_path / 'run'}"], re.escape(str(archive)) + " " + REFUSED)
+    weights = tmp_path / "backbone.weights.h5"
+    weights.write_bytes(b"\x89HDF\r\n\x1a\n")
+    weights.chmod(0)
+    assert_refused(
+        ["train", "model=pretrained_classifier", "dataset=synthetic_cats", f"model.weights={weights}", f"hydra.run.dir={tmp_path / 'run'}"],
+        re.escape(f"model.weights={str(weights)!r}: this user may not read that file (its permissions refuse it); ask its owner, or use a copy (model 'pretrained_classifier')"),
+    )
+    assert not (tmp_path / "run").exists()
