@@ -63,6 +63,23 @@ def test_joblib_sweep_runs_two_jobs_in_parallel_processes_and_summarises_them(jo
     assert "model.filters" in result.stdout and "sweep directory:" in result.stdout
 
 
+@pytest.mark.slow
+def test_a_sweep_started_in_a_folder_of_python_files_imports_none_of_them(tmp_path):
+    """joblib's job processes start as `python -c ...`, which puts the working folder first
+    on sys.path: a numpy.py or json.py of the user's there ran in every job (and the sweep
+    failed on "Can't get attribute 'ndarray'"). The `zoo` command never had it there."""
+    for name in ("json", "numpy", "yaml", "hydra"):
+        (tmp_path / f"{name}.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'a').write('{name} ')\n")
+    zoo_command = Path(sys.executable).parent / "zoo"  # as users start it: `python -m zoo` imports them itself
+    result = subprocess.run(
+        [str(zoo_command), "train", "-m", "hydra/launcher=local", "seed=1,2", *TINY_JOB, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (tmp_path / "imported").exists(), (tmp_path / "imported").read_text()
+    assert len(read_csv((tmp_path / "sweep" / "summary.csv").read_text())) == 2
+
+
 def test_a_sweep_run_again_with_other_settings_is_refused_naming_the_sweeps_folder(joblib_sweep):
     """Its jobs' folders hold the first sweep's runs: refused before a job starts, pointing
     at hydra.sweep.dir (the option a sweep's user changes), not hydra.run.dir."""

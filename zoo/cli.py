@@ -134,6 +134,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # The zoo's models, data pipelines and exports are TensorFlow's: a KERAS_BACKEND=jax exported
     # for other work (or keras.json's choice) would make every command fail; launchers' jobs inherit it.
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    # A launcher's job processes start as `python -c ...` or `-m ...`, which put the working
+    # folder first on sys.path: a numpy.py or json.py of the user's there was imported in
+    # every joblib job (its code run; the sweep failing on "Can't get attribute 'ndarray'").
+    # The `zoo` command itself never had it there. Inherited by every process a launcher starts.
+    os.environ["PYTHONSAFEPATH"] = "1"
     if "--strict-plugins" in argv[: argv.index("train") if "train" in argv else len(argv)]:
         argv.remove("--strict-plugins")
         os.environ["ZOO_STRICT_PLUGINS"] = "1"  # inherited by launcher processes too
