@@ -164,3 +164,31 @@ def test_data_files_this_user_may_not_read_are_not_called_damaged(tmp_path):
         re.escape(f"model.weights={str(weights)!r}: this user may not read that file (its permissions refuse it); ask its owner, or use a copy (model 'pretrained_classifier')"),
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_sweep_of_ones_own_is_not_refused_for_another_users_runs_folder(tmp_path):
+    """A sweep checked the single-run folder too: started in a team's folder whose `runs/`
+    was another user's, `-m ... hydra.sweep.dir=mine` was refused for hydra.run.dir."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs").chmod(0o555)
+    result, _ = zoo_bound("train", "-m", "seed=1", "trainer.epochs=1", "metrics=[accuracy]", f"hydra.sweep.dir={tmp_path / 'mine'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "mine" / "summary.csv").is_file() and list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_study_this_user_may_not_write_is_said_before_a_trial(tmp_path):
+    """Another user's study (a team's shared SQLite file) failed at the first trial's commit
+    with Optuna's "invalid data in the commit, e.g. exceeding max length"."""
+    import optuna
+
+    shared = tmp_path / "team"
+    shared.mkdir()
+    optuna.create_study(study_name="digits_cnn", storage=f"sqlite:///{shared / 'study.db'}", direction="maximize")
+    shared.chmod(0o555)
+    assert_refused(
+        ["train", "-m", "hparams_search=digits_cnn", "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage=sqlite:///{shared / 'study.db'}",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        re.escape(f"hydra.sweeper.storage: {shared} cannot be written by ") + r"user \S+ \(its permissions refuse it\), and a search "
+        r"records its trials there; give a database of your own \(hydra.sweeper.storage=sqlite:///PATH\)",
+    )  # fmt: skip
+    assert not (tmp_path / "sweep").exists()

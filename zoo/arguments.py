@@ -519,10 +519,11 @@ def _written_outside_the_run(key: str, values: list) -> Optional[str]:
 FOUND_BEFORE: list[Optional[Path]] = [None]
 
 
-def check_output_dir(path: str, key: str) -> Path:
+def check_output_dir(path: str, key: str, named: bool = True) -> Path:
     """One line where the run's (or sweep's) directory cannot be made; Hydra would print a
     traceback. Probed with a temporary folder, removed at once: nothing is left behind.
-    Returns the deepest folder of the way there that exists."""
+    Returns the deepest folder of the way there that exists. ``named``: ``path`` is the
+    folder itself, not the one the default folders go under."""
     import tempfile
 
     from zoo.artifacts import deepest_existing
@@ -536,7 +537,7 @@ def check_output_dir(path: str, key: str) -> Path:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
     except OSError as exc:
-        if ancestor == Path(os.path.abspath(os.path.expanduser(path))):  # the folder is there: another user's run, say
+        if ancestor == Path(os.path.abspath(os.path.expanduser(path))) and named:  # the folder is there: another user's run, say
             raise ZooError(f"{key}={path}: {ancestor} cannot be written ({exc.strerror}); choose a {key} you can write") from None
         raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
     return ancestor
@@ -594,7 +595,9 @@ def check_overrides(args: list[str]) -> None:
     configs = user_configs(args)
     run_dir = sweep_dir = None  # a single run's folder, or a sweep's, named
     configured = configured_output(args)
-    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+    # The folder this command writes: a sweep's alone for -m (the run folder's parent had been
+    # checked too, and a sweep into a folder of one's own refused for a runs/ of another user's).
+    for key in ("hydra.sweep.dir",) if multirun else ("hydra.run.dir",):
         path = str(given[key]) if given.get(key) is not None else None
         if path is None or "${" in path:
             # Where the composed config leads: a folder a config sets (an experiment's own), an
@@ -605,10 +608,10 @@ def check_overrides(args: list[str]) -> None:
             path = composed
         if path is not None and "${" in path:  # an escaped \${ leaves one: Hydra resolves the log's name within the folder's
             raise ZooError(f"{key}={shorten(path)}: Hydra would read the '${{' in this folder's name as an interpolation; choose a name without it")
-        found = check_output_dir(path or "runs", key)
+        found = check_output_dir(path or "runs", key, named=path is not None)
         if key == "hydra.run.dir":
             FOUND_BEFORE[0] = None if path is not None and Path(path).expanduser().exists() else found
-        if path is not None and multirun == (key == "hydra.sweep.dir"):
+        if path is not None:
             refuse_foreign_output_dir(Path(path).expanduser(), key)
             run_dir, sweep_dir = (None, Path(path).expanduser()) if multirun else (Path(path).expanduser(), None)
     if sweep_dir is not None and sweep_dir.is_dir():  # what Hydra and Optuna rewrite in place, the jobs' records too

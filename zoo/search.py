@@ -15,6 +15,7 @@ import inspect
 import itertools
 import logging
 import math
+import os
 import shlex
 import warnings
 from pathlib import Path
@@ -168,7 +169,7 @@ def storage_url(settings: Mapping[str, Any], sweep_dir: Path) -> str:
     processes or machines reach the same file); null: ``optuna.db`` in the sweep directory."""
     url = settings.get("storage")
     if not url:
-        return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+        url = f"sqlite:///{sweep_dir.resolve() / 'optuna.db'}"
     url = str(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
@@ -186,6 +187,14 @@ def one_at_a_time(url: str) -> Iterator[None]:
         yield
         return
     path = Path(url.removeprefix("sqlite:///"))
+    # SQLite writes a journal beside its file. Another user's study (a team's) had failed at
+    # the first trial's commit, as "invalid data in the commit, e.g. exceeding max length".
+    for target in (path.parent, path) if path.exists() else (path.parent,):
+        if not os.access(target, os.W_OK):
+            raise ZooError(
+                f"hydra.sweeper.storage: {target} cannot be written by {artifacts.this_user()} (its permissions refuse it), "
+                f"and a search records its trials there; give a database of your own (hydra.sweeper.storage=sqlite:///PATH)"
+            )
     with artifacts.folder_locked(path.parent):
         refuse_foreign_database(path)  # while no other search is making it
         yield
@@ -241,8 +250,7 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
     if not objective:
         raise ZooError("an Optuna search optimises the run's objective, and none is set; add objective=<metric> (val_accuracy, ...)")
     direction = search_direction(str(objective), str(settings.get("direction") or "auto"))
-    sweep_dir = Path(config.hydra.sweep.dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep_dir = Path(config.hydra.sweep.dir)  # made once the study opens: a refused one leaves no empty folder
     name = settings.get("study_name") or config.hydra.runtime.choices.get("hparams_search") or "zoo"
     n_trials = int(settings.get("n_trials") or 0)
     n_jobs = max(int(settings.get("n_jobs") or 1), 1)
@@ -269,6 +277,7 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
         if not isinstance(exc, ImportError) and type(exc).__module__.split(".")[0] != "sqlalchemy":
             raise
         raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({' '.join(str(exc).split())[:160]})") from None
+    sweep_dir.mkdir(parents=True, exist_ok=True)
     earlier = study.get_trials(deepcopy=False)
     # The sampler is set once the earlier trials are counted: its seed moves on by their number.
     study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
