@@ -192,3 +192,29 @@ def test_a_study_this_user_may_not_write_is_said_before_a_trial(tmp_path):
         r"records its trials there; give a database of your own \(hydra.sweeper.storage=sqlite:///PATH\)",
     )  # fmt: skip
     assert not (tmp_path / "sweep").exists()
+
+
+def test_an_image_cache_another_user_wrote_is_read_and_a_missing_one_said(tmp_path):
+    """A team's cache folder, read-only to this user: its lock file had been opened to write
+    ("Permission denied"), so a cache written already could not be read."""
+    from conftest import run_zoo
+
+    data = tmp_path / "images"
+    write_pngs(data / "dark", 8, 30)
+    write_pngs(data / "light", 8, 220)
+    cache = tmp_path / "team_cache"
+    cache.mkdir()
+    train = ["train", "model=cnn_classifier", "dataset=image_folder", f"dataset.path={data}", f"dataset.cache={cache / 'images'}",
+             "trainer.epochs=1", "metrics=[accuracy]", "loggers=none"]  # fmt: skip
+    written = run_zoo(*train, "dataset.image_size=[16,16]", f"hydra.run.dir={tmp_path / 'writer'}")
+    assert written.returncode == 0, written.stderr[-2000:]
+    cache.chmod(0o555)
+    before = sorted(p.name for p in cache.iterdir())
+    read, _ = zoo_bound(*train, "dataset.image_size=[16,16]", f"hydra.run.dir={tmp_path / 'reader'}")
+    assert read.returncode == 0, read.stderr[-2000:]
+    other_size, _ = zoo_bound(*train, "dataset.image_size=[12,12]", f"hydra.run.dir={tmp_path / 'other'}")
+    assert other_size.returncode == 2
+    [line] = error_lines(other_size.stderr)
+    assert re.fullmatch(rf"zoo: error: dataset.cache={re.escape(str(cache))}/images_\w+_[0-9a-f]+: {re.escape(str(cache))} cannot be written by "
+                        r"user \S+ and does not hold these images' cache yet; give a prefix in a folder you can write", line), line  # fmt: skip
+    assert sorted(p.name for p in cache.iterdir()) == before

@@ -15,6 +15,7 @@ uint8, in memory or in a cache file.
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
-from zoo.artifacts import cannot_read, check_output_folder, check_readable, why_unreadable
+from zoo.artifacts import cannot_read, check_output_folder, check_readable, this_user, why_unreadable
 from zoo.errors import InputWarning
 from zoo.inference import hidden, not_a_file, user_files
 from zoo.tables import printable, shorten
@@ -126,8 +127,11 @@ def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
 
 def describe_image_folder(config: ImageFolderConfig) -> zoo.DataSpec:
     names = class_names(config)
-    if config.cache not in ("memory", "off"):  # found before TensorFlow starts, not when loading
-        check_output_folder(Path(os.path.expanduser(config.cache)).parent, "dataset.cache")
+    prefix = os.path.expanduser(config.cache)
+    if config.cache not in ("memory", "off") and not glob.glob(f"{glob.escape(prefix)}_*.index"):
+        # Found before TensorFlow starts, not when loading. A folder of caches written already
+        # (a team's, read-only to this user) is read where it holds these images' files.
+        check_output_folder(Path(prefix).parent, "dataset.cache")
     return zoo.DataSpec(
         task=zoo.CLASSIFICATION,
         input_shape=(*config.image_size, config.channels),
@@ -258,9 +262,22 @@ def written_cache(data, filename: str):
     mid-training, and a run killed in its first epoch left a lock file that failed every
     later attempt to continue it. The other runs wait for the files (their lock: FILE.lock)."""
     import fcntl
-    import glob
 
-    with open(f"{filename}.lock", "a") as lock:
+    if os.path.exists(f"{filename}.index") and not os.access(os.path.dirname(filename) or ".", os.W_OK):
+        # Written already, in a folder this user may only read (a cache the team shares): read it
+        # once its writer is done, under a shared lock (the lock file had been opened to write).
+        try:
+            with open(f"{filename}.lock") as lock:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+        except FileNotFoundError:
+            pass
+        return data.cache(filename)
+    try:
+        lock = open(f"{filename}.lock", "a")
+    except PermissionError:
+        raise zoo.ZooError(f"dataset.cache={filename}: {os.path.dirname(filename)} cannot be written by {this_user()} and does not hold "
+                           "these images' cache yet; give a prefix in a folder you can write") from None  # fmt: skip
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
