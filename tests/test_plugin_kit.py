@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -186,6 +187,9 @@ def test_new_plugin_refuses_a_bad_name_or_an_existing_folder_and_writes_nothing(
     assert long.returncode == 2 and "has 300 characters; give at most 64" in error_lines(long.stderr)[0]
     taken = run_zoo("new", "plugin", "cnn", cwd=tmp_path)  # cnn_... names are free: it works
     assert taken.returncode == 0, taken.stderr
+    umask = os.umask(0)
+    os.umask(umask)  # the project is readable as any folder mkdir makes (it was 0700, as a temporary folder)
+    assert stat.S_IMODE((tmp_path / "zoo-cnn").stat().st_mode) == 0o777 & ~umask
     again = run_zoo("new", "plugin", "cnn", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in error_lines(again.stderr)[0]
     (tmp_path / "zoo-linked").symlink_to(tmp_path / "moved")  # a link to nowhere: ".zoo-linked-x1y2: Not a directory"

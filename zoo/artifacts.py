@@ -40,14 +40,16 @@ CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
 
 
-def _file_mode() -> int:
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-# What open() would give a new file; mkstemp's temporary files are private (0600).
-FILE_MODE = _file_mode()
+# What open() and mkdir() would give a new file and folder; mkstemp's temporary files and
+# mkdtemp's folders are private (0600, 0700).
+FILE_MODE = 0o666 & ~_umask()
+FOLDER_MODE = 0o777 & ~_umask()
 
 
 # Files the user named for a command's output that were not there when it began: each is

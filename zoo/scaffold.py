@@ -17,7 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from zoo import __version__
-from zoo.artifacts import check_output_folder
+from zoo.artifacts import FOLDER_MODE, check_output_folder
 from zoo.errors import ZooError
 
 # Where each template goes in the new project.
@@ -98,6 +98,7 @@ def new_plugin(name: str, directory: Path) -> NewPlugin:
             path.parent.mkdir(parents=True, exist_ok=True)
             text = string.Template((templates / template).read_text()).substitute(values) if template else ""
             path.write_text(text)
+        os.chmod(staging, FOLDER_MODE)  # as mkdir makes folders: mkdtemp's are private (0700)
         os.rename(staging, plugin.path)  # the whole project appears at once
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
