@@ -347,6 +347,14 @@ def test_an_attempt_that_kept_no_training_takes_the_fix_its_error_names_in_the_s
         f"zoo: error: {run_dir} holds a run with trainer.learning_rate=0.001, not 0.01; to continue it, use its config; "
         "for a new run, choose another hydra.run.dir"
     ]
+    # So are a cross-validation's once a fold kept anything (its parent has no checkpoint of its own).
+    from zoo.run import saved_no_training
+
+    fold = tmp_path / "cv" / "folds" / "2"
+    (fold / "checkpoints").mkdir(parents=True)
+    assert saved_no_training(tmp_path / "cv")
+    (fold / "checkpoints" / "step-000000040.npz").write_bytes(b"")
+    assert not saved_no_training(tmp_path / "cv")
 
 
 def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):

@@ -479,11 +479,15 @@ def claim_run_dir(run_dir: Path, resolved: dict, plan: RunPlan, say: bool = True
 
 
 def saved_no_training(run_dir: Path) -> bool:
-    """No epoch of the run in ``run_dir`` was kept: no checkpoint (any worker's), snapshot,
-    model or metrics. A checkpoint is written at the end of every epoch and on a stop."""
-    if (run_dir / artifacts.METRICS).exists() or (run_dir / artifacts.MODEL).exists():
-        return False
-    return not any(files for folder in (artifacts.CHECKPOINTS, "snapshots") for _, _, files in os.walk(run_dir / folder))
+    """No epoch of the run in ``run_dir`` was kept: no checkpoint (any worker's, any
+    cross-validation fold's), snapshot, model or metrics anywhere in it. A checkpoint is
+    written at the end of every epoch and on a stop."""
+    for folder, _, files in os.walk(run_dir):
+        if artifacts.METRICS in files or artifacts.MODEL in files:
+            return False
+        if files and {artifacts.CHECKPOINTS, "snapshots"} & set(Path(folder).relative_to(run_dir).parts):
+            return False
+    return True
 
 
 # What a checkpoint's numbers mean in each part of a data spec that changed under it.
