@@ -218,3 +218,27 @@ def test_an_image_cache_another_user_wrote_is_read_and_a_missing_one_said(tmp_pa
     assert re.fullmatch(rf"zoo: error: dataset.cache={re.escape(str(cache))}/images_\w+_[0-9a-f]+: {re.escape(str(cache))} cannot be written by "
                         r"user \S+ and does not hold these images' cache yet; give a prefix in a folder you can write", line), line  # fmt: skip
     assert sorted(p.name for p in cache.iterdir()) == before
+
+
+def test_forcing_over_another_users_file_in_a_sticky_folder_is_refused_before_the_work(tmp_path, monkeypatch):
+    """`zoo predict RUN X -o /tmp/theirs.csv --force` predicted, then failed on "Operation not
+    permitted": in a sticky folder (as /tmp) only a file's owner may replace it."""
+    import os
+
+    import zoo
+    from zoo.cli import check_output_file
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user takes root")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    theirs, mine = shared / "theirs.csv", shared / "mine.csv"
+    for path, owner in ((theirs, 4242), (mine, 5555)):
+        path.write_text("kept")
+        os.chown(path, owner, owner)
+    monkeypatch.setattr(os, "geteuid", lambda: 5555)
+    with pytest.raises(zoo.ZooError, match=re.escape(f"--output {theirs} is another user's, in a folder where only a file's owner may replace it")):
+        check_output_file(theirs, "--output", True, "predictions.csv")
+    check_output_file(mine, "--output", True, "predictions.csv")
+    assert theirs.read_text() == "kept"

@@ -835,10 +835,22 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
         raise ZooError(f"{option} {path} is {what}, not a file the zoo may replace; give the name of a new file")
     if kind is not None and not force:
         raise ZooError(f"{option} {path} exists; choose another name, or add --force to replace it")
+    if kind is not None and sticky_and_not_ours(path):  # found after the work, as "Operation not permitted"
+        raise ZooError(f"{option} {path} is another user's, in a folder where only a file's owner may replace it (sticky, as /tmp); choose another name")
     output_checked(path, free=kind is None)
     owner = run_record_owner(path)
     if owner is not None:
         raise ZooError(f"{option} {path} is one of the records of the run in {owner}, which nothing but training writes; choose another name")
+
+
+def sticky_and_not_ours(path: Path) -> bool:
+    """Whether ``path`` lies in a sticky folder and neither it nor the folder is this user's
+    (nor is this user root): the rename that replaces it would be refused."""
+    import stat
+
+    me = os.geteuid()
+    folder = path.parent.stat()
+    return bool(folder.st_mode & stat.S_ISVTX) and me not in (0, folder.st_uid, os.lstat(path).st_uid)
 
 
 def predict_command(args: argparse.Namespace) -> None:
