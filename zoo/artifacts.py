@@ -182,6 +182,16 @@ def check_output_folder(folder: Path, option: str) -> None:
     raise ZooError(f"cannot write in {existing} ({problem}); give {option} a folder you can write")
 
 
+def sticky_and_not_ours(path: Path) -> bool:
+    """Whether ``path`` lies in a sticky folder and neither it nor the folder is this user's
+    (nor is this user root): the rename that replaces it would be refused."""
+    import stat
+
+    me = os.geteuid()
+    folder = path.parent.stat()
+    return bool(folder.st_mode & stat.S_ISVTX) and me not in (0, folder.st_uid, os.lstat(path).st_uid)
+
+
 def _read_only(path: Path) -> bool:
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)

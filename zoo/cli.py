@@ -818,7 +818,7 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
     one of a run's records."""
     import stat
 
-    from zoo.artifacts import check_output_folder, output_checked, run_record_owner
+    from zoo.artifacts import check_output_folder, output_checked, run_record_owner, sticky_and_not_ours
 
     if path is None:
         return
@@ -841,16 +841,6 @@ def check_output_file(path: Optional[Path], option: str, force: bool, example: s
     owner = run_record_owner(path)
     if owner is not None:
         raise ZooError(f"{option} {path} is one of the records of the run in {owner}, which nothing but training writes; choose another name")
-
-
-def sticky_and_not_ours(path: Path) -> bool:
-    """Whether ``path`` lies in a sticky folder and neither it nor the folder is this user's
-    (nor is this user root): the rename that replaces it would be refused."""
-    import stat
-
-    me = os.geteuid()
-    folder = path.parent.stat()
-    return bool(folder.st_mode & stat.S_ISVTX) and me not in (0, folder.st_uid, os.lstat(path).st_uid)
 
 
 def predict_command(args: argparse.Namespace) -> None:

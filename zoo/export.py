@@ -66,6 +66,8 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
         raise ZooError(f"{output} exists; choose another --output ({hint})")
     if not ours:
         raise ZooError(f"{output} exists and was not written by the zoo, so it is left as it is; choose another --output")
+    if artifacts.sticky_and_not_ours(output):  # found after the export, as "Operation not permitted"
+        raise ZooError(f"{output} is another user's, in a folder where only its owner may replace it (sticky, as /tmp); choose another --output")
     written = exported_files(output) if output.is_dir() else None
     if written is not None:  # files put into the export since (notes, a config of yours) are not the zoo's to delete
         now = folder_files(output)
