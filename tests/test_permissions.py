@@ -242,3 +242,11 @@ def test_forcing_over_another_users_file_in_a_sticky_folder_is_refused_before_th
         check_output_file(theirs, "--output", True, "predictions.csv")
     check_output_file(mine, "--output", True, "predictions.csv")
     assert theirs.read_text() == "kept"
+    from zoo.export import MARKER, check_output
+
+    exported = shared / "saved_model"  # another user's export, which --force would otherwise replace
+    exported.mkdir()
+    (exported / MARKER).write_text("{}")
+    os.chown(exported, 4242, 4242)
+    with pytest.raises(zoo.ZooError, match=re.escape(f"{exported} is another user's, in a folder where only its owner may replace it")):
+        check_output(exported, tmp_path / "run", True)
