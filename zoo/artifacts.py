@@ -48,8 +48,9 @@ def _umask() -> int:
 
 # What open() and mkdir() would give a new file and folder; mkstemp's temporary files and
 # mkdtemp's folders are private (0600, 0700).
-FILE_MODE = 0o666 & ~_umask()
-FOLDER_MODE = 0o777 & ~_umask()
+UMASK = _umask()
+FILE_MODE = 0o666 & ~UMASK
+FOLDER_MODE = 0o777 & ~UMASK
 
 
 # Files the user named for a command's output that were not there when it began: each is

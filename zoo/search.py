@@ -169,7 +169,7 @@ def storage_url(settings: Mapping[str, Any], sweep_dir: Path) -> str:
     processes or machines reach the same file); null: ``optuna.db`` in the sweep directory."""
     url = settings.get("storage")
     if not url:
-        url = f"sqlite:///{sweep_dir.resolve() / 'optuna.db'}"
+        url = f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
     url = str(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"

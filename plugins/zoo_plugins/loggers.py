@@ -137,11 +137,11 @@ class MLflowLogger(zoo.Logger):
             raise zoo.ZooError("loggers=[mlflow] needs MLflow: pip install 'keras-zoo[mlflow]'")
         self.config, self.run = config, run
         self.uri = tracking_uri(config, run)
-        folder = urlparse(self.uri)
-        if folder.scheme in ("", "file") and refuses_folder_stores():  # found by MLflow once training ran, untracked
+        parsed = urlparse(self.uri)
+        if parsed.scheme in ("", "file") and refuses_folder_stores():  # found by MLflow once training ran, untracked
             raise zoo.ZooError(
                 f"loggers.mlflow.tracking_uri={self.uri} is a folder store, which MLflow {version('mlflow')} no longer "
-                f"writes; give sqlite:///{folder.path.rstrip('/')}.db (a database file) or a server's http://host:port, "
+                f"writes; give sqlite:///{parsed.path.rstrip('/')}.db (a database file) or a server's http://host:port, "
                 f"or set MLFLOW_ALLOW_FILE_STORE=true to keep the folder"
             )
         self.client = None
