@@ -250,3 +250,33 @@ def test_forcing_over_another_users_file_in_a_sticky_folder_is_refused_before_th
     os.chown(exported, 4242, 4242)
     with pytest.raises(zoo.ZooError, match=re.escape(f"{exported} is another user's, in a folder where only its owner may replace it")):
         check_output(exported, tmp_path / "run", True)
+
+
+def test_force_keeps_an_export_folders_contents_it_cannot_see(default_run, tmp_path):
+    """--force replaces the zoo's earlier export only if nothing else is in it; pathlib's
+    rglob passed over a folder it may not list and over links to folders, so what was in
+    them went with the export."""
+    from conftest import run_zoo
+
+    output = tmp_path / "served"
+    exported = run_zoo("export", str(default_run[0]), "--format", "saved_model", "--output", str(output))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    (tmp_path / "elsewhere").mkdir()
+    (output / "linked").symlink_to(tmp_path / "elsewhere")
+    (output / "private").mkdir()
+    (output / "private" / "notes.txt").write_text("mine")
+    (output / "private").chmod(0)
+    try:
+        result, _ = zoo_bound("export", str(default_run[0]), "--format", "saved_model", "--output", str(output), "--force")
+        assert result.returncode == 2
+        [line] = error_lines(result.stderr)
+        assert re.fullmatch(rf"zoo: error: {re.escape(str(output))} holds {re.escape(str(output / 'private'))}, which {REFUSED.split(';')[0]}; "
+                            "move it out, or choose another --output", line), line  # fmt: skip
+    finally:
+        (output / "private").chmod(0o755)
+    assert (output / "private" / "notes.txt").read_text() == "mine"
+    (output / "private" / "notes.txt").unlink()
+    (output / "private").rmdir()
+    linked = run_zoo("export", str(default_run[0]), "--format", "saved_model", "--output", str(output), "--force")
+    assert linked.returncode == 2 and "holds files the zoo's export did not write (linked)" in linked.stderr, linked.stderr[-2000:]
+    assert (output / "linked").is_symlink()

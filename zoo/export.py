@@ -78,11 +78,20 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
 
 
 def folder_files(folder: Path) -> dict[str, int]:
-    """Every file in an exported folder but the marker, with its size."""
-    return {
-        path.relative_to(folder).as_posix(): path.lstat().st_size
-        for path in folder.rglob("*") if not path.is_dir() and path.name != MARKER
-    }  # fmt: skip
+    """Every file in an exported folder but the marker, with its size; links to folders
+    too. A folder in it that cannot be listed is one line: pathlib's rglob passed over it
+    (and over links to folders), so that --force took what was in them for nothing."""
+
+    def refuse(exc: OSError) -> None:
+        raise ZooError(f"{folder} holds {exc.filename}, which {artifacts.why_unreadable(exc)}; move it out, or choose another --output")
+
+    found = {}
+    for root, folders, names in os.walk(folder, onerror=refuse):
+        for name in [*names, *(f for f in folders if os.path.islink(os.path.join(root, f)))]:
+            path = Path(root, name)
+            if path != folder / MARKER:
+                found[path.relative_to(folder).as_posix()] = path.lstat().st_size
+    return found
 
 
 def exported_files(folder: Path) -> Optional[dict[str, int]]:
