@@ -43,11 +43,13 @@ def bound_by_permissions() -> tuple[str, ...]:
     pytest.skip("no way here to run a command that file permissions bind (root without user namespaces)")
 
 
-def zoo_bound(*args: str, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, bool]:
+def zoo_bound(*args: str, cwd: Path | None = None, env: dict | None = None) -> tuple[subprocess.CompletedProcess, bool]:
     """``zoo ARGS`` under file permissions, and whether it imported TensorFlow."""
+    import os
+
     result = subprocess.run(
         [*bound_by_permissions(), sys.executable, "-c", NO_TF_SCRIPT + "sys.exit(code)", *args], capture_output=True, text=True,
-        timeout=300, cwd=cwd,
+        timeout=300, cwd=cwd, env={**os.environ, **(env or {})},
     )  # fmt: skip
     return result, "HEAVY=\n" not in result.stderr
 
@@ -280,3 +282,29 @@ def test_force_keeps_an_export_folders_contents_it_cannot_see(default_run, tmp_p
     linked = run_zoo("export", str(default_run[0]), "--format", "saved_model", "--output", str(output), "--force")
     assert linked.returncode == 2 and "holds files the zoo's export did not write (linked)" in linked.stderr, linked.stderr[-2000:]
     assert (output / "linked").is_symlink()
+
+
+def test_a_plugin_installed_unreadable_is_listed_broken_not_fine_and_empty(tmp_path):
+    """Python imports a package folder whose __init__.py it cannot read as an empty
+    namespace package: a plugin installed unreadable to other users (`sudo pip install`
+    under umask 077) was listed "ok", registering nothing."""
+    import json
+
+    site = tmp_path / "site"
+    for name, package in (("locked", "locked_plugin"), ("bare", "bare_plugin")):
+        info = site / f"{name}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[zoo.plugins]\n{name} = {package}\n")
+        (site / package).mkdir()
+    (site / "locked_plugin" / "__init__.py").write_text("import zoo\n")
+    (site / "locked_plugin").chmod(0)
+    result, loaded_tensorflow = zoo_bound("list", "--json", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0 and not loaded_tensorflow, result.stderr[-2000:]
+    plugins = {p["distribution"]: p for p in json.loads(result.stdout)["plugins"]}
+    assert plugins["locked"]["status"] == plugins["bare"]["status"] == "broken"
+    assert re.fullmatch(
+        rf"'locked_plugin' imports as an empty package: its folder {re.escape(str(site / 'locked_plugin'))} cannot be read by user \S+ "
+        r"\(its permissions refuse it\); reinstall it readable to all \(umask 022\)", plugins["locked"]["error"]
+    ), plugins["locked"]["error"]
+    assert plugins["bare"]["error"] == "'bare_plugin' imports as an empty package (a folder without __init__.py), which has no hooks; point the entry point at a module"

@@ -145,6 +145,8 @@ def _load_entry_point(
         except (Exception, SystemExit) as exc:  # a plugin's import can raise anything, or exit
             source.error = f"failed to import {ep.value!r}: {one_line(exc)}"
             source.details = traceback.format_exc()
+        else:
+            source.error = namespace_package(source.plugin, ep.value)
         source.import_seconds = time.perf_counter() - started
         if source.error is None and source.import_seconds > import_limit():
             report_slow(source, sorted(loaded(HEAVY_MODULES) - heavy_before), strict)
@@ -165,6 +167,23 @@ def _load_entry_point(
     if source.error:
         report_broken(source, strict)
     return source
+
+
+def namespace_package(plugin: Any, value: str) -> Optional[str]:
+    """Why an entry point that imported as a namespace package registers nothing, or None.
+    Python imports a folder whose ``__init__.py`` it cannot read as such a package, without
+    a word: a plugin installed unreadable to other users (``sudo pip install`` under umask
+    077) was listed as fine, with no items."""
+    import types
+
+    if not isinstance(plugin, types.ModuleType) or getattr(plugin, "__file__", None) is not None or not hasattr(plugin, "__path__"):
+        return None
+    from zoo.artifacts import this_user
+
+    unreadable = [folder for folder in plugin.__path__ if not os.access(folder, os.R_OK | os.X_OK)]
+    if unreadable:
+        return f"{value!r} imports as an empty package: its folder {unreadable[0]} cannot be read by {this_user()} (its permissions refuse it); reinstall it readable to all (umask 022)"
+    return f"{value!r} imports as an empty package (a folder without __init__.py), which has no hooks; point the entry point at a module"
 
 
 class LoadWatch:
