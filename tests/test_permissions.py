@@ -308,3 +308,23 @@ def test_a_plugin_installed_unreadable_is_listed_broken_not_fine_and_empty(tmp_p
         r"\(its permissions refuse it\); reinstall it readable to all \(umask 022\)", plugins["locked"]["error"]
     ), plugins["locked"]["error"]
     assert plugins["bare"]["error"] == "'bare_plugin' imports as an empty package (a folder without __init__.py), which has no hooks; point the entry point at a module"
+
+
+def test_a_home_this_user_may_not_write_gets_no_matplotlib_warnings(default_run, tmp_path):
+    """In a container run as a user whose home is not theirs (HOME=/) Matplotlib warned
+    twice in every command that draws ("Matplotlib created a temporary cache directory")
+    and built its font cache anew each time."""
+    import os
+
+    (tmp_path / "home").write_text("a file: nothing can be made under it")
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env.update(HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path))
+    for plot in ("first.png", "second.png"):
+        result = subprocess.run(
+            [sys.executable, "-m", "zoo", "compare", str(default_run[0]), "--plot", str(tmp_path / plot)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0 and (tmp_path / plot).is_file(), result.stderr[-2000:]
+        assert "matplotlib" not in (result.stdout + result.stderr).lower()
+    private = tmp_path / f"zoo-matplotlib-{os.geteuid()}"
+    assert private.is_dir() and private.stat().st_mode & 0o777 == 0o700 and any(private.iterdir())  # its font cache, kept
