@@ -122,6 +122,22 @@ def test_cifar10_says_how_to_provide_the_archive(tmp_path, monkeypatch):
         zoo.create_dataset("cifar10", path=str(tmp_path / "cut.tar.gz")).load(seed=0)
 
 
+def test_a_cifar10_download_is_checked_against_its_hash(tmp_path):
+    """Keras keeps its downloads in /tmp/.keras where the home cannot be written: another
+    user's file of that name there was trained on as CIFAR-10. The archive is checked
+    against the sha256 keras.datasets.cifar10 knows; a file that differs is downloaded
+    again (here, with no network but a proxy on a closed loopback port, that fails)."""
+    keras_home = tmp_path / "keras"
+    planted = Path(cifar10.write_example_archive(tmp_path / "planted")["path"])
+    (keras_home / "datasets").mkdir(parents=True)
+    planted.rename(keras_home / "datasets" / cifar10.ARCHIVE)
+    offline = {"KERAS_HOME": str(keras_home), "HOME": str(tmp_path / "home"), "ZOO_DATA_DIR": str(tmp_path / "none"),
+               "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}  # fmt: skip
+    result = run_zoo("train", "dataset=cifar10", "dataset.download=true", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", env=offline)
+    assert result.returncode == 2 and not (tmp_path / "run" / "metrics.json").exists(), result.stderr[-2000:]
+    assert f"could not download CIFAR-10 from {cifar10.URL}" in error_lines(result.stderr)[0]
+
+
 def write_pngs(folder, count: int, value: int):
     from PIL import Image
 

@@ -21,6 +21,9 @@ import zoo
 from zoo.artifacts import cannot_read, check_readable
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# The archive's sha256, as keras.datasets.cifar10 checks it: Keras keeps downloads in /tmp/.keras
+# where the home cannot be written, where another user's file of that name had been used as is.
+SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 ARCHIVE = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -62,7 +65,7 @@ def locate(config: Cifar10Config) -> Path:
         import keras
 
         try:
-            return Path(keras.utils.get_file(ARCHIVE, URL))
+            return Path(keras.utils.get_file(ARCHIVE, URL, file_hash=SHA256))
         except Exception as exc:  # noqa: BLE001 - network errors come in many types
             raise zoo.ZooError(f"could not download CIFAR-10 from {URL} ({exc}); download it elsewhere and pass dataset.path=") from None
     raise zoo.ZooError(
