@@ -15,6 +15,7 @@ uint8, in memory or in a cache file.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import math
@@ -263,14 +264,18 @@ def written_cache(data, filename: str):
     later attempt to continue it. The other runs wait for the files (their lock: FILE.lock)."""
     import fcntl
 
+    def take(lock, kind: int) -> None:
+        try:
+            fcntl.flock(lock, kind | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger(__name__).warning("waiting for another run writing the same cache, %s (dataset.cache)", filename)
+            fcntl.flock(lock, kind)
+
     if os.path.exists(f"{filename}.index") and not os.access(os.path.dirname(filename) or ".", os.W_OK):
         # Written already, in a folder this user may only read (a cache the team shares): read it
         # once its writer is done, under a shared lock (the lock file had been opened to write).
-        try:
-            with open(f"{filename}.lock") as lock:
-                fcntl.flock(lock, fcntl.LOCK_SH)
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError), open(f"{filename}.lock") as lock:
+            take(lock, fcntl.LOCK_SH)
         return data.cache(filename)
     try:
         lock = open(f"{filename}.lock", "a")
@@ -278,11 +283,7 @@ def written_cache(data, filename: str):
         raise zoo.ZooError(f"dataset.cache={filename}: {os.path.dirname(filename)} cannot be written by {this_user()} and does not hold "
                            "these images' cache yet; give a prefix in a folder you can write") from None  # fmt: skip
     with lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logging.getLogger(__name__).warning("waiting for another run writing the same cache, %s (dataset.cache)", filename)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        take(lock, fcntl.LOCK_EX)
         if not os.path.exists(f"{filename}.index"):  # none yet, or a killed writer's part, whose files go
             for leftover in glob.glob(f"{glob.escape(filename)}_*.lockfile") + glob.glob(f"{glob.escape(filename)}*.tempstate*"):
                 os.unlink(leftover)
