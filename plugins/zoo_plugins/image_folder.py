@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
-from zoo.artifacts import cannot_read, check_output_folder, check_readable, this_user, why_unreadable
+from zoo.artifacts import cannot_read, check_output_folder, this_user, why_unreadable
 from zoo.errors import InputWarning
 from zoo.inference import hidden, not_a_file, user_files
 from zoo.tables import printable, shorten
@@ -77,11 +77,14 @@ def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
     root = Path(config.path).expanduser()
     if not root.is_dir():
         raise zoo.ZooError(f"dataset.path={config.path} is not a folder; give a folder with one sub-folder per class")
-    check_readable(root)  # its split folders looked for by name in a folder we may not list: "train: Permission denied"
     roots = {}
     for split, names in SPLIT_FOLDERS.items():
         for name in names:
-            if (root / name).is_dir():
+            try:
+                found = (root / name).is_dir()
+            except OSError as exc:  # a folder this user may not enter: it had been "train: Permission denied"
+                raise cannot_read(root, exc) from None
+            if found:
                 roots[split] = root / name
                 break
     roots.setdefault("train", root)
