@@ -328,3 +328,21 @@ def test_a_home_this_user_may_not_write_gets_no_matplotlib_warnings(default_run,
         assert "matplotlib" not in (result.stdout + result.stderr).lower()
     private = tmp_path / f"zoo-matplotlib-{os.geteuid()}"
     assert private.is_dir() and private.stat().st_mode & 0o777 == 0o700 and any(private.iterdir())  # its font cache, kept
+
+
+def test_compare_passes_over_a_private_run_among_a_teams_and_says_so(default_run, tmp_path):
+    """`zoo compare runs/` of a team's folder failed whole on one run its owner keeps private."""
+    team = tmp_path / "team"
+    for name in ("alice", "bob"):
+        shutil.copytree(default_run[0], team / name)
+    (team / "bob").chmod(0)
+    try:
+        result, _ = zoo_bound("compare", str(team))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert re.search(rf"zoo: warning: skipped {re.escape(str(team / 'bob'))}: it cannot be read by user \S+ \(its permissions refuse it\)", result.stderr)
+        assert "alice" in result.stdout and "bob" not in result.stdout
+        (team / "alice").chmod(0)
+        assert_refused(["compare", str(team)], re.escape(str(team / "alice")) + " " + REFUSED)
+    finally:
+        (team / "alice").chmod(0o755)
+        (team / "bob").chmod(0o755)

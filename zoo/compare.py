@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import collections
 import csv
+import errno
 import json
 import math
+import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from zoo import artifacts
-from zoo.errors import ZooError
+from zoo.errors import InputWarning, ZooError
 from zoo.inference import FLOAT32_MAX
 from zoo.tables import metric_text, printable, shorten
 
@@ -54,7 +57,14 @@ def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
         if not path.is_dir():
             raise ZooError(f"{path} does not exist; pass run directories or a sweep directory")
         # Hidden folders are not runs: Hydra's `.hydra/` holds a config.yaml of its own.
-        inside = sorted((p for p in path.iterdir() if not p.name.startswith(".") and (p / artifacts.CONFIG).is_file()), key=_job_order)
+        folders = sorted((p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir()), key=_job_order)
+        # Another user's private run among a team's is passed over, and said: it had failed the whole comparison.
+        private = [p for p in folders if not os.access(p, os.R_OK | os.X_OK) or not os.access(p / artifacts.CONFIG, os.R_OK) and (p / artifacts.CONFIG).exists()]
+        for folder in private:
+            warnings.warn(f"skipped {folder}: it cannot be read by {artifacts.this_user()} (its permissions refuse it)", InputWarning, stacklevel=2)
+        inside = [p for p in folders if p not in private and (p / artifacts.CONFIG).is_file()]
+        if not inside and private:
+            raise artifacts.cannot_read(private[0], PermissionError(errno.EACCES, "Permission denied"))
         if not inside:
             raise ZooError(f"{path} is neither a run directory nor a sweep of runs (no {artifacts.CONFIG} in it or its folders)")
         runs.extend(read_run(p) for p in inside)
