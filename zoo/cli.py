@@ -542,6 +542,12 @@ def listing() -> dict:
         status = {id(claim): "conflict" for claims in registry.conflicts() for claim in claims}
         status.update({id(claim): "shadowed" for claims in registry.shadowed() for claim in claims[1:]})
         items = [{**_entry_json(e), "status": status.get(id(e), "ok")} for e in registry.list()]
+        # Claims of one name in an order of their own, not the order the distributions were
+        # found in (the path's order: it differed between `zoo` and `python -m zoo`): the one used first.
+        first = {}
+        for position, item in enumerate(items):
+            first.setdefault((item["kind"], item["name"]), position)
+        items.sort(key=lambda i: (first[i["kind"], i["name"]], i["status"] == "shadowed", i["distribution"]))
         return {"items": items, "plugins": plugin_descriptions(registry)}
 
     return cached_listing(build)
