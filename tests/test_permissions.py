@@ -9,6 +9,7 @@ in a user namespace of their own (``unshare --user``), which root's override doe
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
@@ -45,8 +46,6 @@ def bound_by_permissions() -> tuple[str, ...]:
 
 def zoo_bound(*args: str, cwd: Path | None = None, env: dict | None = None) -> tuple[subprocess.CompletedProcess, bool]:
     """``zoo ARGS`` under file permissions, and whether it imported TensorFlow."""
-    import os
-
     result = subprocess.run(
         [*bound_by_permissions(), sys.executable, "-c", NO_TF_SCRIPT + "sys.exit(code)", *args], capture_output=True, text=True,
         timeout=300, cwd=cwd, env={**os.environ, **(env or {})},
@@ -225,8 +224,6 @@ def test_an_image_cache_another_user_wrote_is_read_and_a_missing_one_said(tmp_pa
 def test_forcing_over_another_users_file_in_a_sticky_folder_is_refused_before_the_work(tmp_path, monkeypatch):
     """`zoo predict RUN X -o /tmp/theirs.csv --force` predicted, then failed on "Operation not
     permitted": in a sticky folder (as /tmp) only a file's owner may replace it."""
-    import os
-
     import zoo
     from zoo.cli import check_output_file
 
@@ -314,8 +311,6 @@ def test_a_home_this_user_may_not_write_gets_no_matplotlib_warnings(default_run,
     """In a container run as a user whose home is not theirs (HOME=/) Matplotlib warned
     twice in every command that draws ("Matplotlib created a temporary cache directory")
     and built its font cache anew each time."""
-    import os
-
     (tmp_path / "home").write_text("a file: nothing can be made under it")
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
     env.update(HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path))
