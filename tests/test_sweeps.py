@@ -80,6 +80,24 @@ def test_a_sweep_started_in_a_folder_of_python_files_imports_none_of_them(tmp_pa
     assert len(read_csv((tmp_path / "sweep" / "summary.csv").read_text())) == 2
 
 
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None, reason="hydra-ray-launcher is not installed")
+def test_a_ray_sweep_is_refused_where_a_python_file_shadows_an_installed_module(tmp_path):
+    """Ray puts its driver's working folder first on every worker's path (no setting turns
+    that off): a numpy.py there was imported by every job in numpy's place."""
+    (tmp_path / "numpy.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w')\n")
+    (tmp_path / "my_script.py").write_text("print('a script of mine, named like no module')\n")
+    zoo_command = Path(sys.executable).parent / "zoo"
+    result = subprocess.run(
+        [str(zoo_command), "train", "-m", "hydra/launcher=ray_cluster", "seed=1,2", *TINY_JOB, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": ""},
+    )  # fmt: skip
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        f"zoo: error: {tmp_path / 'numpy.py'} is named like the installed module 'numpy', which Ray's workers would import from "
+        "this folder in its place (Ray puts the working folder first on their path); start the sweep from another folder"
+    ], result.stderr[-2000:]
+    assert not (tmp_path / "imported").exists() and not (tmp_path / "sweep").exists()
+
+
 def test_a_sweep_run_again_with_other_settings_is_refused_naming_the_sweeps_folder(joblib_sweep):
     """Its jobs' folders hold the first sweep's runs: refused before a job starts, pointing
     at hydra.sweep.dir (the option a sweep's user changes), not hydra.run.dir."""

@@ -695,6 +695,23 @@ MAX_SWEEP_JOBS = 10_000
 JOBLIB_PROCESSES_PER_CPU = 4
 
 
+def refuse_shadowing_files(folder: Path) -> None:
+    """Ray puts the working folder first on its workers' path (no setting turns it off): a
+    Python file there named like an installed module (``numpy.py``, ``json.py``) would be
+    imported by every job in its place, its code run. Refused before Ray starts."""
+    import importlib.machinery
+    import sys
+
+    elsewhere = [entry for entry in sys.path if entry and os.path.abspath(entry) != str(folder.absolute())]  # `python -m zoo` has it first
+    for entry in sorted(folder.iterdir()):
+        name = entry.stem if entry.suffix == ".py" else entry.name if (entry / "__init__.py").is_file() else None
+        if name and name.isidentifier() and importlib.machinery.PathFinder.find_spec(name, elsewhere) is not None:
+            raise ZooError(
+                f"{entry} is named like the installed module {name!r}, which Ray's workers would import from this folder "
+                "in its place (Ray puts the working folder first on their path); start the sweep from another folder"
+            )
+
+
 def check_launcher(launcher: Any) -> None:
     """What a launcher's settings would do to the machine, before it starts: joblib's
     ``n_jobs`` is a whole number from -CPUs (-1: one process per CPU) to a few per CPU;
@@ -708,6 +725,7 @@ def check_launcher(launcher: Any) -> None:
     if target.startswith("hydra_plugins.hydra_ray_launcher."):
         from zoo.sweeps import check_ray_resources
 
+        refuse_shadowing_files(Path.cwd())
         check_ray_resources(launcher.get("ray") or {})
     if not target.endswith("JoblibLauncher"):
         return
