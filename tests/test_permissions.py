@@ -325,6 +325,38 @@ def test_a_home_this_user_may_not_write_gets_no_matplotlib_warnings(default_run,
     assert private.is_dir() and private.stat().st_mode & 0o777 == 0o700 and any(private.iterdir())  # its font cache, kept
 
 
+UNKNOWN_USER = 54321
+
+
+def homeless(args: list[str], cwd: Path, temporary: Path) -> subprocess.CompletedProcess:
+    """``zoo ARGS`` as a user id the machine's user database does not know, without HOME:
+    a container started with ``--user 54321`` (in a user namespace that maps this user so)."""
+    prefix = ["unshare", "--user", f"--map-user={UNKNOWN_USER}", f"--map-group={UNKNOWN_USER}"]
+    hidden = ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "KERAS_HOME", "ZOO_CACHE_DIR")
+    env = {key: value for key, value in os.environ.items() if key not in hidden} | {"TMPDIR": str(temporary)}
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import os; print(os.path.expanduser('~'))"], capture_output=True, text=True, env=env)
+    if probe.stdout.strip() != "~":
+        pytest.skip(f"no way here to run as a user without a home ({probe.stderr.strip()[-200:]})")
+    return subprocess.run([*prefix, sys.executable, "-m", "zoo", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_a_user_without_a_home_gets_no_folder_named_tilde_in_the_working_folder(default_run, tmp_path):
+    """Without HOME and unknown to the user database, os.path.expanduser leaves "~" as it
+    is: Keras (its settings) and the zoo (its listing cache) made a folder named "~" in the
+    working folder, one `rm -rf ~` away from a real home. They go to private folders in the
+    temporary folder, as Matplotlib's does."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for args in (["list"], ["evaluate", str(default_run[0])], ["compare", str(default_run[0]), "--plot", "runs.png"]):
+        result = homeless(args, work, tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "matplotlib" not in result.stderr.lower(), result.stderr[-2000:]
+    assert sorted(os.listdir(work)) == ["runs.png"]
+    for purpose in ("cache", "keras", "matplotlib"):
+        private = tmp_path / f"zoo-{purpose}-{UNKNOWN_USER}"
+        assert private.is_dir() and private.stat().st_mode & 0o777 == 0o700 and any(private.iterdir()), purpose
+
+
 def test_compare_passes_over_a_private_run_among_a_teams_and_says_so(default_run, tmp_path):
     """`zoo compare runs/` of a team's folder failed whole on one run its owner keeps private."""
     team = tmp_path / "team"

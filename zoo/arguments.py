@@ -239,7 +239,9 @@ def check_config_files(folder: Path) -> None:
 def _yaml_files(folder: Path) -> Iterator[Path]:
     """The YAML files under ``folder``, in order, hidden folders left out (links to folders
     not followed)."""
-    for root, folders, names in itertools.islice(os.walk(folder), CONFIG_FILES_CHECKED * 10):
+    from zoo.artifacts import walk
+
+    for root, folders, names in itertools.islice(walk(folder), CONFIG_FILES_CHECKED * 10):
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         yield from (Path(root) / name for name in sorted(names) if name.endswith((".yaml", ".yml")))
 

@@ -127,7 +127,7 @@ def refuse_links_and_pipes(run_dir: Path, key: str) -> None:
     elsewhere would lead those writes into any folder, over any file. Nor a pipe, a socket
     or a device: reading one in place of a checkpoint or a record would wait for ever. The
     run's folder itself may be a link: that is where the user put it."""
-    for root, folders, files in os.walk(run_dir):  # links to folders are listed, not followed
+    for root, folders, files in walk(run_dir):  # links to folders are listed, not followed
         for name in (*folders, *files):
             path = Path(root, name)
             if path.is_symlink():
@@ -332,6 +332,80 @@ def this_user() -> str:
         return f"user {pwd.getpwuid(os.geteuid()).pw_name}"
     except KeyError:
         return f"user id {os.geteuid()}"
+
+
+def home_folder() -> Path | None:
+    """This user's home folder, or None where it cannot be known: no HOME and no entry in
+    the machine's user database (a container run as an arbitrary user id), or a HOME that
+    is not an absolute path. ``os.path.expanduser`` then leaves ``~`` as it is: Keras and the
+    zoo's listing cache made a folder named ``~`` in the working folder (one ``rm -rf ~``
+    away from the user's real home)."""
+    expanded = os.path.expanduser("~")
+    return Path(expanded) if os.path.isabs(expanded) else None
+
+
+def user_folder(variable: str, under_home: str) -> Path | None:
+    """A folder the XDG variable names (``XDG_CACHE_HOME``), else ``under_home`` in the
+    home; None where neither is known. A relative value is ignored, as the XDG spec says."""
+    given = os.environ.get(variable, "")
+    if os.path.isabs(given):
+        return Path(given)
+    home = home_folder()
+    return home / under_home if home else None
+
+
+def keras_folder() -> Path:
+    """Where Keras keeps its settings and downloads, by Keras' own rule: ``KERAS_HOME``, else
+    ``~/.keras``, else ``/tmp/.keras`` where the home cannot be written."""
+    if "KERAS_HOME" in os.environ:
+        return Path(os.environ["KERAS_HOME"])
+    home = home_folder()
+    return (home if home and os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+
+
+def private_temp_folder(purpose: str) -> Path | None:
+    """``zoo-PURPOSE-UID`` in the temporary folder, of mode 700, made if need be: where a
+    library's folder in the home cannot be used. None where it cannot be made, or is not
+    this user's alone (another user's, or a link): the caller goes without."""
+    import stat
+
+    private = Path(tempfile.gettempdir(), f"zoo-{purpose}-{os.geteuid()}")
+    try:
+        private.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    found = os.lstat(private)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
+        return None
+    return private
+
+
+def walk(top: Path | str, onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, onerror=onerror)``, top-down (the caller may prune ``folders``), links
+    to folders listed among the folders and not followed, without recursion: Python 3.11's
+    os.walk recurses once per level, and a tree deeper than about 1,000 folders (in an image
+    folder, a run from elsewhere) failed as "an input is nested too deeply"."""
+    stack = [os.fspath(top)]
+    while stack:
+        root = stack.pop()
+        try:
+            with os.scandir(root) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            if onerror is not None:
+                onerror(exc)
+            continue
+        folders, names = [], []
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                is_folder = False
+            (folders if is_folder else names).append(entry.name)
+        yield root, folders, names
+        stack += [path for path in (os.path.join(root, name) for name in reversed(folders)) if not os.path.islink(path)]
 
 
 def check_readable(path: Path) -> None:

@@ -139,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # every joblib job (its code run; the sweep failing on "Can't get attribute 'ndarray'").
     # The `zoo` command itself never had it there. Inherited by every process a launcher starts.
     os.environ["PYTHONSAFEPATH"] = "1"
-    os.environ.update(matplotlib_folder())
+    os.environ.update(private_homes())
     if "--strict-plugins" in argv[: argv.index("train") if "train" in argv else len(argv)]:
         argv.remove("--strict-plugins")
         os.environ["ZOO_STRICT_PLUGINS"] = "1"  # inherited by launcher processes too
@@ -819,38 +819,32 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print_metrics(metrics)
 
 
-def matplotlib_folder() -> dict[str, str]:
-    """``MPLCONFIGDIR`` where Matplotlib's own folder (``~/.config/matplotlib``) cannot be
-    made or written: a container run as a user whose home is not theirs (``HOME=/``), a
-    read-only home. Matplotlib then warned twice in every command that draws, and built its
-    font cache anew in a temporary folder each time. A private folder of this user's in the
-    temporary folder is kept instead, made here and used only if it is theirs alone."""
-    import stat
-    import tempfile
+def private_homes() -> dict[str, str]:
+    """``MPLCONFIGDIR`` and ``KERAS_HOME`` where Matplotlib's and Keras' folders in the home
+    (``~/.config/matplotlib``, ``~/.keras``) cannot be made or written: a container run as a
+    user whose home is not theirs (``HOME=/``), or who has none (an arbitrary user id
+    without HOME), a read-only home. Matplotlib then warned twice in every command that
+    draws and built its font cache anew each time; Keras used ``/tmp/.keras``, which any user
+    can fill, or, home unknown, made a folder named ``~`` in the working folder. A private
+    folder of this user's in the temporary folder is used instead, if it is theirs alone."""
+    from zoo.artifacts import deepest_existing, home_folder, private_temp_folder, user_folder
 
-    from zoo.artifacts import deepest_existing
+    def usable(folder: Path | None) -> bool:
+        try:
+            existing = deepest_existing(folder, str(folder), "HOME") if folder else None
+        except (ZooError, OSError):
+            existing = None
+        return existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
 
-    if os.environ.get("MPLCONFIGDIR"):
-        return {}
-    home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    wanted = Path(home, "matplotlib")
-    try:
-        existing = deepest_existing(wanted, str(wanted), "MPLCONFIGDIR")
-    except (ZooError, OSError):
-        existing = None
-    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
-        return {}
-    private = Path(tempfile.gettempdir(), f"zoo-matplotlib-{os.geteuid()}")
-    try:
-        private.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return {}
-    found = os.lstat(private)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o077:
-        return {}  # another user's, or a link: Matplotlib's own temporary folder, and its warning
-    return {"MPLCONFIGDIR": str(private)}
+    wanted = {}
+    config = user_folder("XDG_CONFIG_HOME", ".config")
+    if not os.environ.get("MPLCONFIGDIR") and not usable(config and config / "matplotlib"):
+        wanted["MPLCONFIGDIR"] = "matplotlib"
+    home = home_folder()
+    if "KERAS_HOME" not in os.environ and not (home and os.access(home, os.W_OK)):  # Keras' own test
+        wanted["KERAS_HOME"] = "keras"
+    found = {variable: private_temp_folder(purpose) for variable, purpose in wanted.items()}
+    return {variable: str(folder) for variable, folder in found.items() if folder}
 
 
 def check_output_file(path: Optional[Path], option: str, force: bool, example: str) -> None:

@@ -165,7 +165,8 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
     header = ["run", *statuses, *keys, *metric_names]
     rows = []
     for run in runs:
-        name = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) else str(run.path)
+        # Named below the folder given (a sweep's, a team's); a run given itself by its own path ("." had named it).
+        name = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) and run.path != root else str(run.path)
         values = [_cell(run.config.get(k)) for k in keys]
         scores = [metric_text(run.metrics[m]) if m in run.metrics else "" for m in metric_names]
         if not run.finished:
@@ -197,7 +198,7 @@ def label(run: RunRecord, keys: Sequence[str]) -> str:
         return end if ends[end] == 1 else key
 
     said = [f"{short(key)}={_cell(value)}" for key in keys if (value := run.config.get(key)) is not None]
-    return ", ".join(said) or run.path.name
+    return ", ".join(said) or os.path.basename(os.path.abspath(run.path))  # "." too
 
 
 COMPARE_NAMED_RUNS = 20  # runs named in the comparison's legend, each point labelled with its value

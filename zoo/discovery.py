@@ -410,10 +410,14 @@ def cache_file() -> Optional[Path]:
     """Where this Python environment's listing is cached; None when caching is off."""
     if os.environ.get("ZOO_PLUGIN_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
-    root = os.environ.get("ZOO_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "keras-zoo"
-    )
     import hashlib
+
+    from zoo.artifacts import private_temp_folder, user_folder
+
+    cache = user_folder("XDG_CACHE_HOME", ".cache")
+    root = os.environ.get("ZOO_CACHE_DIR") or (cache / "keras-zoo" if cache else private_temp_folder("cache"))
+    if root is None:
+        return None
 
     environment = hashlib.sha256(f"{sys.prefix}\n{sys.version}".encode()).hexdigest()[:16]
     return Path(root) / f"plugins-{environment}.json"

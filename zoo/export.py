@@ -86,7 +86,7 @@ def folder_files(folder: Path) -> dict[str, int]:
         raise ZooError(f"{folder} holds {exc.filename}, which {artifacts.why_unreadable(exc)}; move it out, or choose another --output")
 
     found = {}
-    for root, folders, names in os.walk(folder, onerror=refuse):
+    for root, folders, names in artifacts.walk(folder, onerror=refuse):
         for name in [*names, *(f for f in folders if os.path.islink(os.path.join(root, f)))]:
             path = Path(root, name)
             if path != folder / MARKER:

@@ -40,7 +40,7 @@ def user_files(folder: Path) -> list[Path]:
         raise artifacts.cannot_read(Path(exc.filename or folder), exc)
 
     found = []
-    for root, folders, names in os.walk(folder, onerror=refuse):  # links to folders are listed, not followed
+    for root, folders, names in artifacts.walk(folder, onerror=refuse):  # links to folders are listed, not followed
         folders[:] = [name for name in folders if not hidden(name)]
         found += [Path(root, name) for name in names if not hidden(name)]
     return sorted(found)

@@ -482,7 +482,7 @@ def saved_no_training(run_dir: Path) -> bool:
     """No epoch of the run in ``run_dir`` was kept: no checkpoint (any worker's, any
     cross-validation fold's), snapshot, model or metrics anywhere in it. A checkpoint is
     written at the end of every epoch and on a stop."""
-    for folder, _, files in os.walk(run_dir):
+    for folder, _, files in artifacts.walk(run_dir):
         if artifacts.METRICS in files or artifacts.MODEL in files:
             return False
         if files and {artifacts.CHECKPOINTS, "snapshots"} & set(Path(folder).relative_to(run_dir).parts):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import zoo
-from zoo.artifacts import cannot_read, check_readable
+from zoo.artifacts import cannot_read, check_readable, keras_folder
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # The archive's sha256, as keras.datasets.cifar10 checks it: Keras keeps downloads in /tmp/.keras
@@ -45,7 +45,7 @@ class Cifar10Config:
 
 def search_paths() -> list[Path]:
     folders = [Path(os.environ["ZOO_DATA_DIR"])] if os.environ.get("ZOO_DATA_DIR") else []
-    folders.append(Path.home() / ".keras" / "datasets")  # where keras.datasets.cifar10 leaves it
+    folders.append(keras_folder() / "datasets")  # where keras.datasets.cifar10 leaves it
     return [folder / name for folder in folders for name in (FOLDER, ARCHIVE)]
 
 

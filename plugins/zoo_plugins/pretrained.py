@@ -123,6 +123,8 @@ def load_backbone(config: PretrainedClassifierConfig, shape: tuple):
     """The backbone without its ImageNet head, its weights as ``config.weights`` says."""
     import keras
 
+    from zoo.artifacts import keras_folder
+
     class_name, _ = BACKBONES[config.backbone]
     constructor = getattr(keras.applications, class_name)
     weights = {"imagenet": "imagenet", "none": None}.get(config.weights, os.path.expanduser(config.weights))
@@ -138,7 +140,7 @@ def load_backbone(config: PretrainedClassifierConfig, shape: tuple):
                 f"model.backbone={config.backbone}: its weights could not be loaded from {config.weights} "
                 f"({' '.join(str(exc).split())[:200]}); give the file keras.applications.{class_name} writes"
             ) from None
-        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+        cache = keras_folder() / "models"
         file_name = url.group(1).rsplit("/", 1)[-1]
         raise zoo.ZooError(
             f"model.weights=imagenet: Keras could not download {file_name} for {config.backbone} (no network?); "
