@@ -227,24 +227,26 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
         Image.fromarray(np.full((8, 8), 200, np.uint8)).save("x.png")
     finally:
         os.chdir(tmp_path)
-    for directory, inputs, problem in (
-        (run_dir, [str(notes)], "is not an image Pillow can read"),
-        (run_dir, [str(tmp_path / "missing.png")], "no such file or folder"),
-        (run_dir, ["/dev/zero"], "/dev/zero is not a regular file (a pipe, a socket or a device)"),
-        (run_dir, [str(tmp_path / "empty")], "holds no image files"),
-        (tmp_path, [str(notes)], f"{tmp_path} is not a run directory"),
-        (tmp_path / "nowhere", [str(notes)], "is not a run directory"),
-    ):
-        result = run_zoo("predict", str(directory), *inputs)
-        assert result.returncode == 2, result.stderr
-        (line,) = error_lines(result.stderr)
-        assert problem in line
-        assert "Traceback" not in result.stderr
-    # A folder tree deeper than Python 3.11's os.walk could recurse had been "an input is
-    # nested too deeply to read": its image is found and predicted.
-    result = run_zoo("predict", str(run_dir), str(deep))
-    assert result.returncode == 0 and result.stdout.count("/a/x.png") == 1, result.stderr[-2000:]
-    remove_deep(deep)
+    try:
+        for directory, inputs, problem in (
+            (run_dir, [str(notes)], "is not an image Pillow can read"),
+            (run_dir, [str(tmp_path / "missing.png")], "no such file or folder"),
+            (run_dir, ["/dev/zero"], "/dev/zero is not a regular file (a pipe, a socket or a device)"),
+            (run_dir, [str(tmp_path / "empty")], "holds no image files"),
+            (tmp_path, [str(notes)], f"{tmp_path} is not a run directory"),
+            (tmp_path / "nowhere", [str(notes)], "is not a run directory"),
+        ):
+            result = run_zoo("predict", str(directory), *inputs)
+            assert result.returncode == 2, result.stderr
+            (line,) = error_lines(result.stderr)
+            assert problem in line
+            assert "Traceback" not in result.stderr
+        # A folder tree deeper than Python 3.11's os.walk could recurse had been "an input is
+        # nested too deeply to read": its image is found and predicted.
+        result = run_zoo("predict", str(run_dir), str(deep))
+        assert result.returncode == 0 and result.stdout.count("/a/x.png") == 1, result.stderr[-2000:]
+    finally:
+        remove_deep(deep)  # else pytest's clean-up of its old folders fails in every later session (Python 3.11)
 
 
 def remove_deep(folder: Path) -> None:

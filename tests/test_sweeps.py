@@ -245,6 +245,32 @@ def test_optuna_study_resumes_after_being_killed(tmp_path):
     assert best["value"] == max(t.value for t in complete)
 
 
+@pytest.mark.slow
+def test_a_search_run_again_continues_in_its_folder_and_refuses_other_settings(tmp_path):
+    """A study kept outside its sweep folder left no mark there: the same search run again
+    in that folder was "not a zoo sweep's". And a study run again with another objective,
+    other fixed settings or a searched key of another kind had its trials mixed with the
+    earlier ones (the best of values that measure different things), or failed in Optuna's
+    words."""
+    storage, sweep = tmp_path / "study.db", tmp_path / "sweep"
+    first = run_zoo(*optuna_command(storage, sweep, trials=1)[3:], "model.filters=4", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_zoo(*optuna_command(storage, sweep, trials=2)[3:], "model.filters=4", cwd=tmp_path)
+    assert again.returncode == 0 and "1 of 2 trials done, 1 to run" in again.stdout, again.stderr[-3000:]
+    where = f"study 'digits_cnn' in sqlite:///{storage}"
+    fix = "run the search with the settings it had (to add trials to it), or give another hydra.sweeper.study_name (a new search)"
+    for changed, problem in (
+        (["objective=val_auc"], "holds trials run with objective='val_accuracy'; this search has objective='val_auc'"),
+        (["trainer.epochs=2"], "holds trials run with trainer.epochs=1; this search has trainer.epochs=2"),
+        (["model.kernel_size=5"], "holds trials run with model.kernel_size=3; this search has model.kernel_size=5"),
+        (["model.dropout=choice(0.1,0.2)"], "searched model.dropout as FloatDistribution(high=0.5, log=False, low=0.0, step=None), "
+                                            "not CategoricalDistribution(choices=(0.1, 0.2)) (Optuna cannot mix them)"),
+    ):  # fmt: skip
+        refused = run_zoo(*optuna_command(storage, sweep, trials=3)[3:], "model.filters=4", *changed, cwd=tmp_path)
+        assert refused.returncode == 2 and error_lines(refused.stderr) == [f"zoo: error: {where} {problem}; {fix}"], refused.stderr[-3000:]
+    assert len(study_trials(storage)) == 2  # none added by a refused search
+
+
 def pruning_search(sweep_dir: Path, storage: Path) -> list[str]:
     """A two-point grid where one learning rate is far too small: after epoch 1 the threshold
     pruner stops that trial (validation accuracy near chance) and lets the other train. Both

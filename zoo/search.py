@@ -278,11 +278,18 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
             raise
         raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({' '.join(str(exc).split())[:160]})") from None
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    # Hydra's own record of a sweep, as its grid sweeper writes it: it marks the folder as a
+    # zoo sweep's, which running the same search again there requires (a study kept outside
+    # the folder had left no mark, and the search could not be run again in it).
+    from omegaconf import OmegaConf
+
+    artifacts.write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
     earlier = study.get_trials(deepcopy=False)
     # The sampler is set once the earlier trials are counted: its seed moves on by their number.
     study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
     if study.direction.name.lower() != direction:
         raise ZooError(f"study {name!r} in {storage} was created to {study.direction.name.lower()}, not {direction}; use another study_name")
+    check_same_search(study, earlier, study_settings(config, space, fixed), space, f"study {name!r} in {storage}")
 
     states = [trial.state for trial in earlier]
     done = sum(state.is_finished() and state != optuna.trial.TrialState.FAIL for state in states)
@@ -335,6 +342,64 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
                 f"see their train.log in {sweep_dir}"
             )
     return report_best(study, config, objective, fixed, sweep_dir, storage, n_trials)
+
+
+# What a study's trials may differ in besides the searched keys: where they run and how they
+# report (as a run's attempts may), and the sweep's own settings (n_trials, the launcher).
+STUDY_CHANGES = ("hydra", "device", "trainer.progress", "trainer.resume", "trainer.checkpoint_", "trainer.keep_checkpoints")
+SETTINGS_ATTR = "zoo_settings"
+
+
+def study_settings(config, space: Mapping[str, Any], fixed: Mapping[str, str]) -> dict[str, Any]:
+    """The settings a study's trials share: the sweep's run config with the fixed values of
+    its search's ``params`` applied, less the searched keys and ``STUDY_CHANGES``."""
+    import json
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import DictConfig, OmegaConf
+
+    from zoo.compare import flatten
+
+    run_config = {key: value for key, value in OmegaConf.to_container(config, resolve=False).items() if key != "hydra"}
+    settings = flatten(json.loads(json.dumps(run_config, default=str)))
+    parser = OverridesParser.create()
+    for key, text in fixed.items():
+        if not isinstance(OmegaConf.select(config, key, default=None), DictConfig):  # a group's choice is in the config already
+            settings[key] = json.loads(json.dumps(parser.parse_override(f"{key}={text}").value(), default=str))
+    return {
+        key: value for key, value in sorted(settings.items())
+        if key not in space and not key.startswith(STUDY_CHANGES) and not any(key.startswith(f"{searched}.") for searched in space)
+    }  # fmt: skip
+
+
+def check_same_search(study, earlier: list, settings: dict[str, Any], space: Mapping[str, Any], where: str) -> None:
+    """A study run again adds trials to the same search: its earlier trials' values are
+    compared with the new ones, and its best trial rerun with this sweep's settings. Another
+    objective or other fixed settings (``trainer.epochs=2`` after 20) had been mixed in
+    unsaid, and best.yaml named the best of them with settings it never ran with; a searched
+    key of another kind failed in Optuna's words. The first sweep records its settings in
+    the study (one of an older zoo: from now on)."""
+    from optuna.distributions import check_distribution_compatibility
+
+    recorded = study.user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(recorded, dict):
+        study.set_user_attr(SETTINGS_ATTR, settings)
+        recorded = settings
+    fix = "run the search with the settings it had (to add trials to it), or give another hydra.sweeper.study_name (a new search)"
+    searched = {key for trial in earlier for key in trial.distributions} | set(space)
+    for key in sorted(set(recorded) | set(settings), key=lambda key: (not key.endswith(".name"), key)):  # another model first
+        if key in searched or any(key.startswith(f"{name}.") for name in searched):
+            continue  # searched then and fixed now, or the other way: the search narrowed or widened
+        if key not in recorded or key not in settings or recorded[key] != settings[key]:
+            shown = lambda values: f"{key}={values[key]!r}" if key in values else f"no {key}"  # noqa: E731
+            raise ZooError(f"{where} holds trials run with {shown(recorded)}; this search has {shown(settings)}; {fix}")
+    for trial in earlier:
+        for key, before in trial.distributions.items():
+            if key in space:
+                try:
+                    check_distribution_compatibility(before, space[key])
+                except ValueError:
+                    raise ZooError(f"{where} searched {key} as {before!r}, not {space[key]!r} (Optuna cannot mix them); {fix}") from None
 
 
 def tell(study, number: int, value: Optional[float]) -> None:
