@@ -503,7 +503,7 @@ def test_data_that_would_outgrow_memory_is_refused_before_it_is_read(tmp_path, m
     monkeypatch.setattr(zoo.config, "physical_memory", lambda: 4_000_000)
     # A window every character copies each one 64 times: about 5 MB of windows.
     with pytest.raises(zoo.ZooError, match=r"^4,8\d\d windows of dataset.sequence_length=64 characters, one every dataset.step=1: .* MB, "
-                       r"more than half of this machine's 3.8 MB of memory; raise dataset.step"):  # fmt: skip
+                       r"more than half of the 3.8 MB of memory this process may use; raise dataset.step"):  # fmt: skip
         zoo.create_dataset("text", path=str(corpus), step=1).load(seed=0)
     x, _ = zoo.create_dataset("text", path=str(corpus), step=32).load(seed=0).train
     assert x.shape[1] == 64
@@ -520,6 +520,35 @@ def test_data_that_would_outgrow_memory_is_refused_before_it_is_read(tmp_path, m
     for cache in ("off", str(tmp_path / "cache" / "c")):
         splits = zoo.create_dataset("image_folder", **folder, cache=cache).load(seed=0)
         assert sum(1 for _ in splits.train) == splits.report["images"]["train"]
+
+
+@pytest.mark.parametrize(
+    "groups, files, limits",
+    [
+        # cgroup v1 (SLURM and Docker on older systems): a job's limit is on its group, above its step's
+        ("4:memory:/slurm/uid_0/job_7/step_0\n", {"memory/slurm/uid_0/job_7/memory.limit_in_bytes": "3221225472",
+                                                   "memory/memory.limit_in_bytes": "9223372036854771712"}, [3221225472, 9223372036854771712]),
+        # cgroup v2 (systemd, SLURM, Kubernetes): "max" is none; the limit above counts
+        ("0::/system.slice/job_7/step_0\n", {"system.slice/job_7/step_0/memory.max": "max",
+                                               "system.slice/job_7/memory.max": "2147483648"}, [2147483648]),
+        # a container shown the host's path of its group: its own group is the top of the mount
+        ("0::/docker/abc\n", {"memory.max": "1073741824"}, [1073741824]),
+        ("12:cpu,cpuacct:/x\n", {"cpu/x/memory.limit_in_bytes": "1"}, []),  # no memory controller
+        ("", {}, []),
+    ],
+)
+def test_memory_limits_of_control_groups_are_found_where_slurm_and_containers_set_them(tmp_path, groups, files, limits):
+    """Only cgroup v2's top-level memory.max had been read: under SLURM or Docker with
+    cgroup v1, or in a SLURM job's group of v2, the memory check saw the whole machine, and
+    the kernel killed the run it had let through, with nothing said."""
+    from zoo.config import cgroup_memory_limits
+
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text(groups)
+    for name, text in files.items():
+        (tmp_path / "sys" / "fs" / "cgroup" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sys" / "fs" / "cgroup" / name).write_text(text + "\n")
+    assert sorted(cgroup_memory_limits(tmp_path)) == sorted(limits)
 
 
 def test_a_pipe_or_a_folder_where_a_data_file_belongs_is_refused_without_waiting(tmp_path):

@@ -307,7 +307,7 @@ def check_sizes(path: Path) -> None:
             total += info.file_size
     memory = physical_memory()
     if memory and total > memory // 2:
-        raise ValueError(f"its arrays take {human_bytes(total)}, over half of this machine's memory")
+        raise ValueError(f"its arrays take {human_bytes(total)}, over half of the memory this process may use")
 
 
 def restore(variables: list, arrays: dict, source: Path) -> None:

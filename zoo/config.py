@@ -808,17 +808,44 @@ RUNS_OWN_NAMES = frozenset(
 
 
 def physical_memory() -> Optional[int]:
-    """Bytes of memory this process may use: the machine's, or its container's limit if
-    lower (cgroup v2); None where unknown."""
+    """Bytes of memory this process may use: the machine's, or less where a control group
+    limits it (a container's, a SLURM job's); None where unknown."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX
         return None
+    return min([memory, *cgroup_memory_limits()])
+
+
+def cgroup_memory_limits(root: Path = Path("/")) -> list[int]:
+    """The memory limits of this process's control groups and of every group above them:
+    cgroup v2's ``memory.max`` and v1's ``memory.limit_in_bytes`` (a SLURM job's limit is
+    set on the job's group, above its step's; v1 is what SLURM and Docker use on older
+    systems, where only v2's top-level file had been read and the kernel killed a run the
+    check had let through). Where a container shows the host's path of its group, its own
+    group is the top of the mount, which is read too."""
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
     except OSError:
-        return memory
-    return min(memory, int(limit)) if limit.isdigit() else memory
+        return []
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "?", "")
+        if controllers == "":
+            top, name = root / "sys/fs/cgroup", "memory.max"
+        elif "memory" in controllers.split(","):
+            top, name = root / "sys/fs/cgroup/memory", "memory.limit_in_bytes"
+        else:
+            continue
+        group = top.joinpath(*[part for part in path.split("/") if part not in ("", ".", "..")])
+        for folder in [group, *group.parents[: len(group.parts) - len(top.parts)]]:
+            try:
+                limit = (folder / name).read_text().strip()
+            except OSError:
+                continue
+            if limit.isdigit():  # "max" (v2) and v1's near 2**63 mean none
+                limits.append(int(limit))
+    return limits
 
 
 def human_bytes(count: float) -> str:
@@ -831,12 +858,12 @@ def human_bytes(count: float) -> str:
 
 def refuse_beyond_memory(needed: int, what: str, fix: str) -> None:
     """One line, before anything is allocated, where ``what`` would take more than half of
-    this machine's memory: past that the kernel kills the process with nothing said (or
+    the memory this process may use (``physical_memory``): past that the kernel kills the process with nothing said (or
     TensorFlow aborts it), often minutes in. Plugins whose data or model grows with their
     settings call it too."""
     memory = physical_memory()
     if memory and needed > memory / 2:  # training needs room beside it: activations, gradients, copies
-        raise ZooError(f"{what}: {human_bytes(needed)}, more than half of this machine's {human_bytes(memory)} of memory; {fix}")
+        raise ZooError(f"{what}: {human_bytes(needed)}, more than half of the {human_bytes(memory)} of memory this process may use; {fix}")
 
 
 def check_batch_fits_in_memory(spec: DataSpec, batch_size: int) -> None:

@@ -35,7 +35,7 @@ class SyntheticCatsConfig:
         if memory and needed > memory / 2:
             raise ValueError(
                 f"num_images={self.num_images} of image_size={self.image_size} take {human_bytes(needed)} in memory, more "
-                f"than half of this machine's {human_bytes(memory)}; make them smaller"
+                f"than half of the {human_bytes(memory)} of memory this process may use; make them smaller"
             )
 
 
