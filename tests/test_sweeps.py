@@ -9,6 +9,7 @@ import io
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -387,12 +388,25 @@ def test_joblib_is_never_asked_for_more_processes_than_the_machine_holds(n_jobs,
     """joblib starts all n_jobs worker processes at once, whatever the number of jobs, each
     loading TensorFlow: n_jobs=100000 for a sweep of two jobs had started hundreds when
     the machine ran out of memory. Refused in one line, before any process starts."""
+    import joblib
+
     result = run_zoo("train", "-m", "hydra/launcher=local", f"hydra.launcher.n_jobs={n_jobs}", "seed=1,2",
                      f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=60)  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = error_lines(result.stderr)
-    assert f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {4 * os.cpu_count()}" in line
+    assert f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {4 * joblib.cpu_count()}" in line
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_joblib_jobs_are_bounded_by_the_cpus_this_process_may_use(tmp_path):
+    """A SLURM job's --cpus-per-task, taskset or a container's quota: the machine's CPU count
+    had bounded n_jobs, though joblib's -1 counts only these."""
+    result = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-m", "zoo", "train", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=5",
+         "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "hydra.launcher.n_jobs=5: give the number of jobs to run at once, 1 to 4 (4 per CPU here" in result.stderr, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

@@ -731,7 +731,11 @@ def check_launcher(launcher: Any) -> None:
         check_ray_resources(launcher.get("ray") or {})
     if not target.endswith("JoblibLauncher"):
         return
-    n_jobs, cpus = launcher.get("n_jobs"), os.cpu_count() or 1
+    import joblib
+
+    # The CPUs joblib counts for n_jobs=-1: those this process may run on (a SLURM job's
+    # --cpus-per-task, taskset, a container's CPU quota), not the machine's.
+    n_jobs, cpus = launcher.get("n_jobs"), joblib.cpu_count()
     most = JOBLIB_PROCESSES_PER_CPU * cpus
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or not -cpus <= n_jobs <= most:
         raise ZooError(
