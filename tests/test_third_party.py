@@ -459,6 +459,39 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
         ], wrong.stderr
 
 
+def test_a_damaged_entry_points_file_is_one_broken_plugin_and_another_packages_is_passed_over(tmp_path):
+    """One package's damaged entry_points.txt (a pip install killed half-way), a zoo
+    plugin's or not, had failed every zoo command ("importlib failed: TypeError: Pair.__new__()
+    missing 1 required positional argument", "codecs failed: UnicodeDecodeError"), naming
+    no package."""
+    site = tmp_path / "site"
+    damaged = {
+        "zoo-torn": b"[zoo.plugins]\nzoo_torn = zoo_torn\n[[[\n",
+        "zoo-garbled": b"\xff\xfe[zoo.plugins]\nzoo_garbled = zoo_garbled\n",
+        "unrelated": b"[console_scripts]\nx = \n= y\n[[[\n",  # not the zoo's: passed over unsaid
+        "zoo-emptied": b"[zoo.plugins]\nzoo_emptied =\n",  # parsed, but no module to import
+    }
+    for name, text in damaged.items():
+        info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_bytes(text)
+    result = run_zoo("list", "--json", env=env_with(site))
+    assert result.returncode == 0, result.stderr[-2000:]
+    listing = json.loads(result.stdout)
+    plugins = {p["distribution"]: p for p in listing["plugins"]}
+    assert "cnn_classifier" in {m["name"] for m in listing["items"] if m["kind"] == "model"}
+    assert re.fullmatch(r"its entry points cannot be read \(TypeError: .*\); reinstall it \(pip install --force-reinstall "
+                        r"zoo-torn\), or skip it with ZOO_DISABLE_PLUGINS=zoo-torn", plugins["zoo-torn"]["error"])  # fmt: skip
+    assert plugins["zoo-garbled"]["error"].startswith("its entry points cannot be read (UnicodeDecodeError: ")
+    assert plugins["zoo-emptied"]["error"].startswith("its entry point 'zoo_emptied' = '' is not name = module")
+    assert "unrelated" not in plugins and "unrelated" not in result.stderr
+    strict = run_zoo("list", env=env_with(site, ZOO_STRICT_PLUGINS="1", ZOO_DISABLE_PLUGINS="zoo-garbled,zoo-emptied"))
+    assert strict.returncode == 2 and error_lines(strict.stderr) == [
+        f"zoo: error: plugin 'zoo-torn' from distribution 'zoo-torn' is broken: {plugins['zoo-torn']['error']} (strict plugin mode is on)"
+    ], strict.stderr
+
+
 COUNTED = '''
 import sys
 from dataclasses import dataclass

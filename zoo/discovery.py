@@ -113,12 +113,50 @@ def load_entry_points(
         return []
     disabled = {normalise_name(d) for d in os.environ.get("ZOO_DISABLE_PLUGINS", "").split(",") if d.strip()}
     sources = []
+    entry_points, unreadable = zoo_entry_points()
+    for distribution, version, why in unreadable:
+        if normalise_name(distribution) not in disabled:
+            fix = f"reinstall it (pip install --force-reinstall {distribution}), or skip it with ZOO_DISABLE_PLUGINS={distribution}"
+            sources.append(PluginSource(name=distribution, value="entry_points.txt", distribution=distribution, version=version,
+                                        error=f"its entry points cannot be read ({why}); {fix}"))  # fmt: skip
+            report_broken(sources[-1], strict)
     with LoadWatch(import_limit()) as watch:  # the limit read here: a mistake in it is one line
-        for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        for ep in entry_points:
             source = _load_entry_point(pm, ep, disabled, strict, watch, collect)
             if source is not None:
                 sources.append(source)
     return sources
+
+
+def zoo_entry_points() -> tuple[list, list[tuple[str, str, str]]]:
+    """The ``zoo.plugins`` entry points of the installed distributions (the first of each
+    name on the path, as ``importlib.metadata.entry_points`` counts them), and the
+    distributions that hold some but whose entry points cannot be read, with their version and why. Read all
+    at once, one damaged ``entry_points.txt`` of any package (a pip install killed half-way)
+    had failed every zoo command, naming no package; one that is not the zoo's is passed over."""
+    found, unreadable, seen = [], [], set()
+    for dist in importlib.metadata.distributions():
+        name = getattr(dist, "_normalized_name", None) or "?"  # from its folder's name, as importlib.metadata's own
+        try:
+            if name == "?":
+                name = dist.metadata["Name"] or "?"
+            if normalise_name(name) in seen:
+                continue
+            seen.add(normalise_name(name))
+            found += dist.entry_points.select(group=hookspecs.ENTRY_POINT_GROUP)
+        except Exception as exc:  # noqa: BLE001 - a damaged file fails in the parser's or codec's own way
+            path = getattr(dist, "_path", None)
+            try:
+                text = (Path(path) / "entry_points.txt").read_bytes() if path else b""
+            except OSError:
+                text = b""
+            if hookspecs.ENTRY_POINT_GROUP.encode() in text:
+                try:
+                    name, version = dist.metadata["Name"] or name, dist.version or "?"  # as pip names it
+                except Exception:  # noqa: BLE001 - its METADATA damaged too
+                    version = "?"
+                unreadable.append((name, version, one_line(exc)))
+    return found, unreadable
 
 
 def _load_entry_point(
@@ -136,6 +174,8 @@ def _load_entry_point(
     if metadata and normalise_name(source.distribution) != ZOO_DISTRIBUTION:
         source.supports = supported_zoo_versions(metadata.get_all("Requires-Dist") or [])
         _check_zoo_version(source)
+    if source.error is None and (not ep.name or ep.pattern.match(ep.value) is None):  # loading it failed on an AttributeError
+        source.error = f"its entry point {ep.name!r} = {ep.value!r} is not name = module or name = module:attribute; reinstall it, or correct its entry_points"
     if source.error is None:
         heavy_before = loaded(HEAVY_MODULES)
         started = time.perf_counter()
@@ -469,7 +509,7 @@ def _environment_flags() -> list[str]:
 
 def _installed_entry_points() -> list[list]:
     found = []
-    for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+    for ep in zoo_entry_points()[0]:
         folder = getattr(ep.dist, "_path", None)  # the .dist-info (or .egg-info) folder
         found.append([ep.name, ep.value, str(folder), _stamp(str(folder)) if folder else None])
     return found

@@ -278,9 +278,10 @@ def check_plugins(sources: list[PluginSource], registry: Registry) -> list[Check
 
 
 _IMPORT_PROBE = """
-import importlib.metadata, json, sys
+import json, sys
+from zoo.discovery import zoo_entry_points
 from zoo.registry import Registry
-(ep,) = [e for e in importlib.metadata.entry_points(group="zoo.plugins") if e.name == sys.argv[1] and e.value == sys.argv[2]]
+(ep,) = [e for e in zoo_entry_points()[0] if e.name == sys.argv[1] and e.value == sys.argv[2]]
 registry = Registry()
 registry.register_plugin(ep.load(), sys.argv[1])
 for entry in registry.list("dataset"):
