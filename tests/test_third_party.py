@@ -459,7 +459,7 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
         ], wrong.stderr
 
 
-def test_a_damaged_entry_points_file_is_one_broken_plugin_and_another_packages_is_passed_over(tmp_path):
+def test_a_damaged_entry_points_or_metadata_file_is_one_broken_plugin_and_another_packages_is_passed_over(tmp_path):
     """One package's damaged entry_points.txt (a pip install killed half-way), a zoo
     plugin's or not, had failed every zoo command ("importlib failed: TypeError: Pair.__new__()
     missing 1 required positional argument", "codecs failed: UnicodeDecodeError"), naming
@@ -476,6 +476,10 @@ def test_a_damaged_entry_points_file_is_one_broken_plugin_and_another_packages_i
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
         (info / "entry_points.txt").write_bytes(text)
+    garbled = site / "zoo_garbled_metadata-1.0.dist-info"  # its METADATA damaged: that too had failed every command
+    garbled.mkdir()
+    (garbled / "METADATA").write_bytes(b"\xff\xfe\x00")
+    (garbled / "entry_points.txt").write_text("[zoo.plugins]\nzoo_garbled_metadata = zoo_garbled_metadata\n")
     result = run_zoo("list", "--json", env=env_with(site))
     assert result.returncode == 0, result.stderr[-2000:]
     listing = json.loads(result.stdout)
@@ -486,7 +490,8 @@ def test_a_damaged_entry_points_file_is_one_broken_plugin_and_another_packages_i
     assert plugins["zoo-garbled"]["error"].startswith("its entry points cannot be read (UnicodeDecodeError: ")
     assert plugins["zoo-emptied"]["error"].startswith("its entry point 'zoo_emptied' = '' is not name = module")
     assert "unrelated" not in plugins and "unrelated" not in result.stderr
-    strict = run_zoo("list", env=env_with(site, ZOO_STRICT_PLUGINS="1", ZOO_DISABLE_PLUGINS="zoo-garbled,zoo-emptied"))
+    assert plugins["zoo_garbled_metadata"]["error"].startswith("its METADATA cannot be read (UnicodeDecodeError: ")
+    strict = run_zoo("list", env=env_with(site, ZOO_STRICT_PLUGINS="1", ZOO_DISABLE_PLUGINS="zoo-garbled,zoo-emptied,zoo-garbled-metadata"))
     assert strict.returncode == 2 and error_lines(strict.stderr) == [
         f"zoo: error: plugin 'zoo-torn' from distribution 'zoo-torn' is broken: {plugins['zoo-torn']['error']} (strict plugin mode is on)"
     ], strict.stderr

@@ -162,15 +162,22 @@ def zoo_entry_points() -> tuple[list, list[tuple[str, str, str]]]:
 def _load_entry_point(
     pm: pluggy.PluginManager, ep, disabled: set[str], strict: bool, watch: LoadWatch, collect: Callable[[PluginSource], None]
 ) -> Optional[PluginSource]:
-    metadata = ep.dist.metadata if ep.dist else None  # read once: each access re-reads the file
+    folder_name = getattr(ep.dist, "_normalized_name", None) or "?"
+    try:
+        metadata = ep.dist.metadata if ep.dist else None  # read once: each access re-reads the file
+        unreadable = None
+    except Exception as exc:  # noqa: BLE001 - a damaged METADATA had failed every command (UnicodeDecodeError)
+        metadata, unreadable = None, one_line(exc)
     source = PluginSource(
         name=ep.name,
         value=ep.value,
-        distribution=metadata["Name"] if metadata else "?",
-        version=metadata["Version"] if metadata else "?",
+        distribution=(metadata["Name"] if metadata else None) or folder_name,
+        version=(metadata["Version"] if metadata else None) or "?",
     )
     if normalise_name(source.distribution) in disabled:
         return None
+    if unreadable:
+        source.error = f"its METADATA cannot be read ({unreadable}); reinstall it (pip install --force-reinstall {source.distribution})"
     if metadata and normalise_name(source.distribution) != ZOO_DISTRIBUTION:
         source.supports = supported_zoo_versions(metadata.get_all("Requires-Dist") or [])
         _check_zoo_version(source)
