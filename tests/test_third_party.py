@@ -497,6 +497,34 @@ def test_a_damaged_entry_points_or_metadata_file_is_one_broken_plugin_and_anothe
     ], strict.stderr
 
 
+@pytest.mark.parametrize(
+    "source, status, line",
+    [
+        ("import not_there", 0, "zoo: warning: Hydra's plugin hydra_plugins.broken_launcher (from distribution hydra-broken-launcher) "
+                                "cannot be imported (ModuleNotFoundError: No module named 'not_there'); Hydra skips it: upgrade it, or uninstall it"),
+        ("raise AttributeError('ray has no attribute Old')", 2,
+         "zoo: error: Hydra's plugin hydra_plugins.broken_launcher (from distribution hydra-broken-launcher) fails as Hydra imports "
+         "it (AttributeError: ray has no attribute Old); Hydra imports every installed plugin as it starts: upgrade it, or uninstall it"),
+    ],
+)  # fmt: skip
+def test_a_broken_hydra_plugin_is_one_line_naming_its_distribution(tmp_path, source, status, line):
+    """Hydra imports every installed Hydra plugin as it starts, whichever a command uses: one
+    that raised anything but ImportError (a launcher broken by an upgrade of its library) had
+    failed every zoo train in Hydra's words, naming a module; an ImportError was Hydra's
+    six-line warning on every command."""
+    site = tmp_path / "site"
+    (site / "hydra_plugins" / "broken_launcher").mkdir(parents=True)
+    (site / "hydra_plugins" / "broken_launcher" / "__init__.py").write_text(source + "\n")
+    info = site / "hydra_broken_launcher-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hydra-broken-launcher\nVersion: 1.0\n")
+    (info / "RECORD").write_text("hydra_plugins/broken_launcher/__init__.py,,\n")
+    result = run_zoo("train", "--cfg", "job", env=env_with(site))
+    assert result.returncode == status, result.stderr[-2000:]
+    assert [text for text in result.stderr.splitlines() if text.startswith("zoo:")] == [line], result.stderr[-2000:]
+    assert "UserWarning" not in result.stderr and "Traceback" not in result.stderr
+
+
 COUNTED = '''
 import sys
 from dataclasses import dataclass

@@ -559,6 +559,9 @@ def register_configs(registry: Optional[Registry] = None) -> None:
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
+    from zoo.discovery import load_hydra_plugins
+
+    load_hydra_plugins()  # first: a broken one is one line naming it
     registry = registry or get_registry()
     stored = (id(registry), tuple((entry.kind, entry.name, id(entry.item)) for entry in registry.list()))
     if getattr(register_configs, "stored", None) == stored:

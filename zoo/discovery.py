@@ -128,6 +128,62 @@ def load_entry_points(
     return sources
 
 
+def load_hydra_plugins() -> None:
+    """Have Hydra import every installed Hydra plugin (``hydra_plugins.*``: launchers,
+    sweepers), as it does on its first use whichever the command needs. One failing with an
+    ImportError was Hydra's six-line warning on every command; any other error failed every
+    command, naming a module but neither its distribution nor the fix. Both are one line
+    naming them; the first is skipped, as Hydra skips it."""
+    from hydra.core.plugins import Plugins
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            Plugins.instance()
+        except (Exception, SystemExit) as exc:
+            module = _hydra_plugin_module(exc)
+            from zoo.cli import traceback_requested
+
+            if module is None or traceback_requested():
+                raise
+            raise ZooError(
+                f"Hydra's plugin {module}{_owner(module)} fails as Hydra imports it ({one_line(exc)}); Hydra imports every "
+                "installed plugin as it starts: upgrade it, or uninstall it"
+            ) from None
+    for found in caught:
+        text = str(found.message)
+        skipped = re.search(r"Error importing '([\w.]+)'.*\n\t\t(.+?)\s*$", text, re.S)
+        if skipped and issubclass(found.category, UserWarning):
+            module, why = skipped.groups()
+            why = re.sub(r"^(\w+) : ", r"\1: ", " ".join(why.split()))  # Hydra's "ModuleNotFoundError : ..."
+            warnings.warn(f"Hydra's plugin {module}{_owner(module)} cannot be imported ({why}); "
+                          "Hydra skips it: upgrade it, or uninstall it", PluginWarning, stacklevel=2)  # fmt: skip
+        else:
+            warnings.warn_explicit(found.message, found.category, found.filename, found.lineno)
+
+
+def _hydra_plugin_module(exc: BaseException) -> Optional[str]:
+    """The ``hydra_plugins.X`` module an exception was raised in (or could not be parsed)."""
+    files = [getattr(exc, "filename", None) or "", *(frame.filename for frame in traceback.extract_tb(exc.__traceback__))]
+    for name in files:
+        parts = Path(name).parts
+        if "hydra_plugins" in parts[:-1]:
+            return ".".join(parts[parts.index("hydra_plugins") : parts.index("hydra_plugins") + 2]).removesuffix(".py")
+    return None
+
+
+def _owner(module: str) -> str:
+    """`` (from distribution D)`` for the installed distribution holding ``module``'s files."""
+    prefix = module.replace(".", "/")
+    for dist in importlib.metadata.distributions():
+        try:
+            if any(str(file).startswith((f"{prefix}/", f"{prefix}.py")) for file in dist.files or ()):
+                return f" (from distribution {dist.metadata['Name']})"
+        except Exception:  # noqa: BLE001 - a damaged record of another package
+            continue
+    return ""
+
+
 def zoo_entry_points() -> tuple[list, list[tuple[str, str, str]]]:
     """The ``zoo.plugins`` entry points of the installed distributions (the first of each
     name on the path, as ``importlib.metadata.entry_points`` counts them), and the
