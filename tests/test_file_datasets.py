@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -389,6 +390,34 @@ def test_image_folder_cache_file_decodes_once(tmp_path):
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(zoo.ZooError, match=r"cannot write in .*afile \(Not a directory\); give dataset.cache a folder you can write"):
         zoo.create_dataset("image_folder", **{**overrides, "cache": str(tmp_path / "afile" / "images")}).load(seed=0)
+
+
+def test_a_damaged_cache_file_is_written_again_or_named_with_the_fix(tmp_path, caplog):
+    """A cache cut short (a full disk, a machine that stopped), its index damaged, or its
+    bytes changed: read as it was, training failed part-way in TensorFlow's words ("Iterator
+    ... returned OutOfRange. This indicates an implementation error", "not an sstable",
+    "Checksum does not match")."""
+    from zoo.run import input_failures_in_one_line
+
+    overrides = image_folder.write_example_folder(tmp_path / "data")
+    cache = tmp_path / "cache" / "images"
+    data = zoo.create_dataset("image_folder", **{**overrides, "cache": str(cache)})
+    whole = np.stack([x.numpy() for x, _ in data.load(seed=0).train])
+    [index] = cache.parent.glob("images_train_*.index")
+    [stored] = cache.parent.glob("images_train_*.data-*")
+    original = stored.read_bytes()
+    for damage in (lambda: stored.write_bytes(original[: len(original) // 2]), lambda: index.write_bytes(b"not an index")):
+        damage()
+        caplog.clear()
+        again = np.stack([x.numpy() for x, _ in data.load(seed=0).train])
+        np.testing.assert_array_equal(again, whole)
+        assert re.search(r"dataset.cache: .*images_train_\w+\.\* is damaged \((its data files hold \d[\d,]* bytes, where its index "
+                         r"lists [\d,]+|its index cannot be read: .*)\); writing it again", caplog.text), caplog.text  # fmt: skip
+    stored.write_bytes(stored.read_bytes()[:100] + bytes(byte ^ 0xFF for byte in stored.read_bytes()[100:200]) + stored.read_bytes()[200:])
+    with pytest.raises(zoo.ZooError, match=rf"^the cache {re.escape(str(stored).split('.data-')[0])}\.\* is damaged \(Checksum does not "
+                                           r"match\); no checkpoint was written yet: delete .*\.\* \(the next run writes it again\)"):  # fmt: skip
+        with input_failures_in_one_line(tmp_path):
+            [x.numpy() for x, _ in data.load(seed=0).train]
 
 
 def test_a_cache_file_is_shared_by_runs_at_once_and_left_whole_by_a_killed_one(tmp_path):

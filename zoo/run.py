@@ -211,12 +211,17 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
             path = re.search(rf"(?:^|\s)(/[^;]+?)(?:\.tempstate\d+)?; {reason}", text)
             if path:
                 raise OSError(number, reason, path.group(1)) from exc
+        from zoo.checkpoints import Checkpoints
+
+        # A file cache (dataset.cache=PREFIX) damaged where its sizes still match: TensorFlow's checksums find it.
+        bundle = re.search(r"TensorBundle at (/\S+?) shard \d+ [^:]*: (Checksum does not match)", text)
+        if bundle:
+            resumable = Checkpoints(run_dir).resumable(f"delete {bundle.group(1)}.* (the next run writes it again)")
+            raise ZooError(f"the cache {bundle.group(1)}.* is damaged ({bundle.group(2)}); {resumable}") from None
         gone = re.search(r"(?:^|\s)(/[^;]+); No such file or directory", text)
         changed = "DecodeImage" in text and "Unknown image file format" in text
         if not (gone or changed) or not any(node in text for node in ("ReadFile", "DecodeImage")):
             raise
-        from zoo.checkpoints import Checkpoints
-
         what = f"{gone.group(1)} was deleted" if gone else "an image was overwritten with something that is not an image"
         resumable = Checkpoints(run_dir).resumable().replace("free space", "put the files back")
         raise ZooError(

@@ -279,6 +279,10 @@ def written_cache(data, filename: str):
         # once its writer is done, under a shared lock (the lock file had been opened to write).
         with contextlib.suppress(FileNotFoundError), open(f"{filename}.lock") as lock:
             take(lock, fcntl.LOCK_SH)
+        problem = damaged_cache(filename)
+        if problem:
+            raise zoo.ZooError(f"dataset.cache: {filename}.* is damaged ({problem}), and {this_user()} cannot write it again there; "
+                               "ask its owner to delete those files, or give a prefix in a folder you can write")  # fmt: skip
         return data.cache(filename)
     try:
         lock = open(f"{filename}.lock", "a")
@@ -287,12 +291,36 @@ def written_cache(data, filename: str):
                            "these images' cache yet; give a prefix in a folder you can write") from None  # fmt: skip
     with lock:
         take(lock, fcntl.LOCK_EX)
+        problem = damaged_cache(filename) if os.path.exists(f"{filename}.index") else None
+        if problem:
+            logging.getLogger(__name__).warning("dataset.cache: %s.* is damaged (%s); writing it again", filename, problem)
+            for damaged in [f"{filename}.index", *glob.glob(f"{glob.escape(filename)}.data-*")]:
+                os.unlink(damaged)
         if not os.path.exists(f"{filename}.index"):  # none yet, or a killed writer's part, whose files go
             for leftover in glob.glob(f"{glob.escape(filename)}_*.lockfile") + glob.glob(f"{glob.escape(filename)}*.tempstate*"):
                 os.unlink(leftover)
             for _ in data.cache(filename).batch(256):  # batch by batch: Ctrl-C (SIGTERM) stops it between two
                 pass
     return data.cache(filename)
+
+
+def damaged_cache(filename: str) -> str | None:
+    """Why a cache TensorFlow wrote whole is no longer so (its data file cut short by a
+    full disk or a machine that stopped, overwritten, its index damaged), or None. Read
+    damaged, it failed training part-way in TensorFlow's words ("Iterator ... returned
+    OutOfRange. This indicates an implementation error", "not an sstable"). Checked from its
+    index, which lists every value's shape: the data file holds their bytes exactly."""
+    import numpy as np
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(filename)
+        shapes, types = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError) as exc:
+        return f"its index cannot be read: {shorten(' '.join(str(exc).split()), 120)}"
+    listed = sum(int(np.prod(shape, dtype=np.int64)) * types[key].size for key, shape in shapes.items())
+    held = sum(os.path.getsize(path) for path in glob.glob(f"{glob.escape(filename)}.data-*"))
+    return None if held == listed else f"its data files hold {held:,} bytes, where its index lists {listed:,}"
 
 
 def _split_missing(found, config: ImageFolderConfig, seed: int):
