@@ -497,9 +497,25 @@ def test_a_study_is_never_written_into_a_database_or_file_of_yours(tmp_path):
     (tmp_path / "notes.txt").write_text("mine\n")
     (tmp_path / "folder").mkdir()
     os.mkfifo(tmp_path / "pipe")
-    before = {path: path.read_bytes() for path in (mine, tmp_path / "notes.txt")}
+    # A study's database with a page overwritten (a disk error, a copy cut short): Optuna had
+    # failed on "invalid data in the commit, e.g. exceeding max length"; MLflow likewise.
+    damaged = tmp_path / "damaged.db"
+    with sqlite3.connect(damaged) as database:
+        for table in ("studies", "trials", "version_info", "experiments", "runs", "alembic_version"):
+            database.execute(f"CREATE TABLE {table} (text)")
+        database.executemany("INSERT INTO trials VALUES (?)", [("x" * 200,)] * 2000)
+    database.close()
+    with damaged.open("r+b") as handle:
+        handle.seek(4096 * 4)
+        handle.write(b"\xff" * 4096)
+    malformed = "is a damaged SQLite database (database disk image is malformed); restore it from a backup, or give a new file"
+    from zoo_plugins.loggers import check_tracking_store
+
+    with pytest.raises(ValueError, match=re.escape(f"{damaged} {malformed}")):
+        check_tracking_store(f"sqlite:///{damaged}")
+    before = {path: path.read_bytes() for path in (mine, tmp_path / "notes.txt", damaged)}
     for name, problem in (("mine.db", "is a file of yours, not an Optuna study's"), ("notes.txt", "is a file of yours"),
-                          ("folder", "is not a regular file"), ("pipe", "is not a regular file")):  # fmt: skip
+                          ("folder", "is not a regular file"), ("pipe", "is not a regular file"), ("damaged.db", malformed)):  # fmt: skip
         result = run_zoo("train", "-m", "hparams_search=digits_cnn", f"hydra.sweeper.storage=sqlite:///{tmp_path / name}",
                          f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=120)  # fmt: skip
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]

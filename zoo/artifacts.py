@@ -508,6 +508,27 @@ def sqlite_tables(path: Path) -> set[str]:
     return set()
 
 
+def sqlite_damage(path: Path) -> str | None:
+    """Why a SQLite file is damaged (SQLite's own check of its pages), or None: whole, not
+    SQLite at all, or not checkable read-only (a killed writer's journal, which the tool's
+    own connection rolls back). Optuna and MLflow failed on a damaged one mid-way, in words
+    that blamed the data ("invalid data in the commit, e.g. exceeding max length"), or took
+    it for a database of the user's."""
+    import sqlite3
+
+    with path.open("rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as database:
+            found = [row[0] for row in database.execute("PRAGMA quick_check").fetchmany(3)]
+    except sqlite3.OperationalError as exc:
+        return None if re.search(r"readonly|locked|busy", str(exc)) else str(exc)
+    except sqlite3.DatabaseError as exc:  # "database disk image is malformed", "file is not a database"
+        return str(exc)
+    return None if found == ["ok"] else "; ".join(found)
+
+
 def read_metrics(path: Path) -> dict[str, Any]:
     """A run's ``metrics.json``: metric names and numbers (a cross-validated run's also its
     folds', under ``folds``); anything else is a one-line error naming the file, as damaged."""

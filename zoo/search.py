@@ -212,6 +212,9 @@ def refuse_foreign_database(path: Path) -> None:
         return
     if not path.is_file():
         raise ZooError(f"hydra.sweeper.storage: {path} is not a regular file (a folder, a pipe or a device); give a new file or an Optuna study's")
+    damage = artifacts.sqlite_damage(path)
+    if damage:
+        raise ZooError(f"hydra.sweeper.storage: {path} is a damaged SQLite database ({damage}); restore it from a backup, or give a new file")
     if not OPTUNA_TABLES <= artifacts.sqlite_tables(path):
         raise ZooError(f"hydra.sweeper.storage: {path} is a file of yours, not an Optuna study's; give a new file (or leave storage unset)")
 

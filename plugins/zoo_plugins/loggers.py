@@ -95,11 +95,14 @@ MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}
 def check_tracking_store(uri: str) -> None:
     """A ``sqlite:///`` store is a new file or MLflow's: MLflow would add its tables to a
     database of yours (ValueError: the config's one-line mistake)."""
-    from zoo.artifacts import sqlite_tables
+    from zoo.artifacts import sqlite_damage, sqlite_tables
 
     if not uri.startswith("sqlite:///"):
         return
     path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    damage = sqlite_damage(path) if path.is_file() else None
+    if damage:
+        raise ValueError(f"tracking_uri={uri}: {path} is a damaged SQLite database ({damage}); restore it from a backup, or give a new file")
     if path.exists() and (not path.is_file() or not MLFLOW_TABLES <= sqlite_tables(path)):
         raise ValueError(f"tracking_uri={uri}: {path} is not an MLflow tracking database; give a new file (or leave it empty)")
 
