@@ -19,6 +19,7 @@ from typing import Optional
 
 import zoo
 from zoo.artifacts import cannot_read, check_readable, keras_folder
+from zoo.errors import InputWarning
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # The archive's sha256, as keras.datasets.cifar10 checks it: Keras keeps downloads in /tmp/.keras
@@ -49,6 +50,30 @@ def search_paths() -> list[Path]:
     return [folder / name for folder in folders for name in (FOLDER, ARCHIVE)]
 
 
+def kept_by_keras(path: Path) -> bool:
+    """Whether what lies in Keras' downloads folder is CIFAR-10 as Keras would keep it, as
+    Keras checks its downloads before it uses them: the archive of its sha256, a folder this
+    user's. That folder may be ``/tmp/.keras``, which any user can fill (a home not
+    writable): another user's archive of that name there had been trained on."""
+    import hashlib
+    import warnings
+
+    if path.is_dir():
+        if path.stat().st_uid == os.geteuid():
+            return True
+        problem = "it is another user's"
+    else:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() == SHA256:
+            return True
+        problem = "it is not CIFAR-10's archive (its sha256 differs)"
+    warnings.warn(f"skipped {path}: {problem}", InputWarning, stacklevel=3)
+    return False
+
+
 def locate(config: Cifar10Config) -> Path:
     if config.path is not None:
         path = Path(config.path).expanduser()
@@ -59,7 +84,7 @@ def locate(config: Cifar10Config) -> Path:
             raise zoo.ZooError(f"dataset.path={config.path} is not a regular file or a folder; give the {ARCHIVE} file or the {FOLDER}/ folder")
         raise zoo.ZooError(f"dataset.path={config.path} does not exist; give the {ARCHIVE} file or the {FOLDER}/ folder")
     for path in search_paths():
-        if path.exists():
+        if path.exists() and not (path.parent == keras_folder() / "datasets" and not kept_by_keras(path)):
             return path
     if config.download:
         import keras
