@@ -138,6 +138,8 @@ def test_a_cifar10_download_is_checked_against_its_hash(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "run" / "metrics.json").exists(), result.stderr[-2000:]
     assert f"could not download CIFAR-10 from {cifar10.URL}" in error_lines(result.stderr)[0]
     # Found there without a download asked for: passed over, as Keras passes over a download that differs.
+    planted = Path(cifar10.write_example_archive(tmp_path / "planted")["path"])  # Keras removed the one it could not replace
+    planted.rename(keras_home / "datasets" / cifar10.ARCHIVE)
     result = run_zoo("train", "dataset=cifar10", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", env=offline)
     assert result.returncode == 2 and error_lines(result.stderr)[0].startswith("zoo: error: CIFAR-10 not found"), result.stderr[-2000:]
     assert f"skipped {keras_home / 'datasets' / cifar10.ARCHIVE}: it is not CIFAR-10's archive (its sha256 differs)" in result.stderr
