@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,39 @@ def test_config_files_set_every_field_of_their_schema():
         keys = set(compose([f"device={device}"]).device)
         assert keys <= {f.name for f in dataclasses.fields(DeviceConfig)}
         assert compose([f"device={device}"]).device.kind == device
+
+
+APP = """
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg):
+    from zoo.config import compose, plan_run
+
+    before = HydraConfig.get().job.override_dirname
+    run = compose([f"model.filters={cfg.filters}", "+experiment=digits_cnn"])
+    assert HydraConfig.get().job.override_dirname == before, "the application's HydraConfig was replaced"
+    print("composed", run.model.name, run.model.filters, plan_run(run).trainer.epochs, before)
+
+
+main()
+"""
+
+
+def test_a_hydra_application_of_your_own_composes_zoo_runs(tmp_path):
+    """People composing experiments call zoo.config.compose from their own @hydra.main: it
+    failed on "GlobalHydra is already initialized". Hydra's state is set aside and put back."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("filters: 8\n")
+    (tmp_path / "app.py").write_text(APP)
+    for args, filters in (([], ["8"]), (["-m", "filters=4,16"], ["4", "16"])):
+        result = subprocess.run([sys.executable, "app.py", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        composed = [line.split() for line in result.stdout.splitlines() if line.startswith("composed")]
+        assert [line[2] for line in composed] == filters and all(line[1] == "cnn_classifier" for line in composed), result.stdout
+        assert [line[4:] for line in composed] == ([[]] if not args else [["filters=4"], ["filters=16"]]), result.stdout
 
 
 def test_experiment_presets_compose():

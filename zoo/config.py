@@ -598,6 +598,28 @@ class UserConfigs:
 
 
 @contextlib.contextmanager
+def _outer_hydra_set_aside() -> Iterator[None]:
+    """Inside another Hydra application (a user's ``@hydra.main`` composing zoo runs), Hydra
+    is set up already: composing failed on "GlobalHydra is already initialized". Its Hydra
+    and its ``HydraConfig`` are set aside while the zoo composes, then put back."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    if outer is None:
+        yield
+        return
+    outer_config = HydraConfig.instance().cfg
+    GlobalHydra.instance().clear()
+    try:
+        yield
+    finally:
+        GlobalHydra.instance().clear()
+        GlobalHydra.instance().initialize(outer)
+        HydraConfig.instance().cfg = outer_config
+
+
+@contextlib.contextmanager
 def _initialized_hydra(configs: Optional[UserConfigs]) -> Iterator[Any]:
     """Hydra set up as ``zoo train`` sets it up: the zoo's configs with the user's searched
     first, as Hydra's own --config-dir does (before the structured configs)."""
@@ -607,7 +629,7 @@ def _initialized_hydra(configs: Optional[UserConfigs]) -> Iterator[Any]:
     from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+    with _outer_hydra_set_aside(), initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         if configs is not None and configs.folder is not None:
             search_path = GlobalHydra.instance().hydra.config_loader.config_search_path  # type: ignore[union-attr]
             search_path.prepend("command-line", f"file://{Path(configs.folder).expanduser().absolute()}", SearchPathQuery("schema"))
