@@ -222,6 +222,24 @@ def test_listing_describing_and_validating_never_import_tensorflow(args):
     assert "HEAVY=\n" in result.stderr + "\n", result.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["trian"], "unknown command 'trian'; did you mean 'train'? (see 'zoo --help')"),
+        (["Evaluate", "x"], "unknown command 'Evaluate'; did you mean 'evaluate'? (see 'zoo --help')"),
+        (["help", "train"], "there is no help command: 'zoo --help' lists the commands, 'zoo COMMAND --help' explains one"),
+        (["new", "plgin", "x"], "argument what: invalid choice: 'plgin' (choose from 'plugin'); did you mean 'plugin'? (see 'zoo new --help')"),
+        # KEY=VALUE words are optional: they had been named among the missing arguments
+        (["evaluate"], "the following arguments are required: RUN_DIR (see 'zoo evaluate --help')"),
+        (["generate"], "the following arguments are required: RUN_DIR (see 'zoo generate --help')"),
+        (["train", "help"], "help: a setting is KEY=VALUE (model=cnn_classifier, trainer.epochs=5); 'zoo train --help' lists them"),
+    ],
+)
+def test_a_mistyped_command_line_gets_the_fix_a_new_user_needs(args, line):
+    result = run_zoo(*args)
+    assert result.returncode == 2 and error_lines(result.stderr) == [f"zoo: error: {line}"], result.stderr
+
+
 def test_zoo_list_shows_kind_name_distribution_and_summary():
     result = run_zoo("list")
     assert result.returncode == 0, result.stderr

@@ -141,6 +141,9 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
             key, _, value = override.partition("=")
             if "while evaluating" in reason:  # a function's own complaint (choice(), os(1)): it says what is wrong
                 raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason})") from None
+            if "=" not in override and not override.startswith("~"):  # `zoo train help`, `zoo train cnn_classifier`
+                raise ZooError(f"{shorten(override)}: a setting is KEY=VALUE (model=cnn_classifier, trainer.epochs=5); "
+                               "'zoo train --help' lists them") from None  # fmt: skip
             if not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
                 hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
             else:

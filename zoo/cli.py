@@ -294,6 +294,18 @@ class OneLineParser(argparse.ArgumentParser):
     (argparse prints its usage text first)."""
 
     def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        typed = re.search(r"^argument (.+?): invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        if typed:  # `zoo trian`, `zoo help train`, `--format tflte`
+            argument, given = typed.group(1), typed.group(2)
+            close = difflib.get_close_matches(given.lower(), re.findall(r"'([^']*)'", typed.group(3)), n=1)
+            if argument == "COMMAND" and given == "help":
+                fail(f"there is no help command: '{self.prog} --help' lists the commands, '{self.prog} COMMAND --help' explains one")
+            if close:
+                unknown = f"unknown command {given!r}" if argument == "COMMAND" else message
+                fail(f"{unknown}; did you mean {close[0]!r}? (see '{self.prog} --help')")
         fail(f"{message} (see '{self.prog} --help')")
 
 
@@ -334,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info", help="describe a model, dataset, metric, callback or logger, the trainer or device keys, or the plugins"
     )
-    info.add_argument("names", nargs="*", metavar="[KIND] NAME | PLUGIN | trainer | device")
+    info.add_argument("names", nargs="*", default=[], metavar="[KIND] NAME | PLUGIN | trainer | device")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.add_argument(
         "--no-cost", action="store_true", help="models: skip the parameter and FLOP counts (which load TensorFlow)"
@@ -359,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser("evaluate", help="evaluate a finished run's model on its test split")
     evaluation.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
     evaluation.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE",
+        "overrides", nargs="*", default=[], metavar="KEY=VALUE",  # a default: not named among the required arguments
         help="config changes, e.g. metrics=[f1,auc] dataset.test_fraction=0.3; device=KIND (default auto: this machine's, not the run's)",
     )  # fmt: skip
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
@@ -394,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     generating = commands.add_parser("generate", help="draw new images or texts from a generative run's model")
     generating.add_argument("run_dir", metavar="RUN_DIR", help="a run directory printed by 'zoo train'")
     generating.add_argument(
-        "options", nargs="*", metavar="KEY=VALUE", help="n=16 seed=3, and the model's own (texts: prompt, length, temperature)"
+        "options", nargs="*", default=[], metavar="KEY=VALUE", help="n=16 seed=3, and the model's own (texts: prompt, length, temperature)"
     )
     generating.add_argument("--output", "-o", type=Path, help="images: a .png grid or .npy arrays; texts: a .txt file")
     generating.add_argument("--force", action="store_true", help="replace an existing --output file")
