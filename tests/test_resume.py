@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import error_lines, run_zoo
+from test_file_datasets import write_pngs
 
 STEPS_PER_EPOCH = 40  # digits' 1,257 training examples in batches of 32
 # keep_checkpoints=last: the final position is read from the finished run's last checkpoint.
@@ -355,6 +356,36 @@ def test_an_attempt_that_kept_no_training_takes_the_fix_its_error_names_in_the_s
     assert saved_no_training(tmp_path / "cv")
     (fold / "checkpoints" / "step-000000040.npz").write_bytes(b"")
     assert not saved_no_training(tmp_path / "cv")
+
+
+NO_LOCKS = """
+import errno, fcntl, sys
+
+def cannot_lock(*args):
+    raise OSError(errno.ENOSYS, "Function not implemented")  # Lustre mounted without its flock option
+
+fcntl.flock = cannot_lock
+from zoo.cli import main
+
+main(sys.argv[1:])
+"""
+
+
+def test_a_file_system_that_cannot_lock_files_trains_and_says_so(tmp_path):
+    """Lustre mounted without flock (ENOSYS), NFS without its lock daemon (ENOLCK): every
+    zoo train there had failed on "[Errno 38] Function not implemented", naming nothing."""
+    images = tmp_path / "images"
+    for name, value in (("dark", 30), ("light", 220)):
+        write_pngs(images / name, 6, value)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_LOCKS, "train", "model=cnn_classifier", "model.filters=4", "dataset=image_folder", f"dataset.path={images}",
+         "dataset.image_size=[8,8]", f"dataset.cache={tmp_path / 'cache' / 'c'}", "trainer.epochs=1", "metrics=[accuracy]",
+         f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0 and (tmp_path / "run" / "metrics.json").is_file(), result.stderr[-3000:]
+    said = (result.stdout + result.stderr + (tmp_path / "run" / "train.log").read_text())
+    for folder in (tmp_path / "run", tmp_path / "cache"):
+        assert f"the file system of {folder} cannot lock files (Function not implemented): two commands using it at once are not kept apart" in said
 
 
 def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):

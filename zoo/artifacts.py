@@ -230,13 +230,41 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         raise ZooError(f"{run_dir / LOCK} is not a regular file (a pipe or a device); remove it, or choose another hydra.run.dir")
     with os.fdopen(descriptor, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = lock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, run_dir)
         except BlockingIOError:
             raise ZooError(in_use(run_dir)) from None
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# What flock raises on a file system that cannot lock: Lustre mounted without `flock`
+# (ENOSYS), NFS without its lock daemon (ENOLCK), some FUSE ones (EOPNOTSUPP).
+LOCKS_UNSUPPORTED = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP}
+
+
+def lock(target: Any, kind: int, where: Path) -> bool:
+    """``fcntl.flock(target, kind)``; False where the file system under ``where`` cannot lock
+    files, after one warning: every run there had failed on "[Errno 38] Function not
+    implemented". Runs (or caches) shared at once there are then not kept apart.
+    ``BlockingIOError`` (held by another, with LOCK_NB) goes up."""
+    import fcntl
+
+    try:
+        fcntl.flock(target, kind)
+        return True
+    except OSError as exc:
+        if exc.errno not in LOCKS_UNSUPPORTED:
+            raise
+        _say_no_locks(os.path.abspath(where), exc.strerror)
+        return False
+
+
+@functools.cache
+def _say_no_locks(where: str, reason: str) -> None:
+    logging.getLogger(__name__).warning("the file system of %s cannot lock files (%s): two commands using it at once are not kept apart", where, reason)
 
 
 def in_use(run_dir: Path) -> str:
@@ -481,7 +509,7 @@ def folder_locked(folder: Path) -> Iterator[None]:
 
     descriptor = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        lock(descriptor, fcntl.LOCK_EX, folder)
         yield
     finally:
         os.close(descriptor)  # lets the lock go

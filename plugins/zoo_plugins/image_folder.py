@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
-from zoo.artifacts import cannot_read, check_output_folder, this_user, why_unreadable
+from zoo.artifacts import cannot_read, check_output_folder, lock, this_user, why_unreadable
 from zoo.errors import InputWarning
 from zoo.inference import hidden, not_a_file, user_files
 from zoo.tables import printable, shorten
@@ -267,30 +267,30 @@ def written_cache(data, filename: str):
     later attempt to continue it. The other runs wait for the files (their lock: FILE.lock)."""
     import fcntl
 
-    def take(lock, kind: int) -> None:
+    def take(handle, kind: int) -> None:
         try:
-            fcntl.flock(lock, kind | fcntl.LOCK_NB)
+            lock(handle, kind | fcntl.LOCK_NB, Path(filename).parent)
         except BlockingIOError:
             logging.getLogger(__name__).warning("waiting for another run writing the same cache, %s (dataset.cache)", filename)
-            fcntl.flock(lock, kind)
+            fcntl.flock(handle, kind)
 
     if os.path.exists(f"{filename}.index") and not os.access(os.path.dirname(filename) or ".", os.W_OK):
         # Written already, in a folder this user may only read (a cache the team shares): read it
         # once its writer is done, under a shared lock (the lock file had been opened to write).
-        with contextlib.suppress(FileNotFoundError), open(f"{filename}.lock") as lock:
-            take(lock, fcntl.LOCK_SH)
+        with contextlib.suppress(FileNotFoundError), open(f"{filename}.lock") as shared:
+            take(shared, fcntl.LOCK_SH)
         problem = damaged_cache(filename)
         if problem:
             raise zoo.ZooError(f"dataset.cache: {filename}.* is damaged ({problem}), and {this_user()} cannot write it again there; "
                                "ask its owner to delete those files, or give a prefix in a folder you can write")  # fmt: skip
         return data.cache(filename)
     try:
-        lock = open(f"{filename}.lock", "a")
+        held = open(f"{filename}.lock", "a")
     except PermissionError:
         raise zoo.ZooError(f"dataset.cache={filename}: {os.path.dirname(filename)} cannot be written by {this_user()} and does not hold "
                            "these images' cache yet; give a prefix in a folder you can write") from None  # fmt: skip
-    with lock:
-        take(lock, fcntl.LOCK_EX)
+    with held:
+        take(held, fcntl.LOCK_EX)
         problem = damaged_cache(filename) if os.path.exists(f"{filename}.index") else None
         if problem:
             logging.getLogger(__name__).warning("dataset.cache: %s.* is damaged (%s); writing it again", filename, problem)
