@@ -280,6 +280,12 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
         if not isinstance(exc, ImportError) and type(exc).__module__.split(".")[0] != "sqlalchemy":
             raise
         raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({' '.join(str(exc).split())[:160]})") from None
+    earlier = study.get_trials(deepcopy=False)
+    # The sampler is set once the earlier trials are counted: its seed moves on by their number.
+    study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
+    if study.direction.name.lower() != direction:
+        raise ZooError(f"study {name!r} in {storage} was created to {study.direction.name.lower()}, not {direction}; use another study_name")
+    check_same_search(study, earlier, study_settings(config, space, fixed), space, f"study {name!r} in {storage}")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     # Hydra's own record of a sweep, as its grid sweeper writes it: it marks the folder as a
     # zoo sweep's, which running the same search again there requires (a study kept outside
@@ -287,12 +293,6 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
     from omegaconf import OmegaConf
 
     artifacts.write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
-    earlier = study.get_trials(deepcopy=False)
-    # The sampler is set once the earlier trials are counted: its seed moves on by their number.
-    study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)
-    if study.direction.name.lower() != direction:
-        raise ZooError(f"study {name!r} in {storage} was created to {study.direction.name.lower()}, not {direction}; use another study_name")
-    check_same_search(study, earlier, study_settings(config, space, fixed), space, f"study {name!r} in {storage}")
 
     states = [trial.state for trial in earlier]
     done = sum(state.is_finished() and state != optuna.trial.TrialState.FAIL for state in states)
