@@ -370,6 +370,21 @@ def test_compare_passes_over_a_private_run_among_a_teams_and_says_so(default_run
         assert "alice" in result.stdout and "bob" not in result.stdout
         (team / "alice").chmod(0)
         assert_refused(["compare", str(team)], re.escape(str(team / "alice")) + " " + REFUSED)
+        # One record of a run: its history (curves only) leaves the run in the table; its test
+        # metrics' record passes the run over. Either had failed the whole comparison.
+        (team / "alice").chmod(0o755)
+        (team / "bob").chmod(0o755)
+        (team / "bob" / "history.csv").chmod(0)
+        result, _ = zoo_bound("compare", str(team))
+        assert result.returncode == 0 and "bob" in result.stdout, result.stderr[-2000:]
+        assert re.search(rf"zoo: warning: {re.escape(str(team / 'bob' / 'history.csv'))} cannot be read by user \S+ \(its permissions "
+                         r"refuse it\): its run is compared without its curves", result.stderr), result.stderr  # fmt: skip
+        (team / "bob" / "metrics.json").chmod(0)
+        result, _ = zoo_bound("compare", str(team))
+        assert result.returncode == 0 and "bob" not in result.stdout, result.stderr[-2000:]
+        assert re.search(rf"skipped {re.escape(str(team / 'bob'))}: its metrics.json cannot be read by user \S+", result.stderr)
     finally:
         (team / "alice").chmod(0o755)
         (team / "bob").chmod(0o755)
+        for name in ("history.csv", "metrics.json"):
+            (team / "bob" / name).chmod(0o644)

@@ -58,10 +58,13 @@ def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
             raise ZooError(f"{path} does not exist; pass run directories or a sweep directory")
         # Hidden folders are not runs: Hydra's `.hydra/` holds a config.yaml of its own.
         folders = sorted((p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir()), key=_job_order)
-        # Another user's private run among a team's is passed over, and said: it had failed the whole comparison.
-        private = [p for p in folders if not os.access(p, os.R_OK | os.X_OK) or not os.access(p / artifacts.CONFIG, os.R_OK) and (p / artifacts.CONFIG).exists()]
-        for folder in private:
-            warnings.warn(f"skipped {folder}: it cannot be read by {artifacts.this_user()} (its permissions refuse it)", InputWarning, stacklevel=2)
+        # Another user's private run among a team's (or one record of it) is passed over, and
+        # said: it had failed the whole comparison.
+        unreadable = {p: part for p in folders if (part := _unreadable_part(p)) is not None}
+        private = list(unreadable)
+        for folder, part in unreadable.items():
+            warnings.warn(f"skipped {folder}: {'it' if part == folder else f'its {part.name}'} cannot be read by "
+                          f"{artifacts.this_user()} (its permissions refuse it)", InputWarning, stacklevel=2)  # fmt: skip
         inside = [p for p in folders if p not in private and (p / artifacts.CONFIG).is_file()]
         if not inside and private:
             raise artifacts.cannot_read(private[0], PermissionError(errno.EACCES, "Permission denied"))
@@ -69,6 +72,15 @@ def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
             raise ZooError(f"{path} is neither a run directory nor a sweep of runs (no {artifacts.CONFIG} in it or its folders)")
         runs.extend(read_run(p) for p in inside)
     return runs
+
+
+def _unreadable_part(run: Path) -> Optional[Path]:
+    """The run's folder, or the first of its records a comparison reads, where this user's
+    permissions refuse it; None where all can be read (or are absent)."""
+    if not os.access(run, os.R_OK | os.X_OK):
+        return run
+    records = (artifacts.CONFIG, artifacts.METRICS, artifacts.TRAINING, artifacts.ENVIRONMENT)  # its history.csv is only for curves
+    return next((run / name for name in records if (run / name).exists() and not os.access(run / name, os.R_OK)), None)
 
 
 def _job_order(path: Path) -> tuple:
@@ -115,8 +127,8 @@ HISTORY_BYTES = 2**26
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
-    """``history.csv`` as columns of numbers (``{}`` where there is none); a damaged one is
-    a one-line error naming it."""
+    """``history.csv`` as columns of numbers (``{}`` where there is none, or this user may not
+    read it: said); a damaged one is a one-line error naming it."""
     if not path.is_file():
         return {}
     if path.stat().st_size > HISTORY_BYTES:
@@ -126,6 +138,9 @@ def read_history(path: Path) -> dict[str, list[float]]:
             rows = list(csv.DictReader(handle))
         # A row with more fields than the header puts them under None: float() of a list.
         return {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {}) if key != "epoch"}
+    except PermissionError as exc:  # another user's: the table needs none of it (it had failed the comparison)
+        warnings.warn(f"{path} {artifacts.why_unreadable(exc)}: its run is compared without its curves", InputWarning, stacklevel=2)
+        return {}
     except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:  # csv.Error: a field over csv's limit
         problem = " ".join(str(exc).split())[:80]
         raise ZooError(f"{path} is damaged (not the CSV the zoo wrote: {problem}); {artifacts.DAMAGED_FIX}") from None
