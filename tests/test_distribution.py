@@ -637,6 +637,17 @@ def test_gpu_slots_go_to_one_process_each(tmp_path):
     os.mkfifo(shared / "gpu-1.lock")
     claimed = subprocess.run([sys.executable, "-c", script, str(shared)], capture_output=True, text=True, timeout=60)
     assert claimed.stdout.split() == ["2"] and mine.read_text() == "mine", claimed.stderr[-2000:]
+    # No lock can be made where the folder should be (a file there; another user's folder
+    # closed to others): every job had quietly shared GPU 0. This user's jobs share them out.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    script = script.rstrip("; ") + "; time.sleep(3)"  # both at once
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(blocked)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "TMPDIR": str(tmp_path)}) for _ in range(2)]  # fmt: skip
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert sorted(out.split()[0] for out, _ in outputs) == ["0", "1"], outputs
+    assert all(f"no GPU lock can be made in {blocked} (not a folder): this user's jobs share out the GPUs through "
+               f"{tmp_path / f'zoo-gpu-locks-{os.geteuid()}'}" in err for _, err in outputs), outputs  # fmt: skip
 
 
 def first_dataset_for(model) -> str:

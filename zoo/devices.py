@@ -13,6 +13,7 @@ logical devices can be set only once per process.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -110,13 +111,15 @@ def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
         try:
             lock_dir.mkdir(parents=True)
             os.chmod(lock_dir, 0o1777)  # mkdir's mode is cut by the umask
-        except FileExistsError:  # made by another process in the meantime
+        except OSError:  # made by another process in the meantime; or not to be made: said below
             pass
+    opened = False
     for index in range(count):
         try:
             descriptor = os.open(lock_dir / f"gpu-{index}.lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         except OSError:  # a link in its place, or another user's file we may not read
             continue
+        opened = True
         try:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 raise OSError("not a lock file")
@@ -126,6 +129,16 @@ def claim_free_gpu(count: int, lock_dir: Path = GPU_LOCK_DIR) -> int:
             continue
         _held_gpu_lock = (descriptor, index)
         return index
+    from zoo.artifacts import private_temp_folder
+
+    private = private_temp_folder("gpu-locks") if not opened else None
+    if private is not None and private != lock_dir:
+        # Another user made the shared folder without letting others write in it (or a file
+        # stands there): every job had quietly shared GPU 0. This user's jobs still share out
+        # the GPUs among themselves.
+        logging.getLogger(__name__).warning("no GPU lock can be made in %s (%s): this user's jobs share out the GPUs through %s, "
+                    "not with other users' jobs", lock_dir, "not a folder" if not lock_dir.is_dir() else "another user's folder", private)  # fmt: skip
+        return claim_free_gpu(count, private)
     return 0
 
 
