@@ -510,7 +510,8 @@ CACHE_VERSION = 1
 
 
 def cache_file() -> Optional[Path]:
-    """Where this Python environment's listing is cached; None when caching is off."""
+    """Where this Python environment's listing is cached; None when caching is off, or no
+    folder of this user's can hold it (no home: a private one in the temporary folder)."""
     if os.environ.get("ZOO_PLUGIN_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
     import hashlib
@@ -521,7 +522,6 @@ def cache_file() -> Optional[Path]:
     root = os.environ.get("ZOO_CACHE_DIR") or (cache / "keras-zoo" if cache else private_temp_folder("cache"))
     if root is None:
         return None
-
     environment = hashlib.sha256(f"{sys.prefix}\n{sys.version}".encode()).hexdigest()[:16]
     return Path(root) / f"plugins-{environment}.json"
 
