@@ -436,6 +436,9 @@ BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10) if b else '1'}]\n" for a,
         ("trainer:\n  epochs: 1\n batch_size: 3", [], "mine.yaml line 4: expected <block end>, but found '<block mapping start>'"),
         (BOMB, [], "mine.yaml: its aliases (*name) spell out 2,345,670 copies of values, more than a config holds (100,000)"),  # a hang
         (b"\xff\xfe", [], "mine.yaml is not UTF-8 text (byte 0); save it as UTF-8"),  # UnicodeDecodeError, no file named
+        # a plugin's typed field given another type: OmegaConf's ValidationError had come through whole
+        ("model:\n  filters: abc", [], "model.filters (set by the config 'experiment/mine') must be a whole number, got 'abc'"),
+        ("model:\n  dropout: [1]", [], "model.dropout (set by the config 'experiment/mine') must be a number, got '[1]'"),
     ],
 )
 def test_mistakes_in_a_preset_of_your_own_are_one_line_naming_it(preset, args, expected, tmp_path, capsys):

@@ -1130,6 +1130,15 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
     if override:
         key = override.group(1)
         return f"unknown config key {key!r}{unknown_key_hint(key, cfg_keys or [])} (see 'zoo train --cfg job' for every key)"
+    # A preset of the user's giving a plugin's typed field a value of another type: OmegaConf's
+    # words had come through whole ("In 'experiment/x': ValidationError raised while composing ...").
+    composing = re.match(r"In '([^']+)': \w+ raised while composing config:\s*(.+)", text, re.DOTALL)
+    if composing:
+        inner = composing.group(2)
+        key, wanted = _field(inner, "full_key"), wanted_type(inner.splitlines()[0].strip())
+        if key and wanted:
+            got = f", got {wanted[1]!r}" if wanted[1] is not None else ""
+            return f"{key} (set by the config '{composing.group(1)}') must be {wanted[0]}{got}"
     merging = re.search(r"Error merging override (\S+)", text)
     if merging and cause is not None:
         said = str(cause).strip().splitlines()[0]
