@@ -439,6 +439,9 @@ BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10) if b else '1'}]\n" for a,
         # a plugin's typed field given another type: OmegaConf's ValidationError had come through whole
         ("model:\n  filters: abc", [], "model.filters (set by the config 'experiment/mine') must be a whole number, got 'abc'"),
         ("model:\n  dropout: [1]", [], "model.dropout (set by the config 'experiment/mine') must be a number, got '[1]'"),
+        ("model:\n  filters: null", [], "model.filters (set by the config 'experiment/mine') must be a whole number, got null"),
+        ("metrics: [accuracy, f1]", [], "the config 'experiment/mine' sets a list where the zoo keeps a section: a list of metrics, "
+                                        "callbacks, loggers is chosen in its defaults list ('- override /metrics: [accuracy, f1]')"),
     ],
 )
 def test_mistakes_in_a_preset_of_your_own_are_one_line_naming_it(preset, args, expected, tmp_path, capsys):

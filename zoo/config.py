@@ -1047,6 +1047,7 @@ def seed_value(seed: Any) -> int:
 # OmegaConf's words for a value of the wrong type, and what they ask for in the zoo's.
 WANTED_TYPES = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false", "bool": "true or false"}
 A_LIST = "a list, in brackets ([a,b])"
+PYTHON_TYPES = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}
 
 
 def describe_omegaconf_error(exc: BaseException, prefix: str = "") -> str:
@@ -1134,11 +1135,20 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
     # words had come through whole ("In 'experiment/x': ValidationError raised while composing ...").
     composing = re.match(r"In '([^']+)': \w+ raised while composing config:\s*(.+)", text, re.DOTALL)
     if composing:
-        inner = composing.group(2)
-        key, wanted = _field(inner, "full_key"), wanted_type(inner.splitlines()[0].strip())
+        preset, inner = composing.groups()
+        first = inner.splitlines()[0].strip()
+        key, wanted = _field(inner, "full_key"), wanted_type(first)
+        incompatible = re.match(r"Incompatible value '(.*)' for field of type '(\w+)'", first)  # null for a number
+        if incompatible and key:
+            wanted = (PYTHON_TYPES.get(incompatible.group(2), f"of type {incompatible.group(2)}"), incompatible.group(1))
         if key and wanted:
-            got = f", got {wanted[1]!r}" if wanted[1] is not None else ""
-            return f"{key} (set by the config '{composing.group(1)}') must be {wanted[0]}{got}"
+            got = "" if wanted[1] is None else ", got null" if incompatible and wanted[1] == "None" else f", got {wanted[1]!r}"
+            return f"{key} (set by the config '{preset}') must be {wanted[0]}{got}"
+        if not key and "Cannot merge DictConfig with ListConfig" in first:  # `metrics: [a, b]` in a preset
+            return (
+                f"the config '{preset}' sets a list where the zoo keeps a section: a list of "
+                f"{', '.join(LIST_GROUPS)} is chosen in its defaults list ('- override /metrics: [accuracy, f1]')"
+            )
     merging = re.search(r"Error merging override (\S+)", text)
     if merging and cause is not None:
         said = str(cause).strip().splitlines()[0]
