@@ -351,6 +351,11 @@ def test_a_user_without_a_home_gets_no_folder_named_tilde_in_the_working_folder(
         result = homeless(args, work, tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "matplotlib" not in result.stderr.lower(), result.stderr[-2000:]
+    # A ~ typed for a setting (quoted, so the shell left it) names nothing: one line, no folder "~"
+    refused = homeless(["train", "hydra.run.dir=~/runs/x"], work, tmp_path)
+    assert refused.returncode == 2 and error_lines(refused.stderr) == [
+        "zoo: error: hydra.run.dir=~/runs/x: ~ names no folder here (HOME is not set, and this user has no home); give the path in full"
+    ], refused.stderr[-2000:]
     assert sorted(os.listdir(work)) == ["runs.png"]
     for purpose in ("cache", "keras", "matplotlib"):
         private = tmp_path / f"zoo-{purpose}-{UNKNOWN_USER}"

@@ -154,6 +154,8 @@ def user_path(value: str, key: str) -> Path:
     expanded = os.path.expanduser(value)
     if value.startswith("~") and expanded == value:
         user = value[1:].split("/", 1)[0]
+        if not user:  # no HOME, and a user id the machine's user database does not know (a container's)
+            raise ZooError(f"{key}={value}: ~ names no folder here (HOME is not set, and this user has no home); give the path in full")
         raise ZooError(f"{key}={value}: this machine has no user {user!r} whose home ~{user} names; give the path in full")
     return Path(expanded)
 
