@@ -525,6 +525,21 @@ def test_a_broken_hydra_plugin_is_one_line_naming_its_distribution(tmp_path, sou
     assert "UserWarning" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_distribution_whose_entry_point_group_is_misspelt_is_named_as_such(tmp_path):
+    """A plugin author's `pip install -e .` of a project declaring its entry point under
+    another group (zoo_plugins) listed nothing, and `zoo check demo` said only that no such
+    name exists."""
+    info = tmp_path / "site" / "zoo_demo-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-demo\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo_plugins]\ndemo = zoo_demo\n")
+    expected = ("zoo: error: distribution zoo-demo is installed but declares no 'zoo.plugins' entry point (its entry points are "
+                "under 'zoo_plugins'); declare one in its pyproject.toml, [project.entry-points.\"zoo.plugins\"], and install it again")  # fmt: skip
+    for command in (["check", "demo"], ["info", "zoo-demo"]):
+        result = run_zoo(*command, env=env_with(tmp_path / "site"))
+        assert result.returncode == 2 and error_lines(result.stderr) == [expected], result.stderr[-2000:]
+
+
 COUNTED = '''
 import sys
 from dataclasses import dataclass

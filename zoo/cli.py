@@ -676,7 +676,9 @@ def info_command(args: argparse.Namespace) -> None:
         if len(args.names) == 1:
             every = sorted({*every, *(p["distribution"] for p in plugins), *(p["entry_point"] for p in plugins)})
         kind = kinds[0] if len(kinds) == 1 else "plugin or item"
-        raise ZooError(unknown_name_message(kind, name, every, see=None if len(kinds) == 1 else "zoo info"))
+        from zoo.discovery import not_a_plugin
+
+        raise ZooError((len(args.names) == 1 and not_a_plugin(name)) or unknown_name_message(kind, name, every, see=None if len(kinds) == 1 else "zoo info"))
     if len(matches) > 1:
         raise ZooError(f"{name!r} is a {' and a '.join(m.kind for m in matches)}; say which: zoo info KIND {name}")
     entry = matches[0]

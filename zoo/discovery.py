@@ -215,6 +215,26 @@ def zoo_entry_points() -> tuple[list, list[tuple[str, str, str]]]:
     return found, unreadable
 
 
+def not_a_plugin(name: str) -> Optional[str]:
+    """Why an installed distribution ``name`` (or ``zoo-name``, as ``zoo new plugin`` names
+    them) lists nothing: it declares no ``zoo.plugins`` entry point. Its author saw only
+    "unknown" after ``pip install``, with no word of the group spelt otherwise."""
+    for candidate in dict.fromkeys([name, f"zoo-{name}"]):
+        try:
+            dist = importlib.metadata.distribution(candidate)
+            groups = sorted({ep.group for ep in dist.entry_points})
+        except Exception:  # noqa: BLE001 - not installed, or its records damaged (said elsewhere)
+            continue
+        if hookspecs.ENTRY_POINT_GROUP in groups:
+            return None
+        found = f" (its entry points are under {', '.join(map(repr, groups))})" if groups else ""
+        return (
+            f"distribution {dist.metadata['Name']} is installed but declares no {hookspecs.ENTRY_POINT_GROUP!r} entry point{found}; "
+            f'declare one in its pyproject.toml, [project.entry-points."{hookspecs.ENTRY_POINT_GROUP}"], and install it again'
+        )
+    return None
+
+
 def _load_entry_point(
     pm: pluggy.PluginManager, ep, disabled: set[str], strict: bool, watch: LoadWatch, collect: Callable[[PluginSource], None]
 ) -> Optional[PluginSource]:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from zoo.discovery import PluginSource, normalise_name
+from zoo.discovery import PluginSource, normalise_name, not_a_plugin
 from zoo.errors import UnknownNameError, ZooError
 from zoo.hookspecs import (
     CLASSIFICATION,
@@ -140,7 +140,7 @@ def select(target: Optional[str], registry: Registry) -> Selection:
         known = {s.distribution for s in registry.sources} | {s.name for s in registry.sources}
         known |= {e.name for e in registry.list()}
         message = unknown_name_message("plugin", target, sorted(known), see="zoo list")
-        raise UnknownNameError(message.replace("unknown plugin", "no distribution, entry point or item is named", 1))
+        raise UnknownNameError(not_a_plugin(target) or message.replace("unknown plugin", "no distribution, entry point or item is named", 1))
     return Selection([], entries, [])
 
 
