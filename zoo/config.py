@@ -883,9 +883,9 @@ def human_bytes(count: float) -> str:
 
 def refuse_beyond_memory(needed: int, what: str, fix: str) -> None:
     """One line, before anything is allocated, where ``what`` would take more than half of
-    the memory this process may use (``physical_memory``): past that the kernel kills the process with nothing said (or
-    TensorFlow aborts it), often minutes in. Plugins whose data or model grows with their
-    settings call it too."""
+    the memory this process may use (``physical_memory``): past that the kernel kills the
+    process with nothing said (or TensorFlow aborts it), often minutes in. Plugins whose
+    data or model grows with their settings call it too."""
     memory = physical_memory()
     if memory and needed > memory / 2:  # training needs room beside it: activations, gradients, copies
         raise ZooError(f"{what}: {human_bytes(needed)}, more than half of the {human_bytes(memory)} of memory this process may use; {fix}")

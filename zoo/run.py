@@ -223,7 +223,7 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         if not (gone or changed) or not any(node in text for node in ("ReadFile", "DecodeImage")):
             raise
         what = f"{gone.group(1)} was deleted" if gone else "an image was overwritten with something that is not an image"
-        resumable = Checkpoints(run_dir).resumable().replace("free space", "put the files back")
+        resumable = Checkpoints(run_dir).resumable("put the files back")
         raise ZooError(
             f"{what} while the run read its dataset (its files must stay as they are until the run ends); {resumable}"
         ) from None
