@@ -403,7 +403,7 @@ def test_joblib_jobs_are_bounded_by_the_cpus_this_process_may_use(tmp_path):
     """A SLURM job's --cpus-per-task, taskset or a container's quota: the machine's CPU count
     had bounded n_jobs, though joblib's -1 counts only these."""
     result = subprocess.run(
-        ["taskset", "-c", "0", sys.executable, "-m", "zoo", "train", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=5",
+        ["taskset", "-c", str(min(os.sched_getaffinity(0))), sys.executable, "-m", "zoo", "train", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=5",
          "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2 and "hydra.launcher.n_jobs=5: give the number of jobs to run at once, 1 to 4 (4 per CPU here" in result.stderr, result.stderr[-2000:]
