@@ -538,6 +538,8 @@ def test_a_distribution_whose_entry_point_group_is_misspelt_is_named_as_such(tmp
     for command in (["check", "demo"], ["info", "zoo-demo"]):
         result = run_zoo(*command, env=env_with(tmp_path / "site"))
         assert result.returncode == 2 and error_lines(result.stderr) == [expected], result.stderr[-2000:]
+    other = run_zoo("info", "numpy")  # installed, but no plugin project: no advice to give it an entry point
+    assert error_lines(other.stderr)[0].startswith("zoo: error: unknown plugin or item 'numpy'"), other.stderr[-2000:]
 
 
 COUNTED = '''
