@@ -841,14 +841,13 @@ def private_homes() -> dict[str, str]:
     draws and built its font cache anew each time; Keras used ``/tmp/.keras``, which any user
     can fill, or, home unknown, made a folder named ``~`` in the working folder. A private
     folder of this user's in the temporary folder is used instead, if it is theirs alone."""
-    from zoo.artifacts import deepest_existing, home_folder, private_temp_folder, user_folder
+    from zoo.artifacts import check_output_folder, home_folder, private_temp_folder, user_folder
 
     def usable(folder: Path | None) -> bool:
         try:
-            existing = deepest_existing(folder, str(folder), "HOME") if folder else None
+            return folder is not None and check_output_folder(folder, "HOME") is None
         except (ZooError, OSError):
-            existing = None
-        return existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+            return False
 
     wanted = {}
     config = user_folder("XDG_CONFIG_HOME", ".config")

@@ -223,9 +223,8 @@ def not_a_plugin(name: str) -> Optional[str]:
         try:
             dist = importlib.metadata.distribution(candidate)
             groups = sorted({ep.group for ep in dist.entry_points})
-            meant = normalise_name(dist.metadata["Name"] or "").startswith("zoo-") or any(
-                normalise_name(re.split(r"[ ;<>=!~\[(]", requirement, 1)[0]) == ZOO_DISTRIBUTION for requirement in dist.requires or ()
-            )  # a plugin project (`zoo new plugin`'s name, or one requiring keras-zoo), not numpy
+            # a plugin project (`zoo new plugin`'s name, or one requiring keras-zoo), not numpy
+            meant = normalise_name(dist.metadata["Name"] or "").startswith("zoo-") or any(map(_ZOO_REQUIREMENT.match, dist.requires or ()))
         except Exception:  # noqa: BLE001 - not installed, or its records damaged (said elsewhere)
             continue
         if hookspecs.ENTRY_POINT_GROUP in groups or not meant:
