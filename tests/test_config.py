@@ -11,7 +11,7 @@ import yaml
 
 import zoo
 from zoo.arguments import check_overrides
-from zoo.config import OPTIMIZERS, compose, plan_run
+from zoo.config import OPTIMIZERS, compose, make_config, plan_run
 from zoo.registry import get_registry
 
 from conftest import entries, error_lines, run_zoo, tiny_overrides
@@ -705,3 +705,50 @@ def test_a_home_folder_in_hydras_own_folders_is_the_home_folder(tmp_path, monkey
         assert error_lines(result.stderr) == [
             f"zoo: error: {arg}: this machine has no user 'no_such_user_here' whose home ~no_such_user_here names; give the path in full"
         ]
+
+
+def number_settings():
+    """(kind, name, key) of every integer and float setting of every registered item, and of
+    the trainer, device and cross-validation sections."""
+    import dataclasses
+
+    from zoo.config import CrossValidationConfig, DeviceConfig, TrainerConfig
+
+    def walk(config_cls, prefix=""):
+        for f in dataclasses.fields(config_cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                yield from walk(type(default), f"{prefix}{f.name}.")
+            elif type(default) in (int, float):
+                yield f"{prefix}{f.name}", type(default)
+
+    sections = [("trainer", TrainerConfig), ("device", DeviceConfig), ("cv", CrossValidationConfig)]
+    cases = [pytest.param(kind, None, key, type_, id=f"{kind}.{key}") for kind, cls in sections for key, type_ in walk(cls)]
+    for kind in ("model", "dataset", "metric", "callback", "logger"):
+        for entry in entries(kind):
+            cases += [pytest.param(kind, entry.name, key, type_, id=f"{entry.name}.{key}") for key, type_ in walk(entry.item.config)]
+    return cases
+
+
+@pytest.mark.parametrize("kind,name,key,type_", number_settings())
+def test_no_setting_takes_a_number_tensorflow_cannot_hold(kind, name, key, type_):
+    """An integer past 64 bits (model.filters=10**20) had failed in Keras as "Can't convert
+    Python sequence with out-of-range integer to Tensor", a float past float32 (model.l1=1e308)
+    as "... out of range for a double-precision float": one line naming the key, before TF."""
+    from zoo.config import CrossValidationConfig, DeviceConfig, TrainerConfig, typed_config
+    from zoo.errors import ZooError
+
+    value = 10**20 if type_ is int else 1e39
+
+    def make(overrides):
+        if name is None:
+            cls = {"trainer": TrainerConfig, "device": DeviceConfig, "cv": CrossValidationConfig}[kind]
+            return typed_config(cls, overrides, kind, f"{kind}.")
+        return make_config(get_registry().get(kind, name), overrides)
+
+    *parents, leaf = key.split(".")
+    overrides = {leaf: value}
+    for parent in reversed(parents):
+        overrides = {parent: overrides}
+    with pytest.raises(ZooError, match=r"beyond the (64-bit integers|float32 range)"):
+        make(overrides)

@@ -398,6 +398,20 @@ def test_image_folder_cache_file_decodes_once(tmp_path):
         zoo.create_dataset("image_folder", **{**overrides, "cache": str(tmp_path / "afile" / "images")}).load(seed=0)
 
 
+@pytest.mark.parametrize("url", ["gs://bucket/images", "s3://bucket/images", "hdfs://host:9000/images", "ram://images"])
+def test_an_image_cache_named_by_a_url_is_refused_before_anything_is_made(url, tmp_path, monkeypatch):
+    """TensorFlow reads a URL through its network file systems: gs:// had the run make an HTTP
+    request (failing as "tensorflow failed: ... Could not resolve host: www.googleapis.com") after
+    making a folder named "gs:" in the working folder; ram:// kept the cache in memory, unsaid."""
+    from zoo.config import compose, plan_run
+
+    overrides = image_folder.write_example_folder(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(zoo.ZooError, match=rf"^dataset.cache={re.escape(url)} is a URL; the cache is files on this machine: give a path"):
+        plan_run(compose(["dataset=image_folder", f"dataset.path={overrides['path']}", f"dataset.cache={url}"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
 def test_a_damaged_cache_file_is_written_again_or_named_with_the_fix(tmp_path, caplog):
     """A cache cut short (a full disk, a machine that stopped), its index damaged, or its
     bytes changed: read as it was, training failed part-way in TensorFlow's words ("Iterator

@@ -92,3 +92,42 @@ def test_splits_too_small_for_every_class_name_the_fraction_to_change(name, frac
     greater or equal to the number of classes = 10"."""
     with pytest.raises(zoo.ZooError, match=expected):
         zoo.create_dataset(name, **fractions).load(seed=0)
+
+
+def small_size_cases():
+    """(model, key, value): each integer setting (or list of them) of each model at 0 and -1."""
+    import dataclasses
+
+    cases = []
+    for model, dataset in {p.values[0]: p.values[1] for p in compatible_pairs()}.items():
+        item = zoo.get_registry().get("model", model).item
+        for f in dataclasses.fields(item.config):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if type(default) is int or (isinstance(default, list) and default and all(type(v) is int for v in default)):
+                for value in (0, -1):
+                    setting = [value] * len(default) if isinstance(default, list) else value
+                    cases.append(pytest.param(model, dataset, f.name, setting, id=f"{model}.{f.name}={value}"))
+    return cases
+
+
+@pytest.mark.parametrize("model_name,dataset_name,key,value", small_size_cases())
+def test_a_size_the_config_accepts_builds_a_model_that_runs(model_name, dataset_name, key, value, loaded):
+    """A size of 0 or less is refused by the model's config in one line, or is one its model
+    runs with: cnn_cat_classifier's dense_units=0 had reached Keras ("keras failed: ValueError:
+    Received an invalid value for `units`")."""
+    from zoo.config import make_config
+    from zoo.errors import ZooError
+
+    spec, splits = loaded(dataset_name)
+    entry = zoo.get_registry().get("model", model_name)
+    overrides = {**entry.item.tiny, key: value}
+    try:
+        config = make_config(entry, overrides)
+    except ZooError:
+        return  # refused, in one line
+    if entry.item.accepts and entry.item.accepts(config, spec):
+        return  # refused by the model's own check, in one line
+    model = zoo.create_model(model_name, spec, **overrides)
+    x, _ = arrays(splits.train)
+    if entry.item.objective != zoo.GENERATION:
+        assert np.all(np.isfinite(np.asarray(model(x[:2], training=False))))

@@ -509,6 +509,38 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
     assert unknown.returncode == 2 and "unknown dataset 'nope'" in error_lines(unknown.stderr)[0], unknown.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        # The loss diverged because of l1, and the line had sent the user to the learning rate alone.
+        (["model=mlp_classifier", "dataset=breast_cancer", "model.l1=1e30"],
+         "lower trainer.learning_rate (it is 0.001), or the settings set far above their defaults (model.l1=1e+30)"),
+        # Sizes whose weights no memory could hold: "keras failed: InvalidArgumentError: {{function_node ...".
+        (["model.filters=4611686018427387904"],
+         "too large to exist: a tensor of shape [3,3,1,4611686018427387904] would have more than 2**63 - 1 elements; make the model"),
+    ],
+    ids=["l1-diverges", "filters-beyond-any-memory"],
+)  # fmt: skip
+def test_a_setting_that_breaks_training_is_named_in_the_line(overrides, expected, tmp_path):
+    result = run_zoo("train", *overrides, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert expected in line, line
+
+
+def test_a_keras_layers_failure_is_quoted_without_its_terminal_styling():
+    """Keras wraps a layer's error in bold (ANSI escapes, printed escaped as "\\x1b[1m") between
+    "Exception encountered when calling" and the arguments it lists."""
+    import keras
+
+    from zoo.errors import one_line
+
+    with pytest.raises(Exception) as raised:
+        keras.layers.Resizing(3_000_000_000, 3)(np.zeros((1, 4, 4, 1)))
+    assert "\x1b[1m" in str(raised.value)
+    assert one_line(raised.value) == "Resizing.call(): Dimension -1294967296 must be >= 0"
+
+
 def test_a_diverging_run_stops_in_one_line_and_stays_unfinished(tmp_path):
     run_dir = tmp_path / "run"
     result = run_zoo(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, NoReturn, Optional
 
 from zoo.config import PRIMARY_CONFIG, UserConfigs, leads_outside
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 from zoo.tables import shorten
 
 
@@ -137,7 +137,7 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
         try:
             parsed.append(parser.parse_override(override))
         except HydraException as exc:  # the grammar's reason alone does not say which argument
-            reason = " ".join(str(exc).split())
+            reason = one_line(exc)
             key, _, value = override.partition("=")
             if "while evaluating" in reason:  # a function's own complaint (choice(), os(1)): it says what is wrong
                 raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason})") from None
@@ -971,4 +971,4 @@ def resolved_output_dir(key: str, typed: str, overrides: list[str], configs: Use
     try:
         return str(OmegaConf.select(cfg, key, throw_on_resolution_failure=True))
     except Exception as exc:  # a resolver that fails, or one only a running job can answer
-        raise ZooError(f"{key}={typed}: it cannot be resolved before the run ({' '.join(str(exc).split())[:200]}); give the folder itself") from None
+        raise ZooError(f"{key}={typed}: it cannot be resolved before the run ({one_line(exc)[:200]}); give the folder itself") from None

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from zoo.errors import InputWarning, ZooError
+from zoo.errors import InputWarning, ZooError, one_line
 from zoo.tables import shorten
 
 # What a finished run directory holds (metrics.json is written last: its presence means
@@ -606,7 +606,7 @@ def read_json(path: Path) -> Any:
     except RecursionError:
         raise ZooError(f"{path} is damaged (nested too deeply for the JSON the zoo wrote); {DAMAGED_FIX}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ZooError(f"{path} is damaged (not the JSON the zoo wrote: {' '.join(str(exc).split())[:80]}); {DAMAGED_FIX}") from None
+        raise ZooError(f"{path} is damaged (not the JSON the zoo wrote: {one_line(exc)[:80]}); {DAMAGED_FIX}") from None
     except IsADirectoryError:
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None
     except OSError as exc:
@@ -645,7 +645,7 @@ def command_line_value(argument: str, text: str) -> Any:
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an int of over 4300 digits
         from zoo.tables import shorten
 
-        problem = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:120]
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else one_line(exc)[:120]
         raise ZooError(f"{shorten(argument)}: not a value the zoo can read ({problem})") from None
 
 
@@ -658,7 +658,7 @@ def read_yaml(path: Path) -> Any:
     except RecursionError:
         raise ZooError(f"{path} is damaged (nested too deeply for the YAML the zoo wrote); {DAMAGED_FIX}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        problem = " ".join(str(exc).split())[:100]
+        problem = one_line(exc)[:100]
         raise ZooError(f"{path} is damaged (not the YAML the zoo wrote: {problem}); {DAMAGED_FIX}") from None
     except IsADirectoryError:
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None

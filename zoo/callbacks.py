@@ -23,7 +23,7 @@ import keras
 
 from zoo.compression import Pruning
 from zoo.config import improving_direction
-from zoo.errors import PluginWarning, ZooError
+from zoo.errors import PluginWarning, ZooError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Loggers(keras.callbacks.Callback):
             except BaseException as exc:  # noqa: BLE001 - a tracker can raise anything (sys.exit too); the run goes on
                 self.failed.add(name)
                 warnings.warn(
-                    f"logger {name!r} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+                    f"logger {name!r} failed ({type(exc).__name__}: {one_line(exc)[:300]}); "
                     "it logs nothing more for this run, which goes on",
                     PluginWarning,
                     stacklevel=1,
@@ -350,7 +350,7 @@ def build_logger(entry, config, run):
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the plugin raises
         raise ZooError(
-            f"logger {entry.name!r} could not be made ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+            f"logger {entry.name!r} could not be made ({type(exc).__name__}: {one_line(exc)[:300]}); "
             f"fix its settings (loggers.{entry.name}.*), or leave it out (loggers=none)"
         ) from None
     if not all(callable(getattr(logger, method, None)) for method in vars(Logger) if not method.startswith("_")):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo import artifacts
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,9 @@ class Checkpoints:
     """The checkpoints of one process in a run directory: the chief's in ``checkpoints/``,
     another worker's in ``checkpoints/<task>/`` (so workers need not share storage)."""
 
-    def __init__(self, run_dir: Path, task: str = ""):
+    def __init__(self, run_dir: Path, task: str = "", divergence_fix: str = "lower trainer.learning_rate or look for NaN/Inf values in the data"):
         self.run_dir = Path(run_dir)
+        self.divergence_fix = divergence_fix
         self.folder = self.run_dir / artifacts.CHECKPOINTS / task
         self._identity = folder_identity(self.run_dir)
 
@@ -177,9 +178,8 @@ class Checkpoints:
         )
         if broken:  # the last step's loss was finite, but its update was not
             raise ZooError(
-                f"training diverged: {broken} is no longer finite at {position}; "
-                "lower trainer.learning_rate or look for NaN/Inf values in the data. The run is left unfinished, "
-                "its last good checkpoint kept"
+                f"training diverged: {broken} is no longer finite at {position}; {self.divergence_fix}. "
+                "The run is left unfinished, its last good checkpoint kept"
             )
         for i, variable in enumerate(kept):
             copies = replica_copies(variable)
@@ -257,7 +257,7 @@ class Checkpoints:
             position = read_position(arrays)
             return path, position, {k: v for k, v in arrays.items() if k != "position" and not k.startswith("history:")}
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise ZooError(f"checkpoint {path} is unreadable ({' '.join(str(exc).split())})") from None
+            raise ZooError(f"checkpoint {path} is unreadable ({one_line(exc)})") from None
 
     def newest_position(self) -> Optional[Position]:
         """Where the newest readable checkpoint stands, reading only that (no arrays)."""

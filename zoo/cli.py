@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
-from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError
+from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError, one_line
 from zoo.tables import csv_text, metric_text, print_table, shorten, visible, visible_text
 
 EXIT_USAGE = 2
@@ -1136,7 +1136,7 @@ def describe_failure(exc: BaseException) -> str:
     mark = getattr(exc, "problem_mark", None)  # YAML's reader (in Hydra, OmegaConf): a config file's mistake
     if mark is not None and getattr(exc, "problem", None):
         return f"{mark.name} line {mark.line + 1}: {' '.join(str(exc.problem).split())}; correct the YAML there"
-    reason = shorten(" ".join(str(exc).split()), 300).rstrip(".")
+    reason = shorten(one_line(exc), 300).rstrip(".")
     if not reason:  # a bare `assert` or `raise X()`: the line that raised says what went wrong
         import traceback
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from zoo import artifacts
-from zoo.errors import InputWarning, ZooError
+from zoo.errors import InputWarning, ZooError, one_line
 from zoo.inference import FLOAT32_MAX
 from zoo.tables import metric_text, printable, shorten
 
@@ -142,7 +142,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
         warnings.warn(f"{path} {artifacts.why_unreadable(exc)}: its run is compared without its curves", InputWarning, stacklevel=2)
         return {}
     except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:  # csv.Error: a field over csv's limit
-        problem = " ".join(str(exc).split())[:80]
+        problem = one_line(exc)[:80]
         raise ZooError(f"{path} is damaged (not the CSV the zoo wrote: {problem}); {artifacts.DAMAGED_FIX}") from None
 
 

@@ -484,6 +484,7 @@ def typed_config(
     schema = config_schema(config_cls, owner)
     try:
         merged = OmegaConf.merge(schema, literal(dict(overrides)))  # resolved already
+        check_number_ranges(OmegaConf.to_container(merged), prefix)
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
             raise ZooError(
@@ -496,6 +497,45 @@ def typed_config(
     except (ValueError, TypeError) as exc:  # raised by the config's own __post_init__ checks
         problem = f"{prefix}{exc}"
     raise ZooError(f"{problem} ({owner})" if info_name else problem)
+
+
+INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_number_ranges(typed: Any, prefix: str) -> None:
+    """No setting beyond the numbers TensorFlow holds: an integer past 64 bits (``filters=10**20``)
+    had failed as "keras failed: ValueError: Can't convert Python sequence with out-of-range
+    integer to Tensor", a value past float32 (``l1=1e308``, cast by Keras) as "... out of range
+    for a double-precision float"."""
+    for key, value in _leaves(typed, prefix):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+            raise ZooError(f"{key}={value} is beyond the 64-bit integers TensorFlow counts with (at most {INT64_MAX:,}); give a smaller number")
+        if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+            raise ZooError(f"{key}={value:g} is beyond the float32 range TensorFlow computes in (at most {FLOAT32_MAX:.1e}); give a smaller number")
+
+
+def divergence_fix(plan: "RunPlan") -> str:
+    """What to change when a run's loss stops being finite: the learning rate, and the
+    run's other numbers set far above their defaults (``model.l1=1e20`` had been answered
+    with "lower trainer.learning_rate (it is 0.001)")."""
+    raised = []
+    for prefix, config in (("model.", plan.model_config), ("trainer.", plan.trainer)):
+        for key, value, default in _float_settings(config, prefix):
+            if key != "trainer.learning_rate" and abs(value) >= max(1.0, 10 * abs(default)):
+                raised.append(f"{key}={value:g}")
+    also = f", or the settings set far above their defaults ({', '.join(raised)})" if raised else ""
+    return f"lower trainer.learning_rate (it is {plan.trainer.learning_rate:g}){also}, or look for NaN/Inf values in the data"
+
+
+def _float_settings(config: Any, prefix: str):
+    """(key, value, default) of each float field of a config dataclass, nested ones too."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _float_settings(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and (f.default is None or type(f.default) in (int, float)):
+            yield f"{prefix}{f.name}", value, float(f.default or 0.0)
 
 
 def check_path_settings(config_cls: type, overrides: Mapping[str, Any], prefix: str) -> None:

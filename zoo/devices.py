@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from zoo.config import DeviceConfig
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 GPU_LOCK_DIR = Path(tempfile.gettempdir()) / "zoo-gpu-locks"
 
@@ -155,7 +155,7 @@ def _tpu(tf, device: DeviceConfig) -> Placement:
     except (ValueError, RuntimeError, OSError, tf.errors.OpError) as exc:  # OSError: a TPU name the Cloud API does not know
         where = f"at {device.address!r}" if device.address else "on this machine (a TPU VM)"
         raise ZooError(
-            f"device=tpu found no TPU {where} ({' '.join(str(exc).split())[:160]}); "
+            f"device=tpu found no TPU {where} ({one_line(exc)[:160]}); "
             f"set device.address=<TPU name or grpc://host:8470>, or use device=auto"
         ) from None
     strategy = tf.distribute.TPUStrategy(resolver)
@@ -176,7 +176,7 @@ def _multi_worker(tf, device: DeviceConfig, settings: Optional[dict[str, str]]) 
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except tf.errors.OpError as exc:  # e.g. the port taken in the instant between the meeting and here
-        raise ZooError(f"TensorFlow could not join the cluster: {' '.join(str(exc).split())[:200]}") from None
+        raise ZooError(f"TensorFlow could not join the cluster: {one_line(exc)[:200]}") from None
     chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs)
     return Placement(
         strategy,

@@ -42,7 +42,7 @@ from typing import Any, Callable, Optional
 
 import pluggy
 
-from zoo import hookspecs
+from zoo import errors, hookspecs
 from zoo.errors import PluginError, PluginWarning, ZooError
 
 ZOO_DISTRIBUTION = "keras-zoo"
@@ -515,7 +515,7 @@ def one_line(exc: BaseException) -> str:
         return f"it called {exc.call}"
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
-    text = " ".join(str(exc).split())
+    text = errors.one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

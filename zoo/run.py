@@ -40,8 +40,8 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, literal, plan_run, refuse_beyond_memory, run_references
-from zoo.errors import InputWarning, ZooError
+from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
+from zoo.errors import InputWarning, ZooError, one_line
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
 from zoo.tables import shorten
 
@@ -73,7 +73,7 @@ def import_tensorflow():
 
         if isinstance(exc, ImportError) and importlib.util.find_spec("tensorflow") is None:
             raise ZooError("TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])") from None
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        reason = one_line(exc)[:200] or type(exc).__name__
         limit = memory_limit()
         raise ZooError(
             f"TensorFlow is installed but could not be loaded ({reason})"
@@ -206,7 +206,7 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
     except Exception as exc:
         if not hasattr(exc, "error_code"):  # not a tf.errors.OpError
             raise
-        text = " ".join(str(exc).split())
+        text = one_line(exc)
         for reason, number in artifacts.FULL_DISK_FAILURES.items():
             path = re.search(rf"(?:^|\s)(/[^;]+?)(?:\.tempstate\d+)?; {reason}", text)
             if path:
@@ -247,6 +247,12 @@ def memory_limit() -> str:
 
 def out_of_memory_line(exc: BaseException) -> Optional[str]:
     """The one line for running out of memory, or None for other errors."""
+    huge = re.search(r"(Shape \[[^\]]*\]) would have more than 2\*\*63 - 1 elements", str(exc))
+    if huge:  # sizes whose product no memory could hold (model.filters=2**62): TensorFlow refuses to count them
+        return (
+            f"too large to exist: a tensor of {huge.group(1).lower()} would have more than 2**63 - 1 elements; "
+            "make the model, the batch or the images smaller (model.*, trainer.batch_size, dataset.*)"
+        )
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
         return None
     if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
@@ -286,7 +292,7 @@ def peers_watched(tf, placement, checkpoints):
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as exc:
         if not placement.multi_worker:
             raise
-        text = " ".join(str(exc).split())
+        text = one_line(exc)
         named = [f"{job} {task}" for job, task in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text)]
         named += [name for name, address in placement.cluster.items() if address in text]
         others = [name for name in named if name.replace(" ", "-") != placement.task]
@@ -551,7 +557,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     from zoo.training import count_steps, fit
 
     chief = placement.chief
-    checkpoints = Checkpoints(run_dir, task="" if chief else placement.task)
+    checkpoints = Checkpoints(run_dir, task="" if chief else placement.task, divergence_fix=divergence_fix(plan))
     resumed = bool(checkpoints.steps())
     newest = checkpoints.newest_position() if resumed and plan.trainer.resume == "auto" else None
     if newest is not None and (newest.epoch, newest.step) > (plan.trainer.epochs, 0):
@@ -604,7 +610,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             except (ZooError, OSError) as exc:  # its data is elsewhere (a run from another machine): the run goes on
                 warnings.warn(
                     InputWarning(f"{key}={path}: whether it trained on this run's test examples is not known, its data "
-                                 f"cannot be loaded here ({' '.join(str(exc).split())})"),
+                                 f"cannot be loaded here ({one_line(exc)})"),
                     stacklevel=1,
                 )  # fmt: skip
                 continue
@@ -955,7 +961,7 @@ def preflight(plan: RunPlan, model, batches) -> None:
             out = model(x[:2], training=False)
         except Exception as exc:  # noqa: BLE001 - whatever the plugin's layers raise
             raise ZooError(f"model {plan.model.name!r} cannot take dataset {plan.dataset.name!r}'s examples of shape {shape}: "
-                           f"{' '.join(str(exc).split())[:300]}") from None  # fmt: skip
+                           f"{one_line(exc)[:300]}") from None  # fmt: skip
         problem = output_problem(plan.model.item.objective, plan.spec, np.asarray(x[:2]), np.asarray(out))
         if problem:
             raise ZooError(f"model {plan.model.name!r} on dataset {plan.dataset.name!r}: {problem} (zoo check tests it)")
@@ -964,7 +970,7 @@ def preflight(plan: RunPlan, model, batches) -> None:
     except Exception as exc:  # noqa: BLE001
         raise ZooError(
             f"model {plan.model.name!r} cannot be copied with from_config(get_config()), as the run saves it at the end "
-            f"({' '.join(str(exc).split())[:200]}); a subclassed model must build its weights when constructed "
+            f"({one_line(exc)[:200]}); a subclassed model must build its weights when constructed "
             "and return its constructor's arguments from get_config"
         ) from None
 
@@ -1253,7 +1259,7 @@ def finished_run_plan(run_dir: Path) -> RunPlan:
             spec = DataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
             consistent_spec(spec)
         except (TypeError, ValueError, AttributeError) as exc:
-            raise ZooError(f"{spec_path} is damaged ({' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
+            raise ZooError(f"{spec_path} is damaged ({one_line(exc)[:100]}); {artifacts.DAMAGED_FIX}") from None
     try:
         return plan_run(cfg, spec=spec)
     except ZooError as exc:  # a plugin since uninstalled, a key from another version: the run's, not the user's
@@ -1340,7 +1346,7 @@ def rebuild_model(plan: RunPlan, run_dir: Path, model_overrides: Sequence[str] =
     except PermissionError as exc:  # made unreadable since the check: not damaged
         raise artifacts.cannot_read(path, exc) from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ZooError(f"{path} is damaged (not a whole .keras file: {' '.join(str(exc).split())[:100]}); {artifacts.DAMAGED_FIX}") from None
+        raise ZooError(f"{path} is damaged (not a whole .keras file: {one_line(exc)[:100]}); {artifacts.DAMAGED_FIX}") from None
     except ValueError as exc:
         if "Not allowed: H5 file with" in str(exc):  # Keras' refusal to follow a crafted file elsewhere
             raise ZooError(
@@ -1355,7 +1361,7 @@ def rebuild_model(plan: RunPlan, run_dir: Path, model_overrides: Sequence[str] =
         since = plugins_since(run_dir)
         raise ZooError(
             f"the weights in {Path(run_dir) / artifacts.MODEL} do not fit model {plan.model.name!r} as configured "
-            f"({' '.join(str(exc).split())[:200]}); "
+            f"({one_line(exc)[:200]}); "
             + (f"{since}: its model may be built otherwise now" if since else "was the run's config.yaml or spec.json edited?")
         ) from None
     return model
@@ -1517,8 +1523,7 @@ def divergence_guard(keras, plan: RunPlan):
                 # Training losses only: every worker of a multi-worker run sees the same ones.
                 if name.endswith("loss") and not name.startswith("val_") and not math.isfinite(float(value)):
                     raise ZooError(
-                        f"training diverged: {name} became {float(value)} {where}; lower trainer.learning_rate "
-                        f"(it is {plan.trainer.learning_rate:g}) or look for NaN/Inf values in the data. "
+                        f"training diverged: {name} became {float(value)} {where}; {divergence_fix(plan)}. "
                         f"The run is left unfinished (no {artifacts.METRICS})"
                     )
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 from zoo import artifacts
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
     except Exception as exc:  # a URL SQLAlchemy cannot parse, a missing dialect or driver, a database it cannot open
         if not isinstance(exc, ImportError) and type(exc).__module__.split(".")[0] != "sqlalchemy":
             raise
-        raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({' '.join(str(exc).split())[:160]})") from None
+        raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({one_line(exc)[:160]})") from None
     earlier = study.get_trials(deepcopy=False)
     # The sampler is set once the earlier trials are counted: its seed moves on by their number.
     study.sampler = by_name("sampler", SAMPLERS, optuna.samplers, shifted_seed(sampler_setting, len(earlier)), extra)

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from zoo.discovery import PluginSource, normalise_name, not_a_plugin
-from zoo.errors import UnknownNameError, ZooError
+from zoo.errors import UnknownNameError, ZooError, one_line
 from zoo.hookspecs import (
     CLASSIFICATION,
     GENERATION,
@@ -223,7 +223,7 @@ def run_steps(kind: str, name: str, steps: Iterable[tuple[str, Callable[[], Opti
                 # Where in the plugin's code it went wrong, on request (in pytest: shown with the failure).
                 print(f"{kind} {name!r}, check '{check}':", file=sys.stderr)
                 traceback.print_exception(exc, file=sys.stderr)
-            text = " ".join(str(exc).split())
+            text = one_line(exc)
             reason = text if isinstance(exc, (CheckFailed, ZooError)) else f"{type(exc).__name__}: {text}"
             results.append(CheckResult(kind, name, check, FAIL, reason))
         else:
@@ -565,7 +565,7 @@ def _model_steps(entry: Registered):
                 except Exception as exc:  # noqa: BLE001 - whatever the plugin's classes raise
                     raise CheckFailed(
                         f"for {describe_spec(spec)} the model cannot be copied with from_config(get_config()) and saved, "
-                        f"as zoo train saves it ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                        f"as zoo train saves it ({type(exc).__name__}: {one_line(exc)[:200]}); "
                         "a subclassed model must build its weights when constructed (build() in __init__, or a "
                         "functional model), and get_config must return its constructor's arguments"
                     ) from exc
@@ -580,7 +580,7 @@ def _model_steps(entry: Registered):
                 except Exception as exc:  # noqa: BLE001
                     raise CheckFailed(
                         f"for {describe_spec(spec)} the saved weights do not load into a model the factory builds again "
-                        f"(as zoo evaluate, predict and export load them): {' '.join(str(exc).split())[:300]}; "
+                        f"(as zoo evaluate, predict and export load them): {one_line(exc)[:300]}; "
                         "build every weight in the factory (call the model on keras.Input, or build() it)"
                     ) from exc
                 same(before, rebuilt.predict(x, verbose=0), "rebuilt by the factory and given the saved weights", spec)

@@ -195,6 +195,8 @@ class CNNCatClassifierConfig:
     def __post_init__(self) -> None:
         if not self.filters or min(self.filters) < 1:
             raise ValueError(f"filters must be a non-empty list of positive sizes, got {self.filters}")
+        if self.dense_units < 1:
+            raise ValueError(f"dense_units must be at least 1, got {self.dense_units}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.head not in ("flatten", "average"):

@@ -19,7 +19,7 @@ from typing import Optional
 
 import zoo
 from zoo.artifacts import cannot_read, check_readable, keras_folder
-from zoo.errors import InputWarning
+from zoo.errors import InputWarning, one_line
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # The archive's sha256, as keras.datasets.cifar10 checks it: Keras keeps downloads in /tmp/.keras
@@ -183,7 +183,7 @@ def read_batches(path: Path) -> dict[str, tuple]:
         except PermissionError as exc:  # another user's: not damaged
             raise cannot_read(path, exc) from None
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:  # damaged, or cut short
-            reason = " ".join(str(exc).split())  # tarfile lists each method it tried on its own line
+            reason = one_line(exc)  # tarfile lists each method it tried on its own line
             raise zoo.ZooError(f"{path} is not a readable tar archive ({reason}); re-download {URL}") from None
     missing = [name for name in wanted if name not in batches]
     if "test_batch" in missing or len(missing) == len(wanted):

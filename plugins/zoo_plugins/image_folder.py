@@ -27,7 +27,7 @@ from pathlib import Path
 
 import zoo
 from zoo.artifacts import cannot_read, check_output_folder, lock, this_user, why_unreadable
-from zoo.errors import InputWarning
+from zoo.errors import InputWarning, one_line
 from zoo.inference import hidden, not_a_file, user_files
 from zoo.tables import printable, shorten
 from zoo_plugins.datasets import check_fractions
@@ -55,6 +55,8 @@ class ImageFolderConfig:
             raise ValueError(f"image_size must be [height, width], got {self.image_size}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if "://" in self.cache:  # TensorFlow would read and write it through its network file systems
+            raise ValueError(f"cache={self.cache} is a URL; the cache is files on this machine: give a path prefix, memory or off")
 
 
 def cache_key(paths, labels, config: ImageFolderConfig) -> str:
@@ -317,7 +319,7 @@ def damaged_cache(filename: str) -> str | None:
         reader = tf.train.load_checkpoint(filename)
         shapes, types = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, ValueError) as exc:
-        return f"its index cannot be read: {shorten(' '.join(str(exc).split()), 120)}"
+        return f"its index cannot be read: {shorten(one_line(exc), 120)}"
     listed = sum(int(np.prod(shape, dtype=np.int64)) * types[key].size for key, shape in shapes.items())
     held = sum(os.path.getsize(path) for path in glob.glob(f"{glob.escape(filename)}.data-*"))
     return None if held == listed else f"its data files hold {held:,} bytes, where its index lists {listed:,}"

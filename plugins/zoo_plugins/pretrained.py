@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import zoo
+from zoo.errors import one_line
 
 # name: (keras.applications class, what its inputs must look like). "raw": the backbone
 # rescales 0-255 pixels itself; "tf": scaled to [-1, 1]; "torch": [0, 1] normalised by
@@ -138,7 +139,7 @@ def load_backbone(config: PretrainedClassifierConfig, shape: tuple):
         if weights != "imagenet" or not url:
             raise zoo.ZooError(
                 f"model.backbone={config.backbone}: its weights could not be loaded from {config.weights} "
-                f"({' '.join(str(exc).split())[:200]}); give the file keras.applications.{class_name} writes"
+                f"({one_line(exc)[:200]}); give the file keras.applications.{class_name} writes"
             ) from None
         cache = keras_folder() / "models"
         file_name = url.group(1).rsplit("/", 1)[-1]
