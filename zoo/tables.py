@@ -82,3 +82,35 @@ def shorten(text: str, width: int = 80) -> str:
     """``text`` cut to ``width`` characters: an argument quoted in an error line, a label in
     a legend that would be clipped at both ends of its figure."""
     return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+class Progress:
+    """How far a long step over the user's data has got, on stderr: nothing for its first
+    ``quiet_s`` seconds (most steps are over by then), then the count, rewritten in place on a
+    terminal and a line a minute elsewhere (a log, a batch job's output). Checking a folder of
+    a million images had kept the terminal silent for a quarter of an hour, like a hang."""
+
+    def __init__(self, what: str, total: int, quiet_s: float = 10.0):
+        import sys
+        import time
+
+        self.what, self.total, self.done = what, total, 0
+        self.clock, self.stream = time.monotonic, sys.stderr
+        self.started, self.said = self.clock(), 0.0
+        self.terminal = self.stream.isatty()
+        self.quiet_s, self.every_s = quiet_s, 1.0 if self.terminal else 60.0
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.started >= self.quiet_s and now - self.said >= self.every_s:
+            self.said = now
+            line = f"{self.what}: {self.done:,} of {self.total:,} ({self.done / max(self.total, 1):.0%})"
+            print(f"\r\x1b[2K{line}" if self.terminal else line, end="" if self.terminal else "\n", file=self.stream, flush=True)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.said and self.terminal:
+            print("\r\x1b[2K", end="", file=self.stream, flush=True)

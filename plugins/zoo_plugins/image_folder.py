@@ -29,7 +29,7 @@ import zoo
 from zoo.artifacts import cannot_read, check_output_folder, lock, this_user, why_unreadable
 from zoo.errors import InputWarning, one_line
 from zoo.inference import hidden, not_a_file, user_files
-from zoo.tables import printable, shorten
+from zoo.tables import Progress, printable, shorten
 from zoo_plugins.datasets import check_fractions
 
 # The formats tf.io.decode_image reads.
@@ -175,8 +175,11 @@ def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[bytes], list[i
         if (root / name).is_dir()
         for path in user_files(root / name)
     ]
-    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL while decoding
-        problems = list(pool.map(check_image, (path for path, _ in candidates)))
+    with ThreadPoolExecutor() as pool, Progress(f"checking that the images of {printable(root)} decode", len(candidates)) as progress:
+        problems = []
+        for problem in pool.map(check_image, (path for path, _ in candidates)):  # Pillow releases the GIL while decoding
+            problems.append(problem)
+            progress.advance()
     paths, labels, skipped = [], [], []
     for (path, label), problem in zip(candidates, problems):
         if problem:
@@ -248,7 +251,7 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
         if config.cache == "memory":
             data = data.cache()
         elif config.cache != "off":
-            data = written_cache(data, f"{prefix}_{split}_{cache_key(paths, labels, config)}")
+            data = written_cache(data, f"{prefix}_{split}_{cache_key(paths, labels, config)}", len(paths))
         return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
     return zoo.Splits(
@@ -260,7 +263,7 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
     )
 
 
-def written_cache(data, filename: str):
+def written_cache(data, filename: str, count: int):
     """``data.cache(filename)``, its files written whole before anything reads them, by one
     process at a time. TensorFlow writes a cache file while the first epoch reads it, and
     fails any other reader of the same name meanwhile ("a concurrent caching iterator"):
@@ -301,8 +304,9 @@ def written_cache(data, filename: str):
         if not os.path.exists(f"{filename}.index"):  # none yet, or a killed writer's part, whose files go
             for leftover in glob.glob(f"{glob.escape(filename)}_*.lockfile") + glob.glob(f"{glob.escape(filename)}*.tempstate*"):
                 os.unlink(leftover)
-            for _ in data.cache(filename).batch(256):  # batch by batch: Ctrl-C (SIGTERM) stops it between two
-                pass
+            with Progress(f"writing the decoded images to the cache {printable(filename)}", count) as progress:
+                for batch in data.cache(filename).batch(256):  # batch by batch: Ctrl-C (SIGTERM) stops it between two
+                    progress.advance(len(batch[1]))
     return data.cache(filename)
 
 
