@@ -189,6 +189,13 @@ def test_experiment_presets_compose():
         (["trainer.lr_schedule=plateau", "trainer.plateau.min_learning_rate=0.1"], "a plateau would raise the rate to it"),
         (["dataset=breast_cancer", "model=mlp_classifier", "trainer.class_weight=[0,0]"], "weighs every class 0: nothing would train"),
         (["trainer.plateau.min_delta=-1"], "plateau.min_delta and plateau.min_learning_rate cannot be negative"),
+        # Devices known wrong before TensorFlow starts (a port no socket can have had waited out device.timeout).
+        (["device=gpu", "device.index=-1"], "device.index must be a GPU's number (0, 1, ...), got -1"),
+        (["device=multi_gpu", "device.gpus=[0,0]"], "device.gpus must list distinct GPU numbers"),
+        (["device=multi_gpu", "device.gpus=[]"], "or be unset for all of them, got []"),
+        (["device=multi_worker", "device.port=70000"], "device.port must be from 1 to 65535, got 70000"),
+        (["device=multi_worker", "device.port=0"], "device.port must be from 1 to 65535, got 0"),
+        (["device=tpu", "device.address=grpc://10.0.0.2:99999"], "ports are from 1 to 65535 (a TPU's is 8470)"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):

@@ -357,6 +357,17 @@ class DeviceConfig:
             raise ValueError(f"replicas must be from 1 to {MAX_CPU_REPLICAS}, got {self.replicas}")
         if not 0 < self.timeout <= 7 * 24 * 3600:
             raise ValueError(f"timeout must be a number of seconds above 0 (at most a week), got {self.timeout}")
+        # Known before TensorFlow starts: a repeated GPU had reached MirroredStrategy, and a port
+        # no socket can have waited out device.timeout as "Connection refused".
+        if self.index is not None and self.index < 0:
+            raise ValueError(f"index must be a GPU's number (0, 1, ...), got {self.index}")
+        if self.gpus is not None and (not self.gpus or min(self.gpus) < 0 or len(set(self.gpus)) < len(self.gpus)):
+            raise ValueError(f"gpus must list distinct GPU numbers (0, 1, ...), or be unset for all of them, got {self.gpus}")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be from 1 to 65535, got {self.port}")
+        tpu_port = re.fullmatch(r"grpc://[^/]+:(\d+)/?", self.address)
+        if tpu_port and not 1 <= int(tpu_port.group(1)) <= 65535:
+            raise ValueError(f"address={self.address}: ports are from 1 to 65535 (a TPU's is 8470)")
         if self.workers is not None:
             bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w)) or not 1 <= int(str(w).rsplit(":", 1)[1]) <= 65535]
             if any(str(w).count(":") > 1 for w in self.workers):  # the rendezvous and its checks speak IPv4
