@@ -497,6 +497,9 @@ def test_evaluate_reproduces_the_run_and_refuses_what_is_not_a_finished_run(defa
         (run_dir, ["trainer.batch_size=" + "[" * 3000 + "]" * 3000], "not a value the zoo can read (nested too deeply)"),
         # had blamed an edited config.yaml for what the command line changed
         (run_dir, ["model.filters=3"], "model.filters=3: the weights in"),
+        # Read as the text "nan", a float only once typed: training's check had let it through here.
+        (run_dir, ["metrics=[f1]", "metrics.f1.threshold=nan"], "metrics.f1.threshold=nan must be a finite number"),
+        (run_dir, ["metrics=[accuracy]", "metrics.accuracy.threshold=-1"], "threshold is a probability, from 0 to 1; got -1.0"),
         # Training's keys had been taken and ignored: the same metrics, status 0.
         (run_dir, ["trainer.epochs=100"], "trainer.epochs=100: only training reads this; a finished run is scored with seed"),
         (run_dir, ["cv.folds=3"], "cv.folds=3: only training reads this"),

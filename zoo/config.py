@@ -515,11 +515,16 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_number_ranges(typed: Any, prefix: str) -> None:
-    """No setting beyond the numbers TensorFlow holds: an integer past 64 bits (``filters=10**20``)
-    had failed as "keras failed: ValueError: Can't convert Python sequence with out-of-range
-    integer to Tensor", a value past float32 (``l1=1e308``, cast by Keras) as "... out of range
-    for a double-precision float"."""
+    """Numbers a setting may not hold, as typed (the text ``nan`` given to ``zoo evaluate`` is a
+    float only once typed). NaN slips through every "must be positive" check (nan <= 0 is
+    false) and infinities reach the optimizer (clipnorm=inf gives NaN gradients). Past what
+    TensorFlow holds: an integer past 64 bits (``filters=10**20``) had failed as "keras
+    failed: ValueError: Can't convert Python sequence with out-of-range integer to Tensor", a
+    value past float32 (``l1=1e308``, cast by Keras) as "... out of range for a double-precision
+    float"."""
     for key, value in _leaves(typed, prefix):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ZooError(f"{key}={value} must be a finite number")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
             raise ZooError(f"{key}={value} is beyond the 64-bit integers TensorFlow counts with (at most {INT64_MAX:,}); give a smaller number")
         if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
@@ -777,12 +782,6 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
         raise ZooError(describe_omegaconf_error(exc)) from None
 
     check_section_shapes(container)
-    # NaN slips through every "must be positive" check (nan <= 0 is false) and infinities
-    # reach the optimizer (clipnorm=inf gives NaN gradients): no value of a run may be either.
-    for key, value in _leaves(container):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ZooError(f"{key}={value} must be a finite number")
-
     seed = seed_value(container.get("seed"))
     model, model_config = _plugin_choice(registry, "model", container["model"])
     dataset, dataset_config = _plugin_choice(registry, "dataset", container["dataset"])

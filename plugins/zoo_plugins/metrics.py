@@ -15,9 +15,18 @@ from dataclasses import dataclass, field
 import zoo
 
 
+def check_threshold(threshold: float) -> None:
+    # A probability: beyond [0, 1] every example is predicted one class, unsaid (threshold=-1 scored 0.37).
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold is a probability, from 0 to 1; got {threshold}")
+
+
 @dataclass
 class AccuracyConfig:
     threshold: float = field(default=0.5, metadata={"help": "Binary tasks: probability from which class 1 is predicted."})
+
+    def __post_init__(self) -> None:
+        check_threshold(self.threshold)
 
 
 @dataclass
@@ -31,6 +40,7 @@ class AveragedConfig:
     def __post_init__(self) -> None:
         if self.average not in ("macro", "weighted", "micro"):
             raise ValueError(f"average={self.average!r} is not supported; choose macro, weighted or micro")
+        check_threshold(self.threshold)
 
 
 @dataclass
