@@ -189,6 +189,10 @@ def test_experiment_presets_compose():
         (["trainer.lr_schedule=plateau", "trainer.plateau.min_learning_rate=0.1"], "a plateau would raise the rate to it"),
         (["dataset=breast_cancer", "model=mlp_classifier", "trainer.class_weight=[0,0]"], "weighs every class 0: nothing would train"),
         (["trainer.plateau.min_delta=-1"], "plateau.min_delta and plateau.min_learning_rate cannot be negative"),
+        # A typo had been blamed on a metric plugin declaring no greater_is_better.
+        (["trainer.early_stopping.patience=2", "trainer.early_stopping.monitor=val_acc"],
+         "trainer.early_stopping.monitor='val_acc' is none of the run's losses and metrics (loss, val_loss, accuracy, val_accuracy"),
+        (["trainer.lr_schedule=plateau", "trainer.plateau.monitor=acc"], "trainer.plateau.monitor='acc' is none of the run's losses"),
         # Devices known wrong before TensorFlow starts (a port no socket can have had waited out device.timeout).
         (["device=gpu", "device.index=-1"], "device.index must be a GPU's number (0, 1, ...), got -1"),
         (["device=multi_gpu", "device.gpus=[0,0]"], "device.gpus must list distinct GPU numbers"),

@@ -842,6 +842,12 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
                 f"monitor a training value such as {owner}.monitor=loss"
             )
         if used and watching.mode == "auto" and improving_direction(watching.monitor, registry) is None:
+            known = ["loss", "val_loss", *(f"{split}{entry.name}" for entry, _ in metrics for split in ("", "val_"))]
+            if watching.monitor.removeprefix("val_") not in registry.names("metric"):  # a typo, not a metric's
+                raise ZooError(
+                    f"{owner}.monitor={watching.monitor!r} is none of the run's losses and metrics ({', '.join(known)}); "
+                    f"choose one, or set {owner}.mode=max or min for a value the model logs itself"
+                )
             raise ZooError(
                 f"{owner}.mode=auto cannot tell whether {watching.monitor} improves up or down (its metric plugin declares "
                 f"no greater_is_better); set {owner}.mode=max or {owner}.mode=min"

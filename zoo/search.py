@@ -23,6 +23,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 from zoo import artifacts
 from zoo.errors import ZooError, one_line
+from zoo.registry import get_registry
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,12 @@ def search_direction(objective: str, direction: str) -> str:
         raise ZooError(f"hydra.sweeper.direction={direction!r}; choose auto, maximize or minimize")
     improves = {"max": "maximize", "min": "minimize"}.get(improving_direction(objective) or "")
     if direction == "auto":
+        if improves is None and objective.removeprefix("val_") not in get_registry().names("metric"):  # a typo, not a metric's
+            raise ZooError(
+                f"objective={objective} is no loss and names no metric (val_ or test values of: "
+                f"{', '.join(sorted(get_registry().names('metric')))}); choose one, or set hydra.sweeper.direction=maximize "
+                "or minimize for a value the model logs itself"
+            )
         if improves is None:
             raise ZooError(
                 f"hydra.sweeper.direction=auto cannot tell whether objective={objective} improves up or down (its metric "
