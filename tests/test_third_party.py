@@ -525,6 +525,26 @@ def test_a_broken_hydra_plugin_is_one_line_naming_its_distribution(tmp_path, sou
     assert "UserWarning" not in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_config_missing_from_a_damaged_zoo_install_says_to_reinstall_it(tmp_path):
+    """The zoo's own conf/trainer/default.yaml gone (a pip install killed half-way) had been
+    "unknown trainer 'default'; no trainer is registered; is a plugin installed?"."""
+    import importlib.resources
+    import shutil
+
+    import zoo
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(zoo.__file__).parent, site / "zoo", ignore=shutil.ignore_patterns("__pycache__", "conf"))
+    shutil.copytree(Path(str(importlib.resources.files("zoo.conf"))), site / "zoo" / "conf", ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "zoo" / "conf" / "trainer" / "default.yaml").unlink()
+    result = run_zoo("train", "--cfg", "job", env=env_with(site), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert error_lines(result.stderr) == [
+        "zoo: error: trainer=default: no trainer config is installed where Hydra looks (keras-zoo's conf/trainer/, a "
+        "--config-dir); reinstall keras-zoo (pip install --force-reinstall keras-zoo)"
+    ]
+
+
 def test_a_distribution_whose_entry_point_group_is_misspelt_is_named_as_such(tmp_path):
     """A plugin author's `pip install -e .` of a project declaring its entry point under
     another group (zoo_plugins) listed nothing, and `zoo check demo` said only that no such

@@ -1173,6 +1173,11 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
         extra = HYDRA_PLUGIN_EXTRAS.get(f"{group.group(1).removeprefix('hydra/')}/{group.group(2)}")
         if group.group(1).startswith("hydra/") and extra:
             return f"{group.group(1)}={group.group(2)} needs its Hydra plugin, which is not installed: pip install 'keras-zoo[{extra}]'"
+        if not options:  # the zoo's own group emptied (a damaged install): no plugin is missing
+            return (
+                f"{group.group(1)}={group.group(2)}: no {group.group(1)} config is installed where Hydra looks (keras-zoo's "
+                f"conf/{group.group(1)}/, a --config-dir); reinstall keras-zoo (pip install --force-reinstall keras-zoo)"
+            )
         return unknown_name_message(group.group(1), group.group(2), options, see="zoo train --help")
     override = re.search(r"Could not override '([^']+)'", text)
     chosen_group = override and override.group(1).split(".")[0]
