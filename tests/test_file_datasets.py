@@ -412,6 +412,27 @@ def test_an_image_cache_named_by_a_url_is_refused_before_anything_is_made(url, t
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 
 
+@pytest.mark.parametrize("layout", ["one split", "train and validation"])
+def test_one_class_name_in_two_unicode_spellings_is_refused_showing_the_difference(layout, tmp_path):
+    """"café" as é, and as e and a combining accent (as macOS writes names): two classes whose
+    names printed alike, or "validation has class folder 'café' that train lacks"."""
+    import unicodedata
+
+    from PIL import Image
+
+    composed, decomposed = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    folders = [composed, decomposed, "dog"] if layout == "one split" else [
+        f"train/{composed}", "train/dog", f"validation/{decomposed}", "validation/dog"]  # fmt: skip
+    for folder in folders:
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "data" / folder / f"{i}.png")
+    config = image_folder.ImageFolderConfig(path=str(tmp_path / "data"), image_size=[8, 8])
+    with pytest.raises(zoo.ZooError, match="spell one name in two ways of writing Unicode") as refused:
+        image_folder.class_names(config)
+    assert "caf\\xe9'" in str(refused.value) and "cafe\\u0301'" in str(refused.value)  # the difference shown
+
+
 def test_a_long_pass_over_the_images_says_how_far_it_has_got(tmp_path, monkeypatch, capsys):
     """Checking a folder of a million images (each decoded once) and writing its cache had kept
     the terminal silent for a quarter of an hour. Here each image "takes" 7 s: the first 10 s say

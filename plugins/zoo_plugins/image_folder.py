@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,17 @@ def class_names(config: ImageFolderConfig) -> tuple[str, ...]:
         raise zoo.ZooError(
             f"class folder {roots['train'] / empty[0]} is empty; add images, or remove the folder to drop the class"
         )
+    # One name in two Unicode spellings (é as one character, or as e and an accent, as macOS
+    # writes names): two classes whose names look alike, or a split said to lack a class it shows.
+    spelt = {}
+    for split, root in roots.items():
+        for name in class_folders(root):
+            other = spelt.setdefault(unicodedata.normalize("NFC", name), (name, root))
+            if other[0] != name:
+                raise zoo.ZooError(
+                    f"class folders {ascii(str(other[1] / other[0]))} and {ascii(str(root / name))} spell one name in two "
+                    "ways of writing Unicode (a copy from macOS decomposes accents); rename one as the other is spelt"
+                )
     for split, root in roots.items():
         extra = [name for name in class_folders(root) if name not in names and split != "train"]
         if extra:
