@@ -372,6 +372,9 @@ def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_th
         ("hydra/sweeper/sampler=grid", "trainer.learning_rate: the grid sampler needs choice() or range() values, not an interval"),
         ("hydra.sweeper.direction=up", "hydra.sweeper.direction='up'; choose auto, maximize or minimize"),
         ("objective=null", "an Optuna search optimises the run's objective, and none is set"),
+        # The space's ends and choices are runs checked before any trial (the trial drawing one had failed).
+        ("model.dense_units=int(interval(1,99999999999999999999))", "model.dense_units=100000000000000000000 is beyond the 64-bit"),
+        ("trainer.weight_decay=interval(0,1e300)", "trainer.weight_decay=1e+300 is beyond the float32 range"),
         # A typo had been blamed on a metric plugin declaring no greater_is_better.
         ("objective=val_acc", "objective=val_acc is no loss and names no metric (val_ or test values of: accuracy, auc"),
         ("hydra.sweeper.storage=nope://x", "hydra.sweeper.storage=nope://x cannot be opened (Can't load plugin: sqlalchemy.dialects:nope)"),

@@ -651,8 +651,8 @@ def check_overrides(args: list[str]) -> None:
             )
         try:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-        except Exception:  # sweep syntax of another sweeper (e.g. Optuna's ranges): Hydra checks it
-            return
+        except Exception:  # a search's ranges (interval): its trials draw between their ends, checked here
+            jobs = space_ends(parsed)
         if sweep_settings is not None:
             from omegaconf import OmegaConf
 
@@ -844,6 +844,31 @@ def refuse_empty_sweeps(empty: list) -> None:
 def sweep_size(override) -> int:
     """How many values a sweep override takes, counted no further than MAX_SWEEP_JOBS + 1."""
     return len(sweep_values(override))
+
+
+def space_ends(parsed: list) -> list[list[str]]:
+    """Jobs at the ends of a search's space, for checking before any trial: every swept key at
+    its low end, then at its high end, then each choice of a ``choice(...)`` (a bound no run
+    accepts, ``model.dense_units=int(interval(1, 10**20))``, had failed the trial that drew it)."""
+    from hydra.core.override_parser.types import Transformer
+
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    ends: dict[str, list[str]] = {}
+    for override in parsed:
+        value = override.value() if override.is_sweep_override() else None
+        if override.is_interval_sweep():
+            ends[override.get_key_element()] = [str(value.start), str(value.end)]
+        elif override.is_range_sweep() and value.step:
+            count = max(0, math.ceil((value.stop - value.start) / value.step))
+            ends[override.get_key_element()] = [str(value.start), str(value.start + (count - 1) * value.step)] if count else []
+        elif override.is_sweep_override():
+            ends[override.get_key_element()] = list(itertools.islice(override.sweep_iterator(transformer=Transformer.encode), 64))
+    if not ends or not all(ends.values()):  # an empty one is the sweeper's to name
+        return []
+    low = {key: values[0] for key, values in ends.items()}
+    high = {key: values[-1] for key, values in ends.items()}
+    chosen = [{**low, key: value} for key, values in ends.items() for value in values[1:-1]]
+    return [fixed + [f"{key}={value}" for key, value in end.items()] for end in (low, high, *chosen)]
 
 
 def covering(jobs: list, whole: int = 64) -> set[int]:
