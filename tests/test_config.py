@@ -626,7 +626,8 @@ def test_an_output_folder_through_a_link_to_nowhere_is_named_as_such(key, tmp_pa
 
 @pytest.mark.parametrize(
     "override,setting",
-    [("hydra.sweeper.params.model.dropout='interval(0.5,0.1)'", "model.dropout"), ("+hydra.sweeper.params.model.nope='choice(1,2)'", "model.nope")],
+    [("hydra.sweeper.params.model.dropout='interval(0.5,0.1)'", "model.dropout"), ("+hydra.sweeper.params.model.nope='choice(1,2)'", "model.nope"),
+     ("hydra.sweeper.params.model.dropout=interval(0.1,0.5)", "model.dropout")],  # unquoted: "Sweeping over Hydra's configuration"
 )
 def test_a_search_range_is_given_as_a_swept_override(override, setting, tmp_path):
     """A search's space is keyed by whole names, which a key path splits: it had failed as

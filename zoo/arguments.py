@@ -417,6 +417,8 @@ def _search_space_path(key: str, values: list) -> Optional[str]:
     input"; ``hydra.sweeper.params={...}`` as OmegaConf's AttributeError). Both sweepers
     take a swept override in their place."""
     paths = [path for value in values for path, _ in _paths(key, value) if f"{path}.".startswith("hydra.sweeper.params.")]
+    if f"{key}.".startswith("hydra.sweeper.params."):  # also a sweep, unquoted: Hydra's "Sweeping over Hydra's configuration"
+        paths = paths or [key]
     if not paths:
         return None
     setting = paths[0].removeprefix("hydra.sweeper.params").removeprefix(".") or "model.dropout"
