@@ -750,17 +750,21 @@ def test_no_setting_takes_a_number_tensorflow_cannot_hold(kind, name, key, type_
     from zoo.config import CrossValidationConfig, DeviceConfig, TrainerConfig, typed_config
     from zoo.errors import ZooError
 
-    value = 10**20 if type_ is int else 1e39
-
     def make(overrides):
         if name is None:
             cls = {"trainer": TrainerConfig, "device": DeviceConfig, "cv": CrossValidationConfig}[kind]
             return typed_config(cls, overrides, kind, f"{kind}.")
         return make_config(get_registry().get(kind, name), overrides)
 
-    *parents, leaf = key.split(".")
-    overrides = {leaf: value}
-    for parent in reversed(parents):
-        overrides = {parent: overrides}
+    def nested(value):
+        *parents, leaf = key.split(".")
+        overrides = {leaf: value}
+        for parent in reversed(parents):
+            overrides = {parent: overrides}
+        return overrides
+
     with pytest.raises(ZooError, match=r"beyond the (64-bit integers|float32 range)"):
-        make(overrides)
+        make(nested(10**20 if type_ is int else 1e39))
+    if type_ is float:  # below float32's smallest, 0 to TensorFlow: learning_rate=1e-320 had trained nothing, unsaid
+        with pytest.raises(ZooError, match=r"=1e-320 is 0 in the float32 TensorFlow computes in"):
+            make(nested(1e-320))

@@ -512,6 +512,7 @@ def typed_config(
 
 INT64_MAX = 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: below it, precision goes, then the value
 
 
 def check_number_ranges(typed: Any, prefix: str) -> None:
@@ -521,7 +522,7 @@ def check_number_ranges(typed: Any, prefix: str) -> None:
     TensorFlow holds: an integer past 64 bits (``filters=10**20``) had failed as "keras
     failed: ValueError: Can't convert Python sequence with out-of-range integer to Tensor", a
     value past float32 (``l1=1e308``, cast by Keras) as "... out of range for a double-precision
-    float"."""
+    float"; one too small for it (``learning_rate=1e-320``) is 0 there."""
     for key, value in _leaves(typed, prefix):
         if isinstance(value, float) and not math.isfinite(value):
             raise ZooError(f"{key}={value} must be a finite number")
@@ -529,6 +530,8 @@ def check_number_ranges(typed: Any, prefix: str) -> None:
             raise ZooError(f"{key}={value} is beyond the 64-bit integers TensorFlow counts with (at most {INT64_MAX:,}); give a smaller number")
         if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
             raise ZooError(f"{key}={value:g} is beyond the float32 range TensorFlow computes in (at most {FLOAT32_MAX:.1e}); give a smaller number")
+        if isinstance(value, float) and 0 < abs(value) < FLOAT32_TINY:  # learning_rate=1e-320 trained nothing, unsaid
+            raise ZooError(f"{key}={value!r} is 0 in the float32 TensorFlow computes in (its smallest is {FLOAT32_TINY:.1e}); give 0 or a larger number")
 
 
 def divergence_fix(plan: "RunPlan") -> str:
