@@ -768,3 +768,21 @@ def test_no_setting_takes_a_number_tensorflow_cannot_hold(kind, name, key, type_
     if type_ is float:  # below float32's smallest, 0 to TensorFlow: learning_rate=1e-320 had trained nothing, unsaid
         with pytest.raises(ZooError, match=r"=1e-320 is 0 in the float32 TensorFlow computes in"):
             make(nested(1e-320))
+
+
+def test_a_plugins_own_default_past_float32_is_its_authors_and_not_refused():
+    """A plugin may hold a Python-side bound past what TensorFlow computes with as its default;
+    the user's own value past it is refused."""
+    from dataclasses import dataclass
+
+    from zoo.config import typed_config
+    from zoo.errors import ZooError
+
+    @dataclass
+    class Bounds:
+        ceiling: float = 1e100
+        steps: int = 2**70
+
+    assert typed_config(Bounds, {}, "model 'bounded'", "model.") == Bounds()
+    with pytest.raises(ZooError, match="model.ceiling=1e\\+101 is beyond the float32 range"):
+        typed_config(Bounds, {"ceiling": 1e101}, "model 'bounded'", "model.")

@@ -495,7 +495,7 @@ def typed_config(
     schema = config_schema(config_cls, owner)
     try:
         merged = OmegaConf.merge(schema, literal(dict(overrides)))  # resolved already
-        check_number_ranges(OmegaConf.to_container(merged), prefix)
+        check_number_ranges(OmegaConf.to_container(merged), prefix, dict(_leaves(OmegaConf.to_container(schema), prefix)))
         missing = sorted(OmegaConf.missing_keys(merged))
         if missing:
             raise ZooError(
@@ -515,17 +515,20 @@ FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: below it, precision goes, then the value
 
 
-def check_number_ranges(typed: Any, prefix: str) -> None:
+def check_number_ranges(typed: Any, prefix: str, defaults: Mapping[str, Any]) -> None:
     """Numbers a setting may not hold, as typed (the text ``nan`` given to ``zoo evaluate`` is a
     float only once typed). NaN slips through every "must be positive" check (nan <= 0 is
     false) and infinities reach the optimizer (clipnorm=inf gives NaN gradients). Past what
     TensorFlow holds: an integer past 64 bits (``filters=10**20``) had failed as "keras
     failed: ValueError: Can't convert Python sequence with out-of-range integer to Tensor", a
     value past float32 (``l1=1e308``, cast by Keras) as "... out of range for a double-precision
-    float"; one too small for it (``learning_rate=1e-320``) is 0 there."""
+    float"; one too small for it (``learning_rate=1e-320``) is 0 there. A plugin's own default
+    is its author's (a Python-side bound of 1e100, say), not the user's mistake."""
     for key, value in _leaves(typed, prefix):
         if isinstance(value, float) and not math.isfinite(value):
             raise ZooError(f"{key}={value} must be a finite number")
+        if key in defaults and defaults[key] == value:
+            continue
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
             raise ZooError(f"{key}={value} is beyond the 64-bit integers TensorFlow counts with (at most {INT64_MAX:,}); give a smaller number")
         if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
