@@ -439,7 +439,7 @@ def test_a_long_pass_over_the_images_says_how_far_it_has_got(tmp_path, monkeypat
     nothing, then a line a minute where the output is no terminal (a log, a batch job's)."""
     import time
 
-    overrides = image_folder.write_example_folder(tmp_path / "data")
+    overrides = image_folder.write_example_folder(tmp_path / "da\x1b[2Jta")  # a name that would clear the screen
     clock = iter(range(0, 10**6, 7))
     monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     names = image_folder.class_names(image_folder.ImageFolderConfig(**overrides))
@@ -447,7 +447,8 @@ def test_a_long_pass_over_the_images_says_how_far_it_has_got(tmp_path, monkeypat
     lines = capsys.readouterr().err.splitlines()
     total = len(paths) + len(skipped)  # every file is checked
     assert total > 20 and 1 <= len(lines) <= total * 7 // 60 + 1, lines
-    assert all(re.fullmatch(rf"checking that the images of {re.escape(overrides['path'])} decode: [\d,]+ of {total:,} \(\d+%\)", line) for line in lines), lines
+    shown = overrides["path"].replace("\x1b", "\\x1b")  # escaped, never sent to the terminal as is
+    assert all(re.fullmatch(rf"checking that the images of {re.escape(shown)} decode: [\d,]+ of {total:,} \(\d+%\)", line) for line in lines), lines
 
 
 def test_a_damaged_cache_file_is_written_again_or_named_with_the_fix(tmp_path, caplog):

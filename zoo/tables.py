@@ -1,4 +1,5 @@
-"""Tables on the terminal and as CSV, for the commands and a sweep's summary; text cut to a width."""
+"""Tables on the terminal and as CSV, for the commands and a sweep's summary; text cut to a
+width; how far a long step has got."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class Progress:
         now = self.clock()
         if now - self.started >= self.quiet_s and now - self.said >= self.every_s:
             self.said = now
-            line = f"{self.what}: {self.done:,} of {self.total:,} ({self.done / max(self.total, 1):.0%})"
+            line = visible(f"{self.what}: {self.done:,} of {self.total:,} ({self.done / max(self.total, 1):.0%})")  # a folder's name never drives the terminal
             print(f"\r\x1b[2K{line}" if self.terminal else line, end="" if self.terminal else "\n", file=self.stream, flush=True)
 
     def __enter__(self) -> "Progress":
