@@ -336,11 +336,13 @@ def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_th
     import optuna
 
     def search(study: str, *extra: str):
-        # Random seed 1 draws a negative learning rate first (refused by the trial's run), then a positive one.
+        # Random seed 137 draws a kernel of 10^17 squared first (too large to exist: the trial's run fails as it
+        # builds the model), then one of about 45. (The space's ends are checked before any trial: a value the
+        # run's config refuses, a negative learning rate, fails no trial.)
         return run_zoo(
-            "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=1",
+            "train", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=137",
             "hydra.sweeper.n_trials=2", "model.filters=4", "metrics=[accuracy]", "objective=val_accuracy", "trainer.epochs=1",
-            "trainer.learning_rate=interval(-0.01,0.01)", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'db.sqlite'}",
+            "model.kernel_size=tag(log,int(interval(1,4611686018427387904)))", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'db.sqlite'}",
             f"hydra.sweeper.study_name={study}", f"hydra.sweep.dir={tmp_path / study}", *extra, cwd=tmp_path,
         )  # fmt: skip
 
@@ -353,9 +355,9 @@ def test_a_failed_trial_is_marked_failed_and_the_failure_rate_decides_whether_th
     assert error_lines(stopped.stderr) == [
         f"zoo: error: 1 of 1 trials failed (hydra.sweeper.max_failure_rate=0.0); see their train.log in {tmp_path / 'strict'}"
     ]
-    assert "trial 0 failed: trainer.learning_rate must be positive" in stopped.stderr
+    assert "trial 0 failed: too large to exist" in stopped.stderr
     [log] = (tmp_path / "strict").glob("*/train.log")  # where the last line sends the user: it says why too
-    assert "[zoo][INFO] - stopped: trainer.learning_rate must be positive" in log.read_text().splitlines()[-1]
+    assert "[zoo][INFO] - stopped: too large to exist" in log.read_text().splitlines()[-1]
     assert "Traceback" not in stopped.stderr and states("strict") == ["FAIL"]
     tolerant = search("tolerant", "hydra.sweeper.max_failure_rate=0.5", "hydra.sweeper.n_jobs=2")
     assert tolerant.returncode == 0, tolerant.stderr[-3000:]
