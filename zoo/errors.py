@@ -1,5 +1,7 @@
 """Errors the zoo reports to users as one line (no traceback unless asked for)."""
 
+import re
+
 
 class ZooError(Exception):
     """A problem with the user's input or environment; the message says what and how to fix it."""
@@ -37,8 +39,6 @@ def one_line(exc: BaseException) -> str:
     """A library's exception as text for a one-line message: its lines joined, and Keras'
     terminal styling taken out (printed escaped, ``\\x1b[1m`` had stood around the words that
     mattered) along with the arguments it lists after them."""
-    import re
-
     text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
     called = re.fullmatch(r"Exception encountered when calling (\S+?)\.? (.*?)(?: Arguments received by .*)?", text)
     return f"{called.group(1)}: {called.group(2)}" if called else text
