@@ -854,15 +854,17 @@ def space_ends(parsed: list) -> list[list[str]]:
     accepts, ``model.dense_units=int(interval(1, 10**20))``, had failed the trial that drew it)."""
     from hydra.core.override_parser.types import Transformer
 
+    from zoo.search import range_ends
+
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     ends: dict[str, list[str]] = {}
     for override in parsed:
         value = override.value() if override.is_sweep_override() else None
         if override.is_interval_sweep():
             ends[override.get_key_element()] = [str(value.start), str(value.end)]
-        elif override.is_range_sweep() and value.step:
-            count = max(0, math.ceil((value.stop - value.start) / value.step))
-            ends[override.get_key_element()] = [str(value.start), str(value.start + (count - 1) * value.step)] if count else []
+        elif override.is_range_sweep() and not value.shuffle:
+            found = range_ends(value)
+            ends[override.get_key_element()] = [str(end) for end in found[0]] if found else []
         elif override.is_sweep_override():
             ends[override.get_key_element()] = list(itertools.islice(override.sweep_iterator(transformer=Transformer.encode), 64))
     if not ends or not all(ends.values()):  # an empty one is the sweeper's to name

@@ -791,18 +791,16 @@ def show_config_section(section: str, as_json: bool) -> None:
 
 
 def check_command(args: argparse.Namespace) -> None:
+    from zoo.tables import clear_status, show_status
     from zoo.testing import FAIL, run_checks
 
     terminal = sys.stderr.isatty()
 
     def progress(done: int, total: int, what: str) -> None:
-        # On a terminal one line rewritten in place; in a log, a line per item.
-        line = f"zoo check: [{done + 1}/{total}] {what}"
-        print(f"\r\x1b[2K{line}" if terminal else line, end="" if terminal else "\n", file=sys.stderr, flush=True)
+        show_status(f"zoo check: [{done + 1}/{total}] {what}", terminal)
 
     results = run_checks(args.target, progress=progress)
-    if terminal:
-        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
+    clear_status(terminal)
     if args.json:
         print(json.dumps([vars(r) for r in results], indent=2))
     else:

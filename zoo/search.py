@@ -76,6 +76,13 @@ def search_space(params: Optional[Mapping[str, Any]], arguments: list[str]) -> t
     return space, fixed
 
 
+def range_ends(value) -> Optional[tuple[tuple[Any, Any], int]]:
+    """``((first, last), count)`` of a Hydra ``range(start, stop, step)``, stop excluded; None
+    for an empty one. Its ends, not its values: range(0,100000000) has 10^8 of them."""
+    count = max(0, math.ceil((value.stop - value.start) / value.step)) if value.step else 0
+    return ((value.start, value.start + (count - 1) * value.step), count) if count else None
+
+
 def distribution(override) -> Any:
     """``choice(...)`` (and ``a,b,c``), ``range(start, stop[, step])`` (stop excluded, as in
     Python), ``interval(low, high)`` (floats; ``int(interval(...))`` for integers), each
@@ -91,11 +98,10 @@ def distribution(override) -> Any:
             raise ZooError(f"{key}: more than {MAX_CHOICES:,} choices; search a range(...) or an interval(...) instead")
         return optuna.distributions.CategoricalDistribution(choices)
     if override.is_range_sweep():
-        # Its ends, not its values: range(0,100000000) has 10^8 of them.
-        count = max(0, math.ceil((value.stop - value.start) / value.step)) if value.step else 0
-        if not count:
+        ends = range_ends(value)
+        if ends is None:
             raise ZooError(f"{key}: {override.get_value_element_as_str()} is empty; give start < stop")
-        first, last = value.start, value.start + (count - 1) * value.step
+        (first, last), count = ends
         floats = any(isinstance(v, float) for v in (value.start, value.stop, value.step))
         kind = optuna.distributions.FloatDistribution if floats else optuna.distributions.IntDistribution
         return kind(min(first, last), max(first, last), step=abs(value.step) if count > 1 else None)  # also a descending one

@@ -85,6 +85,21 @@ def shorten(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
+def show_status(line: str, terminal: bool) -> None:
+    """A status line on stderr: on a terminal, rewritten in place; elsewhere (a log) one more line."""
+    import sys
+
+    print(f"\r\x1b[2K{line}" if terminal else line, end="" if terminal else "\n", file=sys.stderr, flush=True)
+
+
+def clear_status(terminal: bool) -> None:
+    """The terminal's status line taken away before what follows is printed."""
+    import sys
+
+    if terminal:
+        print("\r\x1b[2K", end="", file=sys.stderr, flush=True)
+
+
 class Progress:
     """How far a long step over the user's data has got, on stderr: nothing for its first
     ``quiet_s`` seconds (most steps are over by then), then the count, rewritten in place on a
@@ -96,9 +111,9 @@ class Progress:
         import time
 
         self.what, self.total, self.done = what, total, 0
-        self.clock, self.stream = time.monotonic, sys.stderr
+        self.clock = time.monotonic
         self.started, self.said = self.clock(), 0.0
-        self.terminal = self.stream.isatty()
+        self.terminal = sys.stderr.isatty()
         self.quiet_s, self.every_s = quiet_s, 1.0 if self.terminal else 60.0
 
     def advance(self, count: int = 1) -> None:
@@ -107,11 +122,11 @@ class Progress:
         if now - self.started >= self.quiet_s and now - self.said >= self.every_s:
             self.said = now
             line = visible(f"{self.what}: {self.done:,} of {self.total:,} ({self.done / max(self.total, 1):.0%})")  # a folder's name never drives the terminal
-            print(f"\r\x1b[2K{line}" if self.terminal else line, end="" if self.terminal else "\n", file=self.stream, flush=True)
+            show_status(line, self.terminal)
 
     def __enter__(self) -> "Progress":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.said and self.terminal:
-            print("\r\x1b[2K", end="", file=self.stream, flush=True)
+        if self.said:
+            clear_status(self.terminal)
