@@ -509,7 +509,7 @@ def test_long_files_of_values_in_your_config_folder_are_not_taken_for_alias_bomb
     "override",
     ["hydra.output_subdir={victim}", "hydra.output_subdir=../victim", "hydra.output_subdir=${{oc.env:VICTIM}}",
      "hydra.job.name=../victim/config", "hydra.job_logging.handlers.file.filename={victim}/config.yaml",
-     "hydra.job_logging.handlers.file.mode=w", "hydra.sweep.subdir=../victim",
+     "hydra.job_logging.handlers.file.mode=w", "hydra.sweep.subdir=../victim", "hydra.sweep.subdir=${{oc.env:VICTIM}}",
      # the same settings spelt as dicts; Hydra's records in the run's own folder, over its config.yaml
      "hydra.job_logging.handlers.file={{filename: {victim}/config.yaml}}", "hydra={{output_subdir: {victim}}}",
      "hydra.job={{name: ../victim/config}}", "hydra.output_subdir=.",
@@ -531,7 +531,8 @@ def test_nothing_on_the_command_line_makes_hydra_write_outside_the_run(override,
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = error_lines(result.stderr)
     assert any(refusal in line for refusal in ("it must stay inside the run's folder", "the log is RUN_DIR/train.log", "not interpolations",
-                                               "a launcher's own files go where its config puts them", "keeps the working directory"))  # fmt: skip
+                                               "a launcher's own files go where its config puts them", "keeps the working directory",
+                                               "not a sub-folder of the sweep's"))  # fmt: skip
     assert [p.name for p in victim.iterdir()] == ["config.yaml"] and (victim / "config.yaml").read_text() == "mine: 1\n"
     assert not (tmp_path / "runs").exists()
 

@@ -493,6 +493,21 @@ def test_two_jobs_of_a_sweep_never_share_a_folder(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_jobs_in_folders_named_after_their_overrides(tmp_path):
+    """Hydra's documented ``hydra.sweep.subdir=${hydra.job.override_dirname}`` was refused on
+    the command line ("not interpolations"); its folders (``seed=1,trainer.epochs=1``) are
+    runs that the other commands take."""
+    sweep = tmp_path / "sweep"
+    result = run_zoo("train", "-m", "model=mlp_classifier", "seed=1,2", "trainer.epochs=1", f"hydra.sweep.dir={sweep}",
+                     "hydra.sweep.subdir=${hydra.job.override_dirname}", cwd=tmp_path, timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["model=mlp_classifier,seed=1,trainer.epochs=1", "model=mlp_classifier,seed=2,trainer.epochs=1"]
+    compared = run_zoo("compare", str(sweep / jobs[0]), str(sweep / jobs[1]), cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert [line.split()[0] for line in compared.stdout.splitlines()[1:3]] == [str(sweep / job) for job in jobs]
+
+
 def test_a_study_is_never_written_into_a_database_or_file_of_yours(tmp_path):
     """Optuna would add its tables to any SQLite database, and SQLite would wait on a pipe."""
     import sqlite3

@@ -312,7 +312,7 @@ IMPORTING_VALUES = ("ext://", "cfg://", "oc.create", "oc.decode")
 # interpolation is resolved after these checks, and could bring in a node from elsewhere
 # (``hydra.launcher.ray.init=${hydra.x}``) or build one (``${oc.${name}:...}`` spells a
 # resolver's name out of sight): a launcher's setup hook, a logging stream, a library to preload.
-INTERPOLATED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+INTERPOLATED_HYDRA_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 # Launcher options that run code: submitit's shell lines before each job and the options it
 # hands sbatch and srun as they are (srun's --prolog runs a program, --export sets
 # LD_PRELOAD), Ray's runtime environment (packages to install, a setup hook to import).
@@ -385,7 +385,7 @@ def _runs_code(key: str, values: list) -> Optional[str]:
         if path.startswith("hydra.") and path not in INTERPOLATED_HYDRA_KEYS and "${" in str(leaf):
             return (
                 "Hydra's settings take literal values on the command line, not interpolations "
-                "(hydra.run.dir and hydra.sweep.dir excepted); put it in a config file of your own"
+                "(hydra.run.dir, hydra.sweep.dir and hydra.sweep.subdir excepted); put it in a config file of your own"
             )
         if path.startswith("hydra.searchpath") and str(leaf).startswith("pkg://"):
             return "a pkg:// search path makes Hydra import that package; give a folder of your own (file://PATH)"
@@ -907,6 +907,11 @@ def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
     seen: dict[str, int] = {}
     for number, job in enumerate(jobs):
         folder = job_subdir(list(job), number, configs) if "${" in subdir else subdir
+        if leads_outside(folder) or not Path(folder).parts:  # resolved: an interpolation may make it absolute
+            raise ZooError(
+                f"job {number} of the sweep would get the folder {folder!r}, not a sub-folder of the sweep's; give a "
+                "hydra.sweep.subdir that resolves to a relative name without '..'"
+            )
         if folder in seen:
             raise ZooError(
                 f"jobs {seen[folder]} and {number} of the sweep would share the folder {folder!r}, each writing its "
