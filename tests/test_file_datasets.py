@@ -355,6 +355,20 @@ def test_image_folder_refuses_a_class_without_images(tmp_path):
         data.load(seed=0)
 
 
+@pytest.mark.parametrize("args", [[], ["-m", "seed=1,2"], ["hydra.run.dir=cat/run"]])
+def test_a_run_is_not_written_into_the_data_it_reads(args, tmp_path):
+    """``zoo train dataset.path=.`` started in an image folder: Hydra made ``runs/`` there
+    first, and the run stopped on "class folder runs has no readable images; ... remove the
+    folder" (a later run's would hold its plots: a class of PNGs)."""
+    write_pngs(tmp_path / "cat", 3, 0)
+    write_pngs(tmp_path / "dog", 3, 200)
+    result = run_zoo("train", *args, "dataset=image_folder", "dataset.path=.", "model=mlp_classifier", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert f"would be inside dataset.path={tmp_path}, the data it reads" in line and "a folder outside it" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat", "dog"] and len(list((tmp_path / "cat").iterdir())) == 3
+
+
 def test_a_folder_too_small_to_split_is_refused_and_a_tiny_one_splits(tmp_path):
     """scikit-learn's stratified split fails on a few images (a traceback-like 'sklearn failed'
     line): too few for every split is one line naming the fix; a few more split plainly."""

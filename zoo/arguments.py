@@ -677,6 +677,7 @@ def check_overrides(args: list[str]) -> None:
             raise ZooError(describe_composition_error(exc, known)) from None
         plan = plan_run(cfg)
         check_run_references(plan)
+        refuse_output_in_data(plan, sweep_dir or run_dir or Path("runs"), "hydra.sweep.dir" if multirun else "hydra.run.dir")
         if run_dir is not None and run_dir.exists():
             # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
             try:
@@ -686,6 +687,22 @@ def check_overrides(args: list[str]) -> None:
             except ZooError as exc:
                 raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None
             unshare(run_dir / name for name in OPENED_FIRST)
+
+
+def refuse_output_in_data(plan, output: Path, key: str) -> None:
+    """A run's folder inside a folder of data it reads (``zoo train dataset.path=.`` started
+    in an image folder, whose default ``runs/`` Hydra makes there first) would be read as
+    data: its folder a class of images, or the class folder the run stops on."""
+    from zoo.config import data_paths
+
+    output = Path(os.path.abspath(output.expanduser()))
+    for data_key, path in data_paths(plan).items():
+        folder = Path(path)
+        if folder.is_dir() and (output == folder or folder in output.parents):
+            raise ZooError(
+                f"the {'sweep' if 'sweep' in key else 'run'}'s folder ({key}={output}) would be inside {data_key}={path}, the "
+                f"data it reads, and its files would be read as data; give {key} a folder outside it"
+            )
 
 
 def in_sweep_terms(message: str) -> str:
