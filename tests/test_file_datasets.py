@@ -653,6 +653,29 @@ def test_memory_limits_of_control_groups_are_found_where_slurm_and_containers_se
     assert sorted(cgroup_memory_limits(tmp_path)) == sorted(limits)
 
 
+@pytest.mark.parametrize(
+    "groups, files, room",
+    [
+        ("3:pids:/docker/abc\n", {"pids/docker/abc/pids.max": "100", "pids/docker/abc/pids.current": "40",
+                                   "pids/docker/pids.max": "max", "pids/docker/pids.current": "41"}, (60, "pids.max 100 in /sys/fs/cgroup/pids/docker/abc")),
+        # cgroup v2: a unit's TasksMax above the service's own group counts where it is the smaller room
+        ("0::/system.slice/x.service\n", {"system.slice/x.service/pids.max": "500", "system.slice/x.service/pids.current": "10",
+                                           "system.slice/pids.max": "50", "system.slice/pids.current": "45"}, (5, "pids.max 50 in /sys/fs/cgroup/system.slice")),
+        ("0::/\n", {"pids.max": "max", "pids.current": "7"}, None),
+        ("3:cpu:/x\n", {"cpu/x/pids.max": "1", "cpu/x/pids.current": "1"}, None),
+    ],
+)  # fmt: skip
+def test_caps_on_tasks_of_control_groups_are_found(tmp_path, groups, files, room):
+    from zoo.config import cgroup_task_room
+
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text(groups)
+    for name, text in files.items():
+        (tmp_path / "sys" / "fs" / "cgroup" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sys" / "fs" / "cgroup" / name).write_text(text + "\n")
+    assert cgroup_task_room(tmp_path) == room
+
+
 def test_a_pipe_or_a_folder_where_a_data_file_belongs_is_refused_without_waiting(tmp_path):
     """Opening a named pipe waits for a writer for ever: every path the zoo reads from a
     config or a run is checked to be a file (or a folder where one is allowed) first."""

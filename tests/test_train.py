@@ -880,3 +880,64 @@ def test_a_terminal_whose_encoding_lacks_a_character_never_fails_a_run(tmp_path)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"epoch 1/1  #+-*", result.stdout.replace("\r", "\n")), result.stdout[:500]
+
+
+def pids_cgroup(tmp_path: Path) -> Path:
+    """A control group of this machine's with a pids controller this process may make one
+    in (root, cgroup v1 or v2), or a skip."""
+    for top in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        if (top / "cgroup.procs").exists() and (top.name == "pids" or "pids" in _read(top / "cgroup.subtree_control")):
+            group = top / f"zoo-test-{os.getpid()}-{tmp_path.name}"
+            try:
+                group.mkdir()
+            except OSError:
+                continue
+            if (group / "pids.max").exists():
+                return group
+            group.rmdir()
+    pytest.skip("no control group with a pids controller can be made here")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def test_too_few_threads_for_tensorflow_is_one_line_not_an_abort(tmp_path):
+    """Under a container's or a job's cap on tasks (pids.max; ulimit -u too) TensorFlow could
+    not start its threads and aborted the process: "Check failed: ... Thread tf_Compute
+    creation via pthread_create() failed", 60 lines of C++ stack, exit 134."""
+    group = pids_cgroup(tmp_path)
+    try:
+        (group / "pids.max").write_text("16\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "zoo", "train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: (group / "cgroup.procs").write_text(f"{os.getpid()}\n"),
+        )  # fmt: skip
+    finally:
+        group.rmdir()
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = error_lines(result.stderr)
+    assert re.search(rf"this process may start \d+ more threads \(pids\.max 16 in {re.escape(str(group))}\), and TensorFlow starts about \d+", line), line
+    assert "raise the limit" in line and not (tmp_path / "run").exists()
+
+
+def test_too_little_address_space_for_tensorflow_is_one_line_not_an_abort(tmp_path):
+    """Under ``ulimit -v`` of 1.4 GB (a batch system's vmem limit) TensorFlow loaded, then
+    aborted the process starting a thread (exit 134, a C++ stack), or crashed (exit 139)."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000 * 1024, resource.RLIM_INFINITY))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, preexec_fn=limited,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = error_lines(result.stderr)
+    assert re.search(r"this process may use 1,465 MB of address space \(ulimit -v\), and TensorFlow needs at least [\d,]+ MB here", line), line
+    assert not (tmp_path / "run").exists()

@@ -40,7 +40,7 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
+from zoo.config import RunPlan, absolute_paths, cgroup_task_room, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError, one_line
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
 from zoo.tables import shorten
@@ -64,6 +64,8 @@ def import_tensorflow():
             f"TF_NUM_INTRAOP_THREADS={threads} in the environment is a negative thread count, which TensorFlow aborts "
             "on; unset it, or give 0 (TensorFlow's choice) or more"
         )
+    if "tensorflow" not in sys.modules:
+        refuse_too_few_threads()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
         with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
@@ -229,6 +231,92 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
+def threads_tensorflow_starts() -> int:
+    """About how many threads a process running TensorFlow has at its peak: 12, plus 6 for
+    each CPU it may use (its thread pools, tf.data's, oneDNN's), as measured on x86_64 with
+    TensorFlow 2.21 for the default job on 1 and 2 CPUs (the fewest a cap let it run with)."""
+    return 12 + 6 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 12 + 6 * (os.cpu_count() or 1)
+
+
+def refuse_too_few_threads() -> None:
+    """TensorFlow aborts the whole process (a C++ check failing on pthread_create, 60 lines
+    of stack, exit 134) when it cannot start a thread it wants: under a cap on tasks (a
+    container's or a job's ``pids.max``, ``ulimit -u``) or on address space (``ulimit -v``)
+    too small for the threads' stacks. One line before it starts, where the room is smaller
+    than what it starts here."""
+    import resource
+
+    needed = threads_tensorflow_starts()
+    running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1  # counted in the room already
+    rooms = [room for room in (cgroup_task_room(), user_task_room(needed)) if room is not None]
+    if rooms and min(rooms)[0] + running < needed:
+        room, cap = min(rooms)
+        raise ZooError(
+            f"this process may start {max(room, 0)} more threads ({cap}), and TensorFlow starts about {needed} here "
+            f"(12, and 6 for each CPU it may use); raise the limit{fewer_cpus(lambda cpus: 12 + 6 * cpus <= room + running)}"
+        )
+    address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if address_space == resource.RLIM_INFINITY:
+        return
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    stack = 8 * 2**20 if stack == resource.RLIM_INFINITY else stack
+    if address_space < TENSORFLOW_ADDRESS_SPACE + needed * stack:
+        raise ZooError(
+            f"this process may use {address_space / 2**20:,.0f} MB of address space (ulimit -v), and TensorFlow needs at "
+            f"least {(TENSORFLOW_ADDRESS_SPACE + needed * stack) / 2**20:,.0f} MB here (its libraries, and a stack of "
+            f"{stack / 2**20:,.0f} MB for each of its threads); raise it"
+            + fewer_cpus(lambda cpus: TENSORFLOW_ADDRESS_SPACE + (12 + 6 * cpus) * stack <= address_space)
+        )
+
+
+def fewer_cpus(fits) -> str:
+    """Advice to run on as many CPUs as ``fits`` (a CPU count -> bool) allows, or "" where
+    even one does not fit, or the run has no more already."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    fitting = max((n for n in range(1, cpus) if fits(n)), default=0)
+    return f", or give the run {fitting} CPU{'s' if fitting > 1 else ''} (taskset -c 0{f'-{fitting - 1}' if fitting > 1 else ''} zoo ...)" if fitting else ""
+
+
+# Address space TensorFlow 2.21 takes on x86_64 beside its threads' stacks (its libraries,
+# 0.9 GB, Python's and the zoo's, its heap): a floor, from the default job, among the
+# smallest, on 2 CPUs: it ran under a limit of 1.67 GB and aborted under 1.62 (threads: 24).
+# Larger jobs need more (the cat CNN 2.3 GB) and may still abort under a limit in between.
+TENSORFLOW_ADDRESS_SPACE = 1485 * 2**20
+
+
+def user_task_room(needed: int) -> Optional[tuple[int, str]]:
+    """How many more processes and threads ``ulimit -u`` lets this user start (it counts all
+    of theirs on the machine; root is not held to it), where it is low enough to matter."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if limit == resource.RLIM_INFINITY or limit > 64 * needed or outer_uid() == 0:
+        return None  # a usual default is tens of thousands: not worth reading every process's status
+    uid, running = str(os.getuid()), 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:  # ended meanwhile
+            continue
+        if fields.get("Uid", "").split()[:1] == [uid]:
+            running += int(fields.get("Threads", "1").strip() or 1)
+    return limit - running, f"ulimit -u {limit}, {running} running as this user"
+
+
+def outer_uid() -> int:
+    """This process's real user outside its user namespace (``unshare --user``, a rootless
+    container): root's processes are not held to ``ulimit -u`` under any name."""
+    uid = os.getuid()
+    try:
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, count = (int(n) for n in line.split())
+            if inside <= uid < inside + count:
+                return outside + uid - inside
+    except (OSError, ValueError):
+        pass
+    return uid
+
+
 def memory_limit() -> str:
     """The process's address-space limit (``ulimit -v``, a batch system's vmem limit) in
     words, or "" where there is none: TensorFlow reserves far more address space than it uses."""
@@ -253,6 +341,10 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
             f"too large to exist: a tensor of {huge.group(1).lower()} would have more than 2**63 - 1 elements; "
             "make the model, the batch or the images smaller (model.*, trainer.batch_size, dataset.*)"
         )
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):  # Python's own threads (tf.data's, the zoo's)
+        caps = [cap for _, cap in filter(None, (cgroup_task_room(), user_task_room(threads_tensorflow_starts())))]
+        caps += [memory_limit()] if memory_limit() else []
+        return f"could not start a thread ({'; '.join(caps) or 'the machine is at its limit of threads'}): raise the limit"
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
         return None
     if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
