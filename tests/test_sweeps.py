@@ -508,6 +508,24 @@ def test_jobs_in_folders_named_after_their_overrides(tmp_path):
     assert [line.split()[0] for line in compared.stdout.splitlines()[1:3]] == [str(sweep / job) for job in jobs]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["-m", "hparams_search=digits_cnn", "hydra.sweeper.storage=postgresql://bob:s3cret@127.0.0.1/studies"],
+     ["loggers=[mlflow]", "loggers.mlflow.tracking_uri=http://bob:s3cret@127.0.0.1:5000"],
+     ["-m", "seed=1,2", "loggers=[mlflow]", "loggers.mlflow.tracking_uri=https://bob:s3cret@127.0.0.1"]],
+    ids=["optuna", "mlflow", "mlflow-sweep"],
+)  # fmt: skip
+def test_a_password_in_a_url_is_refused_before_it_is_printed_or_recorded(args, tmp_path):
+    """It was printed ("resuming Optuna study ... (postgresql://bob:s3cret@...)"), written
+    into multirun.yaml, each run's config.yaml and Hydra's overrides.yaml, and put on every
+    trial's command line, which any user of the machine sees in ``ps``."""
+    result = run_zoo("train", *args, "trainer.epochs=1", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "holds a password" in line and ("PGPASSWORD" in line or "MLFLOW_TRACKING_PASSWORD" in line), line
+    assert "s3cret" not in result.stdout + result.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_a_study_is_never_written_into_a_database_or_file_of_yours(tmp_path):
     """Optuna would add its tables to any SQLite database, and SQLite would wait on a pipe."""
     import sqlite3

@@ -812,6 +812,13 @@ def check_sweeper(sweeper: Any, parsed: list) -> None:
     ``interval(...)`` (a search's range to sample) is not for it."""
     from hydra.core.override_parser.types import ValueType
 
+    from zoo.config import refuse_password_in_url
+
+    if sweeper is not None and sweeper.get("storage"):
+        refuse_password_in_url(
+            "hydra.sweeper.storage", str(sweeper.storage),
+            "PostgreSQL reads it from PGPASSWORD or ~/.pgpass, MySQL from an option file (?read_default_file=PATH)",
+        )  # fmt: skip
     if sweeper is None or not is_grid_sweeper(sweeper):
         return
     interval = next((o for o in parsed if o.value_type == ValueType.INTERVAL_SWEEP), None)

@@ -153,6 +153,24 @@ def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{key}={value!r} is not supported; {hint}")
 
 
+def refuse_password_in_url(key: str, url: str, fix: str) -> None:
+    """A password in a URL (``scheme://user:secret@host``) would be printed, written into
+    the run's or sweep's records (config.yaml, Hydra's overrides.yaml, multirun.yaml), and
+    shown to every user of the machine on the command lines of a search's trials (``ps``).
+    ``fix``: where that service takes a password instead."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL: the setting's own check says so
+        return
+    if password is not None:
+        raise ZooError(
+            f"{key} holds a password, which would be printed, written into the run's records and shown to the machine's "
+            f"users on the trials' command lines; give the URL without it: {fix}"
+        )
+
+
 def leads_outside(name: str) -> bool:
     """Whether a relative name given for something inside a folder (a sub-folder, a config
     in a group) would lead out of it: absolute, or climbing with ``..``."""

@@ -86,6 +86,9 @@ class MLflowConfig:
     log_files: bool = field(default=True, metadata={"help": "Upload the run's plots, model and records as artifacts."})
 
     def __post_init__(self) -> None:
+        from zoo.config import refuse_password_in_url
+
+        refuse_password_in_url("tracking_uri", self.tracking_uri, "MLflow reads it from MLFLOW_TRACKING_PASSWORD (and MLFLOW_TRACKING_USERNAME)")
         check_tracking_store(self.tracking_uri)
 
 
