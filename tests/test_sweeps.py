@@ -508,6 +508,20 @@ def test_jobs_in_folders_named_after_their_overrides(tmp_path):
     assert [line.split()[0] for line in compared.stdout.splitlines()[1:3]] == [str(sweep / job) for job in jobs]
 
 
+def test_a_job_folder_name_past_the_file_systems_limit_is_refused_before_the_sweep(tmp_path):
+    """Named after a dozen overrides, a job's folder took 314 bytes: Hydra failed making it
+    ("File name too long") with the sweep begun and its multirun.yaml written."""
+    many = [f"model.{key}={value}" for key, value in (("dropout", 0.25), ("kernel_size", 3), ("filters", 8), ("dense_units", 32))]
+    many += ["metrics=[accuracy,auc,f1,precision,recall,pr_auc]", "dataset.test_fraction=0.2", "dataset.validation_fraction=0.15",
+             "trainer.weight_decay=0.0001", "trainer.label_smoothing=0.0", "trainer.learning_rate=0.001", "trainer.batch_size=32"]  # fmt: skip
+    result = run_zoo("train", "-m", "seed=1,2", *many, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     "hydra.sweep.subdir=${hydra.job.override_dirname}", cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert re.search(r"job 0 of the sweep would get the folder '.*', a name of \d+ bytes, past the 255", line), line
+    assert "override_dirname.exclude_keys" in line and not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [["-m", "hparams_search=digits_cnn", "hydra.sweeper.storage=postgresql://bob:s3cret@127.0.0.1/studies"],

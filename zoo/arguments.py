@@ -936,6 +936,13 @@ def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
                 f"job {number} of the sweep would get the folder {folder!r}, not a sub-folder of the sweep's; give a "
                 "hydra.sweep.subdir that resolves to a relative name without '..'"
             )
+        long_name = next((part for part in Path(folder).parts if len(os.fsencode(part)) > NAME_MAX), None)
+        if long_name is not None:  # Hydra would fail making it, the sweep begun ("File name too long")
+            raise ZooError(
+                f"job {number} of the sweep would get the folder {shorten(long_name)!r}, a name of {len(os.fsencode(long_name))} "
+                f"bytes, past the {NAME_MAX} a file system takes; give a shorter hydra.sweep.subdir (with "
+                "${hydra.job.override_dirname}, leave keys out: hydra.job.config.override_dirname.exclude_keys=[KEY,...])"
+            )
         if folder in seen:
             raise ZooError(
                 f"jobs {seen[folder]} and {number} of the sweep would share the folder {folder!r}, each writing its "
@@ -943,6 +950,10 @@ def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
                 "(the default, ${hydra.job.num}_${hydra:runtime.choices.model}, does)"
             )
         seen[folder] = number
+
+
+# The longest file name Linux's file systems take, in bytes (NAME_MAX).
+NAME_MAX = 255
 
 
 def job_subdir(overrides: list[str], number: int, configs: UserConfigs) -> str:
