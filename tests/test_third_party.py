@@ -587,6 +587,16 @@ def register_models():
 '''
 
 
+@pytest.mark.parametrize("variable", ["ZOO_CACHE_DIR", "XDG_CACHE_HOME"])
+def test_a_relative_cache_folder_makes_no_folder_in_the_working_folder(variable, tmp_path):
+    """``ZOO_CACHE_DIR=cache`` made a folder ``cache`` in whatever folder each command ran
+    in; a relative value is passed over, as XDG's spec says of its own."""
+    env = {"ZOO_CACHE_DIR": "", "XDG_CACHE_HOME": "", variable: "cache", "HOME": str(tmp_path / "home")}
+    result = run_zoo("list", "model", cwd=tmp_path, env=env)
+    assert result.returncode == 0 and "cnn_classifier" in result.stdout, result.stderr[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["home"] and list((tmp_path / "home" / ".cache" / "keras-zoo").glob("plugins-*.json"))
+
+
 def test_the_listing_cache_never_shows_a_stale_plugin_set(tmp_path):
     """`zoo list` reuses what it found while nothing installed changed: a plugin added,
     removed or edited (in place, as an editable install is) is seen at once."""

@@ -541,7 +541,9 @@ def cache_file() -> Optional[Path]:
     from zoo.artifacts import private_temp_folder, user_folder
 
     cache = user_folder("XDG_CACHE_HOME", ".cache")
-    root = os.environ.get("ZOO_CACHE_DIR") or (cache / "keras-zoo" if cache else private_temp_folder("cache"))
+    given = os.environ.get("ZOO_CACHE_DIR", "")
+    # A relative one is ignored, as XDG's are: it would make a folder in every working folder.
+    root = given if os.path.isabs(given) else (cache / "keras-zoo" if cache else private_temp_folder("cache"))
     if root is None:
         return None
     environment = hashlib.sha256(f"{sys.prefix}\n{sys.version}".encode()).hexdigest()[:16]
