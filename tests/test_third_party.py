@@ -410,6 +410,11 @@ CONTAINED = {
     "zoo-os-exits": "import os\nos._exit(0)\n",
     "zoo-aborts-in-hook": "import os\nimport zoo\n\n@zoo.hookimpl\ndef register_metrics():\n    os.abort()\n",
     "zoo-closes-stdout": "import sys\nsys.stdout.close()\n",
+    # prints from outside the import: a thread of its own, and an atexit handler after the command
+    "zoo-prints-later": "import atexit, threading\natexit.register(print, 'hello from atexit')\n"
+                        "threading.Thread(target=print, args=('hello from a thread',)).start()\n",
+    # a process of its own, which ends with os._exit: it had gone on as the zoo, printing a second listing
+    "zoo-forks": "import os\nif os.fork() == 0:\n    os._exit(0)\n",
     "zoo-slow-hook": "import time\nimport zoo\n\n@zoo.hookimpl\ndef register_models():\n    time.sleep(1.5)\n    return []\n",
 }
 
@@ -428,6 +433,8 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
     assert plugins["zoo-aborts-in-hook"]["error"] == "it called os.abort()"
     assert plugins["zoo-closes-stdout"]["status"] == "ok"
     assert plugins["zoo-prints"]["status"] == "ok" and "hello from a plugin import" in result.stderr
+    assert "hello from a thread" in result.stderr and "hello from atexit" in result.stderr  # and valid JSON on stdout
+    assert plugins["zoo-forks"]["status"] == "ok"
     assert plugins["zoo-sleeps"]["import_seconds"] >= 1.5 and plugins["zoo-sleeps"]["status"] == "ok"
     assert "plugin 'zoo_sleeps' from distribution 'zoo-sleeps' took 1.5 s to import;" in result.stderr
     # named while it runs, too: an import that hangs is not a silent wait
@@ -447,7 +454,7 @@ def test_a_plugin_that_exits_prints_or_is_slow_cannot_take_zoo_list_down(tmp_pat
 
     strict = run_zoo(
         "list", env=env_with(target, ZOO_PLUGIN_IMPORT_LIMIT="0.5", ZOO_STRICT_PLUGINS="1",
-                             ZOO_DISABLE_PLUGINS="zoo-exits-at-import,zoo-exits-in-hook,zoo-heavy,zoo-prints,zoo-os-exits,"
+                             ZOO_DISABLE_PLUGINS="zoo-exits-at-import,zoo-exits-in-hook,zoo-heavy,zoo-prints,zoo-prints-later,zoo-forks,zoo-os-exits,"
                                                  "zoo-aborts-in-hook,zoo-closes-stdout,zoo-slow-hook")
     )  # fmt: skip
     assert strict.returncode == 2

@@ -21,7 +21,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
 from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError, one_line
@@ -72,6 +72,60 @@ def terminal_errors(exc: UnicodeError) -> tuple[Any, int]:
     return codecs.backslashreplace_errors(exc)
 
 
+@contextlib.contextmanager
+def stdout_for_the_commands_output(whole_process: bool) -> Iterator[None]:
+    """Stdout carries the command's own output (tables, ``--json``, ``--csv``: what programs
+    read) and nothing else: a plugin's thread printing meanwhile, its ``atexit`` handler
+    printing after the command, and C code write to stderr instead; each had made
+    ``zoo list --json`` invalid JSON. ``whole_process``: the process is the command (the
+    ``zoo`` program), so stdout stays closed to others after it; in-process callers (tests,
+    a program calling ``main``) get their stdout back."""
+    sys.stdout.flush()
+    try:
+        data = os.dup(sys.stdout.fileno())
+        os.dup2(2, 1)
+    except (OSError, ValueError, AttributeError):  # no descriptors (a capturing stream, stdout closed)
+        yield
+        return
+    original = sys.stdout
+    output = open(data, "w", buffering=1 if getattr(original, "line_buffering", False) else -1,
+                  encoding=getattr(original, "encoding", None) or "utf-8", errors=TERMINAL_ERRORS, closefd=False)  # fmt: skip
+    sys.stdout = MainThreadsOutput(output)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # the reader left: main says so
+            output.flush()
+        if whole_process:
+            sys.stdout = sys.stderr
+        else:
+            os.dup2(data, 1)
+            sys.stdout = original
+        os.close(data)
+
+
+class MainThreadsOutput:
+    """Stdout as the command writes it: the main thread's writes (the zoo's) go to the
+    command's output, other threads' (plugin code's) to stderr."""
+
+    def __init__(self, output):
+        self.output = output
+
+    def _target(self):
+        import threading
+
+        return self.output if threading.current_thread() is threading.main_thread() else sys.stderr
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.output, name)
+
+
 class ReaderlessStream:
     """The terminal's stdout or stderr while ``zoo train`` runs. Once nobody reads it (a
     pipe's reader left: ``zoo train | head``; a terminal hung up) what is written there is
@@ -115,7 +169,7 @@ class ReaderlessStream:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv_given, argv = argv, list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
     # Started with stdout or stderr closed (`zoo train >&-`, a detached service): Python makes
     # them None. What would go there is dropped (open() takes the free descriptor, so C
@@ -166,7 +220,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             return
         args = parse_command(argv)
         stop_cleanly_on_termination()
-        args.handler(args)
+        with stdout_for_the_commands_output(whole_process=argv_given is None):
+            args.handler(args)
         if TERMINATED:  # raised where Python drops it (a finalizer), the command went on to its end
             raise Terminated(TERMINATED[0])
     except ZooError as exc:

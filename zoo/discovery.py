@@ -477,12 +477,16 @@ def plugin_code_contained():
         os.dup2(2, 1)
     except OSError:  # no descriptor 1 or 2 (a detached process): Python's level only
         saved = None
-    exits = os._exit, os.abort
+    exits, zoo_process = (os._exit, os.abort), os.getpid()
 
     def exit_called(code: int = 0) -> None:
+        if os.getpid() != zoo_process:  # a process the plugin forked ends as it asks, not as the zoo going on
+            exits[0](code)
         raise ExitCalled(f"os._exit({code!r})")
 
     def abort_called() -> None:
+        if os.getpid() != zoo_process:
+            exits[1]()
         raise ExitCalled("os.abort()")
 
     os._exit, os.abort = exit_called, abort_called
