@@ -417,6 +417,22 @@ def test_a_run_in_use_is_refused_before_hydra_writes_into_its_folder(tmp_path):
         process.communicate()
 
 
+def test_two_commands_given_one_new_folder_at_once_leave_the_winners_run_whole(tmp_path):
+    """Both passed the check before Hydra (the folder was not there yet); the one refused at
+    the lock ("in use by another zoo process") then removed the folder as unused, under the
+    other's training, which failed in turn ("moved or deleted while it trained"): both lost."""
+    run_dir = tmp_path / "run"
+    args = ["model=mlp_classifier", "metrics=[accuracy]", "loggers=none", "trainer.epochs=1", f"hydra.run.dir={run_dir}"]
+    processes = [start_zoo([*args, f"seed={seed}"], tmp_path) for seed in (1, 2)]
+    results = [(p.wait(timeout=240), p.stderr.read()) for p in processes]
+    assert sorted(code for code, _ in results) == [0, 2], [err[-2000:] for _, err in results]
+    [refused] = [err for code, err in results if code == 2]
+    assert error_lines(refused) == [f"zoo: error: {run_dir} is in use by another zoo process; wait for it to end, or choose another hydra.run.dir"]
+    assert (run_dir / "metrics.json").is_file() and "in use" not in (run_dir / "train.log").read_text()
+    for process in processes:
+        process.stderr.close()
+
+
 @pytest.mark.slow  # a run, moved, then continued
 def test_a_run_whose_folder_is_moved_while_it_trains_stops_saying_so_and_continues_where_it_went(tmp_path):
     """Moved (or deleted) mid-run, the run had written a stray folder at the old path (part

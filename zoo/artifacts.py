@@ -235,11 +235,24 @@ def exclusive(run_dir: Path) -> Iterator[None]:
             locked = lock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, run_dir)
         except BlockingIOError:
             raise ZooError(in_use(run_dir)) from None
+        HELD_HERE.add(os.path.abspath(run_dir))
         try:
             yield
         finally:
+            HELD_HERE.discard(os.path.abspath(run_dir))
             if locked:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# The run folders this process holds (``exclusive``), by absolute path.
+HELD_HERE: set[str] = set()
+
+
+def held_elsewhere(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``: two commands given one new folder at the
+    same moment both passed the check before Hydra, and the one refused had removed the
+    folder the other trained in."""
+    return os.path.abspath(run_dir) not in HELD_HERE and held_by_another(run_dir)
 
 
 # What flock raises on a file system that cannot lock: Lustre mounted without `flock`

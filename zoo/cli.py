@@ -1331,8 +1331,11 @@ def fail_run(run_dir: Path, message: str, code: int = EXIT_USAGE) -> NoReturn:
     """End a run with ``message``, which its train.log keeps too (a run under nohup or a
     scheduler, or a sweep's job, had ended there with no word of why), unless the run wrote
     nothing yet: then its folder goes (its first line to a full disk, say)."""
-    log_stop(message)
-    remove_unused_run_dir(run_dir)
+    from zoo import artifacts
+
+    if not artifacts.held_elsewhere(run_dir):  # else another command's, its train.log too
+        log_stop(message)
+        remove_unused_run_dir(run_dir)
     fail(message, code=code)
 
 
@@ -1349,6 +1352,8 @@ def remove_unused_run_dir(run_dir: Path) -> None:
 
     found = FOUND_BEFORE[0]
     if found is None or HydraConfig.get().mode.name != "RUN" or not run_dir.is_dir():  # moved away while it ran
+        return
+    if artifacts.held_elsewhere(run_dir):
         return
     if {p.name for p in run_dir.iterdir()} <= made_before_claim() - {artifacts.CHECKPOINTS}:
         logging.shutdown()  # train.log's handler lets go of the file
