@@ -925,6 +925,19 @@ def test_too_few_threads_for_tensorflow_is_one_line_not_an_abort(tmp_path):
     assert "raise the limit" in line and not (tmp_path / "run").exists()
 
 
+def test_a_thread_pool_no_machine_can_start_is_refused_not_waited_on(tmp_path):
+    """``TF_NUM_INTEROP_THREADS=100000`` left in the environment: TensorFlow tried to start
+    them, printed "RAW: mmap error: 12" and hung. Past 2**22 no Linux machine runs them."""
+    result = run_zoo("train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                     env={"TF_NUM_INTEROP_THREADS": "5000000"}, timeout=120)  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    [line] = error_lines(result.stderr)
+    assert re.search(r"may start [\d,]+ more threads \(the machine's kernel\.pid_max or threads-max, [\d,]+, with [\d,]+ running\), "
+                     r"and TensorFlow starts about 5,000,\d+ here \(.*TF_NUM_INTEROP_THREADS=5000000\); unset or lower "
+                     r"TF_NUM_INTEROP_THREADS$", line), line  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
 def test_too_little_address_space_for_tensorflow_is_one_line_not_an_abort(tmp_path):
     """Under ``ulimit -v`` of 1.4 GB (a batch system's vmem limit) TensorFlow loaded, then
     aborted the process starting a thread (exit 134, a C++ stack), or crashed (exit 139)."""

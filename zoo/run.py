@@ -231,29 +231,50 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
-def threads_tensorflow_starts() -> int:
-    """About how many threads a process running TensorFlow has at its peak: 12, plus 6 for
-    each CPU it may use (its thread pools, tf.data's, oneDNN's), as measured on x86_64 with
-    TensorFlow 2.21 for the default job on 1 and 2 CPUs (the fewest a cap let it run with)."""
-    return 12 + 6 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 12 + 6 * (os.cpu_count() or 1)
+def schedulable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: ``taskset``, a batch job's), as
+    TensorFlow counts them for its thread pools."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# TensorFlow's own settings of its two op pools' sizes (unset or 0: one thread per CPU).
+POOL_SETTINGS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def threads_tensorflow_starts(cpus: int) -> int:
+    """About how many threads a process running TensorFlow on ``cpus`` CPUs has at its peak:
+    12, 4 for each CPU (tf.data's and oneDNN's pools), and its two op pools (a thread per
+    CPU each, or as many as POOL_SETTINGS say), as measured on x86_64 with TensorFlow 2.21 for
+    the default job on 1 and 2 CPUs (the fewest a cap let it run with: 18 and 24)."""
+    return 12 + 4 * cpus + sum(pool_setting(name) or cpus for name in POOL_SETTINGS)
+
+
+def pool_setting(name: str) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else 0  # TensorFlow's reading: junk is its default
 
 
 def refuse_too_few_threads() -> None:
     """TensorFlow aborts the whole process (a C++ check failing on pthread_create, 60 lines
     of stack, exit 134) when it cannot start a thread it wants: under a cap on tasks (a
-    container's or a job's ``pids.max``, ``ulimit -u``) or on address space (``ulimit -v``)
-    too small for the threads' stacks. One line before it starts, where the room is smaller
+    container's or a job's ``pids.max``, ``ulimit -u``, the machine's ``pid_max``) or on
+    address space (``ulimit -v``) too small for the threads' stacks; asked for 100,000 by
+    TF_NUM_INTEROP_THREADS it hung. One line before it starts, where the room is smaller
     than what it starts here."""
     import resource
 
-    needed = threads_tensorflow_starts()
+    cpus = schedulable_cpus()
+    needed = threads_tensorflow_starts(cpus)
+    counted = ", ".join([f"{name}={pool_setting(name)}" for name in POOL_SETTINGS if pool_setting(name)]) or "one per CPU"
+    how = f"12, 4 for each CPU it may use, and its op pools: {counted}"
     running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1  # counted in the room already
-    rooms = [room for room in (cgroup_task_room(), user_task_room(needed)) if room is not None]
+    rooms = [room for room in (cgroup_task_room(), user_task_room(needed), machine_task_room()) if room is not None]
     if rooms and min(rooms)[0] + running < needed:
         room, cap = min(rooms)
         raise ZooError(
-            f"this process may start {max(room, 0)} more threads ({cap}), and TensorFlow starts about {needed} here "
-            f"(12, and 6 for each CPU it may use); raise the limit{fewer_cpus(lambda cpus: 12 + 6 * cpus <= room + running)}"
+            f"this process may start {max(room, 0):,} more threads ({cap}), and TensorFlow starts about {needed:,} here ({how}); "
+            + ("unset or lower " + " and ".join(n for n in POOL_SETTINGS if pool_setting(n)) if counted != "one per CPU" else "raise the limit")
+            + fewer_cpus(lambda n: threads_tensorflow_starts(n) <= room + running)
         )
     address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
     if address_space == resource.RLIM_INFINITY:
@@ -265,16 +286,26 @@ def refuse_too_few_threads() -> None:
             f"this process may use {address_space / 2**20:,.0f} MB of address space (ulimit -v), and TensorFlow needs at "
             f"least {(TENSORFLOW_ADDRESS_SPACE + needed * stack) / 2**20:,.0f} MB here (its libraries, and a stack of "
             f"{stack / 2**20:,.0f} MB for each of its threads); raise it"
-            + fewer_cpus(lambda cpus: TENSORFLOW_ADDRESS_SPACE + (12 + 6 * cpus) * stack <= address_space)
+            + fewer_cpus(lambda n: TENSORFLOW_ADDRESS_SPACE + threads_tensorflow_starts(n) * stack <= address_space)
         )
 
 
 def fewer_cpus(fits) -> str:
     """Advice to run on as many CPUs as ``fits`` (a CPU count -> bool) allows, or "" where
     even one does not fit, or the run has no more already."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    fitting = max((n for n in range(1, cpus) if fits(n)), default=0)
+    fitting = max((n for n in range(1, schedulable_cpus()) if fits(n)), default=0)
     return f", or give the run {fitting} CPU{'s' if fitting > 1 else ''} (taskset -c 0{f'-{fitting - 1}' if fitting > 1 else ''} zoo ...)" if fitting else ""
+
+
+def machine_task_room() -> Optional[tuple[int, str]]:
+    """How many more threads the machine may run (``kernel.pid_max`` and ``threads-max``,
+    less the threads running now, which /proc/loadavg counts), or None where unknown."""
+    try:
+        limit = min(int(Path(f"/proc/sys/kernel/{name}").read_text()) for name in ("pid_max", "threads-max"))
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return limit - running, f"the machine's kernel.pid_max or threads-max, {limit:,}, with {running:,} running"
 
 
 # Address space TensorFlow 2.21 takes on x86_64 beside its threads' stacks (its libraries,
@@ -342,7 +373,7 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
             "make the model, the batch or the images smaller (model.*, trainer.batch_size, dataset.*)"
         )
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):  # Python's own threads (tf.data's, the zoo's)
-        caps = [cap for _, cap in filter(None, (cgroup_task_room(), user_task_room(threads_tensorflow_starts())))]
+        caps = [cap for _, cap in filter(None, (cgroup_task_room(), user_task_room(threads_tensorflow_starts(schedulable_cpus()))))]
         caps += [memory_limit()] if memory_limit() else []
         return f"could not start a thread ({'; '.join(caps) or 'the machine is at its limit of threads'}): raise the limit"
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
