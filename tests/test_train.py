@@ -910,19 +910,29 @@ def test_too_few_threads_for_tensorflow_is_one_line_not_an_abort(tmp_path):
     not start its threads and aborted the process: "Check failed: ... Thread tf_Compute
     creation via pthread_create() failed", 60 lines of C++ stack, exit 134."""
     group = pids_cgroup(tmp_path)
+
+    def zoo_in_group(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "zoo", "train", *args, "trainer.epochs=1"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=120, stdin=subprocess.DEVNULL, preexec_fn=lambda: (group / "cgroup.procs").write_text(f"{os.getpid()}\n"),
+        )  # fmt: skip
+
     try:
         (group / "pids.max").write_text("16\n")
-        result = subprocess.run(
-            [sys.executable, "-m", "zoo", "train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: (group / "cgroup.procs").write_text(f"{os.getpid()}\n"),
-        )  # fmt: skip
+        single = zoo_in_group(f"hydra.run.dir={tmp_path / 'run'}")
+        # a parallel sweep's jobs start together, each its own TensorFlow: each had passed its own check
+        (group / "pids.max").write_text("60\n")
+        sweep = zoo_in_group("-m", "hydra/launcher=local", "hydra.launcher.n_jobs=4", "seed=1,2,3,4", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     finally:
         group.rmdir()
-    assert result.returncode == 2, result.stderr[-3000:]
-    [line] = error_lines(result.stderr)
+    assert single.returncode == 2, single.stderr[-3000:]
+    [line] = error_lines(single.stderr)
     assert re.search(rf"this process may start \d+ more threads \(pids\.max 16 in {re.escape(str(group))}\), and TensorFlow starts about \d+", line), line
     assert "raise the limit" in line and not (tmp_path / "run").exists()
+    assert sweep.returncode == 2, sweep.stderr[-3000:]
+    [line] = error_lines(sweep.stderr)
+    assert re.search(r"hydra\.launcher\.n_jobs=4: 4 jobs at once would start about \d+ threads, \d+ each .*; run at most \d at once", line), line
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_a_thread_pool_no_machine_can_start_is_refused_not_waited_on(tmp_path):

@@ -263,19 +263,10 @@ def refuse_too_few_threads() -> None:
     than what it starts here."""
     import resource
 
-    cpus = schedulable_cpus()
-    needed = threads_tensorflow_starts(cpus)
-    counted = ", ".join([f"{name}={pool_setting(name)}" for name in POOL_SETTINGS if pool_setting(name)]) or "one per CPU"
-    how = f"12, 4 for each CPU it may use, and its op pools: {counted}"
-    running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1  # counted in the room already
-    rooms = [room for room in (cgroup_task_room(), user_task_room(needed), machine_task_room()) if room is not None]
-    if rooms and min(rooms)[0] + running < needed:
-        room, cap = min(rooms)
-        raise ZooError(
-            f"this process may start {max(room, 0):,} more threads ({cap}), and TensorFlow starts about {needed:,} here ({how}); "
-            + ("unset or lower " + " and ".join(n for n in POOL_SETTINGS if pool_setting(n)) if counted != "one per CPU" else "raise the limit")
-            + fewer_cpus(lambda n: threads_tensorflow_starts(n) <= room + running)
-        )
+    shortfall = thread_shortfall()
+    if shortfall:
+        raise ZooError(shortfall)
+    needed = threads_tensorflow_starts(schedulable_cpus())
     address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
     if address_space == resource.RLIM_INFINITY:
         return
@@ -288,6 +279,31 @@ def refuse_too_few_threads() -> None:
             f"{stack / 2**20:,.0f} MB for each of its threads); raise it"
             + fewer_cpus(lambda n: TENSORFLOW_ADDRESS_SPACE + threads_tensorflow_starts(n) * stack <= address_space)
         )
+
+
+def thread_shortfall(processes: int = 1) -> str:
+    """Why ``processes`` processes of TensorFlow (a parallel sweep's jobs) cannot all start
+    their threads here, or "": the least room of the caps on threads against what each starts."""
+    cpus = schedulable_cpus()
+    needed = threads_tensorflow_starts(cpus)
+    set_pools = [name for name in POOL_SETTINGS if pool_setting(name)]
+    how = f"12, 4 for each CPU it may use, and its op pools: {', '.join(f'{n}={pool_setting(n)}' for n in set_pools) or 'one per CPU'}"
+    running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") and processes == 1 else 0  # in the room already
+    rooms = [room for room in (cgroup_task_room(), user_task_room(needed * processes), machine_task_room()) if room is not None]
+    if not rooms or min(rooms)[0] + running >= needed * processes:
+        return ""
+    room, cap = min(rooms)
+    if processes > 1:
+        fitting = (room + running) // needed
+        return (
+            f"{processes} jobs at once would start about {needed * processes:,} threads, {needed:,} each ({how}), and this "
+            f"process may start {max(room, 0):,} more ({cap}); " + (f"run at most {fitting} at once, or raise the limit" if fitting else "raise the limit")
+        )
+    return (
+        f"this process may start {max(room, 0):,} more threads ({cap}), and TensorFlow starts about {needed:,} here ({how}); "
+        + (f"unset or lower {' and '.join(set_pools)}" if set_pools else "raise the limit")
+        + fewer_cpus(lambda n: threads_tensorflow_starts(n) <= room + running)
+    )
 
 
 def fewer_cpus(fits) -> str:
