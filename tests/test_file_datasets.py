@@ -666,7 +666,7 @@ def test_memory_limits_of_control_groups_are_found_where_slurm_and_containers_se
     ],
 )  # fmt: skip
 def test_caps_on_tasks_of_control_groups_are_found(tmp_path, groups, files, room):
-    from zoo.config import cgroup_task_room
+    from zoo.limits import cgroup_task_room
 
     (tmp_path / "proc" / "self").mkdir(parents=True)
     (tmp_path / "proc" / "self" / "cgroup").write_text(groups)

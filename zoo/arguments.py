@@ -764,7 +764,7 @@ def check_launcher(launcher: Any) -> None:
             f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {most} ({JOBLIB_PROCESSES_PER_CPU} "
             "per CPU here: joblib starts each as a process loading TensorFlow, all at once), or -1 for one per CPU"
         )
-    from zoo.run import thread_shortfall  # each job starts TensorFlow's threads: past a cap on them, it aborts
+    from zoo.limits import thread_shortfall  # each job starts TensorFlow's threads: past a cap on them, it aborts
 
     shortfall = thread_shortfall(processes=n_jobs if n_jobs > 0 else cpus + 1 + n_jobs)
     if shortfall:

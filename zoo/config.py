@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 from zoo import artifacts
 from zoo.errors import ZooError
 from zoo.hookspecs import CLASSIFICATION, DATA_PATH, PATH_KEYWORDS, RUN_REFERENCE, RUN_SUBFOLDER, DataSpec, run_reference
+from zoo.limits import cgroup_folders, read_cgroup_file
 from zoo.registry import Registered, Registry, get_registry
 from zoo.tables import shorten
 
@@ -930,52 +931,10 @@ def cgroup_memory_limits(root: Path = Path("/")) -> list[int]:
     check had let through)."""
     limits = []
     for folder, v1 in cgroup_folders("memory", root):
-        limit = _read_cgroup_file(folder / ("memory.limit_in_bytes" if v1 else "memory.max"))
+        limit = read_cgroup_file(folder / ("memory.limit_in_bytes" if v1 else "memory.max"))
         if limit.isdigit():  # "max" (v2) and v1's near 2**63 mean none
             limits.append(int(limit))
     return limits
-
-
-def cgroup_task_room(root: Path = Path("/")) -> Optional[tuple[int, str]]:
-    """How many more processes and threads this process's control groups let start (the
-    least over its group and those above, ``pids.max`` less ``pids.current``: a container's
-    ``--pids-limit``, a Kubernetes pod's, a systemd unit's ``TasksMax``), with the group
-    that sets it; None where none does."""
-    rooms = []
-    for folder, _ in cgroup_folders("pids", root):
-        limit, current = _read_cgroup_file(folder / "pids.max"), _read_cgroup_file(folder / "pids.current")
-        if limit.isdigit() and current.isdigit():
-            rooms.append((int(limit) - int(current), f"pids.max {limit} in /{folder.relative_to(root)}"))
-    return min(rooms) if rooms else None
-
-
-def cgroup_folders(controller: str, root: Path = Path("/")) -> list[tuple[Path, bool]]:
-    """This process's control-group folders of ``controller`` and every one above them, each
-    with whether it is cgroup v1's. Where a container shows the host's path of its group, its
-    own group is the top of the mount, which is listed too."""
-    try:
-        lines = (root / "proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return []
-    folders = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "?", "")
-        if controllers == "":
-            top, v1 = root / "sys/fs/cgroup", False
-        elif controller in controllers.split(","):
-            top, v1 = root / "sys/fs/cgroup" / controller, True
-        else:
-            continue
-        group = top.joinpath(*[part for part in path.split("/") if part not in ("", ".", "..")])
-        folders += [(folder, v1) for folder in [group, *group.parents[: len(group.parts) - len(top.parts)]]]
-    return folders
-
-
-def _read_cgroup_file(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 def human_bytes(count: float) -> str:

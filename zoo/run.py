@@ -40,9 +40,10 @@ from typing import Any, Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
-from zoo.config import RunPlan, absolute_paths, cgroup_task_room, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
+from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError, one_line
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
+from zoo.limits import address_space_limit, cgroup_task_room, refuse_what_tensorflow_cannot_start, schedulable_cpus, threads_tensorflow_starts, user_task_room
 from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def import_tensorflow():
             "on; unset it, or give 0 (TensorFlow's choice) or more"
         )
     if "tensorflow" not in sys.modules:
-        refuse_too_few_threads()
+        refuse_what_tensorflow_cannot_start()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
         with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
@@ -76,7 +77,7 @@ def import_tensorflow():
         if isinstance(exc, ImportError) and importlib.util.find_spec("tensorflow") is None:
             raise ZooError("TensorFlow is not installed; install it with pip install 'keras-zoo[cpu]' (or [gpu])") from None
         reason = one_line(exc)[:200] or type(exc).__name__
-        limit = memory_limit()
+        limit = address_space_limit()
         raise ZooError(
             f"TensorFlow is installed but could not be loaded ({reason})"
             + (f"; {limit}, too little for TensorFlow: raise it" if limit else "; reinstall it (pip install --force-reinstall tensorflow)")
@@ -231,155 +232,6 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
-def schedulable_cpus() -> int:
-    """The CPUs this process may run on (its affinity: ``taskset``, a batch job's), as
-    TensorFlow counts them for its thread pools."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-# TensorFlow's own settings of its two op pools' sizes (unset or 0: one thread per CPU).
-POOL_SETTINGS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-
-
-def threads_tensorflow_starts(cpus: int) -> int:
-    """About how many threads a process running TensorFlow on ``cpus`` CPUs has at its peak:
-    12, 4 for each CPU (tf.data's and oneDNN's pools), and its two op pools (a thread per
-    CPU each, or as many as POOL_SETTINGS say), as measured on x86_64 with TensorFlow 2.21 for
-    the default job on 1 and 2 CPUs (the fewest a cap let it run with: 18 and 24)."""
-    return 12 + 4 * cpus + sum(pool_setting(name) or cpus for name in POOL_SETTINGS)
-
-
-def pool_setting(name: str) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() else 0  # TensorFlow's reading: junk is its default
-
-
-def refuse_too_few_threads() -> None:
-    """TensorFlow aborts the whole process (a C++ check failing on pthread_create, 60 lines
-    of stack, exit 134) when it cannot start a thread it wants: under a cap on tasks (a
-    container's or a job's ``pids.max``, ``ulimit -u``, the machine's ``pid_max``) or on
-    address space (``ulimit -v``) too small for the threads' stacks; asked for 100,000 by
-    TF_NUM_INTEROP_THREADS it hung. One line before it starts, where the room is smaller
-    than what it starts here."""
-    import resource
-
-    shortfall = thread_shortfall()
-    if shortfall:
-        raise ZooError(shortfall)
-    needed = threads_tensorflow_starts(schedulable_cpus())
-    address_space = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if address_space == resource.RLIM_INFINITY:
-        return
-    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
-    stack = 8 * 2**20 if stack == resource.RLIM_INFINITY else stack
-    if address_space < TENSORFLOW_ADDRESS_SPACE + needed * stack:
-        raise ZooError(
-            f"this process may use {address_space / 2**20:,.0f} MB of address space (ulimit -v), and TensorFlow needs at "
-            f"least {(TENSORFLOW_ADDRESS_SPACE + needed * stack) / 2**20:,.0f} MB here (its libraries, and a stack of "
-            f"{stack / 2**20:,.0f} MB for each of its threads); raise it"
-            + fewer_cpus(lambda n: TENSORFLOW_ADDRESS_SPACE + threads_tensorflow_starts(n) * stack <= address_space)
-        )
-
-
-def thread_shortfall(processes: int = 1) -> str:
-    """Why ``processes`` processes of TensorFlow (a parallel sweep's jobs) cannot all start
-    their threads here, or "": the least room of the caps on threads against what each starts."""
-    cpus = schedulable_cpus()
-    needed = threads_tensorflow_starts(cpus)
-    set_pools = [name for name in POOL_SETTINGS if pool_setting(name)]
-    how = f"12, 4 for each CPU it may use, and its op pools: {', '.join(f'{n}={pool_setting(n)}' for n in set_pools) or 'one per CPU'}"
-    running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") and processes == 1 else 0  # in the room already
-    rooms = [room for room in (cgroup_task_room(), user_task_room(needed * processes), machine_task_room()) if room is not None]
-    if not rooms or min(rooms)[0] + running >= needed * processes:
-        return ""
-    room, cap = min(rooms)
-    if processes > 1:
-        fitting = (room + running) // needed
-        return (
-            f"{processes} jobs at once would start about {needed * processes:,} threads, {needed:,} each ({how}), and this "
-            f"process may start {max(room, 0):,} more ({cap}); " + (f"run at most {fitting} at once, or raise the limit" if fitting else "raise the limit")
-        )
-    return (
-        f"this process may start {max(room, 0):,} more threads ({cap}), and TensorFlow starts about {needed:,} here ({how}); "
-        + (f"unset or lower {' and '.join(set_pools)}" if set_pools else "raise the limit")
-        + fewer_cpus(lambda n: threads_tensorflow_starts(n) <= room + running)
-    )
-
-
-def fewer_cpus(fits) -> str:
-    """Advice to run on as many CPUs as ``fits`` (a CPU count -> bool) allows, or "" where
-    even one does not fit, or the run has no more already."""
-    fitting = max((n for n in range(1, schedulable_cpus()) if fits(n)), default=0)
-    return f", or give the run {fitting} CPU{'s' if fitting > 1 else ''} (taskset -c 0{f'-{fitting - 1}' if fitting > 1 else ''} zoo ...)" if fitting else ""
-
-
-def machine_task_room() -> Optional[tuple[int, str]]:
-    """How many more threads the machine may run (``kernel.pid_max`` and ``threads-max``,
-    less the threads running now, which /proc/loadavg counts), or None where unknown."""
-    try:
-        limit = min(int(Path(f"/proc/sys/kernel/{name}").read_text()) for name in ("pid_max", "threads-max"))
-        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return limit - running, f"the machine's kernel.pid_max or threads-max, {limit:,}, with {running:,} running"
-
-
-# Address space TensorFlow 2.21 takes on x86_64 beside its threads' stacks (its libraries,
-# 0.9 GB, Python's and the zoo's, its heap): a floor, from the default job, among the
-# smallest, on 2 CPUs: it ran under a limit of 1.67 GB and aborted under 1.62 (threads: 24).
-# Larger jobs need more (the cat CNN 2.3 GB) and may still abort under a limit in between.
-TENSORFLOW_ADDRESS_SPACE = 1485 * 2**20
-
-
-def user_task_room(needed: int) -> Optional[tuple[int, str]]:
-    """How many more processes and threads ``ulimit -u`` lets this user start (it counts all
-    of theirs on the machine; root is not held to it), where it is low enough to matter."""
-    import resource
-
-    limit = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-    if limit == resource.RLIM_INFINITY or limit > 64 * needed or outer_uid() == 0:
-        return None  # a usual default is tens of thousands: not worth reading every process's status
-    uid, running = str(os.getuid()), 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-        except OSError:  # ended meanwhile
-            continue
-        if fields.get("Uid", "").split()[:1] == [uid]:
-            running += int(fields.get("Threads", "1").strip() or 1)
-    return limit - running, f"ulimit -u {limit}, {running} running as this user"
-
-
-def outer_uid() -> int:
-    """This process's real user outside its user namespace (``unshare --user``, a rootless
-    container): root's processes are not held to ``ulimit -u`` under any name."""
-    uid = os.getuid()
-    try:
-        for line in Path("/proc/self/uid_map").read_text().splitlines():
-            inside, outside, count = (int(n) for n in line.split())
-            if inside <= uid < inside + count:
-                return outside + uid - inside
-    except (OSError, ValueError):
-        pass
-    return uid
-
-
-def memory_limit() -> str:
-    """The process's address-space limit (``ulimit -v``, a batch system's vmem limit) in
-    words, or "" where there is none: TensorFlow reserves far more address space than it uses."""
-    try:
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    except (ImportError, OSError, ValueError):
-        return ""
-    if limit == resource.RLIM_INFINITY:
-        return ""
-    from zoo.config import human_bytes
-
-    return f"this process may use at most {human_bytes(limit)} of address space (ulimit -v)"
-
-
 def out_of_memory_line(exc: BaseException) -> Optional[str]:
     """The one line for running out of memory, or None for other errors."""
     huge = re.search(r"(Shape \[[^\]]*\]) would have more than 2\*\*63 - 1 elements", str(exc))
@@ -390,14 +242,14 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
         )
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):  # Python's own threads (tf.data's, the zoo's)
         caps = [cap for _, cap in filter(None, (cgroup_task_room(), user_task_room(threads_tensorflow_starts(schedulable_cpus()))))]
-        caps += [memory_limit()] if memory_limit() else []
+        caps += [address_space_limit()] if address_space_limit() else []
         return f"could not start a thread ({'; '.join(caps) or 'the machine is at its limit of threads'}): raise the limit"
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
         return None
     if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
         return None
     shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
-    limit = memory_limit()
+    limit = address_space_limit()
     return (
         f"out of memory{f' (a tensor of {shape.group(1)})' if shape else ''}: make the model, the batch or the images "
         f"smaller (model.*, trainer.batch_size, dataset.*), or use a device with more memory"
