@@ -937,6 +937,20 @@ def test_too_few_threads_for_tensorflow_is_one_line_not_an_abort(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_a_thread_python_cannot_start_names_the_caps_on_threads():
+    """tf.data's and the zoo's Python threads failing to start under such a cap had been
+    "threading failed: RuntimeError: can't start new thread"."""
+    import resource
+
+    from zoo.cli import describe_failure
+    from zoo.limits import cgroup_task_room
+
+    line = describe_failure(RuntimeError("can't start new thread"))
+    assert line.startswith("could not start a thread (") and line.endswith("): raise the limit"), line
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY and not cgroup_task_room():
+        assert line == "could not start a thread (the machine is at its limit of threads): raise the limit"
+
+
 def test_a_thread_pool_no_machine_can_start_is_refused_not_waited_on(tmp_path):
     """``TF_NUM_INTEROP_THREADS=100000`` left in the environment: TensorFlow tried to start
     them, printed "RAW: mmap error: 12" and hung. Past 2**22 no Linux machine runs them."""
