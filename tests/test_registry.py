@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -301,3 +302,17 @@ def test_a_command_started_with_its_output_closed_still_does_its_work(closed, tm
 def test_autoload_can_be_switched_off():
     result = run_zoo("list", "--json", env={"ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert json.loads(result.stdout) == {"items": [], "plugins": []}
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["info", "cnn_classifier"]])
+def test_a_reader_gone_ends_a_command_with_status_1_and_no_traceback(args):
+    """``zoo list | head -1`` past the pipe's buffer, here a pipe whose reader left before
+    the first byte: status 1 and nothing on stderr (the command's output now goes out at its
+    end, through a stream of its own, whose error had been swallowed: status 0)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([sys.executable, "-m", "zoo", *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert result.returncode == 1 and result.stderr == "", result.stderr[-2000:]

@@ -93,9 +93,10 @@ def stdout_for_the_commands_output(whole_process: bool) -> Iterator[None]:
     sys.stdout = MainThreadsOutput(output)
     try:
         yield
+        output.flush()  # here, so that a reader gone reaches main's BrokenPipeError
     finally:
-        with contextlib.suppress(OSError, ValueError):  # the reader left: main says so
-            output.flush()
+        with contextlib.suppress(OSError, ValueError):
+            output.close()  # what an error left unwritten, flushed if it can be (the descriptor stays open)
         if whole_process:
             sys.stdout = sys.stderr
         else:
@@ -229,7 +230,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             raise
         fail(str(exc))
     except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if sys.stdout is not sys.stderr:  # Python's flush at exit would fail on it again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise ZooExit(1)
     # The last nets under the checks above, for what they did not foresee: a file system's
     # refusal, an input nested past Python's recursion limit. One line still; ZOO_TRACEBACK=1
