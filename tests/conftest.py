@@ -128,3 +128,24 @@ def compatible_pairs():
             if fits and not (model.item.accepts and model.item.accepts(config, spec)):
                 pairs.append(pytest.param(model.name, dataset.name, id=f"{model.name}-{dataset.name}"))
     return pairs
+
+
+def control_group(controller: str, tmp_path: Path) -> Path:
+    """A new control group of this machine's with ``controller`` (``pids``, ``memory``) that
+    this process may make (root; cgroup v1 or v2), or a skip. The caller removes it."""
+    for top in (Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")):
+        try:
+            usable = (top / "cgroup.procs").exists() and (top.name == controller or controller in (top / "cgroup.subtree_control").read_text())
+        except OSError:
+            usable = False
+        if not usable:
+            continue
+        group = top / f"zoo-test-{os.getpid()}-{tmp_path.name}"
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        if any(path.name.startswith(f"{controller}.") for path in group.iterdir()):
+            return group
+        group.rmdir()
+    pytest.skip(f"no control group with a {controller} controller can be made here")

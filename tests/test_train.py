@@ -16,7 +16,7 @@ import yaml
 
 import zoo
 
-from conftest import error_lines, run_zoo
+from conftest import control_group, error_lines, run_zoo
 
 METRICS = ["accuracy", "precision", "recall", "f1", "auc"]
 
@@ -884,34 +884,11 @@ def test_a_terminal_whose_encoding_lacks_a_character_never_fails_a_run(tmp_path)
     assert re.search(r"epoch 1/1  #+-*", result.stdout.replace("\r", "\n")), result.stdout[:500]
 
 
-def pids_cgroup(tmp_path: Path) -> Path:
-    """A control group of this machine's with a pids controller this process may make one
-    in (root, cgroup v1 or v2), or a skip."""
-    for top in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-        if (top / "cgroup.procs").exists() and (top.name == "pids" or "pids" in _read(top / "cgroup.subtree_control")):
-            group = top / f"zoo-test-{os.getpid()}-{tmp_path.name}"
-            try:
-                group.mkdir()
-            except OSError:
-                continue
-            if (group / "pids.max").exists():
-                return group
-            group.rmdir()
-    pytest.skip("no control group with a pids controller can be made here")
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
 def test_too_few_threads_for_tensorflow_is_one_line_not_an_abort(tmp_path):
     """Under a container's or a job's cap on tasks (pids.max; ulimit -u too) TensorFlow could
     not start its threads and aborted the process: "Check failed: ... Thread tf_Compute
     creation via pthread_create() failed", 60 lines of C++ stack, exit 134."""
-    group = pids_cgroup(tmp_path)
+    group = control_group("pids", tmp_path)
 
     def zoo_in_group(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -1164,8 +1164,10 @@ def run_hydra(args: list[str]) -> None:
             raise
         raise ZooError(describe_composition_error(exc)) from None
     except Exception as exc:
-        if traceback_requested() or type(exc).__name__ != "TimeoutError" or not innermost_module(exc).startswith("joblib"):
+        if traceback_requested() or type(exc).__name__ not in ("TimeoutError", "TerminatedWorkerError") or not innermost_module(exc).startswith("joblib"):
             raise
+        if type(exc).__name__ == "TerminatedWorkerError":  # joblib's paragraph guessing at a segfault or memory
+            raise ZooError(killed_job_line(str(exc))) from None
         # joblib's own (multiprocessing's TimeoutError) said nothing but where it was raised
         raise ZooError(
             "a job ran longer than hydra.launcher.timeout allows: joblib stopped every job of the sweep (the unfinished "
@@ -1174,6 +1176,26 @@ def run_hydra(args: list[str]) -> None:
     finally:
         hydra_utils.run_and_report = reporting
         sys.argv = saved
+
+
+def killed_job_line(joblib_says: str) -> str:
+    """What a parallel sweep's job process killed from outside comes to: by the kernel for
+    memory where it was SIGKILL (jobs at once, each its own TensorFlow, past the memory this
+    process may use), a crash otherwise."""
+    import re
+
+    from zoo.config import human_bytes, physical_memory
+
+    signals = sorted(set(re.findall(r"\b(SIG[A-Z]+)\(", joblib_says))) or ["a signal"]
+    kept = "the finished jobs are kept, and the same command continues the others from their checkpoints"
+    if signals == ["SIGKILL"]:
+        memory = physical_memory()
+        within = f" within the {human_bytes(memory)} this process may use" if memory else ""
+        return (
+            f"a job's process was killed (SIGKILL), by the kernel for memory most likely: the jobs running at once, each "
+            f"its own TensorFlow, did not fit{within}; lower hydra.launcher.n_jobs ({kept})"
+        )
+    return f"a job's process ended by {', '.join(signals)} (a crash in native code); {kept}, or ZOO_TRACEBACK=1 shows joblib's report"
 
 
 def describe_failure(exc: BaseException) -> str:
