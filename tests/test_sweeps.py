@@ -508,36 +508,44 @@ def test_jobs_in_folders_named_after_their_overrides(tmp_path):
     assert [line.split()[0] for line in compared.stdout.splitlines()[1:3]] == [str(sweep / job) for job in jobs]
 
 
-@pytest.mark.slow  # six jobs, killed; then four, trained
-def test_parallel_jobs_killed_for_memory_are_said_so_and_continue_with_fewer(tmp_path):
-    """The kernel killing jobs that together passed a container's or job's memory (each its
-    own TensorFlow) had ended the sweep on joblib's paragraph, "joblib failed:
-    TerminatedWorkerError: A worker process ... could be caused by a segmentation fault ...
-    or by an excessive memory usage ...". Fewer at once continue the same sweep."""
+@pytest.mark.slow  # six jobs, killed; then the rest, trained
+@pytest.mark.parametrize(
+    "launcher, fewer, said",
+    [(["hydra/launcher=local", "hydra.launcher.n_jobs=6"], ["hydra.launcher.n_jobs=2"],
+      # joblib's paragraph: "A worker process ... could be caused by a segmentation fault ... or by an excessive memory usage"
+      "a job's process was killed (SIGKILL), by the kernel for memory most likely: the jobs running at once, each its own "
+      "TensorFlow, did not fit within the 1000.0 MB this process may use; lower hydra.launcher.n_jobs (the finished jobs are "
+      "kept, and the same command continues the others from their checkpoints)"),
+     # submitit's: "Job ... has not produced any output (state: FINISHED) No error stream produced. Look at stdout: ... ---..."
+     (["hydra/launcher=submitit_local"], ["hydra.sweeper.max_batch_size=2"],
+      "a job ended without its result, killed from outside (for memory most likely, or at a time limit) (its log: ")],
+    ids=["joblib", "submitit"],
+)  # fmt: skip
+def test_parallel_jobs_killed_for_memory_are_said_so_and_continue_with_fewer(launcher, fewer, said, tmp_path):
+    """The kernel killed jobs that together passed a container's or job's memory (each its
+    own TensorFlow); the sweep had ended on the launcher's own paragraph. Fewer at once
+    continue the same sweep."""
     group = control_group("memory", tmp_path)
     limit = group / ("memory.limit_in_bytes" if (group / "memory.limit_in_bytes").exists() else "memory.max")
 
-    def sweep(n_jobs: int) -> subprocess.CompletedProcess:
+    def sweep(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "zoo", "train", "-m", "hydra/launcher=local", f"hydra.launcher.n_jobs={n_jobs}", "model=mlp_classifier",
-             "trainer.epochs=1", "seed=1,2,3,4,5,6", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True,
+            [sys.executable, "-m", "zoo", "train", "-m", *launcher, *args, "model=mlp_classifier", "trainer.epochs=1",
+             "seed=1,2,3,4,5,6", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, capture_output=True,
             text=True, timeout=300, stdin=subprocess.DEVNULL, preexec_fn=lambda: (group / "cgroup.procs").write_text(f"{os.getpid()}\n"),
         )  # fmt: skip
 
     try:
         limit.write_text(f"{1000 * 2**20}\n")
-        killed = sweep(6)
-        limit.write_text(f"{4000 * 2**20}\n")
-        fewer = sweep(2)
+        killed = sweep()
+        limit.write_text(f"{1500 * 2**20}\n")  # room to spare for two at once: the point is what they continue
+        with_fewer = sweep(*fewer)
     finally:
         group.rmdir()
     assert killed.returncode == 2, killed.stderr[-3000:]
-    assert error_lines(killed.stderr)[-1:] == [
-        "zoo: error: a job's process was killed (SIGKILL), by the kernel for memory most likely: the jobs running at once, each its "
-        "own TensorFlow, did not fit within the 1000.0 MB this process may use; lower hydra.launcher.n_jobs (the finished jobs are "
-        "kept, and the same command continues the others from their checkpoints)"
-    ], killed.stderr[-3000:]
-    assert fewer.returncode == 0, fewer.stderr[-3000:]
+    [line] = error_lines(killed.stderr)
+    assert line.startswith(f"zoo: error: {said}"), line
+    assert with_fewer.returncode == 0, with_fewer.stderr[-3000:]
     assert all((tmp_path / "sweep" / f"{n}_mlp_classifier" / "metrics.json").is_file() for n in range(6))
 
 

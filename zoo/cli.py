@@ -1164,9 +1164,12 @@ def run_hydra(args: list[str]) -> None:
             raise
         raise ZooError(describe_composition_error(exc)) from None
     except Exception as exc:
-        if traceback_requested() or type(exc).__name__ not in ("TimeoutError", "TerminatedWorkerError") or not innermost_module(exc).startswith("joblib"):
+        name, module = type(exc).__name__, innermost_module(exc)
+        if name == "UncompletedJobError" and module.startswith("submitit") and not traceback_requested():
+            raise ZooError(uncompleted_job_line(str(exc))) from None
+        if traceback_requested() or name not in ("TimeoutError", "TerminatedWorkerError") or not module.startswith("joblib"):
             raise
-        if type(exc).__name__ == "TerminatedWorkerError":  # joblib's paragraph guessing at a segfault or memory
+        if name == "TerminatedWorkerError":  # joblib's paragraph guessing at a segfault or memory
             raise ZooError(killed_job_line(str(exc))) from None
         # joblib's own (multiprocessing's TimeoutError) said nothing but where it was raised
         raise ZooError(
@@ -1196,6 +1199,20 @@ def killed_job_line(joblib_says: str) -> str:
             f"its own TensorFlow, did not fit{within}; lower hydra.launcher.n_jobs ({kept})"
         )
     return f"a job's process ended by {', '.join(signals)} (a crash in native code); {kept}, or ZOO_TRACEBACK=1 shows joblib's report"
+
+
+def uncompleted_job_line(submitit_says: str) -> str:
+    """A submitit job (SLURM's, or submitit_local's, which starts every job of a batch at
+    once) that ended without its result: killed (for memory, at its time limit, preempted)
+    before the zoo in it could say why. submitit's own message ran on with its log's lines."""
+    import re
+
+    log = re.search(r"Look at stdout: (\S+)", submitit_says)
+    return (
+        f"a job ended without its result, killed from outside (for memory most likely, or at a time limit){f' (its log: {log.group(1)})' if log else ''}; "
+        "run fewer at once (hydra.sweeper.max_batch_size) or give each more (hydra.launcher.mem_gb, timeout_min); the finished "
+        "jobs are kept, and the same command continues the others from their checkpoints"
+    )
 
 
 def describe_failure(exc: BaseException) -> str:
