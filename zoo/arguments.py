@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, NamedTuple, NoReturn, Optional
 
 from zoo.config import PRIMARY_CONFIG, UserConfigs, leads_outside
 from zoo.errors import ZooError, one_line
-from zoo.tables import shorten
+from zoo.tables import Progress, shorten
 
 
 def parse_hydra_args(args: list[str]) -> argparse.Namespace:
@@ -635,7 +635,7 @@ def check_overrides(args: list[str]) -> None:
         params = grid_sweep_params(sweep_settings)
         if params:  # a config's own sweep: Hydra's grid sweeper puts it before the command line's
             overrides, parsed = params + overrides, parsed_lines(params, configs) + parsed
-    jobs = [overrides]
+    jobs, folders = [overrides], None
     if any(o.is_sweep_override() for o in parsed):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
@@ -656,37 +656,76 @@ def check_overrides(args: list[str]) -> None:
         except Exception:  # a search's ranges (interval): its trials draw between their ends, checked here
             jobs = space_ends(parsed)
         if sweep_settings is not None:
-            from omegaconf import OmegaConf
-
-            check_job_folders(jobs, str(OmegaConf.to_container(sweep_settings.sweep)["subdir"]), configs)
+            folders = job_folders(jobs, sweep_settings, configs)
+            check_job_folders(folders)
     if sweep_dir is not None and sweep_dir.is_dir() and not grid_sweep(parsed, configs):
         sweep_dir = None  # a search's trials get their configs, and folders, from the study
     checked = covering(jobs)
-    for number, job in enumerate(jobs):
-        if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
-            run_dir = sweep_dir / job_subdir(list(job), number, configs)
-        if number not in checked and not (run_dir is not None and run_dir.exists()):
-            continue
+    composed = None  # (overrides, config) of a job composed by Hydra, which jobs differing in values derive from
+    with Progress("checking the sweep's jobs", len(checked)) if multirun else contextlib.nullcontext() as progress:
+        for number, job in enumerate(jobs):
+            if sweep_dir is not None and sweep_dir.is_dir():  # a sweep run again: its jobs' folders may hold runs
+                run_dir = sweep_dir / (folders[number] if folders else job_subdir(list(job), number, configs))
+            if number not in checked and not (run_dir is not None and run_dir.exists()):
+                continue
+            cfg = derived_config(*composed, list(job)) if composed and not (run_dir is not None and run_dir.exists()) else None
+            if cfg is None:
+                try:
+                    cfg = compose_job(list(job), configs, number if multirun else None)
+                except (HydraException, OmegaConfBaseException) as exc:
+                    try:
+                        known = flat_keys(compose([], configs))
+                    except Exception:
+                        known = []
+                    raise ZooError(describe_composition_error(exc, known)) from None
+                composed = (list(job), cfg)
+            if progress:
+                progress.advance()
+            plan = plan_run(cfg)
+            check_run_references(plan)
+            refuse_output_in_data(plan, sweep_dir or run_dir or Path("runs"), "hydra.sweep.dir" if multirun else "hydra.run.dir")
+            if run_dir is not None and run_dir.exists():
+                # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
+                try:
+                    if plan.device.kind != "multi_worker":  # the other workers of one run share its folder
+                        refuse_if_in_use(run_dir)
+                    claim_run_dir(run_dir, recorded_config(cfg, plan), plan, say=False)
+                except ZooError as exc:
+                    raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None
+                unshare(run_dir / name for name in OPENED_FIRST)
+
+
+def derived_config(composed_overrides: list[str], composed: Any, overrides: list[str]) -> Any:
+    """The config of a sweep's job that differs from a composed one only in the values of
+    plain keys (``seed=3`` for ``seed=2``), set on a copy, or None where it differs in more
+    (a group, a key added or removed, an interpolation): Hydra then composes it. Composing
+    each job took 0.17 s: a 2,000-seed sweep had been checked for 2.5 minutes, silently."""
+    import copy
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
+    from omegaconf.errors import OmegaConfBaseException
+
+    if len(overrides) != len(composed_overrides) or any("${" in line for line in overrides):
+        return None
+    changed = [(a, b) for a, b in zip(composed_overrides, overrides) if a != b]
+    if any(override_key(a) != override_key(b) or not re.fullmatch(r"[\w.]+=.*", b, re.DOTALL) for a, b in changed):
+        return None
+    cfg = copy.deepcopy(composed)
+    parser = OverridesParser.create()
+    for _, line in changed:
+        key = override_key(line)
+        if key.startswith("hydra") or isinstance(OmegaConf.select(cfg, key), (DictConfig, ListConfig)) or OmegaConf.select(cfg, key, default=KeyError) is KeyError:
+            return None  # a group's choice, a node, or a key the composed job lacks
+        value = parser.parse_override(line).value()
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            return None
         try:
-            cfg = compose_job(list(job), configs, number if multirun else None)
-        except (HydraException, OmegaConfBaseException) as exc:
-            try:
-                known = flat_keys(compose([], configs))
-            except Exception:
-                known = []
-            raise ZooError(describe_composition_error(exc, known)) from None
-        plan = plan_run(cfg)
-        check_run_references(plan)
-        refuse_output_in_data(plan, sweep_dir or run_dir or Path("runs"), "hydra.sweep.dir" if multirun else "hydra.run.dir")
-        if run_dir is not None and run_dir.exists():
-            # Another run's folder, or one of files of yours, is refused before Hydra writes this command's records in it.
-            try:
-                if plan.device.kind != "multi_worker":  # the other workers of one run share its folder
-                    refuse_if_in_use(run_dir)
-                claim_run_dir(run_dir, recorded_config(cfg, plan), plan, say=False)
-            except ZooError as exc:
-                raise ZooError(in_sweep_terms(str(exc)) if multirun else str(exc)) from None
-            unshare(run_dir / name for name in OPENED_FIRST)
+            with read_write(cfg):
+                OmegaConf.update(cfg, key, value, merge=False)
+        except OmegaConfBaseException:  # a value its typed node refuses: Hydra's composition says so, as ever
+            return None
+    return cfg
 
 
 def refuse_output_in_data(plan, output: Path, key: str) -> None:
@@ -927,15 +966,12 @@ def grid_sweep(parsed: list, configs: UserConfigs) -> bool:
     return is_grid_sweeper(compose(fixed, configs, with_hydra=True).hydra.sweeper)
 
 
-def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
-    """Each job of a sweep gets the folder ``hydra.sweep.subdir`` names: two jobs given one
-    folder (``hydra.sweep.subdir=x``) would have the second job's Hydra records written over
-    the first job's run. ``subdir`` is the setting as written (not resolved)."""
-    if "hydra.job.num" in subdir:  # the default: a folder per job
-        return
+def check_job_folders(folders: list[str]) -> None:
+    """Each job of a sweep gets its own folder inside the sweep's (``hydra.sweep.subdir``,
+    resolved: :func:`job_folders`): two jobs given one folder (``hydra.sweep.subdir=x``) would
+    have the second job's Hydra records written over the first job's run."""
     seen: dict[str, int] = {}
-    for number, job in enumerate(jobs):
-        folder = job_subdir(list(job), number, configs) if "${" in subdir else subdir
+    for number, folder in enumerate(folders):
         if leads_outside(folder) or not Path(folder).parts:  # resolved: an interpolation may make it absolute
             raise ZooError(
                 f"job {number} of the sweep would get the folder {folder!r}, not a sub-folder of the sweep's; give a "
@@ -955,6 +991,45 @@ def check_job_folders(jobs: list, subdir: str, configs: UserConfigs) -> None:
                 "(the default, ${hydra.job.num}_${hydra:runtime.choices.model}, does)"
             )
         seen[folder] = number
+
+
+# What a sweep's subdir may interpolate that is resolved here without composing each job's
+# config, as Hydra does (about 0.1 s a job: a 200-job sweep had been checked for 26 s).
+QUICK_SUBDIR = re.compile(r"\$\{(hydra\.job\.num|hydra\.job\.override_dirname|hydra[.:]runtime\.choices\.([\w/.-]+))\}")
+
+
+def job_folders(jobs: list, settings: Any, configs: UserConfigs) -> list[str]:
+    """The sub-folder of the sweep's folder Hydra gives each job (``hydra.sweep.subdir``,
+    resolved); ``settings``: Hydra's settings composed from the sweep's fixed overrides."""
+    from omegaconf import OmegaConf
+
+    subdir = str(OmegaConf.to_container(settings.sweep)["subdir"])
+    if "${" not in subdir:
+        return [subdir] * len(jobs)
+    naming = settings.job.config.override_dirname
+    folders = []
+    for number, job in enumerate(jobs):
+        given = {override_key(line): line.split("=", 1)[1] for line in job if "=" in line}
+
+        def quick(match: re.Match) -> str:
+            if match.group(1) == "hydra.job.num":
+                return str(number)
+            if match.group(2) is None:  # Hydra's override_dirname: the job's own overrides, sorted (not Hydra's)
+                lines = sorted(line for line in job if not override_key(line).startswith(("hydra.", "hydra/"))
+                               and override_key(line) not in naming.exclude_keys)  # fmt: skip
+                return naming.item_sep.join(lines).replace("=", naming.kv_sep)
+            return str(given.get(match.group(2), settings.runtime.choices.get(match.group(2))))
+
+        quick_enough = "${" not in QUICK_SUBDIR.sub("", subdir) and not any(
+            set(given.get(m.group(2), "")) & set("[],{}") for m in QUICK_SUBDIR.finditer(subdir) if m.group(2)
+        )  # a list of choices (metrics=[a,b]) is Hydra's to spell
+        folders.append(QUICK_SUBDIR.sub(quick, subdir) if quick_enough else job_subdir(list(job), number, configs))
+    return folders
+
+
+def override_key(line: str) -> str:
+    """The key or group an override sets (``+model.x@p=1``: ``model.x``)."""
+    return re.match(r"(?:\+\+|\+|~)?([^=@]*)", line).group(1)
 
 
 # The longest file name Linux's file systems take, in bytes (NAME_MAX).
