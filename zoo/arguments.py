@@ -715,8 +715,9 @@ def derived_config(composed_overrides: list[str], composed: Any, overrides: list
     parser = OverridesParser.create()
     for _, line in changed:
         key = override_key(line)
-        if key.startswith("hydra") or isinstance(OmegaConf.select(cfg, key), (DictConfig, ListConfig)) or OmegaConf.select(cfg, key, default=KeyError) is KeyError:
-            return None  # a group's choice, a node, or a key the composed job lacks
+        now = OmegaConf.select(cfg, key, default=KeyError)
+        if key.startswith("hydra") or now is KeyError or isinstance(now, (DictConfig, ListConfig)):
+            return None  # Hydra's setting, a key the composed job lacks, or a node (a group's choice)
         value = parser.parse_override(line).value()
         if not isinstance(value, (str, int, float, bool, type(None))):
             return None
@@ -1014,7 +1015,7 @@ def job_folders(jobs: list, settings: Any, configs: UserConfigs) -> list[str]:
         def quick(match: re.Match) -> str:
             if match.group(1) == "hydra.job.num":
                 return str(number)
-            if match.group(2) is None:  # Hydra's override_dirname: the job's own overrides, sorted (not Hydra's)
+            if match.group(2) is None:  # Hydra's override_dirname: the job's overrides but Hydra's own, sorted
                 lines = sorted(line for line in job if not override_key(line).startswith(("hydra.", "hydra/"))
                                and override_key(line) not in naming.exclude_keys)  # fmt: skip
                 return naming.item_sep.join(lines).replace("=", naming.kv_sep)
