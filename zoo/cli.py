@@ -1190,15 +1190,14 @@ def killed_job_line(joblib_says: str) -> str:
     from zoo.config import human_bytes, physical_memory
 
     signals = sorted(set(re.findall(r"\b(SIG[A-Z]+)\(", joblib_says))) or ["a signal"]
-    kept = "the finished jobs are kept, and the same command continues the others from their checkpoints"
     if signals == ["SIGKILL"]:
         memory = physical_memory()
         within = f" within the {human_bytes(memory)} this process may use" if memory else ""
         return (
             f"a job's process was killed (SIGKILL), by the kernel for memory most likely: the jobs running at once, each "
-            f"its own TensorFlow, did not fit{within}; lower hydra.launcher.n_jobs ({kept})"
+            f"its own TensorFlow, did not fit{within}; lower hydra.launcher.n_jobs ({SWEEP_GOES_ON})"
         )
-    return f"a job's process ended by {', '.join(signals)} (a crash in native code); {kept}, or ZOO_TRACEBACK=1 shows joblib's report"
+    return f"a job's process ended by {', '.join(signals)} (a crash in native code); {SWEEP_GOES_ON}, or ZOO_TRACEBACK=1 shows joblib's report"
 
 
 def uncompleted_job_line(submitit_says: str) -> str:
@@ -1210,9 +1209,12 @@ def uncompleted_job_line(submitit_says: str) -> str:
     log = re.search(r"Look at stdout: (\S+)", submitit_says)
     return (
         f"a job ended without its result, killed from outside (for memory most likely, or at a time limit){f' (its log: {log.group(1)})' if log else ''}; "
-        "run fewer at once (hydra.sweeper.max_batch_size) or give each more (hydra.launcher.mem_gb, timeout_min); the finished "
-        "jobs are kept, and the same command continues the others from their checkpoints"
+        f"run fewer at once (hydra.sweeper.max_batch_size) or give each more (hydra.launcher.mem_gb, timeout_min); {SWEEP_GOES_ON}"
     )
+
+
+# What remains of a sweep whose job was killed from outside, and the way on.
+SWEEP_GOES_ON = "the finished jobs are kept, and the same command continues the others from their checkpoints"
 
 
 def describe_failure(exc: BaseException) -> str:
