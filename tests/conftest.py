@@ -132,7 +132,8 @@ def compatible_pairs():
 
 def control_group(controller: str, tmp_path: Path) -> Path:
     """A new control group of this machine's with ``controller`` (``pids``, ``memory``) that
-    this process may make (root; cgroup v1 or v2), or a skip. The caller removes it."""
+    this process may make (root; cgroup v1 or v2), or a skip. The caller removes it
+    (``remove_control_group``)."""
     for top in (Path("/sys/fs/cgroup") / controller, Path("/sys/fs/cgroup")):
         try:
             usable = (top / "cgroup.procs").exists() and (top.name == controller or controller in (top / "cgroup.subtree_control").read_text())
@@ -149,3 +150,14 @@ def control_group(controller: str, tmp_path: Path) -> Path:
             return group
         group.rmdir()
     pytest.skip(f"no control group with a {controller} controller can be made here")
+
+
+def remove_control_group(group: Path, timeout: float = 60) -> None:
+    """Remove ``group`` once the processes in it have ended: a sweep's worker processes
+    (joblib's, submitit's) outlive the command that started them by a moment."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    group.rmdir()

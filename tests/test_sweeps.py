@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import control_group, error_lines, run_zoo
+from conftest import control_group, error_lines, remove_control_group, run_zoo
 from zoo.errors import ZooError
 
 TINY_JOB = ["trainer.epochs=1", "metrics=[accuracy]"]
@@ -541,7 +541,7 @@ def test_parallel_jobs_killed_for_memory_are_said_so_and_continue_with_fewer(lau
         limit.write_text(f"{1500 * 2**20}\n")  # room to spare for two at once: the point is what they continue
         with_fewer = sweep(*fewer)
     finally:
-        group.rmdir()
+        remove_control_group(group)
     assert killed.returncode == 2, killed.stderr[-3000:]
     [line] = error_lines(killed.stderr)
     assert line.startswith(f"zoo: error: {said}"), line

@@ -16,7 +16,7 @@ import yaml
 
 import zoo
 
-from conftest import control_group, error_lines, run_zoo
+from conftest import control_group, error_lines, remove_control_group, run_zoo
 
 METRICS = ["accuracy", "precision", "recall", "f1", "auc"]
 
@@ -903,7 +903,7 @@ def test_too_few_threads_for_tensorflow_is_one_line_not_an_abort(tmp_path):
         (group / "pids.max").write_text("60\n")
         sweep = zoo_in_group("-m", "hydra/launcher=local", "hydra.launcher.n_jobs=4", "seed=1,2,3,4", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     finally:
-        group.rmdir()
+        remove_control_group(group)
     assert single.returncode == 2, single.stderr[-3000:]
     [line] = error_lines(single.stderr)
     assert re.search(rf"this process may start \d+ more threads \(pids\.max 16 in {re.escape(str(group))}\), and TensorFlow starts about \d+", line), line
