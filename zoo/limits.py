@@ -71,7 +71,7 @@ def thread_shortfall(processes: int = 1) -> str:
     set_pools = [name for name in POOL_SETTINGS if pool_setting(name)]
     how = f"12, 4 for each CPU it may use, and its op pools: {', '.join(f'{n}={pool_setting(n)}' for n in set_pools) or 'one per CPU'}"
     running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") and processes == 1 else 0  # in the room already
-    rooms = [room for room in (cgroup_task_room(), user_task_room(needed * processes), machine_task_room()) if room is not None]
+    rooms = task_rooms(needed * processes)
     if not rooms or min(rooms)[0] + running >= needed * processes:
         return ""
     room, cap = min(rooms)
@@ -86,6 +86,20 @@ def thread_shortfall(processes: int = 1) -> str:
         + (f"unset or lower {' and '.join(set_pools)}" if set_pools else "raise the limit")
         + fewer_cpus(lambda n: threads_tensorflow_starts(n) <= room + running)
     )
+
+
+def task_rooms(needed: int) -> list[tuple[int, str]]:
+    """How many more threads each cap on them lets this process start, with the cap in words:
+    its control groups', ``ulimit -u`` (read where ``needed`` comes near it), the machine's."""
+    return [room for room in (cgroup_task_room(), user_task_room(needed), machine_task_room()) if room is not None]
+
+
+def thread_failure_line() -> str:
+    """A thread that Python could not start (tf.data's, the zoo's: "can't start new thread"),
+    with the caps on threads and address space that may have stopped it."""
+    needed = threads_tensorflow_starts(schedulable_cpus())
+    caps = [cap for _, cap in filter(None, (cgroup_task_room(), user_task_room(needed)))] + [address_space_limit()]
+    return f"could not start a thread ({'; '.join(filter(None, caps)) or 'the machine is at its limit of threads'}): raise the limit"
 
 
 def fewer_cpus(fits) -> str:

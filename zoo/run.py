@@ -43,7 +43,7 @@ from zoo import artifacts, records
 from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
 from zoo.errors import InputWarning, ZooError, one_line
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
-from zoo.limits import address_space_limit, cgroup_task_room, refuse_what_tensorflow_cannot_start, schedulable_cpus, threads_tensorflow_starts, user_task_room
+from zoo.limits import address_space_limit, refuse_what_tensorflow_cannot_start, thread_failure_line
 from zoo.tables import shorten
 
 log = logging.getLogger(__name__)
@@ -240,10 +240,8 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
             f"too large to exist: a tensor of {huge.group(1).lower()} would have more than 2**63 - 1 elements; "
             "make the model, the batch or the images smaller (model.*, trainer.batch_size, dataset.*)"
         )
-    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):  # Python's own threads (tf.data's, the zoo's)
-        caps = [cap for _, cap in filter(None, (cgroup_task_room(), user_task_room(threads_tensorflow_starts(schedulable_cpus()))))]
-        caps += [address_space_limit()] if address_space_limit() else []
-        return f"could not start a thread ({'; '.join(caps) or 'the machine is at its limit of threads'}): raise the limit"
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return thread_failure_line()
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
         return None
     if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
