@@ -200,6 +200,9 @@ def test_experiment_presets_compose():
         (["device=multi_worker", "device.port=70000"], "device.port must be from 1 to 65535, got 70000"),
         (["device=multi_worker", "device.port=0"], "device.port must be from 1 to 65535, got 0"),
         (["device=tpu", "device.address=grpc://10.0.0.2:99999"], "ports are from 1 to 65535 (a TPU's is 8470)"),
+        # A port longer than Python reads: "device.Exceeds the limit (4300 digits) for integer string conversion".
+        (["device=tpu", "device.address=grpc://10.0.0.2:" + "9" * 5000], "device.address=grpc://10.0.0.2:99999"),
+        (["device=multi_worker", f"device.workers=[127.0.0.1:{'9' * 5000},127.0.0.1:2]"], "workers must be a list of host:port"),
     ],
 )
 def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
@@ -208,6 +211,25 @@ def test_mistakes_are_reported_with_the_key_and_a_fix(overrides, expected):
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_numbers_longer_than_python_reads_are_named_as_such_wherever_they_come_from(monkeypatch):
+    """Text from the environment (a job array's task number, TensorFlow's settings) read as a
+    number: past 4,300 digits Python refuses it, and "zoo failed: ValueError: Exceeds the
+    limit ... use sys.set_int_max_str_digits()" had been the line."""
+    from zoo.cli import describe_failure
+    from zoo.limits import threads_tensorflow_starts
+
+    monkeypatch.setenv("ZOO_TEST_SEED", "9" * 5000)
+    with pytest.raises(zoo.ZooError, match=r"seed must be a whole number from 0 to 4294967295, got '9{30,}…; e.g. seed=0$"):
+        check_overrides(["seed=${oc.env:ZOO_TEST_SEED}"])
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "9" * 5000)
+    assert threads_tensorflow_starts(2) > 10**17  # refused as too many threads to start, as 5,000,000 is
+    try:
+        int("9" * 5000)
+    except ValueError as exc:  # what any library reading such a number raises
+        line = describe_failure(exc)
+    assert "failed on a number of 5,000 digits, more than Python reads as one (4,300)" in line and "set_int_max_str_digits" not in line
 
 
 @pytest.mark.parametrize(
@@ -447,6 +469,11 @@ BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10) if b else '1'}]\n" for a,
         ("trainer:\n  epochs: 1\n batch_size: 3", [], "mine.yaml line 4: expected <block end>, but found '<block mapping start>'"),
         (BOMB, [], "mine.yaml: its aliases (*name) spell out 2,345,670 copies of values, more than a config holds (100,000)"),  # a hang
         (b"\xff\xfe", [], "mine.yaml is not UTF-8 text (byte 0); save it as UTF-8"),  # UnicodeDecodeError, no file named
+        # "yaml failed: ValueError: Exceeds the limit (4300 digits) ...; use sys.set_int_max_str_digits()", no file named
+        ("seed: " + "9" * 5000, [], "mine.yaml line 2: a number of 5,000 digits, more than Python reads as one (4,300); write"),
+        ("model:\n  filters: " + "1_" * 4400, [], "mine.yaml line 3: a number of 4,400 digits"),  # YAML 1.1's 1_000
+        ("model:\n  filters: " + "1" * 4000, [], "model.filters=11111111"),  # read, and refused shortened:
+        ("seed: '" + "9" * 5000 + "'", [], "seed must be a whole number from 0 to 4294967295, got '99999"),  # text: read
         # a plugin's typed field given another type: OmegaConf's ValidationError had come through whole
         ("model:\n  filters: abc", [], "model.filters (set by the config 'experiment/mine') must be a whole number, got 'abc'"),
         ("model:\n  dropout: [1]", [], "model.dropout (set by the config 'experiment/mine') must be a number, got '[1]'"),
@@ -464,7 +491,7 @@ def test_mistakes_in_a_preset_of_your_own_are_one_line_naming_it(preset, args, e
     with pytest.raises(SystemExit) as exited:
         main(["train", "--config-dir", str(tmp_path / "mine"), "+experiment=mine", *args, f"hydra.run.dir={tmp_path / 'run'}"])
     [line] = error_lines(capsys.readouterr().err)
-    assert exited.value.code == 2 and expected in line, line
+    assert exited.value.code == 2 and expected in line and len(line) < 500, line
     assert not (tmp_path / "run").exists()
 
 

@@ -634,6 +634,11 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         ("config.yaml:huge", "evaluate", "out of memory (a tensor of shape["),  # TensorFlow's OOM line, as it was
         ("history.csv:long", "compare", "MB: far more rows than epochs a run trains)"),  # minutes of reading and plotting
         ("config.yaml:long", "evaluate", "MB, far more than the zoo writes there: at most 1 MB)"),  # read for hours
+        # a number longer than Python reads: "yaml failed: ValueError: Exceeds the limit (4300 digits) ... use
+        # sys.set_int_max_str_digits()", the file unnamed; the JSON records' reading said it already
+        ("config.yaml:digits", "evaluate", "config.yaml is damaged (not the YAML the zoo wrote: a number longer than Python reads)"),
+        ("config.yaml:digits", "compare", "config.yaml is damaged (not the YAML the zoo wrote: a number longer than Python reads)"),
+        ("spec.json:digits", "predict", "spec.json is damaged (not the JSON the zoo wrote: Exceeds the limit"),
         # JSON of other types than the zoo writes: "zoo failed: AttributeError: 'list' object has no attribute 'get'"
         ("metrics.json:typed=[1, 2]", "train", "metrics.json is damaged (not a mapping of metric names to numbers)"),
         ('metrics.json:typed={"accuracy": "high"}', "train", "metrics.json is damaged (not a mapping of metric names to numbers)"),
@@ -696,6 +701,10 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
             handle.truncate(2**26 + 1)
     elif how == "long":  # YAML's reader takes seconds a megabyte
         target.write_text(target.read_text() + "".join(f"k{i}: {i}\n" for i in range(200_000)))
+    elif how == "digits" and name == "config.yaml":
+        target.write_text(target.read_text().replace("seed: 0", "seed: " + "9" * 5000))
+    elif how == "digits":
+        target.write_text(target.read_text().replace('"num_classes": 10', '"num_classes": ' + "9" * 5000))
     elif how == "huge":  # a model of 400 GB to build
         target.write_text(target.read_text().replace("dense_units: 128", "dense_units: 100000000"))
     else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, NoReturn, Optional
 
 from zoo.config import PRIMARY_CONFIG, UserConfigs, leads_outside
-from zoo.errors import ZooError, one_line
+from zoo.errors import ZooError, long_number, number_too_long, one_line
 from zoo.tables import Progress, shorten
 
 
@@ -220,6 +220,7 @@ def check_config_files(folder: Path) -> None:
             raise ZooError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, or remove it from --config-dir") from None
         except OSError:
             continue
+        refuse_unreadable_number(path, text, yaml)
         if "&" not in text or "*" not in text:
             continue  # no anchor or no alias: nothing is copied out (a long list of values is not composed)
         try:
@@ -237,6 +238,24 @@ def check_config_files(folder: Path) -> None:
                 f"{path}: its aliases (*name) spell out {copied:,} copies of values, more than a config holds "
                 f"({CONFIG_VALUES_MAX:,}); write the values out, or fewer aliases of aliases"
             )
+
+
+def refuse_unreadable_number(path: Path, text: str, yaml) -> None:
+    """A number of more digits than Python reads (4,300 unless set otherwise) in a YAML file
+    of the user's: Hydra's reading had failed on "yaml failed: ValueError: Exceeds the limit
+    ... use sys.set_int_max_str_digits()", naming neither the file nor a fix the user has."""
+    number = long_number(text)
+    if number is None:
+        return
+    try:
+        yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except ValueError as exc:
+        if type(exc) is not ValueError:  # not the number's own conversion
+            return
+        start, digits = number
+        raise ZooError(f"{path} line {text.count(chr(10), 0, start) + 1}: {number_too_long(digits)}") from None
+    except yaml.YAMLError:
+        pass  # Hydra names the file and line of a mistake in the YAML itself
 
 
 def _yaml_files(folder: Path) -> Iterator[Path]:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from zoo.errors import InputWarning, ZooError, one_line
+from zoo.errors import InputWarning, ZooError, long_number, number_too_long, one_line
 from zoo.tables import shorten
 
 # What a finished run directory holds (metrics.json is written last: its presence means
@@ -658,8 +658,15 @@ def command_line_value(argument: str, text: str) -> Any:
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: an int of over 4300 digits
         from zoo.tables import shorten
 
-        problem = "nested too deeply" if isinstance(exc, RecursionError) else one_line(exc)[:120]
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else unread_number(exc, text) or one_line(exc)[:120]
         raise ZooError(f"{shorten(argument)}: not a value the zoo can read ({problem})") from None
+
+
+def unread_number(exc: Exception, text: str) -> str | None:
+    """What to say of ``exc`` when it is Python refusing a number of ``text`` for its length
+    (a plain ValueError: YAML's errors and UnicodeDecodeError are of their own types)."""
+    number = long_number(text) if type(exc) is ValueError else None
+    return number_too_long(number[1]) if number else None
 
 
 def read_yaml(path: Path) -> Any:
@@ -670,8 +677,8 @@ def read_yaml(path: Path) -> Any:
         return load_yaml(read_run_text(path, YAML_RECORD_BYTES))
     except RecursionError:
         raise ZooError(f"{path} is damaged (nested too deeply for the YAML the zoo wrote); {DAMAGED_FIX}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        problem = one_line(exc)[:100]
+    except (yaml.YAMLError, ValueError) as exc:  # UnicodeDecodeError, or a number Python will not read for its length
+        problem = "a number longer than Python reads" if type(exc) is ValueError else one_line(exc)[:100]
         raise ZooError(f"{path} is damaged (not the YAML the zoo wrote: {problem}); {DAMAGED_FIX}") from None
     except IsADirectoryError:
         raise ZooError(f"{path} is a folder, not the file the zoo wrote; {DAMAGED_FIX}") from None

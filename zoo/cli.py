@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
-from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError, one_line
+from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError, number_too_long, one_line
 from zoo.tables import csv_text, metric_text, print_table, shorten, visible, visible_text
 
 EXIT_USAGE = 2
@@ -1220,6 +1220,8 @@ SWEEP_GOES_ON = "the finished jobs are kept, and the same command continues the 
 def describe_failure(exc: BaseException) -> str:
     """What a library raised (a launcher refusing an option, a plugin's model failing), as
     one line naming the library; ZOO_TRACEBACK=1 shows the traceback."""
+    import re
+
     parts = innermost_module(exc).split(".")
     library = parts[1] if parts[0] == "hydra_plugins" and len(parts) > 1 else parts[0]
     if isinstance(exc, SystemExit):
@@ -1229,6 +1231,9 @@ def describe_failure(exc: BaseException) -> str:
     memory = out_of_memory_line(exc)  # building a huge model to evaluate, export or describe it, say
     if memory is not None:
         return memory
+    digits = re.search(r"for integer string conversion.*?value has (\d+) digits", str(exc)) if type(exc) is ValueError else None
+    if digits:  # Python's advice, sys.set_int_max_str_digits(), is for a program's author
+        return f"{library} failed on {number_too_long(int(digits.group(1)))}; ZOO_TRACEBACK=1 shows where"
     mark = getattr(exc, "problem_mark", None)  # YAML's reader (in Hydra, OmegaConf): a config file's mistake
     if mark is not None and getattr(exc, "problem", None):
         return f"{mark.name} line {mark.line + 1}: {' '.join(str(exc.problem).split())}; correct the YAML there"

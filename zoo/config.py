@@ -385,14 +385,14 @@ class DeviceConfig:
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port must be from 1 to 65535, got {self.port}")
         tpu_port = re.fullmatch(r"grpc://[^/]+:(\d+)/?", self.address)
-        if tpu_port and not 1 <= int(tpu_port.group(1)) <= 65535:
-            raise ValueError(f"address={self.address}: ports are from 1 to 65535 (a TPU's is 8470)")
+        if tpu_port and not (len(tpu_port.group(1)) <= 5 and 1 <= int(tpu_port.group(1)) <= 65535):
+            raise ValueError(f"address={shorten(self.address, 60)}: ports are from 1 to 65535 (a TPU's is 8470)")
         if self.workers is not None:
-            bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d+", str(w)) or not 1 <= int(str(w).rsplit(":", 1)[1]) <= 65535]
+            bad = [w for w in self.workers if not re.fullmatch(r"[^:\s]+:\d{1,5}", str(w)) or not 1 <= int(str(w).rsplit(":", 1)[1]) <= 65535]
             if any(str(w).count(":") > 1 for w in self.workers):  # the rendezvous and its checks speak IPv4
-                raise ValueError(f"workers must be host names or IPv4 addresses with a port, not IPv6 ones, got {self.workers}")
+                raise ValueError(f"workers must be host names or IPv4 addresses with a port, not IPv6 ones, got {shorten(str(self.workers), 120)}")
             if bad or not self.workers:
-                raise ValueError(f"workers must be a list of host:port (ports 1 to 65535), got {self.workers}")
+                raise ValueError(f"workers must be a list of host:port (ports 1 to 65535), got {shorten(str(self.workers), 120)}")
             if len(set(self.workers)) < len(self.workers):
                 raise ValueError(f"workers must be distinct host:port addresses, got {self.workers}")
             if self.rank is None or not 0 <= self.rank < len(self.workers):
@@ -549,7 +549,7 @@ def check_number_ranges(typed: Any, prefix: str, defaults: Mapping[str, Any]) ->
         if key in defaults and defaults[key] == value:
             continue
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
-            raise ZooError(f"{key}={value} is beyond the 64-bit integers TensorFlow counts with (at most {INT64_MAX:,}); give a smaller number")
+            raise ZooError(f"{key}={shorten(str(value), 40)} is beyond the 64-bit integers TensorFlow counts with (at most {INT64_MAX:,}); give a smaller number")
         if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
             raise ZooError(f"{key}={value:g} is beyond the float32 range TensorFlow computes in (at most {FLOAT32_MAX:.1e}); give a smaller number")
         if isinstance(value, float) and 0 < abs(value) < FLOAT32_TINY:  # learning_rate=1e-320 trained nothing, unsaid
@@ -1101,10 +1101,10 @@ def seed_value(seed: Any) -> int:
     deep inside them (scikit-learn's "The 'random_state' parameter of train_test_split...").
     Digits as text are the number they spell: an environment variable's value is text
     (``seed=${oc.env:SLURM_ARRAY_TASK_ID}``, a job array's task)."""
-    if isinstance(seed, str) and seed.isascii() and seed.isdigit():
+    if isinstance(seed, str) and seed.isascii() and seed.isdigit() and len(seed) < 20:  # longer: no seed (nor one Python reads)
         seed = int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ZooError(f"seed must be a whole number from 0 to {2**32 - 1}, got {seed!r}; e.g. seed=0")
+        raise ZooError(f"seed must be a whole number from 0 to {2**32 - 1}, got {shorten(repr(seed), 40)}; e.g. seed=0")
     return seed
 
 

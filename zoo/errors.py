@@ -1,6 +1,8 @@
 """Errors the zoo reports to users as one line (no traceback unless asked for)."""
 
 import re
+import sys
+from typing import Optional
 
 
 class ZooError(Exception):
@@ -42,3 +44,21 @@ def one_line(exc: BaseException) -> str:
     text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
     called = re.fullmatch(r"Exception encountered when calling (\S+?)\.? (.*?)(?: Arguments received by .*)?", text)
     return f"{called.group(1)}: {called.group(2)}" if called else text
+
+
+def long_number(text: str) -> Optional[tuple[int, int]]:
+    """Where the first run of digits in ``text`` longer than Python turns into a whole number
+    starts (its ``int_max_str_digits``: 4,300 unless set otherwise; 0 means no limit), and
+    how many digits it has; None if there is none."""
+    limit = sys.get_int_max_str_digits()
+    number = re.search(rf"[0-9][0-9_]{{{limit},}}", text) if limit else None
+    return (number.start(), len(number.group().replace("_", ""))) if number else None
+
+
+def number_too_long(digits: int) -> str:
+    """What to say of a number Python refused to read for its length (``int("9" * 5000)``:
+    "Exceeds the limit ... use sys.set_int_max_str_digits()", a fix for programmers)."""
+    return (
+        f"a number of {digits:,} digits, more than Python reads as one "
+        f"({sys.get_int_max_str_digits():,}); write a shorter one, or quote it to keep it as text"
+    )

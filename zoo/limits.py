@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from zoo.errors import ZooError
+from zoo.tables import shorten
 
 
 def schedulable_cpus() -> int:
@@ -33,7 +34,9 @@ def threads_tensorflow_starts(cpus: int) -> int:
 
 def pool_setting(name: str) -> int:
     value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() else 0  # TensorFlow's reading: junk is its default
+    if not (value.isascii() and value.isdigit()):
+        return 0  # TensorFlow's reading: junk is its default
+    return int(value) if len(value) < 19 else 10**18  # past what Python reads at once, and what any machine starts
 
 
 def refuse_what_tensorflow_cannot_start() -> None:
@@ -69,7 +72,7 @@ def thread_shortfall(processes: int = 1) -> str:
     cpus = schedulable_cpus()
     needed = threads_tensorflow_starts(cpus)
     set_pools = [name for name in POOL_SETTINGS if pool_setting(name)]
-    how = f"12, 4 for each CPU it may use, and its op pools: {', '.join(f'{n}={pool_setting(n)}' for n in set_pools) or 'one per CPU'}"
+    how = f"12, 4 for each CPU it may use, and its op pools: {', '.join(f'{n}={shorten(os.environ[n].strip(), 12)}' for n in set_pools) or 'one per CPU'}"
     running = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") and processes == 1 else 0  # in the room already
     rooms = task_rooms(needed * processes)
     if not rooms or min(rooms)[0] + running >= needed * processes:

@@ -153,7 +153,7 @@ def stopping_with_the_driver(poll_seconds: float = 1.0) -> Iterator[None]:
     orphans. The job is told as by SIGTERM (a checkpoint at the step it is at, so that the
     sweep run again continues it); a worker that does not end within a minute is ended."""
     host, _, pid = os.environ.get(DRIVER_PID, "").rpartition(":")
-    driver = int(pid) if pid.isdigit() else 0
+    driver = int(pid) if pid.isascii() and pid.isdigit() and len(pid) < 20 else 0
     if not driver or driver == os.getpid() or host != socket.gethostname():
         yield  # no sweep, a job run in the driver itself, or one on another machine (SLURM, Ray)
         return
