@@ -673,11 +673,12 @@ def test_a_thread_count_tensorflow_aborts_on_is_one_line(default_run):
 
 
 @pytest.mark.slow  # the default suite stays near 15 minutes
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
 def test_a_command_stopped_by_sigterm_or_sighup_takes_back_what_it_was_writing(default_run, tmp_path, number):
-    """A scheduler's SIGTERM or a closed terminal's SIGHUP killed `zoo explain` with nothing
-    said, half its pictures left in a folder it had made (and `zoo predict -o` its temporary
-    file): it stops as on Ctrl-C, in one line, and the folder goes."""
+    """A scheduler's SIGTERM (or its notice, SIGUSR1) or a closed terminal's SIGHUP killed
+    `zoo explain` with nothing said, half its pictures left in a folder it had made (and
+    `zoo predict -o` its temporary file): it stops as on Ctrl-C, in one line, and the
+    folder goes."""
     import time
 
     from PIL import Image

@@ -187,8 +187,12 @@ def read_history(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "signal_name", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow), pytest.param("SIGHUP", marks=pytest.mark.slow)]
-)  # SIGHUP: the terminal hung up (an ssh connection lost); it had killed the run with nothing said, in train.log either
+    "signal_name",
+    ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow), pytest.param("SIGHUP", marks=pytest.mark.slow), "SIGUSR1",
+     pytest.param("SIGUSR2", marks=pytest.mark.slow), pytest.param("SIGXCPU", marks=pytest.mark.slow)],  # fmt: skip
+)  # SIGHUP: the terminal hung up (an ssh connection lost); it had killed the run with nothing said, in train.log either.
+# SIGUSR1/2, SIGXCPU: a batch system's notice that the job's time is nearly up (SLURM's --signal=USR1@120, SGE's -notify,
+# LSF's), `ulimit -t`: by default they end a process, and had killed the run where it stood, its last minutes lost.
 def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_name, tmp_path):
     import shlex
 
@@ -223,6 +227,27 @@ def test_ctrl_c_or_preemption_saves_the_step_and_says_how_to_continue(signal_nam
     again = run_zoo(*command[1:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert resumed_from(run_dir) == stopped_at and (run_dir / "metrics.json").is_file()
+
+
+def test_a_notice_signal_someone_else_handles_stays_theirs():
+    """Under submitit, SIGUSR2 is submitit's (it checkpoints and requeues the job): training
+    takes over only the notice signals nobody handles, and gives them back after."""
+    from zoo.training import SignalCatcher
+
+    def submitits(number, frame):
+        pass
+
+    before = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGUSR1", "SIGUSR2")}
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR2, submitits)
+    try:
+        catcher = SignalCatcher()
+        assert signal.getsignal(signal.SIGUSR2) is submitits and signal.getsignal(signal.SIGUSR1) == catcher._note
+        catcher.release()
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    finally:
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def test_sigterm_outside_the_training_loop_is_one_line_too(tmp_path):

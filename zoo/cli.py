@@ -269,7 +269,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the command is, as Ctrl-C is."""
+    """SIGTERM, SIGHUP or a notice signal, raised where the command is, as Ctrl-C is."""
 
     def __init__(self, number: int):
         super().__init__(number)
@@ -280,13 +280,12 @@ TERMINATED: list[int] = []  # the signal that stopped the command
 
 
 def stop_cleanly_on_termination(training: bool = False) -> None:
-    """A command stops on SIGTERM (a scheduler, `timeout`) or SIGHUP (its terminal closed) as
-    on Ctrl-C, so that what it was writing is taken back: killed by either, `zoo explain` had
-    left a half set of pictures, and `zoo predict -o` its temporary file. Training catches
-    them itself, to save a checkpoint first. SIGHUP ignored (`nohup`) stays so."""
-
-    if training:  # imported now: an import inside a signal handler can meet one under way
-        from zoo.training import terminal_lost
+    """A command stops on SIGTERM (a scheduler, `timeout`), SIGHUP (its terminal closed) or a
+    batch system's notice signal (zoo.training.NOTICE_SIGNALS) as on Ctrl-C, so that what it
+    was writing is taken back: killed by any, `zoo explain` had left a half set of pictures,
+    and `zoo predict -o` its temporary file. Training catches them itself, to save a
+    checkpoint first. A signal ignored (`nohup`) or handled by someone else stays so."""
+    from zoo.training import NOTICE_SIGNALS, terminal_lost  # now: an import inside a signal handler can meet one under way
 
     def stop(number, frame) -> None:
         TERMINATED.append(number)
@@ -294,9 +293,10 @@ def stop_cleanly_on_termination(training: bool = False) -> None:
             terminal_lost(number)
         raise Terminated(number)
 
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(number) is signal.SIG_DFL:
-            signal.signal(number, stop)
+    stop.zoo_stops = True  # type: ignore[attr-defined]  # training's catcher takes these over
+    for name in ("SIGTERM", "SIGHUP", *NOTICE_SIGNALS):
+        if signal.getsignal(getattr(signal, name)) is signal.SIG_DFL:
+            signal.signal(getattr(signal, name), stop)
 
 
 STRAY_THREAD_SECONDS = 30.0

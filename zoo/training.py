@@ -204,16 +204,38 @@ def fit(
     return position
 
 
+# Signals that end a process unless it handles them, sent by batch systems before they end a
+# job (SLURM's --signal=USR1@120, SGE's -notify, LSF's warning action and CPU limit) and by
+# `ulimit -t`: they had killed a training where it stood, its last minutes lost, nothing said.
+# The zoo stops on them as on SIGTERM where nobody else handles them (submitit's USR2 stays its own).
+NOTICE_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGXCPU")
+
+
+def ours_to_handle(handler) -> bool:
+    """Whether a notice signal with this handler is the zoo's to stop on: none was set (the
+    default ends the process), or the zoo's command set it."""
+    import signal
+
+    return handler is signal.SIG_DFL or getattr(handler, "zoo_stops", False)
+
+
 class SignalCatcher:
-    """While training, SIGINT (Ctrl-C), SIGTERM (a scheduler's preemption notice) and SIGHUP
-    (the terminal hung up: an ssh connection lost) are noted instead of ending the process:
-    the loop saves a checkpoint at the step it is at and stops with
-    :class:`~zoo.errors.Interrupted`. A second signal ends it at once. A SIGHUP ignored when
-    the zoo started (``nohup``) stays ignored. The terminal's streams report a reader that
+    """While training, SIGINT (Ctrl-C), SIGTERM (a scheduler's preemption notice), SIGHUP
+    (the terminal hung up: an ssh connection lost) and a batch system's notice signals
+    (NOTICE_SIGNALS) are noted instead of ending the process: the loop saves a checkpoint at
+    the step it is at and stops with :class:`~zoo.errors.Interrupted`. A second signal ends
+    it at once. A SIGHUP ignored when the zoo started (``nohup``) stays ignored, as does a
+    notice signal that someone else handles. The terminal's streams report a reader that
     left (``zoo train | head``) through :func:`terminal_lost`, noted as SIGPIPE."""
 
-    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-    REASONS = {"SIGHUP": "SIGHUP (the terminal hung up)", "SIGPIPE": "SIGPIPE (the standard output's reader left)"}
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", *NOTICE_SIGNALS)
+    REASONS = {
+        "SIGHUP": "SIGHUP (the terminal hung up)",
+        "SIGPIPE": "SIGPIPE (the standard output's reader left)",
+        "SIGUSR1": "SIGUSR1 (a batch system's notice, most likely: the job's time is nearly up)",
+        "SIGUSR2": "SIGUSR2 (a batch system's notice, most likely: the job's time is nearly up)",
+        "SIGXCPU": "SIGXCPU (the limit on CPU time was reached: ulimit -t, or the batch system's)",
+    }
     active: Optional["SignalCatcher"] = None  # the catcher of the training under way
     lost: Optional[int] = None  # the terminal went before training started
 
@@ -228,6 +250,8 @@ class SignalCatcher:
         for name in self.SIGNALS:
             number = getattr(signal, name)
             if name == "SIGHUP" and signal.getsignal(number) is signal.SIG_IGN:
+                continue
+            if name in NOTICE_SIGNALS and not ours_to_handle(signal.getsignal(number)):
                 continue
             self.previous[number] = signal.signal(number, self._note)
         SignalCatcher.active = self
