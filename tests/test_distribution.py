@@ -3,6 +3,7 @@ lockstep on 127.0.0.1, mixed precision, and the device configs' errors."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -342,12 +343,47 @@ def test_a_worker_whose_port_is_taken_or_held_by_a_stranger_says_so_in_time():
         taken.listen()
         with pytest.raises(ZooError, match=f"worker 0 cannot listen on port {ports[0]} .*another process holds it"):
             rendezvous.meet(cluster, "worker 0", timeout=5)
-    # A stranger answering on a peer's port is not the peer: it is still missing at the end.
+    # A stranger answering on a peer's port is not the peer: it is still missing at the end, and said to be there.
     with socket.socket() as stranger:
         stranger.bind(("127.0.0.1", ports[1]))
         stranger.listen()
-        with pytest.raises(ZooError, match=re.escape(f"gave up after device.timeout=2 s waiting for worker 1 (127.0.0.1:{ports[1]})")):
+        with pytest.raises(ZooError, match=re.escape(f"gave up after device.timeout=2 s waiting for worker 1 (127.0.0.1:{ports[1]}: no answer")):
             rendezvous.meet(cluster, "worker 0", timeout=2)
+
+
+@pytest.mark.parametrize(
+    "peer, problem",
+    [  # each had been "waiting for worker 1 ...: start them", the fix for a worker not started
+        ("nosuchhost.invalid", "no such host name here"),  # a misspelt name (RFC 6761: .invalid resolves nowhere)
+        ("stranger", "something other than a zoo worker answers there"),  # another service on the port given
+    ],
+)
+def test_a_peer_this_worker_cannot_reach_is_named_with_why(peer, problem, capsys):
+    import threading
+
+    from zoo import rendezvous
+    from zoo.errors import ZooError
+
+    ports = free_ports(2)
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", ports[1]))
+        stranger.listen()
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = stranger.accept()
+                    connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                    connection.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        address = f"{peer}:{ports[1]}" if peer != "stranger" else f"127.0.0.1:{ports[1]}"
+        cluster = {"worker 0": f"127.0.0.1:{ports[0]}", "worker 1": address}
+        with pytest.raises(ZooError) as info:
+            rendezvous.meet(cluster, "worker 0", timeout=3)
+    assert f"waiting for worker 1 ({address}: {problem}" in str(info.value)
+    assert "check the host names and ports in device.workers, and that this machine reaches them" in str(info.value)
+    assert f"waiting for worker 1 ({address}: {problem}" in capsys.readouterr().out  # said while it waits too
 
 
 def test_strangers_on_the_ports_neither_hold_a_worker_nor_stop_the_run():

@@ -58,6 +58,7 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
         return
     mine = dict(settings or {})
     reached: set[str] = set()  # peers this worker connected to
+    problems: dict[str, str] = {}  # why the last try to reach a peer failed, other than its port refusing
     started = time.monotonic()
     announced = started - ANNOUNCE_EVERY_S + 2.0  # first word after 2 s: a quick meeting says nothing
     with _Listener(cluster[me], me, set(peers), mine) as listener, _signals_noted() as caught:
@@ -66,21 +67,27 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
             if disagreeing:
                 peer = min(disagreeing)
                 raise ZooError(_disagreement(peer, peers.get(peer, "?"), disagreeing[peer], mine))
-            missing = _named(peers, reached & listener.heard)
+            met = reached & listener.heard
+            missing = _named(peers, met, problems)
             if caught:
                 name = signal.Signals(caught[0]).name
                 raise Interrupted(f"stopped by {name} while waiting for {missing}", caught[0])
             waited = time.monotonic() - started
             if waited > timeout:
+                unreachable = any(peer in problems for peer in set(peers) - met)
                 raise ZooError(
-                    f"gave up after device.timeout={timeout:g} s waiting for {missing}: start them (the same "
-                    f"command on each machine, with its own rank), or raise device.timeout"
+                    f"gave up after device.timeout={timeout:g} s waiting for {missing}: "
+                    + ("check the host names and ports in device.workers, and that this machine reaches them; or " if unreachable else "")
+                    + "start them (the same command on each machine, with its own rank), or raise device.timeout"
                 )
             if time.monotonic() - announced >= ANNOUNCE_EVERY_S:
                 print(f"waiting for {missing} to start ({waited:.0f} s of device.timeout={timeout:g} s)", flush=True)
                 announced = time.monotonic()
             for peer in sorted(set(peers) - reached):
-                theirs = _greet(peers[peer], me, peer, mine)
+                theirs, problem = _greet(peers[peer], me, peer, mine)
+                problems.pop(peer, None)
+                if problem:
+                    problems[peer] = problem
                 if theirs is not None and theirs != mine:
                     raise ZooError(_disagreement(peer, peers[peer], theirs, mine))
                 if theirs is not None:
@@ -114,8 +121,11 @@ def reach(address: str, timeout: float, what: str, fix: str) -> None:
             time.sleep(0.5)
 
 
-def _named(peers: dict[str, str], met: set[str]) -> str:
-    return ", ".join(f"{name} ({peers[name]})" for name in sorted(set(peers) - met))
+def _named(peers: dict[str, str], met: set[str], problems: Optional[dict[str, str]] = None) -> str:
+    problems = problems or {}
+    return ", ".join(
+        f"{name} ({peers[name]}{': ' + problems[name] if name in problems else ''})" for name in sorted(set(peers) - met)
+    )
 
 
 def _disagreement(peer: str, address: str, theirs: dict, mine: dict) -> str:
@@ -135,23 +145,34 @@ def _disagreement(peer: str, address: str, theirs: dict, mine: dict) -> str:
     return f"{peer} ({address}) was started with other settings ({shown}{more}); {fix}"
 
 
-def _greet(address: str, me: str, peer: str, settings: dict) -> Optional[dict]:
-    """Connect to ``peer``'s listener and exchange greetings and settings; the peer's
-    settings, or None when it is not there yet."""
+def _greet(address: str, me: str, peer: str, settings: dict) -> tuple[Optional[dict], Optional[str]]:
+    """Connect to ``peer``'s listener and exchange greetings and settings: the peer's
+    settings, or None when it is not there (yet) with why, unless its port refused (a
+    machine up, the worker not started): a host name no resolver knows, a network this
+    machine does not reach had been waited out as workers not started, and so advised."""
     host, port = address.rsplit(":", 1)
+    not_a_zoo_worker = "something other than a zoo worker answers there"
     try:
         with socket.create_connection((host, int(port)), timeout=1.0) as connection, _bounded(connection), connection.makefile("rb") as lines:
             connection.settimeout(HANDSHAKE_S)
             connection.sendall(GREETING + me.encode() + b"\n" + _encoded(settings))
-            if _read_line(lines) != GREETING + peer.encode():
-                return None  # something else holds the peer's port
+            greeting = _read_line(lines)
+            if greeting != GREETING + peer.encode():  # something else holds the peer's port, or holds it silent
+                return None, not_a_zoo_worker if greeting else NO_ANSWER
             theirs = _decoded(_read_line(lines, SETTINGS_BYTES))
             if theirs is None:
-                return None
+                return None, not_a_zoo_worker
             connection.sendall(b"ok\n")  # the peer counts this worker only now: both know, or neither
-            return theirs
-    except OSError:  # refused, unreachable or too slow: not started yet
-        return None
+            return theirs, None
+    except ConnectionRefusedError:  # the machine is there; the worker is not started yet
+        return None, None
+    except socket.gaierror as exc:
+        return None, f"no such host name here ({exc.strerror})"
+    except OSError as exc:  # unreachable, or no answer within a second
+        return None, NO_ANSWER if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+
+
+NO_ANSWER = "no answer (a firewall dropping connections, a machine down, or a process stopped)"
 
 
 def _encoded(settings: dict) -> bytes:
