@@ -108,6 +108,68 @@ def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path):
     assert not os.listdir(tmp_path / "keras" / "models") if (tmp_path / "keras" / "models").exists() else True
 
 
+@pytest.fixture
+def silent_server(monkeypatch):
+    """A server (or proxy) that takes connections and then sends nothing, or stops after
+    ``sent`` bytes of a body it says is longer; downloads meanwhile give up after 2 s."""
+    import socket
+    import threading
+    import urllib.request
+
+    import zoo.artifacts
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held, sent = [], []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+            if sent:  # an HTTP answer that stops half-way
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * sent[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(zoo.artifacts, "DOWNLOAD_SILENCE_S", 2.0)
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urllib reads the proxy settings into its first opener
+    yield f"127.0.0.1:{listener.getsockname()[1]}", sent
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_download_that_stays_silent_is_given_up_in_one_line(silent_server, tmp_path, monkeypatch):
+    """A proxy or server that took the connection and said nothing had kept the run waiting
+    for ever, silent (`zoo train model=pretrained_classifier` behind a proxy that answered
+    nothing; a CIFAR-10 download that stopped half-way)."""
+    import time
+
+    from zoo_plugins import cifar10
+    from zoo_plugins.pretrained import PretrainedClassifierConfig, load_backbone
+
+    address, sent = silent_server
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://{address}")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    started = time.monotonic()
+    with pytest.raises(zoo.ZooError) as info:
+        load_backbone(PretrainedClassifierConfig(backbone="mobilenet_v3_small"), (32, 32, 3))
+    assert "Keras could not download weights_mobilenet_v3_small" in str(info.value) and "(nothing came for 2 s;" in str(info.value)
+    assert time.monotonic() - started < 30
+
+    sent.append(1000)  # the archive's first kilobyte, then nothing
+    monkeypatch.setattr(cifar10, "URL", f"http://{address}/cifar-10-python.tar.gz")
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "none"))
+    with pytest.raises(zoo.ZooError, match=r"could not download CIFAR-10 from .* \(nothing came for 2 s\); download it elsewhere"):
+        cifar10.locate(cifar10.Cifar10Config(download=True))
+    assert not list((tmp_path / "keras").rglob("*.tar.gz"))  # the part downloaded is not kept
+
+
 @pytest.mark.slow
 def test_a_finished_run_is_used_without_the_weights_its_training_started_from(tmp_path):
     """A run trained from a backbone weights file (or ImageNet's download) and then copied

@@ -406,6 +406,37 @@ def keras_folder() -> Path:
     return (home if home and os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
 
 
+# How long a download may go without a byte before it is given up.
+DOWNLOAD_SILENCE_S = 60.0
+
+
+@contextlib.contextmanager
+def downloading() -> Iterator[None]:
+    """While Keras downloads (ImageNet weights, CIFAR-10), a connection that stays silent for
+    DOWNLOAD_SILENCE_S fails: Keras reads with urllib and no timeout, and a server or proxy
+    that took the connection and sent nothing (or stopped half-way) had kept the run waiting
+    for ever, saying nothing. Sockets opened meanwhile without a timeout of their own get it."""
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_SILENCE_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def download_problem(exc: BaseException) -> str | None:
+    """Why a download under :func:`downloading` failed, where it was the network: the
+    silence, or the reason Keras gives (its "URL fetch failure" names the address); None
+    for a failure of another kind (a damaged file already downloaded)."""
+    text = one_line(exc)
+    if isinstance(exc, TimeoutError) or text.endswith("timed out"):
+        return f"nothing came for {DOWNLOAD_SILENCE_S:g} s"
+    fetch = re.search(r"URL fetch failure on \S+: \S+ -- (.*)", text)
+    return fetch.group(1) if fetch else None
+
+
 def private_temp_folder(purpose: str) -> Path | None:
     """``zoo-PURPOSE-UID`` in the temporary folder, of mode 700, made if need be: where a
     library's folder in the home cannot be used. None where it cannot be made, or is not

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import zoo
-from zoo.artifacts import cannot_read, check_readable, keras_folder
+from zoo.artifacts import cannot_read, check_readable, download_problem, downloading, keras_folder
 from zoo.errors import InputWarning, one_line
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -90,9 +90,11 @@ def locate(config: Cifar10Config) -> Path:
         import keras
 
         try:
-            return Path(keras.utils.get_file(ARCHIVE, URL, file_hash=SHA256))
+            with downloading():
+                return Path(keras.utils.get_file(ARCHIVE, URL, file_hash=SHA256))
         except Exception as exc:  # noqa: BLE001 - network errors come in many types
-            raise zoo.ZooError(f"could not download CIFAR-10 from {URL} ({exc}); download it elsewhere and pass dataset.path=") from None
+            problem = download_problem(exc) or one_line(exc)
+            raise zoo.ZooError(f"could not download CIFAR-10 from {URL} ({problem}); download it elsewhere and pass dataset.path=") from None
     raise zoo.ZooError(
         f"CIFAR-10 not found (looked for {', '.join(str(p) for p in search_paths())}); download {URL} "
         f"and pass dataset.path=/path/to/{ARCHIVE}, or set dataset.download=true"

@@ -124,28 +124,29 @@ def load_backbone(config: PretrainedClassifierConfig, shape: tuple):
     """The backbone without its ImageNet head, its weights as ``config.weights`` says."""
     import keras
 
-    from zoo.artifacts import keras_folder
+    from zoo.artifacts import download_problem, downloading, keras_folder
 
     class_name, _ = BACKBONES[config.backbone]
     constructor = getattr(keras.applications, class_name)
     weights = {"imagenet": "imagenet", "none": None}.get(config.weights, os.path.expanduser(config.weights))
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), downloading():
             # "Weights for input shape (224, 224) will be loaded": the convolutions fit any size.
             warnings.filterwarnings("ignore", message=".*input_shape. is undefined or non-square", category=UserWarning)
             return constructor(include_top=False, weights=weights, input_shape=shape, pooling=None)  # "raw" ones rescale by default
     except Exception as exc:  # Keras raises a bare Exception when the download fails
-        url = re.search(r"(https?://\S+?):? ", str(exc))
-        if weights != "imagenet" or not url:
+        problem = download_problem(exc) if weights == "imagenet" else None
+        if problem is None:
             raise zoo.ZooError(
                 f"model.backbone={config.backbone}: its weights could not be loaded from {config.weights} "
                 f"({one_line(exc)[:200]}); give the file keras.applications.{class_name} writes"
             ) from None
+        url = re.search(r"(https?://\S+?):? ", str(exc))  # a failure in mid-download names none
         cache = keras_folder() / "models"
-        file_name = url.group(1).rsplit("/", 1)[-1]
+        what = f"{url.group(1).rsplit('/', 1)[-1]} for {config.backbone}" if url else f"the ImageNet weights of {config.backbone}"
         raise zoo.ZooError(
-            f"model.weights=imagenet: Keras could not download {file_name} for {config.backbone} (no network?); "
-            f"put that file in {cache}/ (from {url.group(1)}), or give model.weights=PATH, or model.weights=none"
+            f"model.weights=imagenet: Keras could not download {what} ({problem}; no network, or a proxy in the way?); "
+            f"put that file in {cache}/{f' (from {url.group(1)})' if url else ''}, or give model.weights=PATH, or model.weights=none"
         ) from None
 
 
