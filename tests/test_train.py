@@ -605,6 +605,36 @@ def test_the_same_config_and_seed_give_byte_identical_results_on_the_cpu(model, 
         assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
 
 
+def test_trainings_started_in_threads_of_one_process_give_what_each_gives_alone(tmp_path):
+    """Keras' session, seed and precision policy are the process's: two `zoo.run.train` at
+    once in threads (a notebook's thread pool) cleared each other's session and drew each
+    other's random numbers, each ending with other metrics than it gives alone (and two
+    `zoo.config.compose` at once failed on "GlobalHydra is already initialized")."""
+    import threading
+
+    from zoo.config import compose
+    from zoo.run import train
+
+    def overrides(seed: int) -> list[str]:
+        return [f"seed={seed}", "trainer.epochs=1", "model.filters=4", "model.dense_units=8", "metrics=[accuracy]"]
+
+    alone = {seed: train(compose(overrides(seed)), tmp_path / f"alone{seed}") for seed in (1, 2)}
+    together, failures = {}, []
+
+    def run(seed: int) -> None:
+        try:
+            together[seed] = train(compose(overrides(seed)), tmp_path / f"together{seed}")
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not failures and together == alone, failures or (together, alone)
+
+
 @pytest.mark.parametrize(
     "damage, command, problem",
     [

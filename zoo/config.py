@@ -25,6 +25,7 @@ import functools
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
@@ -700,6 +701,11 @@ def _outer_hydra_set_aside() -> Iterator[None]:
         HydraConfig.instance().cfg = outer_config
 
 
+# Hydra's state is the process's (GlobalHydra): two threads composing at once had failed on
+# "GlobalHydra is already initialized". They take turns.
+HYDRA_IN_USE = threading.RLock()
+
+
 @contextlib.contextmanager
 def _initialized_hydra(configs: Optional[UserConfigs]) -> Iterator[Any]:
     """Hydra set up as ``zoo train`` sets it up: the zoo's configs with the user's searched
@@ -710,7 +716,7 @@ def _initialized_hydra(configs: Optional[UserConfigs]) -> Iterator[Any]:
     from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
-    with _outer_hydra_set_aside(), initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+    with HYDRA_IN_USE, _outer_hydra_set_aside(), initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         if configs is not None and configs.folder is not None:
             search_path = GlobalHydra.instance().hydra.config_loader.config_search_path  # type: ignore[union-attr]
             search_path.prepend("command-line", f"file://{Path(configs.folder).expanduser().absolute()}", SearchPathQuery("schema"))

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -158,6 +160,31 @@ def limit_malloc_arenas() -> None:
     libc.mallopt(m_arena_max, MALLOC_ARENAS)
 
 
+# Keras keeps its session, seed and precision policy for the whole process: two trainings at
+# once in threads of one process (a notebook's thread pool; joblib's threads where it cannot
+# start processes) cleared each other's session and drew each other's random numbers, each
+# ending with other metrics than it gives alone. They take turns.
+KERAS_IN_USE = threading.RLock()
+
+
+def keras_to_itself(function):
+    """``function`` run while no other thread of this process trains, evaluates or loads a
+    run's model (it waits its turn, saying so)."""
+
+    @functools.wraps(function)
+    def alone(*args, **kwargs):
+        if not KERAS_IN_USE.acquire(blocking=False):
+            log.info("waiting for the run another thread of this process has under way: Keras' state is the process's")
+            KERAS_IN_USE.acquire()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            KERAS_IN_USE.release()
+
+    return alone
+
+
+@keras_to_itself
 def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train and evaluate the run described by ``cfg``, writing its artifacts to ``run_dir``.
 
@@ -1124,6 +1151,7 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+@keras_to_itself
 def evaluate(run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """Evaluate a finished run's saved model on the test split of its (possibly overridden)
     config. Another seed or split (``seed=3``, ``dataset.test_fraction=0.5``) can put
@@ -1299,6 +1327,7 @@ def consistent_spec(spec: DataSpec) -> None:
         raise ValueError(f"{len(spec.feature_names)} feature names for inputs of shape {list(spec.input_shape)}")
 
 
+@keras_to_itself
 def load_trained_model(run_dir: Path, plan: RunPlan | None = None):
     """A finished run's plan and its trained model."""
     plan = plan or finished_run_plan(run_dir)
