@@ -434,6 +434,48 @@ def test_joblib_settings_that_would_run_no_job_are_refused_before_it_starts(sett
     assert not (tmp_path / "sweep").exists()
 
 
+def own_mount_namespace_possible() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not own_mount_namespace_possible(), reason="needs a mount namespace of its own (root, util-linux's unshare)")
+@pytest.mark.parametrize("shm", ["ro,size=64k", "size=4k"])
+def test_a_machine_without_room_for_joblibs_semaphores_is_said_to_lack_it(shm, tmp_path):
+    """joblib's worker processes share semaphores in /dev/shm, which a container gives 64 MB
+    of, or none, or read-only. Read-only, joblib had run the jobs as threads of one process
+    (which share Keras' and Hydra's state), after two warnings; full, the sweep had failed
+    on "could not write a file (No space left on device); make room", the disk being fine.
+    Here a /dev/shm of its own, as such a machine's."""
+    sweep = ["-m", "hydra/launcher=local", "seed=1,2", "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    command = " ".join([sys.executable, "-m", "zoo", "train", *sweep])
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o {shm} tmpfs /dev/shm && exec {command} hydra.launcher.n_jobs=2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    [line] = error_lines(result.stderr)
+    assert "joblib cannot start its worker processes here: the semaphores they share live in /dev/shm (" in line, line
+    assert "give /dev/shm room and write access (docker run --shm-size=1g), or run the jobs one after another: hydra.launcher.n_jobs=1" in line
+    if shm.startswith("ro"):  # refused before the sweep starts; and one at a time, as the line says, runs without a word more
+        assert "Read-only file system" in line and not (tmp_path / "sweep").exists()
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o {shm} tmpfs /dev/shm && exec {command} hydra.launcher.n_jobs=1"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr[-2000:]
+        assert len(list((tmp_path / "sweep").glob("*/metrics.json"))) == 2
+
+
+@pytest.mark.parametrize("value, message", [("0", "JOBLIB_MULTIPROCESSING=0 in the environment keeps joblib from starting worker"),
+                                            ("yes", "JOBLIB_MULTIPROCESSING=yes in the environment: joblib reads 0")])  # fmt: skip
+def test_joblib_kept_from_starting_processes_by_the_environment_is_named(value, message, tmp_path):
+    result = run_zoo("train", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env={"JOBLIB_MULTIPROCESSING": value}, timeout=60)  # fmt: skip
+    [line] = error_lines(result.stderr)
+    assert result.returncode == 2 and message in line, result.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_jobs_past_joblibs_timeout_are_said_to_be_stopped_and_how_to_continue_them(tmp_path):
     """joblib kills every worker when one job passes its timeout: the sweep had ended on
     "joblib failed: TimeoutError: at parallel.py:773: raise self._result"."""

@@ -795,6 +795,15 @@ def refuse_shadowing_files(folder: Path) -> None:
             )
 
 
+def semaphores_missing(why: str) -> str:
+    """The line for a machine where joblib's worker processes cannot share semaphores: they
+    live in /dev/shm, which a container may give 64 MB of, or none, or read-only."""
+    return (
+        f"joblib cannot start its worker processes here: the semaphores they share live in /dev/shm ({why}); give /dev/shm "
+        "room and write access (docker run --shm-size=1g), or run the jobs one after another: hydra.launcher.n_jobs=1"
+    )
+
+
 def check_launcher(launcher: Any) -> None:
     """What a launcher's settings would do to the machine, before it starts: joblib's
     ``n_jobs`` is a whole number from -CPUs (-1: one process per CPU) to a few per CPU;
@@ -812,7 +821,16 @@ def check_launcher(launcher: Any) -> None:
         check_ray_resources(launcher.get("ray") or {})
     if not target.endswith("JoblibLauncher"):
         return
-    import joblib
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:  # joblib's "... joblib will operate in serial mode"
+        warnings.simplefilter("always")
+        try:
+            import joblib
+            from joblib import _multiprocessing_helpers
+        except ValueError:  # its int() of the setting
+            setting = shorten(os.environ.get("JOBLIB_MULTIPROCESSING", ""), 20)
+            raise ZooError(f"JOBLIB_MULTIPROCESSING={setting} in the environment: joblib reads 0 (no worker processes) or 1; unset it") from None
 
     # The CPUs joblib counts for n_jobs=-1: those this process may run on (a SLURM job's
     # --cpus-per-task, taskset, a container's CPU quota), not the machine's.
@@ -823,6 +841,14 @@ def check_launcher(launcher: Any) -> None:
             f"hydra.launcher.n_jobs={n_jobs}: give the number of jobs to run at once, 1 to {most} ({JOBLIB_PROCESSES_PER_CPU} "
             "per CPU here: joblib starts each as a process loading TensorFlow, all at once), or -1 for one per CPU"
         )
+    if _multiprocessing_helpers.mp is None and n_jobs != 1:
+        # joblib would run the jobs as threads of this process, which share Keras' and Hydra's state.
+        if os.environ.get("JOBLIB_MULTIPROCESSING", "").strip() == "0":
+            raise ZooError(f"hydra.launcher.n_jobs={n_jobs}: JOBLIB_MULTIPROCESSING=0 in the environment keeps joblib from starting worker processes; unset it, or give hydra.launcher.n_jobs=1")
+        why = next((str(w.message).split(".  joblib")[0] for w in said if "joblib will operate in serial mode" in str(w.message)), "")
+        raise ZooError(f"hydra.launcher.n_jobs={n_jobs}: {semaphores_missing(why or 'they cannot be made')}")
+    if _multiprocessing_helpers.mp is None:  # one job at a time, as asked: Hydra's launcher's notice of threads is noise
+        warnings.filterwarnings("ignore", message="joblib backend 'loky' is not available", category=UserWarning)
     from zoo.limits import thread_shortfall  # each job starts TensorFlow's threads: past a cap on them, it aborts
 
     shortfall = thread_shortfall(processes=n_jobs if n_jobs > 0 else cpus + 1 + n_jobs)

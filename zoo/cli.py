@@ -1268,6 +1268,13 @@ def raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
 
 
 def os_error_line(exc: OSError) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not exc.filename and frames and frames[-1].filename.endswith("synchronize.py"):  # a semaphore (loky's, multiprocessing's)
+        from zoo.arguments import semaphores_missing
+
+        return semaphores_missing(exc.strerror or str(exc))
     if exc.errno in DISK_FULL:  # also one a library raised without the file's name (Hydra's records)
         return f"could not write {exc.filename or 'a file'} ({exc.strerror}); make room or choose a writable place, then run the command again"
     if exc.errno in TOO_MANY_FILES:
