@@ -662,6 +662,17 @@ def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run
     assert "zoo.errors.ZooError: Keras runs on jax here; the zoo needs its TensorFlow backend: set KERAS_BACKEND=tensorflow" in other.stderr
 
 
+@pytest.mark.parametrize("backend", ["junk", "module://nowhere_backend"])
+def test_a_matplotlib_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run, backend, tmp_path):
+    """MPLBACKEND left by a desktop session: one Matplotlib does not know had failed every run
+    ("matplotlib failed: ValueError: Key backend: 'junk' is not a valid value for backend")
+    and `zoo compare --plot`; the zoo's pictures are files, drawn by the file backend."""
+    result = run_zoo("train", "trainer.epochs=1", "model.filters=4", f"hydra.run.dir={tmp_path / 'run'}", env={"MPLBACKEND": backend})
+    assert result.returncode == 0 and (tmp_path / "run" / "plots" / "confusion_matrix.png").is_file(), result.stderr[-2000:]
+    result = run_zoo("compare", str(default_run[0]), "--plot", str(tmp_path / "both.png"), env={"MPLBACKEND": backend})
+    assert result.returncode == 0 and (tmp_path / "both.png").is_file(), result.stderr[-2000:]
+
+
 def test_a_thread_count_tensorflow_aborts_on_is_one_line(default_run):
     """TF_NUM_INTRAOP_THREADS=-5 left from other work: TensorFlow aborted at its first op
     (status 134, "Check failed: num_threads >= 1" and a C++ stack)."""

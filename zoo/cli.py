@@ -189,6 +189,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # The zoo's models, data pipelines and exports are TensorFlow's: a KERAS_BACKEND=jax exported
     # for other work (or keras.json's choice) would make every command fail; launchers' jobs inherit it.
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    # The zoo's pictures are files: Matplotlib's file backend, whatever MPLBACKEND a desktop
+    # session left (one Matplotlib does not know had failed every run and `compare --plot`;
+    # a GUI one loaded its toolkit, a module:// one imported that module).
+    os.environ["MPLBACKEND"] = "agg"
     # A launcher's job processes start as `python -c ...` or `-m ...`, which put the working
     # folder first on sys.path: a numpy.py or json.py of the user's there was imported in
     # every joblib job (its code run; the sweep failing on "Can't get attribute 'ndarray'").
