@@ -169,6 +169,23 @@ def test_image_folder_uses_given_split_folders_and_a_seeded_split_for_the_missin
         np.testing.assert_allclose(image, (30 if label == 0 else 220) / 255, atol=1 / 255)
 
 
+@pytest.mark.parametrize("name", ["train", "val", "test"])
+def test_a_class_named_like_a_split_is_a_class(name, tmp_path):
+    """Vehicles (bus, car, train), a trial (control, test): a class folder named like a split
+    had been taken for one, the run refused on "test has no readable images in its class
+    folders". A folder of images is a class; split folders beside other folders are refused."""
+    for folder, value in (("bus", 30), ("car", 120), (name, 220)):
+        write_pngs(tmp_path / "images" / folder, 6, value)
+    data = zoo.create_dataset("image_folder", path=str(tmp_path / "images"), image_size=[8, 8], cache="off")
+    assert data.spec.class_names == tuple(sorted(("bus", "car", name)))
+    assert sum(data.load(seed=0).report["images"].values()) == 18
+    write_pngs(tmp_path / "split" / "train" / "bus", 6, 30)
+    write_pngs(tmp_path / "split" / "train" / "car", 6, 120)
+    write_pngs(tmp_path / "split" / "extra", 6, 220)
+    with pytest.raises(zoo.ZooError, match=r"holds split folders \(train/\) and other folders beside them \(extra/\): put every class"):
+        zoo.create_dataset("image_folder", path=str(tmp_path / "split"), image_size=[8, 8], cache="off").spec
+
+
 def test_a_validation_folder_without_a_class_is_warned_about(tmp_path):
     """Its val_ recall, F1 and AUC quietly counted the class as undefined."""
     from zoo.errors import InputWarning

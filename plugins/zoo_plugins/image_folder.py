@@ -6,6 +6,8 @@ Accepted layouts, under ``dataset.path``::
     train/{cat,not_cat}/                  the same, under train/
     train/... validation/... test/...     given splits (a missing one is split from train)
 
+A folder named like a split but holding images (bus/ car/ train/) is a class.
+
 Every file is checked before training by decoding it once with Pillow (several threads):
 files that are not images, or that do not decode, are skipped, listed in the run's
 ``data.json`` and warned about; good images are never dropped. The training pipeline
@@ -76,7 +78,11 @@ def cache_key(paths, labels, config: ImageFolderConfig) -> str:
 
 
 def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
-    """The folders of class folders for each split that has one (``train`` always)."""
+    """The folders of class folders for each split that has one (``train`` always). A folder
+    named like a split (``train/``, ``val/``, ``test/``) is one when it holds class folders;
+    of images, it is a class (vehicles: bus, car, train; a trial's control and test): such a
+    class had been taken for a split, the run refused on "test has no readable images in its
+    class folders". Split folders beside other folders are refused: which is meant is not known."""
     root = Path(config.path).expanduser()
     if not root.is_dir():
         raise zoo.ZooError(f"dataset.path={config.path} is not a folder; give a folder with one sub-folder per class")
@@ -84,12 +90,21 @@ def split_roots(config: ImageFolderConfig) -> dict[str, Path]:
     for split, names in SPLIT_FOLDERS.items():
         for name in names:
             try:
-                found = (root / name).is_dir()
+                found = (root / name).is_dir() and bool(class_folders(root / name))
             except OSError as exc:  # a folder this user may not enter: it had been "train: Permission denied"
                 raise cannot_read(root, exc) from None
             if found:
                 roots[split] = root / name
                 break
+    if roots:
+        splits = {path.name for path in roots.values()}
+        others = [name for name in class_folders(root) if name not in splits]
+        if others:
+            raise zoo.ZooError(
+                f"dataset.path={config.path} holds split folders ({', '.join(sorted(f'{name}/' for name in splits))}) and other "
+                f"folders beside them ({shorten(', '.join(f'{name}/' for name in others), 80)}): put every class folder under "
+                "the split folders, or, if they are all classes, rename the split-named ones"
+            )
     roots.setdefault("train", root)
     return roots
 
