@@ -336,6 +336,53 @@ def test_a_metric_never_logs_under_a_name_the_runs_records_use(tmp_path):
     assert not run_dir.exists()
 
 
+VECTOR_METRIC = """
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Config:
+    pass
+
+
+def build(config, spec):
+    import keras
+
+    class PerClass(keras.metrics.Metric):  # one value per class: not what a run logs
+        def __init__(self):
+            super().__init__(name="per_class")
+            self.seen = self.add_weight(name="seen", shape=(spec.num_classes,), initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            self.seen.assign_add(keras.ops.sum(y_pred, axis=0))
+
+        def result(self):
+            return self.seen
+
+    return PerClass()
+
+
+@zoo.hookimpl
+def register_metrics():
+    return [zoo.MetricPlugin("per_class", "A value per class.", Config, build, (zoo.CLASSIFICATION,))]
+"""
+
+
+def test_a_metric_whose_result_is_not_one_number_is_named(tmp_path):
+    """It had failed the run after its first epoch on "tensorflow failed: TypeError: only
+    0-dimensional arrays can be converted to Python scalars", the plugin unnamed."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-vector-metric", VECTOR_METRIC), site)
+    trained = run_zoo("train", "model=mlp_classifier", "metrics=[accuracy,per_class]", "trainer.epochs=1",
+                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env_with(site))  # fmt: skip
+    assert trained.returncode == 2 and error_lines(trained.stderr) == [
+        "zoo: error: the value logged as 'per_class' (a metric's result(), or what a model's own step returns) is of shape (10,), "
+        "not one number; it must be a scalar (zoo check tests a metric's)"
+    ], trained.stderr[-2000:]
+
+
 def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
     target = tmp_path / "site"
     install(make_distribution(tmp_path, "zoo-tiny-dense", PLUGIN_MODULE), target)

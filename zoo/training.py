@@ -457,7 +457,27 @@ def evaluate(tf, model, batches) -> dict[str, float]:
     outputs = None
     for done in range(1, count + 1):
         outputs = step(iterator, done == count)
-    return {name: float(value) for name, value in outputs.items()}
+    return logged_numbers(outputs)
+
+
+def logged_numbers(outputs) -> dict[str, float]:
+    """The values a step returned (its losses, each metric's ``result()``) as numbers; one
+    that is not a single number is one line naming it: a plugin metric whose result() gave
+    a vector or text had failed the run on "tensorflow failed: TypeError: only
+    0-dimensional arrays can be converted to Python scalars"."""
+    import numpy as np
+
+    logs = {}
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        if array.ndim != 0 or array.dtype.kind not in "biuf":
+            raise ZooError(
+                f"the value logged as {name!r} (a metric's result(), or what a model's own step returns) is "
+                f"{f'of shape {array.shape}' if array.ndim else 'text' if array.dtype.kind in 'OSU' else f'of type {array.dtype}'}, not one number; "
+                "it must be a scalar (zoo check tests a metric's)"
+            )
+        logs[name] = float(array)
+    return logs
 
 
 def _distribute(tf, strategy, batches):
@@ -492,7 +512,7 @@ def count_unknown(batches, chunk: int = 4096) -> int:
 
 
 def reduce_logs(tf, strategy, outputs) -> dict[str, float]:
-    return {name: float(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)) for name, value in outputs.items()}
+    return logged_numbers({name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in outputs.items()})
 
 
 def common_checkpoint(tf, strategy, steps: list[int]) -> Optional[int]:
