@@ -383,6 +383,63 @@ def test_a_metric_whose_result_is_not_one_number_is_named(tmp_path):
     ], trained.stderr[-2000:]
 
 
+BREAKING_PIPELINE = """
+from dataclasses import dataclass
+
+import zoo
+
+
+@dataclass
+class Config:
+    shapes: bool = False
+
+
+def describe(config):
+    return zoo.DataSpec(task=zoo.CLASSIFICATION, input_shape=(4,), num_classes=2, class_names=("a", "b"))
+
+
+def load(config, seed):
+    import numpy as np
+    import tensorflow as tf
+
+    x = np.random.default_rng(seed).normal(size=(200, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+
+    def check(row, features):
+        if row == 150:
+            raise ValueError("row 150 is damaged")
+        return features
+
+    train = tf.data.Dataset.from_tensor_slices((x[:160], y[:160])).enumerate()
+    if config.shapes:  # elements of two shapes from row 150 on
+        train = train.map(lambda i, p: (tf.cond(i < 150, lambda: p[0], lambda: tf.concat([p[0], p[0]], 0)), p[1]))
+    else:
+        train = train.map(lambda i, p: (tf.ensure_shape(tf.numpy_function(check, [i, p[0]], tf.float32), (4,)), p[1]))
+    return zoo.Splits(train=train, validation=(x[160:180], y[160:180]), test=(x[180:], y[180:]))
+
+
+@zoo.hookimpl
+def register_datasets():
+    return [zoo.DatasetPlugin("breaking", "Fails in mid-epoch.", Config, describe, load)]
+"""
+
+
+@pytest.mark.parametrize("setting, problem", [("dataset.shapes=false", "ValueError: row 150 is damaged"),
+                                              ("dataset.shapes=true", "Cannot ")])  # fmt: skip
+def test_a_plugins_pipeline_failing_in_mid_epoch_is_named(setting, problem, tmp_path):
+    """It had been "tensorflow failed: InvalidArgumentError: {{function_node
+    __wrapped__IteratorGetNext_output_types_2_device_/job:localhost/...}} Error in
+    user-defined function passed to MapDataset:4 transformation ...", the plugin unnamed."""
+    site = tmp_path / "site"
+    install(make_distribution(tmp_path, "zoo-breaking", BREAKING_PIPELINE), site)
+    trained = run_zoo("train", "model=mlp_classifier", "dataset=breaking", setting, "trainer.batch_size=16",
+                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=env_with(site))  # fmt: skip
+    assert trained.returncode == 2, trained.stderr[-2000:]
+    [line] = error_lines(trained.stderr)
+    assert line.startswith(f"zoo: error: dataset 'breaking' failed while the run read it ({problem}") and "function_node" not in line and "Detected at" not in line, line
+    assert line.endswith("mend the data or the plugin, then run the same command to start it again")
+
+
 def test_two_distributions_claiming_one_name_are_reported_naming_both(tmp_path):
     target = tmp_path / "site"
     install(make_distribution(tmp_path, "zoo-tiny-dense", PLUGIN_MODULE), target)

@@ -206,7 +206,7 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
         if finished is not None and not placement.multi_worker:  # the other workers wait for the chief
             log.info("the run in %s finished already", run_dir)
             return finished
-        with out_of_memory_in_one_line(), input_failures_in_one_line(run_dir):
+        with out_of_memory_in_one_line(), input_failures_in_one_line(run_dir, plan.dataset.name):
             if plan.cv.folds and plan.cv.fold is None:
                 return _cross_validate(cfg, plan, placement, run_dir, resolved, callbacks)
             return _train(tf, keras, plan, placement, run_dir, resolved, finished, list(callbacks))
@@ -226,11 +226,13 @@ def out_of_memory_in_one_line() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
+def input_failures_in_one_line(run_dir: Path, dataset: str = "") -> Iterator[None]:
     """TensorFlow's input pipeline failing on the machine or the files, not on the run: a full
     disk under its cache file becomes the OSError a full disk is (the run says which file and
     how it continues), and a file of the dataset deleted or overwritten while the run reads it
-    one line saying so (TensorFlow's names only a graph node, the path cut off)."""
+    one line saying so (TensorFlow's names only a graph node, the path cut off). A plugin's
+    pipeline failing in mid-epoch (its function raising, elements of two shapes) is one line
+    naming ``dataset``, not TensorFlow's "{{function_node __wrapped__IteratorGetNext...}}"."""
     try:
         yield
     except Exception as exc:
@@ -251,12 +253,27 @@ def input_failures_in_one_line(run_dir: Path) -> Iterator[None]:
         gone = re.search(r"(?:^|\s)(/[^;]+); No such file or directory", text)
         changed = "DecodeImage" in text and "Unknown image file format" in text
         if not (gone or changed) or not any(node in text for node in ("ReadFile", "DecodeImage")):
+            if dataset and "IteratorGetNext" in text:
+                resumable = Checkpoints(run_dir).resumable("mend the data or the plugin")
+                raise ZooError(f"dataset {dataset!r} failed while the run read it ({pipeline_failure(text)}); {resumable}") from None
             raise
         what = f"{gone.group(1)} was deleted" if gone else "an image was overwritten with something that is not an image"
         resumable = Checkpoints(run_dir).resumable("put the files back")
         raise ZooError(
             f"{what} while the run read its dataset (its files must stay as they are until the run ends); {resumable}"
         ) from None
+
+
+def pipeline_failure(text: str) -> str:
+    """What a tf.data pipeline's error says, without TensorFlow's wrapping: the exception a
+    function of the plugin's raised, or TensorFlow's own sentence."""
+    raised = re.search(r"Error in user-defined function passed to .*?: ((?:\w+\.)*\w+: .*?)(?: Traceback \(most recent|$)", text)
+    if raised:
+        return shorten(raised.group(1), 200)
+    # In a graph: "Graph execution error: Detected at node N defined at (most recent call last): File "f.py", line 8, in g ... [[{{node N}}]]"
+    text = re.sub(r"^.*?Detected at node \S+ defined at \(most recent call last\):(?: File \"[^\"]*\", line \d+, in \S+)*", "", text)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return shorten(re.sub(r"\s*(?:\[\[\{\{node|\[Op:\w+\]).*$", "", text).strip(), 200)
 
 
 def out_of_memory_line(exc: BaseException) -> Optional[str]:
