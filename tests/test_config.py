@@ -469,6 +469,9 @@ BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 10) if b else '1'}]\n" for a,
         ("trainer:\n  epochs: 1\n batch_size: 3", [], "mine.yaml line 4: expected <block end>, but found '<block mapping start>'"),
         (BOMB, [], "mine.yaml: its aliases (*name) spell out 2,345,670 copies of values, more than a config holds (100,000)"),  # a hang
         (b"\xff\xfe", [], "mine.yaml is not UTF-8 text (byte 0); save it as UTF-8"),  # UnicodeDecodeError, no file named
+        # Notepad's "UTF-8 with BOM", PowerShell 5's utf8: Hydra missed the header; "its file must start with '# @package'"
+        ("\ufeff# @package _global_\ntrainer:\n  epochs: 1".encode(), [], "mine.yaml starts with a byte order mark (EF BB BF), "
+         "which hides its '# @package' line from Hydra (its keys would land elsewhere); save it as UTF-8 without BOM"),
         # "yaml failed: ValueError: Exceeds the limit (4300 digits) ...; use sys.set_int_max_str_digits()", no file named
         ("seed: " + "9" * 5000, [], "mine.yaml line 2: a number of 5,000 digits, more than Python reads as one (4,300); write"),
         ("model:\n  filters: " + "1_" * 4400, [], "mine.yaml line 3: a number of 4,400 digits"),  # YAML 1.1's 1_000

@@ -220,6 +220,11 @@ def check_config_files(folder: Path) -> None:
             raise ZooError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, or remove it from --config-dir") from None
         except OSError:
             continue
+        if text.startswith("\ufeff") and re.match(r"\ufeff\s*#\s*@package", text):  # Hydra reads its header after the mark as none
+            raise ZooError(
+                f"{path} starts with a byte order mark (EF BB BF), which hides its '# @package' line from Hydra (its keys "
+                "would land elsewhere); save it as UTF-8 without BOM"
+            )
         refuse_unreadable_number(path, text, yaml)
         if "&" not in text or "*" not in text:
             continue  # no anchor or no alias: nothing is copied out (a long list of values is not composed)
