@@ -424,6 +424,9 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "your own in your shell (RAY_ADDRESS=HEAD:6379 zoo train ...) or in a launcher config of your own "
                 "(on the command line: auto, local, or this machine's 127.0.0.1:PORT)"
             )
+        if path.split(".")[:3] == ["hydra", "job", "env_copy"] and isinstance(leaf, str) and leaf not in os.environ:
+            # Hydra reads each from this process's environment: "os failed: KeyError: 'NAME'"
+            return f"names {shorten(leaf, 40)}, which is not set in this environment; set it (export {shorten(leaf, 40)}=...) or leave it out"
         if path.startswith("hydra.job.env_set."):
             # No list of harmless variables holds: TF_PLUGGABLE_DEVICE_LIBRARY_PATH loads a library
             # into TensorFlow, GIT_CONFIG_* or HOME give the git the run asks for its commit a
