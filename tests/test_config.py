@@ -200,8 +200,6 @@ def test_experiment_presets_compose():
         (["device=multi_worker", "device.port=70000"], "device.port must be from 1 to 65535, got 70000"),
         (["device=multi_worker", "device.port=0"], "device.port must be from 1 to 65535, got 0"),
         (["device=tpu", "device.address=grpc://10.0.0.2:99999"], "ports are from 1 to 65535 (a TPU's is 8470)"),
-        # Hydra copies each from the environment: "os failed: KeyError: 'ZOO_SURELY_UNSET'"
-        (["hydra.job.env_copy=[HOME,ZOO_SURELY_UNSET]"], "names ZOO_SURELY_UNSET, which is not set in this environment; set it"),
         # A port longer than Python reads: "device.Exceeds the limit (4300 digits) for integer string conversion".
         (["device=tpu", "device.address=grpc://10.0.0.2:" + "9" * 5000], "device.address=grpc://10.0.0.2:99999"),
         (["device=multi_worker", f"device.workers=[127.0.0.1:{'9' * 5000},127.0.0.1:2]"], "workers must be a list of host:port"),
@@ -498,6 +496,17 @@ def test_mistakes_in_a_preset_of_your_own_are_one_line_naming_it(preset, args, e
     [line] = error_lines(capsys.readouterr().err)
     assert exited.value.code == 2 and expected in line and len(line) < 500, line
     assert not (tmp_path / "run").exists()
+
+
+def test_copying_a_variable_this_environment_lacks_is_one_line(capsys):
+    """Hydra copies each of hydra.job.env_copy from the environment: "os failed: KeyError"."""
+    from zoo.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "hydra.job.env_copy=[HOME,ZOO_SURELY_UNSET]", "--cfg", "job"])
+    [line] = error_lines(capsys.readouterr().err)
+    assert exited.value.code == 2 and line.endswith("names ZOO_SURELY_UNSET, which is not set in this environment; set it "
+                                                    "(export ZOO_SURELY_UNSET=...) or leave it out"), line  # fmt: skip
 
 
 def test_the_primary_configs_choice_is_changed_without_a_plus(capsys):

@@ -371,7 +371,7 @@ def refuse_code_from_the_command_line(args: list[str]) -> None:
         problem = (
             _sweep_inside_a_value(key, values) or _runs_code(key, values) or _written_outside_the_run(key, values)
             or _path_as_choice(key, values, groups)
-            or _moves_the_job(key, values) or _search_space_path(key, values)
+            or _moves_the_job(key, values) or _search_space_path(key, values) or _copies_an_unset_variable(key, values)
         )  # fmt: skip
         if problem:
             raise ZooError(f"{shorten(override.input_line)}: {problem}")
@@ -385,6 +385,15 @@ def _sweep_inside_a_value(key: str, values: list) -> Optional[str]:
 
     if any(isinstance(leaf, (Sweep, Glob)) for value in values for _, leaf in _paths(key, value)):
         return "a sweep is the whole value (key=choice(a,b), key=range(1,4)), not inside a list, a dict or another sweep"
+    return None
+
+
+def _copies_an_unset_variable(key: str, values: list) -> Optional[str]:
+    """``hydra.job.env_copy=[NAME]`` where NAME is not set: Hydra reads each from this
+    process's environment, and had failed on "os failed: KeyError: 'NAME'"."""
+    for path, leaf in (pair for value in values for pair in _paths(key, value)):
+        if path.split(".")[:3] == ["hydra", "job", "env_copy"] and isinstance(leaf, str) and leaf not in os.environ:
+            return f"names {shorten(leaf, 40)}, which is not set in this environment; set it (export {shorten(leaf, 40)}=...) or leave it out"
     return None
 
 
@@ -424,9 +433,6 @@ def _runs_code(key: str, values: list) -> Optional[str]:
                 "your own in your shell (RAY_ADDRESS=HEAD:6379 zoo train ...) or in a launcher config of your own "
                 "(on the command line: auto, local, or this machine's 127.0.0.1:PORT)"
             )
-        if path.split(".")[:3] == ["hydra", "job", "env_copy"] and isinstance(leaf, str) and leaf not in os.environ:
-            # Hydra reads each from this process's environment: "os failed: KeyError: 'NAME'"
-            return f"names {shorten(leaf, 40)}, which is not set in this environment; set it (export {shorten(leaf, 40)}=...) or leave it out"
         if path.startswith("hydra.job.env_set."):
             # No list of harmless variables holds: TF_PLUGGABLE_DEVICE_LIBRARY_PATH loads a library
             # into TensorFlow, GIT_CONFIG_* or HOME give the git the run asks for its commit a
