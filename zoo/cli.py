@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
-from zoo.errors import InputWarning, Interrupted, PluginWarning, ZooError, number_too_long, one_line
+from zoo.errors import NOTICE_SIGNALS, InputWarning, Interrupted, PluginWarning, ZooError, number_too_long, one_line
 from zoo.tables import csv_text, metric_text, print_table, shorten, visible, visible_text
 
 EXIT_USAGE = 2
@@ -285,11 +285,12 @@ TERMINATED: list[int] = []  # the signal that stopped the command
 
 def stop_cleanly_on_termination(training: bool = False) -> None:
     """A command stops on SIGTERM (a scheduler, `timeout`), SIGHUP (its terminal closed) or a
-    batch system's notice signal (zoo.training.NOTICE_SIGNALS) as on Ctrl-C, so that what it
+    batch system's notice signal (NOTICE_SIGNALS) as on Ctrl-C, so that what it
     was writing is taken back: killed by any, `zoo explain` had left a half set of pictures,
     and `zoo predict -o` its temporary file. Training catches them itself, to save a
     checkpoint first. A signal ignored (`nohup`) or handled by someone else stays so."""
-    from zoo.training import NOTICE_SIGNALS, terminal_lost  # now: an import inside a signal handler can meet one under way
+    if training:  # imported now: an import inside a signal handler can meet one under way
+        from zoo.training import terminal_lost
 
     def stop(number, frame) -> None:
         TERMINATED.append(number)

@@ -37,6 +37,13 @@ class Interrupted(ZooError):
         self.signal_number = signal_number
 
 
+# Signals that end a process unless it handles them, sent by batch systems before they end a
+# job (SLURM's --signal=USR1@120, SGE's -notify, LSF's warning action and CPU limit) and by
+# `ulimit -t`: they had killed a training where it stood, its last minutes lost, nothing said.
+# The zoo stops on them as on SIGTERM where nobody else handles them (submitit's USR2 stays its own).
+NOTICE_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGXCPU")
+
+
 def one_line(exc: BaseException) -> str:
     """A library's exception as text for a one-line message: its lines joined, and Keras'
     terminal styling taken out (printed escaped, ``\\x1b[1m`` had stood around the words that

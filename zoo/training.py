@@ -28,7 +28,7 @@ import time
 from typing import Any, Callable, Optional
 
 from zoo.checkpoints import KEEP, Checkpoints, Position, array_list, decode_state, restore, training_state
-from zoo.errors import Interrupted, ZooError
+from zoo.errors import NOTICE_SIGNALS, Interrupted, ZooError
 from zoo.hookspecs import INFINITE_CARDINALITY
 from zoo.tables import shorten
 
@@ -202,13 +202,6 @@ def fit(
         callbacks.on_train_end(logs)
     log.info("final weights sha256 %s", weights_digest(model))
     return position
-
-
-# Signals that end a process unless it handles them, sent by batch systems before they end a
-# job (SLURM's --signal=USR1@120, SGE's -notify, LSF's warning action and CPU limit) and by
-# `ulimit -t`: they had killed a training where it stood, its last minutes lost, nothing said.
-# The zoo stops on them as on SIGTERM where nobody else handles them (submitit's USR2 stays its own).
-NOTICE_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGXCPU")
 
 
 def ours_to_handle(handler) -> bool:
