@@ -45,6 +45,9 @@ ANNOUNCE_EVERY_S = 30.0  # how often the terminal hears that the wait goes on
 SETTINGS_BYTES = 1_000_000  # a run's settings are a few kB: a longer line is not a zoo worker's
 HANDSHAKE_S = 5.0  # one whole exchange, not one read: a byte every few seconds had kept it open for ever
 MAX_ANSWERING = 32  # connections answered at once; more are closed (a flood, not a cluster)
+# Why a peer was not met, said while waiting and at the end (a port refusing says nothing: not started yet).
+NO_ANSWER = "no answer (a firewall dropping connections, a machine down, or a process stopped)"
+NOT_A_ZOO_WORKER = "something other than a zoo worker answers there"
 
 
 def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Mapping[str, str]] = None) -> None:
@@ -58,7 +61,7 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
         return
     mine = dict(settings or {})
     reached: set[str] = set()  # peers this worker connected to
-    problems: dict[str, str] = {}  # why the last try to reach a peer failed, other than its port refusing
+    problems: dict[str, Optional[str]] = {}  # why the last try to reach each peer failed, other than its port refusing
     started = time.monotonic()
     announced = started - ANNOUNCE_EVERY_S + 2.0  # first word after 2 s: a quick meeting says nothing
     with _Listener(cluster[me], me, set(peers), mine) as listener, _signals_noted() as caught:
@@ -74,7 +77,7 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
                 raise Interrupted(f"stopped by {name} while waiting for {missing}", caught[0])
             waited = time.monotonic() - started
             if waited > timeout:
-                unreachable = any(peer in problems for peer in set(peers) - met)
+                unreachable = any(problems.get(peer) for peer in set(peers) - met)
                 raise ZooError(
                     f"gave up after device.timeout={timeout:g} s waiting for {missing}: "
                     + ("check the host names and ports in device.workers, and that this machine reaches them; or " if unreachable else "")
@@ -84,10 +87,7 @@ def meet(cluster: dict[str, str], me: str, timeout: float, settings: Optional[Ma
                 print(f"waiting for {missing} to start ({waited:.0f} s of device.timeout={timeout:g} s)", flush=True)
                 announced = time.monotonic()
             for peer in sorted(set(peers) - reached):
-                theirs, problem = _greet(peers[peer], me, peer, mine)
-                problems.pop(peer, None)
-                if problem:
-                    problems[peer] = problem
+                theirs, problems[peer] = _greet(peers[peer], me, peer, mine)
                 if theirs is not None and theirs != mine:
                     raise ZooError(_disagreement(peer, peers[peer], theirs, mine))
                 if theirs is not None:
@@ -121,11 +121,9 @@ def reach(address: str, timeout: float, what: str, fix: str) -> None:
             time.sleep(0.5)
 
 
-def _named(peers: dict[str, str], met: set[str], problems: Optional[dict[str, str]] = None) -> str:
+def _named(peers: dict[str, str], met: set[str], problems: Optional[dict] = None) -> str:
     problems = problems or {}
-    return ", ".join(
-        f"{name} ({peers[name]}{': ' + problems[name] if name in problems else ''})" for name in sorted(set(peers) - met)
-    )
+    return ", ".join(f"{name} ({peers[name]}{f': {problems[name]}' if problems.get(name) else ''})" for name in sorted(set(peers) - met))
 
 
 def _disagreement(peer: str, address: str, theirs: dict, mine: dict) -> str:
@@ -151,17 +149,16 @@ def _greet(address: str, me: str, peer: str, settings: dict) -> tuple[Optional[d
     machine up, the worker not started): a host name no resolver knows, a network this
     machine does not reach had been waited out as workers not started, and so advised."""
     host, port = address.rsplit(":", 1)
-    not_a_zoo_worker = "something other than a zoo worker answers there"
     try:
         with socket.create_connection((host, int(port)), timeout=1.0) as connection, _bounded(connection), connection.makefile("rb") as lines:
             connection.settimeout(HANDSHAKE_S)
             connection.sendall(GREETING + me.encode() + b"\n" + _encoded(settings))
             greeting = _read_line(lines)
             if greeting != GREETING + peer.encode():  # something else holds the peer's port, or holds it silent
-                return None, not_a_zoo_worker if greeting else NO_ANSWER
+                return None, NOT_A_ZOO_WORKER if greeting else NO_ANSWER
             theirs = _decoded(_read_line(lines, SETTINGS_BYTES))
             if theirs is None:
-                return None, not_a_zoo_worker
+                return None, NOT_A_ZOO_WORKER
             connection.sendall(b"ok\n")  # the peer counts this worker only now: both know, or neither
             return theirs, None
     except ConnectionRefusedError:  # the machine is there; the worker is not started yet
@@ -170,9 +167,6 @@ def _greet(address: str, me: str, peer: str, settings: dict) -> tuple[Optional[d
         return None, f"no such host name here ({exc.strerror})"
     except OSError as exc:  # unreachable, or no answer within a second
         return None, NO_ANSWER if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
-
-
-NO_ANSWER = "no answer (a firewall dropping connections, a machine down, or a process stopped)"
 
 
 def _encoded(settings: dict) -> bytes:
