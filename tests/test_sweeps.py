@@ -174,6 +174,28 @@ def study_trials(storage: Path):
     return optuna.load_study(study_name="digits_cnn", storage=f"sqlite:///{storage}").get_trials(deepcopy=False)
 
 
+@pytest.mark.slow  # SQLite's wait for the lock comes first
+def test_a_study_another_program_holds_locked_is_named_as_such(tmp_path):
+    """A search still running on the study, or a database browser holding it: the line had
+    been SQLAlchemy's "(sqlite3.OperationalError) database is locked [SQL: PRAGMA ...]
+    (Background on this error at: https://sqlalche.me/e/21/e3q8)"."""
+    import sqlite3
+
+    import optuna
+
+    storage = tmp_path / "study.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="digits_cnn", storage=f"sqlite:///{storage}", direction="maximize")
+    with contextlib.closing(sqlite3.connect(storage, isolation_level=None)) as holder:
+        holder.execute("BEGIN EXCLUSIVE")
+        result = subprocess.run(optuna_command(storage, tmp_path / "sweep", trials=1), cwd=tmp_path, capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        f"zoo: error: hydra.sweeper.storage=sqlite:///{storage} is locked by another program (a search still running on it, "
+        "or a database browser holding it open); let it finish or close it, then run the command again"
+    ], result.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_two_searches_started_together_share_one_new_study_and_its_trial_count(tmp_path):
     """Two terminals (or a job array) searching one new SQLite study: each Optuna created

@@ -292,6 +292,11 @@ def run_study(config, settings: Mapping[str, Any], arguments: list[str], launche
     except Exception as exc:  # a URL SQLAlchemy cannot parse, a missing dialect or driver, a database it cannot open
         if not isinstance(exc, ImportError) and type(exc).__module__.split(".")[0] != "sqlalchemy":
             raise
+        if "database is locked" in str(exc):  # SQLite's, after its wait: said in SQLAlchemy's words, with its help URL
+            raise ZooError(
+                f"hydra.sweeper.storage={storage} is locked by another program (a search still running on it, or a "
+                "database browser holding it open); let it finish or close it, then run the command again"
+            ) from None
         raise ZooError(f"hydra.sweeper.storage={storage} cannot be opened ({one_line(exc)[:160]})") from None
     earlier = study.get_trials(deepcopy=False)
     # The sampler is set once the earlier trials are counted: its seed moves on by their number.
