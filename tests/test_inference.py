@@ -642,6 +642,33 @@ def test_keras_settings_chosen_for_other_work_change_nothing_the_zoo_computes(de
     assert scored.returncode == 0 and json.loads(scored.stdout) == json.loads((default_run[0] / "metrics.json").read_text())
 
 
+@pytest.mark.parametrize(
+    "settings, problem",
+    [
+        ({"floatx": "bfloat16"}, "floatx 'bfloat16' is none of float16, float32, float64"),
+        ({"epsilon": 1}, "epsilon 1 is not a number with a decimal point"),
+        ({"image_data_format": "NHWC"}, "image_data_format 'NHWC' is none of channels_last, channels_first"),
+        ([], "is not a JSON object of settings"),
+        (None, "is a folder"),
+    ],
+)
+def test_a_keras_json_tensorflow_stops_on_is_named(default_run, settings, problem, tmp_path):
+    """TensorFlow's import (and Keras') stop on such a keras.json: "tensorflow failed:
+    AssertionError: at backend.py:6244: assert _floatx in {'float16', 'float32', 'float64'}",
+    the file unnamed."""
+    home = tmp_path / "home"
+    (home / ".keras").mkdir(parents=True)
+    if settings is None:
+        (home / ".keras" / "keras.json").mkdir()
+    else:
+        (home / ".keras" / "keras.json").write_text(json.dumps(settings))
+    result = run_zoo("evaluate", str(default_run[0]), env={"HOME": str(home)}, timeout=120)
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        f"zoo: error: {home / '.keras' / 'keras.json'}: {problem}, and TensorFlow and Keras stop on it as they start; correct "
+        "it or remove it (the zoo runs in float32, channels last, whatever it says), or set KERAS_HOME to another folder"
+    ], result.stderr[-2000:]
+
+
 def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run):
     """KERAS_BACKEND=jax exported for another project (or keras.json's choice) made every
     command fail on importing jax; the zoo's models are TensorFlow's, so its commands choose

@@ -69,6 +69,7 @@ def import_tensorflow():
         )
     if "tensorflow" not in sys.modules:
         refuse_what_tensorflow_cannot_start()
+        refuse_a_keras_json_keras_refuses()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
         with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
@@ -105,6 +106,42 @@ def import_tensorflow():
 
 
 KERAS_SETTINGS = {"image_data_format": "channels_last", "floatx": "float32", "epsilon": 1e-7}
+# What TensorFlow's and Keras' own readings of keras.json take, at their import.
+KERAS_JSON_TAKES = {"floatx": ("float16", "float32", "float64"), "image_data_format": ("channels_last", "channels_first")}
+
+
+def refuse_a_keras_json_keras_refuses() -> None:
+    """TensorFlow's import and Keras' read keras.json (``~/.keras``'s, ``KERAS_HOME``'s) and
+    stop on a value they do not take: a floatx of bfloat16 (which Keras' mixed precision
+    has, and another project may have written), an epsilon of 1, a folder of that name.
+    It had been "tensorflow failed: AssertionError: at backend.py:6244: assert _floatx in
+    {...}", the file unnamed. Its values the zoo sets aside anyway (KERAS_SETTINGS)."""
+    import json
+
+    folders = {artifacts.keras_folder()} | ({Path("~/.keras").expanduser()} if "KERAS_HOME" not in os.environ else set())
+    for path in sorted(folder / "keras.json" for folder in folders):
+        try:
+            if not os.path.lexists(path):
+                continue
+            settings = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:  # not JSON: both read it as no settings
+            continue
+        except OSError as exc:
+            problem = "is a folder" if isinstance(exc, IsADirectoryError) else f"cannot be read ({exc.strerror})"
+        else:
+            if not isinstance(settings, dict):
+                problem = "is not a JSON object of settings"
+            else:
+                wrong = [f"{key} {settings[key]!r} is none of {', '.join(taken)}" for key, taken in KERAS_JSON_TAKES.items()
+                         if key in settings and settings[key] not in taken]  # fmt: skip
+                if "epsilon" in settings and not isinstance(settings["epsilon"], float):
+                    wrong.append(f"epsilon {settings['epsilon']!r} is not a number with a decimal point")
+                problem = "; ".join(wrong)
+        if problem:
+            raise ZooError(
+                f"{path}: {shorten(problem, 160)}, and TensorFlow and Keras stop on it as they start; correct it or "
+                "remove it (the zoo runs in float32, channels last, whatever it says), or set KERAS_HOME to another folder"
+            )
 
 
 # TensorFlow's warnings that are advice to its own developers' users, not to a zoo user
