@@ -984,6 +984,18 @@ artifacts.plot_training_curves(out / "curves.png", {"loss": [1.0, 0.5], "val_los
     assert (out / "curves.png").stat().st_size > 1000 and not (tmp_path / "ran").exists()
 
 
+def test_a_pipe_named_matplotlibrc_in_the_working_folder_is_named_not_waited_on(default_run, tmp_path):
+    """Matplotlib reads the working folder's matplotlibrc as it is imported (Keras imports it):
+    a pipe of that name had kept every command that loads TensorFlow or draws waiting for ever."""
+    os.mkfifo(tmp_path / "matplotlibrc")
+    for command in (["evaluate", str(default_run[0])], ["compare", str(default_run[0]), "--plot", str(tmp_path / "both.png")]):
+        result = run_zoo(*command, cwd=tmp_path, timeout=120)
+        assert result.returncode == 2 and error_lines(result.stderr) == [
+            f"zoo: error: {tmp_path / 'matplotlibrc'} is not a regular file (a pipe or a device), and Matplotlib reads a "
+            "matplotlibrc in the working folder first, waiting on it for ever; rename it, or run the zoo from another folder"
+        ], result.stderr[-2000:]
+
+
 def test_a_short_study_draws_whole_trials_and_ranks_no_parameters(tmp_path, monkeypatch):
     """A study of one trial drew its history on an axis ticked -0.045 to 0.045, and every
     parameter "important" at exactly 1/n: a ranking of nothing, drawn as a finding."""

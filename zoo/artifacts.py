@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -748,6 +749,23 @@ def _csv_line(values: Sequence[Any]) -> str:
     return line.getvalue()
 
 
+def refuse_a_matplotlibrc_that_waits() -> None:
+    """Matplotlib reads a ``matplotlibrc`` in the working folder before any other, as it is
+    imported: a pipe (or a device) of that name kept it, and the run at its end, waiting for
+    ever, saying nothing."""
+    import stat
+
+    try:
+        mode = os.stat("matplotlibrc").st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder Matplotlib passes over
+        raise ZooError(
+            f"{Path('matplotlibrc').absolute()} is not a regular file (a pipe or a device), and Matplotlib reads a "
+            "matplotlibrc in the working folder first, waiting on it for ever; rename it, or run the zoo from another folder"
+        )
+
+
 def drawn_as_written(draw: Callable) -> Callable:
     """Text in the zoo's pictures is anyone's (class folders, run folders, metric and study
     names): drawn as written, never read as Matplotlib's TeX (a class folder ``$\\alpha$``
@@ -757,6 +775,8 @@ def drawn_as_written(draw: Callable) -> Callable:
 
     @functools.wraps(draw)
     def drawing(*args, **kwargs):
+        if "matplotlib" not in sys.modules:
+            refuse_a_matplotlibrc_that_waits()
         import matplotlib
         import warnings
 

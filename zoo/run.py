@@ -70,6 +70,8 @@ def import_tensorflow():
     if "tensorflow" not in sys.modules:
         refuse_what_tensorflow_cannot_start()
         refuse_a_keras_json_keras_refuses()
+    if "matplotlib" not in sys.modules:  # Keras imports it
+        artifacts.refuse_a_matplotlibrc_that_waits()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
     try:
         with native_output_logged("TensorFlow at start-up", logging.INFO) if quiet else contextlib.nullcontext():
