@@ -645,27 +645,30 @@ def test_keras_settings_chosen_for_other_work_change_nothing_the_zoo_computes(de
 @pytest.mark.parametrize(
     "settings, problem",
     [
-        ({"floatx": "bfloat16"}, "floatx 'bfloat16' is none of float16, float32, float64"),
-        ({"epsilon": 1}, "epsilon 1 is not a number with a decimal point"),
-        ({"image_data_format": "NHWC"}, "image_data_format 'NHWC' is none of channels_last, channels_first"),
+        ({"floatx": "bfloat16"}, "sets floatx 'bfloat16', none of float16, float32, float64"),
+        ({"epsilon": 1}, "sets epsilon 1, not a number with a decimal point"),
+        ({"image_data_format": "NHWC"}, "sets image_data_format 'NHWC', none of channels_last, channels_first"),
         ([], "is not a JSON object of settings"),
         (None, "is a folder"),
+        ("pipe", "is a pipe or a device (they would wait on it for ever)"),
     ],
 )
 def test_a_keras_json_tensorflow_stops_on_is_named(default_run, settings, problem, tmp_path):
     """TensorFlow's import (and Keras') stop on such a keras.json: "tensorflow failed:
     AssertionError: at backend.py:6244: assert _floatx in {'float16', 'float32', 'float64'}",
-    the file unnamed."""
+    the file unnamed; on a pipe they waited for ever."""
     home = tmp_path / "home"
     (home / ".keras").mkdir(parents=True)
     if settings is None:
         (home / ".keras" / "keras.json").mkdir()
+    elif settings == "pipe":
+        os.mkfifo(home / ".keras" / "keras.json")
     else:
         (home / ".keras" / "keras.json").write_text(json.dumps(settings))
     result = run_zoo("evaluate", str(default_run[0]), env={"HOME": str(home)}, timeout=120)
     assert result.returncode == 2 and error_lines(result.stderr) == [
-        f"zoo: error: {home / '.keras' / 'keras.json'}: {problem}, and TensorFlow and Keras stop on it as they start; correct "
-        "it or remove it (the zoo runs in float32, channels last, whatever it says), or set KERAS_HOME to another folder"
+        f"zoo: error: {home / '.keras' / 'keras.json'} {problem}: TensorFlow and Keras read it as they start; correct it or "
+        "remove it (the zoo runs in float32, channels last, whatever it says), or set KERAS_HOME to another folder"
     ], result.stderr[-2000:]
 
 

@@ -115,35 +115,45 @@ KERAS_JSON_TAKES = {"floatx": ("float16", "float32", "float64"), "image_data_for
 def refuse_a_keras_json_keras_refuses() -> None:
     """TensorFlow's import and Keras' read keras.json (``~/.keras``'s, ``KERAS_HOME``'s) and
     stop on a value they do not take: a floatx of bfloat16 (which Keras' mixed precision
-    has, and another project may have written), an epsilon of 1, a folder of that name.
-    It had been "tensorflow failed: AssertionError: at backend.py:6244: assert _floatx in
-    {...}", the file unnamed. Its values the zoo sets aside anyway (KERAS_SETTINGS)."""
-    import json
-
+    has, and another project may have written), an epsilon of 1, a folder of that name; a
+    pipe they wait on for ever. It had been "tensorflow failed: AssertionError: at
+    backend.py:6244: assert _floatx in {...}", the file unnamed. Its values the zoo sets
+    aside anyway (KERAS_SETTINGS)."""
     folders = {artifacts.keras_folder()} | ({Path("~/.keras").expanduser()} if "KERAS_HOME" not in os.environ else set())
     for path in sorted(folder / "keras.json" for folder in folders):
-        try:
-            if not os.path.lexists(path):
-                continue
-            settings = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:  # not JSON: both read it as no settings
-            continue
-        except OSError as exc:
-            problem = "is a folder" if isinstance(exc, IsADirectoryError) else f"cannot be read ({exc.strerror})"
-        else:
-            if not isinstance(settings, dict):
-                problem = "is not a JSON object of settings"
-            else:
-                wrong = [f"{key} {settings[key]!r} is none of {', '.join(taken)}" for key, taken in KERAS_JSON_TAKES.items()
-                         if key in settings and settings[key] not in taken]  # fmt: skip
-                if "epsilon" in settings and not isinstance(settings["epsilon"], float):
-                    wrong.append(f"epsilon {settings['epsilon']!r} is not a number with a decimal point")
-                problem = "; ".join(wrong)
+        problem = keras_json_problem(path)
         if problem:
             raise ZooError(
-                f"{path}: {shorten(problem, 160)}, and TensorFlow and Keras stop on it as they start; correct it or "
-                "remove it (the zoo runs in float32, channels last, whatever it says), or set KERAS_HOME to another folder"
+                f"{path} {shorten(problem, 160)}: TensorFlow and Keras read it as they start; correct it or remove it (the "
+                "zoo runs in float32, channels last, whatever it says), or set KERAS_HOME to another folder"
             )
+
+
+def keras_json_problem(path: Path) -> Optional[str]:
+    """What in the keras.json at ``path`` TensorFlow or Keras would stop (or wait) on, or None."""
+    import json
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            return "is a folder"
+        if not stat.S_ISREG(mode):
+            return "is a pipe or a device (they would wait on it for ever)"
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError:  # not JSON: both read it as no settings
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not isinstance(settings, dict):
+        return "is not a JSON object of settings"
+    wrong = [f"{key} {settings[key]!r}, none of {', '.join(taken)}" for key, taken in KERAS_JSON_TAKES.items()
+             if key in settings and settings[key] not in taken]  # fmt: skip
+    if "epsilon" in settings and not isinstance(settings["epsilon"], float):
+        wrong.append(f"epsilon {settings['epsilon']!r}, not a number with a decimal point")
+    return f"sets {'; '.join(wrong)}" if wrong else None
 
 
 # TensorFlow's warnings that are advice to its own developers' users, not to a zoo user
