@@ -708,6 +708,17 @@ def test_a_relative_cache_folder_makes_no_folder_in_the_working_folder(variable,
     assert [p.name for p in tmp_path.iterdir()] == ["home"] and list((tmp_path / "home" / ".cache" / "keras-zoo").glob("plugins-*.json"))
 
 
+def test_a_pipe_in_the_listing_caches_place_is_passed_over(tmp_path):
+    """Reading it had kept `zoo list` waiting for ever; it is made again in its place."""
+    env = {"ZOO_CACHE_DIR": str(tmp_path / "cache")}
+    assert run_zoo("list", "model", env=env).returncode == 0
+    [cache] = (tmp_path / "cache").glob("plugins-*.json")
+    cache.unlink()
+    os.mkfifo(cache)
+    result = run_zoo("list", "model", env=env, timeout=60)
+    assert result.returncode == 0 and "cnn_classifier" in result.stdout and cache.is_file(), result.stderr[-2000:]
+
+
 def test_the_listing_cache_never_shows_a_stale_plugin_set(tmp_path):
     """`zoo list` reuses what it found while nothing installed changed: a plugin added,
     removed or edited (in place, as an editable install is) is seen at once."""

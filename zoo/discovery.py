@@ -563,6 +563,8 @@ def cached_listing(build: Callable[[], dict]) -> dict:
         return build()
     key = [CACHE_VERSION, __version__, sys.version, sys.path, *_environment_flags(), *_installed_entry_points()]
     try:
+        if not path.is_file():  # none yet; or a pipe in its place, which reading would wait on for ever
+            raise FileNotFoundError(path)
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached["key"] == json.loads(json.dumps(key)) and all(_stamp(f) == stamp for f, stamp in cached["files"]):
             for message in cached["warnings"]:  # what a broken, slow or shadowed plugin said, said again
