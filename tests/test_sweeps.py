@@ -991,8 +991,8 @@ def test_a_pipe_named_matplotlibrc_in_the_working_folder_is_named_not_waited_on(
     for command in (["evaluate", str(default_run[0])], ["compare", str(default_run[0]), "--plot", str(tmp_path / "both.png")]):
         result = run_zoo(*command, cwd=tmp_path, timeout=120)
         assert result.returncode == 2 and error_lines(result.stderr) == [
-            f"zoo: error: {tmp_path / 'matplotlibrc'} is not a regular file (a pipe or a device), and Matplotlib reads a "
-            "matplotlibrc in the working folder first, waiting on it for ever; rename it, or run the zoo from another folder"
+            f"zoo: error: {tmp_path / 'matplotlibrc'} is not a regular file (a pipe or a device), and Matplotlib reads it as "
+            "it starts, waiting on it for ever; rename it, or run the zoo from another folder"
         ], result.stderr[-2000:]
 
 

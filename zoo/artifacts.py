@@ -750,20 +750,28 @@ def _csv_line(values: Sequence[Any]) -> str:
 
 
 def refuse_a_matplotlibrc_that_waits() -> None:
-    """Matplotlib reads a ``matplotlibrc`` in the working folder before any other, as it is
-    imported: a pipe (or a device) of that name kept it, and the run at its end, waiting for
-    ever, saying nothing."""
+    """Matplotlib reads one matplotlibrc as it is imported (Keras imports it): the working
+    folder's first, then MATPLOTLIBRC's, then its configuration folder's. A pipe (or a
+    device) of that name in a repository one trains in kept every command that loads
+    TensorFlow or draws waiting for ever, saying nothing."""
     import stat
 
-    try:
-        mode = os.stat("matplotlibrc").st_mode
-    except OSError:
+    config = os.environ.get("MPLCONFIGDIR") or (user_folder("XDG_CONFIG_HOME", ".config") or Path("/nonexistent")) / "matplotlib"
+    given = os.environ.get("MATPLOTLIBRC")
+    candidates = ["matplotlibrc", *([given, os.path.join(given, "matplotlibrc")] if given else []), os.path.join(config, "matplotlibrc")]
+    for candidate in candidates:
+        try:
+            mode = os.stat(candidate).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):  # passed over, as Matplotlib does
+            continue
+        if not stat.S_ISREG(mode):
+            raise ZooError(
+                f"{Path(candidate).absolute()} is not a regular file (a pipe or a device), and Matplotlib reads it as it "
+                f"starts, waiting on it for ever; rename it{', or run the zoo from another folder' if candidate == 'matplotlibrc' else ''}"
+            )
         return
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder Matplotlib passes over
-        raise ZooError(
-            f"{Path('matplotlibrc').absolute()} is not a regular file (a pipe or a device), and Matplotlib reads a "
-            "matplotlibrc in the working folder first, waiting on it for ever; rename it, or run the zoo from another folder"
-        )
 
 
 def drawn_as_written(draw: Callable) -> Callable:
