@@ -186,6 +186,16 @@ def test_a_class_named_like_a_split_is_a_class(name, tmp_path):
         zoo.create_dataset("image_folder", path=str(tmp_path / "split"), image_size=[8, 8], cache="off").spec
 
 
+def test_a_cache_prefix_too_long_for_its_files_names_is_refused(tmp_path):
+    """TensorFlow names a split's cache PREFIX_validation_<key>_0.data-00000-of-00001.tempstate<digits>:
+    past 255 bytes the run failed in its first epoch, on "...lock: File name too long"."""
+    write_pngs(tmp_path / "images" / "a", 4, 30)
+    write_pngs(tmp_path / "images" / "b", 4, 220)
+    with pytest.raises(zoo.ZooError, match="its files' names would pass the 255 bytes a file name may have; give a shorter prefix"):
+        zoo.create_dataset("image_folder", path=str(tmp_path / "images"), cache=str(tmp_path / ("c" * 176)))
+    zoo.create_dataset("image_folder", path=str(tmp_path / "images"), cache=str(tmp_path / ("c" * 175)))  # the longest that fits
+
+
 def test_a_validation_folder_without_a_class_is_warned_about(tmp_path):
     """Its val_ recall, F1 and AUC quietly counted the class as undefined."""
     from zoo.errors import InputWarning

@@ -322,6 +322,7 @@ def pipeline_failure(text: str) -> str:
     # In a graph: "Graph execution error: Detected at node N defined at (most recent call last): File "f.py", line 8, in g ... [[{{node N}}]]"
     text = re.sub(r"^.*?Detected at node \S+ defined at \(most recent call last\):(?: File \"[^\"]*\", line \d+, in \S+)*", "", text)
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\S{81,}", lambda long: f"{long.group()[:40]}…{long.group()[-30:]}", text)  # a long path, its end kept
     return shorten(re.sub(r"\s*(?:\[\[\{\{node|\[Op:\w+\]).*$", "", text).strip(), 200)
 
 
