@@ -180,6 +180,23 @@ def test_zoo_explain_draws_a_picture_per_input_and_writes_the_csv(runs, tmp_path
     ]  # fmt: skip
 
 
+def test_names_near_the_longest_a_file_may_have_are_written(runs, tmp_path):
+    """An input named with 250 bytes gave a picture `NAME.gradcam.png` past 255, and an output
+    of 254 bytes a temporary file `.NAME-x8i45ukj.csv` past them: each command failed at its
+    end on "File name too long", the names given being fine."""
+    from PIL import Image
+
+    image = zoo.create_dataset("digits").load(0).test[0][0]
+    source = tmp_path / ("d" * 250 + ".png")
+    Image.fromarray((image[..., 0] * 255).astype("uint8")).save(source)
+    explained = run_zoo("explain", str(runs["digits"]), str(source), "--method", "gradcam", "-o", str(tmp_path / "out"))
+    assert explained.returncode == 0, explained.stderr[-2000:]
+    assert [len(p.name.encode()) <= 255 for p in (tmp_path / "out").iterdir()] == [True, True]
+    output = tmp_path / ("p" * 250 + ".csv")
+    predicted = run_zoo("predict", str(runs["digits"]), str(source), "-o", str(output))
+    assert predicted.returncode == 0 and output.read_text().startswith("input,predicted"), predicted.stderr[-2000:]
+
+
 @pytest.mark.parametrize(
     "args,problem",
     [

@@ -71,10 +71,27 @@ def made_meanwhile(path: Path) -> ZooError:
     return ZooError(f"{path} was made by another program while this command ran; it is kept as it is, and this output was not written: run the command again with another name")
 
 
+def name_within(name: str, most: int) -> str:
+    """``name`` cut to at most ``most`` bytes, as a file name: the names the zoo makes from
+    one of the user's (a temporary file's, a picture's per input) must stay within the 255
+    bytes a file name may have where the user's own is near them. A temporary file named
+    `.NAME-x8i45ukj.csv` had failed `zoo predict -o` on "File name too long", the name given
+    being fine."""
+    while len(os.fsencode(name)) > most:
+        name = name[:-1]
+    return name
+
+
+def temporary_prefix(path: Path) -> str:
+    """The prefix of a temporary file or folder beside ``path`` (mkstemp adds 8 characters
+    and the suffix)."""
+    return f".{name_within(path.stem, 120)}-"
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -449,6 +449,7 @@ def planned_files(explanation: Explanation, folder: Path) -> list[Path]:
     for n, name in enumerate(explanation.names[:MAX_PICTURES]):
         source, _, row = name.rpartition(":") if name.rpartition(":")[2].isdigit() else (name, "", "")
         stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(source).stem) or f"input{n}"
+        stem = artifacts.name_within(stem, 150)  # the picture's name (and its temporary one) within 255 bytes
         stem += f"_row{row}" if row else ""
         while stem in seen:  # two inputs of the same name in different folders
             stem += f"_{n}"
