@@ -200,6 +200,9 @@ def test_experiment_presets_compose():
         (["device=multi_worker", "device.port=70000"], "device.port must be from 1 to 65535, got 70000"),
         (["device=multi_worker", "device.port=0"], "device.port must be from 1 to 65535, got 0"),
         (["device=tpu", "device.address=grpc://10.0.0.2:99999"], "ports are from 1 to 65535 (a TPU's is 8470)"),
+        # Copied from a web page or a chat: "token recognition error at: ' '", and advice to quote it (keeping the character).
+        (["model=cnn_classifier\u00a0"], "model=cnn_classifier\\u00a0: it holds a no-break space (U+00A0), which text copied"),
+        (["trainer.epochs\u200b=1"], "trainer.epochs\\u200b=1: it holds a zero width space (U+200B)"),
         # A port longer than Python reads: "device.Exceeds the limit (4300 digits) for integer string conversion".
         (["device=tpu", "device.address=grpc://10.0.0.2:" + "9" * 5000], "device.address=grpc://10.0.0.2:99999"),
         (["device=multi_worker", f"device.workers=[127.0.0.1:{'9' * 5000},127.0.0.1:2]"], "workers must be a list of host:port"),

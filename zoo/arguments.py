@@ -126,6 +126,14 @@ def parsed_lines(lines: list[str], configs: UserConfigs) -> list:
     return parsed
 
 
+def invisible_characters(text: str) -> str:
+    """The characters of ``text`` that look like a space but are not one, or like nothing
+    (a no-break space, a zero-width space, a byte order mark), in order."""
+    import unicodedata
+
+    return "".join(ch for ch in text if not ch.isascii() and unicodedata.category(ch) in ("Zs", "Cf"))
+
+
 @functools.lru_cache(maxsize=4)
 def _parsed_overrides(overrides: tuple[str, ...]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -144,6 +152,16 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
             if "=" not in override and not override.startswith("~"):  # `zoo train help`, `zoo train cnn_classifier`
                 raise ZooError(f"{shorten(override)}: a setting is KEY=VALUE (model=cnn_classifier, trainer.epochs=5); "
                                "'zoo train --help' lists them") from None  # fmt: skip
+            unseen = invisible_characters(override)
+            if unseen:  # copied from a web page or a chat: it looks like a space, or like nothing
+                import unicodedata
+
+                shown = "".join(f"\\u{ord(ch):04x}" if ch in unseen else ch for ch in override)
+                name = unicodedata.name(unseen[0], "an invisible character").lower()
+                raise ZooError(
+                    f"{shorten(shown)}: it holds a {name} (U+{ord(unseen[0]):04X}), which text copied from a web page or a "
+                    "chat carries, looking like a space or like nothing; type the argument again"
+                ) from None
             if not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
                 hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
             else:
