@@ -371,6 +371,20 @@ def register_metrics():
 """
 
 
+def test_a_logged_value_of_any_number_type_is_one_number():
+    """bfloat16 (a model's own step under mixed_bfloat16) is a number, whose NumPy kind is V."""
+    import ml_dtypes
+    import numpy as np
+
+    from zoo.errors import ZooError
+    from zoo.training import logged_numbers
+
+    values = {"a": np.array(1.5, dtype=ml_dtypes.bfloat16), "b": np.float16(2), "c": np.int64(3), "d": np.bool_(True)}
+    assert logged_numbers(values) == {"a": 1.5, "b": 2.0, "c": 3.0, "d": 1.0}
+    with pytest.raises(ZooError, match="the value logged as 'x' .* is text, not one number"):
+        logged_numbers({"x": np.array(b"1.5")})  # float() would take it
+
+
 def test_a_metric_whose_result_is_not_one_number_is_named(tmp_path):
     """It had failed the run after its first epoch on "tensorflow failed: TypeError: only
     0-dimensional arrays can be converted to Python scalars", the plugin unnamed."""

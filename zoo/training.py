@@ -463,11 +463,10 @@ def logged_numbers(outputs) -> dict[str, float]:
     logs = {}
     for name, value in outputs.items():
         array = np.asarray(value)
-        if array.ndim != 0 or array.dtype.kind not in "biuf":
+        if array.ndim != 0 or array.dtype.kind in "OSU":  # bfloat16's kind is V: a number all the same
             raise ZooError(
                 f"the value logged as {name!r} (a metric's result(), or what a model's own step returns) is "
-                f"{f'of shape {array.shape}' if array.ndim else 'text' if array.dtype.kind in 'OSU' else f'of type {array.dtype}'}, not one number; "
-                "it must be a scalar (zoo check tests a metric's)"
+                f"{f'of shape {array.shape}' if array.ndim else 'text'}, not one number; it must be a scalar (zoo check tests a metric's)"
             )
         logs[name] = float(array)
     return logs
