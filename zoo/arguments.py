@@ -238,12 +238,12 @@ def check_config_files(folder: Path) -> None:
             raise ZooError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8, or remove it from --config-dir") from None
         except OSError:
             continue
-        if text.startswith("\ufeff") and re.match(r"\ufeff\s*#\s*@package", text):  # Hydra reads its header after the mark as none
+        if re.match(r"\ufeff\s*#\s*@package", text):  # Hydra reads its header after the mark as none
             raise ZooError(
                 f"{path} starts with a byte order mark (EF BB BF), which hides its '# @package' line from Hydra (its keys "
                 "would land elsewhere); save it as UTF-8 without BOM"
             )
-        refuse_unreadable_number(path, text, yaml)
+        refuse_unreadable_number(path, text)
         if "&" not in text or "*" not in text:
             continue  # no anchor or no alias: nothing is copied out (a long list of values is not composed)
         try:
@@ -263,22 +263,23 @@ def check_config_files(folder: Path) -> None:
             )
 
 
-def refuse_unreadable_number(path: Path, text: str, yaml) -> None:
+def refuse_unreadable_number(path: Path, text: str) -> None:
     """A number of more digits than Python reads (4,300 unless set otherwise) in a YAML file
     of the user's: Hydra's reading had failed on "yaml failed: ValueError: Exceeds the limit
     ... use sys.set_int_max_str_digits()", naming neither the file nor a fix the user has."""
+    import yaml
+
     number = long_number(text)
     if number is None:
         return
     try:
         yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except ValueError as exc:
-        if type(exc) is not ValueError:  # not the number's own conversion
-            return
-        start, digits = number
-        raise ZooError(f"{path} line {text.count(chr(10), 0, start) + 1}: {number_too_long(digits)}") from None
     except yaml.YAMLError:
-        pass  # Hydra names the file and line of a mistake in the YAML itself
+        return  # Hydra names the file and line of a mistake in the YAML itself
+    except ValueError as exc:
+        if type(exc) is ValueError:  # the number's own conversion (a UnicodeDecodeError is one too)
+            start, digits = number
+            raise ZooError(f"{path} line {text.count(chr(10), 0, start) + 1}: {number_too_long(digits)}") from None
 
 
 def _yaml_files(folder: Path) -> Iterator[Path]:

@@ -82,16 +82,16 @@ def name_within(name: str, most: int) -> str:
     return name
 
 
-def temporary_prefix(path: Path) -> str:
-    """The prefix of a temporary file or folder beside ``path`` (mkstemp adds 8 characters
-    and the suffix)."""
-    return f".{name_within(path.stem, 120)}-"
+def temporary_prefix(name: str) -> str:
+    """The prefix of a temporary file or folder beside one named ``name`` (mkstemp adds 8
+    characters and the suffix)."""
+    return f".{name_within(name, 120)}-"
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=path.suffix)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.stem), suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -161,7 +161,7 @@ def export_and_measure(
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
         return record_export(run_dir, output, report, model)
 
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{artifacts.name_within(output.name, 120)}-"))
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=artifacts.temporary_prefix(output.name)))
     try:
         # Both formats start from a SavedModel (converting from the Keras model would
         # export one anyway, noisily).
@@ -374,7 +374,7 @@ def _replace_folder(new: Path, target: Path, run_dir: Path, force: bool) -> None
             raise
         return
     check_output(target, run_dir, force)  # what is there now: made since the command began, or changed
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{artifacts.name_within(target.name, 120)}-old-"))  # a new name: nothing of yours
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{artifacts.temporary_prefix(target.name)}old-"))  # a new name: nothing of yours
     os.replace(target, old / target.name)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
