@@ -250,6 +250,23 @@ def test_a_notice_signal_someone_else_handles_stays_theirs():
             signal.signal(getattr(signal, name), handler)
 
 
+def test_a_signal_a_library_turned_into_its_own_error_still_stops_the_command(monkeypatch, capsys):
+    """SIGTERM landing inside Matplotlib while `zoo explain` drew: Matplotlib caught the
+    exception raised in its midst and failed in its own words ("matplotlib failed:
+    ValueError: Invalid affine transformation matrix", exit 2). The signal is what ends it."""
+    from zoo import cli
+
+    def drawing(args):
+        cli.TERMINATED.append(signal.SIGTERM)  # as the handler does, before the library's own error
+        raise ValueError("Invalid affine transformation matrix")
+
+    monkeypatch.setattr(cli, "list_command", drawing)
+    monkeypatch.setattr(cli, "TERMINATED", [])
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["list"])
+    assert ended.value.code == 128 + signal.SIGTERM and capsys.readouterr().err.strip() == "zoo: stopped by SIGTERM"
+
+
 def test_sigterm_outside_the_training_loop_is_one_line_too(tmp_path):
     """While the run starts up (TensorFlow loading) SIGTERM had killed it with nothing said;
     it stops in one line, leaving no folder, as Ctrl-C does."""

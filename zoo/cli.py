@@ -243,6 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except OSError as exc:
         if traceback_requested():
             raise
+        if TERMINATED:
+            stopped(TERMINATED[0])
         fail(os_error_line(exc))
     except RecursionError as exc:
         if traceback_requested():
@@ -253,8 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except Terminated as exc:
         if traceback_requested():
             raise
-        print(f"zoo: stopped by {signal.Signals(exc.signal).name}", file=sys.stderr)
-        raise ZooExit(128 + exc.signal)
+        stopped(exc.signal)
     except KeyboardInterrupt:  # Ctrl-C outside training (which saves a checkpoint and says so itself)
         if traceback_requested():
             raise
@@ -263,6 +264,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except Exception as exc:  # what a library raised on input no check foresaw: named, in one line
         if traceback_requested():
             raise
+        if TERMINATED:
+            stopped(TERMINATED[0])
         fail(describe_failure(exc))
     except SystemExit as exc:  # the zoo's, argparse's and Hydra's own exits, or one from plugin code: a failure
         if isinstance(exc, ZooExit) or raised_in(exc, ("zoo", "argparse", "hydra")) or traceback_requested():
@@ -270,6 +273,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         fail(describe_failure(exc))
     finally:
         exit_despite_stray_threads()
+
+
+def stopped(number: int) -> NoReturn:
+    """The end of a command a signal stopped, whatever the exception it surfaced as: a library
+    caught the one raised in its midst and failed in its own words (Matplotlib drawing for
+    `zoo explain`: "Invalid affine transformation matrix")."""
+    print(f"zoo: stopped by {signal.Signals(number).name}", file=sys.stderr)
+    raise ZooExit(128 + number)
 
 
 class Terminated(KeyboardInterrupt):
