@@ -35,6 +35,12 @@ def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+def own_mount_namespace_possible() -> bool:
+    """Whether a test can mount file systems of its own (a tmpfs: a small /dev/shm, a disk out
+    of room) in a mount namespace, seen by its commands alone."""
+    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory):
     """`zoo train` with no overrides but the run directory: the README's main job."""

@@ -332,6 +332,20 @@ def test_workers_started_with_other_settings_are_refused_by_both_naming_what_dif
     assert all(str(e).endswith("install the same versions on every machine") for e in errors.values()), errors
 
 
+def test_a_worker_given_a_port_only_root_may_open_says_so():
+    """A port below 1024 is refused to users other than root with "Permission denied": the
+    line had said another process held it (root is bound too in a user namespace)."""
+    script = "from zoo import rendezvous\nrendezvous.meet({'worker 0': '127.0.0.1:80', 'worker 1': '127.0.0.1:81'}, 'worker 0', timeout=1)"
+    prefix = ["unshare", "--user"] if os.geteuid() == 0 else []
+    result = subprocess.run([*prefix, sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    if "cannot listen" not in result.stderr:
+        pytest.skip(f"port 80 may be opened here ({os.getuid()=}, net.ipv4.ip_unprivileged_port_start)")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "zoo.errors.ZooError: worker 0 cannot listen on port 80 (Permission denied): ports below 1024 are the "
+        "administrator's (root's); give this worker a port from 1024 up in device.workers"
+    )
+
+
 def test_a_worker_whose_port_is_taken_or_held_by_a_stranger_says_so_in_time():
     from zoo import rendezvous
     from zoo.errors import ZooError

@@ -204,7 +204,7 @@ def test_names_near_the_longest_a_file_may_have_are_written(runs, tmp_path):
         (["cancer", "rows.csv", "--method", "gradcam"], "gradcam needs a convolutional model of images"),
         (["digits", "x.png", "--target", "10"], "--target 10 is out of range: this run has 10 classes"),
         (["cancer", "rows.csv", "--target", "tumour"], "is not a class of this run; its classes: benign, malignant"),
-        (["nowhere", "x.png"], "is not a run directory"),
+        (["nowhere", "x.png"], "nowhere does not exist (moved or deleted?); pass a run directory"),
         (["digits", "x.png", "--baseline", "nan"], "--baseline nan must be a finite float32 number"),  # NaN attributions, exit 0
         (["digits", "x.png", "--baseline", "1e308"], "--baseline 1e+308 must be a finite float32 number"),  # overflowed: NaN too
         (["digits", "x.png", "--steps", "100000000"], "--steps must be from 2 to 4,096, got 100000000"),  # computed for hours

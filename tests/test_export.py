@@ -13,7 +13,7 @@ import pytest
 
 import zoo
 
-from conftest import error_lines, run_zoo
+from conftest import error_lines, own_mount_namespace_possible, run_zoo
 from test_registry import NO_TF_SCRIPT
 
 OUTPUT = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
@@ -322,3 +322,61 @@ def test_a_full_disk_while_exporting_is_one_line_and_leaves_no_part_of_the_expor
     [line] = error_lines(result.stderr)
     assert "File too large" in line, line
     assert list((tmp_path / "out").iterdir()) == []  # nothing half-written, no staging folder left
+
+
+@pytest.mark.skipif(not own_mount_namespace_possible(), reason="needs a mount namespace of its own (root, util-linux's unshare)")
+def test_a_disk_out_of_inodes_is_said_to_be_so_and_the_output_named(default_run, tmp_path):
+    """A file system can have no inode left for another file with its space free (a
+    container's tmpfs, a volume of many small images): "No space left on device" beside free
+    gigabytes in ``df -h`` had sent users to free space they had, and export and writes
+    through a temporary file had named the temporary (``./.sm-g6_3m4lq``). A tmpfs of one
+    inode (its root folder's) here, as such a disk."""
+    import subprocess
+    import sys
+
+    full = tmp_path / "full"
+    full.mkdir()
+    write = f"from pathlib import Path; from zoo import artifacts; artifacts.write_atomic(Path({str(full / 'history.csv')!r}), lambda tmp: tmp.write_text('x'))"
+    commands = [
+        f"{sys.executable} -m zoo export {default_run[0]} --format saved_model --output {full / 'served'}",
+        f"{sys.executable} -m zoo train trainer.epochs=1 hydra.run.dir={full / 'run'}",
+        f"{sys.executable} -c \"{write}\"",
+    ]
+    script = " ; ".join([f"mount -t tmpfs -o size=20m,nr_inodes=1 tmpfs {full}", *(f"{c} ; echo rc=$?" for c in commands)])
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.stdout.split().count("rc=2") == 2 and "rc=1" in result.stdout, result.stdout + result.stderr[-3000:]
+    inodes = "(No space left on device: all 1 inodes of its file system are in use, though 20 MB are free (df -i); delete files there)"
+    export_line, train_line = error_lines(result.stderr)
+    assert export_line == f"zoo: error: could not write {full / 'served'} {inodes}; make room or choose a writable place, then run the command again"
+    assert train_line == f"zoo: error: hydra.run.dir={full / 'run'}: no folder can be made in {full} {inodes}; choose a writable hydra.run.dir"
+    # A record written through a temporary file is named as itself, not as its temporary.
+    assert f"OSError: [Errno 28] No space left on device: all 1 inodes" in result.stderr and f"'{full / 'history.csv'}'" in result.stderr
+    assert not list(full.iterdir())  # the namespace's tmpfs is gone: the folder beneath is as it was
+
+
+@pytest.mark.parametrize("year", [1975, 2110])
+def test_a_clock_zip_archives_cannot_date_is_named_before_any_work(default_run, tmp_path, monkeypatch, capsys, year):
+    """Checkpoints (.npz) and model files (.keras) are ZIP archives, dated from 1980 to 2107:
+    on a machine whose clock is outside (a board without a clock battery or network starts
+    in 1970) every run had trained to its first checkpoint and failed there on zipfile's
+    "ZIP does not support timestamps before 1980", an export to .keras at its end."""
+    import calendar
+    import time
+
+    from zoo.cli import main
+    from zoo.export import export
+
+    monkeypatch.setattr(time, "time", lambda: float(calendar.timegm((year, 1, 1, 12, 0, 0))))
+    clock = f"this machine's clock says {year}-01-01 "
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert exit.value.code == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"zoo: error: {clock}") and line.endswith(
+        "checkpoints and model files (ZIP archives) can only be dated 1980 to 2107; set the clock (timedatectl set-ntp true, "
+        "or date -s), then run the same command"
+    ), line
+    assert not (tmp_path / "run").exists()  # nothing trained, nothing left
+    with pytest.raises(zoo.ZooError, match=clock):
+        export(default_run[0], "keras", tmp_path / "model.keras")
+    assert not list(tmp_path.iterdir())

@@ -234,7 +234,7 @@ def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
             (run_dir, ["/dev/zero"], "/dev/zero is not a regular file (a pipe, a socket or a device)"),
             (run_dir, [str(tmp_path / "empty")], "holds no image files"),
             (tmp_path, [str(notes)], f"{tmp_path} is not a run directory"),
-            (tmp_path / "nowhere", [str(notes)], "is not a run directory"),
+            (tmp_path / "nowhere", [str(notes)], f"{tmp_path / 'nowhere'} does not exist (moved or deleted?)"),
         ):
             result = run_zoo("predict", str(directory), *inputs)
             assert result.returncode == 2, result.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import control_group, error_lines, remove_control_group, run_zoo
+from conftest import control_group, error_lines, own_mount_namespace_possible, remove_control_group, run_zoo
 from zoo.errors import ZooError
 
 TINY_JOB = ["trainer.epochs=1", "metrics=[accuracy]"]
@@ -454,10 +454,6 @@ def test_joblib_settings_that_would_run_no_job_are_refused_before_it_starts(sett
     [line] = error_lines(result.stderr)
     assert f"hydra.launcher.{setting.split('=')[0]}=" in line and message in line
     assert not (tmp_path / "sweep").exists()
-
-
-def own_mount_namespace_possible() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not own_mount_namespace_possible(), reason="needs a mount namespace of its own (root, util-linux's unshare)")

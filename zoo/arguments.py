@@ -585,7 +585,7 @@ def check_output_dir(path: str, key: str, named: bool = True) -> Path:
     folder itself, not the one the default folders go under."""
     import tempfile
 
-    from zoo.artifacts import deepest_existing
+    from zoo.artifacts import deepest_existing, out_of_room
 
     try:
         ancestor = deepest_existing(Path(path.split("${", 1)[0] or ".").expanduser(), f"{key}={shorten(path)}", key)
@@ -597,8 +597,8 @@ def check_output_dir(path: str, key: str, named: bool = True) -> Path:
         os.rmdir(tempfile.mkdtemp(prefix=".zoo-probe-", dir=ancestor))
     except OSError as exc:
         if ancestor == Path(os.path.abspath(os.path.expanduser(path))) and named:  # the folder is there: another user's run, say
-            raise ZooError(f"{key}={path}: {ancestor} cannot be written ({exc.strerror}); choose a {key} you can write") from None
-        raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({exc.strerror}); choose a writable {key}") from None
+            raise ZooError(f"{key}={path}: {ancestor} cannot be written ({out_of_room(exc.strerror, ancestor)}); choose a {key} you can write") from None
+        raise ZooError(f"{key}={path}: no folder can be made in {ancestor} ({out_of_room(exc.strerror, ancestor)}); choose a writable {key}") from None
     return ancestor
 
 

@@ -90,11 +90,12 @@ def temporary_prefix(name: str) -> str:
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.stem), suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.stem), suffix=path.suffix)
+        os.close(descriptor)
+        tmp = Path(name)
         write(tmp)
         os.chmod(tmp, FILE_MODE)
         if os.path.abspath(path) in NEW_OUTPUTS:
@@ -103,9 +104,30 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         else:
             os.replace(tmp, path)
     except OSError as exc:  # named by the file it was for, not the temporary one
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise OSError(exc.errno, out_of_room(exc.strerror, path.parent), str(path)) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def out_of_room(reason: str, where: Path | str) -> str:
+    """``reason`` (a write's failure in the folder ``where``), with why where the file system
+    has space left but no inode for another file (a container's tmpfs, a volume of many small
+    images): "No space left on device" beside free gigabytes in ``df -h`` had sent users to
+    free the space they had."""
+    if reason != os.strerror(errno.ENOSPC):
+        return reason
+    folder = Path(where)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return reason
+    if stats.f_files == 0 or stats.f_favail > 0 or stats.f_bavail * stats.f_frsize < 2**20:
+        return reason
+    free = stats.f_bavail * stats.f_frsize / 2**20
+    return f"{reason}: all {stats.f_files:,} inodes of its file system are in use, though {free:,.0f} MB are free (df -i); delete files there"
 
 
 def place_new(tmp: Path, path: Path) -> None:
@@ -764,6 +786,27 @@ def _csv_line(values: Sequence[Any]) -> str:
     line = io.StringIO()
     csv.writer(line).writerow(values)
     return line.getvalue()
+
+
+# The years a ZIP archive's member may be dated in (its date fields count from 1980 in 7
+# bits): checkpoints (.npz) and model files (.keras) are ZIP archives dated when written.
+ZIP_YEARS = range(1980, 2108)
+
+
+def refuse_a_clock_zip_cannot_record() -> None:
+    """A machine whose clock is set outside :data:`ZIP_YEARS` (a board without a clock
+    battery or network starts at 1970) failed every run at its first checkpoint on
+    zipfile's "ZIP does not support timestamps before 1980", and ``zoo export --format
+    keras`` at its end. One line before the work, naming the clock."""
+    import time
+
+    now = time.localtime(time.time())  # as zipfile dates its members
+    if now.tm_year not in ZIP_YEARS:
+        raise ZooError(
+            f"this machine's clock says {time.strftime('%Y-%m-%d %H:%M', now)}, and checkpoints and model files (ZIP "
+            f"archives) can only be dated {ZIP_YEARS[0]} to {ZIP_YEARS[-1]}; set the clock (timedatectl set-ntp true, "
+            "or date -s), then run the same command"
+        )
 
 
 def refuse_a_matplotlibrc_that_waits() -> None:

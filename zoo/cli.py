@@ -1292,7 +1292,9 @@ def os_error_line(exc: OSError) -> str:
 
         return semaphores_missing(exc.strerror or str(exc))
     if exc.errno in DISK_FULL:  # also one a library raised without the file's name (Hydra's records)
-        return f"could not write {exc.filename or 'a file'} ({exc.strerror}); make room or choose a writable place, then run the command again"
+        from zoo.artifacts import out_of_room
+
+        return f"could not write {exc.filename or 'a file'} ({out_of_room(exc.strerror, Path(exc.filename or '.').parent)}); make room or choose a writable place, then run the command again"
     if exc.errno in TOO_MANY_FILES:
         return f"could not open {exc.filename or 'a file'}: {too_many_files(exc)}, then run the command again"
     if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:  # another user's file or folder
@@ -1327,7 +1329,7 @@ def train_task(cfg) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
     from zoo import run, search, sweeps
-    from zoo.artifacts import METRICS
+    from zoo.artifacts import METRICS, out_of_room
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     # A log line that cannot be written (train.log on a full disk) is lost, not printed as a
@@ -1358,7 +1360,7 @@ def train_task(cfg) -> Any:
             fail_run(run_dir, f"could not open {where}: {Checkpoints(run_dir).resumable(too_many_files(exc))}")
         if exc.errno not in DISK_FULL:
             fail_run(run_dir, os_error_line(exc))
-        fail_run(run_dir, f"could not write {where} ({exc.strerror}); {Checkpoints(run_dir).resumable()}")
+        fail_run(run_dir, f"could not write {where} ({out_of_room(exc.strerror, Path(exc.filename).parent if exc.filename else run_dir)}); {Checkpoints(run_dir).resumable()}")
     except Interrupted as exc:
         fail_run(run_dir, f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except KeyboardInterrupt as exc:  # outside the training loop, which saves a checkpoint and says so itself

@@ -145,6 +145,8 @@ def export_and_measure(
     output = Path(output) if output else default_output(run_dir, fmt, quantize)
     if fmt == "keras" and output.suffix != ".keras":
         raise ZooError(f"a Keras model file must end in .keras, got {output}")
+    if fmt == "keras":
+        artifacts.refuse_a_clock_zip_cannot_record()
     artifacts.refuse_links_on_the_way(run_dir, output, "--output")
     check_output(output, run_dir, force)
     artifacts.check_output_folder(output.parent, "--output")
@@ -161,14 +163,18 @@ def export_and_measure(
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
         return record_export(run_dir, output, report, model)
 
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=artifacts.temporary_prefix(output.name)))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=artifacts.temporary_prefix(output.name)))
+    except OSError as exc:  # named by the output, not the temporary folder it would have been
+        raise OSError(exc.errno, exc.strerror, str(output)) from exc
     try:
         # Both formats start from a SavedModel (converting from the Keras model would
         # export one anyway, noisily).
         try:
             export_saved_model(model, plan.spec, staging / "saved_model")
         except tf.errors.OpError as exc:  # TensorFlow's writer failing: a full disk, a file-size limit
-            raise ZooError(f"could not write the SavedModel beside {output} ({write_failure(exc)}); nothing was exported") from None
+            reason = artifacts.out_of_room(write_failure(exc), output.parent)
+            raise ZooError(f"could not write the SavedModel beside {output} ({reason}); nothing was exported") from None
         if fmt == "saved_model":
             marker = {"exported_from": str(run_dir.resolve()), "files": folder_files(staging / "saved_model")}
             (staging / "saved_model" / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")

@@ -27,6 +27,7 @@ its own, and only the cluster's names are counted, so none of them can hold a wo
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import signal
@@ -204,6 +205,22 @@ def _bounded(connection: socket.socket) -> Iterator[None]:
         timer.cancel()
 
 
+def why_not_listening(exc: OSError, port: int) -> str:
+    """What a bind's failure means for a worker's port, and the fix. A port below the
+    machine's first unprivileged one (1024 unless ``ip_unprivileged_port_start`` says
+    otherwise) is refused to users other than root with "Permission denied": it had been
+    reported as held by another process."""
+    if exc.errno == errno.EACCES:
+        try:
+            first = int(open("/proc/sys/net/ipv4/ip_unprivileged_port_start").read())
+        except (OSError, ValueError):
+            first = 1024
+        return f"ports below {first} are the administrator's (root's); give this worker a port from {first} up in device.workers"
+    if exc.errno == errno.EADDRINUSE:
+        return "another process holds it; stop that process or give this worker a free port"
+    return "give this worker another port in device.workers"
+
+
 class _Listener(threading.Thread):
     """Greets back, on this worker's port, each of ``peers`` that connects; ``heard`` holds
     their names."""
@@ -224,10 +241,7 @@ class _Listener(threading.Thread):
             self.socket.bind(("", port))  # all interfaces, as TensorFlow's server binds it next
         except OSError as exc:
             self.socket.close()
-            raise ZooError(
-                f"{me} cannot listen on port {port} ({exc.strerror}): another process holds it; "
-                f"stop that process or give this worker a free port"
-            ) from None
+            raise ZooError(f"{me} cannot listen on port {port} ({exc.strerror}): {why_not_listening(exc, port)}") from None
         self.socket.listen(16)
         self.socket.settimeout(0.2)
 

@@ -247,6 +247,7 @@ def train(cfg: DictConfig, run_dir: Path, callbacks: Sequence[Any] = ()) -> dict
     """
     plan = plan_run(cfg)  # every config error surfaces here, before TensorFlow loads
     check_run_references(plan)
+    artifacts.refuse_a_clock_zip_cannot_record()
     run_dir = Path(run_dir)
     resolved = recorded_config(cfg, plan)
     tf, keras, placement = _start(plan, resolved)
@@ -1162,6 +1163,8 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     run_dir = Path(run_dir)
     for name in (artifacts.CONFIG, artifacts.MODEL, artifacts.METRICS, artifacts.SPEC):
         artifacts.refuse_odd_file(run_dir / name)
+    if not run_dir.exists() and not run_dir.is_symlink():  # a typo, or a run moved: not "has no config.yaml"
+        raise ZooError(f"{run_dir} does not exist (moved or deleted?); pass a run directory that 'zoo train' printed")
     if not (run_dir / artifacts.CONFIG).is_file():
         raise ZooError(f"{run_dir} is not a run directory (it has no {artifacts.CONFIG}); pass one that 'zoo train' printed")
     from zoo.crossval import refuse_parent
