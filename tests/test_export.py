@@ -350,7 +350,7 @@ def test_a_disk_out_of_inodes_is_said_to_be_so_and_the_output_named(default_run,
     assert export_line == f"zoo: error: could not write {full / 'served'} {inodes}; make room or choose a writable place, then run the command again"
     assert train_line == f"zoo: error: hydra.run.dir={full / 'run'}: no folder can be made in {full} {inodes}; choose a writable hydra.run.dir"
     # A record written through a temporary file is named as itself, not as its temporary.
-    assert f"OSError: [Errno 28] No space left on device: all 1 inodes" in result.stderr and f"'{full / 'history.csv'}'" in result.stderr
+    assert "OSError: [Errno 28] No space left on device: all 1 inodes" in result.stderr and f"'{full / 'history.csv'}'" in result.stderr
     assert not list(full.iterdir())  # the namespace's tmpfs is gone: the folder beneath is as it was
 
 
