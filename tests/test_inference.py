@@ -210,6 +210,31 @@ def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
         assert "Warning" not in bad.stderr, bad.stderr  # NumPy's "overflow encountered in cast" had come with 1e39
 
 
+def test_a_run_named_wrongly_is_answered_with_what_to_pass(default_run, tmp_path):
+    """What a new user types where a run's directory goes: a setting first, one of the run's
+    files, a folder that is not there, the run itself to ``zoo train``. Each had been "is not
+    a run directory (it has no config.yaml)", or for ``zoo compare RUN/model.keras`` "does
+    not exist", for ``zoo explain`` a complaint about an --output not given."""
+    run = default_run[0]
+    (tmp_path / "notes.txt").write_text("x")
+    for args, line in (
+        (["evaluate", "model=cnn_classifier"], "model=cnn_classifier is a setting, not a run directory: pass the run's directory first, then the settings"),
+        (["evaluate", f"{run}/model.keras"], f"{run}/model.keras is part of the run in {run}; pass the run's directory, {run}"),
+        (["compare", f"{run}/model.keras"], f"{run}/model.keras is part of the run in {run}; pass the run's directory, {run}"),
+        (["explain", f"{run}/model.keras", "x.png"], f"{run}/model.keras is part of the run in {run}; pass the run's directory, {run}"),
+        (["export", f"{run}/plots"], f"{run}/plots is part of the run in {run}; pass the run's directory, {run}"),
+        (["predict", "gone", "x.png"], "gone does not exist (moved or deleted?); pass a run directory that 'zoo train' printed"),
+        (["compare", "gone"], "gone does not exist (moved or deleted?); pass run directories or a sweep directory"),
+        (["compare", "notes.txt"], "notes.txt is a file, not a run directory; pass run directories or a sweep directory"),
+        (["train", f"trainer.init_from={run}/model.keras"], f"trainer.init_from={run}/model.keras is part of the run in {run}; pass the run's directory, {run}"),
+        (["train", str(run)], f"{run} is a run's directory, not a setting: to continue it, name it as hydra.run.dir={run} with the "
+                              f"settings it was started with; to train on from its weights in a new run, trainer.init_from={run}"),
+    ):  # fmt: skip
+        result = run_zoo(*args, cwd=tmp_path)
+        assert result.returncode == 2 and error_lines(result.stderr) == [f"zoo: error: {line}"], (args, result.stderr[-2000:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_predict_refuses_bad_inputs_in_one_line(default_run, tmp_path):
     from PIL import Image
 

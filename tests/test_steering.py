@@ -156,7 +156,7 @@ def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
         ("trainer.class_weight=[1,2]", "2 weights; the dataset has 10 classes"),
         ("trainer.early_stopping.mode=up", "early_stopping.mode='up' is not supported"),
         ("trainer.init_from=/nonexistent/run", "trainer.init_from=/nonexistent/run does not exist (moved or deleted?)"),
-        ("trainer.init_from=/tmp", "trainer.init_from=/tmp is not a run directory (no config.yaml)"),
+        ("trainer.init_from=/tmp", "trainer.init_from=/tmp is not a run directory (it has no config.yaml)"),
         ("device=multi_worker trainer.early_stopping.patience=2", "is not available with device=multi_worker"),
         ("model=autoencoder trainer.label_smoothing=0.1", "trainer.label_smoothing applies to classifiers"),
         ("trainer.freeze=[*]", "trainer.freeze=['*'] freezes every layer with weights; nothing would train"),

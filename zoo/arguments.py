@@ -150,6 +150,14 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
             if "while evaluating" in reason:  # a function's own complaint (choice(), os(1)): it says what is wrong
                 raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason})") from None
             if "=" not in override and not override.startswith("~"):  # `zoo train help`, `zoo train cnn_classifier`
+                from zoo.artifacts import CONFIG
+
+                if Path(override, CONFIG).is_file():  # `zoo train runs/x`, to go on with it
+                    raise ZooError(
+                        f"{shorten(override)} is a run's directory, not a setting: to continue it, name it as "
+                        f"hydra.run.dir={hydra_quoted(override)} with the settings it was started with; to train on from "
+                        f"its weights in a new run, trainer.init_from={hydra_quoted(override)}"
+                    ) from None
                 raise ZooError(f"{shorten(override)}: a setting is KEY=VALUE (model=cnn_classifier, trainer.epochs=5); "
                                "'zoo train --help' lists them") from None  # fmt: skip
             unseen = invisible_characters(override)

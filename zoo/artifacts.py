@@ -577,6 +577,22 @@ def run_record_owner(path: Path) -> Path | None:
     return None
 
 
+def not_a_run_directory(path: Path, wanted: str = "a run directory that 'zoo train' printed", settings: bool = True) -> str:
+    """Why ``path``, given where a run's directory goes, is not one, in the words that lead to
+    the fix (pass ``wanted``): a folder that is not there, a setting typed first (``zoo
+    evaluate model=x``, for commands that take ``settings``), one of a run's files (``zoo
+    compare runs/x/model.keras``), a folder of something else."""
+    if not path.exists() and not path.is_symlink():
+        if "=" in path.name and settings:
+            return f"{path} is a setting, not a run directory: pass the run's directory first, then the settings"
+        return f"{path} does not exist (moved or deleted?); pass {wanted}"
+    if path.parent != path and (path.parent / CONFIG).is_file():
+        return f"{path} is part of the run in {path.parent}; pass the run's directory, {path.parent}"
+    if not path.is_dir():
+        return f"{path} is a file, not a run directory; pass {wanted}"
+    return f"{path} is not a run directory (it has no {CONFIG}); pass {wanted}"
+
+
 def refuse_odd_file(path: Path) -> None:
     """A run file that is there but not a regular file (a folder, a pipe, a device, a
     dangling link) is named as such, not taken for a missing one ("did not finish")."""

@@ -1000,6 +1000,8 @@ def explain_command(args: argparse.Namespace) -> None:
     from zoo.explain import FOLDER, explain, write_explanations
 
     run_dir = Path(args.run_dir)
+    if not (run_dir / artifacts.CONFIG).is_file():  # before its output, which is in the run's folder by default
+        raise ZooError(artifacts.not_a_run_directory(run_dir))
     folder = args.output or run_dir / FOLDER
     if args.output is not None and folder.exists() and not folder.is_dir():
         raise ZooError(f"--output {folder} is a file; give a folder")

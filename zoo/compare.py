@@ -55,7 +55,7 @@ def find_runs(paths: Sequence[Path]) -> list[RunRecord]:
             runs.append(read_run(path))
             continue
         if not path.is_dir():
-            raise ZooError(f"{path} does not exist; pass run directories or a sweep directory")
+            raise ZooError(artifacts.not_a_run_directory(path, "run directories or a sweep directory", settings=False))
         # Hidden folders are not runs: Hydra's `.hydra/` holds a config.yaml of its own.
         folders = sorted((p for p in path.iterdir() if not p.name.startswith(".") and p.is_dir()), key=_job_order)
         # Another user's private run among a team's (or one record of it) is passed over, and

@@ -1032,7 +1032,7 @@ def check_run_references(plan: RunPlan) -> None:
     teacher learnt the same data: one line otherwise, before any work. No TF."""
     import json
 
-    from zoo.artifacts import read_json, read_yaml
+    from zoo.artifacts import not_a_run_directory, read_json, read_yaml
     from zoo.crossval import refuse_parent
     from zoo.run import finished_run_plan  # here: zoo.run imports this module
 
@@ -1040,7 +1040,7 @@ def check_run_references(plan: RunPlan) -> None:
         if not Path(path).exists():
             raise ZooError(f"{key}={path} does not exist (moved or deleted?); give the run's directory where it is now")
         if not (Path(path) / "config.yaml").is_file():
-            raise ZooError(f"{key}={path} is not a run directory (no config.yaml); give one that 'zoo train' printed")
+            raise ZooError(f"{key}={not_a_run_directory(Path(path), settings=False)}")
         refuse_parent(Path(path), f"{key}=")
         for name in ("metrics.json", "model.keras", "spec.json"):  # written last, or in every run
             if not (Path(path) / name).exists():

@@ -1163,10 +1163,8 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     run_dir = Path(run_dir)
     for name in (artifacts.CONFIG, artifacts.MODEL, artifacts.METRICS, artifacts.SPEC):
         artifacts.refuse_odd_file(run_dir / name)
-    if not run_dir.exists() and not run_dir.is_symlink():  # a typo, or a run moved: not "has no config.yaml"
-        raise ZooError(f"{run_dir} does not exist (moved or deleted?); pass a run directory that 'zoo train' printed")
     if not (run_dir / artifacts.CONFIG).is_file():
-        raise ZooError(f"{run_dir} is not a run directory (it has no {artifacts.CONFIG}); pass one that 'zoo train' printed")
+        raise ZooError(artifacts.not_a_run_directory(run_dir))
     from zoo.crossval import refuse_parent
 
     refuse_parent(run_dir, "")
