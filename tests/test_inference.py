@@ -697,6 +697,23 @@ def test_a_keras_json_tensorflow_stops_on_is_named(default_run, settings, proble
     ], result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("name, version, needs", [("keras", "2.15.0", "keras>=3.15"), ("tensorflow-cpu", "2.13.1", "tensorflow-cpu>=2.16")])
+def test_a_library_older_than_the_zoo_needs_is_named_before_it_loads(default_run, tmp_path, name, version, needs):
+    """An older Keras or TensorFlow ahead of the installed ones (on PYTHONPATH, by pip
+    install --no-deps, from a system package): Keras 2.15 had failed every command on
+    "keras failed: AttributeError: module 'tensorflow._api.v2.compat.v2.__internal__' has no
+    attribute 'register_load_context_function'". The older distribution's record alone here."""
+    old = tmp_path / "old"
+    record = old / f"{name.replace('-', '_')}-{version}.dist-info"
+    record.mkdir(parents=True)
+    (record / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    result = run_zoo("evaluate", str(default_run[0]), env={"PYTHONPATH": str(old)}, timeout=120)
+    assert result.returncode == 2 and error_lines(result.stderr) == [
+        f"zoo: error: {name} {version} is installed (in {old}), and the zoo needs {needs}: pip install '{needs}', or take "
+        "that folder off PYTHONPATH"
+    ], result.stderr[-2000:]
+
+
 def test_a_keras_backend_chosen_for_other_work_does_not_stop_the_zoo(default_run):
     """KERAS_BACKEND=jax exported for another project (or keras.json's choice) made every
     command fail on importing jax; the zoo's models are TensorFlow's, so its commands choose

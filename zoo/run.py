@@ -70,6 +70,7 @@ def import_tensorflow():
     if "tensorflow" not in sys.modules:
         refuse_what_tensorflow_cannot_start()
         refuse_a_keras_json_keras_refuses()
+        refuse_libraries_older_than_the_zoo_needs()
     if "matplotlib" not in sys.modules:  # Keras imports it
         artifacts.refuse_a_matplotlibrc_that_waits()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
@@ -105,6 +106,40 @@ def import_tensorflow():
             log.info("keras.json's %s=%r set aside: the zoo runs with %r", name, getattr(keras.config, name)(), value)
             getattr(keras.config, f"set_{name}")(value)
     return tf
+
+
+def refuse_libraries_older_than_the_zoo_needs() -> None:
+    """The libraries the zoo needs (its own requirements, and TensorFlow's build of the cpu or
+    gpu extra where installed) at the versions it was installed with. pip keeps them so;
+    ``PYTHONPATH``, ``pip install --no-deps``, a conda or system package may not: Keras 2.15
+    on the path had failed every run on "keras failed: AttributeError: module
+    'tensorflow._api.v2.compat.v2.__internal__' has no attribute 'register_load_context_function'"."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        needs = [Requirement(text) for text in metadata.requires("keras-zoo") or ()]
+    except metadata.PackageNotFoundError:  # the zoo run from a source tree: no record to go by
+        return
+    for need in needs:
+        required = need.marker is None or need.marker.evaluate({"extra": ""})
+        if not required and not any(need.marker.evaluate({"extra": extra}) for extra in ("cpu", "gpu")):
+            continue  # another extra's: checked by what uses it
+        try:
+            version = metadata.version(need.name)
+        except metadata.PackageNotFoundError:
+            if required:
+                raise ZooError(f"{need.name} is not installed, and the zoo needs {need.name}{need.specifier}: "
+                               f"pip install '{need.name}{need.specifier}'") from None  # fmt: skip
+            continue
+        if not need.specifier.contains(version, prereleases=True):
+            where = os.path.abspath(metadata.distribution(need.name).locate_file(""))
+            on_path = where in map(os.path.abspath, filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+            raise ZooError(
+                f"{need.name} {version} is installed (in {where}), and the zoo needs {need.name}{need.specifier}: "
+                f"pip install '{need.name}{need.specifier}'" + (", or take that folder off PYTHONPATH" if on_path else "")
+            )
 
 
 KERAS_SETTINGS = {"image_data_format": "channels_last", "floatx": "float32", "epsilon": 1e-7}
