@@ -8,10 +8,10 @@ import pytest
 
 import zoo
 
-from zoo.errors import InputWarning
+from zoo.errors import InputWarning, ZooError
 from zoo.testing import split_arrays as arrays
 
-from conftest import compatible_pairs, model_overrides, tiny_dataset, tiny_overrides
+from conftest import compatible_pairs, entries, model_overrides, tiny_dataset, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,33 @@ def loaded():
         return cache[name, seed]
 
     return load
+
+
+def incompatible_pairs():
+    fitting = {tuple(pair.values) for pair in compatible_pairs()}
+    return [(model.name, dataset.name) for model in entries("model") for dataset in entries("dataset")
+            if (model.name, dataset.name) not in fitting]  # fmt: skip
+
+
+def test_the_python_api_refuses_a_model_for_data_it_cannot_learn_as_runs_do():
+    """``zoo.create_model`` had built a GRU text generator for 8x8 digit images (and other
+    pairs a run refuses) without a word. Every registered pair that does not fit is refused,
+    in the words of the run's refusal."""
+    from zoo.config import compose, plan_run
+
+    pairs = incompatible_pairs()
+    assert pairs, "every model fits every dataset: nothing to check"
+    for model_name, dataset_name in pairs:
+        data = tiny_dataset(dataset_name)
+        overrides = {**zoo.get_registry().get("model", model_name).item.tiny}
+        with pytest.raises(ZooError, match=f"^model '{model_name}' .*dataset '{dataset_name}'") as api:
+            zoo.create_model(model_name, data, **overrides)
+        run = [f"model={model_name}", f"dataset={dataset_name}", *(f"model.{k}={v}" for k, v in overrides.items())]
+        with pytest.raises(ZooError) as planned:
+            plan_run(compose(run + [f"dataset.{k}={v}" for k, v in tiny_overrides(dataset_name).items()]))
+        assert str(api.value) == str(planned.value)
+        with pytest.raises(ZooError, match="but the data is a|from the data|yields shape"):
+            zoo.create_model(model_name, data.spec, **overrides)  # a spec alone: no dataset to name
 
 
 @pytest.mark.parametrize("model_name,dataset_name", compatible_pairs())

@@ -92,10 +92,12 @@ def create_model(name: str, data: Any, **overrides: Any) -> Any:
         ds = zoo.create_dataset("digits")
         model = zoo.create_model("cnn_classifier", ds, filters=16)
     """
-    from zoo.config import make_config
+    from zoo.config import check_model_fits, make_config
 
     entry = get_registry().get("model", name)
-    return entry.item.factory(make_config(entry, overrides), _spec_of(data))
+    config, spec = make_config(entry, overrides), _spec_of(data)
+    check_model_fits(entry, config, spec, f"dataset {data.name!r}" if isinstance(data, Dataset) else "the data")
+    return entry.item.factory(config, spec)
 
 
 class Dataset:

@@ -817,20 +817,7 @@ def plan_run(cfg: DictConfig, registry: Optional[Registry] = None, spec: Optiona
     model, model_config = _plugin_choice(registry, "model", container["model"])
     dataset, dataset_config = _plugin_choice(registry, "dataset", container["dataset"])
     spec = spec or dataset.item.describe(dataset_config)
-    if spec.task not in model.item.tasks:
-        raise ZooError(
-            f"model {model.name!r} learns {', '.join(model.item.tasks)} but dataset {dataset.name!r} "
-            f"is a {spec.task} dataset; choose a model listed by 'zoo list model' that fits"
-        )
-    rank = model.item.input_rank
-    if rank is not None and len(spec.input_shape) != rank:
-        raise ZooError(
-            f"model {model.name!r} needs examples of rank {rank} but dataset {dataset.name!r} yields "
-            f"shape {tuple(spec.input_shape)}; choose a model listed by 'zoo list model' that fits"
-        )
-    reason = model.item.accepts(model_config, spec) if model.item.accepts else None
-    if reason:
-        raise ZooError(f"model {model.name!r} cannot learn from dataset {dataset.name!r}: {reason}")
+    check_model_fits(model, model_config, spec, f"dataset {dataset.name!r}")
     objective = model.item.objective
     chosen = container.get("metrics") or {name: {} for name in metrics_for(registry, objective, defaults_only=True)}
     metrics = []
@@ -959,6 +946,27 @@ def refuse_beyond_memory(needed: int, what: str, fix: str) -> None:
     memory = physical_memory()
     if memory and needed > memory / 2:  # training needs room beside it: activations, gradients, copies
         raise ZooError(f"{what}: {human_bytes(needed)}, more than half of the {human_bytes(memory)} of memory this process may use; {fix}")
+
+
+def check_model_fits(model: Registered, model_config: Any, spec: DataSpec, data: str) -> None:
+    """One line where ``model`` (its entry and config) cannot learn from ``data`` (named so in
+    the line) as ``spec`` describes it: another task, examples of another rank, or its own
+    plugin's reason. For runs, and for :func:`zoo.create_model`, which had built a GRU text
+    generator for 8x8 digit images without a word."""
+    if spec.task not in model.item.tasks:
+        raise ZooError(
+            f"model {model.name!r} learns {', '.join(model.item.tasks)} but {data} is a {spec.task} dataset; "
+            "choose a model listed by 'zoo list model' that fits"
+        )
+    rank = model.item.input_rank
+    if rank is not None and len(spec.input_shape) != rank:
+        raise ZooError(
+            f"model {model.name!r} needs examples of rank {rank} but {data} yields shape {tuple(spec.input_shape)}; "
+            "choose a model listed by 'zoo list model' that fits"
+        )
+    reason = model.item.accepts(model_config, spec) if model.item.accepts else None
+    if reason:
+        raise ZooError(f"model {model.name!r} cannot learn from {data}: {reason}")
 
 
 def check_batch_fits_in_memory(spec: DataSpec, batch_size: int) -> None:
