@@ -25,6 +25,13 @@ def test_default_config_composes_to_a_plan():
     assert plan.spec.num_classes == 10
 
 
+def test_compose_given_one_string_says_it_takes_a_list():
+    """A string is a sequence too: its characters had been read as overrides ("Error parsing
+    override 's'")."""
+    with pytest.raises(TypeError, match=re.escape("compose takes a list of overrides, e.g. compose(['seed=1']), not one string")):
+        compose("seed=1")
+
+
 def test_default_metrics_follow_the_model_objective():
     plan = plan_run(compose(["model=conv_autoencoder"]))
     assert {entry.name for entry, _ in plan.metrics} == {"mse", "mae", "reconstruction_error"}

@@ -732,6 +732,8 @@ def compose(overrides: list[str], configs: Optional[UserConfigs] = None, with_hy
     from hydra import compose as hydra_compose
     from hydra.core.hydra_config import HydraConfig
 
+    if isinstance(overrides, str):  # its characters would be read as overrides: "Error parsing override 's'"
+        raise TypeError(f"compose takes a list of overrides, e.g. compose([{overrides!r}]), not one string")
     configs = configs or UserConfigs()
     with _initialized_hydra(configs):
         cfg = hydra_compose(config_name=configs.name, overrides=overrides, return_hydra_config=with_hydra)
