@@ -81,6 +81,21 @@ def test_a_sweep_started_in_a_folder_of_python_files_imports_none_of_them(tmp_pa
     assert len(read_csv((tmp_path / "sweep" / "summary.csv").read_text())) == 2
 
 
+def test_python_m_zoo_in_a_folder_of_python_files_imports_none_of_them(tmp_path):
+    """`python -m` puts the working folder first on sys.path (the `zoo` command does not): a
+    numpy.py there ran in numpy's place in `python -m zoo train`, and a folder named
+    hydra_plugins (a Hydra plugin of the user's in the making) had its modules imported by
+    Hydra's plugin search."""
+    marker = tmp_path / "imported"
+    (tmp_path / "numpy.py").write_text(f"open({str(marker)!r}, 'a').write('numpy ')\n")
+    (tmp_path / "hydra_plugins" / "mine").mkdir(parents=True)
+    (tmp_path / "hydra_plugins" / "mine" / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write('hydra_plugins ')\n")
+    result = run_zoo("train", *TINY_JOB, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not marker.exists(), marker.read_text()
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None, reason="hydra-ray-launcher is not installed")
 def test_a_ray_sweep_is_refused_where_a_python_file_shadows_an_installed_module(tmp_path):
     """Ray puts its driver's working folder first on every worker's path (no setting turns
