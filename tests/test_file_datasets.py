@@ -284,6 +284,34 @@ def test_image_folder_skips_and_counts_the_files_it_cannot_use(tmp_path):
     assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 12
 
 
+def test_images_in_formats_tensorflow_does_not_decode_are_skipped_whatever_their_names(tmp_path):
+    """Pillow read them, TensorFlow does not: a TIFF (or ICO, PPM) named .png or .jpg, as
+    downloads are often misnamed, passed the check and failed the run in its first epoch on
+    "an image was overwritten with something that is not an image while the run read its
+    dataset"; a .webp or .heic was "not an image file". Skipped, each said to be an image to
+    convert; a JPEG named .jfif (as Windows saves them) is read."""
+    from PIL import Image
+
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / name, 6, value)
+    pixels = np.full((16, 16, 3), 90, dtype=np.uint8)
+    disguised = {"a/scan.png": "TIFF", "a/icon.jpg": "ICO", "b/frame.jpg": "PPM"}
+    for name, fmt in disguised.items():
+        Image.fromarray(pixels).save(tmp_path / name, format=fmt)
+    Image.fromarray(pixels).save(tmp_path / "b" / "photo.webp", format="WEBP")
+    Image.fromarray(pixels).save(tmp_path / "b" / "saved.jfif", format="JPEG")
+    splits = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off").load(seed=0)
+    assert sum(splits.report["images"].values()) == 13  # six of each class and the .jfif
+    convert = "convert it to PNG or JPEG (Pillow, ImageMagick's mogrify)"
+    assert sorted(splits.report["skipped"]) == sorted(
+        [f"{tmp_path / name}: holds an image in {fmt} format (named {Path(name).suffix}), not one the image folder reads; {convert}"
+         for name, fmt in disguised.items()]
+        + [f"{tmp_path / 'b' / 'photo.webp'}: a .webp image, not a format the image folder reads (it reads .jpg, .jpeg, .jfif, "
+           f".jpe, .png, .bmp, .gif); {convert}"]
+    )  # fmt: skip
+    assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 13
+
+
 def test_what_a_mac_zip_and_jupyter_leave_is_neither_a_class_nor_an_image(tmp_path):
     """A Mac's zip holds __MACOSX/ (a copy of the tree of ._ resource files) and ._ files
     beside the images; Jupyter leaves .ipynb_checkpoints/. None is a class, and none is an

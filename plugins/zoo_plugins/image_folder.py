@@ -35,8 +35,15 @@ from zoo.inference import hidden, not_a_file, user_files
 from zoo.tables import Progress, printable, shorten
 from zoo_plugins.datasets import check_fractions
 
-# The formats tf.io.decode_image reads.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# The names of the formats tf.io.decode_image reads (JPEG's .jfif and .jpe too, as Windows
+# and cameras name them); it tells a format by the file's content, not its name.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif")
+# Those formats as Pillow names them (MPO: a camera's JPEG holding several pictures). A TIFF
+# or ICO named .png passed Pillow's check and failed the run in its first epoch, said to be
+# "an image overwritten with something that is not an image while the run read its dataset".
+DECODED_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
+# Images in formats TensorFlow does not decode: said to be images, to be converted.
+OTHER_IMAGE_SUFFIXES = (".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".ico", ".ppm", ".pgm", ".psd")
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
 
 
@@ -182,6 +189,9 @@ def check_image(path: Path) -> str | None:
     """Why ``path`` cannot be used as an image, or ``None`` when it decodes."""
     from PIL import Image
 
+    convert = "convert it to PNG or JPEG (Pillow, ImageMagick's mogrify)"
+    if path.suffix.lower() in OTHER_IMAGE_SUFFIXES:
+        return f"a {path.suffix} image, not a format the image folder reads (it reads {', '.join(IMAGE_SUFFIXES)}); {convert}"
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file ({path.suffix or 'no extension'}; reads {', '.join(IMAGE_SUFFIXES)})"
     if problem := not_a_file(path):
@@ -189,10 +199,13 @@ def check_image(path: Path) -> str | None:
     try:
         with Image.open(path) as image:
             image.load()  # a full decode: catches truncated and corrupt files, not only bad headers
+            found = image.format
     except PermissionError as exc:
         return why_unreadable(exc)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for broken files
         return f"does not decode as an image ({type(exc).__name__}: {exc})"
+    if found not in DECODED_FORMATS:
+        return f"holds an image in {found} format (named {path.suffix}), not one the image folder reads; {convert}"
     return None
 
 
