@@ -310,6 +310,9 @@ def test_images_in_formats_tensorflow_does_not_decode_are_skipped_whatever_their
            f".jpe, .png, .bmp, .gif); {convert}"]
     )  # fmt: skip
     assert sum(1 for _ in splits.train) + sum(1 for _ in splits.validation) + sum(1 for _ in splits.test) == 13
+    from zoo.inference import image_paths  # zoo predict, given the folder, reads the .jfif too (and .webp: Pillow reads it)
+
+    assert {path.name for path, _ in image_paths([str(tmp_path / "b")])} >= {"saved.jfif", "photo.webp"}
 
 
 def test_what_a_mac_zip_and_jupyter_leave_is_neither_a_class_nor_an_image(tmp_path):

@@ -23,7 +23,7 @@ from zoo.errors import InputWarning, ZooError
 from zoo.hookspecs import CLASSIFICATION, LANGUAGE_MODELING, RECONSTRUCTION
 from zoo.tables import shorten
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def user_files(folder: Path) -> list[Path]:
