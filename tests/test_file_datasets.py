@@ -356,6 +356,26 @@ def test_image_folder_takes_file_names_that_are_not_utf8(tmp_path):
         zoo.create_dataset("image_folder", path=str(tmp_path))
 
 
+def test_a_skipped_files_name_reaches_the_terminal_and_train_log_escaped(tmp_path):
+    """The names of an image folder's files are its author's: a skipped one named with a
+    terminal escape (OSC 0 sets the window's title, OSC 52 the clipboard) reached the terminal
+    raw, and one with a line break wrote a line of its own into train.log ("test accuracy
+    0.9999")."""
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "data" / name, 6, value)
+    forged = "[2026-01-01 00:00:00,000][zoo.run][INFO] - test accuracy 0.9999"
+    (tmp_path / "data" / "a" / f"x\n{forged}.png").write_bytes(b"junk")
+    (tmp_path / "data" / "b" / "t\x1b]0;owned\x07.png").write_bytes(b"junk")
+    run = tmp_path / "run"
+    result = run_zoo("train", "dataset=image_folder", f"dataset.path={tmp_path / 'data'}", "dataset.image_size=[8,8]",
+                     "trainer.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = result.stdout + result.stderr
+    assert "\x1b" not in shown and f"a/x\\x0a{forged}.png: does not decode" in shown and "b/t\\x1b]0;owned\\x07.png" in shown
+    log = (run / "train.log").read_text()
+    assert "\x1b" not in log and not any(line.startswith(forged) for line in log.splitlines())
+
+
 def test_class_names_beyond_ascii_under_an_ascii_locale_name_the_locale_not_the_names(tmp_path):
     """Under LC_ALL=C with Python's UTF-8 mode off, Python reads every file name as ASCII:
     folders 猫 and 犬 had been refused as "not UTF-8 text; rename it"."""

@@ -46,7 +46,7 @@ from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths
 from zoo.errors import InputWarning, ZooError, one_line
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
 from zoo.limits import address_space_limit, refuse_what_tensorflow_cannot_start, thread_failure_line
-from zoo.tables import shorten
+from zoo.tables import shorten, visible
 
 log = logging.getLogger(__name__)
 
@@ -774,7 +774,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
             artifacts.write_json(run_dir / artifacts.DATA_REPORT, dict(splits.report))
             skipped = list(splits.report.get("skipped", []))
             for number, entry in enumerate(skipped):  # the terminal gets a few; train.log and data.json all
-                log.log(logging.WARNING if number < SKIPPED_SHOWN else logging.INFO, "skipped %s", entry)
+                # A file's name is the data's author's: escapes in it had set the terminal's title (or
+                # its clipboard), a line break in it had written a line of its own into train.log.
+                log.log(logging.WARNING if number < SKIPPED_SHOWN else logging.INFO, "skipped %s", visible(str(entry)))
             if len(skipped) > SKIPPED_SHOWN:
                 log.warning("skipped %d more files (all listed in %s)", len(skipped) - SKIPPED_SHOWN, run_dir / artifacts.DATA_REPORT)
     # A multi-worker run's chief validates and finishes on a single-device twin of the model
