@@ -644,6 +644,11 @@ def test_trainings_started_in_threads_of_one_process_give_what_each_gives_alone(
         ("spec.json", "predict", "spec.json is damaged (not the JSON the zoo wrote"),
         ("model.keras", "predict", "model.keras is damaged (not a whole .keras file"),
         ("model.keras:folder", "evaluate", "model.keras is a folder, not the file the zoo wrote"),
+        # a byte flipped in a member's name: "zipfile failed: KeyError: There is no item named 'model.weights.h5'"
+        ("model.keras:renamed", "predict", "model.keras is damaged (its archive is garbled: \"There is no item named"),
+        # Hydra's records in a run continued: "logging failed: ValueError: Unable to configure handler 'file'", "File exists"
+        ("train.log:folder", "train", "train.log is a folder, not the file the zoo wrote"),
+        (".hydra:file", "train", ".hydra is a file, not the folder Hydra keeps the run's records in"),
         ("model.keras:pipe", "compare", ""),  # compare reads no model
         ("model.keras:pipe", "evaluate", "model.keras is not a regular file (a pipe"),  # not "did not finish"
         ("model.keras:bomb", "predict", "MB, far more than the"),
@@ -699,6 +704,18 @@ def test_a_damaged_run_file_is_named_in_one_line(default_run, damage, command, p
     elif how == "folder":
         target.unlink()
         target.mkdir()
+    elif how == "file":
+        shutil.rmtree(target)
+        target.write_text("x")
+    elif how == "renamed":  # the archive whole, one member's name garbled
+        import zipfile
+
+        members = {}
+        with zipfile.ZipFile(target) as archive:
+            members = {info.filename: archive.read(info) for info in archive.infolist()}
+        with zipfile.ZipFile(target, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(member.replace("model.weights.h5", "model.weighta.h5"), data)
     elif how == "other":
         target.write_text("hello: 1\n")  # YAML, but not a run's config
     elif how == "bomb":  # the zoo's own archive and a 200 MB member of zeros (200 KB packed)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, NoReturn, Optional, Sequence
 
 from zoo import __version__, hookspecs
-from zoo.errors import NOTICE_SIGNALS, InputWarning, Interrupted, PluginWarning, ZooError, number_too_long, one_line
+from zoo.errors import NOTICE_SIGNALS, InputWarning, Interrupted, PluginWarning, ZooError, innermost_module, number_too_long, one_line
 from zoo.tables import csv_text, metric_text, print_table, shorten, visible, visible_text
 
 EXIT_USAGE = 2
@@ -1262,15 +1262,6 @@ def describe_failure(exc: BaseException) -> str:
         frames = traceback.extract_tb(exc.__traceback__)
         reason = f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}: {shorten(frames[-1].line or '', 200)}" if frames else "no message"
     return f"{library} failed: {type(exc).__name__}: {reason}; ZOO_TRACEBACK=1 shows where"
-
-
-def innermost_module(exc: BaseException) -> str:
-    """The module whose code raised ``exc``."""
-    tb, module = exc.__traceback__, "zoo"
-    while tb is not None:
-        module = tb.tb_frame.f_globals.get("__name__", module)
-        tb = tb.tb_next
-    return module
 
 
 def in_defaults_list(exc: BaseException) -> bool:

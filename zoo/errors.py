@@ -69,3 +69,12 @@ def number_too_long(digits: int) -> str:
         f"a number of {digits:,} digits, more than Python reads as one "
         f"({sys.get_int_max_str_digits():,}); write a shorter one, or quote it to keep it as text"
     )
+
+
+def innermost_module(exc: BaseException) -> str:
+    """The module whose code raised ``exc``."""
+    tb, module = exc.__traceback__, "zoo"
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", module)
+        tb = tb.tb_next
+    return module

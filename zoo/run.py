@@ -43,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo import artifacts, records
 from zoo.config import RunPlan, absolute_paths, check_run_references, data_paths, divergence_fix, literal, plan_run, refuse_beyond_memory, run_references
-from zoo.errors import InputWarning, ZooError, one_line
+from zoo.errors import InputWarning, ZooError, innermost_module, one_line
 from zoo.hookspecs import CLASSIFICATION, INFINITE_CARDINALITY, RECONSTRUCTION, DataSpec, RunInfo, Splits
 from zoo.limits import address_space_limit, refuse_what_tensorflow_cannot_start, thread_failure_line
 from zoo.tables import shorten, visible
@@ -507,6 +507,13 @@ def refuse_foreign_folder(run_dir: Path, key: str = "hydra.run.dir") -> None:
     if not run_dir.is_dir():
         return
     artifacts.refuse_links_and_pipes(run_dir, key)  # first: Hydra opens its records before any other check
+    # A folder in a record's place had failed on "logging failed: ValueError: Unable to
+    # configure handler 'file'"; a file in the place of Hydra's folder on "File exists".
+    records = run_dir / ".hydra"
+    if records.exists() and not records.is_dir():
+        raise ZooError(f"{records} is a file, not the folder Hydra keeps the run's records in; {artifacts.DAMAGED_FIX}")
+    for name in OPENED_FIRST:
+        artifacts.refuse_odd_file(run_dir / name)
     config = run_dir / artifacts.CONFIG
     if config.is_file():
         recorded = artifacts.read_yaml(config)
@@ -1452,6 +1459,7 @@ def rebuild_model(plan: RunPlan, run_dir: Path, model_overrides: Sequence[str] =
     the cause where the weights do not fit.
     """
     import zipfile
+    import zlib
 
     for key, path in run_references(plan).items():  # a model factory may read the runs its config names
         if key.startswith("model.") and not (Path(path) / artifacts.MODEL).is_file():
@@ -1468,9 +1476,13 @@ def rebuild_model(plan: RunPlan, run_dir: Path, model_overrides: Sequence[str] =
             model.load_weights(path)
     except PermissionError as exc:  # made unreadable since the check: not damaged
         raise artifacts.cannot_read(path, exc) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise ZooError(f"{path} is damaged (not a whole .keras file: {one_line(exc)[:100]}); {artifacts.DAMAGED_FIX}") from None
-    except ValueError as exc:
+    except Exception as exc:
+        if innermost_module(exc) in ("zipfile", "zlib"):  # its members' names or methods garbled: a KeyError, NotImplementedError
+            raise ZooError(f"{path} is damaged (its archive is garbled: {one_line(exc)[:100]}); {artifacts.DAMAGED_FIX}") from None
+        if not isinstance(exc, ValueError):
+            raise
         if "Not allowed: H5 file with" in str(exc):  # Keras' refusal to follow a crafted file elsewhere
             raise ZooError(
                 f"{path} is not a file the zoo wrote: its weights point to other files (an HDF5 external link, external "
