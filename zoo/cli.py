@@ -1060,14 +1060,17 @@ def export_command(args: argparse.Namespace) -> None:
     facts = [f"{report['bytes'] / 1e6:.3f} MB", f"{report['gzip_bytes'] / 1e6:.3f} MB gzipped"]
     if report.get("zero_kernel_weights"):
         facts.append(f"{report['zero_kernel_weights']:.1%} zero kernel weights")
+    inputs = report["inputs"]
+    checked_on = "noise vectors" if inputs.get("latent") else "test examples"
     if "agreement" in report:
-        facts.append(f"same class as the Keras model on {report['agreement']:.2%} of {report['test_examples']} test examples")
+        facts.append(f"same class as the Keras model on {report['agreement']:.2%} of {report['test_examples']} {checked_on}")
     elif "max_abs_difference" in report:
-        facts.append(f"outputs within {report['max_abs_difference']:.3g} of the Keras model's on {report['test_examples']} test examples")
+        facts.append(f"outputs within {report['max_abs_difference']:.3g} of the Keras model's on {report['test_examples']} {checked_on}")
     recorded = f"; recorded in {report['recorded_in']}" if "recorded_in" in report else ""
     print(f"exported {args.format}{kind} to {path} ({', '.join(facts)}{recorded})")
-    inputs = report["inputs"]
-    if inputs["prepared_by"]:
+    if inputs.get("latent"):
+        print(f"it serves the generator: {inputs['shape'][0]} {inputs['latent']} numbers in, an image out (zoo generate draws them)")
+    elif inputs["prepared_by"]:
         print(
             f"it takes inputs of shape {tuple(inputs['shape'])} as {inputs['prepared_by']} prepares them from raw data "
             "(zoo predict does): raw inputs give other predictions"

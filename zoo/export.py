@@ -155,10 +155,21 @@ def export_and_measure(
     tf = import_tensorflow()
     # Rebuilt by its plugin with the run's weights, never copied: the file in the run
     # directory may have been replaced by one carrying code.
-    _, model = load_trained_model(run_dir, plan)
-    report: dict[str, Any] = {"format": fmt, "quantize": quantize, "inputs": expected_inputs(plan)}
+    _, trained = load_trained_model(run_dir, plan)
+    model, inputs = served_model(trained, plan)
+    report: dict[str, Any] = {"format": fmt, "quantize": quantize, "inputs": inputs}
     # Loaded at most once: int8 calibrates on the training split, the check reads the test split.
-    splits = functools.cache(lambda: load_splits(plan))
+    loaded = functools.cache(lambda: load_splits(plan))
+
+    def examples(split: str, count: int):
+        """The inputs a check or int8's calibration feeds the served model: the split's first
+        examples, or a generator's noise (seeded: the same for the same run)."""
+        if inputs.get("latent"):
+            import numpy as np
+
+            return np.random.default_rng(["train", "test"].index(split)).standard_normal((count, *inputs["shape"])).astype("float32")
+        return first_examples(tf, getattr(loaded(), split), count)
+
     if fmt == "keras":
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
         return record_export(run_dir, output, report, model)
@@ -171,7 +182,7 @@ def export_and_measure(
         # Both formats start from a SavedModel (converting from the Keras model would
         # export one anyway, noisily).
         try:
-            export_saved_model(model, plan.spec, staging / "saved_model")
+            export_saved_model(model, inputs, plan.spec, staging / "saved_model")
         except tf.errors.OpError as exc:  # TensorFlow's writer failing: a full disk, a file-size limit
             reason = artifacts.out_of_room(write_failure(exc), output.parent)
             raise ZooError(f"could not write the SavedModel beside {output} ({reason}); nothing was exported") from None
@@ -181,25 +192,38 @@ def export_and_measure(
             _replace_folder(staging / "saved_model", output, run_dir, force)
             return record_export(run_dir, output, report, model)
         with native_output_logged("TFLite's converter"):
-            flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, plan, splits)
+            flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, examples, plan.model.name)
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(flat_buffer))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
-        report.update(tflite_agreement(tf, plan, model, flat_buffer, splits))
+        report.update(tflite_agreement(tf, plan, model, flat_buffer, examples, inputs))
     return record_export(run_dir, output, report, model)
 
 
-def export_saved_model(model, spec, folder: Path) -> None:
+def served_model(model, plan) -> tuple[Any, dict[str, Any]]:
+    """What an export serves, and what it takes: the model's call on the run's inputs; for a
+    model that generates (a GAN), its generator, noise in and images out. A GAN's call is its
+    discriminator's real-or-fake score: its exports had served that, the generator left out."""
+    from zoo.hookspecs import GENERATION
+
+    generator, latent_dim = getattr(model, "generator", None), getattr(model, "latent_dim", None)
+    if plan.model.item.objective == GENERATION and generator is not None and latent_dim:
+        return generator, {"shape": [int(latent_dim)], "value_range": None, "prepared_by": None, "latent": "standard normal"}
+    return model, expected_inputs(plan)
+
+
+def export_saved_model(model, inputs: dict[str, Any], spec, folder: Path) -> None:
     """``model`` as a TensorFlow SavedModel in ``folder``, its ``serve`` signature the model's
-    call on a batch of the run's inputs. The signature is given: Keras infers one only for
-    a functional model or a subclassed one it has seen called, and a VAE or GAN rebuilt by
+    call on a batch of ``inputs`` (their shape). The signature is given: Keras infers one only
+    for a functional model or a subclassed one it has seen called, and a VAE or GAN rebuilt by
     its factory has only been built."""
     import tensorflow as tf
 
     from zoo.hookspecs import SEQUENCE
 
-    signature = [tf.TensorSpec((None, *spec.input_shape), tf.int32 if spec.task == SEQUENCE else tf.float32, name="inputs")]
+    integers = spec.task == SEQUENCE and not inputs.get("latent")
+    signature = [tf.TensorSpec((None, *inputs["shape"]), tf.int32 if integers else tf.float32, name="inputs")]
     model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=signature)
 
 
@@ -209,7 +233,7 @@ def write_failure(exc: Exception) -> str:
     return next((reason for reason in artifacts.WRITE_FAILURES if reason in text), " ".join(text.split())[:200])
 
 
-def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, splits) -> bytes:
+def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], examples, model_name: str) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -217,7 +241,7 @@ def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, spli
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
         try:
-            sample = first_examples(tf, splits().train, CALIBRATION_EXAMPLES)  # the same for the same run
+            sample = examples("train", CALIBRATION_EXAMPLES)  # the same for the same run
         except ZooError as exc:  # a run from another machine, its data moved: the dataset's own line alone named no fix
             raise ZooError(
                 f"--quantize int8 calibrates on the run's training examples, which cannot be loaded here ({exc}); put the "
@@ -231,7 +255,7 @@ def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], plan, spli
         return converter.convert()
     except Exception as exc:  # the converter raises a ConverterError (or worse) per unsupported op
         text = str(exc)
-        what = f"model {plan.model.name!r}{f' with --quantize {quantize}' if quantize else ''}"
+        what = f"model {model_name!r}{f' with --quantize {quantize}' if quantize else ''}"
         # Ops only TensorFlow's own kernels run (TFLite's "Select TF ops"): a GRU's loop over time,
         # a convolution of a shape known only when the model runs.
         select = re.search(r"TF Select ops: ([^\n]+)", text)
@@ -255,16 +279,17 @@ def first_examples(tf, split, count: int):
     return np.asarray(split[0][:count], "float32")
 
 
-def tflite_agreement(tf, plan, model, flat_buffer: bytes, splits) -> dict[str, Any]:
-    """How the TFLite model's predictions on the test split compare with the Keras model's:
-    for classifiers the share of equal predicted classes, for others the largest and mean
-    absolute difference of the outputs. Empty (with a warning) when the data is not there."""
+def tflite_agreement(tf, plan, model, flat_buffer: bytes, examples, inputs: dict[str, Any]) -> dict[str, Any]:
+    """How the TFLite model's predictions on the test split (a generator's: on noise) compare
+    with the Keras model's: for classifiers the share of equal predicted classes, for others
+    the largest and mean absolute difference of the outputs. Empty (with a warning) when the
+    data is not there."""
     import numpy as np
 
     from zoo.hookspecs import CLASSIFICATION
 
     try:
-        x = first_examples(tf, splits().test, AGREEMENT_EXAMPLES)
+        x = examples("test", AGREEMENT_EXAMPLES if not inputs.get("latent") else CALIBRATION_EXAMPLES)
     except ZooError as exc:
         log.warning("the test split could not be loaded to check the export (%s)", exc)
         return {}

@@ -44,13 +44,26 @@ def _upsampling_decoder(input_dim: int, image_shape, filters: int, name: str, ba
     x = activate(layers.Dense(grid[0] * grid[1] * filters * 2, name="project")(code), "project")
     x = layers.Reshape((*grid, filters * 2), name="grid")(x)
     for i, width_ in enumerate((filters * 2, filters), start=1):
-        x = layers.UpSampling2D(2, name=f"upsample_{i}")(x)
+        x = _upsample(x, f"upsample_{i}")
         x = activate(layers.Conv2D(width_, 3, padding="same", name=f"up_{i}")(x), f"up_{i}")
     x = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="image")(x)
     extra_h, extra_w = grid[0] * 4 - height, grid[1] * 4 - width
     if extra_h or extra_w:
         x = layers.Cropping2D(((0, extra_h), (0, extra_w)), name="crop")(x)
     return keras.Model(code, x, name=name)
+
+
+def _upsample(x, name: str):
+    """2x nearest-neighbour upsampling of ``x`` from plain layers: each value repeated into a
+    2x2 block by Reshape and Concatenate, the values UpSampling2D computes. Two UpSampling2D
+    steps on a batch of unknown size made TFLite's converter want TensorFlow's own Conv2D
+    kernel after them: a VAE's decoder and a GAN's generator could not be exported to TFLite.
+    These convert; they hold no weights, so runs saved before load as they were."""
+    height, width, channels = x.shape[1:]
+    x = layers.Reshape((height, 1, width, 1, channels), name=f"{name}_cells")(x)
+    x = layers.Concatenate(axis=2, name=f"{name}_rows")([x, x])
+    x = layers.Concatenate(axis=4, name=f"{name}_columns")([x, x])
+    return layers.Reshape((2 * height, 2 * width, channels), name=name)(x)
 
 
 def _downsampling_encoder(image_shape, filters: int, name: str):
