@@ -26,6 +26,26 @@ def test_default_config_composes_to_a_plan():
     assert plan.spec.num_classes == 10
 
 
+@pytest.mark.parametrize(
+    "override, line",
+    [  # Hydra's three numbered options ("To use it as a list ... add --multirun to your command line") had been the line
+        ("trainer.learning_rate=0,001", "a comma separates a sweep's values (add -m to train one run each); a number takes a "
+                                        "decimal point: trainer.learning_rate=0.001"),
+        ("trainer.epochs=1,000", "a number takes a decimal point: trainer.epochs=1.000, and no thousands separator: trainer.epochs=1000"),
+        ("trainer.learning_rate=1,5e-3", "a number takes a decimal point: trainer.learning_rate=1.5e-3"),
+        ("model=mlp_classifier,cnn_classifier", "a comma separates a sweep's values (add -m to train one run each); a list is "
+                                                "[a,b], and text holding a comma is quoted: model='mlp_classifier,cnn_classifier'"),
+        # full-width digits, as an East Asian input method types them: the advice had been to quote them
+        ("trainer.learning_rate=１e-3", "it holds full-width characters, as an East Asian input method types them; type "
+                                        "trainer.learning_rate=1e-3"),
+    ],
+)  # fmt: skip
+def test_numbers_as_other_locales_and_keyboards_write_them_are_answered_with_the_spelling_the_zoo_reads(override, line):
+    with pytest.raises(zoo.ZooError) as refused:
+        check_overrides([override])
+    assert str(refused.value).startswith(override) and str(refused.value).endswith(line), str(refused.value)
+
+
 def test_compose_given_one_string_says_it_takes_a_list():
     """A string is a sequence too: its characters had been read as overrides ("Error parsing
     override 's'")."""

@@ -160,17 +160,21 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
                     ) from None
                 raise ZooError(f"{shorten(override)}: a setting is KEY=VALUE (model=cnn_classifier, trainer.epochs=5); "
                                "'zoo train --help' lists them") from None  # fmt: skip
+            import unicodedata
+
             unseen = invisible_characters(override)
             if unseen:  # copied from a web page or a chat: it looks like a space, or like nothing
-                import unicodedata
-
                 shown = "".join(f"\\u{ord(ch):04x}" if ch in unseen else ch for ch in override)
                 name = unicodedata.name(unseen[0], "an invisible character").lower()
                 raise ZooError(
                     f"{shorten(shown)}: it holds a {name} (U+{ord(unseen[0]):04X}), which text copied from a web page or a "
                     "chat carries, looking like a space or like nothing; type the argument again"
                 ) from None
-            if not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
+            typed = unicodedata.normalize("NFKC", value)
+            if not value.isascii() and typed.isascii() and any("\uff01" <= ch <= "\uff5e" for ch in value):
+                # １e-3: full-width forms, as an East Asian input method types digits and signs
+                hint = f"it holds full-width characters, as an East Asian input method types them; type {key}={typed}"
+            elif not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
                 hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
             else:
                 hint = "a list is [a,b], and a value holding other brackets, commas or spaces is quoted: key='...'"
@@ -656,9 +660,17 @@ def check_overrides(args: list[str]) -> None:
 
     overrides = overrides_only(args)
     parsed = parsed_overrides(args)
+    multirun = is_multirun(args)
+    from hydra.core.override_parser.types import ValueType
+
+    swept = next((o for o in parsed if o.value_type == ValueType.SIMPLE_CHOICE_SWEEP), None)
+    if swept is not None and not multirun:
+        # Before the jobs are checked: `trainer.learning_rate=0,001` had been "must be positive, got 0.0"
+        from zoo.config import sweep_without_multirun
+
+        raise ZooError(sweep_without_multirun(*swept.input_line.split("=", 1)))
     # Where each setting is spelled out: hydra.run.dir=D, but also hydra.run={dir: D}.
     given = {path: leaf for o in parsed if not o.is_sweep_override() for path, leaf in _paths(o.key_or_group, o.value())}
-    multirun = is_multirun(args)
     configs = user_configs(args)
     run_dir = sweep_dir = None  # a single run's folder, or a sweep's, named
     configured = configured_output(args)

@@ -1167,6 +1167,20 @@ HYDRA_PLUGIN_EXTRAS = {
 }
 
 
+def sweep_without_multirun(key: str, value: str) -> str:
+    """The line for ``key=value`` holding a comma in a single run: Hydra reads a sweep there.
+    A number written with a decimal comma (0,001) or a thousands separator (1,000), as many
+    locales write them, is answered with the spelling the zoo reads."""
+    line = f"{key}={value}: a comma separates a sweep's values (add -m to train one run each)"
+    number = re.fullmatch(r"(-?\d+),(\d+(?:[eE][-+]?\d+)?)", value)
+    if number:
+        whole, part = number.groups()
+        grouped = len(part) == 3 and part.isdigit() and whole.lstrip("-")[:1] not in ("", "0")
+        thousands = f", and no thousands separator: {key}={whole}{part}" if grouped else ""
+        return f"{line}; a number takes a decimal point: {key}={whole}.{part}{thousands}"
+    return f"{line}; a list is [a,b], and text holding a comma is quoted: {key}='{value}'"
+
+
 def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]] = None) -> str:
     """A Hydra composition failure as one line naming the key and the fix."""
     from zoo.registry import unknown_name_message
@@ -1183,6 +1197,9 @@ def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]]
         )
     if group:  # Hydra's advice ("use 'override experiment: ...'") is for a defaults list, not a command line
         return f"{group} is chosen more than once; choose it once (presets combine as a list: +{group}=[a,b])"
+    ambiguous = re.match(r"Ambiguous value for argument '([^'=]+)=(.*)'\s+1\. To use it as a list", text, re.DOTALL)
+    if ambiguous:  # Hydra's three numbered options, on a value holding a comma outside brackets and quotes
+        return sweep_without_multirun(*ambiguous.groups())
     nameless = re.search(r"Could not find '([^'/]+)/'", text)
     if nameless:
         options = sorted(getattr(exc, "options", None) or re.findall(r"^\t(\S+)$", text, re.MULTILINE))
