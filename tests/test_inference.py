@@ -208,6 +208,16 @@ def test_predict_standardises_raw_csv_rows_as_training_did(tmp_path):
         bad = run_zoo("predict", str(run_dir), str(target))
         assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1 and problem in bad.stderr, (name, bad.stderr[-500:])
         assert "Warning" not in bad.stderr, bad.stderr  # NumPy's "overflow encountered in cast" had come with 1e39
+    # Rows piped in (`... | zoo predict RUN -`) and a file not there: each had been "this model takes rows of 30 numbers;
+    # pass CSV files", said of what were CSV rows.
+    piped = subprocess.run([sys.executable, "-m", "zoo", "predict", str(run_dir), "-"], input=path.read_text(),
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert piped.returncode == 2 and error_lines(piped.stderr) == [
+        "zoo: error: - is not a regular file (the standard input, a pipe or a device), which zoo predict does not read (it "
+        "could wait on it for ever); save the rows to a file (... > rows.csv) and pass that"
+    ], piped.stderr[-2000:]
+    missing = run_zoo("predict", str(run_dir), str(tmp_path / "gone.csv"))
+    assert missing.returncode == 2 and error_lines(missing.stderr) == [f"zoo: error: {tmp_path / 'gone.csv'}: no such file"]
 
 
 def test_a_run_named_wrongly_is_answered_with_what_to_pass(default_run, tmp_path):

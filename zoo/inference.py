@@ -140,6 +140,13 @@ def csv_chunks(inputs: list[str], width: int, features: tuple[str, ...] = ()) ->
     for item in inputs:
         first = True  # the first row with anything in it may be a header
         path = Path(item)
+        if item == "-" or (path.exists() and not path.is_file() and not path.is_dir()):  # `... | zoo predict RUN -`
+            raise ZooError(
+                f"{path} is not a regular file (the standard input, a pipe or a device), which zoo predict does not read "
+                "(it could wait on it for ever); save the rows to a file (... > rows.csv) and pass that"
+            )
+        if not path.exists():
+            raise ZooError(f"{path}: no such file")
         if path.suffix.lower() != ".csv" or not path.is_file():
             raise ZooError(f"{path}: this model takes rows of {width} numbers; pass CSV files")
         order = None  # the file's column of each feature, from its header
