@@ -197,7 +197,7 @@ def export_and_measure(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
-        report.update(tflite_agreement(tf, plan, model, flat_buffer, examples, inputs))
+        report.update(tflite_agreement(tf, plan, model, flat_buffer, examples))
     return record_export(run_dir, output, report, model)
 
 
@@ -279,7 +279,7 @@ def first_examples(tf, split, count: int):
     return np.asarray(split[0][:count], "float32")
 
 
-def tflite_agreement(tf, plan, model, flat_buffer: bytes, examples, inputs: dict[str, Any]) -> dict[str, Any]:
+def tflite_agreement(tf, plan, model, flat_buffer: bytes, examples) -> dict[str, Any]:
     """How the TFLite model's predictions on the test split (a generator's: on noise) compare
     with the Keras model's: for classifiers the share of equal predicted classes, for others
     the largest and mean absolute difference of the outputs. Empty (with a warning) when the
@@ -289,7 +289,7 @@ def tflite_agreement(tf, plan, model, flat_buffer: bytes, examples, inputs: dict
     from zoo.hookspecs import CLASSIFICATION
 
     try:
-        x = examples("test", AGREEMENT_EXAMPLES if not inputs.get("latent") else CALIBRATION_EXAMPLES)
+        x = examples("test", AGREEMENT_EXAMPLES)
     except ZooError as exc:
         log.warning("the test split could not be loaded to check the export (%s)", exc)
         return {}
