@@ -35,9 +35,11 @@ def test_default_config_composes_to_a_plan():
         ("trainer.learning_rate=1,5e-3", "a number takes a decimal point: trainer.learning_rate=1.5e-3"),
         ("model=mlp_classifier,cnn_classifier", "a comma separates a sweep's values (add -m to train one run each); a list is "
                                                 "[a,b], and text holding a comma is quoted: model='mlp_classifier,cnn_classifier'"),
-        # full-width digits, as an East Asian input method types them: the advice had been to quote them
-        ("trainer.learning_rate=１e-3", "it holds full-width characters, as an East Asian input method types them; type "
-                                        "trainer.learning_rate=1e-3"),
+        # full-width digits, as an East Asian input method types them, and a typeset minus sign (a paper's, a web
+        # page's) or an autocorrected dash: the advice had been to quote them, which leaves no number
+        ("trainer.learning_rate=１e-3", "it holds U+FF11 (fullwidth digit one) where a number has '1'; type trainer.learning_rate=1e-3"),
+        ("trainer.learning_rate=1e−3", "it holds U+2212 (minus sign) where a number has '-'; type trainer.learning_rate=1e-3"),
+        ("trainer.learning_rate=–0.1", "it holds U+2013 (en dash) where a number has '-'; type trainer.learning_rate=-0.1"),
     ],
 )  # fmt: skip
 def test_numbers_as_other_locales_and_keyboards_write_them_are_answered_with_the_spelling_the_zoo_reads(override, line):

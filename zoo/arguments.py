@@ -134,6 +134,10 @@ def invisible_characters(text: str) -> str:
     return "".join(ch for ch in text if not ch.isascii() and unicodedata.category(ch) in ("Zs", "Cf"))
 
 
+# Signs that typeset text puts where a number has ASCII's (a minus sign, dashes, hyphens).
+TYPESET_SIGNS = str.maketrans({"\u2212": "-", "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-"})
+
+
 @functools.lru_cache(maxsize=4)
 def _parsed_overrides(overrides: tuple[str, ...]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -170,10 +174,13 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
                     f"{shorten(shown)}: it holds a {name} (U+{ord(unseen[0]):04X}), which text copied from a web page or a "
                     "chat carries, looking like a space or like nothing; type the argument again"
                 ) from None
-            typed = unicodedata.normalize("NFKC", value)
-            if not value.isascii() and typed.isascii() and any("\uff01" <= ch <= "\uff5e" for ch in value):
-                # １e-3: full-width forms, as an East Asian input method types digits and signs
-                hint = f"it holds full-width characters, as an East Asian input method types them; type {key}={typed}"
+            typed = unicodedata.normalize("NFKC", value).translate(TYPESET_SIGNS)
+            if not value.isascii() and re.fullmatch(r"[-+]?(\d[\d_]*)?\.?\d*([eE][-+]?\d+)?", typed) and any(c.isdigit() for c in typed):
+                # A number as typeset text writes it (1e−3 with a minus sign, –0.1 with an en dash, from a
+                # paper or a chat's autocorrect) or an East Asian input method types it (full-width １e-3)
+                odd = next(ch for ch in value if not ch.isascii())
+                name = unicodedata.name(odd, "a character").lower()
+                hint = f"it holds U+{ord(odd):04X} ({name}) where a number has {unicodedata.normalize('NFKC', odd).translate(TYPESET_SIGNS)!r}; type {key}={typed}"
             elif not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
                 hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
             else:
