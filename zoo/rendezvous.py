@@ -212,7 +212,8 @@ def why_not_listening(exc: OSError, port: int) -> str:
     reported as held by another process."""
     if exc.errno == errno.EACCES:
         try:
-            first = int(open("/proc/sys/net/ipv4/ip_unprivileged_port_start").read())
+            with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as setting:
+                first = int(setting.read())
         except (OSError, ValueError):
             first = 1024
         return f"ports below {first} are the administrator's (root's); give this worker a port from {first} up in device.workers"
