@@ -35,6 +35,7 @@ def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+@functools.lru_cache(maxsize=1)
 def own_mount_namespace_possible() -> bool:
     """Whether a test can mount file systems of its own (a tmpfs: a small /dev/shm, a disk out
     of room) in a mount namespace, seen by its commands alone."""
