@@ -65,10 +65,12 @@ def test_default_metrics_follow_the_model_objective():
 
 
 def test_mismatched_choices_fail_before_any_tensorflow_work():
-    with pytest.raises(zoo.ZooError, match="model 'gru_text_generator' learns sequence but dataset 'digits' is a classification dataset"):
+    with pytest.raises(zoo.ZooError, match="model 'gru_text_generator' trains on sequence datasets but dataset 'digits' is a classification dataset"):
         plan_run(compose(["model=gru_text_generator", "dataset=digits"]))
-    with pytest.raises(zoo.ZooError, match="model 'cnn_classifier' learns classification but dataset 'text' is a sequence dataset"):
+    with pytest.raises(zoo.ZooError, match="model 'cnn_classifier' trains on classification datasets but dataset 'text' is a sequence dataset"):
         plan_run(compose(["model=cnn_classifier", "dataset=text"]))
+    with pytest.raises(zoo.ZooError, match="model 'vae' trains on classification datasets but dataset 'text'"):  # "learns classification"
+        plan_run(compose(["model=vae", "dataset=text"]))
     with pytest.raises(zoo.ZooError, match="metric 'auc' scores classification, but model 'gan' learns generation; choose from: \\(none registered\\)"):
         plan_run(compose(["model=gan", "metrics=[auc]"]))
     with pytest.raises(zoo.ZooError, match="metric 'perplexity' scores language_modeling, but model 'vae' learns reconstruction"):

@@ -210,6 +210,11 @@ def test_names_near_the_longest_a_file_may_have_are_written(runs, tmp_path):
         (["digits", "x.png", "--steps", "100000000"], "--steps must be from 2 to 4,096, got 100000000"),  # computed for hours
         (["digits", "x.png", "--method", "occlusion", "--window", "-3"], "--window must be a patch side of at least 1 pixel"),  # exit 0
         (["digits", "x.png", "--method", "gradcam", "--layer", "hidden"], "--layer 'hidden' has no spatial feature maps for gradcam"),
+        # An option of another method had been passed over unsaid, exit 0.
+        (["digits", "x.png", "--method", "lime", "--steps", "3"], "--steps applies to --method integrated_gradients only, not lime"),
+        (["digits", "x.png", "--layer", "conv"], "--layer applies to --method gradcam only, not integrated_gradients"),
+        (["cancer", "rows.csv", "--method", "shap", "--window", "3"], "--window applies to --method occlusion only, not shap"),
+        (["digits", "x.png", "--method", "saliency", "--baseline", "0.5"], "--baseline applies to --method integrated_gradients, occlusion, lime, shap only"),
     ],
 )
 def test_explain_mistakes_are_one_line(runs, tmp_path, args, problem):

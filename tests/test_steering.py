@@ -106,6 +106,39 @@ def test_accumulated_steps_update_like_one_step_of_the_whole_batch():
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_adafactor_keeps_weights_whose_gradients_are_zero_finite():
+    """Keras' Adafactor multiplies a kernel's row and column factors before the square root:
+    with its default epsilon_1 (1e-30), weights whose row and column of gradients were both
+    zero got 0/0, and the default job, the cat CNN and the conv autoencoder diverged in their
+    first epoch on the advice to lower the learning rate."""
+    import keras
+
+    from zoo.config import TrainerConfig
+    from zoo.optimization import build_optimizer
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6)).astype("float32")
+    x[:, :3] = 0.0  # inputs that are always zero, as the digits' border pixels
+    y = rng.integers(0, 3, 64)
+
+    def trained(optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((6,)),
+            keras.layers.Dense(4, activation="relu", bias_initializer=keras.initializers.Constant([-99, -99, 0, 0])),  # two silenced
+            keras.layers.Dense(3, activation="softmax"),
+        ])  # fmt: skip
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        return model.get_weights()
+
+    assert not all(np.isfinite(w).all() for w in trained(keras.optimizers.Adafactor(learning_rate=1e-3)))  # Keras' own
+    weights = trained(build_optimizer(TrainerConfig(optimizer="adafactor"), steps_per_epoch=1))
+    assert all(np.isfinite(w).all() for w in weights)
+    assert not np.allclose(weights[3], 0.0)  # the output layer's bias learned
+
+
 def test_label_smoothing_matches_its_formula():
     from zoo.hookspecs import CLASSIFICATION, DataSpec
     from zoo.optimization import loss_function
@@ -153,6 +186,7 @@ def test_class_weights_and_label_smoothing_train_a_run(tmp_path):
     [
         ("trainer.lr_schedule=cosin", "did you mean 'cosine'"),
         ("trainer.momentum=0.9", "momentum applies to sgd and rmsprop"),
+        ("trainer.optimizer=sgd trainer.momentum=1.5", "trainer.momentum must be below 1"),  # Keras' ValueError as it started
         ("trainer.class_weight=[1,2]", "2 weights; the dataset has 10 classes"),
         ("trainer.early_stopping.mode=up", "early_stopping.mode='up' is not supported"),
         ("trainer.init_from=/nonexistent/run", "trainer.init_from=/nonexistent/run does not exist (moved or deleted?)"),

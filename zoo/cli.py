@@ -468,12 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     explaining.add_argument("--target", help="the class to explain, by name or index (default: the predicted one)")
     explaining.add_argument("--output", "-o", type=Path, help="folder for the pictures and CSV (default: RUN_DIR/explanations)")
-    explaining.add_argument("--steps", type=int, default=128, help="integrated_gradients: points on the path (default 128)")
+    explaining.add_argument("--steps", type=int, help="integrated_gradients: points on the path (default 128)")
     explaining.add_argument(
-        "--baseline", type=float, default=0.0, help="integrated_gradients, occlusion, lime, shap: the reference value (default 0: black; the mean of standardised features)"
+        "--baseline", type=float, help="integrated_gradients, occlusion, lime, shap: the reference value (default 0: black; the mean of standardised features)"
     )
     explaining.add_argument("--layer", help="gradcam: the layer whose feature maps to use (default: the last with spatial maps)")
-    explaining.add_argument("--window", type=int, default=0, help="occlusion: patch side in pixels (default: an eighth of the image)")
+    explaining.add_argument("--window", type=int, help="occlusion: patch side in pixels (default: an eighth of the image)")
     explaining.set_defaults(handler=explain_command)
 
     generating = commands.add_parser("generate", help="draw new images or texts from a generative run's model")
@@ -997,7 +997,7 @@ def predict_command(args: argparse.Namespace) -> None:
 
 def explain_command(args: argparse.Namespace) -> None:
     from zoo import artifacts
-    from zoo.explain import FOLDER, explain, write_explanations
+    from zoo.explain import FOLDER, METHODS, OPTION_METHODS, explain, write_explanations
 
     run_dir = Path(args.run_dir)
     if not (run_dir / artifacts.CONFIG).is_file():  # before its output, which is in the run's folder by default
@@ -1007,10 +1007,11 @@ def explain_command(args: argparse.Namespace) -> None:
         raise ZooError(f"--output {folder} is a file; give a folder")
     artifacts.refuse_links_on_the_way(run_dir, folder, "--output")
     artifacts.check_output_folder(folder, "--output")
-    explanation = explain(
-        run_dir, args.inputs, method=args.method, target=args.target, steps=args.steps, baseline=args.baseline,
-        layer=args.layer, window=args.window,
-    )  # fmt: skip
+    options = {option: getattr(args, option) for option in OPTION_METHODS if getattr(args, option) is not None}
+    for option, methods in OPTION_METHODS.items() if args.method in METHODS else ():
+        if option in options and args.method not in methods:
+            raise ZooError(f"--{option} applies to --method {', '.join(methods)} only, not {args.method}")
+    explanation = explain(run_dir, args.inputs, method=args.method, target=args.target, **options)
     if args.output is not None:  # the user's folder: nothing in it is written over
         from zoo.explain import claim_planned_files
 

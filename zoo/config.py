@@ -311,6 +311,8 @@ class TrainerConfig:
             raise ValueError("decay_rate must be in (0, 1] and decay_epochs positive")
         if self.momentum and self.optimizer.lower() not in WITH_MOMENTUM:
             raise ValueError(f"momentum applies to {' and '.join(WITH_MOMENTUM)}, not optimizer={self.optimizer}")
+        if self.momentum >= 1:  # Keras refused sgd's as the run started; rmsprop's never let an update fade
+            raise ValueError(f"momentum must be below 1 (the share of the last update kept in the next), got {self.momentum}")
         if self.accumulate_steps < 1:
             raise ValueError(f"accumulate_steps must be at least 1, got {self.accumulate_steps}")
         if not 0 <= self.label_smoothing < 1:
@@ -957,7 +959,7 @@ def check_model_fits(model: Registered, model_config: Any, spec: DataSpec, data:
     generator for 8x8 digit images without a word."""
     if spec.task not in model.item.tasks:
         raise ZooError(
-            f"model {model.name!r} learns {', '.join(model.item.tasks)} but {data} is a {spec.task} dataset; "
+            f"model {model.name!r} trains on {' or '.join(model.item.tasks)} datasets but {data} is a {spec.task} dataset; "
             "choose a model listed by 'zoo list model' that fits"
         )
     rank = model.item.input_rank

@@ -36,6 +36,13 @@ from zoo.inference import FLOAT32_MAX
 log = logging.getLogger(__name__)
 
 METHODS = ("integrated_gradients", "saliency", "gradcam", "occlusion", "lime", "shap")
+# Each option and the methods it steers: given to another, it would be passed over unsaid.
+OPTION_METHODS = {
+    "steps": ("integrated_gradients",),
+    "baseline": ("integrated_gradients", "occlusion", "lime", "shap"),
+    "layer": ("gradcam",),
+    "window": ("occlusion",),
+}
 EXTRA = {"lime": "lime", "shap": "shap"}  # method: the module it needs (keras-zoo[explain])
 FOLDER = "explanations"  # in the run directory: the zoo's own, replaced on each explain
 MAX_STEPS = 4096  # integrated gradients' points on the path: beyond, no attribution changes visibly

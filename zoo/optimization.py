@@ -34,7 +34,17 @@ def build_optimizer(trainer, steps_per_epoch: int):
     if trainer.accumulate_steps > 1:
         options["gradient_accumulation_steps"] = trainer.accumulate_steps
     optimizer_class = type(keras.optimizers.get(trainer.optimizer.lower()))
+    if optimizer_class is keras.optimizers.Adafactor:
+        # Keras multiplies the row and column factors of a kernel's squared gradients before
+        # the square root: where a row and a column both had zero gradients (inputs that are
+        # always 0, as the digits' border pixels; a unit ReLU silenced), 1e-30 times 1e-30
+        # is 0 in float32, and the update 0/0. The default job diverged in its first epoch,
+        # as did the cat CNN and the conv autoencoder. 1e-16 squared stays a float32 number.
+        options["epsilon_1"] = ADAFACTOR_EPSILON_1
     return optimizer_class(**options)
+
+
+ADAFACTOR_EPSILON_1 = 1e-16  # Keras' default 1e-30 (the paper's) is added to each squared gradient
 
 
 def learning_rate_schedule(trainer, steps_per_epoch: int):

@@ -676,7 +676,7 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     from zoo import optimization
     from zoo.checkpoints import Checkpoints
     from zoo.compare import flatten
-    from zoo.training import count_steps, fit
+    from zoo.training import count_steps, fit, native_log_lines_logged
 
     chief = placement.chief
     checkpoints = Checkpoints(run_dir, task="" if chief else placement.task, divergence_fix=divergence_fix(plan))
@@ -745,8 +745,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
         parent_weights = optimization.layer_weights(rebuild_model(finished_run_plan(parent), parent))
         fresh_keras_state(keras, plan)  # this model's layers named as in a process of its own
     with placement.strategy.scope():
-        model = plan.model.item.factory(plan.model_config, plan.spec)
-        preflight(plan, model, validation_data if splits.validation is not None else test_data)
+        with native_log_lines_logged("TensorFlow, building the model"):  # its first ops: oneDNN's notices
+            model = plan.model.item.factory(plan.model_config, plan.spec)
+            preflight(plan, model, validation_data if splits.validation is not None else test_data)
         record = optimization.start_from(model, trainer, parent_weights)  # warm start, frozen layers
         references = {
             key: {"run_dir": path, "model_sha256": artifacts.file_digest(Path(path) / artifacts.MODEL)}

@@ -22,8 +22,13 @@ end, with Keras' progress bar when ``verbose`` asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
+import re
+import sys
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -98,7 +103,8 @@ def fit(
     if found:
         # The variables exist once a step has run (the first creates the optimizer's and
         # the metrics'): a throw-away step, then the checkpoint overwrites all it changed.
-        strategy.run(model.train_step, args=(next(iter(_distribute(tf, strategy, epoch_batches(0)))),))
+        with native_log_lines_logged("TensorFlow, a first step"):
+            strategy.run(model.train_step, args=(next(iter(_distribute(tf, strategy, epoch_batches(0)))),))
         variables = training_state(model)
         restore(variables, found[2], found[0])
         log.info("resumed from %s: %d of %d steps done", found[0].name, position.optimizer_steps, epochs * steps)
@@ -138,7 +144,8 @@ def fit(
                 # Eagerly: the first step creates the optimizer's and the metrics' variables,
                 # which inside a tf.function TensorFlow creates under a conditional that a
                 # MirroredStrategy's replicas cannot run.
-                outputs = strategy.run(model.train_step, args=(next(iterator),))
+                with native_log_lines_logged("TensorFlow, the first step"):
+                    outputs = strategy.run(model.train_step, args=(next(iterator),))
                 variables = training_state(model)
                 done = count = 1
             while True:
@@ -424,7 +431,7 @@ def _step_function(tf, model, strategy, steps_per_execution: int):
         return outputs if every_value else losses_only(outputs)
 
     # A graph per distinct count: steps_per_execution, the epoch's remainder, a resumed start's.
-    return tf.function(run_steps, autograph=False, reduce_retracing=True)
+    return quiet_while_built(tf.function(run_steps, autograph=False, reduce_retracing=True), "the training step")
 
 
 def losses_only(outputs: dict) -> dict:
@@ -443,7 +450,8 @@ def evaluate(tf, model, batches) -> dict[str, float]:
             outputs = model.test_step(next(iterator))
             return outputs if every_value else losses_only(outputs)
 
-        step = model._zoo_evaluation_step = tf.function(run, autograph=False, reduce_retracing=True)
+        step = tf.function(run, autograph=False, reduce_retracing=True)
+        step = model._zoo_evaluation_step = quiet_while_built(step, "the evaluation step")
     model.reset_metrics()
     count = count_steps(batches)
     iterator = iter(batches)
@@ -451,6 +459,77 @@ def evaluate(tf, model, batches) -> dict[str, float]:
     for done in range(1, count + 1):
         outputs = step(iterator, done == count)
     return logged_numbers(outputs)
+
+
+# absl's prefix, as TensorFlow's C++ code logs: severity, date, time, thread, file:line.
+NATIVE_LOG_LINE = re.compile(rb"[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\s\]]+:\d+\] ")
+
+
+def quiet_while_built(function, what: str):
+    """``function`` (a ``tf.function`` taking an iterator, then plain Python values) whose
+    first call with each set of values, where TensorFlow builds and optimises its graph,
+    sends TensorFlow's C++ log lines to the log (:func:`native_log_lines_logged`)."""
+    built: set = set()
+
+    def call(iterator, *values):
+        if values in built:
+            return function(iterator, *values)
+        built.add(values)
+        with native_log_lines_logged(f"TensorFlow, building {what}"):
+            return function(iterator, *values)
+
+    return call
+
+
+@contextlib.contextmanager
+def native_log_lines_logged(source: str):
+    """TensorFlow's C++ log lines written meanwhile go to the log instead of the terminal;
+    everything else written to the process's stderr (Python's warnings, other threads'
+    lines, a fatal error's) passes through. Graph building had put alarming lines on the
+    terminal of healthy runs: every VAE and GAN training showed "E0000 ... remapper failed:
+    INVALID_ARGUMENT: Mutation::Apply error: fanout ... LeakyReluGrad exist for missing node"
+    (grappler declining to fuse a convolution with its LeakyReLU; the graph runs unfused, as
+    intended), and mixed_float16 on most CPUs oneDNN's "supports DT_HALF only on platforms
+    with AVX-512"."""
+    try:
+        sys.stderr.flush()
+        terminal = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no stderr at all (2>&-): nothing reaches a terminal
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def relay() -> None:
+        pending = b""
+        try:
+            while chunk := os.read(read_end, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    forward(line + b"\n")
+            if pending:
+                forward(pending)
+        finally:
+            os.close(read_end)
+            os.close(terminal)
+
+    def forward(line: bytes) -> None:
+        if NATIVE_LOG_LINE.match(line):
+            log.info("%s said: %s", source, line.decode("utf-8", "replace").rstrip())
+            return
+        with contextlib.suppress(OSError):  # the terminal gone: as if written to it
+            os.write(terminal, line)
+
+    relaying = threading.Thread(target=relay, name="zoo-native-log", daemon=True)
+    relaying.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        os.dup2(terminal, 2)  # the pipe's last writer closed: the relay reads its end and stops
+        relaying.join(timeout=5)  # a process started meanwhile may hold the pipe open; it relays on
 
 
 def logged_numbers(outputs) -> dict[str, float]:
