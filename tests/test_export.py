@@ -347,7 +347,7 @@ def test_a_disk_out_of_inodes_is_said_to_be_so_and_the_output_named(default_run,
     assert result.stdout.split().count("rc=2") == 2 and "rc=1" in result.stdout, result.stdout + result.stderr[-3000:]
     inodes = "(No space left on device: all 1 inodes of its file system are in use, though 20 MB are free (df -i); delete files there)"
     export_line, train_line = error_lines(result.stderr)
-    assert export_line == f"zoo: error: could not write {full / 'served'} {inodes}; make room or choose a writable place, then run the command again"
+    assert export_line == f"zoo: error: could not write {full / 'served'} {inodes}; free space, or write elsewhere, then run the command again"
     assert train_line == f"zoo: error: hydra.run.dir={full / 'run'}: no folder can be made in {full} {inodes}; choose a writable hydra.run.dir"
     # A record written through a temporary file is named as itself, not as its temporary.
     assert "OSError: [Errno 28] No space left on device: all 1 inodes" in result.stderr and f"'{full / 'history.csv'}'" in result.stderr

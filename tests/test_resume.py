@@ -561,7 +561,8 @@ def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_
     assert process.returncode == 2, err[-5000:]
     assert len(error_lines(err)) == 1 and "Traceback" not in err, err[-3000:]
     assert error_lines(err)[0].startswith(f"zoo: error: could not write a checkpoint in {run_dir / 'checkpoints'} (File too large); ")
-    assert error_lines(err)[0].endswith(": free space, then run the same command to continue from there")
+    # A file-size limit stands in for a full disk; its own fix is named (it had been "free space").
+    assert error_lines(err)[0].endswith(": raise the limit on file sizes (ulimit -f; a FAT disk holds none over 4 GB), then run the same command to continue from there")
     assert "the run keeps its checkpoint at the end of epoch 1" in err
     again = run_zoo("train", *job, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert again.returncode == 0 and (run_dir / "metrics.json").is_file(), again.stderr[-3000:]
@@ -578,7 +579,7 @@ def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_
     assert result.returncode == 2, result.stderr[-3000:]
     assert error_lines(result.stderr) == [
         f"zoo: error: could not write {other / 'model.keras'} (File too large); the run keeps its checkpoint at the "
-        f"end of epoch 1: free space, then run the same command to continue from there"
+        f"end of epoch 1: raise the limit on file sizes (ulimit -f; a FAT disk holds none over 4 GB), then run the same command to continue from there"
     ], result.stderr[-3000:]
     assert not (other / "model.keras").exists() and not (other / "metrics.json").exists()
     assert not [p for p in other.iterdir() if p.name.startswith(".model")]  # no half-written file left
@@ -593,7 +594,7 @@ def test_a_full_disk_while_checkpointing_or_saving_the_model_leaves_a_resumable_
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert error_lines(result.stderr) == [
-        "zoo: error: could not write a file (File too large); make room or choose a writable place, then run the command again"
+        "zoo: error: could not write a file (File too large); raise the limit on file sizes (ulimit -f; a FAT disk holds none over 4 GB), or write elsewhere, then run the command again"
     ]
     again = run_zoo("train", *job, "trainer.epochs=1", f"hydra.run.dir={first}", cwd=tmp_path)
     assert again.returncode == 0 and (first / "model.keras").is_file(), again.stderr[-3000:]
@@ -748,3 +749,63 @@ def test_a_stopped_run_is_not_continued_on_data_whose_classes_moved(tmp_path):
     with pytest.raises(ZooError, match=rf"began on data whose class_names was \['{first}', '{second}'\], and the data now gives "
                                        rf"\['0_{second}', '{first}'\]: its checkpoint's outputs \(one per class, in order\)"):  # fmt: skip
         claim_run_dir(run_dir, recorded_config(cfg, moved), moved)
+
+
+FAULTY_STORAGE = """
+import errno, os, sys
+number, call, after, name = getattr(errno, sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+real, calls = getattr(os, call), []
+def failing(*args, **kwargs):  # from the (after + 1)th call on (for a file of that name), as a disk going bad
+    if str(args[-1]).endswith(name):
+        calls.append(args)
+    if len(calls) > after:
+        raise OSError(number, os.strerror(number))
+    return real(*args, **kwargs)
+setattr(os, call, failing)
+from zoo.cli import main
+sys.exit(main(sys.argv[5:]))
+"""
+
+
+@pytest.mark.parametrize(
+    "failure, call, after, name, line",
+    [
+        # A checkpoint's fsync, after the first epoch's had gone through.
+        ("EIO", "fsync", 1, "", "could not write a checkpoint in {run}/checkpoints (Input/output error); the run keeps its "
+         "checkpoint at the end of epoch 1: check the disk, which reported an I/O error (dmesg says which), then run the "
+         "same command to continue from there"),  # fmt: skip
+        # The model, as its file takes its name at the end.
+        ("ESTALE", "replace", 0, "model.keras", "{run}/model.keras: Stale file handle; the run keeps its checkpoint at the end of epoch 2: "
+         "mount the network or FUSE file system that holds it again, then run the same command to continue from there"),
+    ],
+)
+def test_a_failing_disk_or_a_network_file_system_gone_is_named_with_its_own_fix(tmp_path, failure, call, after, name, line):
+    """A disk's I/O error and an NFS mount gone stale had been "could not write ... ; free
+    space" (the checkpoint) or "model.keras: Stale file handle" with no word of the run."""
+    run_dir = tmp_path / "run"
+    job = ["train", "model=mlp_classifier", "trainer.epochs=2", "trainer.progress=off", f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(
+        [sys.executable, "-c", FAULTY_STORAGE, failure, call, str(after), name, *job],
+        cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and error_lines(result.stderr) == ["zoo: error: " + line.format(run=run_dir)], result.stderr[-3000:]
+    again = run_zoo(*job, cwd=tmp_path)  # the disk back: the run continues
+    assert again.returncode == 0 and "continuing from the end of epoch" in again.stdout, again.stderr[-3000:]
+
+
+def test_a_file_unreadable_on_a_failing_disk_names_the_fix_and_so_does_tensorflows_reading_of_one(tmp_path):
+    import errno
+
+    from zoo.artifacts import cannot_read
+    from zoo.run import input_failures_in_one_line
+
+    line = str(cannot_read(tmp_path / "model.keras", OSError(errno.EIO, os.strerror(errno.EIO))))
+    assert line == f"{tmp_path / 'model.keras'} cannot be read (Input/output error); check the disk, which reported an I/O error (dmesg says which), then run the command again"
+
+    class ReadFileError(Exception):  # as tf.errors.OpError carries it: a code and text, no errno
+        error_code = 2
+
+    with pytest.raises(OSError) as raised:
+        with input_failures_in_one_line(tmp_path):
+            raise ReadFileError("{{function_node __wrapped__IteratorGetNext}} /data/cat/1.png; Stale file handle [[{{node ReadFile}}]]")
+    assert (raised.value.errno, raised.value.filename) == (errno.ESTALE, "/data/cat/1.png")

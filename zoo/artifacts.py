@@ -110,6 +110,35 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink(missing_ok=True)
 
 
+# Failures of the storage under a run, and what the user does about each; every one leaves
+# the run resumable from its last checkpoint. "free space" had been the advice for them all,
+# a failing disk's I/O error and a limit on file sizes included.
+REMOUNT = "mount the network or FUSE file system that holds it again"
+STORAGE_FIXES = {
+    errno.ENOSPC: "free space",
+    errno.EDQUOT: "free space within your disk quota (quota -s shows it)",
+    errno.EFBIG: "raise the limit on file sizes (ulimit -f; a FAT disk holds none over 4 GB)",
+    errno.EROFS: "make the file system writable again (one remounted read-only after disk errors: dmesg says)",
+    errno.EIO: "check the disk, which reported an I/O error (dmesg says which)",
+    errno.ESTALE: REMOUNT,
+    errno.ENOTCONN: REMOUNT,
+}
+
+
+WRITES_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}  # the rest fail reads too
+
+
+def storage_fix(number: int | None) -> str:
+    """What to do about a write that failed with OS error ``number`` (one of STORAGE_FIXES)."""
+    return STORAGE_FIXES.get(number, "free space")
+
+
+def storage_failure(exc: OSError, where: str) -> str:
+    """``exc``, one of STORAGE_FIXES, on ``where`` (a file, or what it may have been)."""
+    reason = out_of_room(exc.strerror, Path(exc.filename).parent if exc.filename else ".")
+    return f"could not write {where} ({reason})" if exc.errno in WRITES_ONLY else f"{where}: {reason}"
+
+
 def out_of_room(reason: str, where: Path | str) -> str:
     """``reason`` (a write's failure in the folder ``where``), with why where the file system
     has space left but no inode for another file (a container's tmpfs, a volume of many small
@@ -182,10 +211,10 @@ def refuse_links_and_pipes(run_dir: Path, key: str) -> None:
                 )
 
 
-# How the operating system's write failures read inside TensorFlow's messages, which carry no
-# errno (a full disk under a cache file is a ResourceExhaustedError, as running out of memory is).
-FULL_DISK_FAILURES = {"No space left on device": errno.ENOSPC, "File too large": errno.EFBIG, "Disk quota exceeded": errno.EDQUOT}
-WRITE_FAILURES = {**FULL_DISK_FAILURES, "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+# How the storage's failures read inside TensorFlow's messages, which carry no errno (a full
+# disk under a cache file is a ResourceExhaustedError, as running out of memory is).
+STORAGE_FAILURE_TEXTS = {os.strerror(number): number for number in sorted(STORAGE_FIXES) if number != errno.EROFS}
+WRITE_FAILURES = {**STORAGE_FAILURE_TEXTS, "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
 
 
 def user_path(value: str, key: str) -> Path:
@@ -395,6 +424,8 @@ def cannot_read(path: Path, exc: OSError) -> ZooError:
     permissions (another user's run or data on a shared machine), it is not damaged: it had
     been called so ("restore it from a backup", "re-download"), or taken for an empty folder."""
     fix = "; ask its owner to let you read it (chmod), or use a copy you can read" if refused(exc) else ""
+    if exc.errno in STORAGE_FIXES:  # a failing disk, a network file system gone
+        fix = f"; {storage_fix(exc.errno)}, then run the command again"
     return ZooError(f"{path} {why_unreadable(exc)}{fix}")
 
 

@@ -236,7 +236,8 @@ class Checkpoints:
         failure, self._failure = getattr(self, "_failure", None), None
         if failure is not None:
             reason = failure.strerror if isinstance(failure, OSError) and failure.strerror else failure
-            raise ZooError(f"could not write a checkpoint in {self.folder} ({reason}); {self.resumable()}") from failure
+            fix = artifacts.storage_fix(getattr(failure, "errno", None))
+            raise ZooError(f"could not write a checkpoint in {self.folder} ({reason}); {self.resumable(fix)}") from failure
 
     def resumable(self, fix: str = "free space") -> str:
         """What a run stopped by a write failure (a full disk) keeps, and how to go on."""

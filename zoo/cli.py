@@ -1288,10 +1288,11 @@ def os_error_line(exc: OSError) -> str:
         from zoo.arguments import semaphores_missing
 
         return semaphores_missing(exc.strerror or str(exc))
-    if exc.errno in DISK_FULL:  # also one a library raised without the file's name (Hydra's records)
-        from zoo.artifacts import out_of_room
+    from zoo.artifacts import STORAGE_FIXES, storage_failure, storage_fix
 
-        return f"could not write {exc.filename or 'a file'} ({out_of_room(exc.strerror, Path(exc.filename or '.').parent)}); make room or choose a writable place, then run the command again"
+    if exc.errno in STORAGE_FIXES:  # also one a library raised without the file's name (Hydra's records)
+        failure = storage_failure(exc, exc.filename or "a file")
+        return f"{failure}; {storage_fix(exc.errno)}, or write elsewhere, then run the command again"
     if exc.errno in TOO_MANY_FILES:
         return f"could not open {exc.filename or 'a file'}: {too_many_files(exc)}, then run the command again"
     if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:  # another user's file or folder
@@ -1301,9 +1302,6 @@ def os_error_line(exc: OSError) -> str:
     return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
 
 
-# Write failures a user fixes by making room (a full disk or quota, a size limit, a disk
-# remounted read-only): the run stays resumable from its last checkpoint.
-DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 # Open-file limits, the process's (ulimit -n, a batch system's) or the machine's: the run stays
 # resumable too. It had said "model.keras: Too many open files", naming neither limit nor fix.
 TOO_MANY_FILES = {errno.EMFILE, errno.ENFILE}
@@ -1326,7 +1324,7 @@ def train_task(cfg) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
     from zoo import run, search, sweeps
-    from zoo.artifacts import METRICS, out_of_room
+    from zoo.artifacts import METRICS, STORAGE_FIXES, storage_failure, storage_fix
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     # A log line that cannot be written (train.log on a full disk) is lost, not printed as a
@@ -1348,16 +1346,16 @@ def train_task(cfg) -> Any:
 
             return objective_value(objective, metrics, run_dir)
     except OSError as exc:
-        if traceback_requested() or (trial is not None and exc.errno not in DISK_FULL):
+        if traceback_requested() or (trial is not None and exc.errno not in STORAGE_FIXES):
             raise
         from zoo.checkpoints import Checkpoints
 
         where = f"{exc.filename}" if exc.filename else f"a file in {run_dir}, or the standard output"
         if exc.errno in TOO_MANY_FILES:
             fail_run(run_dir, f"could not open {where}: {Checkpoints(run_dir).resumable(too_many_files(exc))}")
-        if exc.errno not in DISK_FULL:
+        if exc.errno not in STORAGE_FIXES:
             fail_run(run_dir, os_error_line(exc))
-        fail_run(run_dir, f"could not write {where} ({out_of_room(exc.strerror, Path(exc.filename).parent if exc.filename else run_dir)}); {Checkpoints(run_dir).resumable()}")
+        fail_run(run_dir, f"{storage_failure(exc, where)}; {Checkpoints(run_dir).resumable(storage_fix(exc.errno))}")
     except Interrupted as exc:
         fail_run(run_dir, f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except KeyboardInterrupt as exc:  # outside the training loop, which saves a checkpoint and says so itself

@@ -310,7 +310,8 @@ def out_of_memory_in_one_line() -> Iterator[None]:
 def input_failures_in_one_line(run_dir: Path, dataset: str = "") -> Iterator[None]:
     """TensorFlow's input pipeline failing on the machine or the files, not on the run: a full
     disk under its cache file becomes the OSError a full disk is (the run says which file and
-    how it continues), and a file of the dataset deleted or overwritten while the run reads it
+    how it continues; so do a failing disk's I/O error and a network file system gone), and a
+    file of the dataset deleted or overwritten while the run reads it
     one line saying so (TensorFlow's names only a graph node, the path cut off). A plugin's
     pipeline failing in mid-epoch (its function raising, elements of two shapes) is one line
     naming ``dataset``, not TensorFlow's "{{function_node __wrapped__IteratorGetNext...}}"."""
@@ -320,7 +321,7 @@ def input_failures_in_one_line(run_dir: Path, dataset: str = "") -> Iterator[Non
         if not hasattr(exc, "error_code"):  # not a tf.errors.OpError
             raise
         text = one_line(exc)
-        for reason, number in artifacts.FULL_DISK_FAILURES.items():
+        for reason, number in artifacts.STORAGE_FAILURE_TEXTS.items():
             path = re.search(rf"(?:^|\s)(/[^;]+?)(?:\.tempstate\d+)?; {reason}", text)
             if path:
                 raise OSError(number, reason, path.group(1)) from exc
@@ -370,7 +371,7 @@ def out_of_memory_line(exc: BaseException) -> Optional[str]:
         return thread_failure_line()
     if not isinstance(exc, MemoryError) and type(exc).__name__ != "ResourceExhaustedError":
         return None
-    if any(reason in str(exc) for reason in artifacts.FULL_DISK_FAILURES):  # a full disk, said as one
+    if any(reason in str(exc) for reason in artifacts.STORAGE_FAILURE_TEXTS):  # a full disk, said as one
         return None
     shape = re.search(r"allocating tensor with (shape\s*\[[^\]]*\])", str(exc))
     limit = address_space_limit()
