@@ -433,6 +433,35 @@ def test_image_folder_refuses_a_class_without_images(tmp_path):
         data.load(seed=0)
 
 
+def test_a_class_too_small_for_the_splits_made_from_it_is_refused_or_said(tmp_path):
+    """One photo of a class, and the zoo splitting validation and test off the folder: the
+    photo went to the test split, the run trained without a word, the class never seen and
+    scored as never predicted. Too few for every split: the validation split said."""
+    from zoo.errors import InputWarning
+
+    write_pngs(tmp_path / "one" / "cat", 40, 30)
+    write_pngs(tmp_path / "one" / "dog", 1, 220)
+    data = zoo.create_dataset("image_folder", path=str(tmp_path / "one"), image_size=[8, 8], cache="off")
+    refused = 0
+    for seed in range(8):  # the seed decides where the one dog goes: in training, or refused
+        try:
+            splits = data.load(seed=seed)
+        except zoo.ZooError as exc:
+            assert re.fullmatch(r"class 'dog' has 1 readable image, all split off for validation and test \(dataset.validation_fraction, "
+                                r"dataset.test_fraction\): training would never see it; add images to .*one/dog, or remove the folder "
+                                r"to drop the class", str(exc)), exc  # fmt: skip
+            refused += 1
+        else:
+            assert sum(int(label) for _, label in splits.train) == 1
+    assert refused
+    write_pngs(tmp_path / "three" / "cat", 40, 30)
+    write_pngs(tmp_path / "three" / "dog", 3, 220)
+    data = zoo.create_dataset("image_folder", path=str(tmp_path / "three"), image_size=[8, 8], cache="off")
+    with pytest.warns(InputWarning, match=r"the validation split made from .*three holds no image of class 'dog' \(too few"):
+        splits = data.load(seed=0)
+    assert sum(int(label) for _, label in splits.train) == 3  # every dog trains
+
+
 @pytest.mark.parametrize("args", [[], ["-m", "seed=1,2"], ["hydra.run.dir=cat/run"]])
 def test_a_run_is_not_written_into_the_data_it_reads(args, tmp_path):
     """``zoo train dataset.path=.`` started in an image folder: Hydra made ``runs/`` there

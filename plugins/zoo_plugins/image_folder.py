@@ -263,7 +263,9 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
             )
         found[split] = (np.array(paths), np.array(labels, dtype=np.int32))
         skipped += bad
+    made = [split for split in ("validation", "test") if split not in found]
     found = _split_missing(found, config, seed)
+    check_split_classes(found, names, made, config)
     # Files come class by class. A random order, fixed before caching, lets a shuffle buffer
     # smaller than the split (large images: trainer.shuffle_memory_mb) still mix the classes.
     order = np.random.default_rng(seed).permutation(len(found["train"][0]))
@@ -371,6 +373,37 @@ def damaged_cache(filename: str) -> str | None:
     listed = sum(int(np.prod(shape, dtype=np.int64)) * types[key].size for key, shape in shapes.items())
     held = sum(os.path.getsize(path) for path in glob.glob(f"{glob.escape(filename)}.data-*"))
     return None if held == listed else f"its data files hold {held:,} bytes, where its index lists {listed:,}"
+
+
+def check_split_classes(found, names: list[str], made: list[str], config: ImageFolderConfig) -> None:
+    """Where the zoo split validation and test off train/, a class too small to be in every
+    split: with no training image it is refused, as an empty class folder is (it had trained
+    unsaid, the class never seen, and scored as never predicted); with no validation image,
+    said as for a validation folder."""
+    import numpy as np
+
+    if not made:
+        return
+    counts = {split: np.bincount(labels, minlength=len(names)) for split, (_, labels) in found.items()}
+    total = sum(counts.values())
+    untrained = [label for label in range(len(names)) if counts["train"][label] == 0]
+    if untrained:
+        label = untrained[0]
+        raise zoo.ZooError(
+            f"class {names[label]!r} has {total[label]} readable image{'s' if total[label] != 1 else ''}, all split off for "
+            f"{' and '.join(made)} ({', '.join(f'dataset.{split}_fraction' for split in made)}): training would never see it; add images to "
+            f"{Path(config.path) / names[label]}, or remove the folder to drop the class"
+        )
+    unvalidated = [names[label] for label in range(len(names)) if "validation" in made and counts["validation"][label] == 0]
+    if unvalidated:
+        warnings.warn(
+            InputWarning(
+                f"the validation split made from {config.path} holds no image of class{'es' if len(unvalidated) > 1 else ''} "
+                f"{shorten(', '.join(map(repr, unvalidated)), 80)} (too few images to put one in each split): the val_ "
+                f"recall, F1 and AUC count {'them' if len(unvalidated) > 1 else 'it'} as undefined; add some"
+            ),
+            stacklevel=1,
+        )
 
 
 def _split_missing(found, config: ImageFolderConfig, seed: int):
