@@ -836,6 +836,31 @@ def test_tensorflows_log_lines_while_it_builds_a_step_go_to_the_log_and_the_rest
     assert "DT_HALF" in caplog.text
 
 
+WITHOUT_NINES = """
+import dataclasses, sys
+import zoo_plugins.datasets as datasets
+split = datasets.stratified_splits
+def without_nines(*args, **kwargs):  # a dataset whose training split lacks a class, as a plugin's may
+    splits = split(*args, **kwargs)
+    x, y = splits.train
+    return dataclasses.replace(splits, train=(x[y != 9], y[y != 9]), ids=None)
+datasets.stratified_splits = without_nines
+from zoo.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_training_split_without_a_class_is_said(tmp_path):
+    """A model trained on no example of a class never predicts it: the run had said so of
+    the test split only."""
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_NINES, "train", "model=mlp_classifier", "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "zoo: warning: the training split (1131 examples) holds no example of class '9': the model cannot learn it" in result.stderr
+
+
 def test_tables_stay_aligned_with_wide_and_combining_characters(capsys):
     """A terminal gives 猫 two columns and a combining accent none: padded by characters,
     the columns after a class name of Chinese characters stood out of line."""

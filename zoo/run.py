@@ -703,6 +703,9 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     weights = None
     if plan.model.item.objective == CLASSIFICATION:
         weights = optimization.class_weights(trainer, plan.spec, lambda: optimization.training_labels(tf, splits.train))
+        if not isinstance(splits.train, tf.data.Dataset) and chief and finished is None:  # arrays: counted at no cost
+            names = plan.spec.class_names or tuple(str(c) for c in range(plan.spec.num_classes))
+            warn_of_absent_classes(splits.train[1], names, "training")
     # Arrays become a dataset once, not every epoch (from_tensor_slices copies them).
     train_split = splits.train if isinstance(splits.train, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(tuple(splits.train))
 
@@ -1537,24 +1540,24 @@ def plot_test_predictions(plan: RunPlan, model, test_data, run_dir: Path, title:
     artifacts.plot_confusion_matrix(run_dir / artifacts.CONFUSION, targets, labels, names, title)
 
 
-def warn_of_absent_classes(targets, names) -> None:
+def warn_of_absent_classes(targets, names, split: str = "test") -> None:
     """A test split without a class (a rare one, a small split) scores it quietly: its recall
-    and F1 count as 0, and AUC averages over the classes present (none with one class: NaN)."""
+    and F1 count as 0, and AUC averages over the classes present (none with one class: NaN).
+    A training split without one trains a model that never predicts it."""
     import numpy as np
 
     targets = np.asarray(targets)
     present = set((targets.argmax(axis=-1) if targets.ndim > 1 and targets.shape[-1] > 1 else targets.reshape(-1)).astype(int).tolist())
     absent = [name for index, name in enumerate(names) if index not in present]
-    if absent:
-        warnings.warn(
-            InputWarning(
-                f"the test split ({len(targets)} examples) holds no example of class{'es' if len(absent) > 1 else ''} "
-                f"{shorten(', '.join(map(repr, absent)), 80)}: {'their' if len(absent) > 1 else 'its'} recall and F1 are "
-                "undefined (counted as 0, or left out of an average), and so is AUC with one class left (NaN); give more "
-                "examples, or a larger dataset.test_fraction"
-            ),
-            stacklevel=1,
-        )
+    if not absent:
+        return
+    which = f"class{'es' if len(absent) > 1 else ''} {shorten(', '.join(map(repr, absent)), 80)}"
+    if split == "training":
+        effect = f"the model cannot learn {'them' if len(absent) > 1 else 'it'}, nor ever predict {'them' if len(absent) > 1 else 'it'}; give examples of {which}"
+    else:
+        effect = (f"{'their' if len(absent) > 1 else 'its'} recall and F1 are undefined (counted as 0, or left out of an average), "
+                  "and so is AUC with one class left (NaN); give more examples, or a larger dataset.test_fraction")  # fmt: skip
+    warnings.warn(InputWarning(f"the {split} split ({len(targets)} examples) holds no example of {which}: {effect}"), stacklevel=1)
 
 
 def portable_copy(model):
