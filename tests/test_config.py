@@ -34,7 +34,7 @@ def test_default_config_composes_to_a_plan():
         ("trainer.epochs=1,000", "a number takes a decimal point: trainer.epochs=1.000, and no thousands separator: trainer.epochs=1000"),
         ("trainer.learning_rate=1,5e-3", "a number takes a decimal point: trainer.learning_rate=1.5e-3"),
         ("model=mlp_classifier,cnn_classifier", "a comma separates a sweep's values (add -m to train one run each); a list is "
-                                                "[a,b], and text holding a comma is quoted: model='mlp_classifier,cnn_classifier'"),
+                                                "[a,b], and text holding a comma is quoted: \"model='mlp_classifier,cnn_classifier'\""),
         # full-width digits, as an East Asian input method types them, and a typeset minus sign (a paper's, a web
         # page's) or an autocorrected dash: the advice had been to quote them, which leaves no number
         ("trainer.learning_rate=１e-3", "it holds U+FF11 (fullwidth digit one) where a number has '1'; type trainer.learning_rate=1e-3"),
@@ -46,6 +46,22 @@ def test_numbers_as_other_locales_and_keyboards_write_them_are_answered_with_the
     with pytest.raises(zoo.ZooError) as refused:
         check_overrides([override])
     assert str(refused.value).startswith(override) and str(refused.value).endswith(line), str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["/data/it's", "/data/a,b", "/data/[x]", "/data/my pets's", "/data/l'été"])
+def test_a_path_hydra_cannot_read_is_answered_with_a_spelling_that_reads_it_back(path):
+    """The advice had been "quoted: key='...'", which a path holding an apostrophe cannot be,
+    and which the shell takes off again."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with pytest.raises(zoo.ZooError) as refused:
+        check_overrides([f"dataset.path={path}"])
+    typed = re.split(r" quoted(?: value)?: ", str(refused.value))[-1]
+    [argument] = shlex.split(typed)  # as the shell, then Hydra, read it
+    override = OverridesParser.create().parse_override(argument)
+    assert (override.key_or_group, override.value()) == ("dataset.path", path)
 
 
 def test_compose_given_one_string_says_it_takes_a_list():
@@ -648,8 +664,7 @@ def test_a_folder_is_spelt_so_that_hydra_reads_it_back(folder):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from zoo.arguments import hydra_quoted
-    from zoo.cli import shell_quoted
+    from zoo.arguments import hydra_quoted, shell_quoted
 
     [typed] = shlex.split(shell_quoted(f"hydra.run.dir={hydra_quoted(folder)}"))
     value = OverridesParser.create().parse_override(typed).value()

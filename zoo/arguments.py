@@ -182,7 +182,9 @@ def _parsed_overrides(overrides: tuple[str, ...]) -> list:
                 name = unicodedata.name(odd, "a character").lower()
                 hint = f"it holds U+{ord(odd):04X} ({name}) where a number has {unicodedata.normalize('NFKC', odd).translate(TYPESET_SIGNS)!r}; type {key}={typed}"
             elif not value.isascii():  # é, 猫 in a path or a name: the grammar's unquoted values are ASCII
-                hint = f"Hydra reads letters beyond ASCII only in a quoted value: \"{key}='{value}'\""
+                hint = f"Hydra reads letters beyond ASCII only in a quoted value: {shell_quoted(f'{key}={hydra_quoted(value)}')}"
+            elif "/" in value:  # a path: the spelling that reads it back, ready for the shell (it's, a,b, [1])
+                hint = f"a path holding brackets, commas, quotes or spaces is quoted: {shell_quoted(f'{key}={hydra_quoted(value)}')}"
             else:
                 hint = "a list is [a,b], and a value holding other brackets, commas or spaces is quoted: key='...'"
             raise ZooError(f"{shorten(override)}: Hydra cannot read it ({reason}); {hint}") from None
@@ -362,6 +364,16 @@ def hydra_quoted(value: str) -> str:
     # Inside quotes a backslash is kept as it is, save before a quote, an interpolation or the end.
     escaped = re.sub(r"(\\+)(?='|\$\{|$)", lambda m: m.group(1) * 2, value)
     return "'" + escaped.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def shell_quoted(arg: str) -> str:
+    """``arg`` for a POSIX shell, in double quotes where it holds single ones (a value
+    quoted for Hydra reads better so than in shlex's ``'"'"'``)."""
+    import shlex
+
+    if "'" in arg and not set(arg) & set('"$`!'):  # inside double quotes a backslash escapes only \\ " $ `
+        return '"' + arg.replace("\\", "\\\\") + '"'
+    return shlex.quote(arg)
 
 
 # Config keys through which Hydra or logging would import a module named on the command line.

@@ -1437,20 +1437,10 @@ def remove_unused_run_dir(run_dir: Path) -> None:
 
 def continue_command(run_dir: Path) -> str:
     """The command that continues this run: the same arguments, its directory named."""
-    from zoo.arguments import hydra_quoted
+    from zoo.arguments import hydra_quoted, shell_quoted
 
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=") and a not in ("-m", "--multirun")]
     return " ".join(shell_quoted(arg) for arg in ["zoo", "train", *args, f"hydra.run.dir={hydra_quoted(str(run_dir))}"])
-
-
-def shell_quoted(arg: str) -> str:
-    """``arg`` for a POSIX shell, in double quotes where it holds single ones (a value
-    quoted for Hydra reads better so than in shlex's ``'"'"'``)."""
-    import shlex
-
-    if "'" in arg and not set(arg) & set('"$`\\!'):
-        return f'"{arg}"'
-    return shlex.quote(arg)
 
 
 def print_summary(metrics: dict[str, float], run_dir: Path) -> None:

@@ -1180,7 +1180,9 @@ def sweep_without_multirun(key: str, value: str) -> str:
         grouped = len(part) == 3 and part.isdigit() and whole.lstrip("-")[:1] not in ("", "0")
         thousands = f", and no thousands separator: {key}={whole}{part}" if grouped else ""
         return f"{line}; a number takes a decimal point: {key}={whole}.{part}{thousands}"
-    return f"{line}; a list is [a,b], and text holding a comma is quoted: {key}='{value}'"
+    from zoo.arguments import hydra_quoted, shell_quoted
+
+    return f"{line}; a list is [a,b], and text holding a comma is quoted: {shell_quoted(f'{key}={hydra_quoted(value)}')}"
 
 
 def describe_composition_error(exc: BaseException, cfg_keys: Optional[list[str]] = None) -> str:
