@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 import tarfile
 from pathlib import Path
 
@@ -431,6 +432,49 @@ def test_image_folder_refuses_a_class_without_images(tmp_path):
     data = zoo.create_dataset("image_folder", path=str(tmp_path), cache="off")
     with pytest.raises(zoo.ZooError, match=r"class folder .*dog has no readable images"):
         data.load(seed=0)
+
+
+def test_copies_of_training_images_in_the_held_out_splits_or_in_two_classes_are_said_and_listed(tmp_path):
+    """A photo saved twice (a scraped set's repeats) is scored as unseen when one copy is in
+    the test split, and taught under two labels when in two class folders: both had passed
+    unsaid, the test metrics above what new pictures get."""
+    import shutil
+
+    from PIL import Image
+
+    from zoo.errors import InputWarning
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(20):
+            Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / name / f"{i}.png")
+    data = zoo.create_dataset("image_folder", path=str(tmp_path), image_size=[8, 8], cache="off")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # distinct pictures: nothing to say
+        assert "test_copies_of_training_images" not in data.load(seed=0).report
+    for i in range(10):
+        shutil.copyfile(tmp_path / "cat" / f"{i}.png", tmp_path / "cat" / f"copy{i}.png")
+    shutil.copyfile(tmp_path / "dog" / "0.png", tmp_path / "cat" / "not_a_cat.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits = data.load(seed=0)
+    said = [str(w.message) for w in caught if issubclass(w.category, InputWarning)]
+    report = splits.report
+    held = {split: {os.fsdecode(p) for p in ids} for split, ids in splits.ids.items()}
+    for split in ("validation", "test"):
+        pairs = report.get(f"{split}_copies_of_training_images", [])
+        assert all(a in held[split] and b in held["train"] and Path(a).read_bytes() == Path(b).read_bytes() for a, b in pairs)
+        assert bool(pairs) == any(f"of the {split} split's" in line for line in said)
+    listed = [set(pair) for key in ("validation_copies_of_training_images", "test_copies_of_training_images",
+                                    "training_images_in_two_classes") for pair in report.get(key, [])]  # fmt: skip
+    def said_of(a: str, b: str, classes: int) -> bool:  # copies of one class: one trained on, one held out
+        trained = (str(tmp_path / a) in held["train"]) + (str(tmp_path / b) in held["train"])
+        return trained == 1 or (classes == 2 and trained == 2)
+
+    copies = [(f"cat/{i}.png", f"cat/copy{i}.png", 1) for i in range(10)] + [("dog/0.png", "cat/not_a_cat.png", 2)]
+    expected = [{str(tmp_path / a), str(tmp_path / b)} for a, b, classes in copies if said_of(a, b, classes)]
+    assert expected and sorted(map(sorted, listed)) == sorted(map(sorted, expected))
 
 
 def test_a_class_too_small_for_the_splits_made_from_it_is_refused_or_said(tmp_path):

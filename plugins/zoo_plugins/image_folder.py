@@ -300,13 +300,74 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
             data = written_cache(data, f"{prefix}_{split}_{cache_key(paths, labels, config)}", len(paths))
         return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
+    report = {"images": {split: len(found[split][0]) for split in found}, "skipped": skipped, **copies_across_splits(found)}
     return zoo.Splits(
         train=pipeline("train"),
         validation=pipeline("validation"),
         test=pipeline("test"),
-        report={"images": {split: len(found[split][0]) for split in found}, "skipped": skipped},
+        report=report,
         ids={split: [os.fsdecode(path) for path in paths] for split, (paths, _) in found.items()},  # a file is itself under every seed
     )
+
+
+COPIES_RECORDED = 100  # pairs of copies data.json names, per kind
+
+
+def copies_across_splits(found) -> dict:
+    """Images that are byte-for-byte copies of others where it misleads, said and recorded
+    (``data.json``): a validation or test image that is a training image (a photo saved in
+    two folders, a scraped set with repeats) is scored as unseen, and the test metrics are
+    higher than the model's on new pictures; one picture in two class folders is taught
+    under both labels. Both had passed unsaid."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest(path: bytes) -> bytes | None:
+        content = hashlib.blake2b()
+        try:
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(2**20), b""):
+                    content.update(block)
+        except OSError:  # gone since it was checked: the run's reading says so
+            return None
+        return content.digest()
+
+    with ThreadPoolExecutor() as pool:
+        digests = {split: list(pool.map(digest, paths)) for split, (paths, _) in found.items()}
+    trained: dict[bytes, tuple[bytes, int]] = {}
+    twice = []  # one picture, two labels, in training
+    for path, label, key in zip(*found["train"], digests["train"]):
+        if key is None:
+            continue
+        first = trained.setdefault(key, (path, int(label)))
+        if first[1] != int(label):
+            twice.append((first[0], path))
+    report = {}
+    for split in ("validation", "test"):
+        copies = [(path, trained[key][0]) for path, key in zip(found[split][0], digests[split]) if key in trained]
+        if copies:
+            report[f"{split}_copies_of_training_images"] = [[os.fsdecode(a), os.fsdecode(b)] for a, b in copies[:COPIES_RECORDED]]
+            held, example = len(found[split][0]), copies[0]
+            warnings.warn(
+                InputWarning(
+                    f"{len(copies):,} of the {split} split's {held:,} images "
+                    f"{'are copies of training images' if len(copies) > 1 else 'is a copy of a training image'} (byte for byte; "
+                    f"{printable(os.fsdecode(example[0]))} is {printable(os.fsdecode(example[1]))}): its metrics score them "
+                    f"as unseen, above what new pictures would get; remove the copies (data.json lists them)"
+                ),
+                stacklevel=1,
+            )
+    if twice:
+        report["training_images_in_two_classes"] = [[os.fsdecode(a), os.fsdecode(b)] for a, b in twice[:COPIES_RECORDED]]
+        warnings.warn(
+            InputWarning(
+                f"{len(twice):,} training image{'s are' if len(twice) > 1 else ' is'} also in another class's folder (byte for "
+                f"byte; {printable(os.fsdecode(twice[0][0]))} and {printable(os.fsdecode(twice[0][1]))}): the model is taught "
+                "both labels for one picture; keep each in its class (data.json lists them)"
+            ),
+            stacklevel=1,
+        )
+    return report
 
 
 def written_cache(data, filename: str, count: int):
