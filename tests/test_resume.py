@@ -809,3 +809,16 @@ def test_a_file_unreadable_on_a_failing_disk_names_the_fix_and_so_does_tensorflo
         with input_failures_in_one_line(tmp_path):
             raise ReadFileError("{{function_node __wrapped__IteratorGetNext}} /data/cat/1.png; Stale file handle [[{{node ReadFile}}]]")
     assert (raised.value.errno, raised.value.filename) == (errno.ESTALE, "/data/cat/1.png")
+
+
+def test_what_an_older_datasets_report_did_not_say_is_not_taken_for_changed_data(tmp_path, recwarn):
+    """A run begun before the image folder listed copies of training images: continued, its
+    data.json lacks the key the report now has. Data is changed where a key it had differs."""
+    from zoo.errors import InputWarning
+    from zoo.run import warn_of_changed_data
+
+    before = {"images": {"train": 10, "test": 2}, "skipped": []}
+    warn_of_changed_data(before, {**before, "test_copies_of_training_images": [["/d/a/1.png", "/d/a/2.png"]]}, tmp_path)
+    assert not [w for w in recwarn if issubclass(w.category, InputWarning)]
+    with pytest.warns(InputWarning, match=r"the data is not what this run read when it started \(images: .* then, .* now\)"):
+        warn_of_changed_data(before, {**before, "images": {"train": 11, "test": 2}}, tmp_path)

@@ -1313,7 +1313,8 @@ def warn_of_changed_data(before: dict, now: dict, run_dir: Path, finished: bool 
     import json
 
     now = json.loads(json.dumps(now))  # as data.json holds it (tuples as lists)
-    changed = [key for key in dict.fromkeys([*before, *now]) if before.get(key) != now.get(key)]
+    # What the report then lacks, an older plugin did not say (copies of training images): no change.
+    changed = [key for key in before if before.get(key) != now.get(key)]
     if before and changed:
         shown = "; ".join(f"{key}: {shorten(str(before.get(key)), 60)} then, {shorten(str(now.get(key)), 60)} now" for key in changed[:2])
         what, goes_on, wanted = (
