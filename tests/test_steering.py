@@ -139,6 +139,27 @@ def test_adafactor_keeps_weights_whose_gradients_are_zero_finite():
     assert not np.allclose(weights[3], 0.0)  # the output layer's bias learned
 
 
+def test_settings_of_a_feature_that_is_off_are_said_to_have_no_effect(tmp_path):
+    """``trainer.plateau.patience=2`` with the constant schedule, ``pruning.frequency``
+    without a sparsity: passed over unsaid, as if the run used them."""
+    from zoo.config import PlateauConfig, PruningConfig, TrainerConfig
+    from zoo.optimization import settings_without_effect
+
+    assert settings_without_effect(TrainerConfig()) == []
+    assert settings_without_effect(TrainerConfig(lr_schedule="plateau", plateau=PlateauConfig(patience=2))) == []
+    assert settings_without_effect(TrainerConfig(plateau=PlateauConfig(patience=2), pruning=PruningConfig(frequency=10))) == [
+        "trainer.plateau.patience=2 has no effect without trainer.lr_schedule=plateau",
+        "trainer.pruning.frequency=10 has no effect without trainer.pruning.sparsity above 0",
+    ]
+    assert settings_without_effect(TrainerConfig(decay_rate=0.1, lr_schedule="cosine")) == [
+        "trainer.decay_rate=0.1 has no effect without trainer.lr_schedule=exponential or step"
+    ]
+    result = run_zoo("train", "model=mlp_classifier", "dataset=breast_cancer", "trainer.epochs=1", "trainer.early_stopping.monitor=val_accuracy",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "zoo: warning: trainer.early_stopping.monitor=val_accuracy has no effect without trainer.early_stopping.patience above 0" in result.stderr
+
+
 def test_label_smoothing_matches_its_formula():
     from zoo.hookspecs import CLASSIFICATION, DataSpec
     from zoo.optimization import loss_function

@@ -79,6 +79,40 @@ def warm_up_past_the_end(trainer, steps_per_epoch: int) -> Optional[str]:
     )
 
 
+def settings_without_effect(trainer) -> list[str]:
+    """``trainer.*`` settings given other values than their defaults where what they steer is
+    off (``plateau.patience`` with a constant schedule, ``pruning.frequency`` without a
+    sparsity): they had been passed over unsaid, as if the run used them."""
+    import dataclasses
+
+    from zoo.config import TrainerConfig
+
+    default = TrainerConfig()
+    steered = [  # (settings, on, what turns it on)
+        (["decay_rate", "decay_epochs"], trainer.lr_schedule in ("exponential", "step"), "trainer.lr_schedule=exponential or step"),
+        (["min_learning_rate"], trainer.lr_schedule == "cosine", "trainer.lr_schedule=cosine"),
+        ([f"plateau.{f.name}" for f in dataclasses.fields(trainer.plateau)], trainer.lr_schedule == "plateau", "trainer.lr_schedule=plateau"),
+        ([f"early_stopping.{f.name}" for f in dataclasses.fields(trainer.early_stopping) if f.name != "patience"],
+         trainer.early_stopping.patience > 0, "trainer.early_stopping.patience above 0"),
+        ([f"pruning.{f.name}" for f in dataclasses.fields(trainer.pruning) if f.name != "sparsity"],
+         trainer.pruning.sparsity > 0, "trainer.pruning.sparsity above 0"),
+        ([f"distillation.{f.name}" for f in dataclasses.fields(trainer.distillation) if f.name != "teacher"],
+         bool(trainer.distillation.teacher), "a trainer.distillation.teacher"),
+    ]  # fmt: skip
+
+    def value(config, key: str):
+        for part in key.split("."):
+            config = getattr(config, part)
+        return config
+
+    unused = []
+    for keys, on, switch in steered:
+        changed = [f"trainer.{key}={value(trainer, key)}" for key in keys if not on and value(trainer, key) != value(default, key)]
+        if changed:
+            unused.append(f"{', '.join(changed)} {'have' if len(changed) > 1 else 'has'} no effect without {switch}")
+    return unused
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class Schedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up over ``warmup_steps``, then ``kind``: ``cosine`` down to

@@ -726,6 +726,8 @@ def _train(tf, keras, plan: RunPlan, placement, run_dir: Path, resolved: dict, f
     warm_up = optimization.warm_up_past_the_end(trainer, steps)
     if warm_up and chief and finished is None:
         warnings.warn(InputWarning(warm_up), stacklevel=1)
+    for unused in optimization.settings_without_effect(trainer) if chief and finished is None and plan.cv.fold is None else ():
+        warnings.warn(InputWarning(unused), stacklevel=1)
     for key, path in run_references(plan).items() if chief and finished is None and plan.cv.fold is None else ():
         # A warm start's or a teacher's data: did it hold this run's test examples? Not when split alike.
         reference = finished_run_plan(Path(path))
