@@ -232,10 +232,11 @@ def test_thousands_of_generated_samples_draw_a_bounded_grid_of_the_first_few_hun
 
 def test_a_comparisons_legend_tells_keys_ending_alike_apart_and_leaves_out_absent_ones():
     """Runs of two models on two datasets were labelled "name=cnn_classifier, filters=64, ...,
-    name=digits, hidden_units=None": two `name`s, and the other model's options as None."""
+    name=digits, hidden_units=None": two `name`s, and the other model's options as None (in
+    the table too, as a setting given null is)."""
     from pathlib import Path
 
-    from zoo.compare import RunRecord, differing_keys, label
+    from zoo.compare import RunRecord, comparison_table, differing_keys, label
 
     runs = [
         RunRecord(Path("a"), {"model.name": "cnn_classifier", "model.filters": 64, "dataset.name": "digits", "seed": 0}, {"loss": 1.0}),
@@ -246,6 +247,9 @@ def test_a_comparisons_legend_tells_keys_ending_alike_apart_and_leaves_out_absen
         "model.name=cnn_classifier, filters=64, dataset.name=digits",
         "model.name=mlp_classifier, dataset.name=cancer, units=[8]",
     ]
+    header, rows = comparison_table(runs)
+    assert [row[header.index("model.filters")] for row in rows] == ["64", ""]
+    assert [row[header.index("model.units")] for row in rows] == ["", "[8]"]
 
 
 def test_a_test_split_of_one_class_draws_a_roc_without_curves_rather_than_failing():

@@ -170,8 +170,9 @@ def differing_keys(runs: Sequence[RunRecord]) -> list[str]:
 
 def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> tuple[list[str], list[list[str]]]:
     """Header and rows: the run, its status where a search pruned some, each differing
-    config value, then each test metric (blank where a run did not report it;
-    ``unfinished`` for a run that did not end)."""
+    config value (blank where a run has no such setting: another model's option), then each
+    test metric (blank where a run did not report it; ``unfinished`` for a run that did not
+    end)."""
     keys = differing_keys(runs)
     metric_names = test_metric_names(runs)
     # A search's pruned trials end early but finish (their metrics are of the epochs they had);
@@ -182,7 +183,7 @@ def comparison_table(runs: Sequence[RunRecord], root: Optional[Path] = None) -> 
     for run in runs:
         # Named below the folder given (a sweep's, a team's); a run given itself by its own path ("." had named it).
         name = str(run.path.relative_to(root)) if root and run.path.is_relative_to(root) and run.path != root else str(run.path)
-        values = [_cell(run.config.get(k)) for k in keys]
+        values = [_cell(run.config[k]) if k in run.config else "" for k in keys]
         scores = [metric_text(run.metrics[m]) if m in run.metrics else "" for m in metric_names]
         if not run.finished:
             scores = ["unfinished"] + [""] * (len(metric_names) - 1) if metric_names else []
