@@ -57,6 +57,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
+class TerminalFormatter(logging.Formatter):
+    """A run's log records that reach the terminal (warnings and worse) as the zoo's own
+    lines say them, "zoo: warning: ..." on stderr: they had been "[2026-12-07 17:09:05,519]
+    [zoo.optimization][WARNING] - ..." on stdout, beside the zoo's other warnings on stderr.
+    ``train.log`` keeps the full format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text += f" ({one_line(record.exc_info[1])})"
+        return f"zoo: {record.levelname.lower()}: " + "\n".join(visible(line) for line in text.splitlines())
+
+
 TERMINAL_ERRORS = "zoo-terminal"
 
 
