@@ -380,7 +380,10 @@ def test_an_attempt_that_kept_no_training_takes_the_fix_its_error_names_in_the_s
     assert not (run_dir / "checkpoints").exists() and (run_dir / "config.yaml").is_file()
     fixed = run_zoo("train", *args, "trainer.learning_rate=0.001", cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
-    assert "its earlier attempt saved no training (no checkpoint), so it starts anew with trainer.learning_rate=0.001 (was 1000000000.0)" in fixed.stderr
+    # A logged warning, said as the zoo's others are (it had been "[date][zoo.run][WARNING] - ..." on stdout).
+    assert ("zoo: warning: " + run_dir.name) not in fixed.stdout
+    assert ("zoo: warning: " + str(run_dir) + ": its earlier attempt saved no training (no checkpoint), so it starts anew with "
+            "trainer.learning_rate=0.001 (was 1000000000.0)") in fixed.stderr.splitlines(), fixed.stderr[-2000:]  # fmt: skip
     assert "learning_rate: 0.001" in (run_dir / "config.yaml").read_text() and (run_dir / "metrics.json").is_file()
     # Once an epoch is kept, other settings are another run's, as before.
     (run_dir / "metrics.json").unlink()
