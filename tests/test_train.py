@@ -861,6 +861,19 @@ def test_a_training_split_without_a_class_is_said(tmp_path):
     assert "zoo: warning: the training split (1131 examples) holds no example of class '9': the model cannot learn it" in result.stderr
 
 
+def test_logged_warnings_reach_the_terminal_as_the_zoos_lines_naming_a_librarys_or_plugins_logger():
+    import logging
+
+    from zoo.cli import TerminalFormatter
+
+    def shown(logger: str, message: str) -> str:
+        return TerminalFormatter().format(logging.LogRecord(logger, logging.WARNING, "f.py", 1, message, None, None))
+
+    assert shown("zoo.optimization", "init_from: these layers start untrained") == "zoo: warning: init_from: these layers start untrained"
+    assert shown("zoo_tabular.data", "rows dropped") == "zoo: warning: zoo_tabular.data: rows dropped"
+    assert shown("zoo.run", "a \x1b]0;title\x07 name") == "zoo: warning: a \\x1b]0;title\\x07 name"  # escapes shown, not sent
+
+
 def test_tables_stay_aligned_with_wide_and_combining_characters(capsys):
     """A terminal gives 猫 two columns and a combining accent none: padded by characters,
     the columns after a class name of Chinese characters stood out of line."""

@@ -67,6 +67,8 @@ class TerminalFormatter(logging.Formatter):
         text = record.getMessage()
         if record.exc_info:
             text += f" ({one_line(record.exc_info[1])})"
+        if record.name.split(".")[0] not in ("zoo", "zoo_plugins", "root"):  # a library's or a plugin's: named
+            text = f"{record.name}: {text}"
         return f"zoo: {record.levelname.lower()}: " + "\n".join(visible(line) for line in text.splitlines())
 
 
