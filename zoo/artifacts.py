@@ -133,9 +133,10 @@ def storage_fix(number: int | None) -> str:
     return STORAGE_FIXES.get(number, "free space")
 
 
-def storage_failure(exc: OSError, where: str) -> str:
-    """``exc``, one of STORAGE_FIXES, on ``where`` (a file, or what it may have been)."""
-    reason = out_of_room(exc.strerror, Path(exc.filename).parent if exc.filename else ".")
+def storage_failure(exc: OSError, where: str, folder: Path | str = ".") -> str:
+    """``exc``, one of STORAGE_FIXES, on ``where`` (a file, or what it may have been, in
+    ``folder`` where the error names no file)."""
+    reason = out_of_room(exc.strerror, Path(exc.filename).parent if exc.filename else folder)
     return f"could not write {where} ({reason})" if exc.errno in WRITES_ONLY else f"{where}: {reason}"
 
 

@@ -1370,7 +1370,7 @@ def train_task(cfg) -> Any:
             fail_run(run_dir, f"could not open {where}: {Checkpoints(run_dir).resumable(too_many_files(exc))}")
         if exc.errno not in STORAGE_FIXES:
             fail_run(run_dir, os_error_line(exc))
-        fail_run(run_dir, f"{storage_failure(exc, where)}; {Checkpoints(run_dir).resumable(storage_fix(exc.errno))}")
+        fail_run(run_dir, f"{storage_failure(exc, where, run_dir)}; {Checkpoints(run_dir).resumable(storage_fix(exc.errno))}")
     except Interrupted as exc:
         fail_run(run_dir, f"{exc}; to continue: {continue_command(run_dir)}", code=128 + exc.signal_number)
     except KeyboardInterrupt as exc:  # outside the training loop, which saves a checkpoint and says so itself

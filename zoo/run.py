@@ -1556,7 +1556,8 @@ def warn_of_absent_classes(targets, names, split: str = "test") -> None:
         return
     which = f"class{'es' if len(absent) > 1 else ''} {shorten(', '.join(map(repr, absent)), 80)}"
     if split == "training":
-        effect = f"the model cannot learn {'them' if len(absent) > 1 else 'it'}, nor ever predict {'them' if len(absent) > 1 else 'it'}; give examples of {which}"
+        them = "them" if len(absent) > 1 else "it"
+        effect = f"the model cannot learn {them}, nor ever predict {them}; give examples of {which}"
     else:
         effect = (f"{'their' if len(absent) > 1 else 'its'} recall and F1 are undefined (counted as 0, or left out of an average), "
                   "and so is AUC with one class left (NaN); give more examples, or a larger dataset.test_fraction")  # fmt: skip
