@@ -610,7 +610,7 @@ def test_a_long_pass_over_the_images_says_how_far_it_has_got(tmp_path, monkeypat
     clock = iter(range(0, 10**6, 7))
     monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     names = image_folder.class_names(image_folder.ImageFolderConfig(**overrides))
-    paths, _, skipped = image_folder.list_images(Path(overrides["path"]), names)
+    paths, _, skipped, _ = image_folder.list_images(Path(overrides["path"]), names)
     lines = capsys.readouterr().err.splitlines()
     total = len(paths) + len(skipped)  # every file is checked
     assert total > 20 and 1 <= len(lines) <= total * 7 // 60 + 1, lines

@@ -209,8 +209,30 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[bytes], list[int], list[str]]:
-    """Good image paths under each class folder, their labels, and the skipped files with reasons."""
+def content_digest(path: Path | bytes) -> bytes | None:
+    """A digest of the file's bytes (copies of one picture have one), or None where it is gone."""
+    import hashlib
+
+    content = hashlib.blake2b()
+    try:
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(2**20), b""):
+                content.update(block)
+    except OSError:  # gone since it was checked: the run's reading says so
+        return None
+    return content.digest()
+
+
+def checked_image(path: Path) -> tuple[str | None, bytes | None]:
+    """Why ``path`` cannot be used as an image (or None), and its digest where it can: read
+    while the check has just read it, not in a pass of its own over every file again."""
+    problem = check_image(path)
+    return problem, None if problem else content_digest(path)
+
+
+def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[bytes], list[int], list[str], list[bytes | None]]:
+    """Good image paths under each class folder, their labels, the skipped files with reasons,
+    and the good files' digests."""
     from concurrent.futures import ThreadPoolExecutor
 
     candidates = [
@@ -220,18 +242,19 @@ def list_images(root: Path, names: tuple[str, ...]) -> tuple[list[bytes], list[i
         for path in user_files(root / name)
     ]
     with ThreadPoolExecutor() as pool, Progress(f"checking that the images of {printable(root)} decode", len(candidates)) as progress:
-        problems = []
-        for problem in pool.map(check_image, (path for path, _ in candidates)):  # Pillow releases the GIL while decoding
-            problems.append(problem)
+        results = []
+        for result in pool.map(checked_image, (path for path, _ in candidates)):  # Pillow releases the GIL while decoding
+            results.append(result)
             progress.advance()
-    paths, labels, skipped = [], [], []
-    for (path, label), problem in zip(candidates, problems):
+    paths, labels, skipped, digests = [], [], [], []
+    for (path, label), (problem, digest) in zip(candidates, results):
         if problem:
             skipped.append(printable(f"{path}: {problem}"))
         else:
             paths.append(os.fsencode(path))  # bytes: a name that is not UTF-8 is still a file TensorFlow can read
             labels.append(label)
-    return paths, labels, skipped
+            digests.append(digest)
+    return paths, labels, skipped, digests
 
 
 def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
@@ -242,9 +265,10 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
 
     names = class_names(config)
     roots = split_roots(config)
-    found, skipped = {}, []
+    found, skipped, contents = {}, [], {}
     for split, root in roots.items():
-        paths, labels, bad = list_images(root, names)
+        paths, labels, bad, digests = list_images(root, names)
+        contents.update(zip(paths, digests))
         if not paths:
             raise zoo.ZooError(f"{root} has no readable images in its class folders; add .jpg or .png files")
         empty = [name for label, name in enumerate(names) if label not in labels]
@@ -300,7 +324,7 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
             data = written_cache(data, f"{prefix}_{split}_{cache_key(paths, labels, config)}", len(paths))
         return data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
 
-    report = {"images": {split: len(found[split][0]) for split in found}, "skipped": skipped, **copies_across_splits(found)}
+    report = {"images": {split: len(found[split][0]) for split in found}, "skipped": skipped, **copies_across_splits(found, contents)}
     return zoo.Splits(
         train=pipeline("train"),
         validation=pipeline("validation"),
@@ -313,27 +337,13 @@ def load_image_folder(config: ImageFolderConfig, seed: int) -> zoo.Splits:
 COPIES_RECORDED = 100  # pairs of copies data.json names, per kind
 
 
-def copies_across_splits(found) -> dict:
+def copies_across_splits(found, contents: dict[bytes, bytes | None]) -> dict:
     """Images that are byte-for-byte copies of others where it misleads, said and recorded
     (``data.json``): a validation or test image that is a training image (a photo saved in
     two folders, a scraped set with repeats) is scored as unseen, and the test metrics are
     higher than the model's on new pictures; one picture in two class folders is taught
-    under both labels. Both had passed unsaid."""
-    import hashlib
-    from concurrent.futures import ThreadPoolExecutor
-
-    def digest(path: bytes) -> bytes | None:
-        content = hashlib.blake2b()
-        try:
-            with open(path, "rb") as file:
-                for block in iter(lambda: file.read(2**20), b""):
-                    content.update(block)
-        except OSError:  # gone since it was checked: the run's reading says so
-            return None
-        return content.digest()
-
-    with ThreadPoolExecutor() as pool:
-        digests = {split: list(pool.map(digest, paths)) for split, (paths, _) in found.items()}
+    under both labels. Both had passed unsaid. ``contents``: each path's digest."""
+    digests = {split: [contents[path] for path in paths] for split, (paths, _) in found.items()}
     trained: dict[bytes, tuple[bytes, int]] = {}
     twice = []  # one picture, two labels, in training
     for path, label, key in zip(*found["train"], digests["train"]):
