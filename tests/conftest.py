@@ -30,6 +30,7 @@ def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         env=full_env,
         capture_output=True,
         text=True,
+        errors="surrogateescape",  # file names that are not UTF-8 come back as Python keeps them
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )

@@ -138,7 +138,7 @@ def test_export_never_writes_over_what_the_zoo_did_not_write(default_run, tmp_pa
         result = run_zoo("export", str(run_dir), "--format", fmt, "--output", str(mine), *extra)
         assert result.returncode == 2
         [line] = error_lines(result.stderr)
-        assert f"{mine} exists" in line and "not written by the zoo" in line
+        assert f"{mine} exists" in line and "an export the zoo can tell as its own" in line
     assert (mine / "notes.txt").read_text() == "my notes" if fmt == "saved_model" else mine.read_text() == "my file"
 
 
@@ -162,7 +162,7 @@ def test_a_folder_made_while_exporting_is_neither_written_over_nor_deleted(defau
     _, stderr = exporting.communicate(timeout=120)
     assert exporting.returncode == 2
     [line] = error_lines(stderr)
-    assert f"{output} exists" in line and "not written by the zoo" in line
+    assert f"{output} exists" in line and "an export the zoo can tell as its own" in line
     assert [p.name for p in output.iterdir()] == ["notes.txt"] and (output / "notes.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["served"], "nothing of the export is left beside it"
 
@@ -274,6 +274,21 @@ def test_a_run_that_cannot_be_written_exports_elsewhere_and_says_where_it_cannot
         ]
         assert "HEAVY=\n" in result.stderr, "refused before TensorFlow was imported"
         assert (run_dir / folder).read_text() == "in the way"
+
+
+@pytest.mark.slow
+def test_export_into_a_folder_whose_name_is_not_utf8(default_run, tmp_path):
+    """A folder named on a Latin-1 machine (Python keeps its bytes as lone surrogates):
+    TensorFlow's SavedModel writer and TFLite's converter encode paths as UTF-8, and both
+    formats failed on "UnicodeEncodeError: ... surrogates not allowed"."""
+    run_dir, _ = default_run
+    folder = tmp_path / "caf\udce9"  # b"caf\xe9", café in Latin-1
+    for fmt, name in [("saved_model", "served\udcff"), ("tflite", "model\udcff.tflite")]:
+        result = run_zoo("export", str(run_dir), "--format", fmt, "--output", str(folder / name))
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (folder / "served\udcff" / "saved_model.pb").is_file()
+    assert (folder / "model\udcff.tflite").read_bytes()[4:8] == b"TFL3"
+    assert sorted(p.name for p in folder.iterdir()) == ["model\udcff.tflite", "served\udcff"], "no staging folder left"
 
 
 @pytest.mark.slow

@@ -579,6 +579,21 @@ def test_an_image_cache_named_by_a_url_is_refused_before_anything_is_made(url, t
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 
 
+@pytest.mark.parametrize("prefix", ["caf\udce9/images", "~/images"])
+def test_an_image_cache_whose_name_is_not_utf8_is_refused_before_anything_is_made(prefix, tmp_path, monkeypatch):
+    """TensorFlow's cache (and the reader its files are checked with) encode names as UTF-8: a
+    prefix in a folder named on a Latin-1 machine failed the run on "tensorflow failed:
+    ValueError: Error converting unicode string while converting Python sequence to Tensor"."""
+    from zoo.config import compose, plan_run
+
+    overrides = image_folder.write_example_folder(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "caf\udce9"))  # ~ expanded: the name TensorFlow is given
+    with pytest.raises(zoo.ZooError, match=r"^dataset.cache=\S*: TensorFlow takes only file names in UTF-8 text; give a prefix"):
+        plan_run(compose(["dataset=image_folder", f"dataset.path={overrides['path']}", f"dataset.cache='{prefix}'"]))
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
 @pytest.mark.parametrize("layout", ["one split", "train and validation"])
 def test_one_class_name_in_two_unicode_spellings_is_refused_showing_the_difference(layout, tmp_path):
     """"café" as é, and as e and a combining accent (as macOS writes names): two classes whose

@@ -10,6 +10,7 @@ the test split) and recorded in ``RUN_DIR/export/report.json``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import gzip
@@ -21,7 +22,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from zoo import artifacts
 from zoo.errors import InputWarning, ZooError
@@ -61,11 +62,14 @@ def check_output(output: Path, run_dir: Path, force: bool) -> None:
     ours = (output / MARKER).is_file() if output.is_dir() and not output.is_symlink() else (
         output.parent.resolve() == (run_dir / "export").resolve() and output.is_file() and not output.is_symlink()
     )  # fmt: skip
+    # A file exported elsewhere by the zoo (a deploy folder's model.tflite) is not told from
+    # the user's own: nothing in a TFLite or Keras file says which program wrote it.
+    own = "an export the zoo can tell as its own: a folder it marked, or a file in the run's export/"
     if not force:
-        hint = "or --force to replace the zoo's earlier export" if ours else "it was not written by the zoo"
+        hint = "or --force to replace the zoo's earlier export" if ours else f"--force replaces only {own}"
         raise ZooError(f"{output} exists; choose another --output ({hint})")
     if not ours:
-        raise ZooError(f"{output} exists and was not written by the zoo, so it is left as it is; choose another --output")
+        raise ZooError(f"{output} exists and is not {own}, so it is left as it is; choose another --output")
     if artifacts.sticky_and_not_ours(output):  # found after the export, as "Operation not permitted"
         raise ZooError(f"{output} is another user's, in a folder where only its owner may replace it (sticky, as /tmp); choose another --output")
     written = exported_files(output) if output.is_dir() else None
@@ -182,7 +186,8 @@ def export_and_measure(
         # Both formats start from a SavedModel (converting from the Keras model would
         # export one anyway, noisily).
         try:
-            export_saved_model(model, inputs, plan.spec, staging / "saved_model")
+            with name_tensorflow_takes(staging) as staged:
+                export_saved_model(model, inputs, plan.spec, f"{staged}/saved_model")
         except tf.errors.OpError as exc:  # TensorFlow's writer failing: a full disk, a file-size limit
             reason = artifacts.out_of_room(write_failure(exc), output.parent)
             raise ZooError(f"could not write the SavedModel beside {output} ({reason}); nothing was exported") from None
@@ -191,8 +196,8 @@ def export_and_measure(
             (staging / "saved_model" / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
             _replace_folder(staging / "saved_model", output, run_dir, force)
             return record_export(run_dir, output, report, model)
-        with native_output_logged("TFLite's converter"):
-            flat_buffer = convert_to_tflite(tf, staging / "saved_model", quantize, examples, plan.model.name)
+        with native_output_logged("TFLite's converter"), name_tensorflow_takes(staging) as staged:
+            flat_buffer = convert_to_tflite(tf, f"{staged}/saved_model", quantize, examples, plan.model.name)
         artifacts.write_atomic(output, lambda tmp: tmp.write_bytes(flat_buffer))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -213,7 +218,26 @@ def served_model(model, plan) -> tuple[Any, dict[str, Any]]:
     return model, expected_inputs(plan)
 
 
-def export_saved_model(model, inputs: dict[str, Any], spec, folder: Path) -> None:
+@contextlib.contextmanager
+def name_tensorflow_takes(folder: Path) -> Iterator[str]:
+    """``folder`` by a name TensorFlow's writers and readers take: they encode paths as UTF-8,
+    and a folder whose name is not (a Latin-1 machine's, an old archive's: Python keeps the
+    bytes as lone surrogates) failed the export on "UnicodeEncodeError: ... surrogates not
+    allowed". Such a folder is named by its open descriptor instead; only Linux and the BSDs
+    allow such names, and Linux's /proc gives every descriptor one."""
+    try:
+        str(folder).encode("utf-8")
+    except UnicodeEncodeError:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            yield f"/proc/self/fd/{descriptor}"
+        finally:
+            os.close(descriptor)
+    else:
+        yield str(folder)
+
+
+def export_saved_model(model, inputs: dict[str, Any], spec, folder: str) -> None:
     """``model`` as a TensorFlow SavedModel in ``folder``, its ``serve`` signature the model's
     call on a batch of ``inputs`` (their shape). The signature is given: Keras infers one only
     for a functional model or a subclassed one it has seen called, and a VAE or GAN rebuilt by
@@ -224,7 +248,7 @@ def export_saved_model(model, inputs: dict[str, Any], spec, folder: Path) -> Non
 
     integers = spec.task == SEQUENCE and not inputs.get("latent")
     signature = [tf.TensorSpec((None, *inputs["shape"]), tf.int32 if integers else tf.float32, name="inputs")]
-    model.export(str(folder), format="tf_saved_model", verbose=False, input_signature=signature)
+    model.export(folder, format="tf_saved_model", verbose=False, input_signature=signature)
 
 
 def write_failure(exc: Exception) -> str:
@@ -233,8 +257,8 @@ def write_failure(exc: Exception) -> str:
     return next((reason for reason in artifacts.WRITE_FAILURES if reason in text), " ".join(text.split())[:200])
 
 
-def convert_to_tflite(tf, saved_model: Path, quantize: Optional[str], examples, model_name: str) -> bytes:
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+def convert_to_tflite(tf, saved_model: str, quantize: Optional[str], examples, model_name: str) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":

@@ -67,6 +67,10 @@ class ImageFolderConfig:
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if "://" in self.cache:  # TensorFlow would read and write it through its network file systems
             raise ValueError(f"cache={self.cache} is a URL; the cache is files on this machine: give a path prefix, memory or off")
+        expanded = os.path.expanduser(self.cache)
+        if self.cache not in ("memory", "off") and printable(expanded) != expanded:
+            # TensorFlow's cache, and its reader the zoo checks the files with, encode names as UTF-8
+            raise ValueError(f"cache={printable(self.cache)}: TensorFlow takes only file names in UTF-8 text; give a prefix named in UTF-8")
         # The longest name a split's cache has: PREFIX_validation_<16 hex>_0.data-00000-of-00001.tempstate<up to 20 digits>
         longest = len(os.path.basename(self.cache).encode("utf-8", "surrogateescape")) + len("_validation_") + 16 + 52
         if self.cache not in ("memory", "off") and longest > 255:  # "... .lock: File name too long"
