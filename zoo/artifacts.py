@@ -1016,6 +1016,15 @@ def roc_curve(positive, score):
     return fpr, tpr
 
 
+def area_under(fpr, tpr) -> float:
+    """The area under a ROC curve, by trapezoids (``np.trapezoid`` is NumPy 2's, and the zoo
+    takes NumPy 1.26: with it, every classifier's run had failed at its very end)."""
+    import numpy as np
+
+    fpr, tpr = np.asarray(fpr, dtype=np.float64), np.asarray(tpr, dtype=np.float64)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
 # A class's name in a legend and under a tick: longer ones are cut (with an ellipsis), not
 # left to push the plot off its figure.
 LEGEND_CHARACTERS = 40
@@ -1069,7 +1078,7 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     if len(curves) > ROC_LEGEND_CLASSES:  # a legend of 200 classes ran off the figure: the worst few are named
         legend_title = f"the {ROC_WORST_NAMED} lowest of {len(curves)} classes (grey)"
         classes = drawn[:class_curves]
-        aucs = [np.trapezoid(tpr, fpr) for _, fpr, tpr, _ in classes]
+        aucs = [area_under(fpr, tpr) for _, fpr, tpr, _ in classes]
         worst = set(np.argsort(aucs, kind="stable")[:ROC_WORST_NAMED].tolist())
         drawn = [
             (label if i in worst else None, fpr, tpr, style if i in worst else {"color": "0.8", "linewidth": 0.6})
@@ -1078,7 +1087,7 @@ def roc_figure(y_true, y_prob, class_names: Sequence[str], title: str):
     fig = Figure(figsize=(6, 5.5) if binary else (8.4, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for label, fpr, tpr, style in drawn:
-        named = f"{shorten(label, LEGEND_CHARACTERS)} (AUC {np.trapezoid(tpr, fpr):.3f})" if label is not None else "_nolegend_"
+        named = f"{shorten(label, LEGEND_CHARACTERS)} (AUC {area_under(fpr, tpr):.3f})" if label is not None else "_nolegend_"
         ax.plot(fpr, tpr, label=named, **style)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
