@@ -912,7 +912,8 @@ def drawn_as_written(draw: Callable) -> Callable:
             fonts_log.setLevel(level)
         missing = set()
         for warning in caught:
-            glyph = re.match(r"Glyph (\d+) .*missing from font", str(warning.message))
+            # "missing from font(s) DejaVu Sans." (Matplotlib 3.8 and later), "missing from current font." before
+            glyph = re.match(r"Glyph (\d+) .*missing from (font|current font)", str(warning.message))
             if glyph:
                 missing.add(chr(int(glyph.group(1))))
             else:
