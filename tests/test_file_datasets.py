@@ -380,6 +380,21 @@ def test_a_skipped_files_name_reaches_the_terminal_and_train_log_escaped(tmp_pat
     assert "\x1b" not in log and not any(line.startswith(forged) for line in log.splitlines())
 
 
+def test_an_image_folder_trains_under_a_temporary_folder_whose_name_is_not_utf8(tmp_path):
+    """AutoGraph writes the code it generates into TMPDIR and hands each file's name to C++ as
+    UTF-8: under a TMPDIR named on a Latin-1 machine every image-folder run failed in its
+    pipeline's first map ("Unable to cast Python instance of type <class 'str'> to C++ type")."""
+    for name, value in (("a", 30), ("b", 220)):
+        write_pngs(tmp_path / "data" / name, 6, value)
+    temporary = tmp_path / "tmp\udcff"
+    temporary.mkdir()
+    result = run_zoo("train", "dataset=image_folder", f"dataset.path={tmp_path / 'data'}", "dataset.image_size=[8,8]",
+                     "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env={"TMPDIR": str(temporary)},
+                     timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
 def test_class_names_beyond_ascii_under_an_ascii_locale_name_the_locale_not_the_names(tmp_path):
     """Under LC_ALL=C with Python's UTF-8 mode off, Python reads every file name as ASCII:
     folders 猫 and 犬 had been refused as "not UTF-8 text; rename it"."""

@@ -71,6 +71,7 @@ def import_tensorflow():
         refuse_what_tensorflow_cannot_start()
         refuse_a_keras_json_keras_refuses()
         refuse_libraries_older_than_the_zoo_needs()
+        temporary_folder_tensorflow_takes()
     if "matplotlib" not in sys.modules:  # Keras imports it
         artifacts.refuse_a_matplotlibrc_that_waits()
     quiet = os.environ.get("ZOO_TF_LOGS", "") != "1" and "tensorflow" not in sys.modules
@@ -106,6 +107,23 @@ def import_tensorflow():
             log.info("keras.json's %s=%r set aside: the zoo runs with %r", name, getattr(keras.config, name)(), value)
             getattr(keras.config, f"set_{name}")(value)
     return tf
+
+
+def temporary_folder_tensorflow_takes() -> None:
+    """Python's temporary folder (``TMPDIR``) by a name TensorFlow takes. AutoGraph writes
+    the code it generates there and hands each file's name to C++ as UTF-8: under a TMPDIR
+    whose name is not UTF-8 (Python keeps its bytes as lone surrogates), every image-folder
+    run and every TFLite export failed on "Unable to cast Python instance of type <class
+    'str'> to C++ type". The same folder is named by a descriptor held open for the process
+    (Linux's /proc; only Linux and the BSDs allow such names)."""
+    import tempfile
+
+    folder = tempfile.gettempdir()
+    try:
+        folder.encode("utf-8")
+    except UnicodeEncodeError:
+        with contextlib.suppress(OSError):  # Python found it writable a moment ago
+            tempfile.tempdir = f"/proc/self/fd/{os.open(folder, os.O_RDONLY | os.O_DIRECTORY)}"
 
 
 def refuse_libraries_older_than_the_zoo_needs() -> None:
