@@ -773,6 +773,34 @@ def test_the_listing_cache_never_shows_a_stale_plugin_set(tmp_path):
     assert run_zoo("list", "model", env={**env, "ZOO_PLUGIN_CACHE": "0"}).returncode == 0
 
 
+
+def test_a_plugin_in_a_zip_on_the_path_is_listed_anew_when_the_zip_is_replaced(tmp_path):
+    """A wheel or zip put on ``PYTHONPATH`` as it is (zipimport: Spark's ``--py-files``, a
+    serverless layer) has files with no stamp of their own: the cache took the plugin as
+    never changing, and showed the old build's items after the archive was replaced."""
+    import shutil
+
+    project = make_distribution(tmp_path, "zoo-counted", COUNTED)
+    site, archive = tmp_path / "site", tmp_path / "counted.zip"
+    env = env_with(archive, ZOO_CACHE_DIR=str(tmp_path / "cache"))
+
+    def build(models: str) -> None:
+        (project / "zoo_counted" / "models.py").write_text(f"MODELS = {models}\n")
+        shutil.rmtree(site, ignore_errors=True)
+        install(project, site)
+        shutil.make_archive(str(archive.with_suffix("")), "zip", site)
+
+    def models() -> tuple[set[str], bool]:
+        result = run_zoo("list", "model", "counted*", env=env)
+        assert result.returncode == 0 and "broken" not in result.stdout, result.stdout + result.stderr
+        return {line.split()[1] for line in result.stdout.splitlines()[1:] if line.strip()}, "zoo_counted imported" in result.stderr
+
+    build("['counted_a']")
+    assert models() == ({"counted_a"}, True)
+    assert models() == ({"counted_a"}, False)  # the cache is used for it
+    build("['counted_a', 'counted_b']")  # the same distribution and version, rebuilt
+    assert models() == ({"counted_a", "counted_b"}, True)
+
 REFERENCING = '''
 from dataclasses import dataclass, field
 from pathlib import Path

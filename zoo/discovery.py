@@ -609,8 +609,14 @@ def _installed_entry_points() -> list[list]:
 
 
 def _stamp(path: str) -> Optional[list[int]]:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return [status.st_mtime_ns, status.st_size]
+    """When ``path`` last changed; for a file inside a zip archive on ``sys.path`` (a wheel or
+    zip put there as it is), the archive's: its members have no stamp of their own."""
+    for candidate in (path, *Path(path).parents):
+        try:
+            status = os.stat(candidate)
+        except NotADirectoryError:  # a file in the way: an archive, read by zipimport
+            continue
+        except OSError:
+            return None
+        return [status.st_mtime_ns, status.st_size]
+    return None
