@@ -9,7 +9,7 @@ import pytest
 
 from zoo import hookspecs
 
-from conftest import REPO, entries
+from conftest import REPO, entries, run_zoo
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 HOOKS = [name for name, _ in hookspecs.KINDS.values()]
@@ -82,6 +82,11 @@ def test_the_plugin_guides_excerpts_are_the_examples_code():
 def readme_train_commands() -> list[str]:
     """Every `zoo train ...` in the README's shell blocks, as written (comments dropped,
     chains split at &&)."""
+    return readme_commands("zoo train")
+
+
+def readme_commands(start: str) -> list[str]:
+    """Every command in the README's shell blocks that begins with ``start``, as written."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", README, re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():  # continuation lines joined
@@ -89,7 +94,7 @@ def readme_train_commands() -> list[str]:
             for part in line.split("&&"):
                 part = part.strip()
                 # <placeholders> are for the reader; demo_* is the plugin guide's scaffold, not installed here
-                if part.startswith("zoo train") and "<" not in part and "demo_" not in part:
+                if part.startswith(start) and "<" not in part and "demo_" not in part:
                     commands.append(part)
     return commands
 
@@ -130,3 +135,14 @@ def test_every_readme_train_command_composes_as_written(command):
         except ZooError as exc:
             assert any(reason in str(exc) for reason in MISSING_HERE), f"{command}: {exc}"
     assert len(readme_train_commands()) >= 30
+
+
+@pytest.mark.parametrize("command", readme_commands("zoo info") + readme_commands("zoo list"))
+def test_every_readme_info_and_list_command_runs_as_written(command):
+    """These name nothing of the reader's, so each must work here as printed: the quick
+    start's `zoo info cnn_classifier dataset=breast_cancer` had failed (a CNN takes images)."""
+    import shlex
+
+    result = run_zoo(*shlex.split(command)[1:])
+    assert result.returncode == 0 and result.stdout.strip(), f"{command}: {result.stderr[-1000:]}"
+    assert "warning" not in result.stderr, f"{command}: {result.stderr[-1000:]}"
