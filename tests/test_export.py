@@ -88,12 +88,33 @@ def test_export_serves_the_models_predictions(default_run, tmp_path, fmt, quanti
         "it takes inputs of shape (8, 8, 1) as dataset 'digits' prepares them from raw data (zoo predict does): "
         "raw inputs give other predictions"
     )
+    if fmt == "keras":  # Keras' own classes only: plain load_model needs nothing imported
+        assert report["load_needs"] == [] and len(result.stdout.splitlines()) == 2
     if fmt == "tflite":  # the command's own check, against this test's
         assert report["agreement"] == pytest.approx(agreement, abs=0.01) and report["test_examples"] == len(x_test)
     assert not (tmp_path / "report.json").exists()
     files = [output] if output.is_file() else [p for p in output.rglob("*") if p.is_file()]
     assert all(stat.S_IMODE(p.stat().st_mode) & stat.S_IRGRP for p in files), "exports are readable like normal files"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_a_keras_export_holding_the_zoos_own_classes_says_what_loading_it_needs(tmp_path):
+    """The cat CNN's file holds its augmentation layer: given to someone who had not imported
+    zoo_plugins, plain keras.saving.load_model failed on "Could not locate class
+    'RandomAffine'". The command and the report name the import it takes."""
+    run_dir, output = tmp_path / "cats", tmp_path / "cats.keras"
+    trained = run_zoo("train", "model=cnn_cat_classifier", "dataset=synthetic_cats", "dataset.image_size=48",
+                      "dataset.num_images=60", "trainer.epochs=1", f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    result = run_zoo("export", str(run_dir), "--format", "keras", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "needs `import zoo_plugins.augmentation` first" in result.stdout.splitlines()[1]
+    assert json.loads((run_dir / "export" / "report.json").read_text())[str(output)]["load_needs"] == ["zoo_plugins.augmentation"]
+    load = f"import keras; keras.saving.load_model({str(output)!r})"
+    plain = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=300)
+    assert plain.returncode != 0 and "Could not locate class 'RandomAffine'" in plain.stderr  # why the line is there
+    told = subprocess.run([sys.executable, "-c", f"import zoo_plugins.augmentation; {load}"], capture_output=True, text=True, timeout=300)
+    assert told.returncode == 0, told.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

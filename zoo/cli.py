@@ -1084,6 +1084,12 @@ def export_command(args: argparse.Namespace) -> None:
         facts.append(f"outputs within {report['max_abs_difference']:.3g} of the Keras model's on {report['test_examples']} {checked_on}")
     recorded = f"; recorded in {report['recorded_in']}" if "recorded_in" in report else ""
     print(f"exported {args.format}{kind} to {path} ({', '.join(facts)}{recorded})")
+    if report.get("load_needs"):
+        imports = "; ".join(f"import {module}" for module in report["load_needs"])
+        print(
+            f"loading it with keras.saving.load_model needs `{imports}` first (the file holds classes "
+            "defined there); a SavedModel or TFLite export needs nothing of the zoo's"
+        )
     if inputs.get("latent"):
         print(f"it serves the generator: {inputs['shape'][0]} {inputs['latent']} numbers in, an image out (zoo generate draws them)")
     elif inputs["prepared_by"]:

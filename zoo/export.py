@@ -176,6 +176,7 @@ def export_and_measure(
 
     if fmt == "keras":
         artifacts.write_atomic(output, lambda tmp: model.save(tmp))
+        report["load_needs"] = modules_a_keras_file_names(output)
         return record_export(run_dir, output, report, model)
 
     try:
@@ -204,6 +205,31 @@ def export_and_measure(
     with native_output_logged("TFLite's interpreter"):  # its notice about the CPU delegate
         report.update(tflite_agreement(tf, plan, model, flat_buffer, examples))
     return record_export(run_dir, output, report, model)
+
+
+def modules_a_keras_file_names(path: Path) -> list[str]:
+    """The modules outside Keras whose classes the ``.keras`` file at ``path`` names (the cat
+    CNN's augmentation layer, the VAE's model class, a plugin's own layers): plain
+    ``keras.saving.load_model`` finds those classes only once their modules are imported, and
+    had failed on "Could not locate class 'RandomAffine'" for a user given the file."""
+    import zipfile
+
+    modules: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            module = node.get("module")
+            if isinstance(module, str) and "class_name" in node and module.split(".")[0] != "keras":
+                modules.add(module)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    with zipfile.ZipFile(path) as archive:
+        visit(json.loads(archive.read("config.json")))
+    return sorted(modules)
 
 
 def served_model(model, plan) -> tuple[Any, dict[str, Any]]:
