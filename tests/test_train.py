@@ -1056,3 +1056,25 @@ def test_a_thread_pool_no_machine_can_start_is_refused_not_waited_on(tmp_path):
                      r"and TensorFlow starts about 5,000,\d+ here \(.*TF_NUM_INTEROP_THREADS=5000000\); unset or lower "
                      r"TF_NUM_INTEROP_THREADS$", line), line  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("term,redrawn", [("xterm-256color", True), ("dumb", False)])
+def test_progress_is_redrawn_in_place_only_on_a_terminal_that_can(term, redrawn, monkeypatch):
+    """Emacs' shell and compile buffers are terminals that say ``TERM=dumb``: a training bar's
+    carriage returns and erase escapes showed there as ``^[[K`` between copies of the bar.
+    There, as in a file, a line per epoch (and a status line more, not one rewritten)."""
+    from zoo.run import progress_mode
+    from zoo.tables import Progress
+
+    monkeypatch.setenv("TERM", term)
+    controller, terminal = os.openpty()
+    try:
+        with open(terminal, "w") as stream, open(os.devnull, "w") as file:
+            monkeypatch.setattr(sys, "stdout", stream)
+            monkeypatch.setattr(sys, "stderr", stream)
+            assert progress_mode("auto") == ("bar" if redrawn else "epoch")
+            assert Progress("checking images", 10).terminal is redrawn
+            monkeypatch.setattr(sys, "stdout", file)
+            assert progress_mode("auto") == "epoch"
+    finally:
+        os.close(controller)

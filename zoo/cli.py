@@ -879,10 +879,10 @@ def show_config_section(section: str, as_json: bool) -> None:
 
 
 def check_command(args: argparse.Namespace) -> None:
-    from zoo.tables import clear_status, show_status
+    from zoo.tables import clear_status, redrawn_in_place, show_status
     from zoo.testing import FAIL, run_checks
 
-    terminal = sys.stderr.isatty()
+    terminal = redrawn_in_place(sys.stderr)
 
     def progress(done: int, total: int, what: str) -> None:
         show_status(f"zoo check: [{done + 1}/{total}] {what}", terminal)

@@ -1653,9 +1653,12 @@ def loss_for(plan: RunPlan, model=None) -> Any:
 
 
 def progress_mode(progress: str) -> str:
-    """``auto``: a bar on a terminal, a line per epoch where the output goes to a file or pipe."""
+    """``auto``: a bar on a terminal, a line per epoch where the output goes to a file or pipe
+    (or to a terminal that cannot redraw a line)."""
     if progress == "auto":
-        return "bar" if sys.stdout.isatty() else "epoch"
+        from zoo.tables import redrawn_in_place
+
+        return "bar" if redrawn_in_place(sys.stdout) else "epoch"
     return progress
 
 

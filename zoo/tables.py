@@ -85,6 +85,15 @@ def shorten(text: str, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
+def redrawn_in_place(stream) -> bool:
+    """Whether ``stream`` is a terminal that can rewrite a line (a carriage return, then erase
+    to its end): not a file or pipe, nor a terminal that says it is ``TERM=dumb`` (Emacs'
+    shell and compile buffers), where the escapes showed as ``^[[K`` between copies of a bar."""
+    import os
+
+    return stream.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
 def show_status(line: str, terminal: bool) -> None:
     """A status line on stderr: on a terminal, rewritten in place; elsewhere (a log) one more line."""
     import sys
@@ -113,7 +122,7 @@ class Progress:
         self.what, self.total, self.done = what, total, 0
         self.clock = time.monotonic
         self.started, self.said = self.clock(), 0.0
-        self.terminal = sys.stderr.isatty()
+        self.terminal = redrawn_in_place(sys.stderr)
         self.quiet_s, self.every_s = quiet_s, 1.0 if self.terminal else 60.0
 
     def advance(self, count: int = 1) -> None:
