@@ -1078,3 +1078,23 @@ def test_progress_is_redrawn_in_place_only_on_a_terminal_that_can(term, redrawn,
             assert progress_mode("auto") == "epoch"
     finally:
         os.close(controller)
+
+
+@pytest.mark.parametrize("traceback", ["", "1"])
+def test_an_error_in_a_finalizer_is_logged_not_printed_as_a_traceback(traceback):
+    """Keras 3.15.0's ZipFile after a failed checkpoint write, and TensorFlow 2.16's process
+    pool after a lost peer, raised in their finalizers: Python printed "Exception ignored in"
+    and a traceback under the zoo's one line. ZOO_TRACEBACK=1 still shows it."""
+    script = (
+        "import sys, zoo.cli\n"
+        "class Closing:\n"
+        "    def __del__(self):\n"
+        "        raise ValueError('seek of closed file')\n"
+        "zoo.cli.main(['list', 'model'])\n"
+        "Closing()\n"
+    )
+    env = {**os.environ, "ZOO_TRACEBACK": traceback}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and "cnn_classifier" in result.stdout, result.stderr[-2000:]
+    shown = "Exception ignored in" in result.stderr and "ValueError: seek of closed file" in result.stderr
+    assert shown == bool(traceback), result.stderr[-2000:]

@@ -57,6 +57,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         _default_showwarning(message, category, filename, lineno, file, line)
 
 
+def _log_unraisable(unraisable) -> None:
+    """An exception raised where Python cannot pass it on (a finalizer): a library's ZipFile
+    or process pool cleaned up after a failed write or a lost peer. Python prints "Exception
+    ignored in ..." and a traceback, after the zoo's own one line (seen with Keras 3.15.0
+    and TensorFlow 2.16); it goes to the run's log instead, and ZOO_TRACEBACK=1 prints it."""
+    try:
+        logging.getLogger("zoo").info("ignored in %r: %s", unraisable.object, one_line(unraisable.exc_value))
+    except Exception:  # at interpreter exit, logging may be gone: nothing to say it with
+        pass
+
+
 class TerminalFormatter(logging.Formatter):
     """A run's log records that reach the terminal (warnings and worse) as the zoo's own
     lines say them, "zoo: warning: ..." on stderr: they had been "[2026-12-07 17:09:05,519]
@@ -187,6 +198,8 @@ class ReaderlessStream:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv_given, argv = argv, list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    if not traceback_requested():
+        sys.unraisablehook = _log_unraisable
     # Started with stdout or stderr closed (`zoo train >&-`, a detached service): Python makes
     # them None. What would go there is dropped (open() takes the free descriptor, so C
     # code's prints too); the run and its files are what count.
