@@ -289,6 +289,25 @@ def test_workers_started_at_different_times_meet_before_tensorflow_does():
             probe.bind(("", int(address.rsplit(":", 1)[1])))
 
 
+
+def test_a_connection_the_meeting_took_from_tensorflow_is_shut_when_the_worker_goes_on():
+    """A peer that met everyone first goes on to TensorFlow, whose first connection can reach
+    this worker's meeting port before it closes. Left to a thread that never runs again once
+    TensorFlow holds the interpreter, it stayed open unanswered: both workers' TensorFlows
+    waited for ever (TensorFlow 2.16, two workers started together on a busy machine). It is
+    shut as the meeting ends, so TensorFlow connects again, to its own server."""
+    import time
+
+    from zoo import rendezvous
+
+    port = free_ports(1)[0]
+    listener = rendezvous._Listener(f"127.0.0.1:{port}", "worker 0", {"worker 1"}, {})
+    with socket.create_connection(("127.0.0.1", port)) as tensorflows:  # says nothing, like gRPC waiting to
+        with listener:
+            time.sleep(1.0)  # the listener takes it (it looks every 0.2 s) and starts answering
+        tensorflows.settimeout(rendezvous.HANDSHAKE_S / 2)  # before the exchange's own bound
+        assert tensorflows.recv(1) == b""
+
 def test_workers_started_with_other_settings_are_refused_by_both_naming_what_differs():
     import threading
 

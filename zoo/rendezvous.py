@@ -235,6 +235,8 @@ class _Listener(threading.Thread):
         self.heard: set[str] = set()
         self.disagreeing: dict[str, dict] = {}  # peers that came with other settings: theirs
         self.stopping = threading.Event()
+        self.answered: set[socket.socket] = set()  # connections being answered now
+        self.answered_lock = threading.Lock()
         port = int(address.rsplit(":", 1)[1])
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -254,6 +256,17 @@ class _Listener(threading.Thread):
         self.stopping.set()
         self.join()
         self.socket.close()  # before TensorFlow binds the port
+        # A peer that met everyone first has gone on to TensorFlow, whose connections this
+        # port may have taken since. Answered by a thread, one would stay open unanswered once
+        # TensorFlow holds the interpreter here (the thread never runs again), and both
+        # TensorFlows waited for ever (seen with TensorFlow 2.16 under load). Shut, TensorFlow
+        # connects again, to its own server.
+        with self.answered_lock:
+            for connection in self.answered:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:  # closed already
+                    pass
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -264,6 +277,8 @@ class _Listener(threading.Thread):
             if not self.answering.acquire(blocking=False):
                 connection.close()
                 continue
+            with self.answered_lock:
+                self.answered.add(connection)
             threading.Thread(target=self._answer, args=(connection,), daemon=True, name="zoo-rendezvous-answer").start()
 
     def _answer(self, connection: socket.socket) -> None:
@@ -287,6 +302,8 @@ class _Listener(threading.Thread):
         except OSError:
             pass
         finally:
+            with self.answered_lock:
+                self.answered.discard(connection)
             self.answering.release()
 
 
