@@ -289,7 +289,6 @@ def test_workers_started_at_different_times_meet_before_tensorflow_does():
             probe.bind(("", int(address.rsplit(":", 1)[1])))
 
 
-
 def test_a_connection_the_meeting_took_from_tensorflow_is_shut_when_the_worker_goes_on():
     """A peer that met everyone first goes on to TensorFlow, whose first connection can reach
     this worker's meeting port before it closes. Left to a thread that never runs again once
@@ -302,11 +301,12 @@ def test_a_connection_the_meeting_took_from_tensorflow_is_shut_when_the_worker_g
 
     port = free_ports(1)[0]
     listener = rendezvous._Listener(f"127.0.0.1:{port}", "worker 0", {"worker 1"}, {})
-    with socket.create_connection(("127.0.0.1", port)) as tensorflows:  # says nothing, like gRPC waiting to
+    with socket.create_connection(("127.0.0.1", port)) as tensorflows:  # a peer TensorFlow's connection, saying nothing yet
         with listener:
             time.sleep(1.0)  # the listener takes it (it looks every 0.2 s) and starts answering
         tensorflows.settimeout(rendezvous.HANDSHAKE_S / 2)  # before the exchange's own bound
         assert tensorflows.recv(1) == b""
+
 
 def test_workers_started_with_other_settings_are_refused_by_both_naming_what_differs():
     import threading

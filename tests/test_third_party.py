@@ -773,7 +773,6 @@ def test_the_listing_cache_never_shows_a_stale_plugin_set(tmp_path):
     assert run_zoo("list", "model", env={**env, "ZOO_PLUGIN_CACHE": "0"}).returncode == 0
 
 
-
 def test_a_plugin_in_a_zip_on_the_path_is_listed_anew_when_the_zip_is_replaced(tmp_path):
     """A wheel or zip put on ``PYTHONPATH`` as it is (zipimport: Spark's ``--py-files``, a
     serverless layer) has files with no stamp of their own: the cache took the plugin as
@@ -800,6 +799,7 @@ def test_a_plugin_in_a_zip_on_the_path_is_listed_anew_when_the_zip_is_replaced(t
     assert models() == ({"counted_a"}, False)  # the cache is used for it
     build("['counted_a', 'counted_b']")  # the same distribution and version, rebuilt
     assert models() == ({"counted_a", "counted_b"}, True)
+
 
 REFERENCING = '''
 from dataclasses import dataclass, field

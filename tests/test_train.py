@@ -1086,7 +1086,7 @@ def test_an_error_in_a_finalizer_is_logged_not_printed_as_a_traceback(traceback)
     pool after a lost peer, raised in their finalizers: Python printed "Exception ignored in"
     and a traceback under the zoo's one line. ZOO_TRACEBACK=1 still shows it."""
     script = (
-        "import sys, zoo.cli\n"
+        "import zoo.cli\n"
         "class Closing:\n"
         "    def __del__(self):\n"
         "        raise ValueError('seek of closed file')\n"
