@@ -5,8 +5,8 @@ Usage: python .ci/floors.py EXTRA... > floors.txt
 For the project's dependencies and the named extras, each requirement with a ``>=`` bound
 becomes ``name==bound.*`` (the bound's release series: ``tensorflow-cpu>=2.16`` gives
 2.16.1, there being no 2.16.0). uv's ``--resolution lowest-direct`` alone does not get there:
-it takes the newest of each indirect package, and one of those (OpenTelemetry's protobuf 5)
-had pushed TensorFlow to 2.18 unsaid. With these constraints the floors install, or the
+it takes the newest of each indirect package (protobuf 5 among them, which TensorFlow 2.16
+does not take), and TensorFlow had gone to 2.18 unsaid. With these constraints the floors install, or the
 resolver says why they cannot be installed together.
 """
 
