@@ -231,11 +231,10 @@ class _Listener(threading.Thread):
         self.me = me
         self.peers = peers
         self.settings = settings
-        self.answering = threading.BoundedSemaphore(MAX_ANSWERING)
         self.heard: set[str] = set()
         self.disagreeing: dict[str, dict] = {}  # peers that came with other settings: theirs
         self.stopping = threading.Event()
-        self.answered: set[socket.socket] = set()  # connections being answered now
+        self.answered: set[socket.socket] = set()  # connections being answered now, MAX_ANSWERING at most
         self.answered_lock = threading.Lock()
         port = int(address.rsplit(":", 1)[1])
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -274,10 +273,10 @@ class _Listener(threading.Thread):
                 connection, _ = self.socket.accept()
             except (socket.timeout, OSError):
                 continue
-            if not self.answering.acquire(blocking=False):
-                connection.close()
-                continue
             with self.answered_lock:
+                if len(self.answered) >= MAX_ANSWERING:
+                    connection.close()
+                    continue
                 self.answered.add(connection)
             threading.Thread(target=self._answer, args=(connection,), daemon=True, name="zoo-rendezvous-answer").start()
 
@@ -304,7 +303,6 @@ class _Listener(threading.Thread):
         finally:
             with self.answered_lock:
                 self.answered.discard(connection)
-            self.answering.release()
 
 
 def _read_line(lines, limit: int = 200) -> bytes:
